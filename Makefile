@@ -1,0 +1,81 @@
+# lmzip — plain Makefile (see README.md).
+#   make            build build/lmzip
+#   make test       install missing Debian packages, build, run every test
+#   make asan       build and test with AddressSanitizer + UBSan (build-asan/)
+#   make ubsan      build and test with UBSan alone (build-ubsan/)
+#   make fuzz       build the libFuzzer decoder target (clang) in build-fuzz/
+#   make bench      run bench/compare (other compressors side by side)
+#   make demo       build, then compress and decompress samples/ with the default model
+
+CC      ?= cc
+BUILD   ?= build
+OPT     ?= -O2
+WERROR  ?=
+SAN     ?=
+WARN    = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wvla -Wcast-align \
+          -Wpointer-arith -Wformat=2 -Wundef
+# -ffp-contract=off: no fused multiply-add behind our back; never -ffast-math
+CFLAGS  ?= $(OPT) -g
+ALL_CFLAGS = -std=c11 $(CFLAGS) -ffp-contract=off -fno-fast-math $(WARN) $(WERROR) $(SAN) \
+             -Iinclude -Isrc -MMD -MP
+LDLIBS  = -lxxhash -lpthread -lm
+
+LIB_SRC   = $(wildcard src/common/*.c src/codec/*.c src/predict/*.c)
+LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC  = $(wildcard tests/unit/*.c)
+TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
+
+all: $(BUILD)/lmzip $(BUILD)/unit_tests $(BUILD)/fuzz_replay $(BUILD)/bench_rc
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(BUILD)/liblmzip.a: $(LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/lmzip: $(BUILD)/programs/lmzip.o $(BUILD)/liblmzip.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/unit_tests: $(TEST_OBJ) $(BUILD)/liblmzip.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/fuzz_replay: $(BUILD)/tests/fuzz/fuzz_decompress.o $(BUILD)/tests/fuzz/replay_main.o $(BUILD)/liblmzip.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench_rc: $(BUILD)/bench/bench_rc.o $(BUILD)/liblmzip.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+deps:
+	@sh scripts/deps.sh
+
+test: deps
+	$(MAKE) all
+	sh tests/run.sh $(BUILD)
+
+asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" all
+	LMZ_TEST_QUICK=1 sh tests/run.sh build-asan
+
+ubsan:
+	$(MAKE) BUILD=build-ubsan SAN="-fsanitize=undefined -fno-sanitize-recover=all" all
+	LMZ_TEST_QUICK=1 sh tests/run.sh build-ubsan
+
+fuzz:
+	@mkdir -p build-fuzz
+	clang -std=c11 -O1 -g -ffp-contract=off -DLMZ_NO_MULTIVERSION -fsanitize=fuzzer,address,undefined \
+	  -Iinclude -Isrc -o build-fuzz/fuzz_decompress tests/fuzz/fuzz_decompress.c $(LIB_SRC) $(LDLIBS)
+	@echo "run: build-fuzz/fuzz_decompress -max_len=4096 tests/fuzz/corpus"
+
+bench: all
+	sh bench/compare
+
+demo: all
+	sh scripts/demo.sh $(BUILD)
+
+clean:
+	rm -rf build build-asan build-ubsan build-fuzz
+
+.PHONY: all deps test asan ubsan fuzz bench demo clean
+-include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

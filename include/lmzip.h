@@ -1,0 +1,149 @@
+/*
+ * lmzip.h — the public API of the lmzip library, and nothing else public.
+ *
+ * lmzip is a lossless compressor whose predictor is a model (a language model
+ * in later versions; today the byte-level context-mixing model "none")
+ * driving a range coder. Its .lmz format is described in docs/FORMAT.md and
+ * at the top of src/codec/format.h.
+ *
+ * Conventions (zstd style):
+ *  - functions return an lmz_error code; LMZ_OK (0) is success, and
+ *    lmz_error_name() names every code;
+ *  - the library never aborts on bad input and never writes outside the
+ *    buffers it is given, whatever the input bytes are;
+ *  - streams are read and written through caller callbacks (lmz_io), so the
+ *    library does no file I/O of its own.
+ */
+#ifndef LMZIP_H
+#define LMZIP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LMZ_VERSION_MAJOR 0
+#define LMZ_VERSION_MINOR 1
+#define LMZ_VERSION_PATCH 0
+#define LMZ_VERSION_STRING "0.1.0"
+
+/* ---- errors (values are pinned: they never change meaning) -------------- */
+typedef enum {
+    LMZ_OK = 0,
+    LMZ_ERROR_GENERIC = 1,
+    LMZ_ERROR_READ = 2,          /* the read callback failed */
+    LMZ_ERROR_WRITE = 3,         /* the write callback failed (disk full...) */
+    LMZ_ERROR_NOMEM = 4,
+    LMZ_ERROR_BAD_MAGIC = 5,     /* not an .lmz stream */
+    LMZ_ERROR_VERSION = 6,       /* format version this build does not know */
+    LMZ_ERROR_HEADER = 7,        /* stream header damaged */
+    LMZ_ERROR_TRUNCATED = 8,     /* input ends inside a stream */
+    LMZ_ERROR_CORRUPT = 9,       /* frame damaged (sizes, coder state) */
+    LMZ_ERROR_CHECKSUM = 10,     /* decoded bytes differ from the original */
+    LMZ_ERROR_SIZE = 11,         /* a size field out of range */
+    LMZ_ERROR_PROFILE = 12,      /* arithmetic profile not supported */
+    LMZ_ERROR_MODEL = 13,        /* the model the stream needs is missing */
+    LMZ_ERROR_PARAM = 14,        /* invalid parameter from the caller */
+    LMZ_ERROR_SETTING = 15,      /* the stream uses a setting this build lacks */
+    LMZ_ERROR_THREAD = 16,       /* a thread could not be started */
+    LMZ_ERROR_DST_SIZE = 17,     /* destination buffer too small */
+    LMZ_ERROR_EMPTY = 18,        /* no data at all where a stream was expected */
+    LMZ_ERROR_COUNT_
+} lmz_error;
+
+/* @return a static, human-readable name for any code (unknown codes too). */
+const char *lmz_error_name(int code);
+
+/* ---- parameters --------------------------------------------------------- */
+#define LMZ_SIZE_UNKNOWN UINT64_MAX
+#define LMZ_FRAME_SIZE_MIN (1u << 10)
+#define LMZ_FRAME_SIZE_MAX (1u << 30)
+#define LMZ_FRAME_SIZE_DEFAULT (4u << 20)
+
+typedef struct {
+    uint32_t frame_size;   /* bytes of input per independent frame */
+    unsigned threads;      /* worker threads; 0 = one per online core */
+    unsigned table_bits;   /* byte model: log2 of its 64-byte context slots
+                              (12..24); memory per thread ~ 64 << table_bits */
+    const char *model;     /* "none" (the only model of this version) */
+    uint64_t size_hint;    /* total input size if known, else LMZ_SIZE_UNKNOWN;
+                              recorded in the header for `lmzip -l` */
+} lmz_params;
+
+/* Fill p with the defaults (4 MiB frames, 1 thread, table_bits 22, "none"). */
+void lmz_params_default(lmz_params *p);
+
+/* ---- I/O callbacks ------------------------------------------------------ */
+typedef struct {
+    void *opaque;
+    /* Read up to n bytes into buf. @return bytes read (0 = end), -1 = error. */
+    long (*read)(void *opaque, void *buf, size_t n);
+    /* Write all n bytes. @return 0, or -1 on error. */
+    int (*write)(void *opaque, const void *buf, size_t n);
+    /* Optional (may be NULL): called after each frame with running totals of
+     * bytes consumed from read and bytes produced by write. */
+    void (*progress)(void *opaque, uint64_t in_bytes, uint64_t out_bytes);
+} lmz_io;
+
+/* Compress everything read from io into one .lmz stream written to io.
+ * @return LMZ_OK or an error code; on error the output is incomplete. */
+int lmz_compress_stream(const lmz_params *p, const lmz_io *io);
+
+/* Decompress one or more concatenated .lmz streams. Each frame is checked
+ * against its XXH64 before it is written, so damaged data is never written
+ * (frames before the damage are). threads: 0 = one per core. */
+int lmz_decompress_stream(unsigned threads, const lmz_io *io);
+
+/* ---- listing without decoding ------------------------------------------- */
+typedef struct {
+    unsigned stream_index;    /* 0 for the first of concatenated streams */
+    unsigned format_version;
+    char profile[64];         /* arithmetic profile id */
+    char model[64];           /* model name */
+    uint8_t model_hash[32];   /* model identity (zeros for "none") */
+    uint32_t frame_size;
+    unsigned table_bits;
+    uint64_t size_hint;       /* as recorded, or LMZ_SIZE_UNKNOWN */
+} lmz_stream_info;
+
+typedef struct {
+    unsigned stream_index;
+    uint64_t frame_index;
+    unsigned method;          /* 0 stored, 1 byte model */
+    uint64_t orig_size, comp_size;   /* comp_size includes the frame header */
+    uint64_t checksum;        /* XXH64 of the original bytes */
+} lmz_frame_info;
+
+typedef struct {
+    void (*on_stream)(void *opaque, const lmz_stream_info *s);
+    void (*on_frame)(void *opaque, const lmz_frame_info *f);
+    /* after a stream's end record: totals of that stream */
+    void (*on_end)(void *opaque, unsigned stream_index, uint64_t frames,
+                   uint64_t orig_size, uint64_t comp_size);
+    void *opaque;
+} lmz_list_callbacks;
+
+/* Walk the streams of io, reporting headers and frame index entries; frame
+ * payloads are skipped, not decoded. */
+int lmz_list_stream(const lmz_io *io, const lmz_list_callbacks *cb);
+
+/* ---- one-shot buffers --------------------------------------------------- */
+
+/* Largest compressed size of n input bytes (stored frames plus headers). */
+size_t lmz_compress_bound(size_t n, uint32_t frame_size);
+
+/* Compress src[0..n) into dst[0..cap). *out_len = bytes written. */
+int lmz_compress_buffer(const lmz_params *p, const void *src, size_t n,
+                        void *dst, size_t cap, size_t *out_len);
+
+/* Decompress src[0..n) into dst[0..cap). Never writes past cap: a frame that
+ * would not fit gives LMZ_ERROR_DST_SIZE before it is decoded. */
+int lmz_decompress_buffer(unsigned threads, const void *src, size_t n,
+                          void *dst, size_t cap, size_t *out_len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,568 @@
+/*
+ * lmzip.c — the command-line program. Argument parsing, files and messages;
+ * all compression is in the library (include/lmzip.h).
+ *
+ * Conventions follow zstd: `lmzip FILE` writes FILE.lmz and keeps FILE,
+ * `-d` decompresses, no file or `-` means stdin to stdout. Output is written
+ * to a temporary file beside the target and renamed only when complete, so
+ * no partial output is ever left behind. Exit status 0 on success, 1 on error.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lmzip.h"
+
+#define SUFFIX ".lmz"
+
+typedef enum { MODE_COMPRESS, MODE_DECOMPRESS, MODE_TEST, MODE_LIST } mode_t_;
+
+typedef struct {
+    mode_t_ mode;
+    int to_stdout, force, remove_input, verbose, quiet;
+    const char *out_path;
+    lmz_params params;
+} options;
+
+static const char *prog = "lmzip";
+
+static void msg(const options *o, const char *fmt, ...)
+{
+    if (o->quiet) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+}
+
+/* One-line error naming the file and the problem. */
+static void fail(const char *name, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: %s: ", prog, name);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: lmzip [OPTION]... [FILE]...\n"
+            "Compress or decompress FILEs with a model-driven range coder (.lmz).\n"
+            "With no FILE, or when FILE is -, read standard input.\n\n"
+            "  -z, --compress        compress (default)\n"
+            "  -d, --decompress      decompress\n"
+            "  -t, --test            test the integrity of compressed files\n"
+            "  -l, --list            list frames, sizes, ratio and bits per byte\n"
+            "  -c, --stdout          write to standard output, keep input files\n"
+            "  -o FILE               write the (single) result to FILE\n"
+            "  -k, --keep            keep input files (default)\n"
+            "      --rm              remove input files after success\n"
+            "  -f, --force           overwrite existing output, write to a terminal\n"
+            "  -T N, --threads=N     worker threads, 0 = all cores (default 1)\n"
+            "  -m MODEL, --model=MODEL  predictor; this version has only 'none'\n"
+            "                        (the built-in byte-level context-mixing model)\n"
+            "  -B SIZE, --frame-size=SIZE  bytes per independent frame, with K/M/G\n"
+            "                        suffixes (default 4M; 1K..1G)\n"
+            "      --table-bits=N    byte model memory: 2^N 64-byte slots (12..24,\n"
+            "                        default 22 = 256 MiB per thread at most)\n"
+            "  -v, --verbose         more messages (-l: every frame)\n"
+            "  -q, --quiet           no messages but errors\n"
+            "  -h, --help            this help\n"
+            "  -V, --version         version\n\n"
+            "Exit status: 0 on success, 1 on any error.\n");
+}
+
+/* ======================================================================== */
+/* I/O callbacks over stdio                                                  */
+/* ======================================================================== */
+
+typedef struct {
+    FILE *in, *out;
+    const options *opt;
+    const char *name;
+    int show_progress;
+    double t0;
+    uint64_t in_size; /* for ETA; 0 if unknown */
+    uint64_t in_done, out_done;
+} io_ctx;
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static long cb_read(void *o, void *buf, size_t n)
+{
+    io_ctx *c = o;
+    size_t k = fread(buf, 1, n, c->in);
+    if (k == 0 && ferror(c->in)) return -1;
+    return (long)k;
+}
+
+static int cb_write(void *o, const void *buf, size_t n)
+{
+    io_ctx *c = o;
+    if (!c->out) return 0; /* -t: decode and discard */
+    return fwrite(buf, 1, n, c->out) == n ? 0 : -1;
+}
+
+static void cb_progress(void *o, uint64_t in, uint64_t out)
+{
+    io_ctx *c = o;
+    c->in_done = in;
+    c->out_done = out;
+    if (!c->show_progress) return;
+    double dt = now_s() - c->t0;
+    int compressing = c->opt->mode == MODE_COMPRESS;
+    uint64_t raw = compressing ? in : out, packed = compressing ? out : in;
+    double rate = dt > 0 ? (double)raw / dt / 1e6 : 0;
+    fprintf(stderr, "\r%s: %.1f MB -> %.1f MB  %.2f MB/s  %.3f bpb", c->name, raw / 1e6,
+            packed / 1e6, rate, raw ? 8.0 * (double)packed / (double)raw : 0.0);
+    if (c->in_size && in < c->in_size && in > 0) {
+        double eta = dt * (double)(c->in_size - in) / (double)in;
+        fprintf(stderr, "  ETA %.0fs", eta);
+    }
+    fprintf(stderr, "   ");
+    fflush(stderr);
+}
+
+/* ======================================================================== */
+/* one file                                                                  */
+/* ======================================================================== */
+
+static int has_suffix(const char *s, const char *suf)
+{
+    size_t n = strlen(s), k = strlen(suf);
+    return n > k && strcmp(s + n - k, suf) == 0;
+}
+
+/* Open a temporary file beside `target`. @return FILE or NULL (errno set). */
+static FILE *open_temp(const char *target, char **tmp_path)
+{
+    size_t n = strlen(target);
+    char *t = malloc(n + 16);
+    if (!t) return NULL;
+    memcpy(t, target, n);
+    memcpy(t + n, ".tmp-XXXXXX", 12);
+    int fd = mkstemp(t);
+    if (fd < 0) {
+        free(t);
+        return NULL;
+    }
+    FILE *f = fdopen(fd, "wb");
+    if (!f) {
+        close(fd);
+        unlink(t);
+        free(t);
+        return NULL;
+    }
+    *tmp_path = t;
+    return f;
+}
+
+/* list-mode callbacks */
+typedef struct {
+    const options *opt;
+    const char *name;
+    uint64_t frames, orig, comp;
+    char model[64];
+} list_ctx;
+
+static void li_stream(void *o, const lmz_stream_info *s)
+{
+    list_ctx *l = o;
+    snprintf(l->model, sizeof l->model, "%s", s->model);
+    if (l->opt->verbose)
+        printf("%s: stream %u: format %u, profile %s, model %s, frame size %u, table bits %u\n",
+               l->name, s->stream_index, s->format_version, s->profile, s->model, s->frame_size,
+               s->table_bits);
+}
+
+static void li_frame(void *o, const lmz_frame_info *f)
+{
+    list_ctx *l = o;
+    if (l->opt->verbose)
+        printf("  frame %4llu  %-7s %12llu -> %12llu  %.4f bpb  xxh64 %016llx\n",
+               (unsigned long long)f->frame_index, f->method ? "model" : "stored",
+               (unsigned long long)f->orig_size, (unsigned long long)f->comp_size,
+               8.0 * (double)f->comp_size / (double)f->orig_size, (unsigned long long)f->checksum);
+}
+
+static void li_end(void *o, unsigned si, uint64_t frames, uint64_t orig, uint64_t comp)
+{
+    list_ctx *l = o;
+    (void)si;
+    l->frames += frames;
+    l->orig += orig;
+    l->comp += comp;
+}
+
+static int process(const options *o, const char *path, int *listed_header)
+{
+    int from_stdin = strcmp(path, "-") == 0;
+    const char *name = from_stdin ? "(stdin)" : path;
+    struct stat st;
+    FILE *in = stdin;
+    int rc = 1;
+
+    if (!from_stdin) {
+        if (stat(path, &st) != 0) {
+            fail(name, "%s", strerror(errno));
+            return 1;
+        }
+        if (S_ISDIR(st.st_mode)) {
+            fail(name, "is a directory");
+            return 1;
+        }
+        in = fopen(path, "rb");
+        if (!in) {
+            fail(name, "cannot open: %s", strerror(errno));
+            return 1;
+        }
+    }
+
+    io_ctx c;
+    memset(&c, 0, sizeof c);
+    c.in = in;
+    c.opt = o;
+    c.name = name;
+    c.t0 = now_s();
+    if (!from_stdin && S_ISREG(st.st_mode)) c.in_size = (uint64_t)st.st_size;
+
+    if (o->mode == MODE_LIST) {
+        list_ctx l;
+        memset(&l, 0, sizeof l);
+        l.opt = o;
+        l.name = name;
+        lmz_io io = {&c, cb_read, NULL, NULL};
+        lmz_list_callbacks cb = {li_stream, li_frame, li_end, &l};
+        int e = lmz_list_stream(&io, &cb);
+        if (e) {
+            fail(name, "%s", lmz_error_name(e));
+        } else {
+            if (!*listed_header) {
+                printf("%8s %14s %14s %8s %8s  %-8s %s\n", "Frames", "Compressed", "Uncompressed",
+                       "Ratio", "bpb", "Model", "Filename");
+                *listed_header = 1;
+            }
+            printf("%8llu %14llu %14llu %8.3f %8.4f  %-8s %s\n", (unsigned long long)l.frames,
+                   (unsigned long long)l.comp, (unsigned long long)l.orig,
+                   l.comp ? (double)l.orig / (double)l.comp : 0.0,
+                   l.orig ? 8.0 * (double)l.comp / (double)l.orig : 0.0, l.model, name);
+            rc = 0;
+        }
+        if (!from_stdin) fclose(in);
+        return rc;
+    }
+
+    /* choose the output */
+    char *out_path = NULL, *tmp_path = NULL;
+    FILE *out = NULL;
+    int use_stdout = o->to_stdout || (from_stdin && !o->out_path);
+    if (o->mode == MODE_TEST) {
+        out = NULL;
+    } else if (use_stdout) {
+        if (o->mode == MODE_COMPRESS && isatty(STDOUT_FILENO) && !o->force) {
+            fail(name, "will not write compressed data to a terminal (use -f to force)");
+            goto done;
+        }
+        out = stdout;
+    } else {
+        if (o->out_path) {
+            out_path = strdup(o->out_path);
+        } else if (o->mode == MODE_COMPRESS) {
+            if (has_suffix(path, SUFFIX)) {
+                fail(name, "already has %s suffix -- unchanged", SUFFIX);
+                goto done;
+            }
+            out_path = malloc(strlen(path) + sizeof SUFFIX);
+            if (out_path) sprintf(out_path, "%s%s", path, SUFFIX);
+        } else {
+            if (!has_suffix(path, SUFFIX)) {
+                fail(name, "unknown suffix (expected %s); use -o or -c", SUFFIX);
+                goto done;
+            }
+            out_path = strdup(path);
+            if (out_path) out_path[strlen(out_path) - strlen(SUFFIX)] = 0;
+        }
+        if (!out_path) {
+            fail(name, "out of memory");
+            goto done;
+        }
+        struct stat ost;
+        if (stat(out_path, &ost) == 0) {
+            if (!from_stdin && ost.st_dev == st.st_dev && ost.st_ino == st.st_ino) {
+                fail(name, "input and output are the same file");
+                goto done;
+            }
+            if (!o->force) {
+                fail(out_path, "already exists (use -f to overwrite)");
+                goto done;
+            }
+            if (S_ISDIR(ost.st_mode)) {
+                fail(out_path, "is a directory");
+                goto done;
+            }
+        }
+        out = open_temp(out_path, &tmp_path);
+        if (!out) {
+            fail(out_path, "cannot create: %s", strerror(errno));
+            goto done;
+        }
+    }
+    c.out = out;
+    c.show_progress = !o->quiet && isatty(STDERR_FILENO);
+
+    lmz_io io = {&c, cb_read, cb_write, cb_progress};
+    int e;
+    if (o->mode == MODE_COMPRESS) {
+        lmz_params p = o->params;
+        p.size_hint = c.in_size ? c.in_size : (from_stdin ? LMZ_SIZE_UNKNOWN : 0);
+        if (!from_stdin && !S_ISREG(st.st_mode)) p.size_hint = LMZ_SIZE_UNKNOWN;
+        e = lmz_compress_stream(&p, &io);
+    } else {
+        e = lmz_decompress_stream(o->params.threads, &io);
+    }
+    if (c.show_progress) fprintf(stderr, "\r%*s\r", 79, "");
+    if (!e && ferror(in)) e = LMZ_ERROR_READ;
+    if (e) {
+        if (e == LMZ_ERROR_READ)
+            fail(name, "read error: %s", strerror(errno));
+        else if (e == LMZ_ERROR_WRITE)
+            fail(out_path ? out_path : "(stdout)", "write error: %s", strerror(errno));
+        else
+            fail(name, "%s", lmz_error_name(e));
+        goto done;
+    }
+    if (out && out != stdout) {
+        if (!from_stdin) fchmod(fileno(out), st.st_mode & 07777);
+        if (fflush(out) != 0 || fsync(fileno(out)) != 0) {
+            fail(out_path, "write error: %s", strerror(errno));
+            goto done;
+        }
+        int ce = fclose(out);
+        out = NULL;
+        if (ce != 0) {
+            fail(out_path, "write error: %s", strerror(errno));
+            goto done;
+        }
+        if (!from_stdin) {
+            struct timespec times[2] = {st.st_atim, st.st_mtim};
+            utimensat(AT_FDCWD, tmp_path, times, 0);
+        }
+        if (rename(tmp_path, out_path) != 0) {
+            fail(out_path, "cannot rename temporary file: %s", strerror(errno));
+            goto done;
+        }
+        free(tmp_path);
+        tmp_path = NULL;
+    } else if (out == stdout) {
+        if (fflush(stdout) != 0) {
+            fail("(stdout)", "write error: %s", strerror(errno));
+            goto done;
+        }
+    }
+    rc = 0;
+
+    uint64_t raw = o->mode == MODE_COMPRESS ? c.in_done : c.out_done;
+    uint64_t packed = o->mode == MODE_COMPRESS ? c.out_done : c.in_done;
+    if (o->mode == MODE_COMPRESS) packed = c.out_done + 0; /* header included by the library */
+    if (o->verbose || (!o->quiet && isatty(STDERR_FILENO) && o->mode != MODE_TEST)) {
+        double dt = now_s() - c.t0;
+        msg(o, "%s: %llu -> %llu bytes, %.4f bpb, %.2f MB/s%s%s\n", name,
+            (unsigned long long)(o->mode == MODE_COMPRESS ? raw : packed),
+            (unsigned long long)(o->mode == MODE_COMPRESS ? packed : raw),
+            raw ? 8.0 * (double)packed / (double)raw : 0.0, dt > 0 ? (double)raw / dt / 1e6 : 0.0,
+            out_path ? ", " : "", out_path ? out_path : "");
+    } else if (o->mode == MODE_TEST && o->verbose) {
+        msg(o, "%s: OK\n", name);
+    }
+    if (o->remove_input && !from_stdin && o->mode != MODE_TEST && out_path) {
+        if (unlink(path) != 0) fail(name, "cannot remove input: %s", strerror(errno));
+    }
+
+done:
+    if (out && out != stdout) fclose(out);
+    if (tmp_path) {
+        unlink(tmp_path);
+        free(tmp_path);
+    }
+    free(out_path);
+    if (!from_stdin) fclose(in);
+    return rc;
+}
+
+/* ======================================================================== */
+/* arguments                                                                 */
+/* ======================================================================== */
+
+static int parse_size(const char *s, uint64_t *v)
+{
+    char *end;
+    errno = 0;
+    unsigned long long x = strtoull(s, &end, 10);
+    if (errno || end == s) return -1;
+    uint64_t mul = 1;
+    if (*end == 'K' || *end == 'k') mul = 1024, end++;
+    else if (*end == 'M' || *end == 'm') mul = 1024 * 1024, end++;
+    else if (*end == 'G' || *end == 'g') mul = 1024 * 1024 * 1024, end++;
+    if (*end == 'i' && mul > 1) end++;
+    if (*end == 'B' && mul > 1) end++;
+    if (*end) return -1;
+    if (x > UINT64_MAX / mul) return -1;
+    *v = x * mul;
+    return 0;
+}
+
+static int parse_uint(const char *s, unsigned max, unsigned *v)
+{
+    char *end;
+    errno = 0;
+    unsigned long x = strtoul(s, &end, 10);
+    if (errno || end == s || *end || x > max || s[0] == '-') return -1;
+    *v = (unsigned)x;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    options o;
+    memset(&o, 0, sizeof o);
+    lmz_params_default(&o.params);
+    const char **files = calloc((size_t)argc + 1, sizeof *files);
+    int nfiles = 0, only_files = 0;
+    if (!files) return 1;
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (only_files || a[0] != '-' || a[1] == 0) {
+            files[nfiles++] = a;
+            continue;
+        }
+        if (a[1] == '-') {
+            const char *val = strchr(a, '=');
+            size_t klen = val ? (size_t)(val - a) : strlen(a);
+#define LONG(name) (klen == strlen(name) && strncmp(a, name, klen) == 0)
+#define VALUE()                                                                   \
+    (val ? val + 1 : (i + 1 < argc ? argv[++i] : (fprintf(stderr, "%s: option %s needs a value\n", prog, a), exit(1), "")))
+            if (a[2] == 0) only_files = 1;
+            else if (LONG("--compress")) o.mode = MODE_COMPRESS;
+            else if (LONG("--decompress") || LONG("--uncompress")) o.mode = MODE_DECOMPRESS;
+            else if (LONG("--test")) o.mode = MODE_TEST;
+            else if (LONG("--list")) o.mode = MODE_LIST;
+            else if (LONG("--stdout")) o.to_stdout = 1;
+            else if (LONG("--keep")) o.remove_input = 0;
+            else if (LONG("--rm")) o.remove_input = 1;
+            else if (LONG("--force")) o.force = 1;
+            else if (LONG("--verbose")) o.verbose++;
+            else if (LONG("--quiet")) o.quiet = 1;
+            else if (LONG("--help")) { usage(stdout); return 0; }
+            else if (LONG("--version")) {
+                printf("lmzip %s (format %d, profile int-v1)\n", LMZ_VERSION_STRING, 1);
+                return 0;
+            } else if (LONG("--threads")) {
+                if (parse_uint(VALUE(), 256, &o.params.threads)) {
+                    fprintf(stderr, "%s: bad thread count (0..256)\n", prog);
+                    return 1;
+                }
+            } else if (LONG("--model")) {
+                o.params.model = VALUE();
+            } else if (LONG("--frame-size")) {
+                uint64_t v;
+                if (parse_size(VALUE(), &v) || v < LMZ_FRAME_SIZE_MIN || v > LMZ_FRAME_SIZE_MAX) {
+                    fprintf(stderr, "%s: bad frame size (1K..1G)\n", prog);
+                    return 1;
+                }
+                o.params.frame_size = (uint32_t)v;
+            } else if (LONG("--table-bits")) {
+                if (parse_uint(VALUE(), 24, &o.params.table_bits) || o.params.table_bits < 12) {
+                    fprintf(stderr, "%s: bad table bits (12..24)\n", prog);
+                    return 1;
+                }
+            } else {
+                fprintf(stderr, "%s: unknown option %s (see --help)\n", prog, a);
+                return 1;
+            }
+#undef LONG
+#undef VALUE
+            continue;
+        }
+        /* bundled short options: -dc, -T2, -T 2, -o out */
+        for (const char *p = a + 1; *p; p++) {
+            const char *val = NULL;
+            if (strchr("ToBm", *p)) {
+                if (p[1]) val = p + 1;
+                else if (i + 1 < argc) val = argv[++i];
+                else {
+                    fprintf(stderr, "%s: option -%c needs a value\n", prog, *p);
+                    return 1;
+                }
+            }
+            switch (*p) {
+            case 'z': o.mode = MODE_COMPRESS; break;
+            case 'd': o.mode = MODE_DECOMPRESS; break;
+            case 't': o.mode = MODE_TEST; break;
+            case 'l': o.mode = MODE_LIST; break;
+            case 'c': o.to_stdout = 1; break;
+            case 'k': o.remove_input = 0; break;
+            case 'f': o.force = 1; break;
+            case 'v': o.verbose++; break;
+            case 'q': o.quiet = 1; break;
+            case 'h': usage(stdout); return 0;
+            case 'V': printf("lmzip %s (format %d, profile int-v1)\n", LMZ_VERSION_STRING, 1); return 0;
+            case 'T':
+                if (parse_uint(val, 256, &o.params.threads)) {
+                    fprintf(stderr, "%s: bad thread count (0..256)\n", prog);
+                    return 1;
+                }
+                break;
+            case 'o': o.out_path = val; break;
+            case 'm': o.params.model = val; break;
+            case 'B': {
+                uint64_t v;
+                if (parse_size(val, &v) || v < LMZ_FRAME_SIZE_MIN || v > LMZ_FRAME_SIZE_MAX) {
+                    fprintf(stderr, "%s: bad frame size (1K..1G)\n", prog);
+                    return 1;
+                }
+                o.params.frame_size = (uint32_t)v;
+                break;
+            }
+            default:
+                fprintf(stderr, "%s: unknown option -%c (see --help)\n", prog, *p);
+                return 1;
+            }
+            if (val) break;
+        }
+    }
+
+    if (strcmp(o.params.model, "none") != 0) {
+        fprintf(stderr, "%s: model '%s' not available: this version has only the built-in "
+                        "byte model 'none'\n", prog, o.params.model);
+        return 1;
+    }
+    if (nfiles == 0) files[nfiles++] = "-";
+    if (o.out_path && nfiles > 1) {
+        fprintf(stderr, "%s: -o takes a single input file\n", prog);
+        return 1;
+    }
+    if (o.to_stdout && o.remove_input) o.remove_input = 0;
+
+    int status = 0, listed = 0;
+    for (int i = 0; i < nfiles; i++) status |= process(&o, files[i], &listed);
+    free(files);
+    return status ? 1 : 0;
+}

@@ -1,0 +1,31 @@
+/*
+ * cdf.h — float probabilities to an integer frequency table for the range
+ * coder.
+ *
+ * lmz_cdf_build turns n probabilities into n integer frequencies that sum to
+ * exactly LMZ_CDF_TOTAL (2^24), each at least 1, so every symbol stays
+ * codable. Deterministic on every IEEE-754 machine: one pass in index order in
+ * double precision (each operation correctly rounded, no contraction), then
+ * the remainder left by rounding down goes to the most probable symbol (the
+ * first one on ties).
+ */
+#ifndef LMZ_CDF_H
+#define LMZ_CDF_H
+
+#include <stdint.h>
+
+#define LMZ_CDF_BITS  24
+#define LMZ_CDF_TOTAL (1u << LMZ_CDF_BITS)
+#define LMZ_CDF_MAX_SYMBOLS (1u << 20) /* 1,048,576: alphabets of any real vocabulary */
+
+/* p[n]: probabilities (any non-negative scale; NaN, infinite or negative
+ * entries count as 0; an all-zero table gives a uniform one).
+ * freq[n]: output frequencies. cum[n+1]: output cumulative table, may be NULL.
+ * @return 0, or -1 when n is 0 or above LMZ_CDF_MAX_SYMBOLS. */
+int lmz_cdf_build(const float *p, uint32_t n, uint32_t *freq, uint32_t *cum);
+
+/* Index of the symbol whose [cum[s], cum[s+1]) holds target (binary search).
+ * cum has n+1 entries, cum[0] = 0, cum[n] = total, target < total. */
+uint32_t lmz_cdf_find(const uint32_t *cum, uint32_t n, uint32_t target);
+
+#endif

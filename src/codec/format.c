@@ -1,0 +1,79 @@
+/* format.c — (de)serialisation of the fixed parts of the .lmz format; the
+ * layout is documented in format.h. */
+#include "format.h"
+
+#include <string.h>
+#include <xxhash.h>
+
+#include "lmzip.h"
+
+const uint8_t lmz_magic[LMZ_MAGIC_LEN] = {0x89, 'L', 'M', 'Z', 0x0D, 0x0A, 0x1A, 0x0A};
+
+static uint32_t check32(const uint8_t *p, size_t n) { return (uint32_t)XXH64(p, n, 0); }
+
+size_t lmz_header_write(const lmz_header *h, uint8_t *out)
+{
+    size_t o = 0;
+    memcpy(out, lmz_magic, LMZ_MAGIC_LEN);
+    o += LMZ_MAGIC_LEN;
+    out[o++] = LMZ_FORMAT_VERSION;
+    out[o++] = 0; /* flags */
+    size_t n = strlen(h->profile);
+    out[o++] = (uint8_t)n;
+    memcpy(out + o, h->profile, n);
+    o += n;
+    n = strlen(h->model);
+    out[o++] = (uint8_t)n;
+    memcpy(out + o, h->model, n);
+    o += n;
+    memcpy(out + o, h->model_hash, 32);
+    o += 32;
+    out[o++] = 2; /* settings */
+    out[o++] = LMZ_SET_FRAME_SIZE;
+    lmz_put_u64(out + o, h->frame_size);
+    o += 8;
+    out[o++] = LMZ_SET_TABLE_BITS;
+    lmz_put_u64(out + o, h->table_bits);
+    o += 8;
+    lmz_put_u64(out + o, h->size_hint);
+    o += 8;
+    lmz_put_u32(out + o, check32(out, o));
+    return o + 4;
+}
+
+void lmz_frame_header_write(const lmz_frame_header *f, uint8_t *out)
+{
+    out[0] = LMZ_BLOCK_FRAME;
+    out[1] = (uint8_t)f->method;
+    lmz_put_u32(out + 2, f->orig_size);
+    lmz_put_u32(out + 6, f->comp_size);
+    lmz_put_u64(out + 10, f->checksum);
+    lmz_put_u32(out + 18, check32(out, 18));
+}
+
+int lmz_frame_header_parse(const uint8_t *in, const lmz_header *h, lmz_frame_header *f)
+{
+    /* in[-1] is the type byte, already read: rebuild the checked bytes */
+    uint8_t b[18];
+    b[0] = LMZ_BLOCK_FRAME;
+    memcpy(b + 1, in, 17);
+    if (lmz_get_u32(in + 17) != check32(b, 18)) return LMZ_ERROR_CORRUPT;
+    f->method = in[0];
+    f->orig_size = lmz_get_u32(in + 1);
+    f->comp_size = lmz_get_u32(in + 5);
+    f->checksum = lmz_get_u64(in + 9);
+    if (f->method != LMZ_METHOD_STORED && f->method != LMZ_METHOD_BYTEMODEL) return LMZ_ERROR_CORRUPT;
+    if (f->orig_size == 0 || f->orig_size > h->frame_size) return LMZ_ERROR_SIZE;
+    if (f->comp_size == 0 || f->comp_size > f->orig_size) return LMZ_ERROR_SIZE;
+    if (f->method == LMZ_METHOD_STORED && f->comp_size != f->orig_size) return LMZ_ERROR_SIZE;
+    return LMZ_OK;
+}
+
+void lmz_end_block_write(uint64_t total, uint64_t frames, uint64_t hash, uint8_t *out)
+{
+    out[0] = LMZ_BLOCK_END;
+    lmz_put_u64(out + 1, total);
+    lmz_put_u64(out + 9, frames);
+    lmz_put_u64(out + 17, hash);
+    lmz_put_u32(out + 25, check32(out, 25));
+}

@@ -1,0 +1,130 @@
+/*
+ * format.h — the .lmz file format, version 1.
+ *
+ * All integers are little-endian. A file is one or more streams; streams
+ * simply follow each other (so `cat a.lmz b.lmz` decompresses to the
+ * concatenation of both contents).
+ *
+ * Stream header
+ *   8   magic            89 4C 4D 5A 0D 0A 1A 0A   ("\x89LMZ\r\n\x1a\n")
+ *   1   format version   1
+ *   1   flags            0 (any other value: unsupported)
+ *   1   n = profile length (1..63), then n bytes: arithmetic profile id
+ *       ("int-v1": integer byte model; later "det-f32-v1" for neural models)
+ *   1   n = model name length (1..63), then n bytes: model name ("none")
+ *   32  model identity   hash of weights + tokenizer; zeros for "none"
+ *   1   n = number of settings (0..32), then n times:
+ *         1  setting id
+ *         8  value
+ *       Every setting that changes probabilities is here. A decoder refuses
+ *       ids it does not know. Version 1 ids:
+ *         1  frame_size   bytes per frame (1 KiB .. 1 GiB)
+ *         2  table_bits   byte model hash table: 2^table_bits_max 64-byte
+ *                         slots at most (12..24); a frame of L bytes uses
+ *                         the smallest b >= 12 with 2^(b-1) >= L, capped
+ *   8   original size    total bytes of the stream, or 2^64-1 if unknown
+ *                         when the header was written (streaming input)
+ *   4   header check     low 32 bits of XXH64(seed 0) of all bytes above
+ *
+ * Then blocks, each starting with a type byte:
+ *
+ * Frame block (type 0x01)
+ *   1   type 0x01
+ *   1   method   0 = stored (payload is the original bytes)
+ *                1 = byte model ("none") + range coder
+ *   4   original size    1 .. frame_size
+ *   4   payload size     1 .. original size (a frame never expands:
+ *                        it is stored instead)
+ *   8   XXH64(seed 0) of the original bytes of this frame
+ *   4   block check      low 32 bits of XXH64 of the 18 bytes above
+ *   payload
+ *
+ * End block (type 0xFF)
+ *   1   type 0xFF
+ *   8   total original size of the stream
+ *   8   number of frames
+ *   8   XXH64(seed 0) of the whole original content of the stream
+ *   4   block check      low 32 bits of XXH64 of the 25 bytes above
+ *
+ * Frames are independent: each starts with a fresh model and range coder,
+ * so they are compressed in parallel, decoded in parallel, and damage stays
+ * inside one frame. The range coder stream of a method-1 payload is described
+ * in src/codec/rangecoder.h.
+ */
+#ifndef LMZ_FORMAT_H
+#define LMZ_FORMAT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define LMZ_MAGIC_LEN 8
+extern const uint8_t lmz_magic[LMZ_MAGIC_LEN];
+
+#define LMZ_FORMAT_VERSION 1
+#define LMZ_PROFILE_INT_V1 "int-v1"
+#define LMZ_NAME_MAX 63
+#define LMZ_SETTINGS_MAX 32
+
+#define LMZ_SET_FRAME_SIZE 1
+#define LMZ_SET_TABLE_BITS 2
+
+#define LMZ_BLOCK_FRAME 0x01
+#define LMZ_BLOCK_END   0xFF
+
+#define LMZ_METHOD_STORED 0
+#define LMZ_METHOD_BYTEMODEL 1
+
+#define LMZ_FRAME_HEADER_SIZE 22
+#define LMZ_END_BLOCK_SIZE 29
+#define LMZ_STREAM_HEADER_MAX (8 + 2 + 1 + 63 + 1 + 63 + 32 + 1 + 9 * 32 + 8 + 4)
+
+typedef struct {
+    unsigned version;
+    char profile[LMZ_NAME_MAX + 1];
+    char model[LMZ_NAME_MAX + 1];
+    uint8_t model_hash[32];
+    uint32_t frame_size;
+    unsigned table_bits;
+    uint64_t size_hint;
+} lmz_header;
+
+typedef struct {
+    unsigned method;
+    uint32_t orig_size;
+    uint32_t comp_size;
+    uint64_t checksum;
+} lmz_frame_header;
+
+/* little-endian helpers */
+static inline void lmz_put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline void lmz_put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint32_t lmz_get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static inline uint64_t lmz_get_u64(const uint8_t *p)
+{
+    return (uint64_t)lmz_get_u32(p) | (uint64_t)lmz_get_u32(p + 4) << 32;
+}
+
+/* Serialise a header into out (LMZ_STREAM_HEADER_MAX bytes). @return size. */
+size_t lmz_header_write(const lmz_header *h, uint8_t *out);
+
+/* Serialise a frame header (LMZ_FRAME_HEADER_SIZE bytes, type byte first). */
+void lmz_frame_header_write(const lmz_frame_header *f, uint8_t *out);
+
+/* Parse the 21 bytes that follow the type byte. The header h bounds the
+ * sizes. @return LMZ_OK or an lmz_error. */
+int lmz_frame_header_parse(const uint8_t *in, const lmz_header *h,
+                           lmz_frame_header *f);
+
+void lmz_end_block_write(uint64_t total, uint64_t frames, uint64_t hash,
+                         uint8_t *out);
+
+#endif

@@ -1,0 +1,36 @@
+/* rangecoder.c — initialisation and flushing; the hot paths are inline in
+ * rangecoder.h. */
+#include "rangecoder.h"
+
+void lmz_rc_enc_init(lmz_rc_enc *e, uint8_t *buf, size_t cap)
+{
+    e->low = 0;
+    e->range = LMZ_RC_MASK;
+    e->pending = 1;
+    e->cache = 0;
+    e->buf = buf;
+    e->pos = 0;
+    e->cap = cap;
+    e->overflow = 0;
+}
+
+size_t lmz_rc_enc_finish(lmz_rc_enc *e)
+{
+    /* the cache byte and the 6 bytes of low */
+    for (int i = 0; i < 7; i++) lmz_rc__shift_low(e);
+    return e->overflow ? 0 : e->pos;
+}
+
+void lmz_rc_dec_init(lmz_rc_dec *d, const uint8_t *buf, size_t len)
+{
+    d->buf = buf;
+    d->len = len;
+    d->pos = 0;
+    d->overrun = 0;
+    d->corrupt = 0;
+    d->range = LMZ_RC_MASK;
+    d->code = 0;
+    if (lmz_rc__get(d) != 0) d->corrupt = 1; /* the initial cache byte */
+    for (int i = 0; i < 6; i++) d->code = (d->code << 8) | lmz_rc__get(d);
+    if (d->code >= d->range) { d->corrupt = 1; d->code = d->range - 1; }
+}

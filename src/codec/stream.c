@@ -1,0 +1,644 @@
+/*
+ * stream.c — compress, decompress and list .lmz streams (format.h).
+ *
+ * Input is cut into frames of `frame_size` bytes. Up to `threads` frames are
+ * held at once and coded in parallel, one thread per frame; results are
+ * written in input order, so the output does not depend on the thread count.
+ * Memory is bounded by threads x (2 frames + one model).
+ */
+#define _DEFAULT_SOURCE
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "lmzip.h"
+#include "format.h"
+#include "rangecoder.h"
+#include "../predict/bytemodel.h"
+
+#define MAX_THREADS 256
+
+void lmz_params_default(lmz_params *p)
+{
+    p->frame_size = LMZ_FRAME_SIZE_DEFAULT;
+    p->threads = 1;
+    p->table_bits = LMZ_BM_TABLE_BITS_DEFAULT;
+    p->model = "none";
+    p->size_hint = LMZ_SIZE_UNKNOWN;
+}
+
+static unsigned resolve_threads(unsigned t)
+{
+    if (t == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        t = n > 0 ? (unsigned)n : 1;
+    }
+    return t > MAX_THREADS ? MAX_THREADS : t;
+}
+
+/* ======================================================================== */
+/* buffered reader over the callback                                         */
+/* ======================================================================== */
+
+typedef struct {
+    const lmz_io *io;
+    uint8_t buf[1 << 16];
+    size_t pos, len;
+    int eof;
+    uint64_t consumed;
+} reader;
+
+static int rd_fill(reader *r)
+{
+    if (r->pos < r->len || r->eof) return LMZ_OK;
+    long n = r->io->read(r->io->opaque, r->buf, sizeof r->buf);
+    if (n < 0) return LMZ_ERROR_READ;
+    if (n == 0) r->eof = 1;
+    r->pos = 0;
+    r->len = (size_t)n;
+    return LMZ_OK;
+}
+
+/* Read exactly n bytes; a short read is LMZ_ERROR_TRUNCATED. */
+static int rd_exact(reader *r, void *dst, size_t n)
+{
+    uint8_t *d = dst;
+    while (n) {
+        int e = rd_fill(r);
+        if (e) return e;
+        if (r->pos == r->len) return LMZ_ERROR_TRUNCATED;
+        size_t k = r->len - r->pos < n ? r->len - r->pos : n;
+        if (d) {
+            memcpy(d, r->buf + r->pos, k);
+            d += k;
+        }
+        r->pos += k;
+        r->consumed += k;
+        n -= k;
+    }
+    return LMZ_OK;
+}
+
+/* @return 1 at end of input, 0 if more bytes follow, or -error. */
+static int rd_at_end(reader *r)
+{
+    int e = rd_fill(r);
+    if (e) return -e;
+    return r->pos == r->len;
+}
+
+/* Read up to n bytes (fewer only at end of input) straight from the
+ * callback, for frame input. */
+static int read_full(const lmz_io *io, uint8_t *dst, size_t n, size_t *got)
+{
+    size_t k = 0;
+    while (k < n) {
+        long r = io->read(io->opaque, dst + k, n - k);
+        if (r < 0) return LMZ_ERROR_READ;
+        if (r == 0) break;
+        k += (size_t)r;
+    }
+    *got = k;
+    return LMZ_OK;
+}
+
+/* ======================================================================== */
+/* one frame                                                                 */
+/* ======================================================================== */
+
+typedef struct {
+    /* input */
+    const uint8_t *src;
+    uint32_t n;
+    unsigned table_bits;
+    /* output */
+    uint8_t *out;            /* n bytes of capacity */
+    uint32_t out_len;
+    unsigned method;
+    int err;
+} cjob;
+
+static void frame_compress(cjob *j)
+{
+    j->method = LMZ_METHOD_STORED;
+    j->out_len = j->n;
+    j->err = LMZ_OK;
+    lmz_bytemodel *m = lmz_bytemodel_create(lmz_bytemodel_table_bits(j->n, j->table_bits));
+    if (!m) {
+        j->err = LMZ_ERROR_NOMEM;
+        return;
+    }
+    lmz_rc_enc rc;
+    lmz_rc_enc_init(&rc, j->out, j->n);
+    lmz_bytemodel_encode(m, &rc, j->src, j->n);
+    size_t len = lmz_rc_enc_finish(&rc);
+    lmz_bytemodel_free(m);
+    if (len > 0 && len < j->n) {
+        j->method = LMZ_METHOD_BYTEMODEL;
+        j->out_len = (uint32_t)len;
+    }
+}
+
+typedef struct {
+    lmz_frame_header fh;
+    const uint8_t *payload;
+    unsigned table_bits;
+    uint8_t *dst;            /* fh.orig_size bytes */
+    int err;
+} djob;
+
+static void frame_decompress(djob *j)
+{
+    j->err = LMZ_OK;
+    if (j->fh.method == LMZ_METHOD_STORED) {
+        memcpy(j->dst, j->payload, j->fh.orig_size);
+    } else {
+        lmz_bytemodel *m =
+            lmz_bytemodel_create(lmz_bytemodel_table_bits(j->fh.orig_size, j->table_bits));
+        if (!m) {
+            j->err = LMZ_ERROR_NOMEM;
+            return;
+        }
+        lmz_rc_dec rc;
+        lmz_rc_dec_init(&rc, j->payload, j->fh.comp_size);
+        lmz_bytemodel_decode(m, &rc, j->dst, j->fh.orig_size);
+        lmz_bytemodel_free(m);
+        if (rc.overrun || rc.corrupt || rc.pos != rc.len) {
+            j->err = LMZ_ERROR_CORRUPT;
+            return;
+        }
+    }
+    if (XXH64(j->dst, j->fh.orig_size, 0) != j->fh.checksum) j->err = LMZ_ERROR_CHECKSUM;
+}
+
+/* Run fn over jobs[0..n): jobs 1.. on their own threads, job 0 here. */
+static int run_parallel(void *(*fn)(void *), void *jobs, size_t job_size, unsigned n)
+{
+    pthread_t th[MAX_THREADS];
+    unsigned started = 1;
+    int err = LMZ_OK;
+    for (unsigned i = 1; i < n; i++) {
+        if (pthread_create(&th[i], NULL, fn, (char *)jobs + i * job_size) != 0) {
+            err = LMZ_ERROR_THREAD;
+            break;
+        }
+        started++;
+    }
+    fn(jobs);
+    for (unsigned i = 1; i < started; i++) pthread_join(th[i], NULL);
+    if (err) /* run what could not get a thread here, in order */
+        for (unsigned i = started; i < n; i++) fn((char *)jobs + i * job_size);
+    return LMZ_OK;
+}
+
+static void *cjob_thread(void *p) { frame_compress(p); return NULL; }
+static void *djob_thread(void *p) { frame_decompress(p); return NULL; }
+
+/* ======================================================================== */
+/* compression                                                               */
+/* ======================================================================== */
+
+int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
+{
+    if (!p || !io || !io->read || !io->write) return LMZ_ERROR_PARAM;
+    if (p->frame_size < LMZ_FRAME_SIZE_MIN || p->frame_size > LMZ_FRAME_SIZE_MAX) return LMZ_ERROR_PARAM;
+    if (p->table_bits < LMZ_BM_TABLE_BITS_MIN || p->table_bits > LMZ_BM_TABLE_BITS_MAX) return LMZ_ERROR_PARAM;
+    if (!p->model || strcmp(p->model, "none") != 0) return LMZ_ERROR_MODEL;
+
+    lmz_header h;
+    memset(&h, 0, sizeof h);
+    h.version = LMZ_FORMAT_VERSION;
+    strcpy(h.profile, LMZ_PROFILE_INT_V1);
+    strcpy(h.model, "none");
+    h.frame_size = p->frame_size;
+    h.table_bits = p->table_bits;
+    h.size_hint = p->size_hint;
+
+    uint8_t hb[LMZ_STREAM_HEADER_MAX];
+    size_t hn = lmz_header_write(&h, hb);
+    if (io->write(io->opaque, hb, hn)) return LMZ_ERROR_WRITE;
+
+    unsigned nt = resolve_threads(p->threads);
+    cjob *jobs = calloc(nt, sizeof *jobs);
+    uint8_t *mem = NULL;
+    if (jobs) mem = malloc((size_t)nt * 2 * p->frame_size);
+    if (!jobs || !mem) {
+        free(jobs);
+        free(mem);
+        return LMZ_ERROR_NOMEM;
+    }
+    for (unsigned i = 0; i < nt; i++) {
+        jobs[i].src = mem + (size_t)i * 2 * p->frame_size;
+        jobs[i].out = mem + ((size_t)i * 2 + 1) * p->frame_size;
+        jobs[i].table_bits = p->table_bits;
+    }
+
+    XXH64_state_t *xs = XXH64_createState();
+    int err = xs ? LMZ_OK : LMZ_ERROR_NOMEM;
+    if (xs) XXH64_reset(xs, 0);
+    uint64_t total_in = 0, total_out = hn, frames = 0;
+    int done = 0;
+    while (!err && !done) {
+        unsigned k = 0;
+        while (k < nt) {
+            size_t got;
+            err = read_full(io, (uint8_t *)jobs[k].src, p->frame_size, &got);
+            if (err) break;
+            if (got < p->frame_size) done = 1;
+            if (got == 0) break;
+            jobs[k++].n = (uint32_t)got;
+            if (done) break;
+        }
+        if (err || k == 0) break;
+        run_parallel(cjob_thread, jobs, sizeof *jobs, k);
+        for (unsigned i = 0; i < k && !err; i++) {
+            cjob *j = &jobs[i];
+            if (j->err) {
+                err = j->err;
+                break;
+            }
+            lmz_frame_header fh = {j->method, j->n, j->out_len, XXH64(j->src, j->n, 0)};
+            uint8_t fb[LMZ_FRAME_HEADER_SIZE];
+            lmz_frame_header_write(&fh, fb);
+            const uint8_t *payload = j->method == LMZ_METHOD_STORED ? j->src : j->out;
+            if (io->write(io->opaque, fb, sizeof fb) || io->write(io->opaque, payload, j->out_len)) {
+                err = LMZ_ERROR_WRITE;
+                break;
+            }
+            XXH64_update(xs, j->src, j->n);
+            total_in += j->n;
+            total_out += sizeof fb + j->out_len;
+            frames++;
+            if (io->progress) io->progress(io->opaque, total_in, total_out);
+        }
+    }
+    if (!err) {
+        uint8_t eb[LMZ_END_BLOCK_SIZE];
+        lmz_end_block_write(total_in, frames, XXH64_digest(xs), eb);
+        if (io->write(io->opaque, eb, sizeof eb)) err = LMZ_ERROR_WRITE;
+    }
+    XXH64_freeState(xs);
+    free(mem);
+    free(jobs);
+    return err;
+}
+
+/* ======================================================================== */
+/* stream header                                                             */
+/* ======================================================================== */
+
+/* Read and check one stream header; the magic is already consumed. */
+static int header_read(reader *r, lmz_header *h)
+{
+    uint8_t b[LMZ_STREAM_HEADER_MAX];
+    size_t o = LMZ_MAGIC_LEN;
+    int e;
+    memcpy(b, lmz_magic, LMZ_MAGIC_LEN);
+    memset(h, 0, sizeof *h);
+#define NEED(n)                                                              \
+    do {                                                                     \
+        if ((e = rd_exact(r, b + o, (n))) != LMZ_OK) return e;               \
+        o += (n);                                                            \
+    } while (0)
+    NEED(2);
+    h->version = b[8];
+    if (h->version != LMZ_FORMAT_VERSION) return LMZ_ERROR_VERSION;
+    if (b[9] != 0) return LMZ_ERROR_HEADER;
+    char *names[2] = {h->profile, h->model};
+    for (int s = 0; s < 2; s++) {
+        NEED(1);
+        size_t n = b[o - 1];
+        if (n == 0 || n > LMZ_NAME_MAX) return LMZ_ERROR_HEADER;
+        NEED(n);
+        memcpy(names[s], b + o - n, n);
+        names[s][n] = 0;
+        if (memchr(names[s], 0, n)) return LMZ_ERROR_HEADER;
+    }
+    NEED(32);
+    memcpy(h->model_hash, b + o - 32, 32);
+    NEED(1);
+    unsigned ns = b[o - 1];
+    if (ns > LMZ_SETTINGS_MAX) return LMZ_ERROR_HEADER;
+    int have_fs = 0, have_tb = 0, unknown = 0;
+    for (unsigned i = 0; i < ns; i++) {
+        NEED(9);
+        unsigned id = b[o - 9];
+        uint64_t v = lmz_get_u64(b + o - 8);
+        if (id == LMZ_SET_FRAME_SIZE && !have_fs) {
+            if (v < LMZ_FRAME_SIZE_MIN || v > LMZ_FRAME_SIZE_MAX) return LMZ_ERROR_HEADER;
+            h->frame_size = (uint32_t)v;
+            have_fs = 1;
+        } else if (id == LMZ_SET_TABLE_BITS && !have_tb) {
+            if (v < LMZ_BM_TABLE_BITS_MIN || v > LMZ_BM_TABLE_BITS_MAX) return LMZ_ERROR_HEADER;
+            h->table_bits = (unsigned)v;
+            have_tb = 1;
+        } else {
+            unknown = 1;
+        }
+    }
+    NEED(8);
+    h->size_hint = lmz_get_u64(b + o - 8);
+    uint8_t cb[4];
+    if ((e = rd_exact(r, cb, 4)) != LMZ_OK) return e;
+    if (lmz_get_u32(cb) != (uint32_t)XXH64(b, o, 0)) return LMZ_ERROR_HEADER;
+#undef NEED
+    /* the checksum holds, so the fields are what the writer meant */
+    if (unknown) return LMZ_ERROR_SETTING;
+    if (!have_fs || !have_tb) return LMZ_ERROR_HEADER;
+    if (strcmp(h->profile, LMZ_PROFILE_INT_V1) != 0) return LMZ_ERROR_PROFILE;
+    if (strcmp(h->model, "none") != 0) return LMZ_ERROR_MODEL;
+    return LMZ_OK;
+}
+
+/* Start of a stream: magic, then header. first: this is the first stream,
+ * where an empty input is its own error. */
+static int stream_begin(reader *r, lmz_header *h, int first)
+{
+    uint8_t mg[LMZ_MAGIC_LEN];
+    int end = rd_at_end(r);
+    if (end < 0) return -end;
+    if (end) return first ? LMZ_ERROR_EMPTY : LMZ_ERROR_TRUNCATED;
+    int e = rd_exact(r, mg, LMZ_MAGIC_LEN);
+    if (e == LMZ_ERROR_TRUNCATED || (e == LMZ_OK && memcmp(mg, lmz_magic, LMZ_MAGIC_LEN)))
+        return LMZ_ERROR_BAD_MAGIC;
+    if (e) return e;
+    return header_read(r, h);
+}
+
+/* Read the 28 bytes after an end block's type byte and check them. */
+static int end_block_read(reader *r, uint64_t *total, uint64_t *frames, uint64_t *hash)
+{
+    uint8_t b[LMZ_END_BLOCK_SIZE];
+    b[0] = LMZ_BLOCK_END;
+    int e = rd_exact(r, b + 1, LMZ_END_BLOCK_SIZE - 1);
+    if (e) return e;
+    if (lmz_get_u32(b + 25) != (uint32_t)XXH64(b, 25, 0)) return LMZ_ERROR_CORRUPT;
+    *total = lmz_get_u64(b + 1);
+    *frames = lmz_get_u64(b + 9);
+    *hash = lmz_get_u64(b + 17);
+    return LMZ_OK;
+}
+
+/* Read a frame payload into a buffer that grows as bytes arrive, so a lying
+ * size field cannot make us allocate more than the input holds. */
+static int payload_read(reader *r, uint8_t **buf, size_t *cap, size_t n)
+{
+    size_t have = 0;
+    while (have < n) {
+        size_t want = n - have;
+        if (want > (8u << 20)) want = 8u << 20;
+        if (have + want > *cap) {
+            size_t nc = *cap ? *cap : 1u << 16;
+            while (nc < have + want) nc *= 2;
+            if (nc > n) nc = n;
+            uint8_t *nb = realloc(*buf, nc);
+            if (!nb) return LMZ_ERROR_NOMEM;
+            *buf = nb;
+            *cap = nc;
+        }
+        int e = rd_exact(r, *buf + have, want);
+        if (e) return e;
+        have += want;
+    }
+    return LMZ_OK;
+}
+
+/* ======================================================================== */
+/* decompression                                                             */
+/* ======================================================================== */
+
+typedef struct {
+    uint8_t *payload;
+    size_t payload_cap;
+    uint8_t *dst;
+    size_t dst_cap;
+} dbuf;
+
+static int decompress_limited(unsigned threads, const lmz_io *io, uint64_t out_limit)
+{
+    if (!io || !io->read || !io->write) return LMZ_ERROR_PARAM;
+    unsigned nt = resolve_threads(threads);
+    reader *r = malloc(sizeof *r);
+    djob *jobs = calloc(nt, sizeof *jobs);
+    dbuf *bufs = calloc(nt, sizeof *bufs);
+    XXH64_state_t *xs = XXH64_createState();
+    int err = (r && jobs && bufs && xs) ? LMZ_OK : LMZ_ERROR_NOMEM;
+    if (r) {
+        memset(r, 0, sizeof *r);
+        r->io = io;
+    }
+    uint64_t out_total = 0;
+    for (unsigned si = 0; !err; si++) {
+        if (si > 0) {
+            int end = rd_at_end(r);
+            if (end < 0) err = -end;
+            if (end) break;
+        }
+        lmz_header h;
+        if ((err = stream_begin(r, &h, si == 0)) != LMZ_OK) break;
+        XXH64_reset(xs, 0);
+        uint64_t total = 0, frames = 0;
+        int stream_done = 0;
+        while (!err && !stream_done) {
+            unsigned k = 0;
+            while (k < nt) { /* gather up to nt frames */
+                uint8_t type;
+                if ((err = rd_exact(r, &type, 1)) != LMZ_OK) break;
+                if (type == LMZ_BLOCK_END) {
+                    stream_done = 1;
+                    break;
+                }
+                if (type != LMZ_BLOCK_FRAME) {
+                    err = LMZ_ERROR_CORRUPT;
+                    break;
+                }
+                uint8_t fb[LMZ_FRAME_HEADER_SIZE - 1];
+                djob *j = &jobs[k];
+                if ((err = rd_exact(r, fb, sizeof fb)) != LMZ_OK) break;
+                if ((err = lmz_frame_header_parse(fb, &h, &j->fh)) != LMZ_OK) break;
+                if (out_total + j->fh.orig_size > out_limit) {
+                    err = LMZ_ERROR_DST_SIZE;
+                    break;
+                }
+                dbuf *b = &bufs[k];
+                if ((err = payload_read(r, &b->payload, &b->payload_cap, j->fh.comp_size)) != LMZ_OK)
+                    break;
+                if (b->dst_cap < j->fh.orig_size) {
+                    free(b->dst);
+                    b->dst = malloc(j->fh.orig_size);
+                    b->dst_cap = b->dst ? j->fh.orig_size : 0;
+                    if (!b->dst) {
+                        err = LMZ_ERROR_NOMEM;
+                        break;
+                    }
+                }
+                j->payload = b->payload;
+                j->dst = b->dst;
+                j->table_bits = h.table_bits;
+                out_total += j->fh.orig_size;
+                k++;
+            }
+            if (err) break;
+            if (k) run_parallel(djob_thread, jobs, sizeof *jobs, k);
+            for (unsigned i = 0; i < k && !err; i++) {
+                if ((err = jobs[i].err) != LMZ_OK) break;
+                if (io->write(io->opaque, jobs[i].dst, jobs[i].fh.orig_size)) {
+                    err = LMZ_ERROR_WRITE;
+                    break;
+                }
+                XXH64_update(xs, jobs[i].dst, jobs[i].fh.orig_size);
+                total += jobs[i].fh.orig_size;
+                frames++;
+                if (io->progress) io->progress(io->opaque, r->consumed, out_total);
+            }
+        }
+        if (err) break;
+        uint64_t e_total, e_frames, e_hash;
+        if ((err = end_block_read(r, &e_total, &e_frames, &e_hash)) != LMZ_OK) break;
+        if (e_total != total || e_frames != frames) err = LMZ_ERROR_CORRUPT;
+        else if (e_hash != XXH64_digest(xs)) err = LMZ_ERROR_CHECKSUM;
+    }
+    if (bufs)
+        for (unsigned i = 0; i < nt; i++) {
+            free(bufs[i].payload);
+            free(bufs[i].dst);
+        }
+    if (xs) XXH64_freeState(xs);
+    free(bufs);
+    free(jobs);
+    free(r);
+    return err;
+}
+
+int lmz_decompress_stream(unsigned threads, const lmz_io *io)
+{
+    return decompress_limited(threads, io, UINT64_MAX);
+}
+
+/* ======================================================================== */
+/* listing                                                                   */
+/* ======================================================================== */
+
+int lmz_list_stream(const lmz_io *io, const lmz_list_callbacks *cb)
+{
+    if (!io || !io->read || !cb) return LMZ_ERROR_PARAM;
+    reader *r = malloc(sizeof *r);
+    if (!r) return LMZ_ERROR_NOMEM;
+    memset(r, 0, sizeof *r);
+    r->io = io;
+    int err = LMZ_OK;
+    for (unsigned si = 0; !err; si++) {
+        if (si > 0) {
+            int end = rd_at_end(r);
+            if (end < 0) err = -end;
+            if (end) break;
+        }
+        uint64_t start = r->consumed;
+        lmz_header h;
+        if ((err = stream_begin(r, &h, si == 0)) != LMZ_OK) break;
+        if (cb->on_stream) {
+            lmz_stream_info s;
+            memset(&s, 0, sizeof s);
+            s.stream_index = si;
+            s.format_version = h.version;
+            strcpy(s.profile, h.profile);
+            strcpy(s.model, h.model);
+            memcpy(s.model_hash, h.model_hash, 32);
+            s.frame_size = h.frame_size;
+            s.table_bits = h.table_bits;
+            s.size_hint = h.size_hint;
+            cb->on_stream(cb->opaque, &s);
+        }
+        uint64_t total = 0, frames = 0;
+        for (;;) {
+            uint8_t type;
+            if ((err = rd_exact(r, &type, 1)) != LMZ_OK) break;
+            if (type == LMZ_BLOCK_END) break;
+            if (type != LMZ_BLOCK_FRAME) {
+                err = LMZ_ERROR_CORRUPT;
+                break;
+            }
+            uint8_t fb[LMZ_FRAME_HEADER_SIZE - 1];
+            lmz_frame_header fh;
+            if ((err = rd_exact(r, fb, sizeof fb)) != LMZ_OK) break;
+            if ((err = lmz_frame_header_parse(fb, &h, &fh)) != LMZ_OK) break;
+            if ((err = rd_exact(r, NULL, fh.comp_size)) != LMZ_OK) break;
+            if (cb->on_frame) {
+                lmz_frame_info f = {si, frames, fh.method, fh.orig_size,
+                                    fh.comp_size + LMZ_FRAME_HEADER_SIZE, fh.checksum};
+                cb->on_frame(cb->opaque, &f);
+            }
+            total += fh.orig_size;
+            frames++;
+        }
+        if (err) break;
+        uint64_t e_total, e_frames, e_hash;
+        if ((err = end_block_read(r, &e_total, &e_frames, &e_hash)) != LMZ_OK) break;
+        if (e_total != total || e_frames != frames) {
+            err = LMZ_ERROR_CORRUPT;
+            break;
+        }
+        if (cb->on_end) cb->on_end(cb->opaque, si, frames, total, r->consumed - start);
+    }
+    free(r);
+    return err;
+}
+
+/* ======================================================================== */
+/* one-shot buffers                                                          */
+/* ======================================================================== */
+
+size_t lmz_compress_bound(size_t n, uint32_t frame_size)
+{
+    if (frame_size < LMZ_FRAME_SIZE_MIN) frame_size = LMZ_FRAME_SIZE_MIN;
+    size_t frames = n / frame_size + 1;
+    return n + frames * LMZ_FRAME_HEADER_SIZE + LMZ_STREAM_HEADER_MAX + LMZ_END_BLOCK_SIZE;
+}
+
+typedef struct {
+    const uint8_t *src;
+    size_t src_len, src_pos;
+    uint8_t *dst;
+    size_t dst_cap, dst_pos;
+} membuf;
+
+static long mem_read(void *o, void *buf, size_t n)
+{
+    membuf *m = o;
+    size_t k = m->src_len - m->src_pos < n ? m->src_len - m->src_pos : n;
+    memcpy(buf, m->src + m->src_pos, k);
+    m->src_pos += k;
+    return (long)k;
+}
+
+static int mem_write(void *o, const void *buf, size_t n)
+{
+    membuf *m = o;
+    if (m->dst_cap - m->dst_pos < n) return -1;
+    memcpy(m->dst + m->dst_pos, buf, n);
+    m->dst_pos += n;
+    return 0;
+}
+
+int lmz_compress_buffer(const lmz_params *p, const void *src, size_t n, void *dst, size_t cap,
+                        size_t *out_len)
+{
+    membuf m = {src, n, 0, dst, cap, 0};
+    lmz_io io = {&m, mem_read, mem_write, NULL};
+    int e = lmz_compress_stream(p, &io);
+    if (e == LMZ_ERROR_WRITE) e = LMZ_ERROR_DST_SIZE;
+    if (out_len) *out_len = m.dst_pos;
+    return e;
+}
+
+int lmz_decompress_buffer(unsigned threads, const void *src, size_t n, void *dst, size_t cap,
+                          size_t *out_len)
+{
+    membuf m = {src, n, 0, dst, cap, 0};
+    lmz_io io = {&m, mem_read, mem_write, NULL};
+    int e = decompress_limited(threads, &io, cap);
+    if (out_len) *out_len = m.dst_pos;
+    return e;
+}

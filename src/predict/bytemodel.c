@@ -1,0 +1,546 @@
+/*
+ * bytemodel.c — byte-level context mixing (see bytemodel.h).
+ *
+ * Probabilities are 12-bit (0..4095 = P(bit=1) * 4096) in the mixer domain,
+ * logits ("stretch") are in units of 1/256 clamped to [-2047, 2047].
+ * Counters are 32-bit: the top 22 bits are the probability, the low 10 bits
+ * count the updates seen so far (capped per context family), and the update
+ * rate is 1/(count + 1.5): fast for new contexts, steady for old ones.
+ */
+#define _DEFAULT_SOURCE
+#include "bytemodel.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+/* The per-bit work is integer only, so code compiled for AVX2 computes the
+ * same bits as the baseline build; the loader picks the clone at run time. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(LMZ_NO_MULTIVERSION)
+#define LMZ_MULTIVERSION __attribute__((target_clones("avx2", "default")))
+#else
+#define LMZ_MULTIVERSION
+#endif
+
+/* ======================================================================== */
+/* logistic helpers                                                          */
+/* ======================================================================== */
+
+/* squash(d) = 4096 / (1 + e^(-d/256)), sampled every 128 and interpolated.
+ * The table is fixed data, so no libm call can change it between machines. */
+static const int16_t squash_tab[33] = {
+    1,    2,    4,    6,    10,   17,   27,   45,   74,   120,  194,
+    311,  488,  747,  1102, 1546, 2048, 2550, 2994, 3349, 3608, 3785,
+    3902, 3976, 4022, 4051, 4069, 4079, 4086, 4090, 4092, 4094, 4095};
+
+static int16_t squash_full[4096]; /* squash(d) for d = -2048..2047 */
+
+static inline int squash_fast(int d)
+{
+    if (d > 2047) d = 2047;
+    if (d < -2047) d = -2047;
+    return squash_full[d + 2048];
+}
+
+static inline int squash(int d)
+{
+    if (d > 2047) d = 2047;
+    if (d < -2047) d = -2047;
+    int w = d & 127;
+    int i = (d >> 7) + 16;
+    return (squash_tab[i] * (128 - w) + squash_tab[i + 1] * w + 64) >> 7;
+}
+
+static int16_t stretch_tab[4096]; /* inverse of squash */
+static uint32_t rate_tab[1024];   /* 65536 * 2 / (2n + 3) */
+
+static void tables_init(void)
+{
+    static int done = 0; /* idempotent: every thread computes the same data */
+    if (done) return;
+    for (int d = -2048; d < 2048; d++) squash_full[d + 2048] = (int16_t)squash(d);
+    int pi = 0;
+    for (int x = -2047; x <= 2047; x++) {
+        int v = squash(x);
+        for (int j = pi; j <= v; j++) stretch_tab[j] = (int16_t)x;
+        pi = v + 1;
+    }
+    for (int j = pi; j < 4096; j++) stretch_tab[j] = 2047;
+    for (int n = 0; n < 1024; n++) rate_tab[n] = (uint32_t)(131072 / (2 * n + 3));
+    done = 1;
+}
+
+static inline int stretch(int p) { return stretch_tab[p]; }
+
+/* ======================================================================== */
+/* counters                                                                  */
+/* ======================================================================== */
+
+#define CTR_INIT 0x80000000u /* p = 0.5, n = 0 */
+
+static inline int ctr_p(uint32_t c) { return (int)(c >> 20); } /* 12-bit */
+
+static inline void ctr_update(uint32_t *c, int y, uint32_t limit)
+{
+    uint32_t v = *c;
+    uint32_t n = v & 1023;
+    int32_t p = (int32_t)(v >> 10); /* 22-bit */
+    int32_t target = y ? (1 << 22) - 1 : 0;
+    int32_t delta = (int32_t)(((int64_t)(target - p) * rate_tab[n]) >> 16);
+    p += delta;
+    if (n < limit) n++;
+    *c = ((uint32_t)p << 10) | n;
+}
+
+/* ======================================================================== */
+/* mixer                                                                     */
+/* ======================================================================== */
+
+#define N_HASHED 6                 /* o2 o3 o4 o5 o6 o8 word word+prev */
+#define N_INPUTS (2 + N_HASHED + 2 + 1) /* o0 o1, hashed, match x2, bias */
+#define N_INPUTS_PAD 16
+#define N_MIX 3
+
+/* Weights are 16.16 fixed point kept within +-16, so that every product and
+ * the sum of 16 of them fit in 32 bits (and vectorise). */
+#define W_MAX ((1 << 20) - 1)
+
+static inline int dot(const int32_t *restrict w, const int32_t *restrict x)
+{
+    int32_t s = 0;
+    for (int i = 0; i < N_INPUTS_PAD; i++) s += (w[i] >> 4) * x[i];
+    return s >> 12;
+}
+
+static inline void train(int32_t *restrict w, const int32_t *restrict x, int err)
+{
+    for (int i = 0; i < N_INPUTS_PAD; i++) {
+        int32_t v = w[i] + ((x[i] * err) >> 14);
+        v = v > W_MAX ? W_MAX : v;
+        w[i] = v < -W_MAX ? -W_MAX : v;
+    }
+}
+
+/* ======================================================================== */
+/* APM: maps (context, probability) to a refined probability                 */
+/* ======================================================================== */
+
+typedef struct {
+    uint16_t *t; /* (contexts, 33) 16-bit probabilities */
+    int idx;     /* entry chosen by the last prediction */
+} apm;
+
+static int apm_init(apm *a, size_t n)
+{
+    a->t = malloc(n * 33 * sizeof *a->t);
+    if (!a->t) return -1;
+    for (size_t i = 0; i < n; i++)
+        for (int j = 0; j < 33; j++)
+            a->t[i * 33 + j] = (uint16_t)(squash((j - 16) * 128) * 16);
+    a->idx = 0;
+    return 0;
+}
+
+static inline int apm_p(apm *a, int pr, size_t cx)
+{
+    int s = stretch(pr) + 2048; /* 1..4095 */
+    int lo = s >> 7, w = s & 127;
+    const uint16_t *t = a->t + cx * 33;
+    a->idx = (int)(cx * 33) + lo + (w >> 6);
+    return (t[lo] * (128 - w) + t[lo + 1] * w) >> 11;
+}
+
+static inline void apm_update(apm *a, int y, int rate)
+{
+    int g = (y << 16) + (y << rate) - y - y;
+    a->t[a->idx] = (uint16_t)(a->t[a->idx] + ((g - a->t[a->idx]) >> rate));
+}
+
+/* ======================================================================== */
+/* the model                                                                 */
+/* ======================================================================== */
+
+#define MATCH_MIN 6
+#define LIMIT_LOW 250   /* count cap for orders 0-1 */
+#define LIMIT_HIGH 30   /* count cap for hashed contexts: they drift */
+
+struct lmz_bytemodel {
+    /* hashed contexts: (1 << bits) slots of 16 uint32: [0] tag, [1..15] the
+     * counters of a nibble's bit tree, node j = 1, 2..3, 4..7, 8..15 */
+    uint32_t *table;
+    size_t table_size;      /* bytes mapped */
+    uint32_t slot_mask;
+    uint32_t *slot[N_HASHED];
+    uint64_t ctx[N_HASHED]; /* context hashes of the current byte */
+
+    uint32_t o0[256];       /* (c0) */
+    uint32_t *o1;           /* (c1, c0) = 65536 counters */
+    uint32_t *o1_cur;
+
+    /* history */
+    const uint8_t *buf;     /* bytes coded so far */
+    size_t pos;
+    uint32_t c0;            /* 1 followed by the bits of the current byte */
+    uint32_t nib;           /* 1 followed by the bits of the current nibble */
+    int bitpos;
+    uint64_t c8;            /* last 8 bytes, most recent in the low byte */
+    uint64_t word, word1;   /* hashes of the current and the previous word */
+
+    /* match model */
+    uint32_t *mtab;         /* (1 << mbits) positions + 1, 0 = empty */
+    uint32_t mmask;
+    size_t mptr;            /* predicted byte is buf[mptr] */
+    uint32_t mlen;          /* 0 = no match */
+    int mbit;               /* predicted bit, or -1 */
+    uint32_t msm[64 * 2];   /* (length bucket, predicted bit) counters */
+    uint32_t *msm_cur;
+
+    /* mixing */
+    int32_t x[N_INPUTS_PAD];
+    int32_t *w[N_MIX];      /* weight sets, each (sets, N_INPUTS_PAD) */
+    int32_t *wsel[N_MIX];
+    int32_t pm[N_MIX];      /* each mixer's output (stretch domain) */
+    int32_t wf[N_MIX + 1];  /* final mixer */
+    int32_t xf[N_MIX + 1];
+    int pr_mix;             /* final mixer output probability */
+    apm a1, a2;
+    int pr;                 /* final probability of a 1 */
+};
+
+unsigned lmz_bytemodel_table_bits(size_t len, unsigned table_bits_max)
+{
+    unsigned b = LMZ_BM_TABLE_BITS_MIN;
+    while (b < table_bits_max && ((size_t)1 << (b - 1)) < len) b++;
+    return b;
+}
+
+static unsigned match_bits(unsigned table_bits) { return table_bits - 2; }
+
+static const size_t mixer_sets[N_MIX] = {256, 64 * 8, 2048};
+
+size_t lmz_bytemodel_mem(unsigned table_bits)
+{
+    size_t m = sizeof(lmz_bytemodel);
+    m += ((size_t)1 << table_bits) * 64 + 63;
+    m += 65536 * sizeof(uint32_t);
+    m += ((size_t)1 << match_bits(table_bits)) * sizeof(uint32_t);
+    for (int i = 0; i < N_MIX; i++) m += mixer_sets[i] * N_INPUTS_PAD * sizeof(int32_t);
+    m += (256 + 65536) * 33 * sizeof(uint16_t);
+    return m;
+}
+
+void lmz_bytemodel_free(lmz_bytemodel *m)
+{
+    if (!m) return;
+    if (m->table) munmap(m->table, m->table_size);
+    free(m->o1);
+    free(m->mtab);
+    for (int i = 0; i < N_MIX; i++) free(m->w[i]);
+    free(m->a1.t);
+    free(m->a2.t);
+    free(m);
+}
+
+/* The hashed table is touched at random, so it lives in anonymous memory
+ * (zero pages come lazily) with transparent huge pages where the kernel offers
+ * them: far fewer TLB misses. */
+static uint32_t *table_alloc(size_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+#ifdef MADV_HUGEPAGE
+    if (bytes >= (2u << 20)) madvise(p, bytes, MADV_HUGEPAGE);
+#endif
+    return p;
+}
+
+lmz_bytemodel *lmz_bytemodel_create(unsigned table_bits)
+{
+    if (table_bits < LMZ_BM_TABLE_BITS_MIN || table_bits > LMZ_BM_TABLE_BITS_MAX)
+        return NULL;
+    tables_init(); 
+    lmz_bytemodel *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    size_t slots = (size_t)1 << table_bits;
+    m->table_size = slots * 64;
+    m->table = table_alloc(m->table_size);
+    m->o1 = malloc(65536 * sizeof *m->o1);
+    m->mtab = calloc((size_t)1 << match_bits(table_bits), sizeof *m->mtab);
+    int ok = m->table && m->o1 && m->mtab;
+    for (int i = 0; i < N_MIX && ok; i++) {
+        m->w[i] = malloc(mixer_sets[i] * N_INPUTS_PAD * sizeof(int32_t));
+        ok = m->w[i] != NULL;
+    }
+    ok = ok && apm_init(&m->a1, 256) == 0 && apm_init(&m->a2, 65536) == 0;
+    if (!ok) {
+        lmz_bytemodel_free(m);
+        return NULL;
+    }
+    m->slot_mask = (uint32_t)(slots - 1);
+    for (int i = 0; i < 256; i++) m->o0[i] = CTR_INIT;
+    for (int i = 0; i < 65536; i++) m->o1[i] = CTR_INIT;
+    for (int i = 0; i < 128; i++) m->msm[i] = CTR_INIT;
+    m->mmask = (uint32_t)(((size_t)1 << match_bits(table_bits)) - 1);
+    for (int k = 0; k < N_MIX; k++)
+        for (size_t i = 0; i < mixer_sets[k] * N_INPUTS_PAD; i++)
+            m->w[k][i] = (i % N_INPUTS_PAD) < N_INPUTS ? 20000 : 0;
+    for (int k = 0; k < N_MIX; k++) m->wf[k] = 65536 / N_MIX;
+    m->wf[N_MIX] = 0;
+    m->c0 = 1;
+    m->nib = 1;
+    m->mbit = -1;
+    m->pr = 2048;
+    return m;
+}
+
+/* ---- hashing ------------------------------------------------------------ */
+
+static inline uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 31;
+    x *= 0x7fb5d329728ea185ull;
+    x ^= x >> 27;
+    x *= 0x81dadef4bc2dd44dull;
+    x ^= x >> 33;
+    return x;
+}
+
+/* Find or claim the slot for hash h (two candidates, one cache line each). */
+static inline uint32_t *slot_find(lmz_bytemodel *m, uint64_t h)
+{
+    uint32_t tag = (uint32_t)h | 1;
+    uint32_t i = (uint32_t)(h >> 32) & m->slot_mask;
+    uint32_t *a = m->table + (size_t)i * 16;
+    if (a[0] == tag) return a;
+    uint32_t *b = m->table + (size_t)(i ^ 1) * 16;
+    if (b[0] == tag) return b;
+    /* replace the slot with less experience at its root node */
+    uint32_t *v = (a[1] & 1023) <= (b[1] & 1023) ? a : b;
+    v[0] = tag;
+    for (int j = 1; j < 16; j++) v[j] = CTR_INIT;
+    return v;
+}
+
+static inline void set_slots(lmz_bytemodel *m, uint64_t salt)
+{
+    /* hash and prefetch first, so that the cache misses overlap */
+    uint64_t h[N_HASHED];
+    for (int i = 0; i < N_HASHED; i++) {
+        h[i] = mix64(m->ctx[i] + salt);
+        uint32_t j = (uint32_t)(h[i] >> 32) & m->slot_mask;
+        __builtin_prefetch(m->table + (size_t)j * 16);
+        __builtin_prefetch(m->table + (size_t)(j ^ 1) * 16);
+    }
+    for (int i = 0; i < N_HASHED; i++) m->slot[i] = slot_find(m, h[i]);
+}
+
+/* ---- byte boundary ------------------------------------------------------ */
+
+static inline int is_word_byte(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 128;
+}
+
+static void byte_update(lmz_bytemodel *m, int c)
+{
+    m->c8 = (m->c8 << 8) | (uint64_t)c;
+    m->pos++;
+
+    if (is_word_byte(c)) {
+        int lc = (c >= 'A' && c <= 'Z') ? c + 32 : c;
+        m->word = (m->word + (uint64_t)lc + 1) * 0x2f0f3d7b1c4d5e69ull;
+    } else if (m->word) {
+        m->word1 = m->word;
+        m->word = 0;
+    }
+
+    /* match model: extend, or look up a new candidate */
+    if (m->mlen && m->buf[m->mptr] == c) {
+        m->mlen++;
+        m->mptr++;
+    } else {
+        m->mlen = 0;
+    }
+    if (m->pos >= MATCH_MIN) {
+        uint32_t h = (uint32_t)(mix64(m->c8 & 0xFFFFFFFFFFFFull) >> 20) & m->mmask;
+        if (m->mlen == 0) {
+            uint32_t cand = m->mtab[h];
+            if (cand) {
+                size_t p = cand; /* the byte after the earlier occurrence */
+                uint32_t len = 0;
+                while (len < 65535 && len < p && m->buf[p - 1 - len] == m->buf[m->pos - 1 - len])
+                    len++;
+                if (len >= MATCH_MIN) {
+                    m->mlen = len;
+                    m->mptr = p;
+                }
+            }
+        }
+        m->mtab[h] = (uint32_t)m->pos;
+    }
+
+    uint64_t c8 = m->c8;
+    m->ctx[0] = (c8 & 0xFFFF) | 2ull << 56;
+    m->ctx[1] = (c8 & 0xFFFFFF) | 3ull << 56;
+    m->ctx[2] = (c8 & 0xFFFFFFFF) | 4ull << 56;
+    m->ctx[3] = mix64(c8 & 0xFFFFFFFFFFFFull) + 6;
+    m->ctx[4] = mix64(m->word + 7) ^ (c8 & 0xFF);
+    m->ctx[5] = mix64(m->word ^ mix64(m->word1 + 11)) + 9;
+}
+
+static inline uint32_t match_bucket(uint32_t len)
+{
+    if (len < 16) return len;
+    if (len < 64) return 16 + ((len - 16) >> 2);
+    return len < 512 ? 28 + ((len - 64) >> 6) : 35;
+}
+
+/* ---- per bit ------------------------------------------------------------ */
+
+static inline __attribute__((always_inline)) int predict(lmz_bytemodel *m)
+{
+    int32_t *x = m->x;
+    uint32_t c0 = m->c0, c1 = (uint32_t)(m->c8 & 0xFF);
+    m->o1_cur = &m->o1[(c1 << 8) | c0];
+    x[0] = stretch(ctr_p(m->o0[c0]));
+    x[1] = stretch(ctr_p(*m->o1_cur));
+    for (int i = 0; i < N_HASHED; i++) x[2 + i] = stretch(ctr_p(m->slot[i][m->nib]));
+
+    /* match: the expected bit, with a confidence learned per length */
+    uint32_t mb = 0;
+    m->mbit = -1;
+    if (m->mlen) {
+        int expect = m->buf[m->mptr] | 256;
+        if ((uint32_t)(expect >> (8 - m->bitpos)) == c0) {
+            m->mbit = (expect >> (7 - m->bitpos)) & 1;
+            mb = match_bucket(m->mlen);
+            m->msm_cur = &m->msm[mb * 2 + (uint32_t)m->mbit];
+            int st = stretch(ctr_p(*m->msm_cur));
+            x[2 + N_HASHED] = st;
+            x[3 + N_HASHED] = m->mbit ? 256 : -256;
+        } else {
+            m->mlen = 0;
+        }
+    }
+    if (m->mbit < 0) {
+        x[2 + N_HASHED] = 0;
+        x[3 + N_HASHED] = 0;
+    }
+    x[4 + N_HASHED] = 256;
+
+    uint32_t ml = m->mbit < 0 ? 0 : (mb < 15 ? mb + 1 : 16 + (mb >> 3));
+    m->wsel[0] = m->w[0] + c0 * N_INPUTS_PAD;
+    m->wsel[1] = m->w[1] + ((size_t)(ml * 2 + (uint32_t)(m->mbit > 0)) * 8 + (size_t)m->bitpos) * N_INPUTS_PAD;
+    m->wsel[2] = m->w[2] + ((size_t)(c1 << 3) | (size_t)m->bitpos) * N_INPUTS_PAD;
+    for (int k = 0; k < N_MIX; k++) {
+        int d = dot(m->wsel[k], x);
+        if (d > 2047) d = 2047;
+        if (d < -2047) d = -2047;
+        m->pm[k] = d;
+        m->xf[k] = d;
+    }
+    m->xf[N_MIX] = 256;
+    int d = 0;
+    {
+        int64_t s = 0;
+        for (int k = 0; k <= N_MIX; k++) s += (int64_t)m->wf[k] * m->xf[k];
+        d = (int)(s >> 16);
+    }
+    int p = squash_fast(d);
+    m->pr_mix = p;
+
+    int p1 = apm_p(&m->a1, p, c0);
+    int p2 = apm_p(&m->a2, p, (size_t)(c0 | (c1 << 8)));
+    p = (2 * p + p1 + p2 * 5 + 4) >> 3;
+    if (p < 1) p = 1;
+    if (p > 4095) p = 4095;
+    m->pr = p;
+    return p;
+}
+
+static inline __attribute__((always_inline)) void update(lmz_bytemodel *m, int y)
+{
+    /* mixers */
+    int err = ((y << 12) - m->pr_mix) * 2;
+    for (int k = 0; k < N_MIX; k++) {
+        int ek = ((y << 12) - squash_fast(m->pm[k])) * 6;
+        train(m->wsel[k], m->x, ek);
+    }
+    for (int k = 0; k <= N_MIX; k++) m->wf[k] += (m->xf[k] * err) >> 14;
+    apm_update(&m->a1, y, 7);
+    apm_update(&m->a2, y, 7);
+
+    /* counters */
+    ctr_update(&m->o0[m->c0], y, LIMIT_LOW);
+    ctr_update(m->o1_cur, y, LIMIT_LOW);
+    for (int i = 0; i < N_HASHED; i++) ctr_update(&m->slot[i][m->nib], y, LIMIT_HIGH);
+    if (m->mbit >= 0) ctr_update(m->msm_cur, y == m->mbit ? m->mbit : !m->mbit, 1023);
+
+    m->c0 = (m->c0 << 1) | (uint32_t)y;
+    m->nib = (m->nib << 1) | (uint32_t)y;
+    m->bitpos++;
+    if (m->bitpos == 4) {
+        m->nib = 1;
+        set_slots(m, (uint64_t)m->c0 * 0x9E3779B97F4A7C15ull);
+    } else if (m->bitpos == 8) {
+        byte_update(m, (int)(m->c0 & 0xFF));
+        m->c0 = 1;
+        m->nib = 1;
+        m->bitpos = 0;
+        set_slots(m, 0);
+    }
+}
+
+static void start(lmz_bytemodel *m, const uint8_t *buf)
+{
+    m->buf = buf;
+    m->pos = 0;
+    byte_update(m, 0); /* a virtual leading zero byte gives every context a start */
+    m->pos = 0;
+    set_slots(m, 0);
+}
+
+LMZ_MULTIVERSION
+void lmz_bytemodel_encode(lmz_bytemodel *m, lmz_rc_enc *rc, const uint8_t *src, size_t n)
+{
+    start(m, src);
+    for (size_t i = 0; i < n; i++) {
+        int c = src[i];
+        for (int b = 7; b >= 0; b--) {
+            int y = (c >> b) & 1;
+            lmz_rc_encode_bit(rc, (uint32_t)predict(m) << 4, y);
+            update(m, y);
+        }
+    }
+}
+
+LMZ_MULTIVERSION
+void lmz_bytemodel_decode(lmz_bytemodel *m, lmz_rc_dec *rc, uint8_t *dst, size_t n)
+{
+    start(m, dst);
+    for (size_t i = 0; i < n; i++) {
+        for (int b = 7; b >= 0; b--) {
+            int y = lmz_rc_decode_bit(rc, (uint32_t)predict(m) << 4);
+            if (b == 0) dst[i] = (uint8_t)((m->c0 << 1) | (uint32_t)y);
+            update(m, y);
+        }
+    }
+}
+
+LMZ_MULTIVERSION
+double lmz_bytemodel_cost(lmz_bytemodel *m, const uint8_t *src, size_t n)
+{
+    double bits = 0.0;
+    start(m, src);
+    for (size_t i = 0; i < n; i++) {
+        int c = src[i];
+        for (int b = 7; b >= 0; b--) {
+            int y = (c >> b) & 1;
+            int p = predict(m);
+            bits -= log2((y ? p : 4096 - p) / 4096.0);
+            update(m, y);
+        }
+    }
+    return bits;
+}
