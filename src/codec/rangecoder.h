@@ -166,4 +166,12 @@ static inline int lmz_rc_decode_bit(lmz_rc_dec *d, uint32_t p1)
     return bit;
 }
 
+/* After the last symbol: 1 if the stream was consumed exactly and ends the
+ * way the encoder's flush ends it (the window then equals the final `low`,
+ * so `code` is 0). Any change to the flushed tail makes this 0. */
+static inline int lmz_rc_dec_finished_cleanly(const lmz_rc_dec *d)
+{
+    return !d->overrun && !d->corrupt && d->pos == d->len && d->code == 0;
+}
+
 #endif

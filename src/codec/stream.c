@@ -165,7 +165,7 @@ static void frame_decompress(djob *j)
         lmz_rc_dec_init(&rc, j->payload, j->fh.comp_size);
         lmz_bytemodel_decode(m, &rc, j->dst, j->fh.orig_size);
         lmz_bytemodel_free(m);
-        if (rc.overrun || rc.corrupt || rc.pos != rc.len) {
+        if (!lmz_rc_dec_finished_cleanly(&rc)) {
             j->err = LMZ_ERROR_CORRUPT;
             return;
         }

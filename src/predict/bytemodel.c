@@ -135,9 +135,12 @@ static int apm_init(apm *a, size_t n)
 {
     a->t = malloc(n * 33 * sizeof *a->t);
     if (!a->t) return -1;
-    for (size_t i = 0; i < n; i++)
-        for (int j = 0; j < 33; j++)
-            a->t[i * 33 + j] = (uint16_t)(squash((j - 16) * 128) * 16);
+    for (int j = 0; j < 33; j++) a->t[j] = (uint16_t)(squash((j - 16) * 128) * 16);
+    for (size_t done = 1; done < n;) { /* copy the first row, doubling */
+        size_t k = done < n - done ? done : n - done;
+        memcpy(a->t + done * 33, a->t, k * 33 * sizeof *a->t);
+        done += k;
+    }
     a->idx = 0;
     return 0;
 }
@@ -162,6 +165,7 @@ static inline void apm_update(apm *a, int y, int rate)
 /* ======================================================================== */
 
 #define MATCH_MIN 6
+#define MATCH_VERIFY 64 /* bytes compared backwards for a new match */
 #define LIMIT_LOW 250   /* count cap for orders 0-1 */
 #define LIMIT_HIGH 30   /* count cap for hashed contexts: they drift */
 
@@ -173,6 +177,7 @@ struct lmz_bytemodel {
     uint32_t slot_mask;
     uint32_t *slot[N_HASHED];
     uint64_t ctx[N_HASHED]; /* context hashes of the current byte */
+    uint64_t next_h[2][N_HASHED]; /* slot hashes for either value of the next bit */
 
     uint32_t o0[256];       /* (c0) */
     uint32_t *o1;           /* (c1, c0) = 65536 counters */
@@ -322,16 +327,23 @@ static inline uint32_t *slot_find(lmz_bytemodel *m, uint64_t h)
     return v;
 }
 
-static inline void set_slots(lmz_bytemodel *m, uint64_t salt)
+/* Hash the contexts with a salt and prefetch their slots into out[]. */
+static inline void hash_prefetch(const lmz_bytemodel *m, const uint64_t *ctx, uint64_t salt,
+                                 uint64_t *out)
 {
-    /* hash and prefetch first, so that the cache misses overlap */
-    uint64_t h[N_HASHED];
     for (int i = 0; i < N_HASHED; i++) {
-        h[i] = mix64(m->ctx[i] + salt);
-        uint32_t j = (uint32_t)(h[i] >> 32) & m->slot_mask;
+        /* one multiply: the high half (slot index) depends on every input
+         * bit; folding it into the low half (tag) makes that depend on all */
+        uint64_t x = (ctx[i] ^ salt) * 0xD6E8FEB86659FD93ull;
+        out[i] = x ^ (x >> 32);
+        uint32_t j = (uint32_t)(out[i] >> 32) & m->slot_mask;
         __builtin_prefetch(m->table + (size_t)j * 16);
         __builtin_prefetch(m->table + (size_t)(j ^ 1) * 16);
     }
+}
+
+static inline void set_slots(lmz_bytemodel *m, const uint64_t *h)
+{
     for (int i = 0; i < N_HASHED; i++) m->slot[i] = slot_find(m, h[i]);
 }
 
@@ -342,22 +354,60 @@ static inline int is_word_byte(int c)
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 128;
 }
 
+static inline void word_step(int c, uint64_t *word, uint64_t *word1)
+{
+    if (is_word_byte(c)) {
+        int lc = (c >= 'A' && c <= 'Z') ? c + 32 : c;
+        *word = (*word + (uint64_t)lc + 1) * 0x2f0f3d7b1c4d5e69ull;
+    } else if (*word) {
+        *word1 = *word;
+        *word = 0;
+    }
+}
+
+/* the hashed contexts given the last 8 bytes and the word hashes */
+static inline void contexts(uint64_t c8, uint64_t word, uint64_t word1, uint64_t *ctx)
+{
+    ctx[0] = (c8 & 0xFFFF) | 2ull << 56;
+    ctx[1] = (c8 & 0xFFFFFF) | 3ull << 56;
+    ctx[2] = (c8 & 0xFFFFFFFF) | 4ull << 56;
+    ctx[3] = mix64(c8 & 0xFFFFFFFFFFFFull) + 6;
+    ctx[4] = mix64(word + 7) ^ (c8 & 0xFF);
+    ctx[5] = mix64(word ^ mix64(word1 + 11)) + 9;
+}
+
+/* Before the last bit of a byte: hash the contexts that follow each of the
+ * two possible bytes and prefetch their slots, so the misses overlap with
+ * the work of the last bit. */
+static inline void prefetch_next_byte(lmz_bytemodel *m)
+{
+    for (int y = 0; y < 2; y++) {
+        int c = (int)(((m->c0 << 1) | (uint32_t)y) & 0xFF);
+        uint64_t w = m->word, w1 = m->word1, ctx[N_HASHED];
+        word_step(c, &w, &w1);
+        contexts((m->c8 << 8) | (uint64_t)c, w, w1, ctx);
+        hash_prefetch(m, ctx, 0, m->next_h[y]);
+    }
+}
+
+/* Before the last bit of the first nibble: the same for the second nibble. */
+static inline void prefetch_next_nibble(lmz_bytemodel *m)
+{
+    for (int y = 0; y < 2; y++) {
+        uint64_t c0 = (m->c0 << 1) | (uint32_t)y;
+        hash_prefetch(m, m->ctx, c0 * 0x9E3779B97F4A7C15ull, m->next_h[y]);
+    }
+}
+
 static void byte_update(lmz_bytemodel *m, int c)
 {
     m->c8 = (m->c8 << 8) | (uint64_t)c;
     m->pos++;
-
-    if (is_word_byte(c)) {
-        int lc = (c >= 'A' && c <= 'Z') ? c + 32 : c;
-        m->word = (m->word + (uint64_t)lc + 1) * 0x2f0f3d7b1c4d5e69ull;
-    } else if (m->word) {
-        m->word1 = m->word;
-        m->word = 0;
-    }
+    word_step(c, &m->word, &m->word1);
 
     /* match model: extend, or look up a new candidate */
     if (m->mlen && m->buf[m->mptr] == c) {
-        m->mlen++;
+        if (m->mlen < 65535) m->mlen++;
         m->mptr++;
     } else {
         m->mlen = 0;
@@ -369,7 +419,7 @@ static void byte_update(lmz_bytemodel *m, int c)
             if (cand) {
                 size_t p = cand; /* the byte after the earlier occurrence */
                 uint32_t len = 0;
-                while (len < 65535 && len < p && m->buf[p - 1 - len] == m->buf[m->pos - 1 - len])
+                while (len < MATCH_VERIFY && len < p && m->buf[p - 1 - len] == m->buf[m->pos - 1 - len])
                     len++;
                 if (len >= MATCH_MIN) {
                     m->mlen = len;
@@ -379,14 +429,7 @@ static void byte_update(lmz_bytemodel *m, int c)
         }
         m->mtab[h] = (uint32_t)m->pos;
     }
-
-    uint64_t c8 = m->c8;
-    m->ctx[0] = (c8 & 0xFFFF) | 2ull << 56;
-    m->ctx[1] = (c8 & 0xFFFFFF) | 3ull << 56;
-    m->ctx[2] = (c8 & 0xFFFFFFFF) | 4ull << 56;
-    m->ctx[3] = mix64(c8 & 0xFFFFFFFFFFFFull) + 6;
-    m->ctx[4] = mix64(m->word + 7) ^ (c8 & 0xFF);
-    m->ctx[5] = mix64(m->word ^ mix64(m->word1 + 11)) + 9;
+    contexts(m->c8, m->word, m->word1, m->ctx);
 }
 
 static inline uint32_t match_bucket(uint32_t len)
@@ -480,15 +523,19 @@ static inline __attribute__((always_inline)) void update(lmz_bytemodel *m, int y
     m->c0 = (m->c0 << 1) | (uint32_t)y;
     m->nib = (m->nib << 1) | (uint32_t)y;
     m->bitpos++;
-    if (m->bitpos == 4) {
+    if (m->bitpos == 3) {
+        prefetch_next_nibble(m);
+    } else if (m->bitpos == 4) {
         m->nib = 1;
-        set_slots(m, (uint64_t)m->c0 * 0x9E3779B97F4A7C15ull);
+        set_slots(m, m->next_h[y]);
+    } else if (m->bitpos == 7) {
+        prefetch_next_byte(m);
     } else if (m->bitpos == 8) {
         byte_update(m, (int)(m->c0 & 0xFF));
         m->c0 = 1;
         m->nib = 1;
         m->bitpos = 0;
-        set_slots(m, 0);
+        set_slots(m, m->next_h[y]);
     }
 }
 
@@ -498,7 +545,8 @@ static void start(lmz_bytemodel *m, const uint8_t *buf)
     m->pos = 0;
     byte_update(m, 0); /* a virtual leading zero byte gives every context a start */
     m->pos = 0;
-    set_slots(m, 0);
+    hash_prefetch(m, m->ctx, 0, m->next_h[0]);
+    set_slots(m, m->next_h[0]);
 }
 
 LMZ_MULTIVERSION
@@ -520,6 +568,10 @@ void lmz_bytemodel_decode(lmz_bytemodel *m, lmz_rc_dec *rc, uint8_t *dst, size_t
 {
     start(m, dst);
     for (size_t i = 0; i < n; i++) {
+        if (rc->overrun || rc->corrupt) { /* damaged: stop early, keep dst defined */
+            memset(dst + i, 0, n - i);
+            return;
+        }
         for (int b = 7; b >= 0; b--) {
             int y = lmz_rc_decode_bit(rc, (uint32_t)predict(m) << 4);
             if (b == 0) dst[i] = (uint8_t)((m->c0 << 1) | (uint32_t)y);

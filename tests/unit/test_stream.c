@@ -1,0 +1,264 @@
+/* Byte model, .lmz streams, buffers, threads, damage. */
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "codec/format.h"
+#include "codec/rangecoder.h"
+#include "lmzip.h"
+#include "predict/bytemodel.h"
+#include "test.h"
+
+static uint8_t *compress_buf(const uint8_t *src, size_t n, uint32_t frame, unsigned threads,
+                             size_t *clen)
+{
+    lmz_params p;
+    lmz_params_default(&p);
+    p.frame_size = frame;
+    p.threads = threads;
+    size_t cap = lmz_compress_bound(n, frame);
+    uint8_t *c = malloc(cap);
+    int e = lmz_compress_buffer(&p, src, n, c, cap, clen);
+    CHECK_EQ_U64(e, LMZ_OK);
+    return c;
+}
+
+/* round trip; @return compressed size */
+static size_t round_trip(const uint8_t *src, size_t n, uint32_t frame, unsigned threads)
+{
+    size_t clen = 0, dlen = 0;
+    uint8_t *c = compress_buf(src, n, frame, threads, &clen);
+    uint8_t *d = malloc(n + 1);
+    int e = lmz_decompress_buffer(threads, c, clen, d, n + 1, &dlen);
+    CHECK_EQ_U64(e, LMZ_OK);
+    CHECK_EQ_U64(dlen, n);
+    CHECK(dlen == n && memcmp(d, src, n) == 0);
+    free(c);
+    free(d);
+    return clen;
+}
+
+static uint8_t *random_bytes(size_t n, unsigned long long seed)
+{
+    uint8_t *b = malloc(n + 1);
+    for (size_t i = 0; i < n; i++) b[i] = (uint8_t)test_rand(&seed);
+    return b;
+}
+
+TEST(bytemodel_round_trip_and_determinism)
+{
+    const char *text = "the quick brown fox jumps over the lazy dog; the quick brown fox "
+                       "jumps over the lazy dog again and again, and the dog sleeps.\n";
+    size_t n = strlen(text) * 20;
+    uint8_t *src = malloc(n);
+    for (size_t i = 0; i < n; i++) src[i] = (uint8_t)text[i % strlen(text)];
+    uint8_t *out1 = malloc(n), *out2 = malloc(n), *back = malloc(n);
+    size_t len[2];
+    for (int k = 0; k < 2; k++) {
+        lmz_bytemodel *m = lmz_bytemodel_create(14);
+        CHECK(m != NULL);
+        lmz_rc_enc e;
+        lmz_rc_enc_init(&e, k ? out2 : out1, n);
+        lmz_bytemodel_encode(m, &e, src, n);
+        len[k] = lmz_rc_enc_finish(&e);
+        lmz_bytemodel_free(m);
+    }
+    CHECK(len[0] > 0 && len[0] == len[1] && memcmp(out1, out2, len[0]) == 0);
+    CHECK(len[0] < n / 20); /* a repeated sentence costs almost nothing */
+    lmz_bytemodel *m = lmz_bytemodel_create(14);
+    lmz_rc_dec d;
+    lmz_rc_dec_init(&d, out1, len[0]);
+    lmz_bytemodel_decode(m, &d, back, n);
+    lmz_bytemodel_free(m);
+    CHECK(memcmp(back, src, n) == 0);
+    CHECK(!d.overrun && !d.corrupt && d.pos == len[0]);
+    free(src);
+    free(out1);
+    free(out2);
+    free(back);
+}
+
+TEST(bytemodel_table_bits_rule)
+{
+    CHECK_EQ_U64(lmz_bytemodel_table_bits(1, 22), 12);
+    CHECK_EQ_U64(lmz_bytemodel_table_bits(4096, 22), 13);
+    CHECK_EQ_U64(lmz_bytemodel_table_bits(152089, 22), 19);
+    CHECK_EQ_U64(lmz_bytemodel_table_bits(4u << 20, 22), 22);
+    CHECK_EQ_U64(lmz_bytemodel_table_bits(4u << 20, 16), 16);
+    CHECK(lmz_bytemodel_create(11) == NULL);
+    CHECK(lmz_bytemodel_create(25) == NULL);
+}
+
+TEST(stream_empty_one_byte_random)
+{
+    round_trip((const uint8_t *)"", 0, LMZ_FRAME_SIZE_DEFAULT, 1);
+    round_trip((const uint8_t *)"x", 1, LMZ_FRAME_SIZE_DEFAULT, 1);
+    for (int v = 0; v < 256; v += 51) {
+        uint8_t b = (uint8_t)v;
+        round_trip(&b, 1, LMZ_FRAME_SIZE_MIN, 1);
+    }
+    uint8_t *r = random_bytes(100000, 9);
+    size_t c = round_trip(r, 100000, 8192, 2);
+    /* random data is stored: tiny overhead only */
+    CHECK(c < 100000 + 13 * LMZ_FRAME_HEADER_SIZE + LMZ_STREAM_HEADER_MAX + LMZ_END_BLOCK_SIZE);
+    free(r);
+    uint8_t *z = calloc(300000, 1);
+    CHECK(round_trip(z, 300000, LMZ_FRAME_SIZE_DEFAULT, 1) < 300);
+    free(z);
+}
+
+TEST(stream_output_independent_of_threads)
+{
+    size_t n = 200000;
+    uint8_t *src = random_bytes(n, 4);
+    for (size_t i = 0; i < n; i++) src[i] = (uint8_t)("abcde fghij\n"[src[i] % 12]);
+    size_t l1, l2, l3;
+    uint8_t *c1 = compress_buf(src, n, 16384, 1, &l1);
+    uint8_t *c2 = compress_buf(src, n, 16384, 2, &l2);
+    uint8_t *c3 = compress_buf(src, n, 16384, 7, &l3);
+    CHECK(l1 == l2 && l2 == l3);
+    CHECK(memcmp(c1, c2, l1) == 0 && memcmp(c1, c3, l1) == 0);
+    /* and each decodes with any thread count */
+    uint8_t *d = malloc(n);
+    for (unsigned t = 1; t <= 4; t++) {
+        size_t dl;
+        CHECK_EQ_U64(lmz_decompress_buffer(t, c1, l1, d, n, &dl), LMZ_OK);
+        CHECK(dl == n && memcmp(d, src, n) == 0);
+    }
+    free(d);
+    free(c1);
+    free(c2);
+    free(c3);
+    free(src);
+}
+
+TEST(stream_concatenation)
+{
+    size_t la, lb, dl;
+    uint8_t *a = compress_buf((const uint8_t *)"hello, ", 7, LMZ_FRAME_SIZE_MIN, 1, &la);
+    uint8_t *b = compress_buf((const uint8_t *)"world", 5, LMZ_FRAME_SIZE_MIN, 1, &lb);
+    uint8_t *e = compress_buf((const uint8_t *)"", 0, LMZ_FRAME_SIZE_MIN, 1, &dl);
+    size_t le = dl;
+    uint8_t *cat = malloc(la + lb + le);
+    memcpy(cat, a, la);
+    memcpy(cat + la, e, le);
+    memcpy(cat + la + le, b, lb);
+    char out[32];
+    CHECK_EQ_U64(lmz_decompress_buffer(1, cat, la + lb + le, out, sizeof out, &dl), LMZ_OK);
+    CHECK(dl == 12 && memcmp(out, "hello, world", 12) == 0);
+    free(a);
+    free(b);
+    free(e);
+    free(cat);
+}
+
+TEST(stream_every_damage_is_detected)
+{
+    /* flip every bit of a small multi-frame file, cut it at every length:
+     * decoding must fail cleanly each time (every byte is under a check) */
+    const char *txt = "It was the best of times, it was the worst of times, it was the age "
+                      "of wisdom, it was the age of foolishness, it was the epoch of belief. ";
+    size_t n = 2500;
+    uint8_t *src = malloc(n);
+    for (size_t i = 0; i < n; i++) src[i] = (uint8_t)txt[(i * 7) % strlen(txt)];
+    size_t clen;
+    uint8_t *c = compress_buf(src, n, 1024, 1, &clen);
+    uint8_t *d = malloc(n);
+    size_t undetected = 0, dl;
+    size_t step = test_quick() ? 5 : 1;
+    for (size_t i = 0; i < clen * 8; i += step) {
+        c[i / 8] ^= (uint8_t)(1u << (i % 8));
+        if (lmz_decompress_buffer(1, c, clen, d, n, &dl) == LMZ_OK) undetected++;
+        c[i / 8] ^= (uint8_t)(1u << (i % 8));
+    }
+    CHECK_EQ_U64(undetected, 0);
+    for (size_t k = 0; k < clen; k += step) {
+        int e = lmz_decompress_buffer(1, c, k, d, n, &dl);
+        if (e == LMZ_OK) undetected++;
+    }
+    CHECK_EQ_U64(undetected, 0);
+    CHECK_EQ_U64(lmz_decompress_buffer(1, c, 0, d, n, &dl), LMZ_ERROR_EMPTY);
+    CHECK_EQ_U64(lmz_decompress_buffer(1, c, clen, d, n - 1, &dl), LMZ_ERROR_DST_SIZE);
+    c[3] = 'X';
+    CHECK_EQ_U64(lmz_decompress_buffer(1, c, clen, d, n, &dl), LMZ_ERROR_BAD_MAGIC);
+    free(c);
+    free(d);
+    free(src);
+}
+
+TEST(stream_header_fields)
+{
+    size_t clen;
+    uint8_t *c = compress_buf((const uint8_t *)"abc", 3, 65536, 1, &clen);
+    uint8_t d[8];
+    size_t dl;
+    /* unknown version: rejected by name even though its check would fail */
+    c[8] = 2;
+    CHECK_EQ_U64(lmz_decompress_buffer(1, c, clen, d, sizeof d, &dl), LMZ_ERROR_VERSION);
+    c[8] = 1;
+    /* any change under the header check */
+    c[20] ^= 1;
+    CHECK_EQ_U64(lmz_decompress_buffer(1, c, clen, d, sizeof d, &dl), LMZ_ERROR_HEADER);
+    c[20] ^= 1;
+    CHECK_EQ_U64(lmz_decompress_buffer(1, c, clen, d, sizeof d, &dl), LMZ_OK);
+    /* trailing garbage after a complete stream is not a stream */
+    uint8_t *g = malloc(clen + 3);
+    memcpy(g, c, clen);
+    memcpy(g + clen, "xyz", 3);
+    CHECK_EQ_U64(lmz_decompress_buffer(1, g, clen + 3, d, sizeof d, &dl), LMZ_ERROR_BAD_MAGIC);
+    free(g);
+    free(c);
+}
+
+TEST(stream_parameters_are_checked)
+{
+    lmz_params p;
+    lmz_params_default(&p);
+    uint8_t out[1024];
+    size_t ol;
+    p.frame_size = 10;
+    CHECK_EQ_U64(lmz_compress_buffer(&p, "a", 1, out, sizeof out, &ol), LMZ_ERROR_PARAM);
+    lmz_params_default(&p);
+    p.table_bits = 30;
+    CHECK_EQ_U64(lmz_compress_buffer(&p, "a", 1, out, sizeof out, &ol), LMZ_ERROR_PARAM);
+    lmz_params_default(&p);
+    p.model = "smollm2";
+    CHECK_EQ_U64(lmz_compress_buffer(&p, "a", 1, out, sizeof out, &ol), LMZ_ERROR_MODEL);
+    lmz_params_default(&p);
+    CHECK_EQ_U64(lmz_compress_buffer(&p, "a", 1, out, 10, &ol), LMZ_ERROR_DST_SIZE);
+    for (int i = 0; i <= LMZ_ERROR_COUNT_; i++) CHECK(lmz_error_name(i) != NULL);
+    CHECK(strcmp(lmz_error_name(-5), "unknown error code") == 0);
+}
+
+/* Every file of ../shared/data/bench round-trips exactly (2 threads, 1 MiB
+ * frames so that multi-frame files are covered). */
+TEST(stream_bench_corpus_round_trips)
+{
+    static const char *files[] = {
+        "canterbury/alice29.txt", "canterbury/asyoulik.txt", "canterbury/cp.html",
+        "canterbury/fields.c", "canterbury/grammar.lsp", "canterbury/kennedy.xls",
+        "canterbury/lcet10.txt", "canterbury/plrabn12.txt", "canterbury/ptt5",
+        "canterbury/sum", "canterbury/xargs.1", "calgary/bib", "calgary/book1",
+        "calgary/book2", "calgary/geo", "calgary/news", "calgary/obj1", "calgary/obj2",
+        "calgary/paper1", "calgary/paper2", "calgary/paper3", "calgary/paper4",
+        "calgary/paper5", "calgary/paper6", "calgary/pic", "calgary/progc", "calgary/progl",
+        "calgary/progp", "calgary/trans", "canterbury-large/bible.txt",
+        "canterbury-large/world192.txt", "enwik/enwik4", "enwik/enwik5", "enwik/enwik6"};
+    int found = 0;
+    for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+        const char *path = test_bench_path(files[i]);
+        if (!path) continue;
+        size_t n;
+        uint8_t *src = test_read_file(path, &n);
+        if (!src) continue;
+        if (test_quick() && n > 60000) {
+            free(src);
+            continue;
+        }
+        found++;
+        size_t c = round_trip(src, n, 1u << 20, 2);
+        printf("  %-28s %9zu -> %9zu  %.3f bpb\n", files[i], n, c, 8.0 * (double)c / (double)n);
+        free(src);
+    }
+    if (!found) printf("  ../shared/data/bench not found: skipped\n");
+}
