@@ -23,6 +23,8 @@
 #define LMZ_MULTIVERSION
 #endif
 
+static uint32_t rate_tab[1024];   /* 65536 * 2 / (2n + 3) */
+
 /* ======================================================================== */
 /* logistic helpers                                                          */
 /* ======================================================================== */
@@ -53,7 +55,6 @@ static inline int squash(int d)
 }
 
 static int16_t stretch_tab[4096]; /* inverse of squash */
-static uint32_t rate_tab[1024];   /* 65536 * 2 / (2n + 3) */
 
 static void tables_init(void)
 {
@@ -68,6 +69,7 @@ static void tables_init(void)
     }
     for (int j = pi; j < 4096; j++) stretch_tab[j] = 2047;
     for (int n = 0; n < 1024; n++) rate_tab[n] = (uint32_t)(131072 / (2 * n + 3));
+
     done = 1;
 }
 
@@ -94,12 +96,62 @@ static inline void ctr_update(uint32_t *c, int y, uint32_t limit)
 }
 
 /* ======================================================================== */
+/* bit histories                                                             */
+/* ======================================================================== */
+
+/* A context's history of one bit is an 8-bit state standing for a pair of
+ * counts (n0, n1): a bit y adds one to n_y (at most HIST_CAP) and, when the
+ * other count is above 2, roughly halves it, so old evidence fades. The
+ * states reachable from (0, 0) are numbered breadth-first, 0 = empty. */
+#define HIST_CAP 30
+#define HIST_MAX 256
+
+static uint8_t hist_next[HIST_MAX][2];
+static uint8_t hist_n0[HIST_MAX], hist_n1[HIST_MAX];
+static int hist_count;
+
+static void hist_init(void)
+{
+    if (hist_count) return;
+    int n = 1;
+    hist_n0[0] = hist_n1[0] = 0;
+    for (int q = 0; q < n; q++) { /* q walks the breadth-first queue */
+        for (int y = 0; y < 2; y++) {
+            int c[2] = {hist_n0[q], hist_n1[q]};
+            c[y] = c[y] < HIST_CAP ? c[y] + 1 : HIST_CAP;
+            if (c[!y] > 2) c[!y] = c[!y] / 2 + 1;
+            int id = -1;
+            for (int k = 0; k < n; k++)
+                if (hist_n0[k] == c[0] && hist_n1[k] == c[1]) { id = k; break; }
+            if (id < 0) {
+                id = n++;
+                hist_n0[id] = (uint8_t)c[0];
+                hist_n1[id] = (uint8_t)c[1];
+            }
+            hist_next[q][y] = (uint8_t)id;
+        }
+    }
+    hist_count = n; /* 216 states for HIST_CAP 30 */
+}
+
+/* The probability that a state's next bit is 1, learned per context family
+ * (a "state map"): 32-bit counters as above, started from the counts. */
+static void statemap_init(uint32_t *sm)
+{
+    for (int i = 0; i < HIST_MAX; i++) {
+        uint32_t n0 = hist_n0[i], n1 = hist_n1[i];
+        uint32_t p22 = (uint32_t)((((uint64_t)(2 * n1 + 1)) << 22) / (2 * (n0 + n1) + 2));
+        sm[i] = p22 << 10;
+    }
+}
+
+/* ======================================================================== */
 /* mixer                                                                     */
 /* ======================================================================== */
 
 #define N_HASHED 6                 /* o2 o3 o4 o5 o6 o8 word word+prev */
-#define N_INPUTS (2 + N_HASHED + 2 + 1) /* o0 o1, hashed, match x2, bias */
-#define N_INPUTS_PAD 16
+#define N_INPUTS (1 + N_HASHED + 1) /* o1, hashed, match */
+#define N_INPUTS_PAD 8
 #define N_MIX 3
 
 /* Weights are 16.16 fixed point kept within +-16, so that every product and
@@ -167,15 +219,17 @@ static inline void apm_update(apm *a, int y, int rate)
 #define MATCH_MIN 6
 #define MATCH_VERIFY 64 /* bytes compared backwards for a new match */
 #define LIMIT_LOW 250   /* count cap for orders 0-1 */
-#define LIMIT_HIGH 30   /* count cap for hashed contexts: they drift */
+#define LIMIT_SM 1023   /* count cap for state maps */
 
 struct lmz_bytemodel {
     /* hashed contexts: (1 << bits) slots of 16 uint32: [0] tag, [1..15] the
      * counters of a nibble's bit tree, node j = 1, 2..3, 4..7, 8..15 */
-    uint32_t *table;
+    uint8_t *table;
     size_t table_size;      /* bytes mapped */
     uint32_t slot_mask;
-    uint32_t *slot[N_HASHED];
+    uint8_t *slot[N_HASHED];
+    uint32_t sm[N_HASHED][HIST_MAX]; /* state maps, one per context family */
+    uint32_t *sm_cur[N_HASHED];
     uint64_t ctx[N_HASHED]; /* context hashes of the current byte */
     uint64_t next_h[2][N_HASHED]; /* slot hashes for either value of the next bit */
 
@@ -227,7 +281,7 @@ static const size_t mixer_sets[N_MIX] = {256, 64 * 8, 2048};
 size_t lmz_bytemodel_mem(unsigned table_bits)
 {
     size_t m = sizeof(lmz_bytemodel);
-    m += ((size_t)1 << table_bits) * 64 + 63;
+    m += ((size_t)1 << table_bits) * 16;
     m += 65536 * sizeof(uint32_t);
     m += ((size_t)1 << match_bits(table_bits)) * sizeof(uint32_t);
     for (int i = 0; i < N_MIX; i++) m += mixer_sets[i] * N_INPUTS_PAD * sizeof(int32_t);
@@ -250,7 +304,7 @@ void lmz_bytemodel_free(lmz_bytemodel *m)
 /* The hashed table is touched at random, so it lives in anonymous memory
  * (zero pages come lazily) with transparent huge pages where the kernel offers
  * them: far fewer TLB misses. */
-static uint32_t *table_alloc(size_t bytes)
+static uint8_t *table_alloc(size_t bytes)
 {
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return NULL;
@@ -264,11 +318,12 @@ lmz_bytemodel *lmz_bytemodel_create(unsigned table_bits)
 {
     if (table_bits < LMZ_BM_TABLE_BITS_MIN || table_bits > LMZ_BM_TABLE_BITS_MAX)
         return NULL;
-    tables_init(); 
+    tables_init();
+    hist_init(); 
     lmz_bytemodel *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     size_t slots = (size_t)1 << table_bits;
-    m->table_size = slots * 64;
+    m->table_size = slots * 16;
     m->table = table_alloc(m->table_size);
     m->o1 = malloc(65536 * sizeof *m->o1);
     m->mtab = calloc((size_t)1 << match_bits(table_bits), sizeof *m->mtab);
@@ -286,6 +341,7 @@ lmz_bytemodel *lmz_bytemodel_create(unsigned table_bits)
     for (int i = 0; i < 256; i++) m->o0[i] = CTR_INIT;
     for (int i = 0; i < 65536; i++) m->o1[i] = CTR_INIT;
     for (int i = 0; i < 128; i++) m->msm[i] = CTR_INIT;
+    for (int i = 0; i < N_HASHED; i++) statemap_init(m->sm[i]);
     m->mmask = (uint32_t)(((size_t)1 << match_bits(table_bits)) - 1);
     for (int k = 0; k < N_MIX; k++)
         for (size_t i = 0; i < mixer_sets[k] * N_INPUTS_PAD; i++)
@@ -312,18 +368,24 @@ static inline uint64_t mix64(uint64_t x)
 }
 
 /* Find or claim the slot for hash h (two candidates, one cache line each). */
-static inline uint32_t *slot_find(lmz_bytemodel *m, uint64_t h)
+/* Slots are 16 bytes: a check byte and the 15 bit histories of a nibble's
+ * tree (node j = 1, 2..3, 4..7, 8..15 at byte j). Four slots share a cache
+ * line; a context may sit in any of them, the least used one is replaced. */
+static inline uint8_t *slot_find(lmz_bytemodel *m, uint64_t h)
 {
-    uint32_t tag = (uint32_t)h | 1;
-    uint32_t i = (uint32_t)(h >> 32) & m->slot_mask;
-    uint32_t *a = m->table + (size_t)i * 16;
-    if (a[0] == tag) return a;
-    uint32_t *b = m->table + (size_t)(i ^ 1) * 16;
-    if (b[0] == tag) return b;
-    /* replace the slot with less experience at its root node */
-    uint32_t *v = (a[1] & 1023) <= (b[1] & 1023) ? a : b;
-    v[0] = tag;
-    for (int j = 1; j < 16; j++) v[j] = CTR_INIT;
+    uint8_t chk = (uint8_t)h;
+    uint8_t *line = m->table + ((size_t)(h >> 32) & m->slot_mask & ~(size_t)3) * 16;
+    for (int k = 0; k < 4; k++)
+        if (line[k * 16] == chk && line[k * 16 + 1] != 0) return line + k * 16;
+    int best = 0, best_n = 1 << 30;
+    for (int k = 0; k < 4; k++) {
+        uint8_t st = line[k * 16 + 1];
+        int n = hist_n0[st] + hist_n1[st];
+        if (n < best_n) { best_n = n; best = k; }
+    }
+    uint8_t *v = line + best * 16;
+    memset(v, 0, 16);
+    v[0] = chk;
     return v;
 }
 
@@ -337,8 +399,7 @@ static inline void hash_prefetch(const lmz_bytemodel *m, const uint64_t *ctx, ui
         uint64_t x = (ctx[i] ^ salt) * 0xD6E8FEB86659FD93ull;
         out[i] = x ^ (x >> 32);
         uint32_t j = (uint32_t)(out[i] >> 32) & m->slot_mask;
-        __builtin_prefetch(m->table + (size_t)j * 16);
-        __builtin_prefetch(m->table + (size_t)(j ^ 1) * 16);
+        __builtin_prefetch(m->table + (size_t)(j & ~3u) * 16); /* the whole bucket */
     }
 }
 
@@ -352,6 +413,12 @@ static inline void set_slots(lmz_bytemodel *m, const uint64_t *h)
 static inline int is_word_byte(int c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c >= 128;
+}
+
+/* match table index of the last MATCH_MIN (6) bytes */
+static inline uint32_t match_hash(const lmz_bytemodel *m, uint64_t c8)
+{
+    return (uint32_t)(((c8 & 0xFFFFFFFFFFFFull) * 0x9E3779B97F4A7C15ull) >> 40) & m->mmask;
 }
 
 static inline void word_step(int c, uint64_t *word, uint64_t *word1)
@@ -377,20 +444,22 @@ static inline void contexts(uint64_t c8, uint64_t word, uint64_t word1, uint64_t
 }
 
 /* Before the last bit of a byte: hash the contexts that follow each of the
- * two possible bytes and prefetch their slots, so the misses overlap with
- * the work of the last bit. */
+ * two possible bytes and prefetch their slots, so the cache misses overlap
+ * with the work of the last bit. */
 static inline void prefetch_next_byte(lmz_bytemodel *m)
 {
     for (int y = 0; y < 2; y++) {
         int c = (int)(((m->c0 << 1) | (uint32_t)y) & 0xFF);
         uint64_t w = m->word, w1 = m->word1, ctx[N_HASHED];
         word_step(c, &w, &w1);
-        contexts((m->c8 << 8) | (uint64_t)c, w, w1, ctx);
+        uint64_t c8 = (m->c8 << 8) | (uint64_t)c;
+        contexts(c8, w, w1, ctx);
         hash_prefetch(m, ctx, 0, m->next_h[y]);
+        __builtin_prefetch(m->mtab + match_hash(m, c8));
     }
 }
 
-/* Before the last bit of the first nibble: the same for the second nibble. */
+/* The same for the second nibble, one bit before it starts. */
 static inline void prefetch_next_nibble(lmz_bytemodel *m)
 {
     for (int y = 0; y < 2; y++) {
@@ -413,7 +482,7 @@ static void byte_update(lmz_bytemodel *m, int c)
         m->mlen = 0;
     }
     if (m->pos >= MATCH_MIN) {
-        uint32_t h = (uint32_t)(mix64(m->c8 & 0xFFFFFFFFFFFFull) >> 20) & m->mmask;
+        uint32_t h = match_hash(m, m->c8);
         if (m->mlen == 0) {
             uint32_t cand = m->mtab[h];
             if (cand) {
@@ -446,9 +515,11 @@ static inline __attribute__((always_inline)) int predict(lmz_bytemodel *m)
     int32_t *x = m->x;
     uint32_t c0 = m->c0, c1 = (uint32_t)(m->c8 & 0xFF);
     m->o1_cur = &m->o1[(c1 << 8) | c0];
-    x[0] = stretch(ctr_p(m->o0[c0]));
-    x[1] = stretch(ctr_p(*m->o1_cur));
-    for (int i = 0; i < N_HASHED; i++) x[2 + i] = stretch(ctr_p(m->slot[i][m->nib]));
+    x[0] = stretch(ctr_p(*m->o1_cur));
+    for (int i = 0; i < N_HASHED; i++) {
+        m->sm_cur[i] = &m->sm[i][m->slot[i][m->nib]];
+        x[1 + i] = stretch(ctr_p(*m->sm_cur[i]));
+    }
 
     /* match: the expected bit, with a confidence learned per length */
     uint32_t mb = 0;
@@ -460,17 +531,14 @@ static inline __attribute__((always_inline)) int predict(lmz_bytemodel *m)
             mb = match_bucket(m->mlen);
             m->msm_cur = &m->msm[mb * 2 + (uint32_t)m->mbit];
             int st = stretch(ctr_p(*m->msm_cur));
-            x[2 + N_HASHED] = st;
-            x[3 + N_HASHED] = m->mbit ? 256 : -256;
+            x[1 + N_HASHED] = st;
         } else {
             m->mlen = 0;
         }
     }
     if (m->mbit < 0) {
-        x[2 + N_HASHED] = 0;
-        x[3 + N_HASHED] = 0;
+        x[1 + N_HASHED] = 0;
     }
-    x[4 + N_HASHED] = 256;
 
     uint32_t ml = m->mbit < 0 ? 0 : (mb < 15 ? mb + 1 : 16 + (mb >> 3));
     m->wsel[0] = m->w[0] + c0 * N_INPUTS_PAD;
@@ -499,6 +567,16 @@ static inline __attribute__((always_inline)) int predict(lmz_bytemodel *m)
     if (p < 1) p = 1;
     if (p > 4095) p = 4095;
     m->pr = p;
+    /* the next bit's APM rows and first mixer's weights, for either value of
+     * this bit: their loads would otherwise stall the next prediction */
+    {
+        const uint16_t *r = m->a2.t + (size_t)((c0 * 2) | (c1 << 8)) * 33;
+        __builtin_prefetch(r);
+        __builtin_prefetch(r + 32);
+        __builtin_prefetch(r + 64);
+        __builtin_prefetch(m->w[0] + (size_t)(c0 * 2) * N_INPUTS_PAD);
+        __builtin_prefetch(m->o1 + ((c1 << 8) | (c0 * 2)));
+    }
     return p;
 }
 
@@ -515,9 +593,12 @@ static inline __attribute__((always_inline)) void update(lmz_bytemodel *m, int y
     apm_update(&m->a2, y, 7);
 
     /* counters */
-    ctr_update(&m->o0[m->c0], y, LIMIT_LOW);
     ctr_update(m->o1_cur, y, LIMIT_LOW);
-    for (int i = 0; i < N_HASHED; i++) ctr_update(&m->slot[i][m->nib], y, LIMIT_HIGH);
+    for (int i = 0; i < N_HASHED; i++) {
+        uint8_t *h = &m->slot[i][m->nib];
+        ctr_update(m->sm_cur[i], y, LIMIT_SM);
+        *h = hist_next[*h][y];
+    }
     if (m->mbit >= 0) ctr_update(m->msm_cur, y == m->mbit ? m->mbit : !m->mbit, 1023);
 
     m->c0 = (m->c0 << 1) | (uint32_t)y;
@@ -532,10 +613,10 @@ static inline __attribute__((always_inline)) void update(lmz_bytemodel *m, int y
         prefetch_next_byte(m);
     } else if (m->bitpos == 8) {
         byte_update(m, (int)(m->c0 & 0xFF));
+        set_slots(m, m->next_h[y]);
         m->c0 = 1;
         m->nib = 1;
         m->bitpos = 0;
-        set_slots(m, m->next_h[y]);
     }
 }
 
