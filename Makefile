@@ -9,7 +9,7 @@
 
 CC      ?= cc
 BUILD   ?= build
-OPT     ?= -O2
+OPT     ?= -O3
 WERROR  ?=
 SAN     ?=
 WARN    = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wvla -Wcast-align \

@@ -599,7 +599,7 @@ static inline __attribute__((always_inline)) void update(lmz_bytemodel *m, int y
         ctr_update(m->sm_cur[i], y, LIMIT_SM);
         *h = hist_next[*h][y];
     }
-    if (m->mbit >= 0) ctr_update(m->msm_cur, y == m->mbit ? m->mbit : !m->mbit, 1023);
+    if (m->mbit >= 0) ctr_update(m->msm_cur, y, 1023);
 
     m->c0 = (m->c0 << 1) | (uint32_t)y;
     m->nib = (m->nib << 1) | (uint32_t)y;
