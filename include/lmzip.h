@@ -125,6 +125,11 @@ typedef struct {
     void *opaque;
 } lmz_list_callbacks;
 
+/* Parse the header at the start of src[0..n) without checking that this
+ * build supports it, to name the model, profile or setting a file needs.
+ * @return LMZ_OK when the header is well formed (its check holds). */
+int lmz_peek_header(const void *src, size_t n, lmz_stream_info *info);
+
 /* Walk the streams of io, reporting headers and frame index entries; frame
  * payloads are skipped, not decoded. */
 int lmz_list_stream(const lmz_io *io, const lmz_list_callbacks *cb);

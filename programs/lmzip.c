@@ -174,6 +174,30 @@ static FILE *open_temp(const char *target, char **tmp_path)
     return f;
 }
 
+/* A stream needs what this build lacks: name it (the header is read again
+ * from the file; for stdin only the code is known). */
+static void explain_unsupported(const char *name, const char *path, int e)
+{
+    uint8_t head[512];
+    size_t n = 0;
+    lmz_stream_info si;
+    FILE *f = path ? fopen(path, "rb") : NULL;
+    if (f) {
+        n = fread(head, 1, sizeof head, f);
+        fclose(f);
+    }
+    if (n && lmz_peek_header(head, n, &si) == LMZ_OK) {
+        if (e == LMZ_ERROR_MODEL)
+            fail(name, "needs model '%s', which is not available (this build has 'none')", si.model);
+        else if (e == LMZ_ERROR_PROFILE)
+            fail(name, "needs arithmetic profile '%s', which this build does not have", si.profile);
+        else
+            fail(name, "uses a setting this version of lmzip does not know (made by a newer version?)");
+        return;
+    }
+    fail(name, "%s", lmz_error_name(e));
+}
+
 /* list-mode callbacks */
 typedef struct {
     const options *opt;
@@ -344,6 +368,8 @@ static int process(const options *o, const char *path, int *listed_header)
             fail(name, "read error: %s", strerror(errno));
         else if (e == LMZ_ERROR_WRITE)
             fail(out_path ? out_path : "(stdout)", "write error: %s", strerror(errno));
+        else if (e == LMZ_ERROR_MODEL || e == LMZ_ERROR_PROFILE || e == LMZ_ERROR_SETTING)
+            explain_unsupported(name, from_stdin ? NULL : path, e);
         else
             fail(name, "%s", lmz_error_name(e));
         goto done;
@@ -443,14 +469,15 @@ int main(int argc, char **argv)
     options o;
     memset(&o, 0, sizeof o);
     lmz_params_default(&o.params);
-    const char **files = calloc((size_t)argc + 1, sizeof *files);
+    /* file operands are gathered at the front of argv: never past the
+     * argument being read, so no allocation is needed */
+    char **files = argv + 1;
     int nfiles = 0, only_files = 0;
-    if (!files) return 1;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (only_files || a[0] != '-' || a[1] == 0) {
-            files[nfiles++] = a;
+            files[nfiles++] = argv[i];
             continue;
         }
         if (a[1] == '-') {
@@ -554,7 +581,7 @@ int main(int argc, char **argv)
                         "byte model 'none'\n", prog, o.params.model);
         return 1;
     }
-    if (nfiles == 0) files[nfiles++] = "-";
+
     if (o.out_path && nfiles > 1) {
         fprintf(stderr, "%s: -o takes a single input file\n", prog);
         return 1;
@@ -562,7 +589,7 @@ int main(int argc, char **argv)
     if (o.to_stdout && o.remove_input) o.remove_input = 0;
 
     int status = 0, listed = 0;
+    if (nfiles == 0) status = process(&o, "-", &listed);
     for (int i = 0; i < nfiles; i++) status |= process(&o, files[i], &listed);
-    free(files);
     return status ? 1 : 0;
 }

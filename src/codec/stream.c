@@ -289,8 +289,10 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
 /* stream header                                                             */
 /* ======================================================================== */
 
-/* Read and check one stream header; the magic is already consumed. */
-static int header_read(reader *r, lmz_header *h)
+/* Read and check one stream header; the magic is already consumed. With
+ * check_support 0, a well-formed header of a model, profile or setting this
+ * build lacks is returned as LMZ_OK (for naming what is missing). */
+static int header_read(reader *r, lmz_header *h, int check_support)
 {
     uint8_t b[LMZ_STREAM_HEADER_MAX];
     size_t o = LMZ_MAGIC_LEN;
@@ -345,6 +347,7 @@ static int header_read(reader *r, lmz_header *h)
     if (lmz_get_u32(cb) != (uint32_t)XXH64(b, o, 0)) return LMZ_ERROR_HEADER;
 #undef NEED
     /* the checksum holds, so the fields are what the writer meant */
+    if (!check_support) return LMZ_OK;
     if (unknown) return LMZ_ERROR_SETTING;
     if (!have_fs || !have_tb) return LMZ_ERROR_HEADER;
     if (strcmp(h->profile, LMZ_PROFILE_INT_V1) != 0) return LMZ_ERROR_PROFILE;
@@ -364,7 +367,7 @@ static int stream_begin(reader *r, lmz_header *h, int first)
     if (e == LMZ_ERROR_TRUNCATED || (e == LMZ_OK && memcmp(mg, lmz_magic, LMZ_MAGIC_LEN)))
         return LMZ_ERROR_BAD_MAGIC;
     if (e) return e;
-    return header_read(r, h);
+    return header_read(r, h, 1);
 }
 
 /* Read the 28 bytes after an end block's type byte and check them. */
@@ -517,9 +520,50 @@ int lmz_decompress_stream(unsigned threads, const lmz_io *io)
     return decompress_limited(threads, io, UINT64_MAX);
 }
 
+typedef struct {
+    const uint8_t *src;
+    size_t src_len, src_pos;
+    uint8_t *dst;
+    size_t dst_cap, dst_pos;
+} membuf;
+
+static long mem_read(void *o, void *buf, size_t n);
+
 /* ======================================================================== */
 /* listing                                                                   */
 /* ======================================================================== */
+
+static void stream_info_fill(const lmz_header *h, unsigned si, lmz_stream_info *s)
+{
+    memset(s, 0, sizeof *s);
+    s->stream_index = si;
+    s->format_version = h->version;
+    strcpy(s->profile, h->profile);
+    strcpy(s->model, h->model);
+    memcpy(s->model_hash, h->model_hash, 32);
+    s->frame_size = h->frame_size;
+    s->table_bits = h->table_bits;
+    s->size_hint = h->size_hint;
+}
+
+int lmz_peek_header(const void *src, size_t n, lmz_stream_info *info)
+{
+    if (!src || !info) return LMZ_ERROR_PARAM;
+    membuf mb = {src, n, 0, NULL, 0, 0};
+    lmz_io io = {&mb, mem_read, NULL, NULL};
+    reader *r = malloc(sizeof *r);
+    if (!r) return LMZ_ERROR_NOMEM;
+    memset(r, 0, sizeof *r);
+    r->io = &io;
+    uint8_t mg[LMZ_MAGIC_LEN];
+    lmz_header h;
+    int e = rd_exact(r, mg, LMZ_MAGIC_LEN);
+    if (e == LMZ_OK && memcmp(mg, lmz_magic, LMZ_MAGIC_LEN)) e = LMZ_ERROR_BAD_MAGIC;
+    if (e == LMZ_OK) e = header_read(r, &h, 0);
+    if (e == LMZ_OK) stream_info_fill(&h, 0, info);
+    free(r);
+    return e;
+}
 
 int lmz_list_stream(const lmz_io *io, const lmz_list_callbacks *cb)
 {
@@ -540,15 +584,7 @@ int lmz_list_stream(const lmz_io *io, const lmz_list_callbacks *cb)
         if ((err = stream_begin(r, &h, si == 0)) != LMZ_OK) break;
         if (cb->on_stream) {
             lmz_stream_info s;
-            memset(&s, 0, sizeof s);
-            s.stream_index = si;
-            s.format_version = h.version;
-            strcpy(s.profile, h.profile);
-            strcpy(s.model, h.model);
-            memcpy(s.model_hash, h.model_hash, 32);
-            s.frame_size = h.frame_size;
-            s.table_bits = h.table_bits;
-            s.size_hint = h.size_hint;
+            stream_info_fill(&h, si, &s);
             cb->on_stream(cb->opaque, &s);
         }
         uint64_t total = 0, frames = 0;
@@ -596,13 +632,6 @@ size_t lmz_compress_bound(size_t n, uint32_t frame_size)
     size_t frames = n / frame_size + 1;
     return n + frames * LMZ_FRAME_HEADER_SIZE + LMZ_STREAM_HEADER_MAX + LMZ_END_BLOCK_SIZE;
 }
-
-typedef struct {
-    const uint8_t *src;
-    size_t src_len, src_pos;
-    uint8_t *dst;
-    size_t dst_cap, dst_pos;
-} membuf;
 
 static long mem_read(void *o, void *buf, size_t n)
 {

@@ -3,9 +3,10 @@
  *
  * Probabilities are 12-bit (0..4095 = P(bit=1) * 4096) in the mixer domain,
  * logits ("stretch") are in units of 1/256 clamped to [-2047, 2047].
- * Counters are 32-bit: the top 22 bits are the probability, the low 10 bits
- * count the updates seen so far (capped per context family), and the update
- * rate is 1/(count + 1.5): fast for new contexts, steady for old ones.
+ * Direct counters (order 1, state maps, match) are 32-bit: the top 22 bits
+ * are the probability, the low 10 bits count the updates seen so far (capped
+ * per family), and the update rate is 1/(count + 1.5): fast for new
+ * contexts, steady for old ones.
  */
 #define _DEFAULT_SOURCE
 #include "bytemodel.h"
@@ -149,7 +150,7 @@ static void statemap_init(uint32_t *sm)
 /* mixer                                                                     */
 /* ======================================================================== */
 
-#define N_HASHED 6                 /* o2 o3 o4 o5 o6 o8 word word+prev */
+#define N_HASHED 6                  /* o2 o3 o4 o6 word word+prev */
 #define N_INPUTS (1 + N_HASHED + 1) /* o1, hashed, match */
 #define N_INPUTS_PAD 8
 #define N_MIX 3
@@ -233,7 +234,6 @@ struct lmz_bytemodel {
     uint64_t ctx[N_HASHED]; /* context hashes of the current byte */
     uint64_t next_h[2][N_HASHED]; /* slot hashes for either value of the next bit */
 
-    uint32_t o0[256];       /* (c0) */
     uint32_t *o1;           /* (c1, c0) = 65536 counters */
     uint32_t *o1_cur;
 
@@ -338,7 +338,6 @@ lmz_bytemodel *lmz_bytemodel_create(unsigned table_bits)
         return NULL;
     }
     m->slot_mask = (uint32_t)(slots - 1);
-    for (int i = 0; i < 256; i++) m->o0[i] = CTR_INIT;
     for (int i = 0; i < 65536; i++) m->o1[i] = CTR_INIT;
     for (int i = 0; i < 128; i++) m->msm[i] = CTR_INIT;
     for (int i = 0; i < N_HASHED; i++) statemap_init(m->sm[i]);

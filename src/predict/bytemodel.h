@@ -1,16 +1,26 @@
 /*
- * bytemodel.h — the byte-level context-mixing model (model "none").
+ * bytemodel.h — the byte-level context-mixing model (model "none", profile
+ * "int-v1").
  *
- * Predicts one bit at a time (most significant bit first) from:
- *   order-0 and order-1 direct counters; orders 2, 3, 4, 5, 6, 8 and two word
- *   contexts through one hashed table of 64-byte slots (a slot holds the 15
- *   counters of one nibble's bit tree); a match model for long repeats;
- *   three logistic mixers with different weight-set selectors and a final
- *   mixer over them; two adaptive probability maps (APM/SSE).
+ * Predicts one bit at a time, most significant bit first, from:
+ *   - order 1: direct adaptive counters (previous byte, bits so far);
+ *   - orders 2, 3, 4, 6, the current word and the current + previous word:
+ *     8-bit bit-history states in a hashed table of 16-byte slots (a check
+ *     byte + the 15 nodes of a nibble's bit tree, four slots per cache line),
+ *     each history mapped to a probability by an adaptive state map;
+ *   - a match model: the byte that followed the last occurrence of the
+ *     current 6-byte context, with a confidence learned per match length;
+ *   - three logistic mixers (weight sets chosen by the partial byte, by the
+ *     match state and bit position, by the previous byte and bit position)
+ *     and a final mixer over their outputs;
+ *   - two adaptive probability maps (partial byte; previous byte + partial
+ *     byte), averaged with the mixer output.
  * Everything is integer arithmetic, so the same input gives the same bits on
- * every machine and compiler. The only setting that changes probabilities is
- * the hash table size, derived from the frame length and the header's
- * `table_bits_max` by lmz_bytemodel_table_bits().
+ * every machine and compiler; an AVX2 clone of the coding loops is chosen at
+ * run time and computes the same integers. The only setting that changes
+ * probabilities is the hash table size, derived from the frame length and
+ * the header's table_bits by lmz_bytemodel_table_bits(). Any change that
+ * alters one probability needs a new profile id (docs/FORMAT.md).
  */
 #ifndef LMZ_BYTEMODEL_H
 #define LMZ_BYTEMODEL_H
@@ -21,8 +31,8 @@
 #include "../codec/rangecoder.h"
 
 #define LMZ_BM_TABLE_BITS_MIN     12
-#define LMZ_BM_TABLE_BITS_MAX     24   /* 2^24 slots of 64 bytes = 1 GiB */
-#define LMZ_BM_TABLE_BITS_DEFAULT 22   /* 256 MiB for frames of 1 MiB and more */
+#define LMZ_BM_TABLE_BITS_MAX     24   /* 2^24 slots of 16 bytes = 256 MiB */
+#define LMZ_BM_TABLE_BITS_DEFAULT 22   /* 64 MiB for frames of 2 MiB and more */
 
 typedef struct lmz_bytemodel lmz_bytemodel;
 

@@ -1,0 +1,113 @@
+/*
+ * mkbad.c — makes the broken golden files whose damage sits under a check
+ * that is then recomputed, so the decoder must catch the damage by meaning,
+ * not by checksum. Used once by tests/golden/make_golden.sh; the files it
+ * made are committed.
+ *
+ *   mkbad MODE IN.lmz OUT.lmz
+ *   MODE: setting | profile | model | frame-too-big | comp-too-big |
+ *         frame-xxh | end-count | end-hash | block-type | frame-size-zero
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "codec/format.h"
+
+static uint8_t buf[1 << 20];
+
+static void recheck(uint8_t *p, size_t n) { lmz_put_u32(p + n, (uint32_t)XXH64(p, n, 0)); }
+
+int main(int argc, char **argv)
+{
+    if (argc != 4) {
+        fprintf(stderr, "usage: mkbad MODE IN OUT\n");
+        return 1;
+    }
+    const char *mode = argv[1];
+    FILE *f = fopen(argv[2], "rb");
+    if (!f) return 1;
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+
+    /* locate the header fields */
+    size_t o = 10;
+    size_t prof = o;
+    o += 1 + buf[o];
+    size_t model = o;
+    o += 1 + buf[o];
+    o += 32;
+    size_t nset = o;
+    o += 1 + 9 * (size_t)buf[o];
+    o += 8;
+    size_t hend = o; /* the header check is at hend */
+    size_t frame = hend + 4;
+    uint32_t comp = lmz_get_u32(buf + frame + 6);
+    size_t end = frame + LMZ_FRAME_HEADER_SIZE + comp;
+
+    static uint8_t out[sizeof buf + 64];
+    size_t m = 0;
+    if (!strcmp(mode, "setting") || !strcmp(mode, "profile") || !strcmp(mode, "model") ||
+        !strcmp(mode, "frame-size-zero")) {
+        /* rebuild the header with one change */
+        size_t at = !strcmp(mode, "setting") ? nset : !strcmp(mode, "profile") ? prof : model;
+        memcpy(out, buf, at);
+        m = at;
+        if (!strcmp(mode, "setting")) {
+            out[m++] = (uint8_t)(buf[nset] + 1);
+            memcpy(out + m, buf + nset + 1, hend - nset - 9);
+            m += hend - nset - 9;
+            out[m++] = 99; /* an id no decoder of version 1 knows */
+            lmz_put_u64(out + m, 7);
+            m += 8;
+            memcpy(out + m, buf + hend - 8, 8);
+            m += 8;
+        } else if (!strcmp(mode, "frame-size-zero")) {
+            memcpy(out + m, buf + at, hend - at);
+            /* first setting is the frame size: set it to 0 */
+            lmz_put_u64(out + (nset + 2), 0);
+            m += hend - at;
+        } else {
+            const char *name = !strcmp(mode, "profile") ? "det-f32-v9" : "smollm2-135m";
+            out[m++] = (uint8_t)strlen(name);
+            memcpy(out + m, name, strlen(name));
+            m += strlen(name);
+            size_t skip = at + 1 + buf[at];
+            memcpy(out + m, buf + skip, hend - skip);
+            m += hend - skip;
+        }
+        recheck(out, m);
+        m += 4;
+        memcpy(out + m, buf + frame, n - frame);
+        m += n - frame;
+    } else {
+        memcpy(out, buf, n);
+        m = n;
+        if (!strcmp(mode, "frame-too-big")) {
+            lmz_put_u32(out + frame + 2, lmz_get_u32(out + frame + 2) + (1u << 30));
+            recheck(out + frame, 18);
+        } else if (!strcmp(mode, "comp-too-big")) {
+            lmz_put_u32(out + frame + 6, lmz_get_u32(out + frame + 2) + 1);
+            recheck(out + frame, 18);
+        } else if (!strcmp(mode, "frame-xxh")) {
+            out[frame + 10] ^= 0x40;
+            recheck(out + frame, 18);
+        } else if (!strcmp(mode, "block-type")) {
+            out[frame] = 0x02;
+        } else if (!strcmp(mode, "end-count") || !strcmp(mode, "end-hash")) {
+            /* the last end block of the file */
+            size_t e = n - LMZ_END_BLOCK_SIZE;
+            (void)end;
+            if (!strcmp(mode, "end-count")) lmz_put_u64(out + e + 9, lmz_get_u64(out + e + 9) + 1);
+            else out[e + 17] ^= 1;
+            recheck(out + e, 25);
+        } else {
+            fprintf(stderr, "mkbad: unknown mode %s\n", mode);
+            return 1;
+        }
+    }
+    f = fopen(argv[3], "wb");
+    if (!f || fwrite(out, 1, m, f) != m) return 1;
+    return fclose(f) != 0;
+}
