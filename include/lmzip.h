@@ -92,8 +92,9 @@ typedef struct {
 int lmz_compress_stream(const lmz_params *p, const lmz_io *io);
 
 /* Decompress one or more concatenated .lmz streams. Each frame is checked
- * against its XXH64 before it is written, so damaged data is never written
- * (frames before the damage are). threads: 0 = one per core. */
+ * against its XXH64 before it is written, so damaged data is never written;
+ * on an error, what was written is a prefix of the content (whole frames)
+ * and the caller decides whether to keep it. threads: 0 = one per core. */
 int lmz_decompress_stream(unsigned threads, const lmz_io *io);
 
 /* ---- listing without decoding ------------------------------------------- */

@@ -95,7 +95,8 @@ typedef struct {
     int show_progress;
     double t0;
     uint64_t in_size; /* for ETA; 0 if unknown */
-    uint64_t in_done, out_done;
+    uint64_t in_done, out_done;   /* as last reported by the library */
+    uint64_t bytes_read, bytes_written;
 } io_ctx;
 
 static double now_s(void)
@@ -110,12 +111,14 @@ static long cb_read(void *o, void *buf, size_t n)
     io_ctx *c = o;
     size_t k = fread(buf, 1, n, c->in);
     if (k == 0 && ferror(c->in)) return -1;
+    c->bytes_read += k;
     return (long)k;
 }
 
 static int cb_write(void *o, const void *buf, size_t n)
 {
     io_ctx *c = o;
+    c->bytes_written += n;
     if (!c->out) return 0; /* -t: decode and discard */
     return fwrite(buf, 1, n, c->out) == n ? 0 : -1;
 }
@@ -404,18 +407,18 @@ static int process(const options *o, const char *path, int *listed_header)
     }
     rc = 0;
 
-    uint64_t raw = o->mode == MODE_COMPRESS ? c.in_done : c.out_done;
-    uint64_t packed = o->mode == MODE_COMPRESS ? c.out_done : c.in_done;
-    if (o->mode == MODE_COMPRESS) packed = c.out_done + 0; /* header included by the library */
-    if (o->verbose || (!o->quiet && isatty(STDERR_FILENO) && o->mode != MODE_TEST)) {
+    int compressing = o->mode == MODE_COMPRESS;
+    uint64_t raw = compressing ? c.bytes_read : c.bytes_written;
+    uint64_t packed = compressing ? c.bytes_written : c.bytes_read;
+    double bpb = raw ? 8.0 * (double)packed / (double)raw : 0.0;
+    if (o->mode == MODE_TEST) {
+        if (o->verbose) msg(o, "%s: OK (%llu bytes, %.4f bpb)\n", name, (unsigned long long)raw, bpb);
+    } else if (o->verbose || (!o->quiet && isatty(STDERR_FILENO))) {
         double dt = now_s() - c.t0;
         msg(o, "%s: %llu -> %llu bytes, %.4f bpb, %.2f MB/s%s%s\n", name,
-            (unsigned long long)(o->mode == MODE_COMPRESS ? raw : packed),
-            (unsigned long long)(o->mode == MODE_COMPRESS ? packed : raw),
-            raw ? 8.0 * (double)packed / (double)raw : 0.0, dt > 0 ? (double)raw / dt / 1e6 : 0.0,
-            out_path ? ", " : "", out_path ? out_path : "");
-    } else if (o->mode == MODE_TEST && o->verbose) {
-        msg(o, "%s: OK\n", name);
+            (unsigned long long)(compressing ? raw : packed),
+            (unsigned long long)(compressing ? packed : raw), bpb,
+            dt > 0 ? (double)raw / dt / 1e6 : 0.0, out_path ? " -> " : "", out_path ? out_path : "");
     }
     if (o->remove_input && !from_stdin && o->mode != MODE_TEST && out_path) {
         if (unlink(path) != 0) fail(name, "cannot remove input: %s", strerror(errno));
