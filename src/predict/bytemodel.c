@@ -150,9 +150,9 @@ static void statemap_init(uint32_t *sm)
 /* mixer                                                                     */
 /* ======================================================================== */
 
-#define N_HASHED 6                  /* o2 o3 o4 o6 word word+prev */
-#define N_INPUTS (1 + N_HASHED + 1) /* o1, hashed, match */
-#define N_INPUTS_PAD 8
+#define N_HASHED 6 /* o2 o3 o4 o6 word word+prev */
+#define N_INPUTS (2 + N_HASHED + 3) /* o0, o1, hashed, match x2, bias */
+#define N_INPUTS_PAD 12
 #define N_MIX 3
 
 /* Weights are 16.16 fixed point kept within +-16, so that every product and
@@ -234,6 +234,7 @@ struct lmz_bytemodel {
     uint64_t ctx[N_HASHED]; /* context hashes of the current byte */
     uint64_t next_h[2][N_HASHED]; /* slot hashes for either value of the next bit */
 
+    uint32_t o0[256];       /* (c0) */
     uint32_t *o1;           /* (c1, c0) = 65536 counters */
     uint32_t *o1_cur;
 
@@ -339,6 +340,7 @@ lmz_bytemodel *lmz_bytemodel_create(unsigned table_bits)
     }
     m->slot_mask = (uint32_t)(slots - 1);
     for (int i = 0; i < 65536; i++) m->o1[i] = CTR_INIT;
+    for (int i = 0; i < 256; i++) m->o0[i] = CTR_INIT;
     for (int i = 0; i < 128; i++) m->msm[i] = CTR_INIT;
     for (int i = 0; i < N_HASHED; i++) statemap_init(m->sm[i]);
     m->mmask = (uint32_t)(((size_t)1 << match_bits(table_bits)) - 1);
@@ -515,6 +517,8 @@ static inline __attribute__((always_inline)) int predict(lmz_bytemodel *m)
     uint32_t c0 = m->c0, c1 = (uint32_t)(m->c8 & 0xFF);
     m->o1_cur = &m->o1[(c1 << 8) | c0];
     x[0] = stretch(ctr_p(*m->o1_cur));
+    x[2 + N_HASHED] = stretch(ctr_p(m->o0[c0]));
+    x[4 + N_HASHED] = 256;
     for (int i = 0; i < N_HASHED; i++) {
         m->sm_cur[i] = &m->sm[i][m->slot[i][m->nib]];
         x[1 + i] = stretch(ctr_p(*m->sm_cur[i]));
@@ -531,12 +535,14 @@ static inline __attribute__((always_inline)) int predict(lmz_bytemodel *m)
             m->msm_cur = &m->msm[mb * 2 + (uint32_t)m->mbit];
             int st = stretch(ctr_p(*m->msm_cur));
             x[1 + N_HASHED] = st;
+            x[3 + N_HASHED] = m->mbit ? 256 : -256;
         } else {
             m->mlen = 0;
         }
     }
     if (m->mbit < 0) {
         x[1 + N_HASHED] = 0;
+        x[3 + N_HASHED] = 0;
     }
 
     uint32_t ml = m->mbit < 0 ? 0 : (mb < 15 ? mb + 1 : 16 + (mb >> 3));
@@ -593,6 +599,7 @@ static inline __attribute__((always_inline)) void update(lmz_bytemodel *m, int y
 
     /* counters */
     ctr_update(m->o1_cur, y, LIMIT_LOW);
+    ctr_update(&m->o0[m->c0], y, LIMIT_LOW);
     for (int i = 0; i < N_HASHED; i++) {
         uint8_t *h = &m->slot[i][m->nib];
         ctr_update(m->sm_cur[i], y, LIMIT_SM);

@@ -3,7 +3,8 @@
  * "int-v1").
  *
  * Predicts one bit at a time, most significant bit first, from:
- *   - order 1: direct adaptive counters (previous byte, bits so far);
+ *   - orders 0 and 1: direct adaptive counters (bits so far of the byte;
+ *     previous byte + bits so far);
  *   - orders 2, 3, 4, 6, the current word and the current + previous word:
  *     8-bit bit-history states in a hashed table of 16-byte slots (a check
  *     byte + the 15 nodes of a nibble's bit tree, four slots per cache line),
