@@ -6,30 +6,27 @@ export LMZ_DATA="${LMZ_DATA:-$(cd "$(dirname "$0")/../.." && pwd)/shared/data}"
 pass=0
 fail=0
 
-count() { # count LABEL STATUS
-    if [ "$2" -eq 0 ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL $1"; fi
+# suite NAME PREFIX CMD...: run a suite whose last line is
+# "PREFIX N passed, N failed" and add its counts
+suite() {
+    name=$1; prefix=$2; shift 2
+    echo "== $name"
+    out=$("$@" 2>&1); st=$?
+    echo "$out"
+    line=$(echo "$out" | tail -n 1)
+    p=$(echo "$line" | sed -n "s/^$prefix\([0-9]*\) passed, \([0-9]*\) failed\$/\1/p")
+    f=$(echo "$line" | sed -n "s/^$prefix\([0-9]*\) passed, \([0-9]*\) failed\$/\2/p")
+    if [ -z "$p" ]; then p=0; f=1; echo "FAIL $name did not finish (status $st)"; fi
+    pass=$((pass + p)); fail=$((fail + f))
 }
 
-echo "== unit tests ($BUILD/unit_tests)"
-out=$("$BUILD/unit_tests" 2>&1); st=$?
-echo "$out"
-line=$(echo "$out" | tail -n 1)
-up=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1/p')
-uf=$(echo "$line" | sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
-if [ -z "$up" ]; then up=0; uf=1; echo "FAIL unit tests did not finish (status $st)"; fi
-pass=$((pass + up)); fail=$((fail + uf))
+suite "unit tests ($BUILD/unit_tests)" "" "$BUILD/unit_tests"
 
 echo "== fuzz corpus and golden files replayed through the fuzz target"
-"$BUILD/fuzz_replay" tests/fuzz/corpus tests/fuzz/crashes tests/golden; count fuzz_replay $?
+if "$BUILD/fuzz_replay" tests/fuzz/corpus tests/fuzz/crashes tests/golden; then pass=$((pass + 1))
+else fail=$((fail + 1)); echo "FAIL fuzz replay"; fi
 
-echo "== golden files and command line ($BUILD/lmzip)"
-out=$(sh tests/cli.sh "$BUILD/lmzip" 2>&1); st=$?
-echo "$out"
-line=$(echo "$out" | tail -n 1)
-cp_=$(echo "$line" | sed -n 's/^cli: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p')
-cf=$(echo "$line" | sed -n 's/^cli: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p')
-if [ -z "$cp_" ]; then cp_=0; cf=1; echo "FAIL cli tests did not finish (status $st)"; fi
-pass=$((pass + cp_)); fail=$((fail + cf))
+suite "golden files and command line ($BUILD/lmzip)" "cli: " sh tests/cli.sh "$BUILD/lmzip"
 
 echo "total: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
