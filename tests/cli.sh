@@ -96,6 +96,10 @@ check "-h" "$LMZIP" -h
 refuse "-t on random bytes" "$LMZIP" -t random.bin
 refuse "-d on empty input" "$LMZIP" -d -c empty.txt
 if [ -w /dev/full ]; then refuse "full output device" sh -c "\"$LMZIP\" -c text.orig > /dev/full"; fi
+refuse "output folder missing" "$LMZIP" -o no-such-dir/x.lmz text.orig
+cp text.orig victim.txt && chmod 444 victim.txt
+refuse "damaged input leaves no output" "$LMZIP" -d -o victim.out "$GOLDEN/bad/bitflip-payload.lmz"
+[ ! -e victim.out ] && cmp -s victim.txt text.orig && ok || no "no partial output, input untouched"
 if [ "$(id -u)" != 0 ]; then
     mkdir ro && chmod 555 ro && cp text.orig ro/ 2>/dev/null
     refuse "unwritable output folder" "$LMZIP" -o ro/x.lmz text.orig

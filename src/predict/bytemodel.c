@@ -12,6 +12,7 @@
 #include "bytemodel.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -59,8 +60,6 @@ static int16_t stretch_tab[4096]; /* inverse of squash */
 
 static void tables_init(void)
 {
-    static int done = 0; /* idempotent: every thread computes the same data */
-    if (done) return;
     for (int d = -2048; d < 2048; d++) squash_full[d + 2048] = (int16_t)squash(d);
     int pi = 0;
     for (int x = -2047; x <= 2047; x++) {
@@ -70,8 +69,6 @@ static void tables_init(void)
     }
     for (int j = pi; j < 4096; j++) stretch_tab[j] = 2047;
     for (int n = 0; n < 1024; n++) rate_tab[n] = (uint32_t)(131072 / (2 * n + 3));
-
-    done = 1;
 }
 
 static inline int stretch(int p) { return stretch_tab[p]; }
@@ -109,11 +106,9 @@ static inline void ctr_update(uint32_t *c, int y, uint32_t limit)
 
 static uint8_t hist_next[HIST_MAX][2];
 static uint8_t hist_n0[HIST_MAX], hist_n1[HIST_MAX];
-static int hist_count;
 
 static void hist_init(void)
 {
-    if (hist_count) return;
     int n = 1;
     hist_n0[0] = hist_n1[0] = 0;
     for (int q = 0; q < n; q++) { /* q walks the breadth-first queue */
@@ -132,7 +127,16 @@ static void hist_init(void)
             hist_next[q][y] = (uint8_t)id;
         }
     }
-    hist_count = n; /* 216 states for HIST_CAP 30 */
+    /* n is now 216: the states reachable with HIST_CAP 30 */
+    (void)n;
+}
+
+/* The shared constant tables, made once whatever thread gets there first. */
+static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+static void tables_and_histories_init(void)
+{
+    tables_init();
+    hist_init();
 }
 
 /* The probability that a state's next bit is 1, learned per context family
@@ -319,8 +323,7 @@ lmz_bytemodel *lmz_bytemodel_create(unsigned table_bits)
 {
     if (table_bits < LMZ_BM_TABLE_BITS_MIN || table_bits > LMZ_BM_TABLE_BITS_MAX)
         return NULL;
-    tables_init();
-    hist_init(); 
+    pthread_once(&tables_once, tables_and_histories_init);
     lmz_bytemodel *m = calloc(1, sizeof *m);
     if (!m) return NULL;
     size_t slots = (size_t)1 << table_bits;
