@@ -8,6 +8,7 @@
 #   make fuzz       build the libFuzzer decoder target (clang) in build-fuzz/
 #   make bench      run bench/compare (other compressors side by side)
 #   make demo       build, then compress and decompress samples/ with the default model
+#   make install    lmzip, lmzip.h, liblmzip.a, lmzip.pc, lmzip.1 under PREFIX
 
 CC      ?= cc
 BUILD   ?= build
@@ -80,8 +81,19 @@ bench: all
 demo: all
 	sh scripts/demo.sh $(BUILD)
 
+PREFIX  ?= /usr/local
+DESTDIR ?=
+install: $(BUILD)/lmzip $(BUILD)/liblmzip.a
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \
+	  $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 755 $(BUILD)/lmzip $(DESTDIR)$(PREFIX)/bin/lmzip
+	install -m 644 include/lmzip.h $(DESTDIR)$(PREFIX)/include/lmzip.h
+	install -m 644 $(BUILD)/liblmzip.a $(DESTDIR)$(PREFIX)/lib/liblmzip.a
+	sed 's|@PREFIX@|$(PREFIX)|' lmzip.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/lmzip.pc
+	install -m 644 docs/lmzip.1 $(DESTDIR)$(PREFIX)/share/man/man1/lmzip.1
+
 clean:
 	rm -rf build build-asan build-ubsan build-fuzz
 
-.PHONY: all deps test asan ubsan fuzz bench demo clean
+.PHONY: all deps test asan ubsan fuzz bench demo install clean
 -include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
