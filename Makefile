@@ -78,7 +78,8 @@ fuzz:
 bench: all
 	sh bench/compare
 
-demo: all
+demo: deps
+	$(MAKE) all
 	sh scripts/demo.sh $(BUILD)
 
 PREFIX  ?= /usr/local
