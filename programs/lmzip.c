@@ -9,6 +9,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -151,6 +152,27 @@ static int has_suffix(const char *s, const char *suf)
 {
     size_t n = strlen(s), k = strlen(suf);
     return n > k && strcmp(s + n - k, suf) == 0;
+}
+
+/* The temporary output being written, removed if a signal stops us. */
+static char *volatile pending_tmp;
+
+static void on_signal(int sig)
+{
+    char *p = pending_tmp;
+    if (p) unlink(p); /* async-signal-safe */
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void catch_signals(void)
+{
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT};
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) sigaction(sigs[i], &sa, NULL);
 }
 
 /* Open a temporary file beside `target`. @return FILE or NULL (errno set). */
@@ -346,6 +368,7 @@ static int process(const options *o, const char *path, int *listed_header)
             }
         }
         out = open_temp(out_path, &tmp_path);
+        pending_tmp = tmp_path;
         if (!out) {
             fail(out_path, "cannot create: %s", strerror(errno));
             goto done;
@@ -397,6 +420,7 @@ static int process(const options *o, const char *path, int *listed_header)
             fail(out_path, "cannot rename temporary file: %s", strerror(errno));
             goto done;
         }
+        pending_tmp = NULL;
         free(tmp_path);
         tmp_path = NULL;
     } else if (out == stdout) {
@@ -428,6 +452,7 @@ done:
     if (out && out != stdout) fclose(out);
     if (tmp_path) {
         unlink(tmp_path);
+        pending_tmp = NULL;
         free(tmp_path);
     }
     free(out_path);
@@ -591,6 +616,7 @@ int main(int argc, char **argv)
     }
     if (o.to_stdout && o.remove_input) o.remove_input = 0;
 
+    catch_signals();
     int status = 0, listed = 0;
     if (nfiles == 0) status = process(&o, "-", &listed);
     for (int i = 0; i < nfiles; i++) status |= process(&o, files[i], &listed);

@@ -100,6 +100,12 @@ refuse "output folder missing" "$LMZIP" -o no-such-dir/x.lmz text.orig
 cp text.orig victim.txt && chmod 444 victim.txt
 refuse "damaged input leaves no output" "$LMZIP" -d -o victim.out "$GOLDEN/bad/bitflip-payload.lmz"
 [ ! -e victim.out ] && cmp -s victim.txt text.orig && ok || no "no partial output, input untouched"
+# interrupted: the temporary output is removed, the input stays
+head -c 6000000 /dev/urandom > slow.bin
+"$LMZIP" -q slow.bin & pid=$!
+sleep 0.5; kill -INT $pid; wait $pid
+[ ! -e slow.bin.lmz ] && [ -f slow.bin ] && ok || no "interrupted compression leaves no output"
+no_leftovers "$T"
 if [ "$(id -u)" != 0 ]; then
     mkdir ro && chmod 555 ro && cp text.orig ro/ 2>/dev/null
     refuse "unwritable output folder" "$LMZIP" -o ro/x.lmz text.orig
