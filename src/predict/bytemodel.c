@@ -156,26 +156,44 @@ static void statemap_init(uint32_t *sm)
 
 #define N_HASHED 6 /* o2 o3 o4 o6 word word+prev */
 #define N_INPUTS (2 + N_HASHED + 3) /* o0, o1, hashed, match x2, bias */
-#define N_INPUTS_PAD 12
+#define N_INPUTS_PAD 16
 #define N_MIX 3
 
 /* Weights are 16.16 fixed point kept within +-16, so that every product and
  * the sum of 16 of them fit in 32 bits (and vectorise). */
 #define W_MAX ((1 << 20) - 1)
 
+/* Two 8-lane halves through the compiler's vector extension: AVX2 in the
+ * AVX2 clone, SSE2 pairs in the baseline. Integer sums of terms below 2^27
+ * cannot overflow, so the lane order does not change the result. */
+typedef int32_t v8si __attribute__((vector_size(32)));
+
 static inline int dot(const int32_t *restrict w, const int32_t *restrict x)
 {
-    int32_t s = 0;
-    for (int i = 0; i < N_INPUTS_PAD; i++) s += (w[i] >> 4) * x[i];
-    return s >> 12;
+    v8si w0, w1, x0, x1;
+    memcpy(&w0, w, sizeof w0);
+    memcpy(&w1, w + 8, sizeof w1);
+    memcpy(&x0, x, sizeof x0);
+    memcpy(&x1, x + 8, sizeof x1);
+    v8si s = (w0 >> 4) * x0 + (w1 >> 4) * x1;
+    int32_t t = 0;
+    for (int i = 0; i < 8; i++) t += s[i];
+    return t >> 12;
 }
 
 static inline void train(int32_t *restrict w, const int32_t *restrict x, int err)
 {
-    for (int i = 0; i < N_INPUTS_PAD; i++) {
-        int32_t v = w[i] + ((x[i] * err) >> 14);
-        v = v > W_MAX ? W_MAX : v;
-        w[i] = v < -W_MAX ? -W_MAX : v;
+    const v8si e = {err, err, err, err, err, err, err, err};
+    const v8si hi = {W_MAX, W_MAX, W_MAX, W_MAX, W_MAX, W_MAX, W_MAX, W_MAX};
+    for (int h = 0; h < 16; h += 8) {
+        v8si v, xv;
+        memcpy(&v, w + h, sizeof v);
+        memcpy(&xv, x + h, sizeof xv);
+        v += (xv * e) >> 14;
+        v8si over = v > hi, under = v < -hi; /* lanes of all ones where true */
+        v = (v & ~over) | (hi & over);
+        v = (v & ~under) | (-hi & under);
+        memcpy(w + h, &v, sizeof v);
     }
 }
 
