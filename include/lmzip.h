@@ -65,8 +65,9 @@ const char *lmz_error_name(int code);
 typedef struct {
     uint32_t frame_size;   /* bytes of input per independent frame */
     unsigned threads;      /* worker threads; 0 = one per online core */
-    unsigned table_bits;   /* byte model: log2 of its 64-byte context slots
-                              (12..24); memory per thread ~ 64 << table_bits */
+    unsigned table_bits;   /* byte model: log2 of its 16-byte context slots
+                              (12..24); table memory per thread at most
+                              16 << table_bits bytes (64 MiB at 22) */
     const char *model;     /* "none" (the only model of this version) */
     uint64_t size_hint;    /* total input size if known, else LMZ_SIZE_UNKNOWN;
                               recorded in the header for `lmzip -l` */

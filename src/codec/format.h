@@ -19,7 +19,7 @@
  *       Every setting that changes probabilities is here. A decoder refuses
  *       ids it does not know. Version 1 ids:
  *         1  frame_size   bytes per frame (1 KiB .. 1 GiB)
- *         2  table_bits   byte model hash table: 2^table_bits_max 64-byte
+ *         2  table_bits   byte model hash table: 2^table_bits_max 16-byte
  *                         slots at most (12..24); a frame of L bytes uses
  *                         the smallest b >= 12 with 2^(b-1) >= L, capped
  *   8   original size    total bytes of the stream, or 2^64-1 if unknown
