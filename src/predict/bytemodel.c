@@ -11,7 +11,6 @@
 #define _DEFAULT_SOURCE
 #include "bytemodel.h"
 
-#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -688,19 +687,3 @@ void lmz_bytemodel_decode(lmz_bytemodel *m, lmz_rc_dec *rc, uint8_t *dst, size_t
     }
 }
 
-LMZ_MULTIVERSION
-double lmz_bytemodel_cost(lmz_bytemodel *m, const uint8_t *src, size_t n)
-{
-    double bits = 0.0;
-    start(m, src);
-    for (size_t i = 0; i < n; i++) {
-        int c = src[i];
-        for (int b = 7; b >= 0; b--) {
-            int y = (c >> b) & 1;
-            int p = predict(m);
-            bits -= log2((y ? p : 4096 - p) / 4096.0);
-            update(m, y);
-        }
-    }
-    return bits;
-}

@@ -56,8 +56,4 @@ void lmz_bytemodel_encode(lmz_bytemodel *m, lmz_rc_enc *rc,
 void lmz_bytemodel_decode(lmz_bytemodel *m, lmz_rc_dec *rc, uint8_t *dst,
                           size_t n);
 
-/* For experiments and the ablation benchmark: total cost in bits of coding
- * src with the model (no output). */
-double lmz_bytemodel_cost(lmz_bytemodel *m, const uint8_t *src, size_t n);
-
 #endif
