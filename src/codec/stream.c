@@ -656,7 +656,11 @@ int lmz_compress_buffer(const lmz_params *p, const void *src, size_t n, void *ds
 {
     membuf m = {src, n, 0, dst, cap, 0};
     lmz_io io = {&m, mem_read, mem_write, NULL};
-    int e = lmz_compress_stream(p, &io);
+    lmz_params q;
+    if (!p) return LMZ_ERROR_PARAM;
+    q = *p;
+    if (q.size_hint == LMZ_SIZE_UNKNOWN) q.size_hint = n; /* known here */
+    int e = lmz_compress_stream(&q, &io);
     if (e == LMZ_ERROR_WRITE) e = LMZ_ERROR_DST_SIZE;
     if (out_len) *out_len = m.dst_pos;
     return e;

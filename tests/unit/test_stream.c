@@ -262,3 +262,77 @@ TEST(stream_bench_corpus_round_trips)
     }
     if (!found) printf("  ../shared/data/bench not found: skipped\n");
 }
+
+typedef struct {
+    int streams, frames, ends;
+    uint64_t orig;
+    char model[64];
+} list_seen;
+
+static void on_s(void *o, const lmz_stream_info *s)
+{
+    list_seen *l = o;
+    l->streams++;
+    snprintf(l->model, sizeof l->model, "%s", s->model);
+}
+static void on_f(void *o, const lmz_frame_info *f)
+{
+    list_seen *l = o;
+    l->frames++;
+    l->orig += f->orig_size;
+}
+static void on_e(void *o, unsigned si, uint64_t frames, uint64_t orig, uint64_t comp)
+{
+    list_seen *l = o;
+    (void)si;
+    (void)frames;
+    (void)orig;
+    (void)comp;
+    l->ends++;
+}
+
+typedef struct {
+    const uint8_t *p;
+    size_t n, pos;
+} rd_src;
+
+static long rd_mem(void *o, void *buf, size_t n)
+{
+    rd_src *s = o;
+    size_t k = s->n - s->pos < n ? s->n - s->pos : n;
+    memcpy(buf, s->p + s->pos, k);
+    s->pos += k;
+    return (long)k;
+}
+
+TEST(stream_list_and_peek)
+{
+    size_t n = 5000, clen;
+    uint8_t *src = random_bytes(n, 21);
+    uint8_t *c = compress_buf(src, n, 1024, 1, &clen);
+    uint8_t *cat = malloc(2 * clen);
+    memcpy(cat, c, clen);
+    memcpy(cat + clen, c, clen);
+    rd_src rs = {cat, 2 * clen, 0};
+    lmz_io io = {&rs, rd_mem, NULL, NULL};
+    list_seen seen;
+    memset(&seen, 0, sizeof seen);
+    lmz_list_callbacks cb = {on_s, on_f, on_e, &seen};
+    CHECK_EQ_U64(lmz_list_stream(&io, &cb), LMZ_OK);
+    CHECK_EQ_U64(seen.streams, 2);
+    CHECK_EQ_U64(seen.ends, 2);
+    CHECK_EQ_U64(seen.frames, 10); /* 5 frames of 1 KiB per stream */
+    CHECK_EQ_U64(seen.orig, 2 * n);
+    CHECK(strcmp(seen.model, "none") == 0);
+
+    lmz_stream_info si;
+    CHECK_EQ_U64(lmz_peek_header(c, clen, &si), LMZ_OK);
+    CHECK(strcmp(si.profile, LMZ_PROFILE_INT_V1) == 0 && si.frame_size == 1024);
+    CHECK_EQ_U64(si.size_hint, n);
+    CHECK_EQ_U64(lmz_peek_header(c, 12, &si), LMZ_ERROR_TRUNCATED);
+    c[0] ^= 1;
+    CHECK_EQ_U64(lmz_peek_header(c, clen, &si), LMZ_ERROR_BAD_MAGIC);
+    free(cat);
+    free(c);
+    free(src);
+}
