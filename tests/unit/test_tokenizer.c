@@ -1,0 +1,162 @@
+/* Tokenizer: llama.cpp's ids for SmolLM2's tokenizer, and lossless round
+ * trips of any bytes. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/gguf.h"
+#include "model/tokenizer.h"
+#include "test.h"
+
+static char *ref_file(const char *name)
+{
+    static char buf[4096];
+    const char *root = getenv("LMZ_DATA");
+    if (!root) root = "../shared/data";
+    snprintf(buf, sizeof buf, "%s/../reference/smollm2-tokenizer/%s", root, name);
+    FILE *f = fopen(buf, "rb");
+    if (!f) return NULL;
+    fclose(f);
+    return buf;
+}
+
+static lmz_tokenizer *smollm2(lmz_gguf *g)
+{
+    const char *p = ref_file("smollm2-tok-tiny.gguf");
+    char err[256];
+    lmz_tokenizer *t = NULL;
+    if (!p || lmz_gguf_open(p, g, err, sizeof err) != 0) return NULL;
+    if (lmz_tokenizer_load(g, &t, err, sizeof err) != 0) printf("  %s\n", err);
+    return t;
+}
+
+static int round_trips(const lmz_tokenizer *t, const uint8_t *s, size_t n)
+{
+    size_t cap = 3 * n + 8;
+    int32_t *ids = malloc(cap * sizeof *ids);
+    uint8_t *back = malloc(n + 1);
+    long k = lmz_tokenizer_encode(t, s, n, ids, cap);
+    long m = k >= 0 ? lmz_tokenizer_decode(t, ids, (size_t)k, back, n + 1) : -1;
+    int ok = k >= 0 && m == (long)n && memcmp(back, s, n) == 0;
+    free(ids);
+    free(back);
+    return ok;
+}
+
+TEST(tokenizer_matches_llamacpp_ids)
+{
+    lmz_gguf g;
+    lmz_tokenizer *t = smollm2(&g);
+    if (!t) {
+        printf("  ../shared/reference not found: skipped\n");
+        return;
+    }
+    CHECK_EQ_U64(lmz_tokenizer_vocab_size(t), 49152);
+    static const char *names[] = {"alice-head.txt", "code.c", "enwik-head.xml", "mixed.txt",
+                                  "unicode.txt"};
+    for (size_t f = 0; f < 5; f++) {
+        size_t n, rn;
+        uint8_t *text = test_read_file(ref_file(names[f]), &n);
+        char idsname[64];
+        snprintf(idsname, sizeof idsname, "%s.ids", names[f]);
+        char *ref = (char *)test_read_file(ref_file(idsname), &rn);
+        CHECK(text && ref);
+        if (!text || !ref) continue;
+        int32_t *ids = malloc((n + 1) * sizeof *ids);
+        long k = lmz_tokenizer_encode(t, text, n, ids, n + 1);
+        long j = 0, same = 0, count = 0;
+        for (size_t i = 0; i < rn;) { /* "[1, 2, 3]" */
+            if (ref[i] >= '0' && ref[i] <= '9') {
+                long v = strtol(ref + i, NULL, 10);
+                if (j < k && ids[j] == v) same++;
+                j++;
+                count++;
+                while (i < rn && ref[i] >= '0' && ref[i] <= '9') i++;
+            } else {
+                i++;
+            }
+        }
+        printf("  %-16s %5zu bytes %5ld ids, %ld of %ld as llama.cpp\n", names[f], n, k, same, count);
+        CHECK(k == count && same == count);
+        CHECK(round_trips(t, text, n));
+        free(ids);
+        free(text);
+        free(ref);
+    }
+    lmz_tokenizer_free(t);
+    lmz_gguf_close(&g);
+}
+
+TEST(tokenizer_escapes_bytes_without_tokens)
+{
+    lmz_gguf g;
+    lmz_tokenizer *t = smollm2(&g);
+    if (!t) return;
+    size_t n;
+    uint8_t *text = test_read_file(ref_file("control-bytes.txt"), &n);
+    CHECK(text && round_trips(t, text, n));
+    int32_t ids[64];
+    long k = lmz_tokenizer_encode(t, (const uint8_t *)"\x04", 1, ids, 64);
+    CHECK(k == 3 && ids[0] == lmz_tokenizer_escape_id(t));
+    /* every single byte, and every pair of bytes */
+    uint8_t b[2];
+    int bad = 0;
+    for (int x = 0; x < 256; x++) {
+        b[0] = (uint8_t)x;
+        if (!round_trips(t, b, 1)) bad++;
+        for (int y = 0; y < 256; y += 7) {
+            b[1] = (uint8_t)y;
+            if (!round_trips(t, b, 2)) bad++;
+        }
+    }
+    CHECK_EQ_U64(bad, 0);
+    /* a broken escape does not decode */
+    int32_t broken[2] = {lmz_tokenizer_escape_id(t), ids[1]};
+    uint8_t out[8];
+    CHECK(lmz_tokenizer_decode(t, broken, 2, out, sizeof out) == -1);
+    int32_t out_of_range = 49152;
+    CHECK(lmz_tokenizer_decode(t, &out_of_range, 1, out, sizeof out) == -1);
+    free(text);
+    lmz_tokenizer_free(t);
+    lmz_gguf_close(&g);
+}
+
+TEST(tokenizer_round_trips_any_bytes)
+{
+    lmz_gguf g;
+    lmz_tokenizer *t = smollm2(&g);
+    if (!t) return;
+    unsigned long long seed = 77;
+    int bad = 0;
+    static const char *alphabet[] = {"a", "Z", " ", "  ", "\t", "\n", "'s", "'", "7", "\xc3\xa9",
+                                     "\xe4\xb8\xad", "\xf0\x9f\x98\x80", "\xff", "\xc3", "\x80",
+                                     "\x00", "\x1d", ".", "\xe2\x80\xa8", "\xc2\xa0"};
+    for (int round = 0; round < 2000; round++) {
+        uint8_t buf[256];
+        size_t n = 0;
+        size_t len = (size_t)(test_rand(&seed) % 40);
+        for (size_t i = 0; i < len; i++) {
+            if (test_rand(&seed) % 3 == 0) {
+                buf[n++] = (uint8_t)test_rand(&seed);
+            } else {
+                const char *s = alphabet[test_rand(&seed) % 20];
+                size_t l = strlen(s);
+                if (s[0] == 0) l = 1;
+                memcpy(buf + n, s, l);
+                n += l;
+            }
+        }
+        if (!round_trips(t, buf, n)) bad++;
+    }
+    CHECK_EQ_U64(bad, 0);
+    if (!test_quick()) { /* a long file */
+        const char *p = test_bench_path("canterbury/alice29.txt");
+        size_t n;
+        uint8_t *text = p ? test_read_file(p, &n) : NULL;
+        if (text) {
+            CHECK(round_trips(t, text, n));
+            free(text);
+        }
+    }
+    lmz_tokenizer_free(t);
+    lmz_gguf_close(&g);
+}
