@@ -28,7 +28,7 @@ LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC  = $(wildcard tests/unit/*.c)
 TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-all: $(BUILD)/lmzip $(BUILD)/unit_tests $(BUILD)/fuzz_replay $(BUILD)/bench_rc
+all: $(BUILD)/lmzip $(BUILD)/dsrn $(BUILD)/unit_tests $(BUILD)/fuzz_replay $(BUILD)/bench_rc
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -39,6 +39,9 @@ $(BUILD)/liblmzip.a: $(LIB_OBJ)
 	ar rcs $@ $^
 
 $(BUILD)/lmzip: $(BUILD)/programs/lmzip.o $(BUILD)/liblmzip.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/dsrn: $(BUILD)/programs/dsrn.o $(BUILD)/liblmzip.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/unit_tests: $(TEST_OBJ) $(BUILD)/liblmzip.a

@@ -1,0 +1,236 @@
+/*
+ * dsrn.c — the model tool: inspect GGUF files and tokenise text.
+ *
+ *   dsrn info MODEL.gguf
+ *   dsrn tokenize -m MODEL.gguf (TEXT | -f FILE) [--ids]
+ *
+ * (logits, generate, train, eval and tokenizer come with the engine and the
+ * DSRN issues.) Exit status 0 on success, 1 on error.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/gguf.h"
+#include "model/tokenizer.h"
+
+static int usage(FILE *f)
+{
+    fprintf(f, "Usage:\n"
+               "  dsrn info MODEL.gguf                          metadata and tensor table\n"
+               "  dsrn tokenize -m MODEL.gguf TEXT|-f FILE [--ids]\n"
+               "                                                token ids (--ids: [1, 2, 3] only)\n");
+    return f == stdout ? 0 : 1;
+}
+
+static void print_escaped(const uint8_t *s, size_t n, size_t max)
+{
+    for (size_t i = 0; i < n && i < max; i++) {
+        uint8_t c = s[i];
+        if (c == '\\' || c == '\'') printf("\\%c", c);
+        else if (c >= 0x20 && c != 0x7F) putchar(c);
+        else if (c == '\n') printf("\\n");
+        else if (c == '\t') printf("\\t");
+        else printf("\\x%02x", c);
+    }
+    if (n > max) printf("...");
+}
+
+static void print_value(const lmz_gguf_kv *kv, uint64_t i, uint32_t type, const uint8_t *p)
+{
+    (void)i;
+    switch (type) {
+    case LMZ_GGUF_UINT8: printf("%u", p[0]); break;
+    case LMZ_GGUF_INT8: printf("%d", (int8_t)p[0]); break;
+    case LMZ_GGUF_UINT16: printf("%u", (unsigned)(p[0] | p[1] << 8)); break;
+    case LMZ_GGUF_INT16: printf("%d", (int16_t)(uint16_t)(p[0] | p[1] << 8)); break;
+    case LMZ_GGUF_UINT32:
+    case LMZ_GGUF_INT32: {
+        uint32_t v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+        if (type == LMZ_GGUF_INT32) printf("%d", (int32_t)v);
+        else printf("%u", v);
+        break;
+    }
+    case LMZ_GGUF_FLOAT32: {
+        uint32_t v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+        float f;
+        memcpy(&f, &v, 4);
+        printf("%g", (double)f);
+        break;
+    }
+    case LMZ_GGUF_BOOL: printf("%s", p[0] ? "true" : "false"); break;
+    case LMZ_GGUF_UINT64:
+    case LMZ_GGUF_INT64:
+    case LMZ_GGUF_FLOAT64: {
+        uint64_t v = 0;
+        for (int k = 7; k >= 0; k--) v = v << 8 | p[k];
+        if (type == LMZ_GGUF_UINT64) printf("%llu", (unsigned long long)v);
+        else if (type == LMZ_GGUF_INT64) printf("%lld", (long long)v);
+        else {
+            double d;
+            memcpy(&d, &v, 8);
+            printf("%g", d);
+        }
+        break;
+    }
+    case LMZ_GGUF_STRING: {
+        uint64_t n = 0;
+        for (int k = 7; k >= 0; k--) n = n << 8 | p[k];
+        putchar('\'');
+        print_escaped(p + 8, (size_t)n, 120);
+        putchar('\'');
+        break;
+    }
+    default: (void)kv; printf("?");
+    }
+}
+
+static int cmd_info(int argc, char **argv)
+{
+    if (argc != 1) return usage(stderr);
+    lmz_gguf g;
+    char err[512];
+    if (lmz_gguf_open(argv[0], &g, err, sizeof err) != 0) {
+        fprintf(stderr, "dsrn: %s: %s\n", argv[0], err);
+        return 1;
+    }
+    printf("%s: GGUF v%u, %llu metadata keys, %llu tensors, alignment %llu, data at %llu\n", argv[0],
+           g.version, (unsigned long long)g.n_kv, (unsigned long long)g.n_tensors,
+           (unsigned long long)g.alignment, (unsigned long long)g.data_offset);
+    printf("\nmetadata:\n");
+    for (uint64_t i = 0; i < g.n_kv; i++) {
+        const lmz_gguf_kv *kv = &g.kv[i];
+        printf("  %-40.*s ", (int)kv->key.len, kv->key.ptr);
+        if (kv->type != LMZ_GGUF_ARRAY) {
+            print_value(kv, 0, kv->type, kv->data);
+        } else {
+            printf("%s[%llu]", lmz_gguf_value_type_name(kv->elem_type), (unsigned long long)kv->count);
+            uint64_t show = kv->count < 4 ? kv->count : 4;
+            printf(" = [");
+            for (uint64_t j = 0; j < show; j++) {
+                if (j) printf(", ");
+                if (kv->elem_type == LMZ_GGUF_STRING) {
+                    lmz_str s = lmz_gguf_arr_str(kv, j);
+                    putchar('\'');
+                    print_escaped((const uint8_t *)s.ptr, s.len, 40);
+                    putchar('\'');
+                } else {
+                    static const int sz[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+                    print_value(kv, j, kv->elem_type, kv->data + j * (uint64_t)sz[kv->elem_type]);
+                }
+            }
+            printf("%s]", kv->count > show ? ", ..." : "");
+        }
+        putchar('\n');
+    }
+    printf("\ntensors:\n");
+    uint64_t total = 0;
+    for (uint64_t i = 0; i < g.n_tensors; i++) {
+        const lmz_gguf_tensor *t = &g.tensors[i];
+        char shape[96];
+        int k = snprintf(shape, sizeof shape, "%llu", (unsigned long long)t->ne[0]);
+        for (uint32_t d = 1; d < t->n_dims && k > 0 && (size_t)k < sizeof shape; d++)
+            k += snprintf(shape + k, sizeof shape - (size_t)k, " x %llu", (unsigned long long)t->ne[d]);
+        printf("  %-32.*s %-5s %-22s %12llu bytes at %llu\n", (int)t->name.len, t->name.ptr,
+               lmz_gguf_type_name(t->type), shape, (unsigned long long)t->n_bytes,
+               (unsigned long long)(g.data_offset + t->offset));
+        total += t->n_elements;
+    }
+    printf("\n%llu parameters\n", (unsigned long long)total);
+    lmz_gguf_close(&g);
+    return 0;
+}
+
+static uint8_t *read_all(const char *path, size_t *n)
+{
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) return NULL;
+    size_t cap = 1 << 16, len = 0;
+    uint8_t *b = malloc(cap);
+    size_t k;
+    while (b && (k = fread(b + len, 1, cap - len, f)) > 0) {
+        len += k;
+        if (len == cap) {
+            uint8_t *nb = realloc(b, cap *= 2);
+            if (!nb) { free(b); b = NULL; }
+            b = nb;
+        }
+    }
+    if (f != stdin) fclose(f);
+    *n = len;
+    return b;
+}
+
+static int cmd_tokenize(int argc, char **argv)
+{
+    const char *model = NULL, *file = NULL, *text = NULL;
+    int only_ids = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "-m") && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(argv[i], "-f") && i + 1 < argc) file = argv[++i];
+        else if (!strcmp(argv[i], "--ids")) only_ids = 1;
+        else if (argv[i][0] == '-' && argv[i][1]) return usage(stderr);
+        else text = argv[i];
+    }
+    if (!model || (!file && !text) || (file && text)) return usage(stderr);
+    lmz_gguf g;
+    char err[512];
+    if (lmz_gguf_open(model, &g, err, sizeof err) != 0) {
+        fprintf(stderr, "dsrn: %s: %s\n", model, err);
+        return 1;
+    }
+    lmz_tokenizer *t;
+    if (lmz_tokenizer_load(&g, &t, err, sizeof err) != 0) {
+        fprintf(stderr, "dsrn: %s: %s\n", model, err);
+        lmz_gguf_close(&g);
+        return 1;
+    }
+    lmz_gguf_close(&g);
+    size_t n = text ? strlen(text) : 0;
+    uint8_t *buf = text ? (uint8_t *)strdup(text) : read_all(file, &n);
+    if (!buf) {
+        fprintf(stderr, "dsrn: %s: cannot read\n", file ? file : "text");
+        lmz_tokenizer_free(t);
+        return 1;
+    }
+    size_t cap = n + 16;
+    int32_t *ids = malloc(cap * sizeof *ids);
+    long k = ids ? lmz_tokenizer_encode(t, buf, n, ids, cap) : -1;
+    if (k > (long)cap) { /* escapes take 3 ids a byte */
+        free(ids);
+        cap = (size_t)k;
+        ids = malloc(cap * sizeof *ids);
+        k = ids ? lmz_tokenizer_encode(t, buf, n, ids, cap) : -1;
+    }
+    if (k < 0) {
+        fprintf(stderr, "dsrn: cannot tokenise: a byte has no token and the vocabulary no escape\n");
+    } else if (only_ids) {
+        putchar('[');
+        for (long i = 0; i < k; i++) printf("%s%d", i ? ", " : "", ids[i]);
+        printf("]\n");
+    } else {
+        for (long i = 0; i < k; i++) {
+            size_t l;
+            const uint8_t *b = lmz_tokenizer_token_bytes(t, ids[i], &l);
+            printf("%6d -> '", ids[i]);
+            print_escaped(b, l, 200);
+            printf("'%s\n", ids[i] == lmz_tokenizer_escape_id(t) ? "  (escape)" : "");
+        }
+        fprintf(stderr, "%zu bytes, %ld tokens, %.3f bytes per token\n", n, k, k ? (double)n / (double)k : 0.0);
+    }
+    free(ids);
+    free(buf);
+    lmz_tokenizer_free(t);
+    return k < 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) return usage(stderr);
+    if (!strcmp(argv[1], "info")) return cmd_info(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) return usage(stdout);
+    fprintf(stderr, "dsrn: unknown command '%s'\n", argv[1]);
+    return usage(stderr);
+}
