@@ -28,7 +28,8 @@ LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC  = $(wildcard tests/unit/*.c)
 TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-all: $(BUILD)/lmzip $(BUILD)/dsrn $(BUILD)/unit_tests $(BUILD)/fuzz_replay $(BUILD)/bench_rc
+all: $(BUILD)/lmzip $(BUILD)/dsrn $(BUILD)/unit_tests $(BUILD)/fuzz_replay $(BUILD)/fuzz_gguf_replay \
+     $(BUILD)/bench_rc
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -48,6 +49,9 @@ $(BUILD)/unit_tests: $(TEST_OBJ) $(BUILD)/liblmzip.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/fuzz_replay: $(BUILD)/tests/fuzz/fuzz_decompress.o $(BUILD)/tests/fuzz/replay_main.o $(BUILD)/liblmzip.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/fuzz_gguf_replay: $(BUILD)/tests/fuzz/fuzz_gguf.o $(BUILD)/tests/fuzz/replay_main.o $(BUILD)/liblmzip.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bench_rc: $(BUILD)/bench/bench_rc.o $(BUILD)/liblmzip.a
@@ -76,7 +80,10 @@ fuzz:
 	clang $(FUZZ_FLAGS) -fsanitize=address,undefined -c src/predict/bytemodel.c -o build-fuzz/bytemodel.o
 	clang $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o build-fuzz/fuzz_decompress \
 	  tests/fuzz/fuzz_decompress.c $(filter-out src/predict/bytemodel.c,$(LIB_SRC)) build-fuzz/bytemodel.o $(LDLIBS)
-	@echo "run: build-fuzz/fuzz_decompress -max_len=8192 tests/fuzz/corpus"
+	clang $(FUZZ_FLAGS) -fsanitize=fuzzer,address,undefined -o build-fuzz/fuzz_gguf \
+	  tests/fuzz/fuzz_gguf.c $(LIB_SRC) $(LDLIBS)
+	@echo "run: build-fuzz/fuzz_decompress -max_len=8192 COPY_OF_tests/fuzz/corpus"
+	@echo "     build-fuzz/fuzz_gguf -max_len=65536 COPY_OF_tests/fuzz/gguf-corpus"
 
 bench: all
 	sh bench/compare

@@ -26,6 +26,13 @@ echo "== fuzz corpus and golden files replayed through the fuzz target"
 if "$BUILD/fuzz_replay" tests/fuzz/corpus tests/fuzz/crashes tests/golden; then pass=$((pass + 1))
 else fail=$((fail + 1)); echo "FAIL fuzz replay"; fi
 
+echo "== GGUF corpus (and the reference models, when present) replayed through the GGUF fuzz target"
+ref="$LMZ_DATA/../reference"
+set -- tests/fuzz/gguf-corpus
+[ -d "$ref" ] && set -- "$@" "$ref"
+if "$BUILD/fuzz_gguf_replay" "$@"; then pass=$((pass + 1))
+else fail=$((fail + 1)); echo "FAIL GGUF fuzz replay"; fi
+
 suite "golden files and command line ($BUILD/lmzip)" "cli: " sh tests/cli.sh "$BUILD/lmzip"
 
 echo "total: $pass passed, $fail failed"
