@@ -23,7 +23,7 @@ ALL_CFLAGS = -std=c11 $(CFLAGS) -ffp-contract=off -fno-fast-math $(WARN) $(WERRO
              -Iinclude -Isrc -MMD -MP
 LDLIBS  = -lxxhash -lpthread -lm
 
-LIB_SRC   = $(wildcard src/common/*.c src/codec/*.c src/predict/*.c src/model/*.c)
+LIB_SRC   = $(wildcard src/common/*.c src/codec/*.c src/predict/*.c src/model/*.c src/tensor/*.c)
 LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC  = $(wildcard tests/unit/*.c)
 TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
