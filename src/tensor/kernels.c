@@ -1,0 +1,159 @@
+/* kernels.c — scalar reference kernels and path selection (kernels.h). */
+#include "kernels.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/gguf.h"
+
+const char *lmz_kpath_name(lmz_kpath p)
+{
+    static const char *n[LMZ_KPATH_COUNT] = {"scalar", "avx2", "avx512"};
+    return p < LMZ_KPATH_COUNT ? n[p] : "?";
+}
+
+int lmz_kpath_supported(lmz_kpath p)
+{
+    switch (p) {
+    case LMZ_KPATH_SCALAR: return 1;
+#if defined(__x86_64__) && defined(__GNUC__)
+    case LMZ_KPATH_AVX2:
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+               __builtin_cpu_supports("f16c");
+    case LMZ_KPATH_AVX512:
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && lmz_kpath_supported(LMZ_KPATH_AVX2);
+#endif
+    default: return 0;
+    }
+}
+
+int lmz_kernels_select(lmz_kpath *out, char *err, size_t errlen)
+{
+    const char *e = getenv("LMZIP_KERNELS");
+    if (!e || !*e || !strcmp(e, "auto")) {
+        *out = lmz_kpath_supported(LMZ_KPATH_AVX512) ? LMZ_KPATH_AVX512
+               : lmz_kpath_supported(LMZ_KPATH_AVX2) ? LMZ_KPATH_AVX2
+                                                     : LMZ_KPATH_SCALAR;
+        return 0;
+    }
+    for (int p = 0; p < LMZ_KPATH_COUNT; p++)
+        if (!strcmp(e, lmz_kpath_name((lmz_kpath)p))) {
+            if (!lmz_kpath_supported((lmz_kpath)p)) {
+                snprintf(err, errlen, "LMZIP_KERNELS=%s: this CPU does not have it", e);
+                return -1;
+            }
+            *out = (lmz_kpath)p;
+            return 0;
+        }
+    snprintf(err, errlen, "LMZIP_KERNELS=%s: unknown (scalar, avx2, avx512, auto)", e);
+    return -1;
+}
+
+int lmz_kernels_type_ok(uint32_t t)
+{
+    return t == LMZ_GGML_F32 || t == LMZ_GGML_F16 || t == LMZ_GGML_BF16 || t == LMZ_GGML_Q8_0;
+}
+
+/* ======================================================================== */
+/* exact conversions                                                         */
+/* ======================================================================== */
+
+static inline float from_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+float lmz_f16_to_f32(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h >> 15) << 31;
+    uint32_t e = (h >> 10) & 0x1F, m = h & 0x3FF;
+    if (e == 0) {
+        if (m == 0) return from_bits(sign);
+        /* subnormal half: m * 2^-24, exact in float */
+        float v = (float)m * 5.9604644775390625e-08f;
+        return sign ? -v : v;
+    }
+    if (e == 31) return from_bits(sign | 0x7F800000u | (m << 13));
+    return from_bits(sign | ((e + 112) << 23) | (m << 13));
+}
+
+float lmz_bf16_to_f32(uint16_t h) { return from_bits((uint32_t)h << 16); }
+
+/* ======================================================================== */
+/* scalar reference                                                          */
+/* ======================================================================== */
+
+static float reduce16(const float *l)
+{
+    float a[8], b[4], c[2];
+    for (int j = 0; j < 8; j++) a[j] = l[j] + l[j + 8];
+    for (int j = 0; j < 4; j++) b[j] = a[j] + a[j + 4];
+    for (int j = 0; j < 2; j++) c[j] = b[j] + b[j + 2];
+    return c[0] + c[1];
+}
+
+static float dot_scalar(const void *wrow, uint32_t type, const float *x, size_t n)
+{
+    float l[16] = {0};
+    const uint8_t *w = wrow;
+    switch (type) {
+    case LMZ_GGML_F32:
+        for (size_t k = 0; k < n; k++) {
+            float v;
+            memcpy(&v, w + 4 * k, 4);
+            l[k & 15] = fmaf(v, x[k], l[k & 15]);
+        }
+        break;
+    case LMZ_GGML_F16:
+    case LMZ_GGML_BF16:
+        for (size_t k = 0; k < n; k++) {
+            uint16_t h = (uint16_t)(w[2 * k] | w[2 * k + 1] << 8);
+            float v = type == LMZ_GGML_F16 ? lmz_f16_to_f32(h) : lmz_bf16_to_f32(h);
+            l[k & 15] = fmaf(v, x[k], l[k & 15]);
+        }
+        break;
+    case LMZ_GGML_Q8_0:
+        for (size_t b = 0; b < n / 32; b++) {
+            const uint8_t *blk = w + 34 * b;
+            float d = lmz_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
+            for (size_t i = 0; i < 32; i++) {
+                size_t k = 32 * b + i;
+                float v = d * (float)(int8_t)blk[2 + i]; /* exact */
+                l[k & 15] = fmaf(v, x[k], l[k & 15]);
+            }
+        }
+        break;
+    default: return NAN;
+    }
+    return reduce16(l);
+}
+
+float lmz_dot(lmz_kpath p, const void *wrow, uint32_t type, const float *x, size_t n)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (p == LMZ_KPATH_AVX512) return lmz_dot_avx512(wrow, type, x, n);
+    if (p == LMZ_KPATH_AVX2) return lmz_dot_avx2(wrow, type, x, n);
+#endif
+    (void)p;
+    return dot_scalar(wrow, type, x, n);
+}
+
+void lmz_matvec(lmz_kpath p, const void *w, uint32_t type, size_t row_bytes, size_t n, size_t rows,
+                const float *x, float *y)
+{
+    const uint8_t *wb = w;
+    for (size_t r = 0; r < rows; r++) y[r] = lmz_dot(p, wb + r * row_bytes, type, x, n);
+}
+
+void lmz_matmul(lmz_kpath p, const void *w, uint32_t type, size_t row_bytes, size_t n, size_t rows,
+                const float *x, size_t T, float *y)
+{
+    const uint8_t *wb = w;
+    for (size_t r = 0; r < rows; r++)
+        for (size_t t = 0; t < T; t++) y[t * rows + r] = lmz_dot(p, wb + r * row_bytes, type, x + t * n, n);
+}

@@ -1,0 +1,58 @@
+/*
+ * kernels.h — deterministic dot products and matrix products (profile
+ * det-f32-v1, docs/DETERMINISM.md).
+ *
+ * One dot product of length n between a weight row (F32, F16, BF16 or Q8_0,
+ * GGUF block layout) and F32 activations is defined as:
+ *   - weights are converted to float exactly (F16 and BF16 widen; a Q8_0
+ *     value is its block scale times its int8, a product that is exact);
+ *   - 16 partial sums: element k goes to lane k mod 16, lane by lane in
+ *     increasing k, each step one fmaf (lane = fmaf(w, x, lane)), lanes
+ *     start at +0;
+ *   - the lanes are added as a fixed tree: l[j] + l[j+8] (j < 8), then
+ *     + [j+4] (j < 4), then + [j+2] (j < 2), then [0] + [1].
+ * The scalar reference does exactly that; the AVX2 path holds the 16 lanes
+ * in two registers, the AVX-512 path in one; missing tail elements are
+ * zeros, which leave a lane unchanged (a lane is never -0). So every path
+ * gives the same bits, whatever the shape. Threads split rows or tokens,
+ * never one sum.
+ */
+#ifndef LMZ_KERNELS_H
+#define LMZ_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { LMZ_KPATH_SCALAR = 0, LMZ_KPATH_AVX2 = 1, LMZ_KPATH_AVX512 = 2, LMZ_KPATH_COUNT } lmz_kpath;
+
+const char *lmz_kpath_name(lmz_kpath p);
+int lmz_kpath_supported(lmz_kpath p);
+
+/* The path to use: LMZIP_KERNELS=scalar|avx2|avx512|auto (default auto: the
+ * widest this CPU has). @return 0, or -1 with a message when the variable
+ * names an unknown path or one this CPU lacks. */
+int lmz_kernels_select(lmz_kpath *out, char *err, size_t errlen);
+
+/* Is this weight type computed by the kernels? */
+int lmz_kernels_type_ok(uint32_t ggml_type);
+
+/* One dot product as defined above. */
+float lmz_dot(lmz_kpath p, const void *wrow, uint32_t type, const float *x, size_t n);
+
+/* y[r] = dot(row r of W, x) for r in [0, rows); rows are row_bytes apart. */
+void lmz_matvec(lmz_kpath p, const void *w, uint32_t type, size_t row_bytes, size_t n,
+                size_t rows, const float *x, float *y);
+
+/* Y[t][r] = dot(row r of W, X[t]) for T tokens (X is T x n, Y is T x rows). */
+void lmz_matmul(lmz_kpath p, const void *w, uint32_t type, size_t row_bytes, size_t n,
+                size_t rows, const float *x, size_t T, float *y);
+
+/* exact conversions */
+float lmz_f16_to_f32(uint16_t h);
+float lmz_bf16_to_f32(uint16_t h);
+
+/* path implementations (kernels_avx2.c, kernels_avx512.c) */
+float lmz_dot_avx2(const void *wrow, uint32_t type, const float *x, size_t n);
+float lmz_dot_avx512(const void *wrow, uint32_t type, const float *x, size_t n);
+
+#endif

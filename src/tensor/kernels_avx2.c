@@ -1,0 +1,90 @@
+/* kernels_avx2.c — the det-f32-v1 dot product with AVX2 + FMA + F16C: the
+ * 16 lanes of kernels.h in two 8-float registers (lanes 0-7, 8-15). */
+#include "kernels.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "model/gguf.h"
+
+#define T_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+/* l[j] + l[j+8], then + [j+4], + [j+2], [0] + [1]: the reference tree */
+static T_AVX2 float reduce(__m256 lo, __m256 hi)
+{
+    __m256 a = _mm256_add_ps(lo, hi);
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    __m128 c = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    __m128 d = _mm_add_ss(c, _mm_shuffle_ps(c, c, 1));
+    return _mm_cvtss_f32(d);
+}
+
+/* mask of the first r (0..8) lanes */
+static T_AVX2 __m256i first_lanes(size_t r)
+{
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)r), idx);
+}
+
+static T_AVX2 __m256 load_w8(const uint8_t *w, uint32_t type, size_t k)
+{
+    if (type == LMZ_GGML_F32) return _mm256_loadu_ps((const float *)(const void *)(w + 4 * k));
+    __m128i h = _mm_loadu_si128((const __m128i *)(const void *)(w + 2 * k));
+    if (type == LMZ_GGML_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)); /* BF16 */
+}
+
+/* tail: elements k..k+r-1 (r < 8) with the rest zero */
+static T_AVX2 __m256 load_w8_tail(const uint8_t *w, uint32_t type, size_t k, size_t r)
+{
+    if (type == LMZ_GGML_F32) return _mm256_maskload_ps((const float *)(const void *)(w + 4 * k), first_lanes(r));
+    uint16_t tmp[8] = {0};
+    memcpy(tmp, w + 2 * k, 2 * r);
+    __m128i h = _mm_loadu_si128((const __m128i *)(const void *)tmp);
+    if (type == LMZ_GGML_F16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+float T_AVX2 lmz_dot_avx2(const void *wrow, uint32_t type, const float *x, size_t n)
+{
+    const uint8_t *w = wrow;
+    __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+    if (type == LMZ_GGML_Q8_0) {
+        for (size_t b = 0; b < n / 32; b++) {
+            const uint8_t *blk = w + 34 * b;
+            uint16_t dh;
+            memcpy(&dh, blk, 2);
+            __m256 d = _mm256_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(dh))));
+            const float *xb = x + 32 * b;
+            for (int g = 0; g < 4; g++) {
+                __m128i q8 = _mm_loadl_epi64((const __m128i *)(const void *)(blk + 2 + 8 * g));
+                __m256 v = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8))); /* exact */
+                if (g & 1) hi = _mm256_fmadd_ps(v, _mm256_loadu_ps(xb + 8 * g), hi);
+                else lo = _mm256_fmadd_ps(v, _mm256_loadu_ps(xb + 8 * g), lo);
+            }
+        }
+        return reduce(lo, hi);
+    }
+    if (type != LMZ_GGML_F32 && type != LMZ_GGML_F16 && type != LMZ_GGML_BF16) return NAN;
+    size_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        lo = _mm256_fmadd_ps(load_w8(w, type, k), _mm256_loadu_ps(x + k), lo);
+        hi = _mm256_fmadd_ps(load_w8(w, type, k + 8), _mm256_loadu_ps(x + k + 8), hi);
+    }
+    size_t r = n - k; /* 0..15 left, zero-filled */
+    if (r) {
+        size_t r0 = r < 8 ? r : 8, r1 = r - r0;
+        __m256 w0 = r0 == 8 ? load_w8(w, type, k) : load_w8_tail(w, type, k, r0);
+        __m256 x0 = _mm256_maskload_ps(x + k, first_lanes(r0));
+        lo = _mm256_fmadd_ps(w0, x0, lo);
+        if (r1) {
+            __m256 w1 = load_w8_tail(w, type, k + 8, r1);
+            __m256 x1 = _mm256_maskload_ps(x + k + 8, first_lanes(r1));
+            hi = _mm256_fmadd_ps(w1, x1, hi);
+        }
+    }
+    return reduce(lo, hi);
+}
+#endif

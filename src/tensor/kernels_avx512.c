@@ -1,0 +1,59 @@
+/* kernels_avx512.c — the det-f32-v1 dot product with AVX-512: the 16 lanes
+ * of kernels.h in one register; tails through masked loads. */
+#include "kernels.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "model/gguf.h"
+
+#define T_512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+
+static T_512 float reduce(__m512 l)
+{
+    __m256 h = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(l), 1));
+    __m256 a = _mm256_add_ps(_mm512_castps512_ps256(l), h);
+    __m128 b = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps(a, 1));
+    __m128 c = _mm_add_ps(b, _mm_movehl_ps(b, b));
+    __m128 d = _mm_add_ss(c, _mm_shuffle_ps(c, c, 1));
+    return _mm_cvtss_f32(d);
+}
+
+static T_512 __m512 load_w16(const uint8_t *w, uint32_t type, size_t k, __mmask16 m)
+{
+    if (type == LMZ_GGML_F32) return _mm512_maskz_loadu_ps(m, w + 4 * k);
+    __m256i h = _mm256_maskz_loadu_epi16(m, w + 2 * k);
+    if (type == LMZ_GGML_F16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+float T_512 lmz_dot_avx512(const void *wrow, uint32_t type, const float *x, size_t n)
+{
+    const uint8_t *w = wrow;
+    __m512 l = _mm512_setzero_ps();
+    if (type == LMZ_GGML_Q8_0) {
+        for (size_t b = 0; b < n / 32; b++) {
+            const uint8_t *blk = w + 34 * b;
+            uint16_t dh;
+            memcpy(&dh, blk, 2);
+            __m512 d = _mm512_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(dh))));
+            for (int g = 0; g < 2; g++) {
+                __m128i q8 = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2 + 16 * g));
+                __m512 v = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q8)));
+                l = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + 32 * b + 16 * g), l);
+            }
+        }
+        return reduce(l);
+    }
+    if (type != LMZ_GGML_F32 && type != LMZ_GGML_F16 && type != LMZ_GGML_BF16) return NAN;
+    size_t k = 0;
+    for (; k + 16 <= n; k += 16) l = _mm512_fmadd_ps(load_w16(w, type, k, 0xFFFF), _mm512_loadu_ps(x + k), l);
+    if (k < n) {
+        __mmask16 m = (__mmask16)((1u << (n - k)) - 1);
+        l = _mm512_fmadd_ps(load_w16(w, type, k, m), _mm512_maskz_loadu_ps(m, x + k), l);
+    }
+    return reduce(l);
+}
+#endif

@@ -1,0 +1,110 @@
+#define _POSIX_C_SOURCE 200809L
+/* Kernels: every path gives the scalar reference's bits, on random shapes
+ * with odd sizes and tails, for every weight type. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/gguf.h"
+#include "tensor/kernels.h"
+#include "test.h"
+
+static uint16_t f32_to_f16_trunc(float f) /* any half will do for tests */
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint32_t s = (u >> 16) & 0x8000, e = (u >> 23) & 0xFF, m = (u >> 13) & 0x3FF;
+    if (e < 113) return (uint16_t)s;
+    if (e > 142) return (uint16_t)(s | 0x7BFF);
+    return (uint16_t)(s | (e - 112) << 10 | m);
+}
+
+static void fill_row(uint8_t *w, uint32_t type, size_t n, unsigned long long *seed)
+{
+    for (size_t k = 0; k < n; k++) {
+        float v = (float)((double)(test_rand(seed) % 20001) / 10000.0 - 1.0);
+        if (type == LMZ_GGML_F32) memcpy(w + 4 * k, &v, 4);
+        else if (type == LMZ_GGML_F16) {
+            uint16_t h = f32_to_f16_trunc(v);
+            memcpy(w + 2 * k, &h, 2);
+        } else if (type == LMZ_GGML_BF16) {
+            uint32_t u;
+            memcpy(&u, &v, 4);
+            uint16_t h = (uint16_t)(u >> 16);
+            memcpy(w + 2 * k, &h, 2);
+        }
+    }
+    if (type == LMZ_GGML_Q8_0)
+        for (size_t b = 0; b < n / 32; b++) {
+            uint16_t d = f32_to_f16_trunc((float)(test_rand(seed) % 1000 + 1) / 50000.0f);
+            memcpy(w + 34 * b, &d, 2);
+            for (int i = 0; i < 32; i++) w[34 * b + 2 + i] = (uint8_t)test_rand(seed);
+        }
+}
+
+TEST(kernels_every_path_same_bits)
+{
+    unsigned long long seed = 5;
+    uint32_t types[] = {LMZ_GGML_F32, LMZ_GGML_F16, LMZ_GGML_BF16, LMZ_GGML_Q8_0};
+    size_t sizes[] = {1, 7, 15, 16, 17, 31, 32, 33, 63, 64, 100, 576, 1536, 49, 1000, 4097};
+    int compared = 0, differ = 0;
+    for (size_t ti = 0; ti < 4; ti++)
+        for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+            size_t n = sizes[si];
+            if (types[ti] == LMZ_GGML_Q8_0) n = (n + 31) / 32 * 32;
+            uint8_t *w = malloc(4 * n + 64);
+            float *x = malloc(n * sizeof *x);
+            fill_row(w, types[ti], n, &seed);
+            for (size_t k = 0; k < n; k++) x[k] = (float)((double)(test_rand(&seed) % 2000001) / 1e6 - 1.0);
+            float ref = lmz_dot(LMZ_KPATH_SCALAR, w, types[ti], x, n);
+            /* the reference also against float64, loosely */
+            for (int p = 1; p < LMZ_KPATH_COUNT; p++) {
+                if (!lmz_kpath_supported((lmz_kpath)p)) continue;
+                float v = lmz_dot((lmz_kpath)p, w, types[ti], x, n);
+                compared++;
+                if (memcmp(&v, &ref, 4) != 0) {
+                    differ++;
+                    printf("  %s type %u n %zu: %.9g vs scalar %.9g\n", lmz_kpath_name((lmz_kpath)p),
+                           types[ti], n, (double)v, (double)ref);
+                }
+            }
+            free(w);
+            free(x);
+        }
+    printf("  %d path/shape/type comparisons with the scalar reference\n", compared);
+    CHECK_EQ_U64(differ, 0);
+}
+
+TEST(kernels_reference_is_accurate)
+{
+    unsigned long long seed = 9;
+    size_t n = 1537;
+    float *w = malloc(n * 4), *x = malloc(n * 4);
+    double exact = 0;
+    for (size_t k = 0; k < n; k++) {
+        w[k] = (float)((double)(test_rand(&seed) % 2001) / 1000.0 - 1.0);
+        x[k] = (float)((double)(test_rand(&seed) % 2001) / 1000.0 - 1.0);
+        exact += (double)w[k] * x[k];
+    }
+    float v = lmz_dot(LMZ_KPATH_SCALAR, w, LMZ_GGML_F32, x, n);
+    CHECK(fabs((double)v - exact) < 1e-4);
+    /* f16 conversion is exact, subnormals and specials included */
+    CHECK(lmz_f16_to_f32(0x3C00) == 1.0f && lmz_f16_to_f32(0xC000) == -2.0f);
+    CHECK(lmz_f16_to_f32(0x0001) == 5.9604644775390625e-08f && isinf(lmz_f16_to_f32(0x7C00)));
+    CHECK(lmz_bf16_to_f32(0x3F80) == 1.0f);
+    free(w);
+    free(x);
+}
+
+TEST(kernels_select_honours_env)
+{
+    char err[128];
+    lmz_kpath p;
+    setenv("LMZIP_KERNELS", "scalar", 1);
+    CHECK(lmz_kernels_select(&p, err, sizeof err) == 0 && p == LMZ_KPATH_SCALAR);
+    setenv("LMZIP_KERNELS", "bogus", 1);
+    CHECK(lmz_kernels_select(&p, err, sizeof err) == -1 && strstr(err, "unknown"));
+    unsetenv("LMZIP_KERNELS");
+    CHECK(lmz_kernels_select(&p, err, sizeof err) == 0 && lmz_kpath_supported(p));
+    printf("  auto picks %s\n", lmz_kpath_name(p));
+}
