@@ -3,6 +3,7 @@
  *
  *   dsrn info MODEL.gguf
  *   dsrn tokenize -m MODEL.gguf (TEXT | -f FILE) [--ids]
+ *   dsrn logits -m MODEL.gguf --ids 1,2,3 [-o OUT.f32]
  *
  * (logits, generate, train, eval and tokenizer come with the engine and the
  * DSRN issues.) Exit status 0 on success, 1 on error.
@@ -13,6 +14,7 @@
 #include <string.h>
 
 #include "model/gguf.h"
+#include "model/model.h"
 #include "model/tokenizer.h"
 
 static int usage(FILE *f)
@@ -20,7 +22,10 @@ static int usage(FILE *f)
     fprintf(f, "Usage:\n"
                "  dsrn info MODEL.gguf                          metadata and tensor table\n"
                "  dsrn tokenize -m MODEL.gguf TEXT|-f FILE [--ids]\n"
-               "                                                token ids (--ids: [1, 2, 3] only)\n");
+               "                                                token ids (--ids: [1, 2, 3] only)\n"
+               "  dsrn logits -m MODEL.gguf --ids 1,2,3 [-o OUT.f32]\n"
+               "                                                logits after each token (float32,\n"
+               "                                                n x vocab, little-endian)\n");
     return f == stdout ? 0 : 1;
 }
 
@@ -225,11 +230,79 @@ static int cmd_tokenize(int argc, char **argv)
     return k < 0;
 }
 
+static int cmd_logits(int argc, char **argv)
+{
+    const char *model = NULL, *ids_arg = NULL, *out_path = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "-m") && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(argv[i], "--ids") && i + 1 < argc) ids_arg = argv[++i];
+        else if (!strcmp(argv[i], "-o") && i + 1 < argc) out_path = argv[++i];
+        else return usage(stderr);
+    }
+    if (!model || !ids_arg) return usage(stderr);
+    size_t cap = strlen(ids_arg) / 2 + 2, n = 0;
+    int32_t *ids = malloc(cap * sizeof *ids);
+    for (const char *p = ids_arg; ids && *p;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 0 || v > 0x7FFFFFFF) {
+            fprintf(stderr, "dsrn: --ids: expected numbers separated by commas\n");
+            free(ids);
+            return 1;
+        }
+        ids[n++] = (int32_t)v;
+        p = *end == ',' ? end + 1 : end;
+        if (*end && *end != ',') {
+            fprintf(stderr, "dsrn: --ids: unexpected '%c'\n", *end);
+            free(ids);
+            return 1;
+        }
+    }
+    lmz_model *m;
+    char err[512];
+    if (!ids || lmz_model_open(model, NULL, &m, err, sizeof err) != 0) {
+        fprintf(stderr, "dsrn: %s: %s\n", model, ids ? err : "out of memory");
+        free(ids);
+        return 1;
+    }
+    uint32_t V = lmz_model_vocab(m);
+    float *logits = malloc(n * V * sizeof(float));
+    lmz_state *s = lmz_state_new(m);
+    int rc = 1;
+    if (!logits || !s) {
+        fprintf(stderr, "dsrn: out of memory\n");
+    } else if (lmz_model_prefill(m, s, ids, n, logits) != 0) {
+        fprintf(stderr, "dsrn: a token id is not below the vocabulary size %u\n", V);
+    } else if (out_path) {
+        FILE *f = fopen(out_path, "wb");
+        int ok = f && fwrite(logits, sizeof(float), n * V, f) == n * V; /* little-endian hosts */
+        if (f && fclose(f) != 0) ok = 0;
+        if (!ok) fprintf(stderr, "dsrn: %s: cannot write\n", out_path);
+        else rc = 0;
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            size_t best = 0;
+            for (size_t j = 1; j < V; j++)
+                if (logits[i * V + j] > logits[i * V + best]) best = j;
+            printf("%zu: token %d -> argmax %zu (%.6f), logits[0..3] = %.6f %.6f %.6f %.6f\n", i, ids[i],
+                   best, (double)logits[i * V + best], (double)logits[i * V], (double)logits[i * V + 1],
+                   (double)logits[i * V + 2], (double)logits[i * V + 3]);
+        }
+        rc = 0;
+    }
+    free(logits);
+    lmz_state_free(s);
+    lmz_model_free(m);
+    free(ids);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) return usage(stderr);
     if (!strcmp(argv[1], "info")) return cmd_info(argc - 2, argv + 2);
     if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "logits")) return cmd_logits(argc - 2, argv + 2);
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) return usage(stdout);
     fprintf(stderr, "dsrn: unknown command '%s'\n", argv[1]);
     return usage(stderr);

@@ -1,0 +1,413 @@
+/*
+ * llama.c — the llama architecture (SmolLM2, Llama-3.2, TinyLlama and any
+ * llama-shaped GGUF) on the deterministic kernels.
+ *
+ *   x = E[tok]                                       E: (n_vocab, dim)
+ *   per layer:
+ *     h = rms(x) * attn_norm; q = Wq h; k = Wk h; v = Wv h
+ *     RoPE (adjacent pairs) on q and k at the token's position
+ *     per head: softmax(q . k_t / sqrt(head_dim)) over the window, times v_t
+ *     x += Wo (heads)
+ *     h = rms(x) * ffn_norm; x += Wdown (silu(Wgate h) * (Wup h))
+ *   logits = Wout (rms(x) * output_norm)             (tied: Wout = E)
+ * Every sum has one fixed order (kernels.h; attention sums run oldest token
+ * first), so prefill and lockstep steps give the same bits.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "tensor/detmath.h"
+#include "tensor/kernels.h"
+
+typedef struct {
+    const lmz_gguf_tensor *wq, *wk, *wv, *wo, *gate, *up, *down;
+    float *attn_norm, *ffn_norm; /* (dim) */
+} layer;
+
+struct lmz_model {
+    lmz_gguf g;
+    lmz_tokenizer *tok;
+    lmz_kpath kp;
+    uint32_t n_vocab, dim, n_layer, ffn, n_head, n_kv, head_dim, ctx, window;
+    float eps;
+    float *rope_freq;            /* (head_dim / 2) radians per position */
+    const lmz_gguf_tensor *embd, *output;
+    float *out_norm;             /* (dim) */
+    layer *layers;
+    /* scratch for one token */
+    float *x, *h, *q, *k, *v, *att, *scores, *gbuf, *ubuf;
+};
+
+struct lmz_state {
+    const lmz_model *m;
+    uint64_t pos;
+    float *kc, *vc; /* (n_layer, window, n_kv * head_dim) */
+};
+
+uint32_t lmz_model_vocab(const lmz_model *m) { return m->n_vocab; }
+const char *lmz_model_arch(const lmz_model *m) { (void)m; return "llama"; }
+const lmz_tokenizer *lmz_model_tokenizer(const lmz_model *m) { return m->tok; }
+uint32_t lmz_model_window(const lmz_model *m) { return m->window; }
+
+/* ======================================================================== */
+/* loading                                                                   */
+/* ======================================================================== */
+
+__attribute__((format(printf, 3, 4))) static int errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* A (ne0 x ne1) matrix of a computable type. */
+static const lmz_gguf_tensor *mat(const lmz_model *m, const char *name, uint64_t ne0, uint64_t ne1,
+                                  char *err, size_t errlen)
+{
+    const lmz_gguf_tensor *t = lmz_gguf_tensor_find(&m->g, name);
+    if (!t) {
+        errf(err, errlen, "tensor '%s' is missing", name);
+        return NULL;
+    }
+    if (t->n_dims != 2 || t->ne[0] != ne0 || t->ne[1] != ne1) {
+        snprintf(err, errlen, "tensor '%s' is %llu x %llu, expected %llu x %llu", name,
+                 (unsigned long long)t->ne[0], (unsigned long long)t->ne[1], (unsigned long long)ne0,
+                 (unsigned long long)ne1);
+        return NULL;
+    }
+    if (!lmz_kernels_type_ok(t->type)) {
+        snprintf(err, errlen, "tensor '%s' has type %s (F32, F16, BF16, Q8_0 are computed)", name,
+                 lmz_gguf_type_name(t->type));
+        return NULL;
+    }
+    return t;
+}
+
+/* row r of a matrix, as floats */
+static void row_to_f32(const lmz_gguf_tensor *t, uint64_t r, float *out)
+{
+    size_t n = (size_t)t->ne[0];
+    const uint8_t *p = (const uint8_t *)t->data + r * lmz_ggml_row_bytes(t->type, n);
+    switch (t->type) {
+    case LMZ_GGML_F32: memcpy(out, p, n * 4); break;
+    case LMZ_GGML_F16:
+    case LMZ_GGML_BF16:
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h = (uint16_t)(p[2 * i] | p[2 * i + 1] << 8);
+            out[i] = t->type == LMZ_GGML_F16 ? lmz_f16_to_f32(h) : lmz_bf16_to_f32(h);
+        }
+        break;
+    default: /* Q8_0 */
+        for (size_t b = 0; b < n / 32; b++) {
+            float d = lmz_f16_to_f32((uint16_t)(p[34 * b] | p[34 * b + 1] << 8));
+            for (int i = 0; i < 32; i++) out[32 * b + (size_t)i] = d * (float)(int8_t)p[34 * b + 2 + (size_t)i];
+        }
+    }
+}
+
+static float *vec(const lmz_model *m, const char *name, uint64_t n, char *err, size_t errlen)
+{
+    const lmz_gguf_tensor *t = lmz_gguf_tensor_find(&m->g, name);
+    if (!t || t->n_dims != 1 || t->ne[0] != n || !lmz_kernels_type_ok(t->type) || t->type == LMZ_GGML_Q8_0) {
+        errf(err, errlen, "tensor '%s' is missing or not a float vector of the model's width", name);
+        return NULL;
+    }
+    float *v = malloc(n * sizeof *v);
+    if (v) row_to_f32(t, 0, v);
+    return v;
+}
+
+static int get_u32(const lmz_gguf *g, const char *key, uint32_t *v, char *err, size_t errlen)
+{
+    uint64_t x;
+    if (lmz_gguf_get_u64(g, key, &x) != 0 || x == 0 || x > (1u << 30))
+        return errf(err, errlen, "metadata '%s' is missing or out of range", key);
+    *v = (uint32_t)x;
+    return 0;
+}
+
+void lmz_model_free(lmz_model *m)
+{
+    if (!m) return;
+    if (m->layers)
+        for (uint32_t l = 0; l < m->n_layer; l++) {
+            free(m->layers[l].attn_norm);
+            free(m->layers[l].ffn_norm);
+        }
+    free(m->layers);
+    free(m->out_norm);
+    free(m->rope_freq);
+    free(m->x);
+    free(m->h);
+    free(m->q);
+    free(m->k);
+    free(m->v);
+    free(m->att);
+    free(m->scores);
+    free(m->gbuf);
+    free(m->ubuf);
+    lmz_tokenizer_free(m->tok);
+    lmz_gguf_close(&m->g);
+    free(m);
+}
+
+int lmz_model_open(const char *path, const lmz_model_opts *opts, lmz_model **out, char *err,
+                   size_t errlen)
+{
+    *out = NULL;
+    lmz_model *m = calloc(1, sizeof *m);
+    if (!m) return errf(err, errlen, "%s", "out of memory");
+    if (lmz_kernels_select(&m->kp, err, errlen) != 0 || lmz_gguf_open(path, &m->g, err, errlen) != 0) {
+        free(m);
+        return -1;
+    }
+    lmz_str arch;
+    if (lmz_gguf_get_str(&m->g, "general.architecture", &arch) != 0 || !lmz_str_eq(arch, "llama")) {
+        lmz_model_free(m);
+        return errf(err, errlen, "%s", "general.architecture is not 'llama'");
+    }
+    const lmz_gguf *g = &m->g;
+    if (get_u32(g, "llama.embedding_length", &m->dim, err, errlen) ||
+        get_u32(g, "llama.block_count", &m->n_layer, err, errlen) ||
+        get_u32(g, "llama.feed_forward_length", &m->ffn, err, errlen) ||
+        get_u32(g, "llama.attention.head_count", &m->n_head, err, errlen) ||
+        get_u32(g, "llama.context_length", &m->ctx, err, errlen)) {
+        lmz_model_free(m);
+        return -1;
+    }
+    uint64_t v64;
+    m->n_kv = lmz_gguf_get_u64(g, "llama.attention.head_count_kv", &v64) == 0 ? (uint32_t)v64 : m->n_head;
+    if (m->n_kv == 0 || m->n_head % m->n_kv || m->dim % m->n_head || (m->dim / m->n_head) % 2) {
+        lmz_model_free(m);
+        return errf(err, errlen, "%s", "head counts do not divide the width");
+    }
+    m->head_dim = m->dim / m->n_head;
+    if (lmz_gguf_get_f32(g, "llama.attention.layer_norm_rms_epsilon", &m->eps) != 0) m->eps = 1e-5f;
+    float base = 10000.0f, scale = 1.0f;
+    lmz_gguf_get_f32(g, "llama.rope.freq_base", &base);
+    lmz_str st;
+    if (lmz_gguf_get_str(g, "llama.rope.scaling.type", &st) == 0 && lmz_str_eq(st, "linear"))
+        lmz_gguf_get_f32(g, "llama.rope.scaling.factor", &scale);
+    if (!(scale > 0.0f)) scale = 1.0f;
+
+    if (lmz_tokenizer_load(g, &m->tok, err, errlen) != 0) {
+        lmz_model_free(m);
+        return -1;
+    }
+    m->n_vocab = lmz_tokenizer_vocab_size(m->tok);
+    m->embd = mat(m, "token_embd.weight", m->dim, m->n_vocab, err, errlen);
+    m->output = lmz_gguf_tensor_find(g, "output.weight") ? mat(m, "output.weight", m->dim, m->n_vocab, err, errlen)
+                                                         : m->embd;
+    m->out_norm = m->embd && m->output ? vec(m, "output_norm.weight", m->dim, err, errlen) : NULL;
+    m->layers = calloc(m->n_layer, sizeof *m->layers);
+    int ok = m->embd && m->output && m->out_norm && m->layers;
+    uint32_t qd = m->n_head * m->head_dim, kd = m->n_kv * m->head_dim;
+    for (uint32_t l = 0; l < m->n_layer && ok; l++) {
+        char nm[96];
+        layer *L = &m->layers[l];
+#define NAME(s) (snprintf(nm, sizeof nm, "blk.%u." s, l), nm)
+        ok = (L->attn_norm = vec(m, NAME("attn_norm.weight"), m->dim, err, errlen)) &&
+             (L->ffn_norm = vec(m, NAME("ffn_norm.weight"), m->dim, err, errlen)) &&
+             (L->wq = mat(m, NAME("attn_q.weight"), m->dim, qd, err, errlen)) &&
+             (L->wk = mat(m, NAME("attn_k.weight"), m->dim, kd, err, errlen)) &&
+             (L->wv = mat(m, NAME("attn_v.weight"), m->dim, kd, err, errlen)) &&
+             (L->wo = mat(m, NAME("attn_output.weight"), qd, m->dim, err, errlen)) &&
+             (L->gate = mat(m, NAME("ffn_gate.weight"), m->dim, m->ffn, err, errlen)) &&
+             (L->up = mat(m, NAME("ffn_up.weight"), m->dim, m->ffn, err, errlen)) &&
+             (L->down = mat(m, NAME("ffn_down.weight"), m->ffn, m->dim, err, errlen));
+#undef NAME
+    }
+    if (!ok) {
+        lmz_model_free(m);
+        return -1;
+    }
+    m->window = opts && opts->window ? opts->window : m->ctx;
+    /* RoPE frequencies: base^(-2i/head_dim) / scale, divided by
+     * rope_freqs.weight where the model has one (Llama 3 scaling) */
+    uint32_t half = m->head_dim / 2;
+    m->rope_freq = malloc(half * sizeof *m->rope_freq);
+    const lmz_gguf_tensor *rf = lmz_gguf_tensor_find(g, "rope_freqs.weight");
+    float *rfv = NULL;
+    if (rf && rf->type == LMZ_GGML_F32 && rf->n_dims == 1 && rf->ne[0] == half) rfv = (float *)rf->data;
+    for (uint32_t i = 0; m->rope_freq && i < half; i++) {
+        float f = lmz_powf(base, -(float)(2 * i) / (float)m->head_dim) / scale;
+        if (rfv) {
+            float d;
+            memcpy(&d, rfv + i, 4);
+            f = f / d;
+        }
+        m->rope_freq[i] = f;
+    }
+    size_t w = m->dim > m->ffn ? m->dim : m->ffn;
+    m->x = malloc(m->dim * sizeof(float));
+    m->h = malloc(w * sizeof(float));
+    m->q = malloc(qd * sizeof(float));
+    m->k = malloc(kd * sizeof(float));
+    m->v = malloc(kd * sizeof(float));
+    m->att = malloc(qd * sizeof(float));
+    m->scores = malloc((size_t)m->window * sizeof(float));
+    m->gbuf = malloc(m->ffn * sizeof(float));
+    m->ubuf = malloc(m->ffn * sizeof(float));
+    if (!m->rope_freq || !m->x || !m->h || !m->q || !m->k || !m->v || !m->att || !m->scores || !m->gbuf ||
+        !m->ubuf) {
+        lmz_model_free(m);
+        return errf(err, errlen, "%s", "out of memory");
+    }
+    *out = m;
+    return 0;
+}
+
+/* ======================================================================== */
+/* state                                                                     */
+/* ======================================================================== */
+
+lmz_state *lmz_state_new(const lmz_model *m)
+{
+    lmz_state *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    size_t n = (size_t)m->n_layer * m->window * m->n_kv * m->head_dim;
+    s->m = m;
+    s->kc = calloc(n, sizeof(float));
+    s->vc = calloc(n, sizeof(float));
+    if (!s->kc || !s->vc) {
+        lmz_state_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void lmz_state_free(lmz_state *s)
+{
+    if (!s) return;
+    free(s->kc);
+    free(s->vc);
+    free(s);
+}
+
+void lmz_state_reset(lmz_state *s) { s->pos = 0; }
+uint64_t lmz_state_pos(const lmz_state *s) { return s->pos; }
+
+/* ======================================================================== */
+/* forward                                                                   */
+/* ======================================================================== */
+
+static void rmsnorm(const lmz_model *m, const float *x, const float *w, float *out)
+{
+    float ss = lmz_dot(m->kp, x, LMZ_GGML_F32, x, m->dim);
+    float inv = 1.0f / sqrtf(ss / (float)m->dim + m->eps);
+    for (uint32_t i = 0; i < m->dim; i++) out[i] = x[i] * inv * w[i];
+}
+
+/* rotate adjacent pairs of each head by pos * freq */
+static void rope(const lmz_model *m, float *v, uint32_t heads, uint64_t pos)
+{
+    const double two_pi_hi = 6.28318530717958623200, two_pi_lo = 2.44929359829470635e-16;
+    for (uint32_t i = 0; i < m->head_dim / 2; i++) {
+        /* the angle in double, reduced to [-pi, pi] before the float sincos,
+         * so long streams keep their precision */
+        double a = (double)pos * (double)m->rope_freq[i];
+        double k = (a * 0.15915494309189535 + 6755399441055744.0) - 6755399441055744.0;
+        double r = fma(-k, two_pi_hi, a);
+        r = fma(-k, two_pi_lo, r);
+        float s, c;
+        lmz_sincosf((float)r, &s, &c);
+        for (uint32_t h = 0; h < heads; h++) {
+            float *p = v + (size_t)h * m->head_dim + 2 * i;
+            float x0 = p[0], x1 = p[1];
+            p[0] = x0 * c - x1 * s;
+            p[1] = x0 * s + x1 * c;
+        }
+    }
+}
+
+static size_t row_bytes(const lmz_gguf_tensor *t) { return (size_t)lmz_ggml_row_bytes(t->type, t->ne[0]); }
+
+static void matvec(const lmz_model *m, const lmz_gguf_tensor *t, const float *x, float *y)
+{
+    lmz_matvec(m->kp, t->data, t->type, row_bytes(t), (size_t)t->ne[0], (size_t)t->ne[1], x, y);
+}
+
+/* one token through the network; logits may be NULL */
+static void forward(lmz_model *m, lmz_state *s, int32_t token, float *logits)
+{
+    const uint32_t hd = m->head_dim, kd = m->n_kv * hd, group = m->n_head / m->n_kv;
+    const float inv_sqrt = 1.0f / sqrtf((float)hd);
+    row_to_f32(m->embd, (uint64_t)token, m->x);
+    uint64_t pos = s->pos;
+    uint32_t slot = (uint32_t)(pos % m->window);
+    uint32_t n_ctx = pos + 1 < m->window ? (uint32_t)pos + 1 : m->window;
+    for (uint32_t l = 0; l < m->n_layer; l++) {
+        const layer *L = &m->layers[l];
+        rmsnorm(m, m->x, L->attn_norm, m->h);
+        matvec(m, L->wq, m->h, m->q);
+        matvec(m, L->wk, m->h, m->k);
+        matvec(m, L->wv, m->h, m->v);
+        rope(m, m->q, m->n_head, pos);
+        rope(m, m->k, m->n_kv, pos);
+        float *kc = s->kc + (size_t)l * m->window * kd, *vc = s->vc + (size_t)l * m->window * kd;
+        memcpy(kc + (size_t)slot * kd, m->k, kd * sizeof(float));
+        memcpy(vc + (size_t)slot * kd, m->v, kd * sizeof(float));
+        for (uint32_t h = 0; h < m->n_head; h++) {
+            uint32_t g = h / group;
+            const float *q = m->q + (size_t)h * hd;
+            float mx = -INFINITY;
+            for (uint32_t j = 0; j < n_ctx; j++) { /* oldest first */
+                uint32_t t = (uint32_t)((pos + 1 - n_ctx + j) % m->window);
+                float sc = lmz_dot(m->kp, kc + (size_t)t * kd + (size_t)g * hd, LMZ_GGML_F32, q, hd) * inv_sqrt;
+                m->scores[j] = sc;
+                if (sc > mx) mx = sc;
+            }
+            float sum = 0.0f;
+            for (uint32_t j = 0; j < n_ctx; j++) {
+                m->scores[j] = lmz_expf(m->scores[j] - mx);
+                sum += m->scores[j];
+            }
+            float inv = 1.0f / sum;
+            float *o = m->att + (size_t)h * hd;
+            for (uint32_t d = 0; d < hd; d++) o[d] = 0.0f;
+            for (uint32_t j = 0; j < n_ctx; j++) {
+                uint32_t t = (uint32_t)((pos + 1 - n_ctx + j) % m->window);
+                const float *vv = vc + (size_t)t * kd + (size_t)g * hd;
+                float p = m->scores[j] * inv;
+                for (uint32_t d = 0; d < hd; d++) o[d] = fmaf(p, vv[d], o[d]);
+            }
+        }
+        matvec(m, L->wo, m->att, m->h);
+        for (uint32_t i = 0; i < m->dim; i++) m->x[i] += m->h[i];
+        rmsnorm(m, m->x, L->ffn_norm, m->h);
+        matvec(m, L->gate, m->h, m->gbuf);
+        matvec(m, L->up, m->h, m->ubuf);
+        for (uint32_t i = 0; i < m->ffn; i++) {
+            float gv = m->gbuf[i];
+            m->gbuf[i] = gv / (1.0f + lmz_expf(-gv)) * m->ubuf[i];
+        }
+        matvec(m, L->down, m->gbuf, m->h);
+        for (uint32_t i = 0; i < m->dim; i++) m->x[i] += m->h[i];
+    }
+    s->pos++;
+    if (!logits) return;
+    rmsnorm(m, m->x, m->out_norm, m->h);
+    matvec(m, m->output, m->h, logits);
+}
+
+int lmz_model_prefill(lmz_model *m, lmz_state *s, const int32_t *tokens, size_t n, float *logits)
+{
+    for (size_t i = 0; i < n; i++)
+        if (tokens[i] < 0 || (uint32_t)tokens[i] >= m->n_vocab) return -1;
+    for (size_t i = 0; i < n; i++) forward(m, s, tokens[i], logits ? logits + i * m->n_vocab : NULL);
+    return 0;
+}
+
+int lmz_model_step(lmz_model *m, lmz_state **states, const int32_t *tokens, size_t k, float *logits)
+{
+    for (size_t i = 0; i < k; i++)
+        if (tokens[i] < 0 || (uint32_t)tokens[i] >= m->n_vocab || states[i]->m != m) return -1;
+    for (size_t i = 0; i < k; i++) forward(m, states[i], tokens[i], logits ? logits + i * m->n_vocab : NULL);
+    return 0;
+}

@@ -1,0 +1,55 @@
+/*
+ * model.h — the interface the codec drives, whatever the architecture.
+ *
+ * A model owns its mapped, read-only GGUF weights and its tokenizer. A state
+ * is one stream's memory (for llama: the KV cache). Two ways to advance:
+ *   prefill(state, tokens[n])          a known sequence (compression);
+ *   step(states[k], tokens[k])         k independent streams, one token each,
+ *                                      in lockstep (decompression).
+ * Both compute every number in the same order (profile det-f32-v1), so the
+ * same history gives the same bits of logits either way, with any thread
+ * count and any kernel path.
+ */
+#ifndef LMZ_MODEL_H
+#define LMZ_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "gguf.h"
+#include "tokenizer.h"
+
+typedef struct lmz_model lmz_model;
+typedef struct lmz_state lmz_state;
+
+typedef struct {
+    unsigned threads;   /* worker threads for the matrix products (1 = none) */
+    uint32_t window;    /* KV window in tokens (0 = the model's context length) */
+} lmz_model_opts;
+
+/* Open a GGUF model (llama architecture for now). @return 0, or -1 with a
+ * message in err. */
+int lmz_model_open(const char *path, const lmz_model_opts *opts, lmz_model **out, char *err,
+                   size_t errlen);
+void lmz_model_free(lmz_model *m);
+
+uint32_t lmz_model_vocab(const lmz_model *m);
+const char *lmz_model_arch(const lmz_model *m);
+const lmz_tokenizer *lmz_model_tokenizer(const lmz_model *m);
+uint32_t lmz_model_window(const lmz_model *m);
+
+lmz_state *lmz_state_new(const lmz_model *m);
+void lmz_state_free(lmz_state *s);
+void lmz_state_reset(lmz_state *s);
+uint64_t lmz_state_pos(const lmz_state *s); /* tokens seen */
+
+/* Feed tokens[0..n) after the state's history; logits (n x vocab) receives
+ * the prediction after each token (NULL: none are kept). @return 0 or -1
+ * (a token id out of range). */
+int lmz_model_prefill(lmz_model *m, lmz_state *s, const int32_t *tokens, size_t n, float *logits);
+
+/* Advance k streams by one token each; logits is k x vocab. */
+int lmz_model_step(lmz_model *m, lmz_state **states, const int32_t *tokens, size_t k,
+                   float *logits);
+
+#endif

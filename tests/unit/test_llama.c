@@ -1,0 +1,179 @@
+/* The llama engine against llama.cpp's logits and a float64 reference, and
+ * the determinism promises: prefill == lockstep steps == every kernel path. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+#include "tensor/kernels.h"
+#include "test.h"
+
+static const char *ref(const char *name)
+{
+    static char buf[8][4096];
+    static int k;
+    const char *root = getenv("LMZ_DATA");
+    if (!root) root = "../shared/data";
+    char *b = buf[k++ & 7];
+    snprintf(b, 4096, "%s/../reference/%s", root, name);
+    FILE *f = fopen(b, "rb");
+    if (!f) return NULL;
+    fclose(f);
+    return b;
+}
+
+static int32_t *tiny_tokens(size_t *n)
+{
+    size_t len;
+    char *txt = (char *)test_read_file(ref("tokens_tiny.txt"), &len);
+    if (!txt) return NULL;
+    int32_t *ids = malloc(64 * sizeof *ids);
+    *n = 0;
+    char *p = txt;
+    while (*n < 64 && p < txt + len) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p) break;
+        ids[(*n)++] = (int32_t)v;
+        p = end;
+    }
+    free(txt);
+    return ids;
+}
+
+static float *run(const char *model, const int32_t *ids, size_t n, int stepwise)
+{
+    lmz_model *m;
+    char err[256];
+    if (lmz_model_open(ref(model), NULL, &m, err, sizeof err) != 0) {
+        printf("  %s\n", err);
+        return NULL;
+    }
+    uint32_t V = lmz_model_vocab(m);
+    float *lg = malloc(n * V * sizeof *lg);
+    lmz_state *s = lmz_state_new(m);
+    if (!stepwise) {
+        lmz_model_prefill(m, s, ids, n, lg);
+    } else {
+        for (size_t i = 0; i < n; i++) lmz_model_step(m, &s, ids + i, 1, lg + i * V);
+    }
+    lmz_state_free(s);
+    lmz_model_free(m);
+    return lg;
+}
+
+TEST(llama_logits_match_llamacpp)
+{
+    size_t n;
+    int32_t *ids = ref("tokens_tiny.txt") ? tiny_tokens(&n) : NULL;
+    if (!ids) {
+        printf("  ../shared/reference not found: skipped\n");
+        return;
+    }
+    CHECK_EQ_U64(n, 64);
+    float *ours = run("tiny-llama-f32.gguf", ids, n, 0);
+    size_t len;
+    float *cpp = (float *)test_read_file(ref("tiny_f32w_f32kv_batch64.logits.f32"), &len);
+    double *f64 = (double *)test_read_file(ref("tiny_ref_f64.logits.f64"), &len);
+    CHECK(ours && cpp && f64);
+    if (ours && cpp && f64) {
+        double d1 = 0, d2 = 0;
+        for (size_t i = 0; i < n * 512; i++) {
+            if (fabs((double)ours[i] - cpp[i]) > d1) d1 = fabs((double)ours[i] - cpp[i]);
+            if (fabs((double)ours[i] - f64[i]) > d2) d2 = fabs((double)ours[i] - f64[i]);
+        }
+        printf("  F32: max |ours - llama.cpp| %.3g, max |ours - float64| %.3g\n", d1, d2);
+        CHECK(d1 < 1e-4);
+        CHECK(d2 < 1e-4);
+    }
+    /* F16 and Q8_0: llama.cpp rounds activations to the weight type, we keep
+     * them in F32, so only a loose agreement is expected */
+    const char *q[2][2] = {{"tiny-llama-f16.gguf", "tiny_f16w_f32kv_batch64.logits.f32"},
+                           {"tiny-llama-q8_0.gguf", "tiny_q8_0w_f32kv_batch64.logits.f32"}};
+    for (int k = 0; k < 2; k++) {
+        float *o = run(q[k][0], ids, n, 0);
+        float *c = (float *)test_read_file(ref(q[k][1]), &len);
+        double d = 0;
+        for (size_t i = 0; o && c && i < n * 512; i++)
+            if (fabs((double)o[i] - c[i]) > d) d = fabs((double)o[i] - c[i]);
+        printf("  %s: max |ours - llama.cpp| %.3g\n", q[k][0], d);
+        CHECK(o && c && d < 0.5);
+        free(o);
+        free(c);
+    }
+    free(ours);
+    free(cpp);
+    free(f64);
+    free(ids);
+}
+
+TEST(llama_prefill_step_and_paths_same_bits)
+{
+    size_t n;
+    int32_t *ids = ref("tokens_tiny.txt") ? tiny_tokens(&n) : NULL;
+    if (!ids) return;
+    const char *models[] = {"tiny-llama-f32.gguf", "tiny-llama-f16.gguf", "tiny-llama-q8_0.gguf"};
+    for (int k = 0; k < 3; k++) {
+        setenv("LMZIP_KERNELS", "scalar", 1);
+        float *base = run(models[k], ids, n, 0);
+        float *step = run(models[k], ids, n, 1);
+        CHECK(base && step && memcmp(base, step, n * 512 * sizeof(float)) == 0);
+        for (int p = 1; p < LMZ_KPATH_COUNT; p++) {
+            if (!lmz_kpath_supported((lmz_kpath)p)) continue;
+            setenv("LMZIP_KERNELS", lmz_kpath_name((lmz_kpath)p), 1);
+            float *o = run(models[k], ids, n, p == 1);
+            CHECK(o && memcmp(base, o, n * 512 * sizeof(float)) == 0);
+            free(o);
+        }
+        free(base);
+        free(step);
+    }
+    unsetenv("LMZIP_KERNELS");
+    free(ids);
+}
+
+TEST(llama_lockstep_streams_and_window)
+{
+    size_t n;
+    int32_t *ids = ref("tokens_tiny.txt") ? tiny_tokens(&n) : NULL;
+    if (!ids) return;
+    lmz_model *m;
+    char err[256];
+    lmz_model_opts o = {1, 16};
+    CHECK(lmz_model_open(ref("tiny-llama-f32.gguf"), &o, &m, err, sizeof err) == 0);
+    CHECK_EQ_U64(lmz_model_window(m), 16);
+    /* three streams with different histories, advanced together, equal
+     * the same streams run one by one */
+    lmz_state *s[3], *t[3];
+    float *a = malloc(3 * 512 * sizeof(float)), *b = malloc(512 * sizeof(float));
+    for (int i = 0; i < 3; i++) {
+        s[i] = lmz_state_new(m);
+        t[i] = lmz_state_new(m);
+    }
+    int same = 1;
+    for (size_t i = 0; i + 2 < n; i++) {
+        int32_t tok[3] = {ids[i], ids[i + 1], ids[i + 2]};
+        lmz_model_step(m, s, tok, 3, a);
+        for (int j = 0; j < 3; j++) {
+            lmz_model_step(m, &t[j], &tok[j], 1, b);
+            if (memcmp(a + j * 512, b, 512 * sizeof(float))) same = 0;
+        }
+    }
+    CHECK(same);
+    CHECK_EQ_U64(lmz_state_pos(s[0]), n - 2);
+    int32_t bad = 512;
+    CHECK(lmz_model_step(m, s, &bad, 1, a) == -1);
+    for (int i = 0; i < 3; i++) {
+        lmz_state_free(s[i]);
+        lmz_state_free(t[i]);
+    }
+    free(a);
+    free(b);
+    lmz_model_free(m);
+    free(ids);
+    CHECK(lmz_model_open(ref("smollm2-tokenizer/smollm2-tok-tiny.gguf"), NULL, &m, err, sizeof err) == 0);
+    if (m) lmz_model_free(m);
+    CHECK(lmz_model_open(ref("llama-2-tiny-random.gguf"), NULL, &m, err, sizeof err) == -1);
+    printf("  llama-2-tiny-random.gguf: %s\n", err);
+}
