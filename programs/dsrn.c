@@ -4,6 +4,7 @@
  *   dsrn info MODEL.gguf
  *   dsrn tokenize -m MODEL.gguf (TEXT | -f FILE) [--ids]
  *   dsrn logits -m MODEL.gguf --ids 1,2,3 [-o OUT.f32]
+ *   dsrn generate -m MODEL.gguf -p PROMPT -n N [--temp T] [--seed S]
  *
  * (logits, generate, train, eval and tokenizer come with the engine and the
  * DSRN issues.) Exit status 0 on success, 1 on error.
@@ -16,6 +17,7 @@
 #include "model/gguf.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
+#include "tensor/detmath.h"
 
 static int usage(FILE *f)
 {
@@ -25,7 +27,9 @@ static int usage(FILE *f)
                "                                                token ids (--ids: [1, 2, 3] only)\n"
                "  dsrn logits -m MODEL.gguf --ids 1,2,3 [-o OUT.f32]\n"
                "                                                logits after each token (float32,\n"
-               "                                                n x vocab, little-endian)\n");
+               "                                                n x vocab, little-endian)\n"
+               "  dsrn generate -m MODEL.gguf -p PROMPT -n N [--temp T] [--seed S]\n"
+               "                                                sample N tokens (temp 0: greedy)\n");
     return f == stdout ? 0 : 1;
 }
 
@@ -297,12 +301,95 @@ static int cmd_logits(int argc, char **argv)
     return rc;
 }
 
+static uint64_t splitmix(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+static int cmd_generate(int argc, char **argv)
+{
+    const char *model = NULL, *prompt = NULL;
+    long count = -1;
+    double temp = 0.8;
+    uint64_t seed = 1;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "-m") && i + 1 < argc) model = argv[++i];
+        else if (!strcmp(argv[i], "-p") && i + 1 < argc) prompt = argv[++i];
+        else if (!strcmp(argv[i], "-n") && i + 1 < argc) count = strtol(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--temp") && i + 1 < argc) temp = strtod(argv[++i], NULL);
+        else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
+        else return usage(stderr);
+    }
+    if (!model || !prompt || count < 0 || temp < 0) return usage(stderr);
+    lmz_model *m;
+    char err[512];
+    if (lmz_model_open(model, NULL, &m, err, sizeof err) != 0) {
+        fprintf(stderr, "dsrn: %s: %s\n", model, err);
+        return 1;
+    }
+    const lmz_tokenizer *tok = lmz_model_tokenizer(m);
+    uint32_t V = lmz_model_vocab(m);
+    size_t plen = strlen(prompt);
+    int32_t *ids = malloc((3 * plen + 2) * sizeof *ids);
+    float *lg = malloc(V * sizeof *lg), *pr = malloc(V * sizeof *pr);
+    lmz_state *s = lmz_state_new(m);
+    long k = ids ? lmz_tokenizer_encode(tok, (const uint8_t *)prompt, plen, ids, 3 * plen + 2) : -1;
+    int rc = 1;
+    if (!ids || !lg || !pr || !s || k < 0) {
+        fprintf(stderr, "dsrn: cannot start (memory or an untokenisable prompt)\n");
+        goto out;
+    }
+    if (k == 0) { /* an empty prompt starts from BOS, or the first token */
+        int32_t b = lmz_tokenizer_bos(tok);
+        ids[k++] = b >= 0 ? b : 0;
+    }
+    fwrite(prompt, 1, plen, stdout);
+    for (long i = 0; i + 1 < k; i++) lmz_model_prefill(m, s, &ids[i], 1, NULL);
+    int32_t cur = ids[k - 1];
+    for (long i = 0; i < count; i++) {
+        lmz_model_step(m, &s, &cur, 1, lg);
+        uint32_t best = 0;
+        for (uint32_t j = 1; j < V; j++)
+            if (lg[j] > lg[best]) best = j;
+        if (temp > 0) {
+            double sum = 0;
+            for (uint32_t j = 0; j < V; j++) {
+                pr[j] = lmz_expf((float)((lg[j] - lg[best]) / temp));
+                sum += pr[j];
+            }
+            double u = (double)(splitmix(&seed) >> 11) / 9007199254740992.0 * sum, c = 0;
+            for (uint32_t j = 0; j < V; j++) {
+                c += pr[j];
+                if (u < c) { best = j; break; }
+            }
+        }
+        cur = (int32_t)best;
+        size_t l;
+        const uint8_t *b = lmz_tokenizer_token_bytes(tok, cur, &l);
+        fwrite(b, 1, l, stdout);
+        fflush(stdout);
+    }
+    putchar('\n');
+    rc = 0;
+out:
+    free(ids);
+    free(lg);
+    free(pr);
+    lmz_state_free(s);
+    lmz_model_free(m);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) return usage(stderr);
     if (!strcmp(argv[1], "info")) return cmd_info(argc - 2, argv + 2);
     if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
     if (!strcmp(argv[1], "logits")) return cmd_logits(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "generate")) return cmd_generate(argc - 2, argv + 2);
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) return usage(stdout);
     fprintf(stderr, "dsrn: unknown command '%s'\n", argv[1]);
     return usage(stderr);
