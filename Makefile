@@ -29,7 +29,7 @@ TEST_SRC  = $(wildcard tests/unit/*.c)
 TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 
 all: $(BUILD)/lmzip $(BUILD)/dsrn $(BUILD)/unit_tests $(BUILD)/fuzz_replay $(BUILD)/fuzz_gguf_replay \
-     $(BUILD)/bench_rc
+     $(BUILD)/bench_rc $(BUILD)/bench_engine
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -52,6 +52,9 @@ $(BUILD)/fuzz_replay: $(BUILD)/tests/fuzz/fuzz_decompress.o $(BUILD)/tests/fuzz/
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/fuzz_gguf_replay: $(BUILD)/tests/fuzz/fuzz_gguf.o $(BUILD)/tests/fuzz/replay_main.o $(BUILD)/liblmzip.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench_engine: $(BUILD)/bench/bench_engine.o $(BUILD)/liblmzip.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/bench_rc: $(BUILD)/bench/bench_rc.o $(BUILD)/liblmzip.a
