@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "model.h"
+#include "common/pool.h"
 #include "tensor/detmath.h"
 #include "tensor/kernels.h"
 
@@ -38,14 +39,24 @@ struct lmz_model {
     const lmz_gguf_tensor *embd, *output;
     float *out_norm;             /* (dim) */
     layer *layers;
-    /* scratch for one token */
-    float *x, *h, *q, *k, *v, *att, *scores, *gbuf, *ubuf;
+    lmz_pool *pool;              /* threads split matrix rows */
+    /* scratch for a batch of up to cap_b tokens */
+    size_t cap_b;
+    float *x, *h, *q, *k, *v, *att, *gbuf, *ubuf; /* (cap_b, width) */
+    float *scores;               /* (window) */
+    uint64_t *pos;               /* (cap_b) */
+    lmz_state **rows;            /* (cap_b) */
 };
+
+/* prefill runs in chunks of this many tokens */
+#define CHUNK 64
 
 struct lmz_state {
     const lmz_model *m;
     uint64_t pos;
-    float *kc, *vc; /* (n_layer, window, n_kv * head_dim) */
+    uint32_t cap;   /* ring slots: window + CHUNK, so a chunk's writes never
+                       overwrite keys an earlier token of the chunk still needs */
+    float *kc, *vc; /* (n_layer, cap, n_kv * head_dim) */
 };
 
 uint32_t lmz_model_vocab(const lmz_model *m) { return m->n_vocab; }
@@ -152,9 +163,35 @@ void lmz_model_free(lmz_model *m)
     free(m->scores);
     free(m->gbuf);
     free(m->ubuf);
+    free(m->pos);
+    free(m->rows);
+    lmz_pool_free(m->pool);
     lmz_tokenizer_free(m->tok);
     lmz_gguf_close(&m->g);
     free(m);
+}
+
+/* scratch for batches of b tokens */
+static int reserve(lmz_model *m, size_t b)
+{
+    if (b <= m->cap_b) return 0;
+    size_t qd = (size_t)m->n_head * m->head_dim, kd = (size_t)m->n_kv * m->head_dim;
+    size_t w = m->dim > m->ffn ? m->dim : m->ffn;
+    float **bufs[] = {&m->x, &m->h, &m->q, &m->k, &m->v, &m->att, &m->gbuf, &m->ubuf};
+    size_t widths[] = {m->dim, w, qd, kd, kd, qd, m->ffn, m->ffn};
+    for (size_t i = 0; i < 8; i++) {
+        float *p = realloc(*bufs[i], b * widths[i] * sizeof(float));
+        if (!p) return -1;
+        *bufs[i] = p;
+    }
+    uint64_t *pos = realloc(m->pos, b * sizeof *pos);
+    if (!pos) return -1;
+    m->pos = pos;
+    lmz_state **rows = realloc(m->rows, b * sizeof *rows);
+    if (!rows) return -1;
+    m->rows = rows;
+    m->cap_b = b;
+    return 0;
 }
 
 int lmz_model_open(const char *path, const lmz_model_opts *opts, lmz_model **out, char *err,
@@ -244,18 +281,9 @@ int lmz_model_open(const char *path, const lmz_model_opts *opts, lmz_model **out
         }
         m->rope_freq[i] = f;
     }
-    size_t w = m->dim > m->ffn ? m->dim : m->ffn;
-    m->x = malloc(m->dim * sizeof(float));
-    m->h = malloc(w * sizeof(float));
-    m->q = malloc(qd * sizeof(float));
-    m->k = malloc(kd * sizeof(float));
-    m->v = malloc(kd * sizeof(float));
-    m->att = malloc(qd * sizeof(float));
     m->scores = malloc((size_t)m->window * sizeof(float));
-    m->gbuf = malloc(m->ffn * sizeof(float));
-    m->ubuf = malloc(m->ffn * sizeof(float));
-    if (!m->rope_freq || !m->x || !m->h || !m->q || !m->k || !m->v || !m->att || !m->scores || !m->gbuf ||
-        !m->ubuf) {
+    m->pool = lmz_pool_new(opts && opts->threads ? opts->threads : 1);
+    if (!m->rope_freq || !m->scores || !m->pool || reserve(m, CHUNK) != 0) {
         lmz_model_free(m);
         return errf(err, errlen, "%s", "out of memory");
     }
@@ -271,7 +299,8 @@ lmz_state *lmz_state_new(const lmz_model *m)
 {
     lmz_state *s = calloc(1, sizeof *s);
     if (!s) return NULL;
-    size_t n = (size_t)m->n_layer * m->window * m->n_kv * m->head_dim;
+    s->cap = m->window + CHUNK;
+    size_t n = (size_t)m->n_layer * s->cap * m->n_kv * m->head_dim;
     s->m = m;
     s->kc = calloc(n, sizeof(float));
     s->vc = calloc(n, sizeof(float));
@@ -328,79 +357,118 @@ static void rope(const lmz_model *m, float *v, uint32_t heads, uint64_t pos)
 
 static size_t row_bytes(const lmz_gguf_tensor *t) { return (size_t)lmz_ggml_row_bytes(t->type, t->ne[0]); }
 
-static void matvec(const lmz_model *m, const lmz_gguf_tensor *t, const float *x, float *y)
+typedef struct {
+    lmz_kpath kp;
+    const lmz_gguf_tensor *t;
+    const float *x;
+    size_t T;
+    float *y;
+} mm_job;
+
+static void mm_rows(void *ctx, size_t r0, size_t r1)
 {
-    lmz_matvec(m->kp, t->data, t->type, row_bytes(t), (size_t)t->ne[0], (size_t)t->ne[1], x, y);
+    const mm_job *j = ctx;
+    size_t rb = row_bytes(j->t), n = (size_t)j->t->ne[0], rows = (size_t)j->t->ne[1];
+    const uint8_t *w = j->t->data;
+    for (size_t r = r0; r < r1; r++)
+        for (size_t t = 0; t < j->T; t++) j->y[t * rows + r] = lmz_dot(j->kp, w + r * rb, j->t->type, j->x + t * n, n);
 }
 
-/* one token through the network; logits may be NULL */
-static void forward(lmz_model *m, lmz_state *s, int32_t token, float *logits)
+/* Y (T x rows) = X (T x n) times the matrix's rows, rows split over threads */
+static void matmul(lmz_model *m, const lmz_gguf_tensor *t, const float *x, size_t T, float *y)
 {
-    const uint32_t hd = m->head_dim, kd = m->n_kv * hd, group = m->n_head / m->n_kv;
+    mm_job j = {m->kp, t, x, T, y};
+    lmz_pool_for(m->pool, (size_t)t->ne[1], mm_rows, &j);
+}
+
+/* Attention of one token (row b) over its state's window, all heads. */
+static void attend(lmz_model *m, size_t b, uint32_t l)
+{
+    const uint32_t hd = m->head_dim, kd = m->n_kv * hd, qd = m->n_head * hd, group = m->n_head / m->n_kv;
     const float inv_sqrt = 1.0f / sqrtf((float)hd);
-    row_to_f32(m->embd, (uint64_t)token, m->x);
-    uint64_t pos = s->pos;
-    uint32_t slot = (uint32_t)(pos % m->window);
+    const lmz_state *s = m->rows[b];
+    uint64_t pos = m->pos[b];
     uint32_t n_ctx = pos + 1 < m->window ? (uint32_t)pos + 1 : m->window;
+    const float *kc = s->kc + (size_t)l * s->cap * kd, *vc = s->vc + (size_t)l * s->cap * kd;
+    for (uint32_t h = 0; h < m->n_head; h++) {
+        uint32_t g = h / group;
+        const float *q = m->q + b * qd + (size_t)h * hd;
+        float mx = -INFINITY;
+        for (uint32_t j = 0; j < n_ctx; j++) { /* oldest first */
+            uint64_t t = (pos + 1 - n_ctx + j) % s->cap;
+            float sc = lmz_dot(m->kp, kc + t * kd + (size_t)g * hd, LMZ_GGML_F32, q, hd) * inv_sqrt;
+            m->scores[j] = sc;
+            if (sc > mx) mx = sc;
+        }
+        float sum = 0.0f;
+        for (uint32_t j = 0; j < n_ctx; j++) {
+            m->scores[j] = lmz_expf(m->scores[j] - mx);
+            sum += m->scores[j];
+        }
+        float inv = 1.0f / sum;
+        float *o = m->att + b * qd + (size_t)h * hd;
+        for (uint32_t d = 0; d < hd; d++) o[d] = 0.0f;
+        for (uint32_t j = 0; j < n_ctx; j++) {
+            uint64_t t = (pos + 1 - n_ctx + j) % s->cap;
+            const float *vv = vc + t * kd + (size_t)g * hd;
+            float p = m->scores[j] * inv;
+            for (uint32_t d = 0; d < hd; d++) o[d] = fmaf(p, vv[d], o[d]);
+        }
+    }
+}
+
+/* B tokens through the network: token b belongs to state m->rows[b] at
+ * position m->pos[b]. Every row is computed exactly as it would be alone. */
+static void forward(lmz_model *m, const int32_t *tokens, size_t B, float *logits)
+{
+    const uint32_t hd = m->head_dim, kd = m->n_kv * hd, qd = m->n_head * hd;
+    for (size_t b = 0; b < B; b++) row_to_f32(m->embd, (uint64_t)tokens[b], m->x + b * m->dim);
     for (uint32_t l = 0; l < m->n_layer; l++) {
         const layer *L = &m->layers[l];
-        rmsnorm(m, m->x, L->attn_norm, m->h);
-        matvec(m, L->wq, m->h, m->q);
-        matvec(m, L->wk, m->h, m->k);
-        matvec(m, L->wv, m->h, m->v);
-        rope(m, m->q, m->n_head, pos);
-        rope(m, m->k, m->n_kv, pos);
-        float *kc = s->kc + (size_t)l * m->window * kd, *vc = s->vc + (size_t)l * m->window * kd;
-        memcpy(kc + (size_t)slot * kd, m->k, kd * sizeof(float));
-        memcpy(vc + (size_t)slot * kd, m->v, kd * sizeof(float));
-        for (uint32_t h = 0; h < m->n_head; h++) {
-            uint32_t g = h / group;
-            const float *q = m->q + (size_t)h * hd;
-            float mx = -INFINITY;
-            for (uint32_t j = 0; j < n_ctx; j++) { /* oldest first */
-                uint32_t t = (uint32_t)((pos + 1 - n_ctx + j) % m->window);
-                float sc = lmz_dot(m->kp, kc + (size_t)t * kd + (size_t)g * hd, LMZ_GGML_F32, q, hd) * inv_sqrt;
-                m->scores[j] = sc;
-                if (sc > mx) mx = sc;
-            }
-            float sum = 0.0f;
-            for (uint32_t j = 0; j < n_ctx; j++) {
-                m->scores[j] = lmz_expf(m->scores[j] - mx);
-                sum += m->scores[j];
-            }
-            float inv = 1.0f / sum;
-            float *o = m->att + (size_t)h * hd;
-            for (uint32_t d = 0; d < hd; d++) o[d] = 0.0f;
-            for (uint32_t j = 0; j < n_ctx; j++) {
-                uint32_t t = (uint32_t)((pos + 1 - n_ctx + j) % m->window);
-                const float *vv = vc + (size_t)t * kd + (size_t)g * hd;
-                float p = m->scores[j] * inv;
-                for (uint32_t d = 0; d < hd; d++) o[d] = fmaf(p, vv[d], o[d]);
-            }
+        for (size_t b = 0; b < B; b++) rmsnorm(m, m->x + b * m->dim, L->attn_norm, m->h + b * m->dim);
+        matmul(m, L->wq, m->h, B, m->q);
+        matmul(m, L->wk, m->h, B, m->k);
+        matmul(m, L->wv, m->h, B, m->v);
+        for (size_t b = 0; b < B; b++) {
+            lmz_state *s = m->rows[b];
+            rope(m, m->q + b * qd, m->n_head, m->pos[b]);
+            rope(m, m->k + b * kd, m->n_kv, m->pos[b]);
+            size_t slot = (size_t)(m->pos[b] % s->cap);
+            float *kc = s->kc + (size_t)l * s->cap * kd, *vc = s->vc + (size_t)l * s->cap * kd;
+            memcpy(kc + slot * kd, m->k + b * kd, kd * sizeof(float));
+            memcpy(vc + slot * kd, m->v + b * kd, kd * sizeof(float));
         }
-        matvec(m, L->wo, m->att, m->h);
-        for (uint32_t i = 0; i < m->dim; i++) m->x[i] += m->h[i];
-        rmsnorm(m, m->x, L->ffn_norm, m->h);
-        matvec(m, L->gate, m->h, m->gbuf);
-        matvec(m, L->up, m->h, m->ubuf);
-        for (uint32_t i = 0; i < m->ffn; i++) {
+        for (size_t b = 0; b < B; b++) attend(m, b, l);
+        matmul(m, L->wo, m->att, B, m->h);
+        for (size_t i = 0; i < B * m->dim; i++) m->x[i] += m->h[i];
+        for (size_t b = 0; b < B; b++) rmsnorm(m, m->x + b * m->dim, L->ffn_norm, m->h + b * m->dim);
+        matmul(m, L->gate, m->h, B, m->gbuf);
+        matmul(m, L->up, m->h, B, m->ubuf);
+        for (size_t i = 0; i < B * m->ffn; i++) {
             float gv = m->gbuf[i];
             m->gbuf[i] = gv / (1.0f + lmz_expf(-gv)) * m->ubuf[i];
         }
-        matvec(m, L->down, m->gbuf, m->h);
-        for (uint32_t i = 0; i < m->dim; i++) m->x[i] += m->h[i];
+        matmul(m, L->down, m->gbuf, B, m->h);
+        for (size_t i = 0; i < B * m->dim; i++) m->x[i] += m->h[i];
     }
-    s->pos++;
     if (!logits) return;
-    rmsnorm(m, m->x, m->out_norm, m->h);
-    matvec(m, m->output, m->h, logits);
+    for (size_t b = 0; b < B; b++) rmsnorm(m, m->x + b * m->dim, m->out_norm, m->h + b * m->dim);
+    matmul(m, m->output, m->h, B, logits);
 }
 
 int lmz_model_prefill(lmz_model *m, lmz_state *s, const int32_t *tokens, size_t n, float *logits)
 {
     for (size_t i = 0; i < n; i++)
         if (tokens[i] < 0 || (uint32_t)tokens[i] >= m->n_vocab) return -1;
-    for (size_t i = 0; i < n; i++) forward(m, s, tokens[i], logits ? logits + i * m->n_vocab : NULL);
+    for (size_t i = 0; i < n; i += CHUNK) {
+        size_t B = n - i < CHUNK ? n - i : CHUNK;
+        for (size_t b = 0; b < B; b++) {
+            m->rows[b] = s;
+            m->pos[b] = s->pos + b;
+        }
+        forward(m, tokens + i, B, logits ? logits + i * m->n_vocab : NULL);
+        s->pos += B;
+    }
     return 0;
 }
 
@@ -408,6 +476,15 @@ int lmz_model_step(lmz_model *m, lmz_state **states, const int32_t *tokens, size
 {
     for (size_t i = 0; i < k; i++)
         if (tokens[i] < 0 || (uint32_t)tokens[i] >= m->n_vocab || states[i]->m != m) return -1;
-    for (size_t i = 0; i < k; i++) forward(m, states[i], tokens[i], logits ? logits + i * m->n_vocab : NULL);
+    for (size_t i = 0; i < k; i++)
+        for (size_t j = 0; j < i; j++)
+            if (states[i] == states[j]) return -1; /* one token per stream */
+    if (reserve(m, k) != 0) return -1;
+    for (size_t b = 0; b < k; b++) {
+        m->rows[b] = states[b];
+        m->pos[b] = states[b]->pos;
+    }
+    forward(m, tokens, k, logits);
+    for (size_t b = 0; b < k; b++) states[b]->pos++;
     return 0;
 }

@@ -42,11 +42,13 @@ static int32_t *tiny_tokens(size_t *n)
     return ids;
 }
 
+static lmz_model_opts run_opts = {1, 0};
+
 static float *run(const char *model, const int32_t *ids, size_t n, int stepwise)
 {
     lmz_model *m;
     char err[256];
-    if (lmz_model_open(ref(model), NULL, &m, err, sizeof err) != 0) {
+    if (lmz_model_open(ref(model), &run_opts, &m, err, sizeof err) != 0) {
         printf("  %s\n", err);
         return NULL;
     }
@@ -126,6 +128,20 @@ TEST(llama_prefill_step_and_paths_same_bits)
             CHECK(o && memcmp(base, o, n * 512 * sizeof(float)) == 0);
             free(o);
         }
+        /* threads split rows only; a short window is the same in prefill
+         * chunks as step by step */
+        run_opts.threads = 2;
+        float *th = run(models[k], ids, n, 0);
+        CHECK(th && memcmp(base, th, n * 512 * sizeof(float)) == 0);
+        run_opts.threads = 1;
+        run_opts.window = 8;
+        float *wp = run(models[k], ids, n, 0), *ws = run(models[k], ids, n, 1);
+        CHECK(wp && ws && memcmp(wp, ws, n * 512 * sizeof(float)) == 0);
+        CHECK(wp && memcmp(wp, base, n * 512 * sizeof(float)) != 0); /* the window matters */
+        run_opts.window = 0;
+        free(th);
+        free(wp);
+        free(ws);
         free(base);
         free(step);
     }

@@ -1,0 +1,25 @@
+/*
+ * pool.h — a small pool of worker threads for "parallel for" over
+ * independent outputs (rows of a matrix product). The caller's thread takes
+ * part too. Work is split into contiguous ranges; since every output is
+ * computed the same way whatever range it falls in, results never depend on
+ * the thread count.
+ */
+#ifndef LMZ_POOL_H
+#define LMZ_POOL_H
+
+#include <stddef.h>
+
+typedef struct lmz_pool lmz_pool;
+
+/* threads: total threads including the caller's (1 = no workers).
+ * @return NULL when threads could not be started. */
+lmz_pool *lmz_pool_new(unsigned threads);
+void lmz_pool_free(lmz_pool *p);
+unsigned lmz_pool_threads(const lmz_pool *p);
+
+/* Call fn(ctx, begin, end) on disjoint ranges covering [0, n); returns when
+ * all are done. p may be NULL (runs fn(ctx, 0, n) here). */
+void lmz_pool_for(lmz_pool *p, size_t n, void (*fn)(void *ctx, size_t begin, size_t end), void *ctx);
+
+#endif
