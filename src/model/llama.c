@@ -368,10 +368,36 @@ typedef struct {
 static void mm_rows(void *ctx, size_t r0, size_t r1)
 {
     const mm_job *j = ctx;
-    size_t rb = row_bytes(j->t), n = (size_t)j->t->ne[0], rows = (size_t)j->t->ne[1];
+    size_t rb = row_bytes(j->t), n = (size_t)j->t->ne[0], rows = (size_t)j->t->ne[1], T = j->T;
     const uint8_t *w = j->t->data;
-    for (size_t r = r0; r < r1; r++)
-        for (size_t t = 0; t < j->T; t++) j->y[t * rows + r] = lmz_dot(j->kp, w + r * rb, j->t->type, j->x + t * n, n);
+    if (T == 1) {
+        for (size_t r = r0; r < r1; r++) j->y[r] = lmz_dot(j->kp, w + r * rb, j->t->type, j->x, n);
+        return;
+    }
+    /* several tokens: the row as floats once (exact, so the same bits as
+     * the typed dot), then four tokens per pass over it */
+    float *tmp = j->t->type == LMZ_GGML_F32 ? NULL : malloc(n * sizeof *tmp);
+    for (size_t r = r0; r < r1; r++) {
+        const float *wf = (const float *)(const void *)(w + r * rb);
+        if (j->t->type != LMZ_GGML_F32) {
+            if (!tmp) { /* out of memory: the typed dot gives the same bits */
+                for (size_t t = 0; t < T; t++)
+                    j->y[t * rows + r] = lmz_dot(j->kp, w + r * rb, j->t->type, j->x + t * n, n);
+                continue;
+            }
+            lmz_row_to_f32(w + r * rb, j->t->type, n, tmp);
+            wf = tmp;
+        }
+        size_t t = 0;
+        for (; t + 4 <= T; t += 4) {
+            const float *xs[4] = {j->x + t * n, j->x + (t + 1) * n, j->x + (t + 2) * n, j->x + (t + 3) * n};
+            float o[4];
+            lmz_dot4_f32(j->kp, wf, xs, n, o);
+            for (int i = 0; i < 4; i++) j->y[(t + (size_t)i) * rows + r] = o[i];
+        }
+        for (; t < T; t++) j->y[t * rows + r] = lmz_dot(j->kp, wf, LMZ_GGML_F32, j->x + t * n, n);
+    }
+    free(tmp);
 }
 
 /* Y (T x rows) = X (T x n) times the matrix's rows, rows split over threads */

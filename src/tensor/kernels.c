@@ -157,3 +157,41 @@ void lmz_matmul(lmz_kpath p, const void *w, uint32_t type, size_t row_bytes, siz
     for (size_t r = 0; r < rows; r++)
         for (size_t t = 0; t < T; t++) y[t * rows + r] = lmz_dot(p, wb + r * row_bytes, type, x + t * n, n);
 }
+
+void lmz_dot4_f32(lmz_kpath p, const float *w, const float *const x[4], size_t n, float out[4])
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (p == LMZ_KPATH_AVX512) {
+        lmz_dot4_avx512(w, x, n, out);
+        return;
+    }
+    if (p == LMZ_KPATH_AVX2) {
+        lmz_dot4_avx2(w, x, n, out);
+        return;
+    }
+#endif
+    for (int i = 0; i < 4; i++) out[i] = dot_scalar(w, LMZ_GGML_F32, x[i], n);
+}
+
+void lmz_row_to_f32(const void *wrow, uint32_t type, size_t n, float *out)
+{
+    const uint8_t *p = wrow;
+    switch (type) {
+    case LMZ_GGML_F32: memcpy(out, p, n * 4); break;
+    case LMZ_GGML_F16:
+    case LMZ_GGML_BF16:
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h = (uint16_t)(p[2 * i] | p[2 * i + 1] << 8);
+            out[i] = type == LMZ_GGML_F16 ? lmz_f16_to_f32(h) : lmz_bf16_to_f32(h);
+        }
+        break;
+    case LMZ_GGML_Q8_0:
+        for (size_t b = 0; b < n / 32; b++) {
+            float d = lmz_f16_to_f32((uint16_t)(p[34 * b] | p[34 * b + 1] << 8));
+            for (size_t i = 0; i < 32; i++) out[32 * b + i] = d * (float)(int8_t)p[34 * b + 2 + i];
+        }
+        break;
+    default:
+        for (size_t i = 0; i < n; i++) out[i] = NAN;
+    }
+}

@@ -47,6 +47,13 @@ void lmz_matvec(lmz_kpath p, const void *w, uint32_t type, size_t row_bytes, siz
 void lmz_matmul(lmz_kpath p, const void *w, uint32_t type, size_t row_bytes, size_t n,
                 size_t rows, const float *x, size_t T, float *y);
 
+/* out[i] = lmz_dot(p, w, F32, x[i], n) for four activation vectors at once:
+ * the weight row is loaded once for all four (same bits as four dots). */
+void lmz_dot4_f32(lmz_kpath p, const float *w, const float *const x[4], size_t n, float out[4]);
+
+/* A weight row as floats, exactly (F32 copies, F16/BF16 widen, Q8_0 d*q). */
+void lmz_row_to_f32(const void *wrow, uint32_t type, size_t n, float *out);
+
 /* exact conversions */
 float lmz_f16_to_f32(uint16_t h);
 float lmz_bf16_to_f32(uint16_t h);
@@ -54,5 +61,7 @@ float lmz_bf16_to_f32(uint16_t h);
 /* path implementations (kernels_avx2.c, kernels_avx512.c) */
 float lmz_dot_avx2(const void *wrow, uint32_t type, const float *x, size_t n);
 float lmz_dot_avx512(const void *wrow, uint32_t type, const float *x, size_t n);
+void lmz_dot4_avx2(const float *w, const float *const x[4], size_t n, float out[4]);
+void lmz_dot4_avx512(const float *w, const float *const x[4], size_t n, float out[4]);
 
 #endif

@@ -87,4 +87,29 @@ float T_AVX2 lmz_dot_avx2(const void *wrow, uint32_t type, const float *x, size_
     }
     return reduce(lo, hi);
 }
+
+void T_AVX2 lmz_dot4_avx2(const float *w, const float *const x[4], size_t n, float out[4])
+{
+    __m256 lo[4], hi[4];
+    for (int i = 0; i < 4; i++) lo[i] = hi[i] = _mm256_setzero_ps();
+    size_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        __m256 w0 = _mm256_loadu_ps(w + k), w1 = _mm256_loadu_ps(w + k + 8);
+        for (int i = 0; i < 4; i++) {
+            lo[i] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[i] + k), lo[i]);
+            hi[i] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x[i] + k + 8), hi[i]);
+        }
+    }
+    size_t r = n - k;
+    if (r) {
+        size_t r0 = r < 8 ? r : 8, r1 = r - r0;
+        __m256i m0 = first_lanes(r0), m1 = first_lanes(r1);
+        __m256 w0 = _mm256_maskload_ps(w + k, m0), w1 = _mm256_maskload_ps(w + k + 8, m1);
+        for (int i = 0; i < 4; i++) {
+            lo[i] = _mm256_fmadd_ps(w0, _mm256_maskload_ps(x[i] + k, m0), lo[i]);
+            if (r1) hi[i] = _mm256_fmadd_ps(w1, _mm256_maskload_ps(x[i] + k + 8, m1), hi[i]);
+        }
+    }
+    for (int i = 0; i < 4; i++) out[i] = reduce(lo[i], hi[i]);
+}
 #endif

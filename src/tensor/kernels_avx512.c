@@ -56,4 +56,29 @@ float T_512 lmz_dot_avx512(const void *wrow, uint32_t type, const float *x, size
     }
     return reduce(l);
 }
+
+void T_512 lmz_dot4_avx512(const float *w, const float *const x[4], size_t n, float out[4])
+{
+    __m512 l0 = _mm512_setzero_ps(), l1 = l0, l2 = l0, l3 = l0;
+    size_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        __m512 wv = _mm512_loadu_ps(w + k);
+        l0 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x[0] + k), l0);
+        l1 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x[1] + k), l1);
+        l2 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x[2] + k), l2);
+        l3 = _mm512_fmadd_ps(wv, _mm512_loadu_ps(x[3] + k), l3);
+    }
+    if (k < n) {
+        __mmask16 m = (__mmask16)((1u << (n - k)) - 1);
+        __m512 wv = _mm512_maskz_loadu_ps(m, w + k);
+        l0 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x[0] + k), l0);
+        l1 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x[1] + k), l1);
+        l2 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x[2] + k), l2);
+        l3 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x[3] + k), l3);
+    }
+    out[0] = reduce(l0);
+    out[1] = reduce(l1);
+    out[2] = reduce(l2);
+    out[3] = reduce(l3);
+}
 #endif

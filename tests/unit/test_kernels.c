@@ -108,3 +108,29 @@ TEST(kernels_select_honours_env)
     CHECK(lmz_kernels_select(&p, err, sizeof err) == 0 && lmz_kpath_supported(p));
     printf("  auto picks %s\n", lmz_kpath_name(p));
 }
+
+TEST(kernels_dot4_same_bits_as_dot)
+{
+    unsigned long long seed = 13;
+    size_t sizes[] = {1, 15, 16, 17, 64, 100, 576, 1537};
+    int differ = 0;
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        size_t n = sizes[si];
+        float *w = malloc(n * 4), *x = malloc(4 * n * 4);
+        for (size_t k = 0; k < n; k++) w[k] = (float)((double)(test_rand(&seed) % 20001) / 10000.0 - 1.0);
+        for (size_t k = 0; k < 4 * n; k++) x[k] = (float)((double)(test_rand(&seed) % 20001) / 10000.0 - 1.0);
+        const float *xs[4] = {x, x + n, x + 2 * n, x + 3 * n};
+        for (int p = 0; p < LMZ_KPATH_COUNT; p++) {
+            if (!lmz_kpath_supported((lmz_kpath)p)) continue;
+            float o[4];
+            lmz_dot4_f32((lmz_kpath)p, w, xs, n, o);
+            for (int i = 0; i < 4; i++) {
+                float ref = lmz_dot(LMZ_KPATH_SCALAR, w, LMZ_GGML_F32, xs[i], n);
+                if (memcmp(&ref, &o[i], 4)) differ++;
+            }
+        }
+        free(w);
+        free(x);
+    }
+    CHECK_EQ_U64(differ, 0);
+}
