@@ -127,6 +127,8 @@ done
     no "re-encoding v1-zeros-64k gives the golden bytes"
 "$LMZIP" -q -c -B 1K -T 2 < "$GOLDEN/ok/v1-mixed.orig" | cmp -s - "$GOLDEN/ok/v1-mixed.lmz" && ok ||
     no "re-encoding v1-mixed gives the golden bytes"
+"$LMZIP" -q -c < "$GOLDEN/ok/v1-text-20k.orig" | cmp -s - "$GOLDEN/ok/v1-text-20k.lmz" && ok ||
+    no "re-encoding v1-text-20k (a 2^15-slot table) gives the golden bytes"
 for f in "$GOLDEN"/bad/*.lmz; do
     [ -e "$f" ] || continue
     b=$(basename "$f")

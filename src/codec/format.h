@@ -21,7 +21,7 @@
  *         1  frame_size   bytes per frame (1 KiB .. 1 GiB)
  *         2  table_bits   byte model hash table: 2^table_bits_max 16-byte
  *                         slots at most (12..24); a frame of L bytes uses
- *                         the smallest b >= 12 with 2^(b-1) >= L, capped
+ *                         the smallest b >= 12 with 2^b >= L, capped
  *   8   original size    total bytes of the stream, or 2^64-1 if unknown
  *                         when the header was written (streaming input)
  *   4   header check     low 32 bits of XXH64(seed 0) of all bytes above

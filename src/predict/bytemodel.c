@@ -292,7 +292,7 @@ struct lmz_bytemodel {
 unsigned lmz_bytemodel_table_bits(size_t len, unsigned table_bits_max)
 {
     unsigned b = LMZ_BM_TABLE_BITS_MIN;
-    while (b < table_bits_max && ((size_t)1 << (b - 1)) < len) b++;
+    while (b < table_bits_max && ((size_t)1 << b) < len) b++;
     return b;
 }
 

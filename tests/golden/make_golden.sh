@@ -19,6 +19,7 @@ head -c 3000 samples/alice29.txt > $G/ok/v1-text-3-frames.orig
 awk 'BEGIN { s = 12345; for (i = 0; i < 1500; i++) { s = (s * 1103515245 + 12345) % 2147483648; printf "%c", int(s / 65536) % 256 } }' \
     > $G/ok/v1-binary-stored.orig
 head -c 65536 /dev/zero > $G/ok/v1-zeros-64k.orig
+tail -c 20000 samples/alice29.txt > $G/ok/v1-text-20k.orig
 (head -c 1200 samples/alice29.txt; printf '\000\001\002\377\376'; head -c 700 /dev/zero; printf 'caf\303\251 \316\261\316\262\316\263 \344\270\255\346\226\207\n') \
     > $G/ok/v1-mixed.orig
 
@@ -27,6 +28,7 @@ head -c 65536 /dev/zero > $G/ok/v1-zeros-64k.orig
 "$LMZIP" -q -c -B 1K < $G/ok/v1-text-3-frames.orig > $G/ok/v1-text-3-frames.lmz
 "$LMZIP" -q -c -B 1K < $G/ok/v1-binary-stored.orig > $G/ok/v1-binary-stored.lmz
 "$LMZIP" -q -c --table-bits=12 < $G/ok/v1-zeros-64k.orig > $G/ok/v1-zeros-64k.lmz
+"$LMZIP" -q -c < $G/ok/v1-text-20k.orig > $G/ok/v1-text-20k.lmz
 "$LMZIP" -q -c -B 1K -T 2 < $G/ok/v1-mixed.orig > $G/ok/v1-mixed.lmz
 cat $G/ok/v1-text-3-frames.lmz $G/ok/v1-empty.lmz $G/ok/v1-binary-stored.lmz > $G/ok/v1-concatenated.lmz
 cat $G/ok/v1-text-3-frames.orig $G/ok/v1-binary-stored.orig > $G/ok/v1-concatenated.orig

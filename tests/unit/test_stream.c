@@ -81,8 +81,9 @@ TEST(bytemodel_round_trip_and_determinism)
 TEST(bytemodel_table_bits_rule)
 {
     CHECK_EQ_U64(lmz_bytemodel_table_bits(1, 22), 12);
-    CHECK_EQ_U64(lmz_bytemodel_table_bits(4096, 22), 13);
-    CHECK_EQ_U64(lmz_bytemodel_table_bits(152089, 22), 19);
+    CHECK_EQ_U64(lmz_bytemodel_table_bits(4096, 22), 12);
+    CHECK_EQ_U64(lmz_bytemodel_table_bits(4097, 22), 13);
+    CHECK_EQ_U64(lmz_bytemodel_table_bits(152089, 22), 18);
     CHECK_EQ_U64(lmz_bytemodel_table_bits(4u << 20, 22), 22);
     CHECK_EQ_U64(lmz_bytemodel_table_bits(4u << 20, 16), 16);
     CHECK(lmz_bytemodel_create(11) == NULL);
