@@ -374,28 +374,44 @@ static void mm_rows(void *ctx, size_t r0, size_t r1)
         for (size_t r = r0; r < r1; r++) j->y[r] = lmz_dot(j->kp, w + r * rb, j->t->type, j->x, n);
         return;
     }
-    /* several tokens: the row as floats once (exact, so the same bits as
-     * the typed dot), then four tokens per pass over it */
-    float *tmp = j->t->type == LMZ_GGML_F32 ? NULL : malloc(n * sizeof *tmp);
-    for (size_t r = r0; r < r1; r++) {
-        const float *wf = (const float *)(const void *)(w + r * rb);
-        if (j->t->type != LMZ_GGML_F32) {
-            if (!tmp) { /* out of memory: the typed dot gives the same bits */
-                for (size_t t = 0; t < T; t++)
-                    j->y[t * rows + r] = lmz_dot(j->kp, w + r * rb, j->t->type, j->x + t * n, n);
-                continue;
+    /* several tokens: rows as floats once (exact, so the same bits as the
+     * typed dot), then tiles of 4 rows x 4 tokens */
+    int convert = j->t->type != LMZ_GGML_F32;
+    float *tmp = convert ? malloc(4 * n * sizeof *tmp) : NULL;
+    if (convert && !tmp) { /* out of memory: the typed dot gives the same bits */
+        for (size_t r = r0; r < r1; r++)
+            for (size_t t = 0; t < T; t++) j->y[t * rows + r] = lmz_dot(j->kp, w + r * rb, j->t->type, j->x + t * n, n);
+        return;
+    }
+    for (size_t r = r0; r < r1; r += 4) {
+        size_t R = r1 - r < 4 ? r1 - r : 4;
+        const float *wf[4];
+        for (size_t i = 0; i < R; i++) {
+            wf[i] = (const float *)(const void *)(w + (r + i) * rb);
+            if (convert) {
+                lmz_row_to_f32(w + (r + i) * rb, j->t->type, n, tmp + i * n);
+                wf[i] = tmp + i * n;
             }
-            lmz_row_to_f32(w + r * rb, j->t->type, n, tmp);
-            wf = tmp;
         }
         size_t t = 0;
-        for (; t + 4 <= T; t += 4) {
-            const float *xs[4] = {j->x + t * n, j->x + (t + 1) * n, j->x + (t + 2) * n, j->x + (t + 3) * n};
-            float o[4];
-            lmz_dot4_f32(j->kp, wf, xs, n, o);
-            for (int i = 0; i < 4; i++) j->y[(t + (size_t)i) * rows + r] = o[i];
+        if (R == 4)
+            for (; t + 4 <= T; t += 4) {
+                const float *xs[4] = {j->x + t * n, j->x + (t + 1) * n, j->x + (t + 2) * n, j->x + (t + 3) * n};
+                float o[16];
+                lmz_dot4x4_f32(j->kp, wf, xs, n, o);
+                for (int a = 0; a < 4; a++)
+                    for (int b = 0; b < 4; b++) j->y[(t + (size_t)b) * rows + r + (size_t)a] = o[4 * a + b];
+            }
+        for (size_t i = 0; i < R; i++) {
+            size_t u = t;
+            for (; u + 4 <= T; u += 4) {
+                const float *xs[4] = {j->x + u * n, j->x + (u + 1) * n, j->x + (u + 2) * n, j->x + (u + 3) * n};
+                float o[4];
+                lmz_dot4_f32(j->kp, wf[i], xs, n, o);
+                for (int b = 0; b < 4; b++) j->y[(u + (size_t)b) * rows + r + i] = o[b];
+            }
+            for (; u < T; u++) j->y[u * rows + r + i] = lmz_dot(j->kp, wf[i], LMZ_GGML_F32, j->x + u * n, n);
         }
-        for (; t < T; t++) j->y[t * rows + r] = lmz_dot(j->kp, wf, LMZ_GGML_F32, j->x + t * n, n);
     }
     free(tmp);
 }

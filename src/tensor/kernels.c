@@ -195,3 +195,15 @@ void lmz_row_to_f32(const void *wrow, uint32_t type, size_t n, float *out)
         for (size_t i = 0; i < n; i++) out[i] = NAN;
     }
 }
+
+void lmz_dot4x4_f32(lmz_kpath p, const float *const w[4], const float *const x[4], size_t n,
+                    float out[16])
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (p == LMZ_KPATH_AVX512) {
+        lmz_dot4x4_avx512(w, x, n, out);
+        return;
+    }
+#endif
+    for (int r = 0; r < 4; r++) lmz_dot4_f32(p, w[r], x, n, out + 4 * r);
+}

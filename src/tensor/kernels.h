@@ -51,6 +51,11 @@ void lmz_matmul(lmz_kpath p, const void *w, uint32_t type, size_t row_bytes, siz
  * the weight row is loaded once for all four (same bits as four dots). */
 void lmz_dot4_f32(lmz_kpath p, const float *w, const float *const x[4], size_t n, float out[4]);
 
+/* out[r*4 + t] = dot(w[r], x[t]) for 4 F32 rows and 4 tokens: each weight
+ * and activation vector is loaded once for the whole tile (same bits). */
+void lmz_dot4x4_f32(lmz_kpath p, const float *const w[4], const float *const x[4], size_t n,
+                    float out[16]);
+
 /* A weight row as floats, exactly (F32 copies, F16/BF16 widen, Q8_0 d*q). */
 void lmz_row_to_f32(const void *wrow, uint32_t type, size_t n, float *out);
 
@@ -63,5 +68,6 @@ float lmz_dot_avx2(const void *wrow, uint32_t type, const float *x, size_t n);
 float lmz_dot_avx512(const void *wrow, uint32_t type, const float *x, size_t n);
 void lmz_dot4_avx2(const float *w, const float *const x[4], size_t n, float out[4]);
 void lmz_dot4_avx512(const float *w, const float *const x[4], size_t n, float out[4]);
+void lmz_dot4x4_avx512(const float *const w[4], const float *const x[4], size_t n, float out[16]);
 
 #endif

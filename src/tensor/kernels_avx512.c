@@ -81,4 +81,32 @@ void T_512 lmz_dot4_avx512(const float *w, const float *const x[4], size_t n, fl
     out[2] = reduce(l2);
     out[3] = reduce(l3);
 }
+
+void T_512 lmz_dot4x4_avx512(const float *const w[4], const float *const x[4], size_t n, float out[16])
+{
+    __m512 a[16];
+    for (int i = 0; i < 16; i++) a[i] = _mm512_setzero_ps();
+    size_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        __m512 x0 = _mm512_loadu_ps(x[0] + k), x1 = _mm512_loadu_ps(x[1] + k);
+        __m512 x2 = _mm512_loadu_ps(x[2] + k), x3 = _mm512_loadu_ps(x[3] + k);
+        for (int r = 0; r < 4; r++) {
+            __m512 wv = _mm512_loadu_ps(w[r] + k);
+            a[4 * r] = _mm512_fmadd_ps(wv, x0, a[4 * r]);
+            a[4 * r + 1] = _mm512_fmadd_ps(wv, x1, a[4 * r + 1]);
+            a[4 * r + 2] = _mm512_fmadd_ps(wv, x2, a[4 * r + 2]);
+            a[4 * r + 3] = _mm512_fmadd_ps(wv, x3, a[4 * r + 3]);
+        }
+    }
+    if (k < n) {
+        __mmask16 m = (__mmask16)((1u << (n - k)) - 1);
+        __m512 xv[4];
+        for (int t = 0; t < 4; t++) xv[t] = _mm512_maskz_loadu_ps(m, x[t] + k);
+        for (int r = 0; r < 4; r++) {
+            __m512 wv = _mm512_maskz_loadu_ps(m, w[r] + k);
+            for (int t = 0; t < 4; t++) a[4 * r + t] = _mm512_fmadd_ps(wv, xv[t], a[4 * r + t]);
+        }
+    }
+    for (int i = 0; i < 16; i++) out[i] = reduce(a[i]);
+}
 #endif

@@ -122,12 +122,19 @@ TEST(kernels_dot4_same_bits_as_dot)
         const float *xs[4] = {x, x + n, x + 2 * n, x + 3 * n};
         for (int p = 0; p < LMZ_KPATH_COUNT; p++) {
             if (!lmz_kpath_supported((lmz_kpath)p)) continue;
-            float o[4];
+            float o[4], o16[16];
             lmz_dot4_f32((lmz_kpath)p, w, xs, n, o);
             for (int i = 0; i < 4; i++) {
                 float ref = lmz_dot(LMZ_KPATH_SCALAR, w, LMZ_GGML_F32, xs[i], n);
                 if (memcmp(&ref, &o[i], 4)) differ++;
             }
+            /* a 4 x 4 tile: rows are the four activation vectors again */
+            lmz_dot4x4_f32((lmz_kpath)p, xs, xs, n, o16);
+            for (int r = 0; r < 4; r++)
+                for (int i = 0; i < 4; i++) {
+                    float ref = lmz_dot(LMZ_KPATH_SCALAR, xs[r], LMZ_GGML_F32, xs[i], n);
+                    if (memcmp(&ref, &o16[4 * r + i], 4)) differ++;
+                }
         }
         free(w);
         free(x);
