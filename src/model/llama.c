@@ -453,8 +453,7 @@ static void attend(lmz_model *m, size_t b, uint32_t l)
         for (uint32_t j = 0; j < n_ctx; j++) {
             uint64_t t = (pos + 1 - n_ctx + j) % s->cap;
             const float *vv = vc + t * kd + (size_t)g * hd;
-            float p = m->scores[j] * inv;
-            for (uint32_t d = 0; d < hd; d++) o[d] = fmaf(p, vv[d], o[d]);
+            lmz_axpy(m->kp, m->scores[j] * inv, vv, o, hd);
         }
     }
 }

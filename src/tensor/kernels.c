@@ -207,3 +207,15 @@ void lmz_dot4x4_f32(lmz_kpath p, const float *const w[4], const float *const x[4
 #endif
     for (int r = 0; r < 4; r++) lmz_dot4_f32(p, w[r], x, n, out + 4 * r);
 }
+
+void lmz_axpy(lmz_kpath p, float a, const float *x, float *y, size_t n)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (p == LMZ_KPATH_AVX2 || p == LMZ_KPATH_AVX512) {
+        lmz_axpy_avx2(a, x, y, n);
+        return;
+    }
+#endif
+    (void)p;
+    for (size_t i = 0; i < n; i++) y[i] = fmaf(a, x[i], y[i]);
+}

@@ -112,4 +112,16 @@ void T_AVX2 lmz_dot4_avx2(const float *w, const float *const x[4], size_t n, flo
     }
     for (int i = 0; i < 4; i++) out[i] = reduce(lo[i], hi[i]);
 }
+
+void T_AVX2 lmz_axpy_avx2(float a, const float *x, float *y, size_t n)
+{
+    __m256 av = _mm256_set1_ps(a);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+    for (; i < n; i++) {
+        __m128 r = _mm_fmadd_ss(_mm_set_ss(a), _mm_set_ss(x[i]), _mm_set_ss(y[i]));
+        y[i] = _mm_cvtss_f32(r);
+    }
+}
 #endif
