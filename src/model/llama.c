@@ -100,26 +100,11 @@ static const lmz_gguf_tensor *mat(const lmz_model *m, const char *name, uint64_t
     return t;
 }
 
-/* row r of a matrix, as floats */
-static void row_to_f32(const lmz_gguf_tensor *t, uint64_t r, float *out)
+/* row r of a matrix, as floats (exact) */
+static void row_to_f32(const lmz_model *m, const lmz_gguf_tensor *t, uint64_t r, float *out)
 {
     size_t n = (size_t)t->ne[0];
-    const uint8_t *p = (const uint8_t *)t->data + r * lmz_ggml_row_bytes(t->type, n);
-    switch (t->type) {
-    case LMZ_GGML_F32: memcpy(out, p, n * 4); break;
-    case LMZ_GGML_F16:
-    case LMZ_GGML_BF16:
-        for (size_t i = 0; i < n; i++) {
-            uint16_t h = (uint16_t)(p[2 * i] | p[2 * i + 1] << 8);
-            out[i] = t->type == LMZ_GGML_F16 ? lmz_f16_to_f32(h) : lmz_bf16_to_f32(h);
-        }
-        break;
-    default: /* Q8_0 */
-        for (size_t b = 0; b < n / 32; b++) {
-            float d = lmz_f16_to_f32((uint16_t)(p[34 * b] | p[34 * b + 1] << 8));
-            for (int i = 0; i < 32; i++) out[32 * b + (size_t)i] = d * (float)(int8_t)p[34 * b + 2 + (size_t)i];
-        }
-    }
+    lmz_row_to_f32(m->kp, (const uint8_t *)t->data + r * lmz_ggml_row_bytes(t->type, n), t->type, n, out);
 }
 
 static float *vec(const lmz_model *m, const char *name, uint64_t n, char *err, size_t errlen)
@@ -130,7 +115,7 @@ static float *vec(const lmz_model *m, const char *name, uint64_t n, char *err, s
         return NULL;
     }
     float *v = malloc(n * sizeof *v);
-    if (v) row_to_f32(t, 0, v);
+    if (v) row_to_f32(m, t, 0, v);
     return v;
 }
 
@@ -389,7 +374,7 @@ static void mm_rows(void *ctx, size_t r0, size_t r1)
         for (size_t i = 0; i < R; i++) {
             wf[i] = (const float *)(const void *)(w + (r + i) * rb);
             if (convert) {
-                lmz_row_to_f32(w + (r + i) * rb, j->t->type, n, tmp + i * n);
+                lmz_row_to_f32(j->kp, w + (r + i) * rb, j->t->type, n, tmp + i * n);
                 wf[i] = tmp + i * n;
             }
         }
@@ -463,7 +448,7 @@ static void attend(lmz_model *m, size_t b, uint32_t l)
 static void forward(lmz_model *m, const int32_t *tokens, size_t B, float *logits)
 {
     const uint32_t hd = m->head_dim, kd = m->n_kv * hd, qd = m->n_head * hd;
-    for (size_t b = 0; b < B; b++) row_to_f32(m->embd, (uint64_t)tokens[b], m->x + b * m->dim);
+    for (size_t b = 0; b < B; b++) row_to_f32(m, m->embd, (uint64_t)tokens[b], m->x + b * m->dim);
     for (uint32_t l = 0; l < m->n_layer; l++) {
         const layer *L = &m->layers[l];
         for (size_t b = 0; b < B; b++) rmsnorm(m, m->x + b * m->dim, L->attn_norm, m->h + b * m->dim);

@@ -173,8 +173,12 @@ void lmz_dot4_f32(lmz_kpath p, const float *w, const float *const x[4], size_t n
     for (int i = 0; i < 4; i++) out[i] = dot_scalar(w, LMZ_GGML_F32, x[i], n);
 }
 
-void lmz_row_to_f32(const void *wrow, uint32_t type, size_t n, float *out)
+void lmz_row_to_f32(lmz_kpath path, const void *wrow, uint32_t type, size_t n, float *out)
 {
+#if defined(__x86_64__) && defined(__GNUC__)
+    if ((path == LMZ_KPATH_AVX2 || path == LMZ_KPATH_AVX512) && lmz_row_to_f32_avx2(wrow, type, n, out)) return;
+#endif
+    (void)path;
     const uint8_t *p = wrow;
     switch (type) {
     case LMZ_GGML_F32: memcpy(out, p, n * 4); break;

@@ -60,7 +60,7 @@ void lmz_dot4x4_f32(lmz_kpath p, const float *const w[4], const float *const x[4
 void lmz_axpy(lmz_kpath p, float a, const float *x, float *y, size_t n);
 
 /* A weight row as floats, exactly (F32 copies, F16/BF16 widen, Q8_0 d*q). */
-void lmz_row_to_f32(const void *wrow, uint32_t type, size_t n, float *out);
+void lmz_row_to_f32(lmz_kpath p, const void *wrow, uint32_t type, size_t n, float *out);
 
 /* exact conversions */
 float lmz_f16_to_f32(uint16_t h);
@@ -73,5 +73,6 @@ void lmz_dot4_avx2(const float *w, const float *const x[4], size_t n, float out[
 void lmz_dot4_avx512(const float *w, const float *const x[4], size_t n, float out[4]);
 void lmz_dot4x4_avx512(const float *const w[4], const float *const x[4], size_t n, float out[16]);
 void lmz_axpy_avx2(float a, const float *x, float *y, size_t n);
+int lmz_row_to_f32_avx2(const void *wrow, uint32_t type, size_t n, float *out);
 
 #endif

@@ -124,4 +124,28 @@ void T_AVX2 lmz_axpy_avx2(float a, const float *x, float *y, size_t n)
         y[i] = _mm_cvtss_f32(r);
     }
 }
+
+/* exact conversions, 8 at a time; @return 0 for a type left to the caller */
+int T_AVX2 lmz_row_to_f32_avx2(const void *wrow, uint32_t type, size_t n, float *out)
+{
+    const uint8_t *w = wrow;
+    if (type == LMZ_GGML_Q8_0) {
+        for (size_t b = 0; b < n / 32; b++) {
+            const uint8_t *blk = w + 34 * b;
+            uint16_t dh;
+            memcpy(&dh, blk, 2);
+            __m256 d = _mm256_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(dh))));
+            for (int g = 0; g < 4; g++) {
+                __m128i q8 = _mm_loadl_epi64((const __m128i *)(const void *)(blk + 2 + 8 * g));
+                _mm256_storeu_ps(out + 32 * b + 8 * g, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8))));
+            }
+        }
+        return 1;
+    }
+    if ((type == LMZ_GGML_F16 || type == LMZ_GGML_BF16) && n % 8 == 0) {
+        for (size_t k = 0; k < n; k += 8) _mm256_storeu_ps(out + k, load_w8(w, type, k));
+        return 1;
+    }
+    return 0;
+}
 #endif
