@@ -133,6 +133,10 @@ TEST(llama_prefill_step_and_paths_same_bits)
         run_opts.threads = 2;
         float *th = run(models[k], ids, n, 0);
         CHECK(th && memcmp(base, th, n * 512 * sizeof(float)) == 0);
+        free(th);
+        run_opts.threads = 7;
+        th = run(models[k], ids, n, 1);
+        CHECK(th && memcmp(base, th, n * 512 * sizeof(float)) == 0);
         run_opts.threads = 1;
         run_opts.window = 8;
         float *wp = run(models[k], ids, n, 0), *ws = run(models[k], ids, n, 1);
