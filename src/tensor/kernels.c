@@ -14,14 +14,24 @@ const char *lmz_kpath_name(lmz_kpath p)
     return p < LMZ_KPATH_COUNT ? n[p] : "?";
 }
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+/* CPUID.1:ECX bit 29 (not every compiler's __builtin_cpu_supports knows it) */
+static int has_f16c(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    return (c >> 29) & 1;
+}
+#endif
+
 int lmz_kpath_supported(lmz_kpath p)
 {
     switch (p) {
     case LMZ_KPATH_SCALAR: return 1;
 #if defined(__x86_64__) && defined(__GNUC__)
     case LMZ_KPATH_AVX2:
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-               __builtin_cpu_supports("f16c");
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && has_f16c();
     case LMZ_KPATH_AVX512:
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && lmz_kpath_supported(LMZ_KPATH_AVX2);
