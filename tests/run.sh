@@ -28,7 +28,7 @@ else fail=$((fail + 1)); echo "FAIL fuzz replay"; fi
 
 echo "== GGUF corpus (and the reference models, when present) replayed through the GGUF fuzz target"
 ref="$LMZ_DATA/../reference"
-set -- tests/fuzz/gguf-corpus
+set -- tests/fuzz/gguf-corpus tests/fuzz/crashes-gguf
 [ -d "$ref" ] && set -- "$@" "$ref"
 if "$BUILD/fuzz_gguf_replay" "$@"; then pass=$((pass + 1))
 else fail=$((fail + 1)); echo "FAIL GGUF fuzz replay"; fi

@@ -212,7 +212,17 @@ void lmz_gguf_close(lmz_gguf *g)
     memset(g, 0, sizeof *g);
 }
 
+static int parse(const void *buf, size_t size, lmz_gguf *g, char *err, size_t errlen);
+
 int lmz_gguf_parse(const void *buf, size_t size, lmz_gguf *g, char *err, size_t errlen)
+{
+    if (err && errlen) err[0] = 0;
+    if (parse(buf, size, g, err, errlen) == 0) return 0;
+    lmz_gguf_close(g); /* a failed parse leaves nothing to release */
+    return -1;
+}
+
+static int parse(const void *buf, size_t size, lmz_gguf *g, char *err, size_t errlen)
 {
     memset(g, 0, sizeof *g);
     g->base = buf;
@@ -303,7 +313,6 @@ int lmz_gguf_open(const char *path, lmz_gguf *g, char *err, size_t errlen)
         return -1;
     }
     if (lmz_gguf_parse(m, (size_t)st.st_size, g, err, errlen) != 0) {
-        lmz_gguf_close(g);
         munmap(m, (size_t)st.st_size);
         return -1;
     }

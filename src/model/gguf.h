@@ -89,7 +89,8 @@ typedef struct {
 
 /* Open and check a file. @return 0, or -1 with a message in err. */
 int lmz_gguf_open(const char *path, lmz_gguf *g, char *err, size_t errlen);
-/* Parse a file already in memory (not copied; must outlive g). */
+/* Parse a file already in memory (not copied; must outlive g). On failure
+ * nothing is left allocated (lmz_gguf_close is not needed, but harmless). */
 int lmz_gguf_parse(const void *buf, size_t size, lmz_gguf *g, char *err, size_t errlen);
 void lmz_gguf_close(lmz_gguf *g);
 
