@@ -82,6 +82,29 @@ void T_512 lmz_dot4_avx512(const float *w, const float *const x[4], size_t n, fl
     out[3] = reduce(l3);
 }
 
+/* The reference tree for four accumulators at once: every lane sum is the
+ * same addition as in reduce(), four outputs share the shuffles. */
+static T_512 void reduce4(__m512 a, __m512 b, __m512 c, __m512 d, float *oa, float *ob, float *oc, float *od)
+{
+#define HALVES(z) _mm256_add_ps(_mm512_castps512_ps256(z), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(z), 1)))
+    __m256 A = HALVES(a), B = HALVES(b), C = HALVES(c), D = HALVES(d); /* [j] + [j+8] */
+#undef HALVES
+    __m256 AB = _mm256_add_ps(_mm256_permute2f128_ps(A, B, 0x20), _mm256_permute2f128_ps(A, B, 0x31));
+    __m256 CD = _mm256_add_ps(_mm256_permute2f128_ps(C, D, 0x20), _mm256_permute2f128_ps(C, D, 0x31));
+    /* per 128-bit half: [x0 x1 x2 x3] of AB and of CD -> x0 + x2, x1 + x3 */
+    __m256 S = _mm256_add_ps(_mm256_shuffle_ps(AB, CD, _MM_SHUFFLE(1, 0, 1, 0)),
+                             _mm256_shuffle_ps(AB, CD, _MM_SHUFFLE(3, 2, 3, 2)));
+    /* [0] + [1] */
+    __m256 F = _mm256_add_ps(_mm256_shuffle_ps(S, S, _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm256_shuffle_ps(S, S, _MM_SHUFFLE(3, 1, 3, 1)));
+    float f[8];
+    _mm256_storeu_ps(f, F);
+    *oa = f[0];
+    *oc = f[1];
+    *ob = f[4];
+    *od = f[5];
+}
+
 void T_512 lmz_dot4x4_avx512(const float *const w[4], const float *const x[4], size_t n, float out[16])
 {
     __m512 a[16];
@@ -107,6 +130,8 @@ void T_512 lmz_dot4x4_avx512(const float *const w[4], const float *const x[4], s
             for (int t = 0; t < 4; t++) a[4 * r + t] = _mm512_fmadd_ps(wv, xv[t], a[4 * r + t]);
         }
     }
-    for (int i = 0; i < 16; i++) out[i] = reduce(a[i]);
+    for (int r = 0; r < 4; r++)
+        reduce4(a[4 * r], a[4 * r + 1], a[4 * r + 2], a[4 * r + 3], &out[4 * r], &out[4 * r + 1],
+                &out[4 * r + 2], &out[4 * r + 3]);
 }
 #endif
