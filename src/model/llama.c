@@ -421,21 +421,30 @@ static void attend(lmz_model *m, size_t b, uint32_t l)
         uint32_t g = h / group;
         const float *q = m->q + b * qd + (size_t)h * hd;
         float mx = -INFINITY;
-        for (uint32_t j = 0; j < n_ctx; j++) { /* oldest first */
-            uint64_t t = (pos + 1 - n_ctx + j) % s->cap;
-            float sc = lmz_dot(m->kp, kc + t * kd + (size_t)g * hd, LMZ_GGML_F32, q, hd) * inv_sqrt;
-            m->scores[j] = sc;
-            if (sc > mx) mx = sc;
+        uint32_t j = 0;
+        for (; j + 4 <= n_ctx; j += 4) { /* oldest first; dot(q, k) == dot(k, q) bit for bit */
+            const float *ks[4];
+            for (int i = 0; i < 4; i++)
+                ks[i] = kc + ((pos + 1 - n_ctx + j + (uint32_t)i) % s->cap) * kd + (size_t)g * hd;
+            float o[4];
+            lmz_dot4_f32(m->kp, q, ks, hd, o);
+            for (int i = 0; i < 4; i++) m->scores[j + (uint32_t)i] = o[i] * inv_sqrt;
         }
+        for (; j < n_ctx; j++) {
+            uint64_t t = (pos + 1 - n_ctx + j) % s->cap;
+            m->scores[j] = lmz_dot(m->kp, kc + t * kd + (size_t)g * hd, LMZ_GGML_F32, q, hd) * inv_sqrt;
+        }
+        for (j = 0; j < n_ctx; j++)
+            if (m->scores[j] > mx) mx = m->scores[j];
         float sum = 0.0f;
-        for (uint32_t j = 0; j < n_ctx; j++) {
+        for (j = 0; j < n_ctx; j++) {
             m->scores[j] = lmz_expf(m->scores[j] - mx);
             sum += m->scores[j];
         }
         float inv = 1.0f / sum;
         float *o = m->att + b * qd + (size_t)h * hd;
         for (uint32_t d = 0; d < hd; d++) o[d] = 0.0f;
-        for (uint32_t j = 0; j < n_ctx; j++) {
+        for (j = 0; j < n_ctx; j++) {
             uint64_t t = (pos + 1 - n_ctx + j) % s->cap;
             const float *vv = vc + t * kd + (size_t)g * hd;
             lmz_axpy(m->kp, m->scores[j] * inv, vv, o, hd);
