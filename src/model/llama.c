@@ -44,6 +44,8 @@ struct lmz_model {
     size_t cap_b;
     float *x, *h, *q, *k, *v, *att, *gbuf, *ubuf; /* (cap_b, width) */
     float *scores;               /* (window) */
+    uint32_t *slots;             /* (window) ring slot of each key, oldest first */
+    const float **vrows;         /* (window) */
     uint64_t *pos;               /* (cap_b) */
     lmz_state **rows;            /* (cap_b) */
 };
@@ -146,6 +148,8 @@ void lmz_model_free(lmz_model *m)
     free(m->v);
     free(m->att);
     free(m->scores);
+    free(m->slots);
+    free(m->vrows);
     free(m->gbuf);
     free(m->ubuf);
     free(m->pos);
@@ -267,8 +271,10 @@ int lmz_model_open(const char *path, const lmz_model_opts *opts, lmz_model **out
         m->rope_freq[i] = f;
     }
     m->scores = malloc((size_t)m->window * sizeof(float));
+    m->slots = malloc((size_t)m->window * sizeof *m->slots);
+    m->vrows = malloc((size_t)m->window * sizeof *m->vrows);
     m->pool = lmz_pool_new(opts && opts->threads ? opts->threads : 1);
-    if (!m->rope_freq || !m->scores || !m->pool || reserve(m, CHUNK) != 0) {
+    if (!m->rope_freq || !m->scores || !m->slots || !m->vrows || !m->pool || reserve(m, CHUNK) != 0) {
         lmz_model_free(m);
         return errf(err, errlen, "%s", "out of memory");
     }
@@ -417,23 +423,23 @@ static void attend(lmz_model *m, size_t b, uint32_t l)
     uint64_t pos = m->pos[b];
     uint32_t n_ctx = pos + 1 < m->window ? (uint32_t)pos + 1 : m->window;
     const float *kc = s->kc + (size_t)l * s->cap * kd, *vc = s->vc + (size_t)l * s->cap * kd;
+    /* ring slots of the window, oldest first */
+    uint32_t first = (uint32_t)((pos + 1 - n_ctx) % s->cap);
+    for (uint32_t j = 0, t = first; j < n_ctx; j++, t = t + 1 == s->cap ? 0 : t + 1) m->slots[j] = t;
     for (uint32_t h = 0; h < m->n_head; h++) {
-        uint32_t g = h / group;
+        size_t g = (size_t)(h / group) * hd;
         const float *q = m->q + b * qd + (size_t)h * hd;
-        float mx = -INFINITY;
         uint32_t j = 0;
-        for (; j + 4 <= n_ctx; j += 4) { /* oldest first; dot(q, k) == dot(k, q) bit for bit */
+        for (; j + 4 <= n_ctx; j += 4) { /* dot(q, k) == dot(k, q) bit for bit */
             const float *ks[4];
-            for (int i = 0; i < 4; i++)
-                ks[i] = kc + ((pos + 1 - n_ctx + j + (uint32_t)i) % s->cap) * kd + (size_t)g * hd;
+            for (int i = 0; i < 4; i++) ks[i] = kc + (size_t)m->slots[j + (uint32_t)i] * kd + g;
             float o[4];
             lmz_dot4_f32(m->kp, q, ks, hd, o);
             for (int i = 0; i < 4; i++) m->scores[j + (uint32_t)i] = o[i] * inv_sqrt;
         }
-        for (; j < n_ctx; j++) {
-            uint64_t t = (pos + 1 - n_ctx + j) % s->cap;
-            m->scores[j] = lmz_dot(m->kp, kc + t * kd + (size_t)g * hd, LMZ_GGML_F32, q, hd) * inv_sqrt;
-        }
+        for (; j < n_ctx; j++)
+            m->scores[j] = lmz_dot(m->kp, kc + (size_t)m->slots[j] * kd + g, LMZ_GGML_F32, q, hd) * inv_sqrt;
+        float mx = -INFINITY;
         for (j = 0; j < n_ctx; j++)
             if (m->scores[j] > mx) mx = m->scores[j];
         float sum = 0.0f;
@@ -442,13 +448,11 @@ static void attend(lmz_model *m, size_t b, uint32_t l)
             sum += m->scores[j];
         }
         float inv = 1.0f / sum;
-        float *o = m->att + b * qd + (size_t)h * hd;
-        for (uint32_t d = 0; d < hd; d++) o[d] = 0.0f;
         for (j = 0; j < n_ctx; j++) {
-            uint64_t t = (pos + 1 - n_ctx + j) % s->cap;
-            const float *vv = vc + t * kd + (size_t)g * hd;
-            lmz_axpy(m->kp, m->scores[j] * inv, vv, o, hd);
+            m->scores[j] *= inv;
+            m->vrows[j] = vc + (size_t)m->slots[j] * kd + g;
         }
+        lmz_weighted_sum(m->kp, m->scores, m->vrows, n_ctx, hd, m->att + b * qd + (size_t)h * hd);
     }
 }
 

@@ -233,3 +233,13 @@ void lmz_axpy(lmz_kpath p, float a, const float *x, float *y, size_t n)
     (void)p;
     for (size_t i = 0; i < n; i++) y[i] = fmaf(a, x[i], y[i]);
 }
+
+void lmz_weighted_sum(lmz_kpath p, const float *w, const float *const *v, size_t count, size_t n,
+                      float *o)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (p == LMZ_KPATH_AVX512 && lmz_weighted_sum_avx512(w, v, count, n, o)) return;
+#endif
+    for (size_t i = 0; i < n; i++) o[i] = 0.0f;
+    for (size_t j = 0; j < count; j++) lmz_axpy(p, w[j], v[j], o, n);
+}

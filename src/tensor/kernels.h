@@ -59,6 +59,11 @@ void lmz_dot4x4_f32(lmz_kpath p, const float *const w[4], const float *const x[4
 /* y[i] = fmaf(a, x[i], y[i]) for i < n (attention's weighted sums). */
 void lmz_axpy(lmz_kpath p, float a, const float *x, float *y, size_t n);
 
+/* o[d] = sum over j of p[j] * v[j][d], as o[d] = fmaf(p[j], v[j][d], o[d]) for
+ * j = 0, 1, ... from o[d] = +0 (the same bits as n axpy calls). */
+void lmz_weighted_sum(lmz_kpath p, const float *w, const float *const *v, size_t count, size_t n,
+                      float *o);
+
 /* A weight row as floats, exactly (F32 copies, F16/BF16 widen, Q8_0 d*q). */
 void lmz_row_to_f32(lmz_kpath p, const void *wrow, uint32_t type, size_t n, float *out);
 
@@ -73,6 +78,7 @@ void lmz_dot4_avx2(const float *w, const float *const x[4], size_t n, float out[
 void lmz_dot4_avx512(const float *w, const float *const x[4], size_t n, float out[4]);
 void lmz_dot4x4_avx512(const float *const w[4], const float *const x[4], size_t n, float out[16]);
 void lmz_axpy_avx2(float a, const float *x, float *y, size_t n);
+int lmz_weighted_sum_avx512(const float *w, const float *const *v, size_t count, size_t n, float *o);
 int lmz_row_to_f32_avx2(const void *wrow, uint32_t type, size_t n, float *out);
 
 #endif

@@ -105,6 +105,22 @@ static T_512 void reduce4(__m512 a, __m512 b, __m512 c, __m512 d, float *oa, flo
     *od = f[5];
 }
 
+/* accumulators stay in registers for heads of up to 128 (16 per register);
+ * @return 0 when n does not fit, for the caller's general loop */
+int T_512 lmz_weighted_sum_avx512(const float *w, const float *const *v, size_t count, size_t n, float *o)
+{
+    if (n % 16 || n > 128) return 0;
+    size_t r = n / 16;
+    __m512 acc[8];
+    for (size_t i = 0; i < 8; i++) acc[i] = _mm512_setzero_ps();
+    for (size_t j = 0; j < count; j++) {
+        __m512 pj = _mm512_set1_ps(w[j]);
+        for (size_t i = 0; i < r; i++) acc[i] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v[j] + 16 * i), acc[i]);
+    }
+    for (size_t i = 0; i < r; i++) _mm512_storeu_ps(o + 16 * i, acc[i]);
+    return 1;
+}
+
 void T_512 lmz_dot4x4_avx512(const float *const w[4], const float *const x[4], size_t n, float out[16])
 {
     __m512 a[16];
