@@ -442,11 +442,10 @@ static void attend(lmz_model *m, size_t b, uint32_t l)
         float mx = -INFINITY;
         for (j = 0; j < n_ctx; j++)
             if (m->scores[j] > mx) mx = m->scores[j];
+        for (j = 0; j < n_ctx; j++) m->scores[j] -= mx;
+        lmz_exp_array(m->kp, m->scores, m->scores, n_ctx);
         float sum = 0.0f;
-        for (j = 0; j < n_ctx; j++) {
-            m->scores[j] = lmz_expf(m->scores[j] - mx);
-            sum += m->scores[j];
-        }
+        for (j = 0; j < n_ctx; j++) sum += m->scores[j];
         float inv = 1.0f / sum;
         for (j = 0; j < n_ctx; j++) {
             m->scores[j] *= inv;
@@ -483,10 +482,10 @@ static void forward(lmz_model *m, const int32_t *tokens, size_t B, float *logits
         for (size_t b = 0; b < B; b++) rmsnorm(m, m->x + b * m->dim, L->ffn_norm, m->h + b * m->dim);
         matmul(m, L->gate, m->h, B, m->gbuf);
         matmul(m, L->up, m->h, B, m->ubuf);
-        for (size_t i = 0; i < B * m->ffn; i++) {
-            float gv = m->gbuf[i];
-            m->gbuf[i] = gv / (1.0f + lmz_expf(-gv)) * m->ubuf[i];
-        }
+        /* SwiGLU: g / (1 + exp(-g)) * u; h is free again here */
+        for (size_t i = 0; i < B * m->ffn; i++) m->h[i] = -m->gbuf[i];
+        lmz_exp_array(m->kp, m->h, m->h, B * m->ffn);
+        for (size_t i = 0; i < B * m->ffn; i++) m->gbuf[i] = m->gbuf[i] / (1.0f + m->h[i]) * m->ubuf[i];
         matmul(m, L->down, m->gbuf, B, m->h);
         for (size_t i = 0; i < B * m->dim; i++) m->x[i] += m->h[i];
     }

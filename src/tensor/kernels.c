@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "model/gguf.h"
+#include "detmath.h"
 
 const char *lmz_kpath_name(lmz_kpath p)
 {
@@ -242,4 +243,16 @@ void lmz_weighted_sum(lmz_kpath p, const float *w, const float *const *v, size_t
 #endif
     for (size_t i = 0; i < n; i++) o[i] = 0.0f;
     for (size_t j = 0; j < count; j++) lmz_axpy(p, w[j], v[j], o, n);
+}
+
+void lmz_exp_array(lmz_kpath p, const float *x, float *y, size_t n)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (p == LMZ_KPATH_AVX512) {
+        lmz_exp_array_avx512(x, y, n);
+        return;
+    }
+#endif
+    (void)p;
+    for (size_t i = 0; i < n; i++) y[i] = lmz_expf(x[i]);
 }

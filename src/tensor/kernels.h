@@ -56,6 +56,9 @@ void lmz_dot4_f32(lmz_kpath p, const float *w, const float *const x[4], size_t n
 void lmz_dot4x4_f32(lmz_kpath p, const float *const w[4], const float *const x[4], size_t n,
                     float out[16]);
 
+/* y[i] = lmz_expf(x[i]) (detmath.h), the same operations lane by lane. */
+void lmz_exp_array(lmz_kpath p, const float *x, float *y, size_t n);
+
 /* y[i] = fmaf(a, x[i], y[i]) for i < n (attention's weighted sums). */
 void lmz_axpy(lmz_kpath p, float a, const float *x, float *y, size_t n);
 
@@ -78,6 +81,7 @@ void lmz_dot4_avx2(const float *w, const float *const x[4], size_t n, float out[
 void lmz_dot4_avx512(const float *w, const float *const x[4], size_t n, float out[4]);
 void lmz_dot4x4_avx512(const float *const w[4], const float *const x[4], size_t n, float out[16]);
 void lmz_axpy_avx2(float a, const float *x, float *y, size_t n);
+void lmz_exp_array_avx512(const float *x, float *y, size_t n);
 int lmz_weighted_sum_avx512(const float *w, const float *const *v, size_t count, size_t n, float *o);
 int lmz_row_to_f32_avx2(const void *wrow, uint32_t type, size_t n, float *out);
 

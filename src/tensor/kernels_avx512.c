@@ -82,6 +82,42 @@ void T_512 lmz_dot4_avx512(const float *w, const float *const x[4], size_t n, fl
     out[3] = reduce(l3);
 }
 
+/* lmz_expf (detmath.c) sixteen lanes at a time: the same IEEE operations in
+ * the same order, so the same bits; the special cases are blended in. */
+void T_512 lmz_exp_array_avx512(const float *x, float *y, size_t n)
+{
+    const __m512 log2e = _mm512_set1_ps(1.44269502925872802734375f), magic = _mm512_set1_ps(12582912.0f);
+    const __m512 hi = _mm512_set1_ps(0.693145751953125f), lo = _mm512_set1_ps(1.428606765330187e-06f);
+    const __m512 c7 = _mm512_set1_ps(1.0f / 5040.0f), c6 = _mm512_set1_ps(1.0f / 720.0f);
+    const __m512 c5 = _mm512_set1_ps(1.0f / 120.0f), c4 = _mm512_set1_ps(1.0f / 24.0f);
+    const __m512 c3 = _mm512_set1_ps(1.0f / 6.0f), c2 = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
+    const __m512 big = _mm512_set1_ps(88.72283935546875f), small = _mm512_set1_ps(-87.33654022216797f);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+        __m512 k = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(v, log2e), magic), magic);
+        __m512 r = _mm512_fnmadd_ps(k, hi, v);
+        r = _mm512_fnmadd_ps(k, lo, r);
+        __m512 p = _mm512_fmadd_ps(c7, r, c6);
+        p = _mm512_fmadd_ps(p, r, c5);
+        p = _mm512_fmadd_ps(p, r, c4);
+        p = _mm512_fmadd_ps(p, r, c3);
+        p = _mm512_fmadd_ps(p, r, c2);
+        p = _mm512_fmadd_ps(p, r, one);
+        p = _mm512_fmadd_ps(p, r, one);
+        __m512i ki = _mm512_cvttps_epi32(k);
+        __mmask16 over = _mm512_cmpgt_epi32_mask(ki, _mm512_set1_epi32(127));
+        __m512i e = _mm512_min_epi32(_mm512_max_epi32(ki, _mm512_set1_epi32(-127)), _mm512_set1_epi32(127));
+        __m512 scale = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(e, _mm512_set1_epi32(127)), 23));
+        p = _mm512_mask_mul_ps(p, over, p, _mm512_set1_ps(2.0f)); /* k = 128: (p * 2) * 2^127 */
+        __m512 res = _mm512_mul_ps(p, scale);
+        res = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, big, _CMP_GT_OQ), res, _mm512_set1_ps(INFINITY));
+        res = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, small, _CMP_LT_OQ), res, _mm512_setzero_ps());
+        res = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), res, v);
+        _mm512_mask_storeu_ps(y + i, m, res);
+    }
+}
+
 /* The reference tree for four accumulators at once: every lane sum is the
  * same addition as in reduce(), four outputs share the shuffles. */
 static T_512 void reduce4(__m512 a, __m512 b, __m512 c, __m512 d, float *oa, float *ob, float *oc, float *od)

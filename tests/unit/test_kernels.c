@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "model/gguf.h"
+#include "tensor/detmath.h"
 #include "tensor/kernels.h"
 #include "test.h"
 
@@ -140,4 +141,29 @@ TEST(kernels_dot4_same_bits_as_dot)
         free(x);
     }
     CHECK_EQ_U64(differ, 0);
+}
+
+TEST(kernels_exp_array_same_bits)
+{
+    size_t n = 200003;
+    float *x = malloc(n * sizeof *x), *y = malloc(n * sizeof *y);
+    for (size_t i = 0; i < n; i++) x[i] = -100.0f + (float)i * (200.0f / (float)n);
+    x[0] = NAN;
+    x[1] = INFINITY;
+    x[2] = -INFINITY;
+    x[3] = 88.7f;
+    x[4] = 88.5f;
+    x[5] = -87.3f;
+    int differ = 0;
+    for (int p = 0; p < LMZ_KPATH_COUNT; p++) {
+        if (!lmz_kpath_supported((lmz_kpath)p)) continue;
+        lmz_exp_array((lmz_kpath)p, x, y, n);
+        for (size_t i = 0; i < n; i++) {
+            float r = lmz_expf(x[i]);
+            if (memcmp(&r, &y[i], 4) && !(r != r && y[i] != y[i])) differ++;
+        }
+    }
+    CHECK_EQ_U64(differ, 0);
+    free(x);
+    free(y);
 }
