@@ -127,6 +127,9 @@ typedef struct {
     void *opaque;
 } lmz_list_callbacks;
 
+/* lmz_list_stream over a buffer. */
+int lmz_list_buffer(const void *src, size_t n, const lmz_list_callbacks *cb);
+
 /* Parse the header at the start of src[0..n) without checking that this
  * build supports it, to name the model, profile or setting a file needs.
  * @return LMZ_OK when the header is well formed (its check holds). */

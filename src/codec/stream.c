@@ -675,3 +675,10 @@ int lmz_decompress_buffer(unsigned threads, const void *src, size_t n, void *dst
     if (out_len) *out_len = m.dst_pos;
     return e;
 }
+
+int lmz_list_buffer(const void *src, size_t n, const lmz_list_callbacks *cb)
+{
+    membuf m = {src, n, 0, NULL, 0, 0};
+    lmz_io io = {&m, mem_read, NULL, NULL};
+    return lmz_list_stream(&io, cb);
+}

@@ -47,6 +47,21 @@ static T_AVX2 __m256 load_w8_tail(const uint8_t *w, uint32_t type, size_t k, siz
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
 
+/* the block scale of a Q8_0 block, broadcast */
+static T_AVX2 __m256 q8_scale(const uint8_t *blk)
+{
+    uint16_t dh;
+    memcpy(&dh, blk, 2);
+    return _mm256_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(dh))));
+}
+
+/* values 8g..8g+7 of a Q8_0 block as floats: d * q, exact */
+static T_AVX2 __m256 q8_values8(const uint8_t *blk, __m256 d, int g)
+{
+    __m128i q8 = _mm_loadl_epi64((const __m128i *)(const void *)(blk + 2 + 8 * g));
+    return _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8)));
+}
+
 float T_AVX2 lmz_dot_avx2(const void *wrow, uint32_t type, const float *x, size_t n)
 {
     const uint8_t *w = wrow;
@@ -54,13 +69,10 @@ float T_AVX2 lmz_dot_avx2(const void *wrow, uint32_t type, const float *x, size_
     if (type == LMZ_GGML_Q8_0) {
         for (size_t b = 0; b < n / 32; b++) {
             const uint8_t *blk = w + 34 * b;
-            uint16_t dh;
-            memcpy(&dh, blk, 2);
-            __m256 d = _mm256_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(dh))));
+            __m256 d = q8_scale(blk);
             const float *xb = x + 32 * b;
             for (int g = 0; g < 4; g++) {
-                __m128i q8 = _mm_loadl_epi64((const __m128i *)(const void *)(blk + 2 + 8 * g));
-                __m256 v = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8))); /* exact */
+                __m256 v = q8_values8(blk, d, g);
                 if (g & 1) hi = _mm256_fmadd_ps(v, _mm256_loadu_ps(xb + 8 * g), hi);
                 else lo = _mm256_fmadd_ps(v, _mm256_loadu_ps(xb + 8 * g), lo);
             }
@@ -132,13 +144,8 @@ int T_AVX2 lmz_row_to_f32_avx2(const void *wrow, uint32_t type, size_t n, float 
     if (type == LMZ_GGML_Q8_0) {
         for (size_t b = 0; b < n / 32; b++) {
             const uint8_t *blk = w + 34 * b;
-            uint16_t dh;
-            memcpy(&dh, blk, 2);
-            __m256 d = _mm256_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(dh))));
-            for (int g = 0; g < 4; g++) {
-                __m128i q8 = _mm_loadl_epi64((const __m128i *)(const void *)(blk + 2 + 8 * g));
-                _mm256_storeu_ps(out + 32 * b + 8 * g, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q8))));
-            }
+            __m256 d = q8_scale(blk);
+            for (int g = 0; g < 4; g++) _mm256_storeu_ps(out + 32 * b + 8 * g, q8_values8(blk, d, g));
         }
         return 1;
     }

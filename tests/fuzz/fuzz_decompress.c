@@ -15,20 +15,6 @@
 
 #define DST_CAP (1u << 18)
 
-typedef struct {
-    const uint8_t *p;
-    size_t n, pos;
-} src_t;
-
-static long rd(void *o, void *buf, size_t n)
-{
-    src_t *s = o;
-    size_t k = s->n - s->pos < n ? s->n - s->pos : n;
-    memcpy(buf, s->p + s->pos, k);
-    s->pos += k;
-    return (long)k;
-}
-
 static void on_frame(void *o, const lmz_frame_info *f)
 {
     (void)o;
@@ -59,10 +45,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(c);
         free(d);
     }
-    src_t s = {data, size, 0};
-    lmz_io io = {&s, rd, NULL, NULL};
     lmz_list_callbacks cb = {NULL, on_frame, NULL, NULL};
-    e = lmz_list_stream(&io, &cb);
+    e = lmz_list_buffer(data, size, &cb);
     if (e < 0 || e >= LMZ_ERROR_COUNT_) abort();
     free(dst);
     return 0;

@@ -37,17 +37,22 @@ unsigned char *test_read_file(const char *path, size_t *n)
     return b;
 }
 
-const char *test_bench_path(const char *rel)
+static const char *data_path(const char *sub, const char *rel)
 {
-    static char buf[4096];
+    static char buf[8][4096];
+    static unsigned k;
+    char *b = buf[k++ & 7];
     const char *root = getenv("LMZ_DATA");
     if (!root) root = "../shared/data";
-    snprintf(buf, sizeof buf, "%s/bench/%s", root, rel);
-    FILE *f = fopen(buf, "rb");
+    snprintf(b, sizeof buf[0], "%s/%s/%s", root, sub, rel);
+    FILE *f = fopen(b, "rb");
     if (!f) return NULL;
     fclose(f);
-    return buf;
+    return b;
 }
+
+const char *test_bench_path(const char *rel) { return data_path("bench", rel); }
+const char *test_ref_path(const char *rel) { return data_path("../reference", rel); }
 
 int test_quick(void) { return getenv("LMZ_TEST_QUICK") != NULL; }
 

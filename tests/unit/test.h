@@ -49,6 +49,9 @@ static inline unsigned long long test_rand(unsigned long long *s)
 unsigned char *test_read_file(const char *path, size_t *n);
 /* path of a file in ../shared/data/bench, or NULL if that folder is absent */
 const char *test_bench_path(const char *rel);
+/* path of a file in ../shared/reference, or NULL if absent (rotating static
+ * buffers: up to 8 results stay valid at once) */
+const char *test_ref_path(const char *rel);
 int test_quick(void); /* LMZ_TEST_QUICK set: skip the slow cases */
 
 #endif

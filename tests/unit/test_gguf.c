@@ -6,17 +6,6 @@
 #include "model/gguf.h"
 #include "test.h"
 
-static const char *ref_path(const char *name)
-{
-    static char buf[4096];
-    const char *root = getenv("LMZ_DATA");
-    if (!root) root = "../shared/data";
-    snprintf(buf, sizeof buf, "%s/../reference/%s", root, name);
-    FILE *f = fopen(buf, "rb");
-    if (!f) return NULL;
-    fclose(f);
-    return buf;
-}
 
 /* a small file with every value type, a string array and two tensors */
 static uint8_t *make_gguf(size_t *n)
@@ -117,7 +106,7 @@ TEST(gguf_damage_never_crashes)
 
 TEST(gguf_reference_files)
 {
-    const char *p = ref_path("tiny-llama-f32.gguf");
+    const char *p = test_ref_path("tiny-llama-f32.gguf");
     if (!p) {
         printf("  ../shared/reference not found: skipped\n");
         return;
@@ -129,19 +118,19 @@ TEST(gguf_reference_files)
     CHECK(t && t->ne[0] == 64 && t->ne[1] == 512 && t->type == LMZ_GGML_F32);
     lmz_gguf_close(&g);
 
-    p = ref_path("tiny-llama-q8_0.gguf");
+    p = test_ref_path("tiny-llama-q8_0.gguf");
     CHECK(p && lmz_gguf_open(p, &g, err, sizeof err) == 0);
     t = lmz_gguf_tensor_find(&g, "blk.0.attn_q.weight");
     CHECK(t && t->type == LMZ_GGML_Q8_0);
     lmz_gguf_close(&g);
 
-    p = ref_path("llama-2-tiny-random.gguf");
+    p = test_ref_path("llama-2-tiny-random.gguf");
     CHECK(p && lmz_gguf_open(p, &g, err, sizeof err) == 0);
     const lmz_gguf_kv *kv = lmz_gguf_find(&g, "tokenizer.ggml.tokens");
     CHECK(kv && kv->count == 32000);
     lmz_gguf_close(&g);
 
-    p = ref_path("smollm2-tokenizer/smollm2-tok-tiny.gguf");
+    p = test_ref_path("smollm2-tokenizer/smollm2-tok-tiny.gguf");
     CHECK(p && lmz_gguf_open(p, &g, err, sizeof err) == 0);
     kv = lmz_gguf_find(&g, "tokenizer.ggml.merges");
     CHECK(kv && kv->count == 48900);

@@ -9,24 +9,11 @@
 #include "tensor/kernels.h"
 #include "test.h"
 
-static const char *ref(const char *name)
-{
-    static char buf[8][4096];
-    static int k;
-    const char *root = getenv("LMZ_DATA");
-    if (!root) root = "../shared/data";
-    char *b = buf[k++ & 7];
-    snprintf(b, 4096, "%s/../reference/%s", root, name);
-    FILE *f = fopen(b, "rb");
-    if (!f) return NULL;
-    fclose(f);
-    return b;
-}
 
 static int32_t *tiny_tokens(size_t *n)
 {
     size_t len;
-    char *txt = (char *)test_read_file(ref("tokens_tiny.txt"), &len);
+    char *txt = (char *)test_read_file(test_ref_path("tokens_tiny.txt"), &len);
     if (!txt) return NULL;
     int32_t *ids = malloc(64 * sizeof *ids);
     *n = 0;
@@ -48,7 +35,7 @@ static float *run(const char *model, const int32_t *ids, size_t n, int stepwise)
 {
     lmz_model *m;
     char err[256];
-    if (lmz_model_open(ref(model), &run_opts, &m, err, sizeof err) != 0) {
+    if (lmz_model_open(test_ref_path(model), &run_opts, &m, err, sizeof err) != 0) {
         printf("  %s\n", err);
         return NULL;
     }
@@ -68,7 +55,7 @@ static float *run(const char *model, const int32_t *ids, size_t n, int stepwise)
 TEST(llama_logits_match_llamacpp)
 {
     size_t n;
-    int32_t *ids = ref("tokens_tiny.txt") ? tiny_tokens(&n) : NULL;
+    int32_t *ids = test_ref_path("tokens_tiny.txt") ? tiny_tokens(&n) : NULL;
     if (!ids) {
         printf("  ../shared/reference not found: skipped\n");
         return;
@@ -76,8 +63,8 @@ TEST(llama_logits_match_llamacpp)
     CHECK_EQ_U64(n, 64);
     float *ours = run("tiny-llama-f32.gguf", ids, n, 0);
     size_t len;
-    float *cpp = (float *)test_read_file(ref("tiny_f32w_f32kv_batch64.logits.f32"), &len);
-    double *f64 = (double *)test_read_file(ref("tiny_ref_f64.logits.f64"), &len);
+    float *cpp = (float *)test_read_file(test_ref_path("tiny_f32w_f32kv_batch64.logits.f32"), &len);
+    double *f64 = (double *)test_read_file(test_ref_path("tiny_ref_f64.logits.f64"), &len);
     CHECK(ours && cpp && f64);
     if (ours && cpp && f64) {
         double d1 = 0, d2 = 0;
@@ -95,7 +82,7 @@ TEST(llama_logits_match_llamacpp)
                            {"tiny-llama-q8_0.gguf", "tiny_q8_0w_f32kv_batch64.logits.f32"}};
     for (int k = 0; k < 2; k++) {
         float *o = run(q[k][0], ids, n, 0);
-        float *c = (float *)test_read_file(ref(q[k][1]), &len);
+        float *c = (float *)test_read_file(test_ref_path(q[k][1]), &len);
         double d = 0;
         for (size_t i = 0; o && c && i < n * 512; i++)
             if (fabs((double)o[i] - c[i]) > d) d = fabs((double)o[i] - c[i]);
@@ -113,7 +100,7 @@ TEST(llama_logits_match_llamacpp)
 TEST(llama_prefill_step_and_paths_same_bits)
 {
     size_t n;
-    int32_t *ids = ref("tokens_tiny.txt") ? tiny_tokens(&n) : NULL;
+    int32_t *ids = test_ref_path("tokens_tiny.txt") ? tiny_tokens(&n) : NULL;
     if (!ids) return;
     const char *models[] = {"tiny-llama-f32.gguf", "tiny-llama-f16.gguf", "tiny-llama-q8_0.gguf"};
     for (int k = 0; k < 3; k++) {
@@ -156,12 +143,12 @@ TEST(llama_prefill_step_and_paths_same_bits)
 TEST(llama_lockstep_streams_and_window)
 {
     size_t n;
-    int32_t *ids = ref("tokens_tiny.txt") ? tiny_tokens(&n) : NULL;
+    int32_t *ids = test_ref_path("tokens_tiny.txt") ? tiny_tokens(&n) : NULL;
     if (!ids) return;
     lmz_model *m;
     char err[256];
     lmz_model_opts o = {1, 16};
-    CHECK(lmz_model_open(ref("tiny-llama-f32.gguf"), &o, &m, err, sizeof err) == 0);
+    CHECK(lmz_model_open(test_ref_path("tiny-llama-f32.gguf"), &o, &m, err, sizeof err) == 0);
     CHECK_EQ_U64(lmz_model_window(m), 16);
     /* three streams with different histories, advanced together, equal
      * the same streams run one by one */
@@ -192,8 +179,8 @@ TEST(llama_lockstep_streams_and_window)
     free(b);
     lmz_model_free(m);
     free(ids);
-    CHECK(lmz_model_open(ref("smollm2-tokenizer/smollm2-tok-tiny.gguf"), NULL, &m, err, sizeof err) == 0);
+    CHECK(lmz_model_open(test_ref_path("smollm2-tokenizer/smollm2-tok-tiny.gguf"), NULL, &m, err, sizeof err) == 0);
     if (m) lmz_model_free(m);
-    CHECK(lmz_model_open(ref("llama-2-tiny-random.gguf"), NULL, &m, err, sizeof err) == -1);
+    CHECK(lmz_model_open(test_ref_path("llama-2-tiny-random.gguf"), NULL, &m, err, sizeof err) == -1);
     printf("  llama-2-tiny-random.gguf: %s\n", err);
 }

@@ -292,20 +292,6 @@ static void on_e(void *o, unsigned si, uint64_t frames, uint64_t orig, uint64_t 
     l->ends++;
 }
 
-typedef struct {
-    const uint8_t *p;
-    size_t n, pos;
-} rd_src;
-
-static long rd_mem(void *o, void *buf, size_t n)
-{
-    rd_src *s = o;
-    size_t k = s->n - s->pos < n ? s->n - s->pos : n;
-    memcpy(buf, s->p + s->pos, k);
-    s->pos += k;
-    return (long)k;
-}
-
 TEST(stream_list_and_peek)
 {
     size_t n = 5000, clen;
@@ -314,12 +300,10 @@ TEST(stream_list_and_peek)
     uint8_t *cat = malloc(2 * clen);
     memcpy(cat, c, clen);
     memcpy(cat + clen, c, clen);
-    rd_src rs = {cat, 2 * clen, 0};
-    lmz_io io = {&rs, rd_mem, NULL, NULL};
     list_seen seen;
     memset(&seen, 0, sizeof seen);
     lmz_list_callbacks cb = {on_s, on_f, on_e, &seen};
-    CHECK_EQ_U64(lmz_list_stream(&io, &cb), LMZ_OK);
+    CHECK_EQ_U64(lmz_list_buffer(cat, 2 * clen, &cb), LMZ_OK);
     CHECK_EQ_U64(seen.streams, 2);
     CHECK_EQ_U64(seen.ends, 2);
     CHECK_EQ_U64(seen.frames, 10); /* 5 frames of 1 KiB per stream */

@@ -7,21 +7,17 @@
 #include "model/tokenizer.h"
 #include "test.h"
 
-static char *ref_file(const char *name)
+static const char *test_ref_path_tok(const char *name)
 {
-    static char buf[4096];
-    const char *root = getenv("LMZ_DATA");
-    if (!root) root = "../shared/data";
-    snprintf(buf, sizeof buf, "%s/../reference/smollm2-tokenizer/%s", root, name);
-    FILE *f = fopen(buf, "rb");
-    if (!f) return NULL;
-    fclose(f);
-    return buf;
+    char rel[256];
+    snprintf(rel, sizeof rel, "smollm2-tokenizer/%s", name);
+    return test_ref_path(rel);
 }
+
 
 static lmz_tokenizer *smollm2(lmz_gguf *g)
 {
-    const char *p = ref_file("smollm2-tok-tiny.gguf");
+    const char *p = test_ref_path("smollm2-tokenizer/smollm2-tok-tiny.gguf");
     char err[256];
     lmz_tokenizer *t = NULL;
     if (!p || lmz_gguf_open(p, g, err, sizeof err) != 0) return NULL;
@@ -55,10 +51,10 @@ TEST(tokenizer_matches_llamacpp_ids)
                                   "unicode.txt"};
     for (size_t f = 0; f < 5; f++) {
         size_t n, rn;
-        uint8_t *text = test_read_file(ref_file(names[f]), &n);
+        uint8_t *text = test_read_file(test_ref_path_tok(names[f]), &n);
         char idsname[64];
         snprintf(idsname, sizeof idsname, "%s.ids", names[f]);
-        char *ref = (char *)test_read_file(ref_file(idsname), &rn);
+        char *ref = (char *)test_read_file(test_ref_path_tok(idsname), &rn);
         CHECK(text && ref);
         if (!text || !ref) continue;
         int32_t *ids = malloc((n + 1) * sizeof *ids);
@@ -92,7 +88,7 @@ TEST(tokenizer_escapes_bytes_without_tokens)
     lmz_tokenizer *t = smollm2(&g);
     if (!t) return;
     size_t n;
-    uint8_t *text = test_read_file(ref_file("control-bytes.txt"), &n);
+    uint8_t *text = test_read_file(test_ref_path("smollm2-tokenizer/control-bytes.txt"), &n);
     CHECK(text && round_trips(t, text, n));
     int32_t ids[64];
     long k = lmz_tokenizer_encode(t, (const uint8_t *)"\x04", 1, ids, 64);
