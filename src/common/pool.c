@@ -12,7 +12,7 @@ struct lmz_pool {
     unsigned long gen;         /* job number */
     unsigned pending;          /* workers still busy with the job */
     int quit;
-    void (*fn)(void *, size_t, size_t);
+    lmz_pool_fn fn;
     void *ctx;
     size_t len;
 };
@@ -46,7 +46,7 @@ static void *worker(void *a)
         pthread_mutex_unlock(&p->mu);
         size_t b, e;
         part(p, idx, &b, &e);
-        if (b < e) p->fn(p->ctx, b, e);
+        if (b < e) p->fn(p->ctx, b, e, idx);
         pthread_mutex_lock(&p->mu);
         if (--p->pending == 0) pthread_cond_signal(&p->done);
         pthread_mutex_unlock(&p->mu);
@@ -100,10 +100,10 @@ void lmz_pool_free(lmz_pool *p)
     free(p);
 }
 
-void lmz_pool_for(lmz_pool *p, size_t n, void (*fn)(void *ctx, size_t begin, size_t end), void *ctx)
+void lmz_pool_for(lmz_pool *p, size_t n, lmz_pool_fn fn, void *ctx)
 {
     if (!p || p->n == 1 || n < 2) {
-        if (n) fn(ctx, 0, n);
+        if (n) fn(ctx, 0, n, 0);
         return;
     }
     pthread_mutex_lock(&p->mu);
@@ -116,7 +116,7 @@ void lmz_pool_for(lmz_pool *p, size_t n, void (*fn)(void *ctx, size_t begin, siz
     pthread_mutex_unlock(&p->mu);
     size_t b, e;
     part(p, 0, &b, &e);
-    if (b < e) fn(ctx, b, e);
+    if (b < e) fn(ctx, b, e, 0);
     pthread_mutex_lock(&p->mu);
     while (p->pending) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);

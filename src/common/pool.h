@@ -18,8 +18,10 @@ lmz_pool *lmz_pool_new(unsigned threads);
 void lmz_pool_free(lmz_pool *p);
 unsigned lmz_pool_threads(const lmz_pool *p);
 
-/* Call fn(ctx, begin, end) on disjoint ranges covering [0, n); returns when
- * all are done. p may be NULL (runs fn(ctx, 0, n) here). */
-void lmz_pool_for(lmz_pool *p, size_t n, void (*fn)(void *ctx, size_t begin, size_t end), void *ctx);
+/* Call fn(ctx, begin, end, thread) on disjoint ranges covering [0, n);
+ * thread (0 .. threads-1) tells which scratch a call may use. Returns when
+ * all are done. p may be NULL (runs fn(ctx, 0, n, 0) here). */
+typedef void (*lmz_pool_fn)(void *ctx, size_t begin, size_t end, unsigned thread);
+void lmz_pool_for(lmz_pool *p, size_t n, lmz_pool_fn fn, void *ctx);
 
 #endif

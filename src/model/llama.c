@@ -43,9 +43,10 @@ struct lmz_model {
     /* scratch for a batch of up to cap_b tokens */
     size_t cap_b;
     float *x, *h, *q, *k, *v, *att, *gbuf, *ubuf; /* (cap_b, width) */
-    float *scores;               /* (window) */
-    uint32_t *slots;             /* (window) ring slot of each key, oldest first */
-    const float **vrows;         /* (window) */
+    unsigned n_threads;
+    float *scores;               /* (threads, window) */
+    uint32_t *slots;             /* (threads, window) ring slot of each key, oldest first */
+    const float **vrows;         /* (threads, window) */
     uint64_t *pos;               /* (cap_b) */
     lmz_state **rows;            /* (cap_b) */
 };
@@ -270,10 +271,11 @@ int lmz_model_open(const char *path, const lmz_model_opts *opts, lmz_model **out
         }
         m->rope_freq[i] = f;
     }
-    m->scores = malloc((size_t)m->window * sizeof(float));
-    m->slots = malloc((size_t)m->window * sizeof *m->slots);
-    m->vrows = malloc((size_t)m->window * sizeof *m->vrows);
     m->pool = lmz_pool_new(opts && opts->threads ? opts->threads : 1);
+    m->n_threads = lmz_pool_threads(m->pool);
+    m->scores = malloc((size_t)m->n_threads * m->window * sizeof(float));
+    m->slots = malloc((size_t)m->n_threads * m->window * sizeof *m->slots);
+    m->vrows = malloc((size_t)m->n_threads * m->window * sizeof *m->vrows);
     if (!m->rope_freq || !m->scores || !m->slots || !m->vrows || !m->pool || reserve(m, CHUNK) != 0) {
         lmz_model_free(m);
         return errf(err, errlen, "%s", "out of memory");
@@ -356,8 +358,9 @@ typedef struct {
     float *y;
 } mm_job;
 
-static void mm_rows(void *ctx, size_t r0, size_t r1)
+static void mm_rows(void *ctx, size_t r0, size_t r1, unsigned thread)
 {
+    (void)thread;
     const mm_job *j = ctx;
     size_t rb = row_bytes(j->t), n = (size_t)j->t->ne[0], rows = (size_t)j->t->ne[1], T = j->T;
     const uint8_t *w = j->t->data;
@@ -415,8 +418,11 @@ static void matmul(lmz_model *m, const lmz_gguf_tensor *t, const float *x, size_
 }
 
 /* Attention of one token (row b) over its state's window, all heads. */
-static void attend(lmz_model *m, size_t b, uint32_t l)
+static void attend(lmz_model *m, size_t b, uint32_t l, unsigned thread)
 {
+    float *scores = m->scores + (size_t)thread * m->window;
+    uint32_t *slots = m->slots + (size_t)thread * m->window;
+    const float **vrows = m->vrows + (size_t)thread * m->window;
     const uint32_t hd = m->head_dim, kd = m->n_kv * hd, qd = m->n_head * hd, group = m->n_head / m->n_kv;
     const float inv_sqrt = 1.0f / sqrtf((float)hd);
     const lmz_state *s = m->rows[b];
@@ -425,34 +431,45 @@ static void attend(lmz_model *m, size_t b, uint32_t l)
     const float *kc = s->kc + (size_t)l * s->cap * kd, *vc = s->vc + (size_t)l * s->cap * kd;
     /* ring slots of the window, oldest first */
     uint32_t first = (uint32_t)((pos + 1 - n_ctx) % s->cap);
-    for (uint32_t j = 0, t = first; j < n_ctx; j++, t = t + 1 == s->cap ? 0 : t + 1) m->slots[j] = t;
+    for (uint32_t j = 0, t = first; j < n_ctx; j++, t = t + 1 == s->cap ? 0 : t + 1) slots[j] = t;
     for (uint32_t h = 0; h < m->n_head; h++) {
         size_t g = (size_t)(h / group) * hd;
         const float *q = m->q + b * qd + (size_t)h * hd;
         uint32_t j = 0;
         for (; j + 4 <= n_ctx; j += 4) { /* dot(q, k) == dot(k, q) bit for bit */
             const float *ks[4];
-            for (int i = 0; i < 4; i++) ks[i] = kc + (size_t)m->slots[j + (uint32_t)i] * kd + g;
+            for (int i = 0; i < 4; i++) ks[i] = kc + (size_t)slots[j + (uint32_t)i] * kd + g;
             float o[4];
             lmz_dot4_f32(m->kp, q, ks, hd, o);
-            for (int i = 0; i < 4; i++) m->scores[j + (uint32_t)i] = o[i] * inv_sqrt;
+            for (int i = 0; i < 4; i++) scores[j + (uint32_t)i] = o[i] * inv_sqrt;
         }
         for (; j < n_ctx; j++)
-            m->scores[j] = lmz_dot(m->kp, kc + (size_t)m->slots[j] * kd + g, LMZ_GGML_F32, q, hd) * inv_sqrt;
+            scores[j] = lmz_dot(m->kp, kc + (size_t)slots[j] * kd + g, LMZ_GGML_F32, q, hd) * inv_sqrt;
         float mx = -INFINITY;
         for (j = 0; j < n_ctx; j++)
-            if (m->scores[j] > mx) mx = m->scores[j];
-        for (j = 0; j < n_ctx; j++) m->scores[j] -= mx;
-        lmz_exp_array(m->kp, m->scores, m->scores, n_ctx);
+            if (scores[j] > mx) mx = scores[j];
+        for (j = 0; j < n_ctx; j++) scores[j] -= mx;
+        lmz_exp_array(m->kp, scores, scores, n_ctx);
         float sum = 0.0f;
-        for (j = 0; j < n_ctx; j++) sum += m->scores[j];
+        for (j = 0; j < n_ctx; j++) sum += scores[j];
         float inv = 1.0f / sum;
         for (j = 0; j < n_ctx; j++) {
-            m->scores[j] *= inv;
-            m->vrows[j] = vc + (size_t)m->slots[j] * kd + g;
+            scores[j] *= inv;
+            vrows[j] = vc + (size_t)slots[j] * kd + g;
         }
-        lmz_weighted_sum(m->kp, m->scores, m->vrows, n_ctx, hd, m->att + b * qd + (size_t)h * hd);
+        lmz_weighted_sum(m->kp, scores, vrows, n_ctx, hd, m->att + b * qd + (size_t)h * hd);
     }
+}
+
+typedef struct {
+    lmz_model *m;
+    uint32_t l;
+} attend_job;
+
+static void attend_rows(void *ctx, size_t b0, size_t b1, unsigned thread)
+{
+    attend_job *j = ctx;
+    for (size_t b = b0; b < b1; b++) attend(j->m, b, j->l, thread);
 }
 
 /* B tokens through the network: token b belongs to state m->rows[b] at
@@ -476,7 +493,8 @@ static void forward(lmz_model *m, const int32_t *tokens, size_t B, float *logits
             memcpy(kc + slot * kd, m->k + b * kd, kd * sizeof(float));
             memcpy(vc + slot * kd, m->v + b * kd, kd * sizeof(float));
         }
-        for (size_t b = 0; b < B; b++) attend(m, b, l);
+        attend_job aj = {m, l};
+        lmz_pool_for(m->pool, B, attend_rows, &aj); /* rows are independent */
         matmul(m, L->wo, m->att, B, m->h);
         for (size_t i = 0; i < B * m->dim; i++) m->x[i] += m->h[i];
         for (size_t b = 0; b < B; b++) rmsnorm(m, m->x + b * m->dim, L->ffn_norm, m->h + b * m->dim);
