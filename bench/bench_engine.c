@@ -87,7 +87,7 @@ static int write_model(const char *path, uint32_t type)
     lmz_gguf_w_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
     lmz_gguf_w_str(w, "tokenizer.ggml.model", "gpt2");
     lmz_gguf_w_str(w, "tokenizer.ggml.pre", "smollm");
-    static char names[VOCAB][12];
+    static char names[VOCAB][16];
     static const char *tok[VOCAB];
     for (int i = 0; i < VOCAB; i++) {
         snprintf(names[i], sizeof names[i], "t%d", i);
