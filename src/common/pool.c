@@ -1,17 +1,32 @@
-/* pool.c — see pool.h. */
+/* pool.c — see pool.h.
+ *
+ * Jobs come thousands of times a second during inference (one per matrix
+ * product), and waking a sleeping thread costs tens of microseconds on a
+ * busy machine; so workers first spin on the job counter for a while, and
+ * only then sleep on the condition variable. */
 #include "pool.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CPU_RELAX() _mm_pause()
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+#define SPIN 20000 /* polls before sleeping (tens of microseconds) */
 
 struct lmz_pool {
     unsigned n;                /* threads in all, the caller included */
     pthread_t *th;
     pthread_mutex_t mu;
     pthread_cond_t go, done;
-    unsigned long gen;         /* job number */
-    unsigned pending;          /* workers still busy with the job */
-    int quit;
+    atomic_ulong gen;          /* job number */
+    atomic_uint pending;       /* workers still busy with the job */
+    atomic_int quit;
     lmz_pool_fn fn;
     void *ctx;
     size_t len;
@@ -36,20 +51,26 @@ static void *worker(void *a)
     free(w);
     unsigned long seen = 0;
     for (;;) {
-        pthread_mutex_lock(&p->mu);
-        while (p->gen == seen && !p->quit) pthread_cond_wait(&p->go, &p->mu);
-        if (p->quit) {
+        unsigned long g = seen;
+        for (int i = 0; i < SPIN && (g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen &&
+                        !atomic_load_explicit(&p->quit, memory_order_relaxed);
+             i++)
+            CPU_RELAX();
+        if (g == seen) {
+            pthread_mutex_lock(&p->mu);
+            while ((g = atomic_load(&p->gen)) == seen && !atomic_load(&p->quit)) pthread_cond_wait(&p->go, &p->mu);
             pthread_mutex_unlock(&p->mu);
-            return NULL;
         }
-        seen = p->gen;
-        pthread_mutex_unlock(&p->mu);
+        if (atomic_load(&p->quit)) return NULL;
+        seen = g;
         size_t b, e;
         part(p, idx, &b, &e);
         if (b < e) p->fn(p->ctx, b, e, idx);
-        pthread_mutex_lock(&p->mu);
-        if (--p->pending == 0) pthread_cond_signal(&p->done);
-        pthread_mutex_unlock(&p->mu);
+        if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&p->mu); /* the caller may be asleep */
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
 }
 
@@ -61,6 +82,9 @@ lmz_pool *lmz_pool_new(unsigned threads)
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->go, NULL);
     pthread_cond_init(&p->done, NULL);
+    atomic_init(&p->gen, 0);
+    atomic_init(&p->pending, 0);
+    atomic_init(&p->quit, 0);
     if (p->n > 1) {
         p->th = calloc(p->n - 1, sizeof *p->th);
         if (!p->th) {
@@ -89,7 +113,7 @@ void lmz_pool_free(lmz_pool *p)
 {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
-    p->quit = 1;
+    atomic_store(&p->quit, 1);
     pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->mu);
     for (unsigned i = 1; i < p->n; i++) pthread_join(p->th[i - 1], NULL);
@@ -106,18 +130,21 @@ void lmz_pool_for(lmz_pool *p, size_t n, lmz_pool_fn fn, void *ctx)
         if (n) fn(ctx, 0, n, 0);
         return;
     }
-    pthread_mutex_lock(&p->mu);
     p->fn = fn;
     p->ctx = ctx;
     p->len = n;
-    p->pending = p->n - 1;
-    p->gen++;
+    atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release); /* publishes fn, ctx, len */
     pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->mu);
     size_t b, e;
     part(p, 0, &b, &e);
     if (b < e) fn(ctx, b, e, 0);
-    pthread_mutex_lock(&p->mu);
-    while (p->pending) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    for (int i = 0; i < SPIN && atomic_load_explicit(&p->pending, memory_order_acquire); i++) CPU_RELAX();
+    if (atomic_load_explicit(&p->pending, memory_order_acquire)) {
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load(&p->pending)) pthread_cond_wait(&p->done, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+    }
 }
