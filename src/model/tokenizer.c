@@ -320,7 +320,7 @@ int lmz_tokenizer_load(const lmz_gguf *g, lmz_tokenizer **out, char *err, size_t
     for (uint64_t r = 0; r < nm; r++) {
         lmz_str s = lmz_gguf_arr_str(merges, r);
         const char *sp = memchr(s.ptr, ' ', s.len);
-        if (!sp) continue;
+        if (!sp || sp == s.ptr || sp + 1 == s.ptr + s.len) continue; /* "A B", neither empty */
         size_t la = (size_t)(sp - s.ptr), lb = s.len - la - 1;
         int32_t a = map_get(t, s.ptr, la), b = map_get(t, sp + 1, lb);
         if (la + lb > cat_cap) {
