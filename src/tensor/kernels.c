@@ -154,20 +154,6 @@ float lmz_dot(lmz_kpath p, const void *wrow, uint32_t type, const float *x, size
     return dot_scalar(wrow, type, x, n);
 }
 
-void lmz_matvec(lmz_kpath p, const void *w, uint32_t type, size_t row_bytes, size_t n, size_t rows,
-                const float *x, float *y)
-{
-    const uint8_t *wb = w;
-    for (size_t r = 0; r < rows; r++) y[r] = lmz_dot(p, wb + r * row_bytes, type, x, n);
-}
-
-void lmz_matmul(lmz_kpath p, const void *w, uint32_t type, size_t row_bytes, size_t n, size_t rows,
-                const float *x, size_t T, float *y)
-{
-    const uint8_t *wb = w;
-    for (size_t r = 0; r < rows; r++)
-        for (size_t t = 0; t < T; t++) y[t * rows + r] = lmz_dot(p, wb + r * row_bytes, type, x + t * n, n);
-}
 
 void lmz_dot4_f32(lmz_kpath p, const float *w, const float *const x[4], size_t n, float out[4])
 {

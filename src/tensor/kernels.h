@@ -39,14 +39,6 @@ int lmz_kernels_type_ok(uint32_t ggml_type);
 /* One dot product as defined above. */
 float lmz_dot(lmz_kpath p, const void *wrow, uint32_t type, const float *x, size_t n);
 
-/* y[r] = dot(row r of W, x) for r in [0, rows); rows are row_bytes apart. */
-void lmz_matvec(lmz_kpath p, const void *w, uint32_t type, size_t row_bytes, size_t n,
-                size_t rows, const float *x, float *y);
-
-/* Y[t][r] = dot(row r of W, X[t]) for T tokens (X is T x n, Y is T x rows). */
-void lmz_matmul(lmz_kpath p, const void *w, uint32_t type, size_t row_bytes, size_t n,
-                size_t rows, const float *x, size_t T, float *y);
-
 /* out[i] = lmz_dot(p, w, F32, x[i], n) for four activation vectors at once:
  * the weight row is loaded once for all four (same bits as four dots). */
 void lmz_dot4_f32(lmz_kpath p, const float *w, const float *const x[4], size_t n, float out[4]);
