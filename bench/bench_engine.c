@@ -4,12 +4,15 @@
  * 3 KV heads, tied embeddings): speed does not depend on the values.
  *
  *   build/bench_engine [--types f32,f16,q8_0] [--threads 1,2] [--prefill 512]
- *                      [--streams 1,8,32] [--steps 16] [--dir /tmp]
+ *                      [--streams 1,8,32] [--steps 16] [--reps 5] [--dir /tmp]
  *
  * For each weight type: writes the model to DIR (once), then reports prefill
  * tokens/s over PREFILL tokens and lockstep decode tokens/s (streams x steps
  * tokens over the wall time), per thread count, and the process's peak
- * resident memory after each type. Prints a Markdown table.
+ * resident memory after each type. Like llama-bench, every test runs once to
+ * warm up (the first pass maps the weights' pages and touches fresh KV
+ * memory) and then REPS times from the same starting state; the table gives
+ * the median. Prints a Markdown table.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -28,6 +31,20 @@ static double now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+enum { MAXREPS = 64 };
+
+/* median of n timings (sorts them) */
+static double median(double *v, long n)
+{
+    for (long i = 1; i < n; i++)
+        for (long j = i; j > 0 && v[j] < v[j - 1]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 static uint64_t rng = 88172645463325252ull;
@@ -146,7 +163,7 @@ static int parse_list(const char *s, long *out, int max)
 int main(int argc, char **argv)
 {
     const char *types = "f32,f16,q8_0", *dir = "/tmp";
-    long threads[4] = {1, 2}, streams[8] = {1, 8, 32}, prefill = 512, steps = 16;
+    long threads[4] = {1, 2}, streams[8] = {1, 8, 32}, prefill = 512, steps = 16, reps = 5;
     int nth = 2, nst = 3;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--types") && i + 1 < argc) types = argv[++i];
@@ -155,11 +172,16 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--prefill") && i + 1 < argc) prefill = strtol(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = strtol(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = strtol(argv[++i], NULL, 10);
         else {
             fprintf(stderr, "usage: bench_engine [--types f32,f16,q8_0] [--threads 1,2] [--prefill N] "
-                            "[--streams 1,8,32] [--steps N] [--dir DIR]\n");
+                            "[--streams 1,8,32] [--steps N] [--reps N] [--dir DIR]\n");
             return 1;
         }
+    }
+    if (prefill < 1 || steps < 1 || reps < 1 || reps > MAXREPS) {
+        fprintf(stderr, "bench_engine: --prefill and --steps must be positive, --reps 1..%d\n", MAXREPS);
+        return 1;
     }
     printf("| weights | threads | prefill %ld tok/s |", prefill);
     for (int s = 0; s < nst; s++) printf(" %ld stream%s tok/s |", streams[s], streams[s] > 1 ? "s" : "");
@@ -190,10 +212,14 @@ int main(int argc, char **argv)
             for (long i = 0; i < prefill; i++) ids[i] = (int32_t)(rnd() % VOCAB);
             lmz_state *s = lmz_state_new(m);
             float *lg = malloc((size_t)VOCAB * 64 * sizeof(float));
-            double t0 = now();
-            lmz_model_prefill(m, s, ids, (size_t)prefill, NULL);
-            double tp = now() - t0;
-            printf("| %s | %ld | %.1f |", all[t].name, threads[th], (double)prefill / tp);
+            double tp[MAXREPS];
+            for (long r = -1; r < reps; r++) { /* r = -1: warm-up */
+                lmz_state_reset(s);
+                double t0 = now();
+                lmz_model_prefill(m, s, ids, (size_t)prefill, NULL);
+                if (r >= 0) tp[r] = now() - t0;
+            }
+            printf("| %s | %ld | %.1f |", all[t].name, threads[th], (double)prefill / median(tp, reps));
             fflush(stdout);
             lmz_state_free(s);
             for (int si = 0; si < nst; si++) {
@@ -201,17 +227,21 @@ int main(int argc, char **argv)
                 lmz_state **st = malloc((size_t)k * sizeof *st);
                 float *out = malloc((size_t)k * VOCAB * sizeof(float));
                 int32_t *tk = malloc((size_t)k * sizeof *tk);
-                for (long j = 0; j < k; j++) {
-                    st[j] = lmz_state_new(m);
-                    tk[j] = (int32_t)(rnd() % VOCAB);
+                for (long j = 0; j < k; j++) st[j] = lmz_state_new(m);
+                double td[MAXREPS];
+                for (long r = -1; r < reps; r++) { /* r = -1: warm-up */
+                    for (long j = 0; j < k; j++) {
+                        lmz_state_reset(st[j]);
+                        tk[j] = (int32_t)((uint32_t)(j * 40503 + 17) % VOCAB);
+                    }
+                    double t1 = now();
+                    for (long i = 0; i < steps; i++) {
+                        lmz_model_step(m, st, tk, (size_t)k, out);
+                        for (long j = 0; j < k; j++) tk[j] = (int32_t)((tk[j] + 7919) % VOCAB);
+                    }
+                    if (r >= 0) td[r] = now() - t1;
                 }
-                double t1 = now();
-                for (long i = 0; i < steps; i++) {
-                    lmz_model_step(m, st, tk, (size_t)k, out);
-                    for (long j = 0; j < k; j++) tk[j] = (int32_t)((tk[j] + 7919) % VOCAB);
-                }
-                double td = now() - t1;
-                printf(" %.1f |", (double)(k * steps) / td);
+                printf(" %.1f |", (double)(k * steps) / median(td, reps));
                 fflush(stdout);
                 for (long j = 0; j < k; j++) lmz_state_free(st[j]);
                 free(st);

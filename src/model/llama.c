@@ -44,7 +44,9 @@ struct lmz_model {
     size_t cap_b;
     float *x, *h, *q, *k, *v, *att, *gbuf, *ubuf; /* (cap_b, width) */
     unsigned n_threads;
-    float *scores;               /* (threads, window) */
+    uint32_t cap;                /* KV ring slots per state: window + CHUNK rounded up to 16 */
+    float *scores;               /* (threads, group, window) attention weights, oldest first */
+    float *raw;                  /* (threads, group, cap) scores by ring slot */
     uint32_t *slots;             /* (threads, window) ring slot of each key, oldest first */
     const float **vrows;         /* (threads, window) */
     uint64_t *pos;               /* (cap_b) */
@@ -57,9 +59,12 @@ struct lmz_model {
 struct lmz_state {
     const lmz_model *m;
     uint64_t pos;
-    uint32_t cap;   /* ring slots: window + CHUNK, so a chunk's writes never
-                       overwrite keys an earlier token of the chunk still needs */
-    float *kc, *vc; /* (n_layer, cap, n_kv * head_dim) */
+    uint32_t cap;   /* ring slots: window + CHUNK (so a chunk's writes never
+                       overwrite keys an earlier token of the chunk still needs),
+                       rounded up to a multiple of 16 */
+    float *kc;      /* (n_layer, cap / 16, n_kv * head_dim, 16): keys transposed in
+                       blocks of 16 slots, for lmz_dot_keys16 */
+    float *vc;      /* (n_layer, cap, n_kv * head_dim) */
 };
 
 uint32_t lmz_model_vocab(const lmz_model *m) { return m->n_vocab; }
@@ -149,6 +154,7 @@ void lmz_model_free(lmz_model *m)
     free(m->v);
     free(m->att);
     free(m->scores);
+    free(m->raw);
     free(m->slots);
     free(m->vrows);
     free(m->gbuf);
@@ -273,10 +279,13 @@ int lmz_model_open(const char *path, const lmz_model_opts *opts, lmz_model **out
     }
     m->pool = lmz_pool_new(opts && opts->threads ? opts->threads : 1);
     m->n_threads = lmz_pool_threads(m->pool);
-    m->scores = malloc((size_t)m->n_threads * m->window * sizeof(float));
+    m->cap = (m->window + CHUNK + 15) / 16 * 16;
+    size_t group = m->n_head / m->n_kv;
+    m->scores = malloc((size_t)m->n_threads * group * m->window * sizeof(float));
+    m->raw = malloc((size_t)m->n_threads * group * m->cap * sizeof(float));
     m->slots = malloc((size_t)m->n_threads * m->window * sizeof *m->slots);
     m->vrows = malloc((size_t)m->n_threads * m->window * sizeof *m->vrows);
-    if (!m->rope_freq || !m->scores || !m->slots || !m->vrows || !m->pool || reserve(m, CHUNK) != 0) {
+    if (!m->rope_freq || !m->scores || !m->raw || !m->slots || !m->vrows || !m->pool || reserve(m, CHUNK) != 0) {
         lmz_model_free(m);
         return errf(err, errlen, "%s", "out of memory");
     }
@@ -292,7 +301,7 @@ lmz_state *lmz_state_new(const lmz_model *m)
 {
     lmz_state *s = calloc(1, sizeof *s);
     if (!s) return NULL;
-    s->cap = m->window + CHUNK;
+    s->cap = m->cap;
     size_t n = (size_t)m->n_layer * s->cap * m->n_kv * m->head_dim;
     s->m = m;
     s->kc = calloc(n, sizeof(float));
@@ -358,6 +367,12 @@ typedef struct {
     float *y;
 } mm_job;
 
+#if defined(__GNUC__)
+#define PREFETCH(p) __builtin_prefetch(p)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
+
 static void mm_rows(void *ctx, size_t r0, size_t r1, unsigned thread)
 {
     (void)thread;
@@ -368,18 +383,20 @@ static void mm_rows(void *ctx, size_t r0, size_t r1, unsigned thread)
         for (size_t r = r0; r < r1; r++) j->y[r] = lmz_dot(j->kp, w + r * rb, j->t->type, j->x, n);
         return;
     }
-    /* several tokens: rows as floats once (exact, so the same bits as the
-     * typed dot), then tiles of 4 rows x 4 tokens */
+    /* several tokens: a group of GR rows as floats once (exact, so the same
+     * bits as the typed dot), then tiles of 4 rows x 4 tokens (groups of 8
+     * rows, sharing each tile's tokens, measured no faster) */
+    enum { GR = 4 };
     int convert = j->t->type != LMZ_GGML_F32;
-    float *tmp = convert ? malloc(4 * n * sizeof *tmp) : NULL;
+    float *tmp = convert ? malloc(GR * n * sizeof *tmp) : NULL;
     if (convert && !tmp) { /* out of memory: the typed dot gives the same bits */
         for (size_t r = r0; r < r1; r++)
             for (size_t t = 0; t < T; t++) j->y[t * rows + r] = lmz_dot(j->kp, w + r * rb, j->t->type, j->x + t * n, n);
         return;
     }
-    for (size_t r = r0; r < r1; r += 4) {
-        size_t R = r1 - r < 4 ? r1 - r : 4;
-        const float *wf[4];
+    for (size_t r = r0; r < r1; r += GR) {
+        size_t R = r1 - r < GR ? r1 - r : GR, R4 = R / 4 * 4;
+        const float *wf[GR];
         for (size_t i = 0; i < R; i++) {
             wf[i] = (const float *)(const void *)(w + (r + i) * rb);
             if (convert) {
@@ -387,17 +404,24 @@ static void mm_rows(void *ctx, size_t r0, size_t r1, unsigned thread)
                 wf[i] = tmp + i * n;
             }
         }
+        /* the next group's weights come from memory while this group's tiles
+         * run: each tile asks for a slice of them */
+        size_t ahead = r + GR < r1 ? (r1 - r - GR < GR ? r1 - r - GR : GR) * rb : 0;
+        size_t slice = T >= 4 ? (ahead / (T / 4) + 63) / 64 * 64 : 0;
+        const uint8_t *next = w + (r + GR) * rb;
         size_t t = 0;
-        if (R == 4)
+        if (R4)
             for (; t + 4 <= T; t += 4) {
+                for (size_t o = t / 4 * slice; o < (t / 4 + 1) * slice && o < ahead; o += 64) PREFETCH(next + o);
                 const float *xs[4] = {j->x + t * n, j->x + (t + 1) * n, j->x + (t + 2) * n, j->x + (t + 3) * n};
-                float o[16];
-                lmz_dot4x4_f32(j->kp, wf, xs, n, o);
-                for (int a = 0; a < 4; a++)
-                    for (int b = 0; b < 4; b++) j->y[(t + (size_t)b) * rows + r + (size_t)a] = o[4 * a + b];
+                for (size_t g = 0; g < R4; g += 4) {
+                    float o[16];
+                    lmz_dot4x4_f32(j->kp, wf + g, xs, n, o);
+                    for (size_t b = 0; b < 4; b++) memcpy(j->y + (t + b) * rows + r + g, o + 4 * b, sizeof o / 4);
+                }
             }
-        for (size_t i = 0; i < R; i++) {
-            size_t u = t;
+        for (size_t i = 0; i < R; i++) { /* what the tiles left: tokens past t, rows past R4 */
+            size_t u = i < R4 ? t : 0;
             for (; u + 4 <= T; u += 4) {
                 const float *xs[4] = {j->x + u * n, j->x + (u + 1) * n, j->x + (u + 2) * n, j->x + (u + 3) * n};
                 float o[4];
@@ -417,47 +441,52 @@ static void matmul(lmz_model *m, const lmz_gguf_tensor *t, const float *x, size_
     lmz_pool_for(m->pool, (size_t)t->ne[1], mm_rows, &j);
 }
 
-/* Attention of one token (row b) over its state's window, all heads. */
+/* Attention of one token (row b) over its state's window, all heads: per
+ * key/value head, the scores of its group of query heads over blocks of 16
+ * cached keys, then softmax over the window (oldest first) and the weighted
+ * sum of the value rows, shared by the group. */
 static void attend(lmz_model *m, size_t b, uint32_t l, unsigned thread)
 {
-    float *scores = m->scores + (size_t)thread * m->window;
-    uint32_t *slots = m->slots + (size_t)thread * m->window;
-    const float **vrows = m->vrows + (size_t)thread * m->window;
     const uint32_t hd = m->head_dim, kd = m->n_kv * hd, qd = m->n_head * hd, group = m->n_head / m->n_kv;
     const float inv_sqrt = 1.0f / sqrtf((float)hd);
     const lmz_state *s = m->rows[b];
+    const uint32_t cap = s->cap, nblk = cap / 16;
+    float *probs = m->scores + (size_t)thread * group * m->window;
+    float *raw = m->raw + (size_t)thread * group * cap;
+    uint32_t *slots = m->slots + (size_t)thread * m->window;
+    const float **vrows = m->vrows + (size_t)thread * m->window;
     uint64_t pos = m->pos[b];
     uint32_t n_ctx = pos + 1 < m->window ? (uint32_t)pos + 1 : m->window;
-    const float *kc = s->kc + (size_t)l * s->cap * kd, *vc = s->vc + (size_t)l * s->cap * kd;
-    /* ring slots of the window, oldest first */
-    uint32_t first = (uint32_t)((pos + 1 - n_ctx) % s->cap);
-    for (uint32_t j = 0, t = first; j < n_ctx; j++, t = t + 1 == s->cap ? 0 : t + 1) slots[j] = t;
-    for (uint32_t h = 0; h < m->n_head; h++) {
-        size_t g = (size_t)(h / group) * hd;
-        const float *q = m->q + b * qd + (size_t)h * hd;
-        uint32_t j = 0;
-        for (; j + 4 <= n_ctx; j += 4) { /* dot(q, k) == dot(k, q) bit for bit */
-            const float *ks[4];
-            for (int i = 0; i < 4; i++) ks[i] = kc + (size_t)slots[j + (uint32_t)i] * kd + g;
-            float o[4];
-            lmz_dot4_f32(m->kp, q, ks, hd, o);
-            for (int i = 0; i < 4; i++) scores[j + (uint32_t)i] = o[i] * inv_sqrt;
+    const float *kc = s->kc + (size_t)l * cap * kd, *vc = s->vc + (size_t)l * cap * kd;
+    /* ring slots of the window, oldest first; the blocks that hold them
+     * (n_ctx <= cap - CHUNK, so the first and last block differ on a wrap) */
+    uint32_t first = (uint32_t)((pos + 1 - n_ctx) % cap), last = (uint32_t)(pos % cap);
+    for (uint32_t j = 0, t = first; j < n_ctx; j++, t = t + 1 == cap ? 0 : t + 1) slots[j] = t;
+    for (uint32_t g = 0; g < m->n_kv; g++) {
+        const float *q = m->q + b * qd + (size_t)g * group * hd;
+        for (uint32_t blk = first / 16;; blk = blk + 1 == nblk ? 0 : blk + 1) {
+            lmz_dot_keys16(m->kp, kc + ((size_t)blk * kd + (size_t)g * hd) * 16, q, hd, group, hd, raw + 16 * (size_t)blk,
+                           cap);
+            if (blk == last / 16) break;
         }
-        for (; j < n_ctx; j++)
-            scores[j] = lmz_dot(m->kp, kc + (size_t)slots[j] * kd + g, LMZ_GGML_F32, q, hd) * inv_sqrt;
-        float mx = -INFINITY;
-        for (j = 0; j < n_ctx; j++)
-            if (scores[j] > mx) mx = scores[j];
-        for (j = 0; j < n_ctx; j++) scores[j] -= mx;
-        lmz_exp_array(m->kp, scores, scores, n_ctx);
-        float sum = 0.0f;
-        for (j = 0; j < n_ctx; j++) sum += scores[j];
-        float inv = 1.0f / sum;
-        for (j = 0; j < n_ctx; j++) {
-            scores[j] *= inv;
-            vrows[j] = vc + (size_t)slots[j] * kd + g;
+        for (uint32_t h = 0; h < group; h++) {
+            float *sc = probs + (size_t)h * m->window;
+            const float *rh = raw + (size_t)h * cap;
+            float mx = -INFINITY;
+            for (uint32_t j = 0; j < n_ctx; j++) {
+                sc[j] = rh[slots[j]] * inv_sqrt;
+                if (sc[j] > mx) mx = sc[j];
+            }
+            for (uint32_t j = 0; j < n_ctx; j++) sc[j] -= mx;
+            lmz_exp_array(m->kp, sc, sc, n_ctx);
+            float sum = 0.0f;
+            for (uint32_t j = 0; j < n_ctx; j++) sum += sc[j];
+            float inv = 1.0f / sum;
+            for (uint32_t j = 0; j < n_ctx; j++) sc[j] *= inv;
         }
-        lmz_weighted_sum(m->kp, scores, vrows, n_ctx, hd, m->att + b * qd + (size_t)h * hd);
+        for (uint32_t j = 0; j < n_ctx; j++) vrows[j] = vc + (size_t)slots[j] * kd + (size_t)g * hd;
+        lmz_weighted_sum(m->kp, probs, m->window, group, vrows, n_ctx, hd, m->att + b * qd + (size_t)g * group * hd,
+                         hd);
     }
 }
 
@@ -490,7 +519,8 @@ static void forward(lmz_model *m, const int32_t *tokens, size_t B, float *logits
             rope(m, m->k + b * kd, m->n_kv, m->pos[b]);
             size_t slot = (size_t)(m->pos[b] % s->cap);
             float *kc = s->kc + (size_t)l * s->cap * kd, *vc = s->vc + (size_t)l * s->cap * kd;
-            memcpy(kc + slot * kd, m->k + b * kd, kd * sizeof(float));
+            float *kt = kc + slot / 16 * 16 * kd + slot % 16;
+            for (size_t d = 0; d < kd; d++) kt[16 * d] = m->k[b * kd + d];
             memcpy(vc + slot * kd, m->v + b * kd, kd * sizeof(float));
         }
         attend_job aj = {m, l};

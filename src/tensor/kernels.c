@@ -11,7 +11,7 @@
 
 const char *lmz_kpath_name(lmz_kpath p)
 {
-    static const char *n[LMZ_KPATH_COUNT] = {"scalar", "avx2", "avx512"};
+    static const char *n[LMZ_KPATH_COUNT] = {"scalar", "avx2", "avx512", "neon"};
     return p < LMZ_KPATH_COUNT ? n[p] : "?";
 }
 
@@ -37,6 +37,9 @@ int lmz_kpath_supported(lmz_kpath p)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && lmz_kpath_supported(LMZ_KPATH_AVX2);
 #endif
+#if defined(__aarch64__) && defined(__GNUC__)
+    case LMZ_KPATH_NEON: return 1; /* Advanced SIMD is part of every AArch64 CPU */
+#endif
     default: return 0;
     }
 }
@@ -47,6 +50,7 @@ int lmz_kernels_select(lmz_kpath *out, char *err, size_t errlen)
     if (!e || !*e || !strcmp(e, "auto")) {
         *out = lmz_kpath_supported(LMZ_KPATH_AVX512) ? LMZ_KPATH_AVX512
                : lmz_kpath_supported(LMZ_KPATH_AVX2) ? LMZ_KPATH_AVX2
+               : lmz_kpath_supported(LMZ_KPATH_NEON) ? LMZ_KPATH_NEON
                                                      : LMZ_KPATH_SCALAR;
         return 0;
     }
@@ -59,7 +63,7 @@ int lmz_kernels_select(lmz_kpath *out, char *err, size_t errlen)
             *out = (lmz_kpath)p;
             return 0;
         }
-    snprintf(err, errlen, "LMZIP_KERNELS=%s: unknown (scalar, avx2, avx512, auto)", e);
+    snprintf(err, errlen, "LMZIP_KERNELS=%s: unknown (scalar, avx2, avx512, neon, auto)", e);
     return -1;
 }
 
@@ -150,6 +154,9 @@ float lmz_dot(lmz_kpath p, const void *wrow, uint32_t type, const float *x, size
     if (p == LMZ_KPATH_AVX512) return lmz_dot_avx512(wrow, type, x, n);
     if (p == LMZ_KPATH_AVX2) return lmz_dot_avx2(wrow, type, x, n);
 #endif
+#if defined(__aarch64__) && defined(__GNUC__)
+    if (p == LMZ_KPATH_NEON) return lmz_dot_neon(wrow, type, x, n);
+#endif
     (void)p;
     return dot_scalar(wrow, type, x, n);
 }
@@ -167,13 +174,20 @@ void lmz_dot4_f32(lmz_kpath p, const float *w, const float *const x[4], size_t n
         return;
     }
 #endif
+#if defined(__aarch64__) && defined(__GNUC__)
+    if (p == LMZ_KPATH_NEON) {
+        lmz_dot4_neon(w, x, n, out);
+        return;
+    }
+#endif
     for (int i = 0; i < 4; i++) out[i] = dot_scalar(w, LMZ_GGML_F32, x[i], n);
 }
 
 void lmz_row_to_f32(lmz_kpath path, const void *wrow, uint32_t type, size_t n, float *out)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if ((path == LMZ_KPATH_AVX2 || path == LMZ_KPATH_AVX512) && lmz_row_to_f32_avx2(wrow, type, n, out)) return;
+    if (path == LMZ_KPATH_AVX512 && lmz_row_to_f32_avx512(wrow, type, n, out)) return;
+    if (path == LMZ_KPATH_AVX2 && lmz_row_to_f32_avx2(wrow, type, n, out)) return;
 #endif
     (void)path;
     const uint8_t *p = wrow;
@@ -206,7 +220,11 @@ void lmz_dot4x4_f32(lmz_kpath p, const float *const w[4], const float *const x[4
         return;
     }
 #endif
-    for (int r = 0; r < 4; r++) lmz_dot4_f32(p, w[r], x, n, out + 4 * r);
+    float o[4];
+    for (int r = 0; r < 4; r++) {
+        lmz_dot4_f32(p, w[r], x, n, o);
+        for (int t = 0; t < 4; t++) out[4 * t + r] = o[t];
+    }
 }
 
 void lmz_axpy(lmz_kpath p, float a, const float *x, float *y, size_t n)
@@ -217,18 +235,55 @@ void lmz_axpy(lmz_kpath p, float a, const float *x, float *y, size_t n)
         return;
     }
 #endif
+#if defined(__aarch64__) && defined(__GNUC__)
+    if (p == LMZ_KPATH_NEON) {
+        lmz_axpy_neon(a, x, y, n);
+        return;
+    }
+#endif
     (void)p;
     for (size_t i = 0; i < n; i++) y[i] = fmaf(a, x[i], y[i]);
 }
 
-void lmz_weighted_sum(lmz_kpath p, const float *w, const float *const *v, size_t count, size_t n,
-                      float *o)
+void lmz_weighted_sum(lmz_kpath p, const float *w, size_t ws, size_t nq, const float *const *v,
+                      size_t count, size_t n, float *o, size_t os)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (p == LMZ_KPATH_AVX512 && lmz_weighted_sum_avx512(w, v, count, n, o)) return;
+    if (p == LMZ_KPATH_AVX512 && lmz_weighted_sum_avx512(w, ws, nq, v, count, n, o, os)) return;
+    if (p == LMZ_KPATH_AVX2 && lmz_weighted_sum_avx2(w, ws, nq, v, count, n, o, os)) return;
 #endif
-    for (size_t i = 0; i < n; i++) o[i] = 0.0f;
-    for (size_t j = 0; j < count; j++) lmz_axpy(p, w[j], v[j], o, n);
+    for (size_t h = 0; h < nq; h++) {
+        float *oh = o + h * os;
+        for (size_t i = 0; i < n; i++) oh[i] = 0.0f;
+        for (size_t j = 0; j < count; j++) lmz_axpy(p, w[h * ws + j], v[j], oh, n);
+    }
+}
+
+void lmz_dot_keys16(lmz_kpath p, const float *kt, const float *q, size_t qs, size_t nq, size_t n,
+                    float *out, size_t ldo)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (p == LMZ_KPATH_AVX512) {
+        lmz_dot_keys16_avx512(kt, q, qs, nq, n, out, ldo);
+        return;
+    }
+    if (p == LMZ_KPATH_AVX2) {
+        lmz_dot_keys16_avx2(kt, q, qs, nq, n, out, ldo);
+        return;
+    }
+#endif
+#if defined(__aarch64__) && defined(__GNUC__)
+    if (p == LMZ_KPATH_NEON) {
+        lmz_dot_keys16_neon(kt, q, qs, nq, n, out, ldo);
+        return;
+    }
+#endif
+    for (size_t h = 0; h < nq; h++)
+        for (size_t j = 0; j < 16; j++) {
+            float l[16] = {0};
+            for (size_t k = 0; k < n; k++) l[k & 15] = fmaf(kt[16 * k + j], q[h * qs + k], l[k & 15]);
+            out[h * ldo + j] = reduce16(l);
+        }
 }
 
 void lmz_exp_array(lmz_kpath p, const float *x, float *y, size_t n)

@@ -23,7 +23,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { LMZ_KPATH_SCALAR = 0, LMZ_KPATH_AVX2 = 1, LMZ_KPATH_AVX512 = 2, LMZ_KPATH_COUNT } lmz_kpath;
+typedef enum {
+    LMZ_KPATH_SCALAR = 0,
+    LMZ_KPATH_AVX2 = 1,
+    LMZ_KPATH_AVX512 = 2,
+    LMZ_KPATH_NEON = 3,
+    LMZ_KPATH_COUNT
+} lmz_kpath;
 
 const char *lmz_kpath_name(lmz_kpath p);
 int lmz_kpath_supported(lmz_kpath p);
@@ -43,8 +49,9 @@ float lmz_dot(lmz_kpath p, const void *wrow, uint32_t type, const float *x, size
  * the weight row is loaded once for all four (same bits as four dots). */
 void lmz_dot4_f32(lmz_kpath p, const float *w, const float *const x[4], size_t n, float out[4]);
 
-/* out[r*4 + t] = dot(w[r], x[t]) for 4 F32 rows and 4 tokens: each weight
- * and activation vector is loaded once for the whole tile (same bits). */
+/* out[4t + r] = dot(w[r], x[t]) for 4 F32 rows and 4 tokens (token-major,
+ * as a matrix product stores them): each weight and activation vector is
+ * loaded once for the whole tile (same bits as sixteen dots). */
 void lmz_dot4x4_f32(lmz_kpath p, const float *const w[4], const float *const x[4], size_t n,
                     float out[16]);
 
@@ -54,10 +61,18 @@ void lmz_exp_array(lmz_kpath p, const float *x, float *y, size_t n);
 /* y[i] = fmaf(a, x[i], y[i]) for i < n (attention's weighted sums). */
 void lmz_axpy(lmz_kpath p, float a, const float *x, float *y, size_t n);
 
-/* o[d] = sum over j of p[j] * v[j][d], as o[d] = fmaf(p[j], v[j][d], o[d]) for
- * j = 0, 1, ... from o[d] = +0 (the same bits as n axpy calls). */
-void lmz_weighted_sum(lmz_kpath p, const float *w, const float *const *v, size_t count, size_t n,
-                      float *o);
+/* o[h*os + d] = sum over j of w[h*ws + j] * v[j][d], as
+ * o[d] = fmaf(w[j], v[j][d], o[d]) for j = 0, 1, ... from o[d] = +0 (the same
+ * bits as count axpy calls), for nq weight vectors sharing the rows v (the
+ * heads of one key/value group): each row is loaded once for all of them. */
+void lmz_weighted_sum(lmz_kpath p, const float *w, size_t ws, size_t nq, const float *const *v,
+                      size_t count, size_t n, float *o, size_t os);
+
+/* out[h*ldo + j] = dot(key j, q + h*qs) over n elements, in the order of
+ * lmz_dot, for 16 keys stored transposed (element d of key j at kt[16d + j])
+ * and nq queries: attention scores of a block of the KV cache. */
+void lmz_dot_keys16(lmz_kpath p, const float *kt, const float *q, size_t qs, size_t nq, size_t n,
+                    float *out, size_t ldo);
 
 /* A weight row as floats, exactly (F32 copies, F16/BF16 widen, Q8_0 d*q). */
 void lmz_row_to_f32(lmz_kpath p, const void *wrow, uint32_t type, size_t n, float *out);
@@ -74,7 +89,17 @@ void lmz_dot4_avx512(const float *w, const float *const x[4], size_t n, float ou
 void lmz_dot4x4_avx512(const float *const w[4], const float *const x[4], size_t n, float out[16]);
 void lmz_axpy_avx2(float a, const float *x, float *y, size_t n);
 void lmz_exp_array_avx512(const float *x, float *y, size_t n);
-int lmz_weighted_sum_avx512(const float *w, const float *const *v, size_t count, size_t n, float *o);
+int lmz_weighted_sum_avx512(const float *w, size_t ws, size_t nq, const float *const *v, size_t count, size_t n,
+                            float *o, size_t os);
+int lmz_weighted_sum_avx2(const float *w, size_t ws, size_t nq, const float *const *v, size_t count, size_t n,
+                          float *o, size_t os);
+void lmz_dot_keys16_avx2(const float *kt, const float *q, size_t qs, size_t nq, size_t n, float *out, size_t ldo);
+void lmz_dot_keys16_avx512(const float *kt, const float *q, size_t qs, size_t nq, size_t n, float *out, size_t ldo);
 int lmz_row_to_f32_avx2(const void *wrow, uint32_t type, size_t n, float *out);
+int lmz_row_to_f32_avx512(const void *wrow, uint32_t type, size_t n, float *out);
+float lmz_dot_neon(const void *wrow, uint32_t type, const float *x, size_t n);
+void lmz_dot4_neon(const float *w, const float *const x[4], size_t n, float out[4]);
+void lmz_axpy_neon(float a, const float *x, float *y, size_t n);
+void lmz_dot_keys16_neon(const float *kt, const float *q, size_t qs, size_t nq, size_t n, float *out, size_t ldo);
 
 #endif

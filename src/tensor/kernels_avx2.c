@@ -36,6 +36,13 @@ static T_AVX2 __m256 load_w8(const uint8_t *w, uint32_t type, size_t k)
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)); /* BF16 */
 }
 
+/* a * b + c in the first r lanes; the others keep c as it is, like the
+ * reference, which has no term there (an added +0 would turn -0 into +0) */
+static T_AVX2 __m256 fma_first(__m256 a, __m256 b, __m256 c, size_t r)
+{
+    return _mm256_blendv_ps(c, _mm256_fmadd_ps(a, b, c), _mm256_castsi256_ps(first_lanes(r)));
+}
+
 /* tail: elements k..k+r-1 (r < 8) with the rest zero */
 static T_AVX2 __m256 load_w8_tail(const uint8_t *w, uint32_t type, size_t k, size_t r)
 {
@@ -90,11 +97,11 @@ float T_AVX2 lmz_dot_avx2(const void *wrow, uint32_t type, const float *x, size_
         size_t r0 = r < 8 ? r : 8, r1 = r - r0;
         __m256 w0 = r0 == 8 ? load_w8(w, type, k) : load_w8_tail(w, type, k, r0);
         __m256 x0 = _mm256_maskload_ps(x + k, first_lanes(r0));
-        lo = _mm256_fmadd_ps(w0, x0, lo);
+        lo = fma_first(w0, x0, lo, r0);
         if (r1) {
             __m256 w1 = load_w8_tail(w, type, k + 8, r1);
             __m256 x1 = _mm256_maskload_ps(x + k + 8, first_lanes(r1));
-            hi = _mm256_fmadd_ps(w1, x1, hi);
+            hi = fma_first(w1, x1, hi, r1);
         }
     }
     return reduce(lo, hi);
@@ -118,8 +125,8 @@ void T_AVX2 lmz_dot4_avx2(const float *w, const float *const x[4], size_t n, flo
         __m256i m0 = first_lanes(r0), m1 = first_lanes(r1);
         __m256 w0 = _mm256_maskload_ps(w + k, m0), w1 = _mm256_maskload_ps(w + k + 8, m1);
         for (int i = 0; i < 4; i++) {
-            lo[i] = _mm256_fmadd_ps(w0, _mm256_maskload_ps(x[i] + k, m0), lo[i]);
-            if (r1) hi[i] = _mm256_fmadd_ps(w1, _mm256_maskload_ps(x[i] + k + 8, m1), hi[i]);
+            lo[i] = fma_first(w0, _mm256_maskload_ps(x[i] + k, m0), lo[i], r0);
+            if (r1) hi[i] = fma_first(w1, _mm256_maskload_ps(x[i] + k + 8, m1), hi[i], r1);
         }
     }
     for (int i = 0; i < 4; i++) out[i] = reduce(lo[i], hi[i]);
@@ -154,5 +161,60 @@ int T_AVX2 lmz_row_to_f32_avx2(const void *wrow, uint32_t type, size_t n, float 
         return 1;
     }
     return 0;
+}
+
+/* one head of 64 at a time in eight registers; @return 0 for other sizes */
+int T_AVX2 lmz_weighted_sum_avx2(const float *w, size_t ws, size_t nq, const float *const *v, size_t count,
+                                 size_t n, float *o, size_t os)
+{
+    if (n != 64) return 0;
+    for (size_t h = 0; h < nq; h++) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        for (size_t j = 0; j < count; j++) {
+            __m256 p = _mm256_set1_ps(w[h * ws + j]);
+            const float *r = v[j];
+            a0 = _mm256_fmadd_ps(p, _mm256_loadu_ps(r), a0);
+            a1 = _mm256_fmadd_ps(p, _mm256_loadu_ps(r + 8), a1);
+            a2 = _mm256_fmadd_ps(p, _mm256_loadu_ps(r + 16), a2);
+            a3 = _mm256_fmadd_ps(p, _mm256_loadu_ps(r + 24), a3);
+            a4 = _mm256_fmadd_ps(p, _mm256_loadu_ps(r + 32), a4);
+            a5 = _mm256_fmadd_ps(p, _mm256_loadu_ps(r + 40), a5);
+            a6 = _mm256_fmadd_ps(p, _mm256_loadu_ps(r + 48), a6);
+            a7 = _mm256_fmadd_ps(p, _mm256_loadu_ps(r + 56), a7);
+        }
+        float *oh = o + h * os;
+        _mm256_storeu_ps(oh, a0);
+        _mm256_storeu_ps(oh + 8, a1);
+        _mm256_storeu_ps(oh + 16, a2);
+        _mm256_storeu_ps(oh + 24, a3);
+        _mm256_storeu_ps(oh + 32, a4);
+        _mm256_storeu_ps(oh + 40, a5);
+        _mm256_storeu_ps(oh + 48, a6);
+        _mm256_storeu_ps(oh + 56, a7);
+    }
+    return 1;
+}
+
+/* lane l of the reference for eight keys (one per lane of the register) */
+static inline T_AVX2 __m256 keys_lane8(const float *kt, const float *q, size_t n, size_t l)
+{
+    __m256 a = _mm256_setzero_ps();
+    for (size_t k = l; k < n; k += 16) a = _mm256_fmadd_ps(_mm256_loadu_ps(kt + 16 * k), _mm256_set1_ps(q[k]), a);
+    return a;
+}
+
+/* as lmz_dot_keys16_avx512, keys 0-7 and 8-15 in two passes */
+void T_AVX2 lmz_dot_keys16_avx2(const float *kt, const float *q, size_t qs, size_t nq, size_t n, float *out,
+                                size_t ldo)
+{
+    for (size_t h = 0; h < nq; h++)
+        for (size_t half = 0; half < 2; half++) {
+            const float *qh = q + h * qs, *kh = kt + 8 * half;
+            __m256 s[8];
+            for (size_t j = 0; j < 8; j++) s[j] = _mm256_add_ps(keys_lane8(kh, qh, n, j), keys_lane8(kh, qh, n, j + 8));
+            __m256 u0 = _mm256_add_ps(_mm256_add_ps(s[0], s[4]), _mm256_add_ps(s[2], s[6]));
+            __m256 u1 = _mm256_add_ps(_mm256_add_ps(s[1], s[5]), _mm256_add_ps(s[3], s[7]));
+            _mm256_storeu_ps(out + h * ldo + 8 * half, _mm256_add_ps(u0, u1));
+        }
 }
 #endif

@@ -29,22 +29,24 @@ static T_512 __m512 load_w16(const uint8_t *w, uint32_t type, size_t k, __mmask1
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
 
+/* values 16g .. 16g+15 of a Q8_0 block as floats: d * q, exact */
+static T_512 __m512 q8_values16(const uint8_t *blk, int g)
+{
+    uint16_t dh;
+    memcpy(&dh, blk, 2);
+    __m512 d = _mm512_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(dh))));
+    __m128i q8 = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2 + 16 * g));
+    return _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q8)));
+}
+
 float T_512 lmz_dot_avx512(const void *wrow, uint32_t type, const float *x, size_t n)
 {
     const uint8_t *w = wrow;
     __m512 l = _mm512_setzero_ps();
     if (type == LMZ_GGML_Q8_0) {
-        for (size_t b = 0; b < n / 32; b++) {
-            const uint8_t *blk = w + 34 * b;
-            uint16_t dh;
-            memcpy(&dh, blk, 2);
-            __m512 d = _mm512_set1_ps(_mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(dh))));
-            for (int g = 0; g < 2; g++) {
-                __m128i q8 = _mm_loadu_si128((const __m128i *)(const void *)(blk + 2 + 16 * g));
-                __m512 v = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q8)));
-                l = _mm512_fmadd_ps(v, _mm512_loadu_ps(x + 32 * b + 16 * g), l);
-            }
-        }
+        for (size_t b = 0; b < n / 32; b++)
+            for (int g = 0; g < 2; g++)
+                l = _mm512_fmadd_ps(q8_values16(w + 34 * b, g), _mm512_loadu_ps(x + 32 * b + 16 * g), l);
         return reduce(l);
     }
     if (type != LMZ_GGML_F32 && type != LMZ_GGML_F16 && type != LMZ_GGML_BF16) return NAN;
@@ -52,7 +54,7 @@ float T_512 lmz_dot_avx512(const void *wrow, uint32_t type, const float *x, size
     for (; k + 16 <= n; k += 16) l = _mm512_fmadd_ps(load_w16(w, type, k, 0xFFFF), _mm512_loadu_ps(x + k), l);
     if (k < n) {
         __mmask16 m = (__mmask16)((1u << (n - k)) - 1);
-        l = _mm512_fmadd_ps(load_w16(w, type, k, m), _mm512_maskz_loadu_ps(m, x + k), l);
+        l = _mm512_mask3_fmadd_ps(load_w16(w, type, k, m), _mm512_maskz_loadu_ps(m, x + k), l, m);
     }
     return reduce(l);
 }
@@ -71,10 +73,10 @@ void T_512 lmz_dot4_avx512(const float *w, const float *const x[4], size_t n, fl
     if (k < n) {
         __mmask16 m = (__mmask16)((1u << (n - k)) - 1);
         __m512 wv = _mm512_maskz_loadu_ps(m, w + k);
-        l0 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x[0] + k), l0);
-        l1 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x[1] + k), l1);
-        l2 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x[2] + k), l2);
-        l3 = _mm512_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x[3] + k), l3);
+        l0 = _mm512_mask3_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x[0] + k), l0, m);
+        l1 = _mm512_mask3_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x[1] + k), l1, m);
+        l2 = _mm512_mask3_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x[2] + k), l2, m);
+        l3 = _mm512_mask3_fmadd_ps(wv, _mm512_maskz_loadu_ps(m, x[3] + k), l3, m);
     }
     out[0] = reduce(l0);
     out[1] = reduce(l1);
@@ -118,72 +120,207 @@ void T_512 lmz_exp_array_avx512(const float *x, float *y, size_t n)
     }
 }
 
-/* The reference tree for four accumulators at once: every lane sum is the
- * same addition as in reduce(), four outputs share the shuffles. */
-static T_512 void reduce4(__m512 a, __m512 b, __m512 c, __m512 d, float *oa, float *ob, float *oc, float *od)
-{
-#define HALVES(z) _mm256_add_ps(_mm512_castps512_ps256(z), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(z), 1)))
-    __m256 A = HALVES(a), B = HALVES(b), C = HALVES(c), D = HALVES(d); /* [j] + [j+8] */
-#undef HALVES
-    __m256 AB = _mm256_add_ps(_mm256_permute2f128_ps(A, B, 0x20), _mm256_permute2f128_ps(A, B, 0x31));
-    __m256 CD = _mm256_add_ps(_mm256_permute2f128_ps(C, D, 0x20), _mm256_permute2f128_ps(C, D, 0x31));
-    /* per 128-bit half: [x0 x1 x2 x3] of AB and of CD -> x0 + x2, x1 + x3 */
-    __m256 S = _mm256_add_ps(_mm256_shuffle_ps(AB, CD, _MM_SHUFFLE(1, 0, 1, 0)),
-                             _mm256_shuffle_ps(AB, CD, _MM_SHUFFLE(3, 2, 3, 2)));
-    /* [0] + [1] */
-    __m256 F = _mm256_add_ps(_mm256_shuffle_ps(S, S, _MM_SHUFFLE(2, 0, 2, 0)),
-                             _mm256_shuffle_ps(S, S, _MM_SHUFFLE(3, 1, 3, 1)));
-    float f[8];
-    _mm256_storeu_ps(f, F);
-    *oa = f[0];
-    *oc = f[1];
-    *ob = f[4];
-    *od = f[5];
-}
+/* Weighted sums for heads of 64 (four registers each), up to four heads
+ * sharing every row load; the accumulators are named registers. */
+#define WS_DECL(h) __m512 a##h##0 = _mm512_setzero_ps(), a##h##1 = a##h##0, a##h##2 = a##h##0, a##h##3 = a##h##0;
+#define WS_STEP(h) \
+    { \
+        __m512 p = _mm512_set1_ps(w[(h) * ws + j]); \
+        a##h##0 = _mm512_fmadd_ps(p, v0, a##h##0); \
+        a##h##1 = _mm512_fmadd_ps(p, v1, a##h##1); \
+        a##h##2 = _mm512_fmadd_ps(p, v2, a##h##2); \
+        a##h##3 = _mm512_fmadd_ps(p, v3, a##h##3); \
+    }
+#define WS_STORE(h) \
+    _mm512_storeu_ps(o + (h) * os, a##h##0); \
+    _mm512_storeu_ps(o + (h) * os + 16, a##h##1); \
+    _mm512_storeu_ps(o + (h) * os + 32, a##h##2); \
+    _mm512_storeu_ps(o + (h) * os + 48, a##h##3);
+#define WS_FUNC(name, HEADS) \
+    static T_512 void name(const float *w, size_t ws, const float *const *v, size_t count, float *o, size_t os) \
+    { \
+        HEADS(WS_DECL) \
+        for (size_t j = 0; j < count; j++) { \
+            __m512 v0 = _mm512_loadu_ps(v[j]), v1 = _mm512_loadu_ps(v[j] + 16); \
+            __m512 v2 = _mm512_loadu_ps(v[j] + 32), v3 = _mm512_loadu_ps(v[j] + 48); \
+            HEADS(WS_STEP) \
+        } \
+        HEADS(WS_STORE) \
+    }
+#define H1(X) X(0)
+#define H2(X) X(0) X(1)
+#define H3(X) X(0) X(1) X(2)
+#define H4(X) X(0) X(1) X(2) X(3)
+WS_FUNC(wsum64_1, H1)
+WS_FUNC(wsum64_2, H2)
+WS_FUNC(wsum64_3, H3)
+WS_FUNC(wsum64_4, H4)
+#undef H1
+#undef H2
+#undef H3
+#undef H4
+#undef WS_FUNC
+#undef WS_STORE
+#undef WS_STEP
+#undef WS_DECL
 
-/* accumulators stay in registers for heads of up to 128 (16 per register);
- * @return 0 when n does not fit, for the caller's general loop */
-int T_512 lmz_weighted_sum_avx512(const float *w, const float *const *v, size_t count, size_t n, float *o)
+/* @return 0 for a head size left to the caller's general loop */
+int T_512 lmz_weighted_sum_avx512(const float *w, size_t ws, size_t nq, const float *const *v, size_t count,
+                                  size_t n, float *o, size_t os)
 {
+    if (n == 64) {
+        size_t h = 0;
+        for (; h + 4 <= nq; h += 4) wsum64_4(w + h * ws, ws, v, count, o + h * os, os);
+        if (nq - h == 3) wsum64_3(w + h * ws, ws, v, count, o + h * os, os);
+        else if (nq - h == 2) wsum64_2(w + h * ws, ws, v, count, o + h * os, os);
+        else if (nq - h == 1) wsum64_1(w + h * ws, ws, v, count, o + h * os, os);
+        return 1;
+    }
     if (n % 16 || n > 128) return 0;
     size_t r = n / 16;
-    __m512 acc[8];
-    for (size_t i = 0; i < 8; i++) acc[i] = _mm512_setzero_ps();
-    for (size_t j = 0; j < count; j++) {
-        __m512 pj = _mm512_set1_ps(w[j]);
-        for (size_t i = 0; i < r; i++) acc[i] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v[j] + 16 * i), acc[i]);
+    for (size_t h = 0; h < nq; h++) {
+        __m512 acc[8];
+        for (size_t i = 0; i < 8; i++) acc[i] = _mm512_setzero_ps();
+        for (size_t j = 0; j < count; j++) {
+            __m512 pj = _mm512_set1_ps(w[h * ws + j]);
+            for (size_t i = 0; i < r; i++) acc[i] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(v[j] + 16 * i), acc[i]);
+        }
+        for (size_t i = 0; i < r; i++) _mm512_storeu_ps(o + h * os + 16 * i, acc[i]);
     }
-    for (size_t i = 0; i < r; i++) _mm512_storeu_ps(o + 16 * i, acc[i]);
     return 1;
 }
 
+/* lane l of the reference: the products of elements l, l+16, ... in order,
+ * for sixteen keys at once (one key per lane of the register) */
+static inline T_512 __m512 keys_lane(const float *kt, const float *q, size_t n, size_t l)
+{
+    __m512 a = _mm512_setzero_ps();
+    for (size_t k = l; k < n; k += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(kt + 16 * k), _mm512_set1_ps(q[k]), a);
+    return a;
+}
+
+/* the reference tree, lanes as registers: s_j = l_j + l_j+8, t_j = s_j + s_j+4,
+ * u_j = t_j + t_j+2, u_0 + u_1; computed in an order that keeps few live */
+void T_512 lmz_dot_keys16_avx512(const float *kt, const float *q, size_t qs, size_t nq, size_t n, float *out,
+                                 size_t ldo)
+{
+    if (n == 64) { /* unrolled: four products per lane, the first one added to +0 like the rest */
+        const __m512 z = _mm512_setzero_ps();
+        for (size_t h = 0; h < nq; h++) {
+            const float *qh = q + h * qs;
+#define P(k) _mm512_loadu_ps(kt + 16 * (k)), _mm512_set1_ps(qh[k])
+#define LANE(l) \
+    _mm512_fmadd_ps(P((l) + 48), _mm512_fmadd_ps(P((l) + 32), _mm512_fmadd_ps(P((l) + 16), _mm512_fmadd_ps(P(l), z))))
+#define S(j) _mm512_add_ps(LANE(j), LANE((j) + 8))
+            __m512 u0 = _mm512_add_ps(_mm512_add_ps(S(0), S(4)), _mm512_add_ps(S(2), S(6)));
+            __m512 u1 = _mm512_add_ps(_mm512_add_ps(S(1), S(5)), _mm512_add_ps(S(3), S(7)));
+#undef S
+#undef LANE
+#undef P
+            _mm512_storeu_ps(out + h * ldo, _mm512_add_ps(u0, u1));
+        }
+        return;
+    }
+    for (size_t h = 0; h < nq; h++) {
+        const float *qh = q + h * qs;
+        __m512 s[8];
+        for (size_t j = 0; j < 8; j++) s[j] = _mm512_add_ps(keys_lane(kt, qh, n, j), keys_lane(kt, qh, n, j + 8));
+        __m512 u0 = _mm512_add_ps(_mm512_add_ps(s[0], s[4]), _mm512_add_ps(s[2], s[6]));
+        __m512 u1 = _mm512_add_ps(_mm512_add_ps(s[1], s[5]), _mm512_add_ps(s[3], s[7]));
+        _mm512_storeu_ps(out + h * ldo, _mm512_add_ps(u0, u1));
+    }
+}
+
+/* The reference tree of reduce() for sixteen accumulators at once, with
+ * whole-register operations: each level adds the lower half of every
+ * accumulator's remaining lanes to the upper half (lanes j + j+8, j + j+4,
+ * j + j+2, j + j+1), two accumulators per instruction at the first level and
+ * four at the last. Returns lane 4m + q = sum of accumulator 4q + m. */
+static inline T_512 __m512 pair8(__m512 a, __m512 b) /* [a.b0 + a.b2, a.b1 + a.b3, b.b0 + b.b2, b.b1 + b.b3] */
+{
+    return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));
+}
+static inline T_512 __m512 pair4(__m512 c, __m512 d) /* block m: lanes j + j+4 of accumulator m */
+{
+    return _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0x88), _mm512_shuffle_f32x4(c, d, 0xDD));
+}
+static inline T_512 __m512 pair2(__m512 e, __m512 f) /* per block: lanes 0 + 2, 1 + 3 of two */
+{
+    return _mm512_add_ps(_mm512_shuffle_ps(e, f, _MM_SHUFFLE(1, 0, 1, 0)), _mm512_shuffle_ps(e, f, _MM_SHUFFLE(3, 2, 3, 2)));
+}
+static inline T_512 __m512 pair1(__m512 g, __m512 h) /* per block: lane 0 + 1 of four */
+{
+    return _mm512_add_ps(_mm512_shuffle_ps(g, h, _MM_SHUFFLE(2, 0, 2, 0)), _mm512_shuffle_ps(g, h, _MM_SHUFFLE(3, 1, 3, 1)));
+}
+
+/* accumulators as sixteen named registers (an array would live on the stack) */
+#define ACC16(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
+
 void T_512 lmz_dot4x4_avx512(const float *const w[4], const float *const x[4], size_t n, float out[16])
 {
-    __m512 a[16];
-    for (int i = 0; i < 16; i++) a[i] = _mm512_setzero_ps();
+    /* a<4r + t>: row r, token t */
+#define DECL(i) __m512 a##i = _mm512_setzero_ps();
+    ACC16(DECL)
+#undef DECL
+    const float *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
+    const float *p0 = x[0], *p1 = x[1], *p2 = x[2], *p3 = x[3];
+#define ROW(r, wv, x0, x1, x2, x3, A, B, C, D) \
+    A = FMA(wv, x0, A); \
+    B = FMA(wv, x1, B); \
+    C = FMA(wv, x2, C); \
+    D = FMA(wv, x3, D);
+#define STEP(LOADW, LOADX) \
+    { \
+        __m512 x0 = LOADX(p0), x1 = LOADX(p1), x2 = LOADX(p2), x3 = LOADX(p3); \
+        __m512 v0 = LOADW(w0); \
+        ROW(0, v0, x0, x1, x2, x3, a0, a1, a2, a3) \
+        __m512 v1 = LOADW(w1); \
+        ROW(1, v1, x0, x1, x2, x3, a4, a5, a6, a7) \
+        __m512 v2 = LOADW(w2); \
+        ROW(2, v2, x0, x1, x2, x3, a8, a9, a10, a11) \
+        __m512 v3 = LOADW(w3); \
+        ROW(3, v3, x0, x1, x2, x3, a12, a13, a14, a15) \
+    }
     size_t k = 0;
-    for (; k + 16 <= n; k += 16) {
-        __m512 x0 = _mm512_loadu_ps(x[0] + k), x1 = _mm512_loadu_ps(x[1] + k);
-        __m512 x2 = _mm512_loadu_ps(x[2] + k), x3 = _mm512_loadu_ps(x[3] + k);
-        for (int r = 0; r < 4; r++) {
-            __m512 wv = _mm512_loadu_ps(w[r] + k);
-            a[4 * r] = _mm512_fmadd_ps(wv, x0, a[4 * r]);
-            a[4 * r + 1] = _mm512_fmadd_ps(wv, x1, a[4 * r + 1]);
-            a[4 * r + 2] = _mm512_fmadd_ps(wv, x2, a[4 * r + 2]);
-            a[4 * r + 3] = _mm512_fmadd_ps(wv, x3, a[4 * r + 3]);
-        }
-    }
-    if (k < n) {
+#define FULL(p) _mm512_loadu_ps((p) + k)
+#define FMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+    for (; k + 16 <= n; k += 16) STEP(FULL, FULL)
+#undef FMA
+#undef FULL
+    if (k < n) { /* lanes past the end are left as they are, like the reference */
         __mmask16 m = (__mmask16)((1u << (n - k)) - 1);
-        __m512 xv[4];
-        for (int t = 0; t < 4; t++) xv[t] = _mm512_maskz_loadu_ps(m, x[t] + k);
-        for (int r = 0; r < 4; r++) {
-            __m512 wv = _mm512_maskz_loadu_ps(m, w[r] + k);
-            for (int t = 0; t < 4; t++) a[4 * r + t] = _mm512_fmadd_ps(wv, xv[t], a[4 * r + t]);
-        }
+#define PART(p) _mm512_maskz_loadu_ps(m, (p) + k)
+#define FMA(a, b, c) _mm512_mask3_fmadd_ps(a, b, c, m)
+        STEP(PART, PART)
+#undef FMA
+#undef PART
     }
-    for (int r = 0; r < 4; r++)
-        reduce4(a[4 * r], a[4 * r + 1], a[4 * r + 2], a[4 * r + 3], &out[4 * r], &out[4 * r + 1],
-                &out[4 * r + 2], &out[4 * r + 3]);
+#undef STEP
+#undef ROW
+    __m512 g0 = pair2(pair4(pair8(a0, a1), pair8(a2, a3)), pair4(pair8(a4, a5), pair8(a6, a7)));
+    __m512 g1 = pair2(pair4(pair8(a8, a9), pair8(a10, a11)), pair4(pair8(a12, a13), pair8(a14, a15)));
+    _mm512_storeu_ps(out, pair1(g0, g1)); /* lane 4t + r */
+}
+#undef ACC16
+
+/* exact conversions, 16 at a time; @return 0 for a type left to the caller */
+int T_512 lmz_row_to_f32_avx512(const void *wrow, uint32_t type, size_t n, float *out)
+{
+    const uint8_t *w = wrow;
+    if (type == LMZ_GGML_Q8_0) {
+        for (size_t b = 0; b < n / 32; b++)
+            for (int g = 0; g < 2; g++) _mm512_storeu_ps(out + 32 * b + 16 * g, q8_values16(w + 34 * b, g));
+        return 1;
+    }
+    if (type == LMZ_GGML_F16 || type == LMZ_GGML_BF16) {
+        size_t k = 0;
+        for (; k + 16 <= n; k += 16) _mm512_storeu_ps(out + k, load_w16(w, type, k, 0xFFFF));
+        if (k < n) {
+            __mmask16 m = (__mmask16)((1u << (n - k)) - 1);
+            _mm512_mask_storeu_ps(out + k, m, load_w16(w, type, k, m));
+        }
+        return 1;
+    }
+    return 0;
 }
 #endif

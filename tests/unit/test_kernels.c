@@ -129,12 +129,14 @@ TEST(kernels_dot4_same_bits_as_dot)
                 float ref = lmz_dot(LMZ_KPATH_SCALAR, w, LMZ_GGML_F32, xs[i], n);
                 if (memcmp(&ref, &o[i], 4)) differ++;
             }
-            /* a 4 x 4 tile: rows are the four activation vectors again */
-            lmz_dot4x4_f32((lmz_kpath)p, xs, xs, n, o16);
+            /* a 4 x 4 tile: rows w, x[0], x[3], x[1] (all different, so a
+             * transposed result would show), tokens x[0..3] */
+            const float *ws[4] = {w, xs[0], xs[3], xs[1]};
+            lmz_dot4x4_f32((lmz_kpath)p, ws, xs, n, o16);
             for (int r = 0; r < 4; r++)
                 for (int i = 0; i < 4; i++) {
-                    float ref = lmz_dot(LMZ_KPATH_SCALAR, xs[r], LMZ_GGML_F32, xs[i], n);
-                    if (memcmp(&ref, &o16[4 * r + i], 4)) differ++;
+                    float ref = lmz_dot(LMZ_KPATH_SCALAR, ws[r], LMZ_GGML_F32, xs[i], n);
+                    if (memcmp(&ref, &o16[4 * i + r], 4)) differ++;
                 }
         }
         free(w);
@@ -166,4 +168,96 @@ TEST(kernels_exp_array_same_bits)
     CHECK_EQ_U64(differ, 0);
     free(x);
     free(y);
+}
+
+/* Products that underflow to -0 leave lanes at -0; a tail must not add a +0
+ * term to the lanes past the end (that would give +0), on any path. */
+TEST(kernels_tails_keep_negative_zero)
+{
+    static const size_t sizes[] = {1, 5, 17, 33, 47};
+    int differ = 0;
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        size_t n = sizes[si];
+        float w[64], x[4 * 64];
+        for (size_t k = 0; k < n; k++) w[k] = -1e-30f;
+        for (size_t k = 0; k < 4 * n; k++) x[k] = 1e-30f;
+        const float *xs[4] = {x, x + n, x + 2 * n, x + 3 * n}, *ws[4] = {w, w, w, w};
+        float ref = lmz_dot(LMZ_KPATH_SCALAR, w, LMZ_GGML_F32, x, n);
+        CHECK(ref == 0.0f && (n < 16 || signbit(ref))); /* -0 once every lane has a term */
+        for (int p = 0; p < LMZ_KPATH_COUNT; p++) {
+            if (!lmz_kpath_supported((lmz_kpath)p)) continue;
+            float d = lmz_dot((lmz_kpath)p, w, LMZ_GGML_F32, x, n), o4[4], o16[16];
+            differ += memcmp(&d, &ref, 4) != 0;
+            lmz_dot4_f32((lmz_kpath)p, w, xs, n, o4);
+            for (int i = 0; i < 4; i++) differ += memcmp(&o4[i], &ref, 4) != 0;
+            lmz_dot4x4_f32((lmz_kpath)p, ws, xs, n, o16);
+            for (int i = 0; i < 16; i++) differ += memcmp(&o16[i], &ref, 4) != 0;
+        }
+    }
+    CHECK_EQ_U64(differ, 0);
+}
+
+/* Scores against a transposed block of 16 keys: the bits of lmz_dot on each
+ * key, on every path, for several head sizes and query counts. */
+TEST(kernels_dot_keys16_same_bits_as_dot)
+{
+    static const size_t sizes[] = {64, 1, 5, 16, 17, 48, 80, 128};
+    unsigned long long seed = 7;
+    int differ = 0;
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        size_t n = sizes[si], nq = 1 + si % 5, qs = n + 3;
+        float *kt = malloc(16 * n * sizeof *kt), *q = malloc(nq * qs * sizeof *q), *key = malloc(n * sizeof *key);
+        float out[5 * 20];
+        for (size_t i = 0; i < 16 * n; i++) kt[i] = (float)((double)(test_rand(&seed) % 20001) / 10000.0 - 1.0);
+        for (size_t i = 0; i < nq * qs; i++) q[i] = (float)((double)(test_rand(&seed) % 20001) / 10000.0 - 1.0);
+        for (int p = 0; p < LMZ_KPATH_COUNT; p++) {
+            if (!lmz_kpath_supported((lmz_kpath)p)) continue;
+            lmz_dot_keys16((lmz_kpath)p, kt, q, qs, nq, n, out, 20);
+            for (size_t h = 0; h < nq; h++)
+                for (size_t j = 0; j < 16; j++) {
+                    for (size_t d = 0; d < n; d++) key[d] = kt[16 * d + j];
+                    float ref = lmz_dot(LMZ_KPATH_SCALAR, key, LMZ_GGML_F32, q + h * qs, n);
+                    differ += memcmp(&ref, &out[h * 20 + j], 4) != 0;
+                }
+        }
+        free(kt);
+        free(q);
+        free(key);
+    }
+    CHECK_EQ_U64(differ, 0);
+}
+
+/* Weighted sums of shared rows for several heads: the bits of one axpy per
+ * row in order, on every path. */
+TEST(kernels_weighted_sum_same_bits)
+{
+    static const size_t sizes[] = {64, 48, 96, 100, 7};
+    unsigned long long seed = 11;
+    int differ = 0;
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
+        for (size_t nq = 1; nq <= 9; nq += 2) {
+            size_t n = sizes[si], count = 37 + 20 * si, ws = count + 1, os = n + 5;
+            float *rows = malloc(count * n * sizeof *rows), *w = malloc(nq * ws * sizeof *w);
+            float *o = malloc(nq * os * sizeof *o), *ref = malloc(n * sizeof *ref);
+            const float **v = malloc(count * sizeof *v);
+            for (size_t i = 0; i < count * n; i++) rows[i] = (float)((double)(test_rand(&seed) % 20001) / 10000.0 - 1.0);
+            for (size_t i = 0; i < nq * ws; i++) w[i] = (float)((double)(test_rand(&seed) % 10001) / 10000.0);
+            for (size_t j = 0; j < count; j++) v[j] = rows + ((j * 7) % count) * n; /* any order */
+            for (int p = 0; p < LMZ_KPATH_COUNT; p++) {
+                if (!lmz_kpath_supported((lmz_kpath)p)) continue;
+                lmz_weighted_sum((lmz_kpath)p, w, ws, nq, v, count, n, o, os);
+                for (size_t h = 0; h < nq; h++) {
+                    for (size_t i = 0; i < n; i++) ref[i] = 0.0f;
+                    for (size_t j = 0; j < count; j++)
+                        for (size_t i = 0; i < n; i++) ref[i] = fmaf(w[h * ws + j], v[j][i], ref[i]);
+                    differ += memcmp(ref, o + h * os, n * sizeof *ref) != 0;
+                }
+            }
+            free(rows);
+            free(w);
+            free(o);
+            free(ref);
+            free(v);
+        }
+    CHECK_EQ_U64(differ, 0);
 }
