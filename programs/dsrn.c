@@ -331,6 +331,11 @@ static int cmd_generate(int argc, char **argv)
         return 1;
     }
     const lmz_tokenizer *tok = lmz_model_tokenizer(m);
+    if (!tok) { /* the model runs on ids (dsrn logits --ids), not on text */
+        fprintf(stderr, "dsrn: %s: %s\n", model, lmz_model_tokenizer_note(m));
+        lmz_model_free(m);
+        return 1;
+    }
     uint32_t V = lmz_model_vocab(m);
     size_t plen = strlen(prompt);
     int32_t *ids = malloc((3 * plen + 2) * sizeof *ids);

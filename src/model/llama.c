@@ -31,7 +31,8 @@ typedef struct {
 
 struct lmz_model {
     lmz_gguf g;
-    lmz_tokenizer *tok;
+    lmz_tokenizer *tok;          /* NULL: not a kind we implement (tok_note says) */
+    char tok_note[160];
     lmz_kpath kp;
     uint32_t n_vocab, dim, n_layer, ffn, n_head, n_kv, head_dim, ctx, window;
     float eps;
@@ -43,6 +44,7 @@ struct lmz_model {
     /* scratch for a batch of up to cap_b tokens */
     size_t cap_b;
     float *x, *h, *q, *k, *v, *att, *gbuf, *ubuf; /* (cap_b, width) */
+    float *rot;                  /* (cap_b, head_dim): cos, sin of each pair at the token's position */
     unsigned n_threads;
     uint32_t cap;                /* KV ring slots per state: window + CHUNK rounded up to 16 */
     float *scores;               /* (threads, group, window) attention weights, oldest first */
@@ -70,6 +72,7 @@ struct lmz_state {
 uint32_t lmz_model_vocab(const lmz_model *m) { return m->n_vocab; }
 const char *lmz_model_arch(const lmz_model *m) { (void)m; return "llama"; }
 const lmz_tokenizer *lmz_model_tokenizer(const lmz_model *m) { return m->tok; }
+const char *lmz_model_tokenizer_note(const lmz_model *m) { return m->tok ? "" : m->tok_note; }
 uint32_t lmz_model_window(const lmz_model *m) { return m->window; }
 
 /* ======================================================================== */
@@ -159,6 +162,7 @@ void lmz_model_free(lmz_model *m)
     free(m->vrows);
     free(m->gbuf);
     free(m->ubuf);
+    free(m->rot);
     free(m->pos);
     free(m->rows);
     lmz_pool_free(m->pool);
@@ -173,9 +177,9 @@ static int reserve(lmz_model *m, size_t b)
     if (b <= m->cap_b) return 0;
     size_t qd = (size_t)m->n_head * m->head_dim, kd = (size_t)m->n_kv * m->head_dim;
     size_t w = m->dim > m->ffn ? m->dim : m->ffn;
-    float **bufs[] = {&m->x, &m->h, &m->q, &m->k, &m->v, &m->att, &m->gbuf, &m->ubuf};
-    size_t widths[] = {m->dim, w, qd, kd, kd, qd, m->ffn, m->ffn};
-    for (size_t i = 0; i < 8; i++) {
+    float **bufs[] = {&m->x, &m->h, &m->q, &m->k, &m->v, &m->att, &m->gbuf, &m->ubuf, &m->rot};
+    size_t widths[] = {m->dim, w, qd, kd, kd, qd, m->ffn, m->ffn, m->head_dim};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
         float *p = realloc(*bufs[i], b * widths[i] * sizeof(float));
         if (!p) return -1;
         *bufs[i] = p;
@@ -229,11 +233,17 @@ int lmz_model_open(const char *path, const lmz_model_opts *opts, lmz_model **out
         lmz_gguf_get_f32(g, "llama.rope.scaling.factor", &scale);
     if (!(scale > 0.0f)) scale = 1.0f;
 
-    if (lmz_tokenizer_load(g, &m->tok, err, errlen) != 0) {
+    int trc = lmz_tokenizer_load(g, &m->tok, m->tok_note, sizeof m->tok_note);
+    const lmz_gguf_tensor *te = lmz_gguf_tensor_find(g, "token_embd.weight");
+    if (trc == LMZ_TOKENIZER_UNSUPPORTED && te && te->n_dims == 2 && te->ne[1] > 0 && te->ne[1] <= (1u << 24)) {
+        m->n_vocab = (uint32_t)te->ne[1]; /* runs on token ids alone */
+    } else if (trc != 0) {
+        snprintf(err, errlen, "%s", m->tok_note);
         lmz_model_free(m);
         return -1;
+    } else {
+        m->n_vocab = lmz_tokenizer_vocab_size(m->tok);
     }
-    m->n_vocab = lmz_tokenizer_vocab_size(m->tok);
     m->embd = mat(m, "token_embd.weight", m->dim, m->n_vocab, err, errlen);
     m->output = lmz_gguf_tensor_find(g, "output.weight") ? mat(m, "output.weight", m->dim, m->n_vocab, err, errlen)
                                                          : m->embd;
@@ -336,7 +346,9 @@ static void rmsnorm(const lmz_model *m, const float *x, const float *w, float *o
 }
 
 /* rotate adjacent pairs of each head by pos * freq */
-static void rope(const lmz_model *m, float *v, uint32_t heads, uint64_t pos)
+/* cos and sin of every RoPE pair's angle at position pos, once per token
+ * for all layers: cs[2i], cs[2i + 1] */
+static void rope_angles(const lmz_model *m, uint64_t pos, float *cs)
 {
     const double two_pi_hi = 6.28318530717958623200, two_pi_lo = 2.44929359829470635e-16;
     for (uint32_t i = 0; i < m->head_dim / 2; i++) {
@@ -346,8 +358,14 @@ static void rope(const lmz_model *m, float *v, uint32_t heads, uint64_t pos)
         double k = (a * 0.15915494309189535 + 6755399441055744.0) - 6755399441055744.0;
         double r = fma(-k, two_pi_hi, a);
         r = fma(-k, two_pi_lo, r);
-        float s, c;
-        lmz_sincosf((float)r, &s, &c);
+        lmz_sincosf((float)r, &cs[2 * i + 1], &cs[2 * i]);
+    }
+}
+
+static void rope(const lmz_model *m, float *v, uint32_t heads, const float *cs)
+{
+    for (uint32_t i = 0; i < m->head_dim / 2; i++) {
+        float c = cs[2 * i], s = cs[2 * i + 1];
         for (uint32_t h = 0; h < heads; h++) {
             float *p = v + (size_t)h * m->head_dim + 2 * i;
             float x0 = p[0], x1 = p[1];
@@ -414,11 +432,7 @@ static void mm_rows(void *ctx, size_t r0, size_t r1, unsigned thread)
             for (; t + 4 <= T; t += 4) {
                 for (size_t o = t / 4 * slice; o < (t / 4 + 1) * slice && o < ahead; o += 64) PREFETCH(next + o);
                 const float *xs[4] = {j->x + t * n, j->x + (t + 1) * n, j->x + (t + 2) * n, j->x + (t + 3) * n};
-                for (size_t g = 0; g < R4; g += 4) {
-                    float o[16];
-                    lmz_dot4x4_f32(j->kp, wf + g, xs, n, o);
-                    for (size_t b = 0; b < 4; b++) memcpy(j->y + (t + b) * rows + r + g, o + 4 * b, sizeof o / 4);
-                }
+                for (size_t g = 0; g < R4; g += 4) lmz_dot4x4_f32(j->kp, wf + g, xs, n, j->y + t * rows + r + g, rows);
             }
         for (size_t i = 0; i < R; i++) { /* what the tiles left: tokens past t, rows past R4 */
             size_t u = i < R4 ? t : 0;
@@ -506,7 +520,10 @@ static void attend_rows(void *ctx, size_t b0, size_t b1, unsigned thread)
 static void forward(lmz_model *m, const int32_t *tokens, size_t B, float *logits)
 {
     const uint32_t hd = m->head_dim, kd = m->n_kv * hd, qd = m->n_head * hd;
-    for (size_t b = 0; b < B; b++) row_to_f32(m, m->embd, (uint64_t)tokens[b], m->x + b * m->dim);
+    for (size_t b = 0; b < B; b++) {
+        row_to_f32(m, m->embd, (uint64_t)tokens[b], m->x + b * m->dim);
+        rope_angles(m, m->pos[b], m->rot + b * hd);
+    }
     for (uint32_t l = 0; l < m->n_layer; l++) {
         const layer *L = &m->layers[l];
         for (size_t b = 0; b < B; b++) rmsnorm(m, m->x + b * m->dim, L->attn_norm, m->h + b * m->dim);
@@ -515,8 +532,8 @@ static void forward(lmz_model *m, const int32_t *tokens, size_t B, float *logits
         matmul(m, L->wv, m->h, B, m->v);
         for (size_t b = 0; b < B; b++) {
             lmz_state *s = m->rows[b];
-            rope(m, m->q + b * qd, m->n_head, m->pos[b]);
-            rope(m, m->k + b * kd, m->n_kv, m->pos[b]);
+            rope(m, m->q + b * qd, m->n_head, m->rot + b * hd);
+            rope(m, m->k + b * kd, m->n_kv, m->rot + b * hd);
             size_t slot = (size_t)(m->pos[b] % s->cap);
             float *kc = s->kc + (size_t)l * s->cap * kd, *vc = s->vc + (size_t)l * s->cap * kd;
             float *kt = kc + slot / 16 * 16 * kd + slot % 16;

@@ -35,7 +35,10 @@ void lmz_model_free(lmz_model *m);
 
 uint32_t lmz_model_vocab(const lmz_model *m);
 const char *lmz_model_arch(const lmz_model *m);
+/* NULL when the file's tokenizer is of a kind not implemented: the model
+ * still runs on token ids, and lmz_model_tokenizer_note says why. */
 const lmz_tokenizer *lmz_model_tokenizer(const lmz_model *m);
+const char *lmz_model_tokenizer_note(const lmz_model *m);
 uint32_t lmz_model_window(const lmz_model *m);
 
 lmz_state *lmz_state_new(const lmz_model *m);

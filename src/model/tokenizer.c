@@ -194,7 +194,7 @@ int lmz_tokenizer_load(const lmz_gguf *g, lmz_tokenizer **out, char *err, size_t
     if (!lmz_str_eq(model, "gpt2")) {
         snprintf(err, errlen, "tokenizer model '%.*s' is not supported (byte-level BPE 'gpt2' is)",
                  (int)(model.len > 32 ? 32 : model.len), model.ptr);
-        return -1;
+        return LMZ_TOKENIZER_UNSUPPORTED;
     }
     lmz_gguf_get_str(g, "tokenizer.ggml.pre", &pre);
     int digits = 0;
@@ -202,7 +202,7 @@ int lmz_tokenizer_load(const lmz_gguf *g, lmz_tokenizer **out, char *err, size_t
     else if (!lmz_str_eq(pre, "gpt2") && !lmz_str_eq(pre, "default")) {
         snprintf(err, errlen, "pre-tokenizer '%.*s' is not supported (gpt2, default, smollm are)",
                  (int)(pre.len > 32 ? 32 : pre.len), pre.ptr);
-        return -1;
+        return LMZ_TOKENIZER_UNSUPPORTED;
     }
     const lmz_gguf_kv *toks = lmz_gguf_find(g, "tokenizer.ggml.tokens");
     if (!toks || toks->type != LMZ_GGUF_ARRAY || toks->elem_type != LMZ_GGUF_STRING || toks->count == 0 ||

@@ -26,7 +26,10 @@
 typedef struct lmz_tokenizer lmz_tokenizer;
 
 /* Build from a GGUF's metadata (copies what it needs; g may be closed after).
- * @return 0, or -1 with a message in err. */
+ * @return 0; LMZ_TOKENIZER_UNSUPPORTED for a well-formed tokenizer of a kind
+ * not implemented (SentencePiece, other pre-tokenisers); -1 for a broken
+ * one; a message in err either way. */
+#define LMZ_TOKENIZER_UNSUPPORTED (-2)
 int lmz_tokenizer_load(const lmz_gguf *g, lmz_tokenizer **out, char *err, size_t errlen);
 void lmz_tokenizer_free(lmz_tokenizer *t);
 

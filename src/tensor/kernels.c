@@ -211,19 +211,19 @@ void lmz_row_to_f32(lmz_kpath path, const void *wrow, uint32_t type, size_t n, f
     }
 }
 
-void lmz_dot4x4_f32(lmz_kpath p, const float *const w[4], const float *const x[4], size_t n,
-                    float out[16])
+void lmz_dot4x4_f32(lmz_kpath p, const float *const w[4], const float *const x[4], size_t n, float *y,
+                    size_t ldy)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
     if (p == LMZ_KPATH_AVX512) {
-        lmz_dot4x4_avx512(w, x, n, out);
+        lmz_dot4x4_avx512(w, x, n, y, ldy);
         return;
     }
 #endif
     float o[4];
     for (int r = 0; r < 4; r++) {
         lmz_dot4_f32(p, w[r], x, n, o);
-        for (int t = 0; t < 4; t++) out[4 * t + r] = o[t];
+        for (size_t t = 0; t < 4; t++) y[t * ldy + (size_t)r] = o[t];
     }
 }
 

@@ -49,11 +49,11 @@ float lmz_dot(lmz_kpath p, const void *wrow, uint32_t type, const float *x, size
  * the weight row is loaded once for all four (same bits as four dots). */
 void lmz_dot4_f32(lmz_kpath p, const float *w, const float *const x[4], size_t n, float out[4]);
 
-/* out[4t + r] = dot(w[r], x[t]) for 4 F32 rows and 4 tokens (token-major,
+/* y[t*ldy + r] = dot(w[r], x[t]) for 4 F32 rows and 4 tokens (token-major,
  * as a matrix product stores them): each weight and activation vector is
  * loaded once for the whole tile (same bits as sixteen dots). */
-void lmz_dot4x4_f32(lmz_kpath p, const float *const w[4], const float *const x[4], size_t n,
-                    float out[16]);
+void lmz_dot4x4_f32(lmz_kpath p, const float *const w[4], const float *const x[4], size_t n, float *y,
+                    size_t ldy);
 
 /* y[i] = lmz_expf(x[i]) (detmath.h), the same operations lane by lane. */
 void lmz_exp_array(lmz_kpath p, const float *x, float *y, size_t n);
@@ -86,7 +86,7 @@ float lmz_dot_avx2(const void *wrow, uint32_t type, const float *x, size_t n);
 float lmz_dot_avx512(const void *wrow, uint32_t type, const float *x, size_t n);
 void lmz_dot4_avx2(const float *w, const float *const x[4], size_t n, float out[4]);
 void lmz_dot4_avx512(const float *w, const float *const x[4], size_t n, float out[4]);
-void lmz_dot4x4_avx512(const float *const w[4], const float *const x[4], size_t n, float out[16]);
+void lmz_dot4x4_avx512(const float *const w[4], const float *const x[4], size_t n, float *y, size_t ldy);
 void lmz_axpy_avx2(float a, const float *x, float *y, size_t n);
 void lmz_exp_array_avx512(const float *x, float *y, size_t n);
 int lmz_weighted_sum_avx512(const float *w, size_t ws, size_t nq, const float *const *v, size_t count, size_t n,

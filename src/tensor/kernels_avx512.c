@@ -256,7 +256,7 @@ static inline T_512 __m512 pair1(__m512 g, __m512 h) /* per block: lane 0 + 1 of
 /* accumulators as sixteen named registers (an array would live on the stack) */
 #define ACC16(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
 
-void T_512 lmz_dot4x4_avx512(const float *const w[4], const float *const x[4], size_t n, float out[16])
+void T_512 lmz_dot4x4_avx512(const float *const w[4], const float *const x[4], size_t n, float *y, size_t ldy)
 {
     /* a<4r + t>: row r, token t */
 #define DECL(i) __m512 a##i = _mm512_setzero_ps();
@@ -299,7 +299,11 @@ void T_512 lmz_dot4x4_avx512(const float *const w[4], const float *const x[4], s
 #undef ROW
     __m512 g0 = pair2(pair4(pair8(a0, a1), pair8(a2, a3)), pair4(pair8(a4, a5), pair8(a6, a7)));
     __m512 g1 = pair2(pair4(pair8(a8, a9), pair8(a10, a11)), pair4(pair8(a12, a13), pair8(a14, a15)));
-    _mm512_storeu_ps(out, pair1(g0, g1)); /* lane 4t + r */
+    __m512 res = pair1(g0, g1); /* lane 4t + r */
+    _mm_storeu_ps(y, _mm512_castps512_ps128(res));
+    _mm_storeu_ps(y + ldy, _mm512_extractf32x4_ps(res, 1));
+    _mm_storeu_ps(y + 2 * ldy, _mm512_extractf32x4_ps(res, 2));
+    _mm_storeu_ps(y + 3 * ldy, _mm512_extractf32x4_ps(res, 3));
 }
 #undef ACC16
 

@@ -132,7 +132,7 @@ TEST(kernels_dot4_same_bits_as_dot)
             /* a 4 x 4 tile: rows w, x[0], x[3], x[1] (all different, so a
              * transposed result would show), tokens x[0..3] */
             const float *ws[4] = {w, xs[0], xs[3], xs[1]};
-            lmz_dot4x4_f32((lmz_kpath)p, ws, xs, n, o16);
+            lmz_dot4x4_f32((lmz_kpath)p, ws, xs, n, o16, 4);
             for (int r = 0; r < 4; r++)
                 for (int i = 0; i < 4; i++) {
                     float ref = lmz_dot(LMZ_KPATH_SCALAR, ws[r], LMZ_GGML_F32, xs[i], n);
@@ -190,7 +190,7 @@ TEST(kernels_tails_keep_negative_zero)
             differ += memcmp(&d, &ref, 4) != 0;
             lmz_dot4_f32((lmz_kpath)p, w, xs, n, o4);
             for (int i = 0; i < 4; i++) differ += memcmp(&o4[i], &ref, 4) != 0;
-            lmz_dot4x4_f32((lmz_kpath)p, ws, xs, n, o16);
+            lmz_dot4x4_f32((lmz_kpath)p, ws, xs, n, o16, 4);
             for (int i = 0; i < 16; i++) differ += memcmp(&o16[i], &ref, 4) != 0;
         }
     }
