@@ -11,8 +11,11 @@
  * tokens over the wall time), per thread count, and the process's peak
  * resident memory after each type. Like llama-bench, every test runs once to
  * warm up (the first pass maps the weights' pages and touches fresh KV
- * memory) and then REPS times from the same starting state; the table gives
- * the median. Prints a Markdown table.
+ * memory) and then REPS times from the same starting state; the tests take
+ * turns (prefill, then each stream count, REPS rounds), so a ratio between
+ * columns compares runs made under the same machine load. The table gives
+ * the medians, and the median over rounds of the largest stream count's
+ * rate over the prefill rate. Prints a Markdown table.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -179,15 +182,16 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    if (prefill < 1 || steps < 1 || reps < 1 || reps > MAXREPS) {
-        fprintf(stderr, "bench_engine: --prefill and --steps must be positive, --reps 1..%d\n", MAXREPS);
+    if (prefill < 1 || steps < 1 || reps < 1 || reps > MAXREPS || nst < 1 || nth < 1) {
+        fprintf(stderr, "bench_engine: --prefill and --steps must be positive, --reps 1..%d, lists not empty\n",
+                MAXREPS);
         return 1;
     }
     printf("| weights | threads | prefill %ld tok/s |", prefill);
     for (int s = 0; s < nst; s++) printf(" %ld stream%s tok/s |", streams[s], streams[s] > 1 ? "s" : "");
-    printf(" peak RSS |\n|---|---|---|");
+    printf(" %ld streams / prefill | peak RSS |\n|---|---|---|", streams[nst - 1]);
     for (int s = 0; s < nst; s++) printf("---|");
-    printf("---|\n");
+    printf("---|---|\n");
     static const struct { const char *name; uint32_t type; } all[] = {
         {"f32", LMZ_GGML_F32}, {"f16", LMZ_GGML_F16}, {"q8_0", LMZ_GGML_Q8_0}, {"bf16", LMZ_GGML_BF16}};
     for (int t = 0; t < 4; t++) {
@@ -208,28 +212,25 @@ int main(int argc, char **argv)
                 fprintf(stderr, "bench_engine: %s\n", err);
                 return 1;
             }
-            int32_t *ids = malloc((size_t)(prefill > 64 ? prefill : 64) * sizeof *ids);
+            int32_t *ids = malloc((size_t)prefill * sizeof *ids);
             for (long i = 0; i < prefill; i++) ids[i] = (int32_t)(rnd() % VOCAB);
             lmz_state *s = lmz_state_new(m);
-            float *lg = malloc((size_t)VOCAB * 64 * sizeof(float));
-            double tp[MAXREPS];
-            for (long r = -1; r < reps; r++) { /* r = -1: warm-up */
+            long kmax = 0;
+            for (int si = 0; si < nst; si++) kmax = streams[si] > kmax ? streams[si] : kmax;
+            lmz_state **st = malloc((size_t)kmax * sizeof *st);
+            float *out = malloc((size_t)kmax * VOCAB * sizeof(float));
+            int32_t *tk = malloc((size_t)kmax * sizeof *tk);
+            for (long j = 0; j < kmax; j++) st[j] = lmz_state_new(m);
+            /* every test once per round, rounds in turn, so prefill and the
+             * streams see the same machine load; round -1 warms up */
+            double rate[9][MAXREPS], ratio[MAXREPS];
+            for (long r = -1; r < reps; r++) {
                 lmz_state_reset(s);
                 double t0 = now();
                 lmz_model_prefill(m, s, ids, (size_t)prefill, NULL);
-                if (r >= 0) tp[r] = now() - t0;
-            }
-            printf("| %s | %ld | %.1f |", all[t].name, threads[th], (double)prefill / median(tp, reps));
-            fflush(stdout);
-            lmz_state_free(s);
-            for (int si = 0; si < nst; si++) {
-                long k = streams[si];
-                lmz_state **st = malloc((size_t)k * sizeof *st);
-                float *out = malloc((size_t)k * VOCAB * sizeof(float));
-                int32_t *tk = malloc((size_t)k * sizeof *tk);
-                for (long j = 0; j < k; j++) st[j] = lmz_state_new(m);
-                double td[MAXREPS];
-                for (long r = -1; r < reps; r++) { /* r = -1: warm-up */
+                double tp = now() - t0;
+                for (int si = 0; si < nst; si++) {
+                    long k = streams[si];
                     for (long j = 0; j < k; j++) {
                         lmz_state_reset(st[j]);
                         tk[j] = (int32_t)((uint32_t)(j * 40503 + 17) % VOCAB);
@@ -239,20 +240,25 @@ int main(int argc, char **argv)
                         lmz_model_step(m, st, tk, (size_t)k, out);
                         for (long j = 0; j < k; j++) tk[j] = (int32_t)((tk[j] + 7919) % VOCAB);
                     }
-                    if (r >= 0) td[r] = now() - t1;
+                    if (r >= 0) rate[1 + si][r] = (double)(k * steps) / (now() - t1);
                 }
-                printf(" %.1f |", (double)(k * steps) / median(td, reps));
-                fflush(stdout);
-                for (long j = 0; j < k; j++) lmz_state_free(st[j]);
-                free(st);
-                free(out);
-                free(tk);
+                if (r >= 0) {
+                    rate[0][r] = (double)prefill / tp;
+                    ratio[r] = rate[nst][r] / rate[0][r];
+                }
             }
+            printf("| %s | %ld |", all[t].name, threads[th]);
+            for (int c = 0; c <= nst; c++) printf(" %.1f |", median(rate[c], reps));
+            printf(" %.0f %% |", 100.0 * median(ratio, reps));
+            for (long j = 0; j < kmax; j++) lmz_state_free(st[j]);
+            lmz_state_free(s);
+            free(st);
+            free(out);
+            free(tk);
             struct rusage ru;
             getrusage(RUSAGE_SELF, &ru);
             printf(" %.0f MB |\n", (double)ru.ru_maxrss / 1024.0);
             free(ids);
-            free(lg);
             lmz_model_free(m);
         }
     }

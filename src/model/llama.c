@@ -194,6 +194,8 @@ static int reserve(lmz_model *m, size_t b)
     return 0;
 }
 
+static int setup(lmz_model *m, const lmz_model_opts *opts, lmz_model **out, char *err, size_t errlen);
+
 int lmz_model_open(const char *path, const lmz_model_opts *opts, lmz_model **out, char *err,
                    size_t errlen)
 {
@@ -204,6 +206,25 @@ int lmz_model_open(const char *path, const lmz_model_opts *opts, lmz_model **out
         free(m);
         return -1;
     }
+    return setup(m, opts, out, err, errlen);
+}
+
+int lmz_model_open_buffer(const void *buf, size_t size, const lmz_model_opts *opts, lmz_model **out,
+                          char *err, size_t errlen)
+{
+    *out = NULL;
+    lmz_model *m = calloc(1, sizeof *m);
+    if (!m) return errf(err, errlen, "%s", "out of memory");
+    if (lmz_kernels_select(&m->kp, err, errlen) != 0 || lmz_gguf_parse(buf, size, &m->g, err, errlen) != 0) {
+        free(m);
+        return -1;
+    }
+    return setup(m, opts, out, err, errlen);
+}
+
+/* the checks and set-up after the file is parsed; frees m on failure */
+static int setup(lmz_model *m, const lmz_model_opts *opts, lmz_model **out, char *err, size_t errlen)
+{
     lmz_str arch;
     if (lmz_gguf_get_str(&m->g, "general.architecture", &arch) != 0 || !lmz_str_eq(arch, "llama")) {
         lmz_model_free(m);
@@ -225,6 +246,18 @@ int lmz_model_open(const char *path, const lmz_model_opts *opts, lmz_model **out
         return errf(err, errlen, "%s", "head counts do not divide the width");
     }
     m->head_dim = m->dim / m->n_head;
+    if (m->n_layer == 0 || m->n_layer > g->n_tensors / 9) { /* nine tensors per block */
+        errf(err, errlen, "llama.block_count %u does not fit the file's %llu tensors", m->n_layer,
+             (unsigned long long)g->n_tensors);
+        lmz_model_free(m);
+        return -1;
+    }
+    uint32_t want = opts && opts->window ? opts->window : m->ctx;
+    if (want == 0 || (opts && opts->window > LMZ_MAX_WINDOW)) {
+        errf(err, errlen, "KV window %u is not 1..%u", want, (unsigned)LMZ_MAX_WINDOW);
+        lmz_model_free(m);
+        return -1;
+    }
     if (lmz_gguf_get_f32(g, "llama.attention.layer_norm_rms_epsilon", &m->eps) != 0) m->eps = 1e-5f;
     float base = 10000.0f, scale = 1.0f;
     lmz_gguf_get_f32(g, "llama.rope.freq_base", &base);
@@ -270,7 +303,7 @@ int lmz_model_open(const char *path, const lmz_model_opts *opts, lmz_model **out
         lmz_model_free(m);
         return -1;
     }
-    m->window = opts && opts->window ? opts->window : m->ctx;
+    m->window = want < LMZ_MAX_WINDOW ? want : LMZ_MAX_WINDOW; /* a longer context: the window is capped */
     /* RoPE frequencies: base^(-2i/head_dim) / scale, divided by
      * rope_freqs.weight where the model has one (Llama 3 scaling) */
     uint32_t half = m->head_dim / 2;
@@ -515,48 +548,91 @@ static void attend_rows(void *ctx, size_t b0, size_t b1, unsigned thread)
     for (size_t b = b0; b < b1; b++) attend(j->m, b, j->l, thread);
 }
 
-/* B tokens through the network: token b belongs to state m->rows[b] at
- * position m->pos[b]. Every row is computed exactly as it would be alone. */
-static void forward(lmz_model *m, const int32_t *tokens, size_t B, float *logits)
+/* The per-token work between the matrix products; tokens are independent,
+ * so they are split over the threads (elementwise, the same bits). */
+enum { TOK_EMBED, TOK_ROPE_KV, TOK_FFN_IN, TOK_SWIGLU, TOK_NEXT };
+
+typedef struct {
+    lmz_model *m;
+    const int32_t *tokens;
+    uint32_t l;         /* the layer */
+    int phase;
+    const float *norm;  /* TOK_EMBED, TOK_NEXT: the RMSNorm to apply into h (NULL: none) */
+} tok_job;
+
+static void tok_rows(void *ctx, size_t b0, size_t b1, unsigned thread)
 {
-    const uint32_t hd = m->head_dim, kd = m->n_kv * hd, qd = m->n_head * hd;
-    for (size_t b = 0; b < B; b++) {
-        row_to_f32(m, m->embd, (uint64_t)tokens[b], m->x + b * m->dim);
-        rope_angles(m, m->pos[b], m->rot + b * hd);
-    }
-    for (uint32_t l = 0; l < m->n_layer; l++) {
-        const layer *L = &m->layers[l];
-        for (size_t b = 0; b < B; b++) rmsnorm(m, m->x + b * m->dim, L->attn_norm, m->h + b * m->dim);
-        matmul(m, L->wq, m->h, B, m->q);
-        matmul(m, L->wk, m->h, B, m->k);
-        matmul(m, L->wv, m->h, B, m->v);
-        for (size_t b = 0; b < B; b++) {
+    (void)thread;
+    const tok_job *j = ctx;
+    lmz_model *m = j->m;
+    const uint32_t hd = m->head_dim, kd = m->n_kv * hd, qd = m->n_head * hd, D = m->dim, F = m->ffn;
+    for (size_t b = b0; b < b1; b++) {
+        float *x = m->x + b * D, *h = m->h + b * D;
+        switch (j->phase) {
+        case TOK_EMBED: /* embedding, the RoPE angles of the position, layer 0's norm */
+            row_to_f32(m, m->embd, (uint64_t)j->tokens[b], x);
+            rope_angles(m, m->pos[b], m->rot + b * hd);
+            rmsnorm(m, x, j->norm, h);
+            break;
+        case TOK_ROPE_KV: { /* rotate q and k, store k (transposed) and v in the ring */
             lmz_state *s = m->rows[b];
             rope(m, m->q + b * qd, m->n_head, m->rot + b * hd);
             rope(m, m->k + b * kd, m->n_kv, m->rot + b * hd);
             size_t slot = (size_t)(m->pos[b] % s->cap);
-            float *kc = s->kc + (size_t)l * s->cap * kd, *vc = s->vc + (size_t)l * s->cap * kd;
+            float *kc = s->kc + (size_t)j->l * s->cap * kd, *vc = s->vc + (size_t)j->l * s->cap * kd;
             float *kt = kc + slot / 16 * 16 * kd + slot % 16;
             for (size_t d = 0; d < kd; d++) kt[16 * d] = m->k[b * kd + d];
             memcpy(vc + slot * kd, m->v + b * kd, kd * sizeof(float));
+            break;
         }
+        case TOK_FFN_IN: /* the attention's residual, then the FFN's norm */
+            for (uint32_t i = 0; i < D; i++) x[i] += h[i];
+            rmsnorm(m, x, m->layers[j->l].ffn_norm, h);
+            break;
+        case TOK_SWIGLU: { /* g / (1 + exp(-g)) * u, h (rows of F) as scratch */
+            float *g = m->gbuf + b * F, *u = m->ubuf + b * F, *e = m->h + b * F;
+            for (uint32_t i = 0; i < F; i++) e[i] = -g[i];
+            lmz_exp_array(m->kp, e, e, F);
+            for (uint32_t i = 0; i < F; i++) g[i] = g[i] / (1.0f + e[i]) * u[i];
+            break;
+        }
+        case TOK_NEXT: /* the FFN's residual, then the next layer's (or the output) norm */
+            for (uint32_t i = 0; i < D; i++) x[i] += h[i];
+            if (j->norm) rmsnorm(m, x, j->norm, h);
+            break;
+        }
+    }
+}
+
+/* B tokens through the network: token b belongs to state m->rows[b] at
+ * position m->pos[b]. Every row is computed exactly as it would be alone. */
+static void forward(lmz_model *m, const int32_t *tokens, size_t B, float *logits)
+{
+    tok_job tj = {m, tokens, 0, TOK_EMBED, m->layers[0].attn_norm};
+    lmz_pool_for(m->pool, B, tok_rows, &tj);
+    for (uint32_t l = 0; l < m->n_layer; l++) {
+        const layer *L = &m->layers[l];
+        tj.l = l;
+        matmul(m, L->wq, m->h, B, m->q);
+        matmul(m, L->wk, m->h, B, m->k);
+        matmul(m, L->wv, m->h, B, m->v);
+        tj.phase = TOK_ROPE_KV;
+        lmz_pool_for(m->pool, B, tok_rows, &tj);
         attend_job aj = {m, l};
-        lmz_pool_for(m->pool, B, attend_rows, &aj); /* rows are independent */
+        lmz_pool_for(m->pool, B, attend_rows, &aj);
         matmul(m, L->wo, m->att, B, m->h);
-        for (size_t i = 0; i < B * m->dim; i++) m->x[i] += m->h[i];
-        for (size_t b = 0; b < B; b++) rmsnorm(m, m->x + b * m->dim, L->ffn_norm, m->h + b * m->dim);
+        tj.phase = TOK_FFN_IN;
+        lmz_pool_for(m->pool, B, tok_rows, &tj);
         matmul(m, L->gate, m->h, B, m->gbuf);
         matmul(m, L->up, m->h, B, m->ubuf);
-        /* SwiGLU: g / (1 + exp(-g)) * u; h is free again here */
-        for (size_t i = 0; i < B * m->ffn; i++) m->h[i] = -m->gbuf[i];
-        lmz_exp_array(m->kp, m->h, m->h, B * m->ffn);
-        for (size_t i = 0; i < B * m->ffn; i++) m->gbuf[i] = m->gbuf[i] / (1.0f + m->h[i]) * m->ubuf[i];
+        tj.phase = TOK_SWIGLU;
+        lmz_pool_for(m->pool, B, tok_rows, &tj);
         matmul(m, L->down, m->gbuf, B, m->h);
-        for (size_t i = 0; i < B * m->dim; i++) m->x[i] += m->h[i];
+        tj.phase = TOK_NEXT;
+        tj.norm = l + 1 < m->n_layer ? m->layers[l + 1].attn_norm : logits ? m->out_norm : NULL;
+        lmz_pool_for(m->pool, B, tok_rows, &tj);
     }
-    if (!logits) return;
-    for (size_t b = 0; b < B; b++) rmsnorm(m, m->x + b * m->dim, m->out_norm, m->h + b * m->dim);
-    matmul(m, m->output, m->h, B, logits);
+    if (logits) matmul(m, m->output, m->h, B, logits);
 }
 
 int lmz_model_prefill(lmz_model *m, lmz_state *s, const int32_t *tokens, size_t n, float *logits)

@@ -22,15 +22,23 @@
 typedef struct lmz_model lmz_model;
 typedef struct lmz_state lmz_state;
 
+/* the longest KV window (tokens); a model with a longer context gets this */
+#define LMZ_MAX_WINDOW (1u << 20)
+
 typedef struct {
     unsigned threads;   /* worker threads for the matrix products (1 = none) */
-    uint32_t window;    /* KV window in tokens (0 = the model's context length) */
+    uint32_t window;    /* KV window in tokens, 1..LMZ_MAX_WINDOW (0 = the model's
+                           context length, at most LMZ_MAX_WINDOW) */
 } lmz_model_opts;
 
 /* Open a GGUF model (llama architecture for now). @return 0, or -1 with a
  * message in err. */
 int lmz_model_open(const char *path, const lmz_model_opts *opts, lmz_model **out, char *err,
                    size_t errlen);
+/* The same from a file already in memory (not copied; must outlive the
+ * model): tests and the fuzz target. */
+int lmz_model_open_buffer(const void *buf, size_t size, const lmz_model_opts *opts, lmz_model **out,
+                          char *err, size_t errlen);
 void lmz_model_free(lmz_model *m);
 
 uint32_t lmz_model_vocab(const lmz_model *m);

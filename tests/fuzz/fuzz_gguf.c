@@ -1,13 +1,17 @@
 /*
- * fuzz_gguf.c — libFuzzer target for the GGUF reader and the tokenizer
- * loader: any bytes parse or fail with a message, never crash; a file that
- * parses and carries a tokenizer encodes and decodes a sample text exactly.
+ * fuzz_gguf.c — libFuzzer target for the GGUF reader, the tokenizer loader
+ * and the llama model loader: any bytes parse or fail with a message, never
+ * crash; a file that parses and carries a tokenizer encodes and decodes a
+ * sample text exactly; a file that opens as a model runs a few tokens
+ * through prefill and a step (the values do not matter, only that every
+ * shape the loader accepted is safe to compute with).
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "model/gguf.h"
+#include "model/model.h"
 #include "model/tokenizer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -40,6 +44,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             lmz_tokenizer_free(t);
         }
         lmz_gguf_close(&g);
+        lmz_model_opts o = {1, 16};
+        lmz_model *m;
+        err[0] = 0;
+        if (lmz_model_open_buffer(copy, size, &o, &m, err, sizeof err) == 0) {
+            uint32_t V = lmz_model_vocab(m);
+            int32_t ids[3] = {0, (int32_t)(1 % V), (int32_t)(V - 1)};
+            float *lg = malloc(3 * (size_t)V * sizeof *lg);
+            lmz_state *s = lmz_state_new(m);
+            if (lg && s) {
+                lmz_model_prefill(m, s, ids, 2, lg);
+                lmz_model_step(m, &s, ids + 2, 1, lg + 2 * (size_t)V);
+            }
+            lmz_state_free(s);
+            free(lg);
+            lmz_model_free(m);
+        } else if (!err[0]) {
+            abort();
+        }
     } else if (!err[0]) {
         abort(); /* a failure must say why */
     }

@@ -66,4 +66,55 @@ plain = [kv_str("tokenizer.ggml.model", "gpt2"), kv_str("tokenizer.ggml.pre", "g
          kv_arr_str("tokenizer.ggml.tokens", chars), kv_u32("general.alignment", 64)]
 open("tests/fuzz/gguf-corpus/bytes-only-tokenizer.gguf", "wb").write(gguf(plain, [f32]))
 open("tests/fuzz/gguf-corpus/empty.gguf", "wb").write(gguf([], []))
+
+
+def kv_f32(k, v):
+    return s(k) + struct.pack("<If", 6, v)
+
+
+def weights(typ, ne, seed):
+    """a tensor of shape ne (ne[0] fastest) with small pseudo-random values"""
+    n = 1
+    for d in ne:
+        n *= d
+    vals = [((i * 7919 + seed * 104729) % 2001 - 1000) / 4000.0 for i in range(n)]
+    if typ == 0:
+        return struct.pack("<%df" % n, *vals)
+    if typ == 1:
+        return struct.pack("<%de" % n, *vals)
+    out = b""  # Q8_0: blocks of 32 along ne[0]: an F16 scale, 32 int8
+    for b in range(n // 32):
+        blk = vals[32 * b:32 * b + 32]
+        d = max(abs(v) for v in blk) / 127 or 1.0
+        out += struct.pack("<e", d) + bytes((round(v / d) & 0xFF) for v in blk)
+    return out
+
+
+def llama(typ, dim, ffn, heads, kv, layers, tokenizer):
+    """a complete llama model: vocab from the tokenizer, tied head"""
+    vocab = 262 if tokenizer == "gpt2" else 40
+    hd = dim // heads
+    t = [("token_embd.weight", typ, [dim, vocab], weights(typ, [dim, vocab], 1)),
+         ("output_norm.weight", 0, [dim], weights(0, [dim], 2))]
+    for l in range(layers):
+        for name, ne, tt in (("attn_norm", [dim], 0), ("ffn_norm", [dim], 0), ("attn_q", [dim, dim], typ),
+                             ("attn_k", [dim, kv * hd], typ), ("attn_v", [dim, kv * hd], typ),
+                             ("attn_output", [dim, dim], typ), ("ffn_gate", [dim, ffn], typ),
+                             ("ffn_up", [dim, ffn], typ), ("ffn_down", [ffn, dim], typ)):
+            t.append(("blk.%d.%s.weight" % (l, name), tt, ne, weights(tt, ne, 3 + l * 10 + len(t))))
+    meta = [kv_u32("llama.embedding_length", dim), kv_u32("llama.block_count", layers),
+            kv_u32("llama.feed_forward_length", ffn), kv_u32("llama.attention.head_count", heads),
+            kv_u32("llama.attention.head_count_kv", kv), kv_u32("llama.context_length", 32),
+            kv_f32("llama.rope.freq_base", 10000.0), kv_f32("llama.attention.layer_norm_rms_epsilon", 1e-5)]
+    if tokenizer == "gpt2":
+        return gguf(tok + meta, t)
+    spm = [kv_str("general.architecture", "llama"), kv_str("tokenizer.ggml.model", "llama"),
+           kv_arr_str("tokenizer.ggml.tokens", ["<unk>", "<s>", "</s>"] + ["t%d" % i for i in range(37)])]
+    return gguf(spm + meta, t)
+
+
+open("tests/fuzz/gguf-corpus/llama-f32.gguf", "wb").write(llama(0, 8, 16, 2, 1, 1, "gpt2"))
+open("tests/fuzz/gguf-corpus/llama-f16-2-layers.gguf", "wb").write(llama(1, 8, 8, 4, 2, 2, "gpt2"))
+open("tests/fuzz/gguf-corpus/llama-q8_0.gguf", "wb").write(llama(8, 32, 32, 2, 2, 1, "gpt2"))
+open("tests/fuzz/gguf-corpus/llama-spm-ids-only.gguf", "wb").write(llama(0, 8, 8, 2, 2, 1, "spm"))
 print("written")
