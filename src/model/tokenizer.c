@@ -27,6 +27,7 @@ static int in_ranges(const uint32_t (*r)[2], size_t n, uint32_t cp)
 }
 
 enum { CL_OTHER = 0, CL_LETTER = 1, CL_NUMBER = 2, CL_SPACE = 3 };
+enum { PRE_GPT2, PRE_SMOLLM, PRE_LLAMA3 };
 
 /* Unicode White_Space, as \s in the pre-tokeniser's patterns */
 static int is_space(uint32_t c)
@@ -124,7 +125,7 @@ struct lmz_tokenizer {
     int32_t byte_tok[256];
     int32_t hex_tok[16];
     int32_t esc, bos, eos;
-    int digits_split;     /* "smollm" pre-tokeniser */
+    int pre;              /* PRE_GPT2, PRE_SMOLLM, PRE_LLAMA3 */
 };
 
 static uint64_t h64(const void *p, size_t n) { return XXH64(p, n, 0x6c6d7a); }
@@ -197,10 +198,13 @@ int lmz_tokenizer_load(const lmz_gguf *g, lmz_tokenizer **out, char *err, size_t
         return LMZ_TOKENIZER_UNSUPPORTED;
     }
     lmz_gguf_get_str(g, "tokenizer.ggml.pre", &pre);
-    int digits = 0;
-    if (lmz_str_eq(pre, "smollm")) digits = 1;
-    else if (!lmz_str_eq(pre, "gpt2") && !lmz_str_eq(pre, "default")) {
-        snprintf(err, errlen, "pre-tokenizer '%.*s' is not supported (gpt2, default, smollm are)",
+    int kind;
+    if (lmz_str_eq(pre, "smollm")) kind = PRE_SMOLLM;
+    else if (lmz_str_eq(pre, "gpt2") || lmz_str_eq(pre, "default")) kind = PRE_GPT2;
+    else if (lmz_str_eq(pre, "llama-bpe") || lmz_str_eq(pre, "llama3") || lmz_str_eq(pre, "llama-v3"))
+        kind = PRE_LLAMA3;
+    else {
+        snprintf(err, errlen, "pre-tokenizer '%.*s' is not supported (gpt2, default, smollm, llama-bpe are)",
                  (int)(pre.len > 32 ? 32 : pre.len), pre.ptr);
         return LMZ_TOKENIZER_UNSUPPORTED;
     }
@@ -220,7 +224,7 @@ int lmz_tokenizer_load(const lmz_gguf *g, lmz_tokenizer **out, char *err, size_t
     if (!t) return load_fail(NULL, err, errlen, "out of memory");
     uint32_t n = (uint32_t)toks->count;
     t->n_vocab = n;
-    t->digits_split = digits;
+    t->pre = kind;
     t->text = calloc(n, sizeof *t->text);
     t->text_len = calloc(n, sizeof *t->text_len);
     t->bytes_off = calloc((size_t)n + 1, sizeof *t->bytes_off);
@@ -369,6 +373,7 @@ typedef struct {
     int32_t *ids;
     size_t cap, n; /* n counts every id, written or not */
     int failed;
+    size_t *ends;  /* not NULL: record where each piece ends instead of encoding */
 } out_ids;
 
 static void emit(out_ids *o, int32_t id)
@@ -502,6 +507,15 @@ static int bpe_piece(const lmz_tokenizer *t, bpe_work *w, const uint8_t *s, size
     return 0;
 }
 
+/* One piece of the pre-tokeniser: BPE-encoded, or only its end recorded. */
+static int piece(const lmz_tokenizer *t, bpe_work *w, const uint8_t *text, size_t a, size_t b, out_ids *o)
+{
+    if (!o->ends) return bpe_piece(t, w, text + a, b - a, o);
+    if (o->n < o->cap) o->ends[o->n] = b;
+    o->n++;
+    return 0;
+}
+
 /* The GPT-2 pattern over code points cp/cl[a..b) of one piece:
  *   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
  * reporting each match as a byte range through pos[] (byte offset of each
@@ -538,16 +552,93 @@ static int gpt2_split(const lmz_tokenizer *t, bpe_work *w, const uint8_t *text,
         while (e < b && cl[e] == CL_SPACE) e++;
         if (e < b && e - i > 1) e--;
     found:
-        if (bpe_piece(t, w, text + pos[i], pos[e] - pos[i], o)) return -1;
+        if (piece(t, w, text, pos[i], pos[e], o)) return -1;
         i = e;
     }
     return 0;
 }
 
+static int is_newline(uint32_t c) { return c == '\r' || c == '\n'; }
+
+/* Llama 3's pattern ("llama-bpe") over code points cp/cl[a..b):
+ *   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
+ *    ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
+ * the alternatives tried in that order at each position. */
+static int llama3_split(const lmz_tokenizer *t, bpe_work *w, const uint8_t *text,
+                        const uint32_t *cp, const uint8_t *cl, const size_t *pos, size_t a, size_t b,
+                        out_ids *o)
+{
+    size_t i = a;
+    while (i < b) {
+        size_t e;
+        uint32_t c = cp[i];
+        if (c == '\'' && i + 1 < b) { /* contractions, any case */
+            uint32_t c1 = cp[i + 1] | 0x20, c2 = i + 2 < b ? cp[i + 2] | 0x20 : 0;
+            if (cp[i + 1] < 0x80 && (c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd')) {
+                e = i + 2;
+                goto found;
+            }
+            if (cp[i + 1] < 0x80 && i + 2 < b && cp[i + 2] < 0x80 &&
+                ((c1 == 'r' && c2 == 'e') || (c1 == 'v' && c2 == 'e') || (c1 == 'l' && c2 == 'l'))) {
+                e = i + 3;
+                goto found;
+            }
+        }
+        /* letters, after at most one character that is no letter, digit or newline */
+        if (cl[i] == CL_LETTER || (cl[i] != CL_NUMBER && !is_newline(c) && i + 1 < b && cl[i + 1] == CL_LETTER)) {
+            e = i + 1;
+            while (e < b && cl[e] == CL_LETTER) e++;
+            goto found;
+        }
+        if (cl[i] == CL_NUMBER) { /* digits, three at most */
+            e = i + 1;
+            while (e < b && e < i + 3 && cl[e] == CL_NUMBER) e++;
+            goto found;
+        }
+        { /* an optional space, other characters, then any newlines */
+            size_t k = c == ' ' && i + 1 < b && cl[i + 1] == CL_OTHER ? i + 1 : i;
+            if (cl[k] == CL_OTHER) {
+                e = k + 1;
+                while (e < b && cl[e] == CL_OTHER) e++;
+                while (e < b && is_newline(cp[e])) e++;
+                goto found;
+            }
+        }
+        /* whitespace: up to the run's last newline if it has one; else the
+         * run, leaving its last character to a following non-space unless
+         * the run is that one character */
+        e = i + 1;
+        while (e < b && cl[e] == CL_SPACE) e++;
+        {
+            size_t nl = e;
+            while (nl > i && !is_newline(cp[nl - 1])) nl--;
+            if (nl > i) e = nl;
+            else if (e < b && e - i > 1) e--;
+        }
+    found:
+        if (piece(t, w, text, pos[i], pos[e], o)) return -1;
+        i = e;
+    }
+    return 0;
+}
+
+static long encode(const lmz_tokenizer *t, const uint8_t *text, size_t n, out_ids *o);
+
 long lmz_tokenizer_encode(const lmz_tokenizer *t, const uint8_t *text, size_t n, int32_t *ids,
                           size_t cap)
 {
-    out_ids o = {ids, cap, 0, 0};
+    out_ids o = {ids, cap, 0, 0, NULL};
+    return encode(t, text, n, &o);
+}
+
+long lmz_tokenizer_pieces(const lmz_tokenizer *t, const uint8_t *text, size_t n, size_t *ends, size_t cap)
+{
+    out_ids o = {NULL, cap, 0, 0, ends};
+    return encode(t, text, n, &o);
+}
+
+static long encode(const lmz_tokenizer *t, const uint8_t *text, size_t n, out_ids *o)
+{
     uint32_t *cp = malloc((n + 1) * sizeof *cp);
     uint8_t *cl = malloc(n + 1);
     size_t *pos = malloc((n + 1) * sizeof *pos);
@@ -563,18 +654,19 @@ long lmz_tokenizer_encode(const lmz_tokenizer *t, const uint8_t *text, size_t n,
         i += l;
     }
     pos[m] = n;
-    /* "smollm": every number code point is a piece of its own first */
-    size_t a = 0;
-    for (size_t i = 0; i <= m; i++) {
-        int cut = i == m || (t->digits_split && cl[i] == CL_NUMBER);
-        if (!cut) continue;
-        if (i > a && gpt2_split(t, &w, text, cp, cl, pos, a, i, &o)) goto out;
-        if (i < m) {
-            if (bpe_piece(t, &w, text + pos[i], pos[i + 1] - pos[i], &o)) goto out;
+    if (t->pre == PRE_LLAMA3) {
+        if (llama3_split(t, &w, text, cp, cl, pos, 0, m, o)) goto out;
+    } else { /* "smollm": every number code point is a piece of its own first */
+        size_t a = 0;
+        for (size_t i = 0; i <= m; i++) {
+            int cut = i == m || (t->pre == PRE_SMOLLM && cl[i] == CL_NUMBER);
+            if (!cut) continue;
+            if (i > a && gpt2_split(t, &w, text, cp, cl, pos, a, i, o)) goto out;
+            if (i < m && piece(t, &w, text, pos[i], pos[i + 1], o)) goto out;
+            a = i + 1;
         }
-        a = i + 1;
     }
-    ret = o.failed ? -1 : (long)o.n;
+    ret = o->failed ? -1 : (long)o->n;
 out:
     free(cp);
     free(cl);

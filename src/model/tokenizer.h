@@ -44,6 +44,10 @@ int32_t lmz_tokenizer_eos(const lmz_tokenizer *t);
 long lmz_tokenizer_encode(const lmz_tokenizer *t, const uint8_t *text, size_t n, int32_t *ids,
                           size_t cap);
 
+/* The pre-tokeniser's pieces of text[0..n): writes at most cap byte
+ * offsets, each where a piece ends. @return the number of pieces, or -1. */
+long lmz_tokenizer_pieces(const lmz_tokenizer *t, const uint8_t *text, size_t n, size_t *ends, size_t cap);
+
 /* Decode ids into out[0..cap). @return the number of bytes the ids stand
  * for (may be above cap), or -1 for an id out of range or a broken escape. */
 long lmz_tokenizer_decode(const lmz_tokenizer *t, const int32_t *ids, size_t n, uint8_t *out,

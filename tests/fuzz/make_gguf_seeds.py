@@ -66,6 +66,9 @@ plain = [kv_str("tokenizer.ggml.model", "gpt2"), kv_str("tokenizer.ggml.pre", "g
          kv_arr_str("tokenizer.ggml.tokens", chars), kv_u32("general.alignment", 64)]
 open("tests/fuzz/gguf-corpus/bytes-only-tokenizer.gguf", "wb").write(gguf(plain, [f32]))
 open("tests/fuzz/gguf-corpus/empty.gguf", "wb").write(gguf([], []))
+l3 = [kv_str("tokenizer.ggml.model", "gpt2"), kv_str("tokenizer.ggml.pre", "llama-bpe"),
+      kv_arr_str("tokenizer.ggml.tokens", toks), kv_arr_str("tokenizer.ggml.merges", merges)]
+open("tests/fuzz/gguf-corpus/llama3-tokenizer.gguf", "wb").write(gguf(l3, []))
 
 
 def kv_f32(k, v):

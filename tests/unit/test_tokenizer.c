@@ -1,3 +1,4 @@
+#define _POSIX_C_SOURCE 200809L
 /* Tokenizer: llama.cpp's ids for SmolLM2's tokenizer, and lossless round
  * trips of any bytes. */
 #include <stdlib.h>
@@ -155,4 +156,85 @@ TEST(tokenizer_round_trips_any_bytes)
     }
     lmz_tokenizer_free(t);
     lmz_gguf_close(&g);
+}
+
+/* A byte-level vocabulary (GPT-2's byte map, no merges) with the given
+ * pre-tokeniser, built in memory. */
+static lmz_tokenizer *bytes_tokenizer(const char *pre)
+{
+    static char text[256][4];
+    const char *toks[256];
+    for (int b = 0, extra = 0; b < 256; b++) {
+        int keep = (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
+        unsigned c = keep ? (unsigned)b : 256u + (unsigned)extra++;
+        if (c < 0x80) text[b][0] = (char)c;
+        else {
+            text[b][0] = (char)(0xC0 | c >> 6);
+            text[b][1] = (char)(0x80 | (c & 0x3F));
+        }
+        toks[b] = text[b];
+    }
+    lmz_gguf_writer *w = lmz_gguf_writer_new();
+    lmz_gguf_w_str(w, "tokenizer.ggml.model", "gpt2");
+    lmz_gguf_w_str(w, "tokenizer.ggml.pre", pre);
+    lmz_gguf_w_arr_str(w, "tokenizer.ggml.tokens", toks, 256, NULL);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    lmz_tokenizer *t = NULL;
+    lmz_gguf g;
+    char err[256];
+    if (f && lmz_gguf_writer_write(w, f) == 0 && fclose(f) == 0 && lmz_gguf_parse(buf, len, &g, err, sizeof err) == 0) {
+        if (lmz_tokenizer_load(&g, &t, err, sizeof err) != 0) printf("  %s\n", err);
+        lmz_gguf_close(&g);
+    }
+    lmz_gguf_writer_free(w);
+    free(buf);
+    return t;
+}
+
+/* the pieces of s joined with '|' */
+static void pieces(const lmz_tokenizer *t, const char *s, char *out)
+{
+    size_t ends[64], n = strlen(s), at = 0;
+    long k = lmz_tokenizer_pieces(t, (const uint8_t *)s, n, ends, 64);
+    *out = 0;
+    for (long i = 0; i < k && i < 64; i++) {
+        if (i) strcat(out, "|");
+        strncat(out, s + at, ends[i] - at);
+        at = ends[i];
+    }
+}
+
+/* Llama 3's pre-tokeniser ("llama-bpe"), piece by piece, worked out by hand
+ * from its pattern; GPT-2's on the same texts where they differ. */
+TEST(tokenizer_llama3_pieces)
+{
+    static const char *cases[][3] = {
+        /* text, llama-bpe, gpt2 */
+        {"Hello world", "Hello| world", "Hello| world"},
+        {"I'M here, don't", "I|'M| here|,| don|'t", "I|'|M| here|,| don|'t"},
+        {"12345 apples 42", "123|45| apples| |42", "12345| apples| 42"},
+        {"x  \n\n y", "x|  \n\n| y", "x|  \n\n| y"},
+        {"a...\n\nb", "a|...\n\n|b", "a|...|\n|\n|b"},
+        {"\tfoo", "\tfoo", "\t|foo"},
+        {"\xc3\xbc" "ber 42\xe2\x82\xac", "\xc3\xbc" "ber| |42|\xe2\x82\xac", "\xc3\xbc" "ber| 42|\xe2\x82\xac"},
+        {"  !!", " | !!", " | !!"},
+        {"(hi)", "(hi|)", "(|hi|)"},
+        {"end   ", "end|   ", "end|   "},
+    };
+    lmz_tokenizer *l3 = bytes_tokenizer("llama-bpe"), *g2 = bytes_tokenizer("gpt2");
+    CHECK(l3 && g2);
+    if (!l3 || !g2) return;
+    char got[512];
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        for (int k = 0; k < 2; k++) {
+            pieces(k ? g2 : l3, cases[i][0], got);
+            if (strcmp(got, cases[i][1 + k])) printf("  %s: [%s], want [%s]\n", k ? "gpt2" : "llama-bpe", got, cases[i][1 + k]);
+            CHECK(!strcmp(got, cases[i][1 + k]));
+        }
+    static const uint8_t any[] = "x\xff\x00 y'S\r\n\r\n 1 \t\n";
+    CHECK(round_trips(l3, any, sizeof any - 1));
+    lmz_tokenizer_free(l3);
+    lmz_tokenizer_free(g2);
 }
