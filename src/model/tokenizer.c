@@ -126,6 +126,9 @@ struct lmz_tokenizer {
     int32_t hex_tok[16];
     int32_t esc, bos, eos;
     int pre;              /* PRE_GPT2, PRE_SMOLLM, PRE_LLAMA3 */
+    int spm;              /* SentencePiece (tokenizer model "llama") */
+    int add_space;        /* SPM: a space before the text (dropped again on decoding) */
+    float *score;         /* SPM: merge priority of each token */
 };
 
 static uint64_t h64(const void *p, size_t n) { return XXH64(p, n, 0x6c6d7a); }
@@ -169,7 +172,17 @@ void lmz_tokenizer_free(lmz_tokenizer *t)
     free(t->type);
     free(t->map.slot);
     free(t->merges);
+    free(t->score);
     free(t);
+}
+
+#define SPM_SPACE "\xe2\x96\x81" /* U+2581, SentencePiece's space */
+
+/* SPM: the id of a piece a merge may produce (normal or user-defined), or -1 */
+static int32_t spm_id(const lmz_tokenizer *t, const char *s, size_t n)
+{
+    int32_t id = map_get(t, s, n);
+    return id >= 0 && (t->type[id] == 1 || t->type[id] == 4) ? id : -1;
 }
 
 static int load_fail(lmz_tokenizer *t, char *err, size_t errlen, const char *msg)
@@ -192,14 +205,17 @@ int lmz_tokenizer_load(const lmz_gguf *g, lmz_tokenizer **out, char *err, size_t
     lmz_str model, pre = {"default", 7};
     if (lmz_gguf_get_str(g, "tokenizer.ggml.model", &model) != 0)
         return load_fail(NULL, err, errlen, "no tokenizer.ggml.model in the file");
-    if (!lmz_str_eq(model, "gpt2")) {
-        snprintf(err, errlen, "tokenizer model '%.*s' is not supported (byte-level BPE 'gpt2' is)",
+    int spm = lmz_str_eq(model, "llama");
+    if (!lmz_str_eq(model, "gpt2") && !spm) {
+        snprintf(err, errlen,
+                 "tokenizer model '%.*s' is not supported (byte-level BPE 'gpt2' and SentencePiece 'llama' are)",
                  (int)(model.len > 32 ? 32 : model.len), model.ptr);
         return LMZ_TOKENIZER_UNSUPPORTED;
     }
     lmz_gguf_get_str(g, "tokenizer.ggml.pre", &pre);
     int kind;
-    if (lmz_str_eq(pre, "smollm")) kind = PRE_SMOLLM;
+    if (spm) kind = PRE_GPT2; /* not used */
+    else if (lmz_str_eq(pre, "smollm")) kind = PRE_SMOLLM;
     else if (lmz_str_eq(pre, "gpt2") || lmz_str_eq(pre, "default")) kind = PRE_GPT2;
     else if (lmz_str_eq(pre, "llama-bpe") || lmz_str_eq(pre, "llama3") || lmz_str_eq(pre, "llama-v3"))
         kind = PRE_LLAMA3;
@@ -220,11 +236,28 @@ int lmz_tokenizer_load(const lmz_gguf *g, lmz_tokenizer **out, char *err, size_t
                   types->count != toks->count))
         return load_fail(NULL, err, errlen, "tokenizer.ggml.token_type does not match the tokens");
 
+    const lmz_gguf_kv *scores = lmz_gguf_find(g, "tokenizer.ggml.scores");
+    if (spm && scores && (scores->type != LMZ_GGUF_ARRAY || scores->elem_type != LMZ_GGUF_FLOAT32 ||
+                          scores->count != toks->count))
+        return load_fail(NULL, err, errlen, "tokenizer.ggml.scores does not match the tokens");
+
     lmz_tokenizer *t = calloc(1, sizeof *t);
     if (!t) return load_fail(NULL, err, errlen, "out of memory");
     uint32_t n = (uint32_t)toks->count;
     t->n_vocab = n;
     t->pre = kind;
+    t->spm = spm;
+    if (spm) {
+        const lmz_gguf_kv *asp = lmz_gguf_find(g, "tokenizer.ggml.add_space_prefix");
+        t->add_space = !(asp && asp->type == LMZ_GGUF_BOOL && asp->data[0] == 0);
+        t->score = calloc(n, sizeof *t->score);
+        if (!t->score) return load_fail(t, err, errlen, "out of memory");
+        for (uint32_t i = 0; scores && i < n; i++) { /* little-endian binary32 */
+            const uint8_t *d = scores->data + 4 * (size_t)i;
+            uint32_t u = d[0] | d[1] << 8 | d[2] << 16 | (uint32_t)d[3] << 24;
+            memcpy(&t->score[i], &u, 4);
+        }
+    }
     t->text = calloc(n, sizeof *t->text);
     t->text_len = calloc(n, sizeof *t->text_len);
     t->bytes_off = calloc((size_t)n + 1, sizeof *t->bytes_off);
@@ -265,12 +298,31 @@ int lmz_tokenizer_load(const lmz_gguf *g, lmz_tokenizer **out, char *err, size_t
         }
         if (!dup) t->map.slot[h] = (int32_t)i; /* the first id of a duplicated text wins */
     }
-    /* decoded bytes: each character of the text maps back to one byte */
+    /* decoded bytes: each character of the text maps back to one byte
+     * (SPM: "<0xXX>" byte tokens are that byte, U+2581 is a space) */
     t->bytes = malloc(total ? total : 1);
     if (!t->bytes) return load_fail(t, err, errlen, "out of memory");
     size_t o = 0;
     for (uint32_t i = 0; i < n; i++) {
         t->bytes_off[i] = o;
+        if (spm) {
+            const char *s = t->text[i];
+            size_t len = t->text_len[i];
+            unsigned v;
+            if (t->type[i] == 6 && len == 6 && sscanf(s, "<0x%2X>", &v) == 1) {
+                t->bytes[o++] = (uint8_t)v;
+                continue;
+            }
+            for (size_t k = 0; k < len;) {
+                if (len - k >= 3 && !memcmp(s + k, SPM_SPACE, 3)) {
+                    t->bytes[o++] = ' ';
+                    k += 3;
+                } else {
+                    t->bytes[o++] = (uint8_t)s[k++];
+                }
+            }
+            continue;
+        }
         const uint8_t *s = (const uint8_t *)t->text[i];
         size_t len = t->text_len[i], k = 0, start = o;
         int ok = 1;
@@ -290,10 +342,16 @@ int lmz_tokenizer_load(const lmz_gguf *g, lmz_tokenizer **out, char *err, size_t
     t->bytes_off[n] = o;
 
     for (int b = 0; b < 256; b++) {
-        char buf[4];
-        size_t l = utf8_put(b2u[b], buf);
+        char buf[8];
+        size_t l = spm ? (size_t)snprintf(buf, sizeof buf, "<0x%02X>", b) : utf8_put(b2u[b], buf);
         t->byte_tok[b] = map_get(t, buf, l);
-        if (t->byte_tok[b] >= 0 && (t->type[t->byte_tok[b]] == 3)) t->byte_tok[b] = -1;
+        if (t->byte_tok[b] >= 0 && (spm ? t->type[t->byte_tok[b]] != 6 : t->type[t->byte_tok[b]] == 3))
+            t->byte_tok[b] = -1;
+    }
+    if (spm && spm_id(t, SPM_SPACE, 3) < 0) {
+        snprintf(err, errlen, "%s", "SentencePiece vocabulary without a U+2581 token: not supported");
+        lmz_tokenizer_free(t);
+        return LMZ_TOKENIZER_UNSUPPORTED;
     }
     for (int d = 0; d < 16; d++) {
         t->hex_tok[d] = t->byte_tok[(uint8_t)"0123456789abcdef"[d]];
@@ -624,6 +682,147 @@ static int llama3_split(const lmz_tokenizer *t, bpe_work *w, const uint8_t *text
 
 static long encode(const lmz_tokenizer *t, const uint8_t *text, size_t n, out_ids *o);
 
+/* SentencePiece, as llama.cpp runs it: spaces become U+2581 (and one goes
+ * in front when add_space_prefix), characters are symbols, and the adjacent
+ * pair whose concatenation is the best-scored piece merges first (the
+ * leftmost on a tie) until none is a piece; a symbol that is no piece goes
+ * out as byte tokens. A U+2581 already in the text and invalid UTF-8 never
+ * merge and go out as byte tokens, so decoding gives back those bytes. */
+typedef struct {
+    float score;
+    uint32_t left, right, len;
+} spm_bigram;
+
+typedef struct {
+    const lmz_tokenizer *t;
+    const char *buf;
+    size_t *start, *len;
+    int64_t *prev, *next;
+    uint8_t *raw;
+    spm_bigram *heap;
+    size_t nh, caph;
+    int oom;
+} spm_work;
+
+static int spm_before(const spm_bigram *a, const spm_bigram *b)
+{
+    return a->score > b->score || (a->score == b->score && a->left < b->left);
+}
+
+static void spm_push(spm_work *w, int64_t l, int64_t r)
+{
+    if (l < 0 || r < 0 || w->raw[l] || w->raw[r]) return;
+    size_t len = w->len[l] + w->len[r];
+    int32_t id = spm_id(w->t, w->buf + w->start[l], len);
+    if (id < 0) return;
+    if (w->nh == w->caph) {
+        size_t c = w->caph ? 2 * w->caph : 64;
+        spm_bigram *h = realloc(w->heap, c * sizeof *h);
+        if (!h) {
+            w->oom = 1;
+            return;
+        }
+        w->heap = h;
+        w->caph = c;
+    }
+    spm_bigram b = {w->t->score[id], (uint32_t)l, (uint32_t)r, (uint32_t)len};
+    size_t i = w->nh++;
+    while (i > 0 && spm_before(&b, &w->heap[(i - 1) / 2])) {
+        w->heap[i] = w->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    w->heap[i] = b;
+}
+
+static spm_bigram spm_pop(spm_work *w)
+{
+    spm_bigram top = w->heap[0], last = w->heap[--w->nh];
+    size_t i = 0;
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= w->nh) break;
+        if (c + 1 < w->nh && spm_before(&w->heap[c + 1], &w->heap[c])) c++;
+        if (!spm_before(&w->heap[c], &last)) break;
+        w->heap[i] = w->heap[c];
+        i = c;
+    }
+    if (w->nh) w->heap[i] = last;
+    return top;
+}
+
+static int spm_encode(const lmz_tokenizer *t, const uint8_t *text, size_t n, out_ids *o)
+{
+    if (n == 0) return 0;
+    if (o->ends) { /* one piece: the whole text */
+        if (o->cap) o->ends[0] = n;
+        o->n = 1;
+        return 0;
+    }
+    size_t cap = 3 * (n + 1), m = 0, at = 0;
+    spm_work w = {t, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0};
+    char *buf = malloc(cap);
+    w.start = malloc((n + 1) * sizeof *w.start);
+    w.len = malloc((n + 1) * sizeof *w.len);
+    w.prev = malloc((n + 1) * sizeof *w.prev);
+    w.next = malloc((n + 1) * sizeof *w.next);
+    w.raw = malloc(n + 1);
+    int rc = -1;
+    if (!buf || !w.start || !w.len || !w.prev || !w.next || !w.raw) goto out;
+    w.buf = buf;
+#define SYM(nbytes, is_raw) \
+    (w.start[m] = at - (nbytes), w.len[m] = (nbytes), w.raw[m] = (is_raw), w.prev[m] = (int64_t)m - 1, \
+     w.next[m] = (int64_t)m + 1, m++)
+    if (t->add_space) {
+        memcpy(buf + at, SPM_SPACE, 3);
+        at += 3;
+        SYM(3, 0);
+    }
+    for (size_t i = 0; i < n;) {
+        size_t l;
+        uint32_t c = utf8_next(text + i, n - i, &l);
+        if (c == ' ') {
+            memcpy(buf + at, SPM_SPACE, 3);
+            at += 3;
+            SYM(3, 0);
+        } else {
+            memcpy(buf + at, text + i, l);
+            at += l;
+            SYM(l, c == 0x2581 || c == CP_INVALID);
+        }
+        i += l;
+    }
+#undef SYM
+    w.next[m - 1] = -1;
+    for (size_t i = 0; i + 1 < m; i++) spm_push(&w, (int64_t)i, (int64_t)i + 1);
+    while (w.nh && !w.oom) {
+        spm_bigram b = spm_pop(&w);
+        if (!w.len[b.left] || !w.len[b.right] || w.len[b.left] + w.len[b.right] != b.len) continue; /* stale */
+        w.len[b.left] += w.len[b.right];
+        w.len[b.right] = 0;
+        w.next[b.left] = w.next[b.right];
+        if (w.next[b.left] >= 0) w.prev[w.next[b.left]] = b.left;
+        spm_push(&w, w.prev[b.left], b.left);
+        spm_push(&w, b.left, w.next[b.left]);
+    }
+    if (w.oom) goto out;
+    for (int64_t i = 0; i >= 0; i = w.next[i]) {
+        int32_t id = w.raw[i] ? -1 : spm_id(t, buf + w.start[i], w.len[i]);
+        if (id >= 0) emit(o, id);
+        else
+            for (size_t k = 0; k < w.len[i]; k++) emit_byte(t, o, (uint8_t)buf[w.start[i] + k]);
+    }
+    rc = 0;
+out:
+    free(buf);
+    free(w.start);
+    free(w.len);
+    free(w.prev);
+    free(w.next);
+    free(w.raw);
+    free(w.heap);
+    return rc;
+}
+
 long lmz_tokenizer_encode(const lmz_tokenizer *t, const uint8_t *text, size_t n, int32_t *ids,
                           size_t cap)
 {
@@ -639,6 +838,7 @@ long lmz_tokenizer_pieces(const lmz_tokenizer *t, const uint8_t *text, size_t n,
 
 static long encode(const lmz_tokenizer *t, const uint8_t *text, size_t n, out_ids *o)
 {
+    if (t->spm) return spm_encode(t, text, n, o) || o->failed ? -1 : (long)o->n;
     uint32_t *cp = malloc((n + 1) * sizeof *cp);
     uint8_t *cl = malloc(n + 1);
     size_t *pos = malloc((n + 1) * sizeof *pos);
@@ -693,6 +893,10 @@ long lmz_tokenizer_decode(const lmz_tokenizer *t, const int32_t *ids, size_t n, 
                           size_t cap)
 {
     size_t o = 0;
+    /* SPM: the space put in front by the encoder goes again */
+    size_t skip = t->spm && t->add_space && n > 0 && ids[0] >= 0 && (uint32_t)ids[0] < t->n_vocab &&
+                  (t->type[ids[0]] == 1 || t->type[ids[0]] == 4) && t->text_len[ids[0]] >= 3 &&
+                  !memcmp(t->text[ids[0]], SPM_SPACE, 3);
     for (size_t i = 0; i < n; i++) {
         int32_t id = ids[i];
         if (id < 0 || (uint32_t)id >= t->n_vocab) return -1;
@@ -705,8 +909,12 @@ long lmz_tokenizer_decode(const lmz_tokenizer *t, const int32_t *ids, size_t n, 
             i += 2;
             continue;
         }
-        size_t len = t->bytes_off[id + 1] - t->bytes_off[id];
-        for (size_t k = 0; k < len; k++, o++)
+        size_t len = t->bytes_off[id + 1] - t->bytes_off[id], k = 0;
+        if (skip) {
+            k = 1;
+            skip = 0;
+        }
+        for (; k < len; k++, o++)
             if (o < cap) out[o] = t->bytes[t->bytes_off[id] + k];
     }
     return (long)o;

@@ -69,6 +69,15 @@ open("tests/fuzz/gguf-corpus/empty.gguf", "wb").write(gguf([], []))
 l3 = [kv_str("tokenizer.ggml.model", "gpt2"), kv_str("tokenizer.ggml.pre", "llama-bpe"),
       kv_arr_str("tokenizer.ggml.tokens", toks), kv_arr_str("tokenizer.ggml.merges", merges)]
 open("tests/fuzz/gguf-corpus/llama3-tokenizer.gguf", "wb").write(gguf(l3, []))
+sp_toks = ["<unk>", "<s>", "</s>"] + ["<0x%02X>" % b for b in range(256)] + \
+          ["\u2581", "\u2581t", "he", "\u2581the", "a", "t", "h", "e", "\u2581a"]
+sp_types = [2, 3, 3] + [6] * 256 + [1] * 9
+sp_scores = [0.0] * 259 + [-1e9, -1.0, -2.0, -3.0, -4.0, -5.0, -6.0, -7.0, -8.0]
+spm_tok = [kv_str("tokenizer.ggml.model", "llama"), kv_arr_str("tokenizer.ggml.tokens", sp_toks),
+           kv_arr_i32("tokenizer.ggml.token_type", sp_types),
+           s("tokenizer.ggml.scores") + struct.pack("<IIQ", 9, 6, len(sp_scores)) +
+           b"".join(struct.pack("<f", v) for v in sp_scores)]
+open("tests/fuzz/gguf-corpus/spm-tokenizer.gguf", "wb").write(gguf(spm_tok, []))
 
 
 def kv_f32(k, v):

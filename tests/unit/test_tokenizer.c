@@ -238,3 +238,74 @@ TEST(tokenizer_llama3_pieces)
     lmz_tokenizer_free(l3);
     lmz_tokenizer_free(g2);
 }
+
+/* SentencePiece (tokenizer model "llama") on Llama 2's vocabulary, which the
+ * third-party fixture llama-2-tiny-random.gguf carries: the ids llama.cpp's
+ * own tokenizer test lists for these texts, and exact round trips, also of
+ * a literal U+2581, invalid UTF-8 and leading spaces. */
+TEST(tokenizer_spm_llama2)
+{
+    const char *p = test_ref_path("llama-2-tiny-random.gguf");
+    if (!p) return;
+    lmz_gguf g;
+    char err[256];
+    lmz_tokenizer *t = NULL;
+    CHECK(lmz_gguf_open(p, &g, err, sizeof err) == 0);
+    CHECK(lmz_tokenizer_load(&g, &t, err, sizeof err) == 0);
+    lmz_gguf_close(&g);
+    if (!t) return;
+    static const struct {
+        const char *text;
+        int32_t ids[12];
+    } cases[] = {
+        {"Hello world", {15043, 3186}},
+        {" Hello world", {29871, 15043, 3186}},
+        {"Hello World", {15043, 2787}},
+        {" Hello World!", {29871, 15043, 2787, 29991}},
+        {"Hello, world!", {15043, 29892, 3186, 29991}},
+        {" this is \xf0\x9f\xa6\x99.cpp", {29871, 445, 338, 29871, 243, 162, 169, 156, 29889, 8223}},
+        {"w048 7tuijk dsdfhu", {281, 29900, 29946, 29947, 29871, 29955, 9161, 13535, 18031, 2176, 6905}},
+        {"\xd0\xbd\xd0\xb5\xd1\x89\xd0\xbe \xd0\xbd\xd0\xb0 \xd0\x91\xd1\x8a\xd0\xbb\xd0\xb3\xd0\xb0\xd1\x80\xd1\x81"
+         "\xd0\xba\xd0\xb8",
+         {1538, 4851, 665, 1386, 29713, 1305}},
+        {" ", {259}},
+        {"   ", {268}},
+        {"\n", {29871, 13}},
+        {"\t\n", {29871, 12, 13}},
+        {"333", {29871, 29941, 29941, 29941}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int32_t ids[64];
+        long k = lmz_tokenizer_encode(t, (const uint8_t *)cases[i].text, strlen(cases[i].text), ids, 64);
+        size_t want = 0;
+        while (want < 12 && cases[i].ids[want]) want++;
+        int same = k == (long)want && !memcmp(ids, cases[i].ids, want * sizeof *ids);
+        if (!same) {
+            printf("  [%s]:", cases[i].text);
+            for (long j = 0; j < k && j < 64; j++) printf(" %d", ids[j]);
+            printf("\n");
+        }
+        CHECK(same);
+        CHECK(round_trips(t, (const uint8_t *)cases[i].text, strlen(cases[i].text)));
+    }
+    static const uint8_t odd[] = "  two spaces, a literal \xe2\x96\x81 piece, \xff\xfe bad bytes,\x00 a NUL ";
+    CHECK(round_trips(t, odd, sizeof odd - 1));
+    static const uint8_t bar[] = "\xe2\x96\x81lead";
+    CHECK(round_trips(t, bar, sizeof bar - 1));
+    int32_t none[1];
+    CHECK(lmz_tokenizer_encode(t, (const uint8_t *)"", 0, none, 1) == 0);
+    unsigned long long seed = 5;
+    int all = 1;
+    for (int r = 0; r < 300; r++) { /* random bytes, biased to spaces and U+2581's bytes */
+        uint8_t buf[80];
+        size_t len = test_rand(&seed) % 80;
+        for (size_t i = 0; i < len; i++) {
+            static const uint8_t pick[] = {' ', 0xE2, 0x96, 0x81, 'a', '\n', 0xFF};
+            uint64_t v = test_rand(&seed);
+            buf[i] = v % 3 ? pick[v / 3 % sizeof pick] : (uint8_t)(v >> 8);
+        }
+        all &= round_trips(t, buf, len);
+    }
+    CHECK(all);
+    lmz_tokenizer_free(t);
+}
