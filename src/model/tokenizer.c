@@ -394,7 +394,9 @@ int lmz_tokenizer_load(const lmz_gguf *g, lmz_tokenizer **out, char *err, size_t
         memcpy(cat, s.ptr, la);
         memcpy(cat + la, sp + 1, lb);
         int32_t res = map_get(t, cat, la + lb);
-        if (a < 0 || b < 0 || res < 0) continue;
+        /* a merge never makes a control token: the escape token is one, and
+         * text must not come out as it (a fuzzed vocabulary did that) */
+        if (a < 0 || b < 0 || res < 0 || t->type[res] == 3) continue;
         uint64_t key = ((uint64_t)(uint32_t)a << 32 | (uint32_t)b) + 1;
         uint32_t i = (uint32_t)h64(&key, 8) & t->merge_mask;
         while (t->merges[i].key && t->merges[i].key != key) i = (i + 1) & t->merge_mask;
