@@ -51,6 +51,7 @@ struct lmz_model {
     float *raw;                  /* (threads, group, cap) scores by ring slot */
     uint32_t *slots;             /* (threads, window) ring slot of each key, oldest first */
     const float **vrows;         /* (threads, window) */
+    float *wrows;                /* (threads, 4, max(dim, ffn)): weight rows widened to F32 */
     uint64_t *pos;               /* (cap_b) */
     lmz_state **rows;            /* (cap_b) */
 };
@@ -160,6 +161,7 @@ void lmz_model_free(lmz_model *m)
     free(m->raw);
     free(m->slots);
     free(m->vrows);
+    free(m->wrows);
     free(m->gbuf);
     free(m->ubuf);
     free(m->rot);
@@ -246,7 +248,7 @@ static int setup(lmz_model *m, const lmz_model_opts *opts, lmz_model **out, char
         return errf(err, errlen, "%s", "head counts do not divide the width");
     }
     m->head_dim = m->dim / m->n_head;
-    if (m->n_layer == 0 || m->n_layer > g->n_tensors / 9) { /* nine tensors per block */
+    if (m->n_layer > g->n_tensors / 9) { /* nine tensors per block */
         errf(err, errlen, "llama.block_count %u does not fit the file's %llu tensors", m->n_layer,
              (unsigned long long)g->n_tensors);
         lmz_model_free(m);
@@ -328,7 +330,9 @@ static int setup(lmz_model *m, const lmz_model_opts *opts, lmz_model **out, char
     m->raw = malloc((size_t)m->n_threads * group * m->cap * sizeof(float));
     m->slots = malloc((size_t)m->n_threads * m->window * sizeof *m->slots);
     m->vrows = malloc((size_t)m->n_threads * m->window * sizeof *m->vrows);
-    if (!m->rope_freq || !m->scores || !m->raw || !m->slots || !m->vrows || !m->pool || reserve(m, CHUNK) != 0) {
+    m->wrows = malloc((size_t)m->n_threads * 4 * (m->dim > m->ffn ? m->dim : m->ffn) * sizeof(float));
+    if (!m->rope_freq || !m->scores || !m->raw || !m->slots || !m->vrows || !m->wrows || !m->pool ||
+        reserve(m, CHUNK) != 0) {
         lmz_model_free(m);
         return errf(err, errlen, "%s", "out of memory");
     }
@@ -378,7 +382,6 @@ static void rmsnorm(const lmz_model *m, const float *x, const float *w, float *o
     for (uint32_t i = 0; i < m->dim; i++) out[i] = x[i] * inv * w[i];
 }
 
-/* rotate adjacent pairs of each head by pos * freq */
 /* cos and sin of every RoPE pair's angle at position pos, once per token
  * for all layers: cs[2i], cs[2i + 1] */
 static void rope_angles(const lmz_model *m, uint64_t pos, float *cs)
@@ -395,6 +398,7 @@ static void rope_angles(const lmz_model *m, uint64_t pos, float *cs)
     }
 }
 
+/* rotate adjacent pairs of each head by the angles of rope_angles() */
 static void rope(const lmz_model *m, float *v, uint32_t heads, const float *cs)
 {
     for (uint32_t i = 0; i < m->head_dim / 2; i++) {
@@ -411,7 +415,7 @@ static void rope(const lmz_model *m, float *v, uint32_t heads, const float *cs)
 static size_t row_bytes(const lmz_gguf_tensor *t) { return (size_t)lmz_ggml_row_bytes(t->type, t->ne[0]); }
 
 typedef struct {
-    lmz_kpath kp;
+    const lmz_model *m;
     const lmz_gguf_tensor *t;
     const float *x;
     size_t T;
@@ -429,65 +433,59 @@ typedef struct {
 
 static void mm_rows(void *ctx, size_t r0, size_t r1, unsigned thread)
 {
-    (void)thread;
     const mm_job *j = ctx;
+    const lmz_kpath kp = j->m->kp;
     size_t rb = row_bytes(j->t), n = (size_t)j->t->ne[0], rows = (size_t)j->t->ne[1], T = j->T;
     const uint8_t *w = j->t->data;
     if (T == 1) {
-        for (size_t r = r0; r < r1; r++) j->y[r] = lmz_dot(j->kp, w + r * rb, j->t->type, j->x, n);
+        for (size_t r = r0; r < r1; r++) j->y[r] = lmz_dot(kp, w + r * rb, j->t->type, j->x, n);
         return;
     }
-    /* several tokens: a group of GR rows as floats once (exact, so the same
-     * bits as the typed dot), then tiles of 4 rows x 4 tokens (groups of 8
-     * rows, sharing each tile's tokens, measured no faster) */
-    enum { GR = 4 };
+    /* several tokens: 4 rows as floats once (exact, so the same bits as the
+     * typed dot), then tiles of 4 rows x 4 tokens (groups of 8 rows sharing
+     * each tile's tokens measured no faster) */
     int convert = j->t->type != LMZ_GGML_F32;
-    float *tmp = convert ? malloc(GR * n * sizeof *tmp) : NULL;
-    if (convert && !tmp) { /* out of memory: the typed dot gives the same bits */
-        for (size_t r = r0; r < r1; r++)
-            for (size_t t = 0; t < T; t++) j->y[t * rows + r] = lmz_dot(j->kp, w + r * rb, j->t->type, j->x + t * n, n);
-        return;
-    }
-    for (size_t r = r0; r < r1; r += GR) {
-        size_t R = r1 - r < GR ? r1 - r : GR, R4 = R / 4 * 4;
-        const float *wf[GR];
+    size_t wmax = j->m->dim > j->m->ffn ? j->m->dim : j->m->ffn;
+    float *tmp = j->m->wrows + (size_t)thread * 4 * wmax;
+    for (size_t r = r0; r < r1; r += 4) {
+        size_t R = r1 - r < 4 ? r1 - r : 4;
+        const float *wf[4];
         for (size_t i = 0; i < R; i++) {
             wf[i] = (const float *)(const void *)(w + (r + i) * rb);
             if (convert) {
-                lmz_row_to_f32(j->kp, w + (r + i) * rb, j->t->type, n, tmp + i * n);
+                lmz_row_to_f32(kp, w + (r + i) * rb, j->t->type, n, tmp + i * n);
                 wf[i] = tmp + i * n;
             }
         }
         /* the next group's weights come from memory while this group's tiles
          * run: each tile asks for a slice of them */
-        size_t ahead = r + GR < r1 ? (r1 - r - GR < GR ? r1 - r - GR : GR) * rb : 0;
+        size_t ahead = r + 4 < r1 ? (r1 - r - 4 < 4 ? r1 - r - 4 : 4) * rb : 0;
         size_t slice = T >= 4 ? (ahead / (T / 4) + 63) / 64 * 64 : 0;
-        const uint8_t *next = w + (r + GR) * rb;
+        const uint8_t *next = w + (r + 4) * rb;
         size_t t = 0;
-        if (R4)
+        if (R == 4)
             for (; t + 4 <= T; t += 4) {
                 for (size_t o = t / 4 * slice; o < (t / 4 + 1) * slice && o < ahead; o += 64) PREFETCH(next + o);
                 const float *xs[4] = {j->x + t * n, j->x + (t + 1) * n, j->x + (t + 2) * n, j->x + (t + 3) * n};
-                for (size_t g = 0; g < R4; g += 4) lmz_dot4x4_f32(j->kp, wf + g, xs, n, j->y + t * rows + r + g, rows);
+                lmz_dot4x4_f32(kp, wf, xs, n, j->y + t * rows + r, rows);
             }
-        for (size_t i = 0; i < R; i++) { /* what the tiles left: tokens past t, rows past R4 */
-            size_t u = i < R4 ? t : 0;
+        for (size_t i = 0; i < R; i++) { /* what the tiles left: tokens past t */
+            size_t u = t;
             for (; u + 4 <= T; u += 4) {
                 const float *xs[4] = {j->x + u * n, j->x + (u + 1) * n, j->x + (u + 2) * n, j->x + (u + 3) * n};
                 float o[4];
-                lmz_dot4_f32(j->kp, wf[i], xs, n, o);
+                lmz_dot4_f32(kp, wf[i], xs, n, o);
                 for (int b = 0; b < 4; b++) j->y[(u + (size_t)b) * rows + r + i] = o[b];
             }
-            for (; u < T; u++) j->y[u * rows + r + i] = lmz_dot(j->kp, wf[i], LMZ_GGML_F32, j->x + u * n, n);
+            for (; u < T; u++) j->y[u * rows + r + i] = lmz_dot(kp, wf[i], LMZ_GGML_F32, j->x + u * n, n);
         }
     }
-    free(tmp);
 }
 
 /* Y (T x rows) = X (T x n) times the matrix's rows, rows split over threads */
 static void matmul(lmz_model *m, const lmz_gguf_tensor *t, const float *x, size_t T, float *y)
 {
-    mm_job j = {m->kp, t, x, T, y};
+    mm_job j = {m, t, x, T, y};
     lmz_pool_for(m->pool, (size_t)t->ne[1], mm_rows, &j);
 }
 

@@ -204,23 +204,6 @@ static inline T_512 __m512 keys_lane(const float *kt, const float *q, size_t n, 
 void T_512 lmz_dot_keys16_avx512(const float *kt, const float *q, size_t qs, size_t nq, size_t n, float *out,
                                  size_t ldo)
 {
-    if (n == 64) { /* unrolled: four products per lane, the first one added to +0 like the rest */
-        const __m512 z = _mm512_setzero_ps();
-        for (size_t h = 0; h < nq; h++) {
-            const float *qh = q + h * qs;
-#define P(k) _mm512_loadu_ps(kt + 16 * (k)), _mm512_set1_ps(qh[k])
-#define LANE(l) \
-    _mm512_fmadd_ps(P((l) + 48), _mm512_fmadd_ps(P((l) + 32), _mm512_fmadd_ps(P((l) + 16), _mm512_fmadd_ps(P(l), z))))
-#define S(j) _mm512_add_ps(LANE(j), LANE((j) + 8))
-            __m512 u0 = _mm512_add_ps(_mm512_add_ps(S(0), S(4)), _mm512_add_ps(S(2), S(6)));
-            __m512 u1 = _mm512_add_ps(_mm512_add_ps(S(1), S(5)), _mm512_add_ps(S(3), S(7)));
-#undef S
-#undef LANE
-#undef P
-            _mm512_storeu_ps(out + h * ldo, _mm512_add_ps(u0, u1));
-        }
-        return;
-    }
     for (size_t h = 0; h < nq; h++) {
         const float *qh = q + h * qs;
         __m512 s[8];
