@@ -28,6 +28,10 @@ LDLIBS  = $(XXH_LIB) -lpthread -lm
 
 LIB_SRC   = $(wildcard src/common/*.c src/codec/*.c src/predict/*.c src/model/*.c src/tensor/*.c)
 LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/%.o)
+# the model-making side (tokenizer and DSRN trainers): the dsrn tool and the
+# tests link it, lmzip does not
+TRAIN_SRC = $(wildcard src/train/*.c)
+TRAIN_OBJ = $(TRAIN_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC  = $(wildcard tests/unit/*.c)
 TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 
@@ -45,10 +49,14 @@ $(BUILD)/liblmzip.a: $(LIB_OBJ)
 $(BUILD)/lmzip: $(BUILD)/programs/lmzip.o $(BUILD)/liblmzip.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/dsrn: $(BUILD)/programs/dsrn.o $(BUILD)/liblmzip.a
+$(BUILD)/libdsrntrain.a: $(TRAIN_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/dsrn: $(BUILD)/programs/dsrn.o $(BUILD)/libdsrntrain.a $(BUILD)/liblmzip.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/unit_tests: $(TEST_OBJ) $(BUILD)/liblmzip.a
+$(BUILD)/unit_tests: $(TEST_OBJ) $(BUILD)/libdsrntrain.a $(BUILD)/liblmzip.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/fuzz_replay: $(BUILD)/tests/fuzz/fuzz_decompress.o $(BUILD)/tests/fuzz/replay_main.o $(BUILD)/liblmzip.a

@@ -18,6 +18,8 @@
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "tensor/detmath.h"
+#include "train/bpe.h"
+#include "train/corpus.h"
 
 static int usage(FILE *f)
 {
@@ -29,7 +31,10 @@ static int usage(FILE *f)
                "                                                logits after each token (float32,\n"
                "                                                n x vocab, little-endian)\n"
                "  dsrn generate -m MODEL.gguf -p PROMPT -n N [--temp T] [--seed S]\n"
-               "                                                sample N tokens (temp 0: greedy)\n");
+               "                                                sample N tokens (temp 0: greedy)\n"
+               "  dsrn tokenizer --data PATH... --vocab N -o TOK.gguf\n"
+               "                                                train a byte-level BPE tokenizer\n"
+               "                                                (files or folders of .txt)\n");
     return f == stdout ? 0 : 1;
 }
 
@@ -388,6 +393,83 @@ out:
     return rc;
 }
 
+/* Write a GGUF through a temporary file renamed into place: no partial
+ * output is left behind on failure. */
+static int write_gguf(lmz_gguf_writer *w, const char *path)
+{
+    size_t n = strlen(path) + 16;
+    char *tmp = malloc(n);
+    if (!tmp) return -1;
+    snprintf(tmp, n, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    int rc = f ? lmz_gguf_writer_write(w, f) : -1;
+    if (f && fclose(f) != 0) rc = -1;
+    if (rc == 0 && rename(tmp, path) != 0) rc = -1;
+    if (rc != 0) {
+        fprintf(stderr, "dsrn: cannot write %s\n", path);
+        remove(tmp);
+    }
+    free(tmp);
+    return rc;
+}
+
+static int cmd_tokenizer(int argc, char **argv)
+{
+    const char **paths = calloc((size_t)argc + 1, sizeof *paths), *out = NULL;
+    size_t n_paths = 0;
+    lmz_bpe_opts o = {8192, 1};
+    int in_data = 0;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--data")) {
+            in_data = 1;
+        } else if (!strcmp(argv[i], "--vocab") && i + 1 < argc) {
+            o.vocab = (uint32_t)strtoul(argv[++i], NULL, 10);
+            in_data = 0;
+        } else if (!strcmp(argv[i], "-o") && i + 1 < argc) {
+            out = argv[++i];
+            in_data = 0;
+        } else if (!strcmp(argv[i], "-q")) {
+            o.verbose = 0;
+        } else if (in_data && argv[i][0] != '-') {
+            paths[n_paths++] = argv[i];
+        } else {
+            fprintf(stderr, "dsrn tokenizer: unexpected '%s'\n", argv[i]);
+            free(paths);
+            return usage(stderr);
+        }
+    }
+    if (!n_paths || !out) {
+        fprintf(stderr, "dsrn tokenizer: needs --data PATH... and -o OUT.gguf\n");
+        free(paths);
+        return 1;
+    }
+    char err[512];
+    lmz_corpus c;
+    if (lmz_corpus_load(paths, n_paths, &c, err, sizeof err) != 0) {
+        fprintf(stderr, "dsrn tokenizer: %s\n", err);
+        free(paths);
+        return 1;
+    }
+    free(paths);
+    if (o.verbose)
+        fprintf(stderr, "dsrn tokenizer: %zu files (%zu read as Latin-1), %zu documents, %zu bytes\n", c.n_files,
+                c.n_latin1, c.n_docs, c.len);
+    lmz_gguf_writer *w = lmz_gguf_writer_new();
+    lmz_bpe_stats st;
+    int rc = w ? lmz_bpe_train(&c, &o, w, &st, err, sizeof err) : -1;
+    lmz_corpus_free(&c);
+    if (rc != 0) {
+        fprintf(stderr, "dsrn tokenizer: %s\n", w ? err : "out of memory");
+    } else {
+        lmz_gguf_w_str(w, "general.name", "dsrn tokenizer");
+        rc = write_gguf(w, out);
+        if (rc == 0 && o.verbose)
+            fprintf(stderr, "dsrn tokenizer: %u tokens (%u merges) written to %s\n", st.n_tokens, st.n_merges, out);
+    }
+    lmz_gguf_writer_free(w);
+    return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) return usage(stderr);
@@ -395,6 +477,7 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
     if (!strcmp(argv[1], "logits")) return cmd_logits(argc - 2, argv + 2);
     if (!strcmp(argv[1], "generate")) return cmd_generate(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "tokenizer")) return cmd_tokenizer(argc - 2, argv + 2);
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) return usage(stdout);
     fprintf(stderr, "dsrn: unknown command '%s'\n", argv[1]);
     return usage(stderr);

@@ -528,6 +528,31 @@ void lmz_gguf_w_arr_f32(lmz_gguf_writer *w, const char *k, const float *v, size_
     }
 }
 
+static uint64_t scalar_size(uint32_t t)
+{
+    static const uint8_t sz[LMZ_GGUF_TYPE_COUNT] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+    return t < LMZ_GGUF_TYPE_COUNT ? sz[t] : 0;
+}
+
+void lmz_gguf_w_copy(lmz_gguf_writer *w, const lmz_gguf_kv *kv)
+{
+    put_str(w, kv->key.ptr, kv->key.len);
+    put32(w, kv->type);
+    w->n_kv++;
+    if (kv->type == LMZ_GGUF_STRING) {
+        put(w, kv->data, 8 + (size_t)rd64(kv->data));
+    } else if (kv->type == LMZ_GGUF_ARRAY) {
+        put32(w, kv->elem_type);
+        put64(w, kv->count);
+        uint64_t n = kv->count * scalar_size(kv->elem_type);
+        if (kv->elem_type == LMZ_GGUF_STRING)
+            n = kv->count ? kv->str_off[kv->count - 1] + 8 + rd64(kv->data + kv->str_off[kv->count - 1]) : 0;
+        put(w, kv->data, (size_t)n);
+    } else {
+        put(w, kv->data, (size_t)scalar_size(kv->type));
+    }
+}
+
 void lmz_gguf_w_tensor(lmz_gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
                        const uint64_t *ne, const void *data)
 {

@@ -128,6 +128,9 @@ void lmz_gguf_w_arr_str(lmz_gguf_writer *w, const char *key, const char *const *
                         const size_t *lens /* NULL: zero-terminated */);
 void lmz_gguf_w_arr_i32(lmz_gguf_writer *w, const char *key, const int32_t *v, size_t n);
 void lmz_gguf_w_arr_f32(lmz_gguf_writer *w, const char *key, const float *v, size_t n);
+/* A key and value of a parsed file, as they are (scalars, strings, arrays of
+ * scalars or strings; nested arrays are refused by the reader). */
+void lmz_gguf_w_copy(lmz_gguf_writer *w, const lmz_gguf_kv *kv);
 /* The data is copied when written, not now: it must stay valid until then. */
 void lmz_gguf_w_tensor(lmz_gguf_writer *w, const char *name, uint32_t ggml_type,
                        uint32_t n_dims, const uint64_t *ne, const void *data);

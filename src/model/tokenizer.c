@@ -838,6 +838,15 @@ long lmz_tokenizer_pieces(const lmz_tokenizer *t, const uint8_t *text, size_t n,
     return encode(t, text, n, &o);
 }
 
+long lmz_pretokenize_gpt2(const uint8_t *text, size_t n, size_t *ends, size_t cap)
+{
+    lmz_tokenizer t;
+    memset(&t, 0, sizeof t);
+    t.pre = PRE_GPT2;
+    out_ids o = {NULL, cap, 0, 0, ends};
+    return encode(&t, text, n, &o);
+}
+
 static long encode(const lmz_tokenizer *t, const uint8_t *text, size_t n, out_ids *o)
 {
     if (t->spm) return spm_encode(t, text, n, o) || o->failed ? -1 : (long)o->n;

@@ -48,6 +48,10 @@ long lmz_tokenizer_encode(const lmz_tokenizer *t, const uint8_t *text, size_t n,
  * offsets, each where a piece ends. @return the number of pieces, or -1. */
 long lmz_tokenizer_pieces(const lmz_tokenizer *t, const uint8_t *text, size_t n, size_t *ends, size_t cap);
 
+/* The same pieces as GPT-2's pre-tokeniser makes, with no vocabulary (the
+ * BPE trainer's words). */
+long lmz_pretokenize_gpt2(const uint8_t *text, size_t n, size_t *ends, size_t cap);
+
 /* Decode ids into out[0..cap). @return the number of bytes the ids stand
  * for (may be above cap), or -1 for an id out of range or a broken escape. */
 long lmz_tokenizer_decode(const lmz_tokenizer *t, const int32_t *ids, size_t n, uint8_t *out,
