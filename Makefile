@@ -25,6 +25,7 @@ ALL_CFLAGS = -std=c11 $(CFLAGS) -ffp-contract=off -fno-fast-math $(WARN) $(WERRO
              -Iinclude -Isrc -MMD -MP
 XXH_LIB ?= -lxxhash
 LDLIBS  = $(XXH_LIB) -lpthread -lm
+TRAIN_LIBS = -lopenblas -fopenmp
 
 LIB_SRC   = $(wildcard src/common/*.c src/codec/*.c src/predict/*.c src/model/*.c src/tensor/*.c)
 LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -35,7 +36,7 @@ TRAIN_OBJ = $(TRAIN_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC  = $(wildcard tests/unit/*.c)
 TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-all: $(BUILD)/lmzip $(BUILD)/dsrn $(BUILD)/unit_tests $(BUILD)/fuzz_replay $(BUILD)/fuzz_gguf_replay \
+all: $(BUILD)/lmzip $(BUILD)/dsrn $(BUILD)/unit_tests $(BUILD)/gradcheck $(BUILD)/fuzz_replay $(BUILD)/fuzz_gguf_replay \
      $(BUILD)/bench_rc $(BUILD)/bench_engine
 
 $(BUILD)/%.o: %.c
@@ -49,15 +50,32 @@ $(BUILD)/liblmzip.a: $(LIB_OBJ)
 $(BUILD)/lmzip: $(BUILD)/programs/lmzip.o $(BUILD)/liblmzip.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
+# the trainer: OpenMP for the elementwise work, OpenBLAS for the products
+$(BUILD)/src/train/%.o: src/train/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fopenmp -c $< -o $@
+
 $(BUILD)/libdsrntrain.a: $(TRAIN_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
 $(BUILD)/dsrn: $(BUILD)/programs/dsrn.o $(BUILD)/libdsrntrain.a $(BUILD)/liblmzip.a
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(TRAIN_LIBS)
 
 $(BUILD)/unit_tests: $(TEST_OBJ) $(BUILD)/libdsrntrain.a $(BUILD)/liblmzip.a
-	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(TRAIN_LIBS)
+
+# the gradient check: the trainer's network again, in float64
+$(BUILD)/f64/net.o: src/train/net.c src/train/net.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fopenmp -DDSRN_F64 -c $< -o $@
+
+$(BUILD)/f64/gradcheck.o: tests/gradcheck/gradcheck.c src/train/net.h
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DDSRN_F64 -c $< -o $@
+
+$(BUILD)/gradcheck: $(BUILD)/f64/gradcheck.o $(BUILD)/f64/net.o $(BUILD)/liblmzip.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(TRAIN_LIBS)
 
 $(BUILD)/fuzz_replay: $(BUILD)/tests/fuzz/fuzz_decompress.o $(BUILD)/tests/fuzz/replay_main.o $(BUILD)/liblmzip.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
@@ -75,17 +93,21 @@ deps:
 	@sh scripts/deps.sh
 
 # The cross build takes xxHash inline from the host's header (the library is
-# not installed for arm64); qemu-aarch64 runs the binaries through wrappers.
+# not installed for arm64), OpenBLAS and libgomp from Debian's arm64 packages
+# (multiarch); qemu-aarch64 runs the binaries through wrappers with the
+# multiarch C library (-L /). (With the cross toolchain's own copy,
+# -L /usr/aarch64-linux-gnu, once the arm64 libc6 is installed beside it,
+# threaded tests never finished.)
 ARM_CC ?= aarch64-linux-gnu-gcc
-ARM_BIN = unit_tests fuzz_replay fuzz_gguf_replay lmzip dsrn
+ARM_BIN = unit_tests gradcheck fuzz_replay fuzz_gguf_replay lmzip dsrn
 arm:
-	@DEPS_EXTRA="gcc-aarch64-linux-gnu qemu-user" sh scripts/deps.sh
+	@DEPS_EXTRA="gcc-aarch64-linux-gnu qemu-user libopenblas-dev:arm64 libgomp1:arm64" sh scripts/deps.sh
 	@mkdir -p build-arm/xxh build-arm/qemu
 	ln -sf /usr/include/xxhash.h build-arm/xxh/xxhash.h
 	$(MAKE) BUILD=build-arm CC=$(ARM_CC) XXH_LIB= CFLAGS="-O2 -g -DXXH_INLINE_ALL -Ibuild-arm/xxh" \
 	    $(ARM_BIN:%=build-arm/%)
 	for b in $(ARM_BIN); do \
-	    printf '#!/bin/sh\nexec qemu-aarch64 -L /usr/aarch64-linux-gnu "%s" "$$@"\n' "$$(pwd)/build-arm/$$b" > build-arm/qemu/$$b; \
+	    printf '#!/bin/sh\nexec qemu-aarch64 -L / "%s" "$$@"\n' "$$(pwd)/build-arm/$$b" > build-arm/qemu/$$b; \
 	    chmod +x build-arm/qemu/$$b; done
 	LMZ_TEST_QUICK=1 sh tests/run.sh build-arm/qemu
 

@@ -20,6 +20,7 @@
 #include "tensor/detmath.h"
 #include "train/bpe.h"
 #include "train/corpus.h"
+#include "train/train.h"
 
 static int usage(FILE *f)
 {
@@ -34,7 +35,11 @@ static int usage(FILE *f)
                "                                                sample N tokens (temp 0: greedy)\n"
                "  dsrn tokenizer --data PATH... --vocab N -o TOK.gguf\n"
                "                                                train a byte-level BPE tokenizer\n"
-               "                                                (files or folders of .txt)\n");
+               "                                                (files or folders of .txt)\n"
+               "  dsrn train --data PATH... [--tokenizer TOK.gguf] [--preset tiny|small|base]\n"
+               "             [--steps N | --tokens N | --time MIN] [--config FILE] [--resume CKPT.gguf]\n"
+               "             [--SETTING VALUE...] -o OUT.gguf\n"
+               "                                                train a DSRN model (dsrn train --help)\n");
     return f == stdout ? 0 : 1;
 }
 
@@ -470,6 +475,74 @@ static int cmd_tokenizer(int argc, char **argv)
     return rc ? 1 : 0;
 }
 
+static int cmd_train(int argc, char **argv)
+{
+    dsrn_train_opts o;
+    dsrn_train_defaults(&o);
+    char err[512];
+    /* a preset, then a configuration file, then the other flags */
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            printf("dsrn train --data PATH... -o OUT.gguf [options]\n"
+                   "  --preset tiny|small|base   model sizes (~1M, ~5M, ~20M parameters with 8k tokens)\n"
+                   "  --config FILE              settings as 'key = value' lines (keys as below, and preset)\n"
+                   "  --resume CKPT.gguf         continue a run (CKPT.opt.gguf holds the optimiser state)\n"
+                   "  -q                         no progress output\n"
+                   "settings:\n%s",
+                   dsrn_train_help());
+            return 0;
+        }
+        if (!strcmp(argv[i], "--preset") && i + 1 < argc && dsrn_train_preset(&o, argv[i + 1]) != 0) {
+            fprintf(stderr, "dsrn train: unknown preset '%s' (tiny, small, base)\n", argv[i + 1]);
+            return 1;
+        }
+    }
+    for (int i = 0; i + 1 < argc; i++)
+        if (!strcmp(argv[i], "--config") && dsrn_train_config_file(&o, argv[i + 1], err, sizeof err) != 0) {
+            fprintf(stderr, "dsrn train: %s\n", err);
+            return 1;
+        }
+    int in_data = 0;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--data")) {
+            in_data = 1;
+            continue;
+        }
+        if (in_data && a[0] != '-') {
+            if (o.n_data == sizeof o.data / sizeof *o.data) {
+                fprintf(stderr, "dsrn train: too many --data paths (give folders)\n");
+                return 1;
+            }
+            o.data[o.n_data++] = a;
+            continue;
+        }
+        in_data = 0;
+        if (!strcmp(a, "-q")) {
+            o.quiet = 1;
+        } else if (i + 1 >= argc || strncmp(a, "-", 1)) {
+            fprintf(stderr, "dsrn train: unexpected '%s' (dsrn train --help)\n", a);
+            return 1;
+        } else if (!strcmp(a, "-o")) {
+            o.out = argv[++i];
+        } else if (!strcmp(a, "--resume")) {
+            o.resume = argv[++i];
+        } else if (!strcmp(a, "--preset") || !strcmp(a, "--config")) {
+            i++;
+        } else if (strncmp(a, "--", 2) || dsrn_train_set(&o, a + 2, argv[i + 1], err, sizeof err) != 0) {
+            fprintf(stderr, "dsrn train: %s\n", strncmp(a, "--", 2) ? "unknown option" : err);
+            return 1;
+        } else {
+            i++;
+        }
+    }
+    if (dsrn_train(&o, err, sizeof err) != 0) {
+        fprintf(stderr, "dsrn train: %s\n", err);
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) return usage(stderr);
@@ -478,6 +551,7 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "logits")) return cmd_logits(argc - 2, argv + 2);
     if (!strcmp(argv[1], "generate")) return cmd_generate(argc - 2, argv + 2);
     if (!strcmp(argv[1], "tokenizer")) return cmd_tokenizer(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "train")) return cmd_train(argc - 2, argv + 2);
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) return usage(stdout);
     fprintf(stderr, "dsrn: unknown command '%s'\n", argv[1]);
     return usage(stderr);

@@ -1,7 +1,7 @@
 #!/bin/sh
 # deps.sh — install the Debian packages lmzip needs to build and test, when
 # they are missing. Needs root (apt-get); says what to install otherwise.
-PKGS="gcc make libxxhash-dev $DEPS_EXTRA"
+PKGS="gcc make libxxhash-dev libopenblas-dev $DEPS_EXTRA"
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "deps: not a Debian system; make sure these are installed: $PKGS" >&2
@@ -19,6 +19,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "deps: installing$missing"
 export DEBIAN_FRONTEND=noninteractive
+case "$missing" in *:arm64*) # the cross build's libraries (multiarch)
+    dpkg --print-foreign-architectures | grep -q arm64 || dpkg --add-architecture arm64 ;;
+esac
 apt-get update -qq && apt-get install -y -qq $missing >/dev/null || {
     echo "deps: apt-get install$missing failed" >&2
     exit 1

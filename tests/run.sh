@@ -22,6 +22,8 @@ suite() {
 
 suite "unit tests ($BUILD/unit_tests)" "" "$BUILD/unit_tests"
 
+suite "gradient check of the DSRN trainer ($BUILD/gradcheck)" "gradcheck: " "$BUILD/gradcheck"
+
 echo "== fuzz corpus and golden files replayed through the fuzz target"
 if "$BUILD/fuzz_replay" tests/fuzz/corpus tests/fuzz/crashes tests/golden; then pass=$((pass + 1))
 else fail=$((fail + 1)); echo "FAIL fuzz replay"; fi

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model.h"
+#include "model_impl.h"
 #include "common/pool.h"
 #include "tensor/detmath.h"
 #include "tensor/kernels.h"
@@ -29,12 +29,9 @@ typedef struct {
     float *attn_norm, *ffn_norm; /* (dim) */
 } layer;
 
-struct lmz_model {
-    lmz_gguf g;
-    lmz_tokenizer *tok;          /* NULL: not a kind we implement (tok_note says) */
-    char tok_note[160];
-    lmz_kpath kp;
-    uint32_t n_vocab, dim, n_layer, ffn, n_head, n_kv, head_dim, ctx, window;
+typedef struct {
+    lmz_model base;              /* g, tok, kp, n_vocab, window */
+    uint32_t dim, n_layer, ffn, n_head, n_kv, head_dim, ctx;
     float eps;
     float *rope_freq;            /* (head_dim / 2) radians per position */
     const lmz_gguf_tensor *embd, *output;
@@ -53,95 +50,47 @@ struct lmz_model {
     const float **vrows;         /* (threads, window) */
     float *wrows;                /* (threads, 4, max(dim, ffn)): weight rows widened to F32 */
     uint64_t *pos;               /* (cap_b) */
-    lmz_state **rows;            /* (cap_b) */
-};
+    struct llama_state **rows;   /* (cap_b) */
+} llama_model;
 
 /* prefill runs in chunks of this many tokens */
 #define CHUNK 64
 
-struct lmz_state {
-    const lmz_model *m;
-    uint64_t pos;
+typedef struct llama_state {
+    lmz_state base;  /* m, pos */
     uint32_t cap;   /* ring slots: window + CHUNK (so a chunk's writes never
                        overwrite keys an earlier token of the chunk still needs),
                        rounded up to a multiple of 16 */
     float *kc;      /* (n_layer, cap / 16, n_kv * head_dim, 16): keys transposed in
                        blocks of 16 slots, for lmz_dot_keys16 */
     float *vc;      /* (n_layer, cap, n_kv * head_dim) */
-};
+} llama_state;
 
-uint32_t lmz_model_vocab(const lmz_model *m) { return m->n_vocab; }
-const char *lmz_model_arch(const lmz_model *m) { (void)m; return "llama"; }
-const lmz_tokenizer *lmz_model_tokenizer(const lmz_model *m) { return m->tok; }
-const char *lmz_model_tokenizer_note(const lmz_model *m) { return m->tok ? "" : m->tok_note; }
-uint32_t lmz_model_window(const lmz_model *m) { return m->window; }
 
 /* ======================================================================== */
 /* loading                                                                   */
 /* ======================================================================== */
 
-__attribute__((format(printf, 3, 4))) static int errf(char *err, size_t errlen, const char *fmt, ...)
+static const lmz_gguf_tensor *mat(const llama_model *m, const char *name, uint64_t ne0, uint64_t ne1, char *err,
+                                  size_t errlen)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
+    return lmz_model_mat(&m->base, name, ne0, ne1, err, errlen);
 }
 
-/* A (ne0 x ne1) matrix of a computable type. */
-static const lmz_gguf_tensor *mat(const lmz_model *m, const char *name, uint64_t ne0, uint64_t ne1,
-                                  char *err, size_t errlen)
+static float *vec(const llama_model *m, const char *name, uint64_t n, char *err, size_t errlen)
 {
-    const lmz_gguf_tensor *t = lmz_gguf_tensor_find(&m->g, name);
-    if (!t) {
-        errf(err, errlen, "tensor '%s' is missing", name);
-        return NULL;
-    }
-    if (t->n_dims != 2 || t->ne[0] != ne0 || t->ne[1] != ne1) {
-        snprintf(err, errlen, "tensor '%s' is %llu x %llu, expected %llu x %llu", name,
-                 (unsigned long long)t->ne[0], (unsigned long long)t->ne[1], (unsigned long long)ne0,
-                 (unsigned long long)ne1);
-        return NULL;
-    }
-    if (!lmz_kernels_type_ok(t->type)) {
-        snprintf(err, errlen, "tensor '%s' has type %s (F32, F16, BF16, Q8_0 are computed)", name,
-                 lmz_gguf_type_name(t->type));
-        return NULL;
-    }
-    return t;
+    return lmz_model_vec(&m->base, name, n, err, errlen);
 }
 
-/* row r of a matrix, as floats (exact) */
-static void row_to_f32(const lmz_model *m, const lmz_gguf_tensor *t, uint64_t r, float *out)
+static void row_to_f32(const llama_model *m, const lmz_gguf_tensor *t, uint64_t r, float *out)
 {
-    size_t n = (size_t)t->ne[0];
-    lmz_row_to_f32(m->kp, (const uint8_t *)t->data + r * lmz_ggml_row_bytes(t->type, n), t->type, n, out);
+    lmz_model_row(&m->base, t, r, out);
 }
 
-static float *vec(const lmz_model *m, const char *name, uint64_t n, char *err, size_t errlen)
+/* everything but base's file and tokenizer (model.c releases those) */
+static void llama_free(lmz_model *mb)
 {
-    const lmz_gguf_tensor *t = lmz_gguf_tensor_find(&m->g, name);
-    if (!t || t->n_dims != 1 || t->ne[0] != n || !lmz_kernels_type_ok(t->type) || t->type == LMZ_GGML_Q8_0) {
-        errf(err, errlen, "tensor '%s' is missing or not a float vector of the model's width", name);
-        return NULL;
-    }
-    float *v = malloc(n * sizeof *v);
-    if (v) row_to_f32(m, t, 0, v);
-    return v;
-}
-
-static int get_u32(const lmz_gguf *g, const char *key, uint32_t *v, char *err, size_t errlen)
-{
-    uint64_t x;
-    if (lmz_gguf_get_u64(g, key, &x) != 0 || x == 0 || x > (1u << 30))
-        return errf(err, errlen, "metadata '%s' is missing or out of range", key);
-    *v = (uint32_t)x;
-    return 0;
-}
-
-void lmz_model_free(lmz_model *m)
-{
+    llama_model *m = (llama_model *)mb;
     if (!m) return;
     if (m->layers)
         for (uint32_t l = 0; l < m->n_layer; l++) {
@@ -168,13 +117,11 @@ void lmz_model_free(lmz_model *m)
     free(m->pos);
     free(m->rows);
     lmz_pool_free(m->pool);
-    lmz_tokenizer_free(m->tok);
-    lmz_gguf_close(&m->g);
     free(m);
 }
 
 /* scratch for batches of b tokens */
-static int reserve(lmz_model *m, size_t b)
+static int reserve(llama_model *m, size_t b)
 {
     if (b <= m->cap_b) return 0;
     size_t qd = (size_t)m->n_head * m->head_dim, kd = (size_t)m->n_kv * m->head_dim;
@@ -189,98 +136,59 @@ static int reserve(lmz_model *m, size_t b)
     uint64_t *pos = realloc(m->pos, b * sizeof *pos);
     if (!pos) return -1;
     m->pos = pos;
-    lmz_state **rows = realloc(m->rows, b * sizeof *rows);
+    llama_state **rows = realloc(m->rows, b * sizeof *rows);
     if (!rows) return -1;
     m->rows = rows;
     m->cap_b = b;
     return 0;
 }
 
-static int setup(lmz_model *m, const lmz_model_opts *opts, lmz_model **out, char *err, size_t errlen);
+static const lmz_model_ops llama_ops;
 
-int lmz_model_open(const char *path, const lmz_model_opts *opts, lmz_model **out, char *err,
-                   size_t errlen)
+int lmz_llama_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model **out, char *err, size_t errlen)
 {
-    *out = NULL;
-    lmz_model *m = calloc(1, sizeof *m);
-    if (!m) return errf(err, errlen, "%s", "out of memory");
-    if (lmz_kernels_select(&m->kp, err, errlen) != 0 || lmz_gguf_open(path, &m->g, err, errlen) != 0) {
-        free(m);
-        return -1;
-    }
-    return setup(m, opts, out, err, errlen);
-}
-
-int lmz_model_open_buffer(const void *buf, size_t size, const lmz_model_opts *opts, lmz_model **out,
-                          char *err, size_t errlen)
-{
-    *out = NULL;
-    lmz_model *m = calloc(1, sizeof *m);
-    if (!m) return errf(err, errlen, "%s", "out of memory");
-    if (lmz_kernels_select(&m->kp, err, errlen) != 0 || lmz_gguf_parse(buf, size, &m->g, err, errlen) != 0) {
-        free(m);
-        return -1;
-    }
-    return setup(m, opts, out, err, errlen);
-}
-
-/* the checks and set-up after the file is parsed; frees m on failure */
-static int setup(lmz_model *m, const lmz_model_opts *opts, lmz_model **out, char *err, size_t errlen)
-{
-    lmz_str arch;
-    if (lmz_gguf_get_str(&m->g, "general.architecture", &arch) != 0 || !lmz_str_eq(arch, "llama")) {
-        lmz_model_free(m);
-        return errf(err, errlen, "%s", "general.architecture is not 'llama'");
-    }
-    const lmz_gguf *g = &m->g;
-    if (get_u32(g, "llama.embedding_length", &m->dim, err, errlen) ||
-        get_u32(g, "llama.block_count", &m->n_layer, err, errlen) ||
-        get_u32(g, "llama.feed_forward_length", &m->ffn, err, errlen) ||
-        get_u32(g, "llama.attention.head_count", &m->n_head, err, errlen) ||
-        get_u32(g, "llama.context_length", &m->ctx, err, errlen)) {
-        lmz_model_free(m);
+    llama_model *m = calloc(1, sizeof *m);
+    if (!m) return lmz_model_errf(err, errlen, "%s", "out of memory");
+    m->base = *base;
+    m->base.ops = &llama_ops;
+    const lmz_gguf *g = &m->base.g;
+    if (lmz_model_u32(g, "llama.embedding_length", &m->dim, err, errlen) ||
+        lmz_model_u32(g, "llama.block_count", &m->n_layer, err, errlen) ||
+        lmz_model_u32(g, "llama.feed_forward_length", &m->ffn, err, errlen) ||
+        lmz_model_u32(g, "llama.attention.head_count", &m->n_head, err, errlen) ||
+        lmz_model_u32(g, "llama.context_length", &m->ctx, err, errlen)) {
+        llama_free(&m->base);
         return -1;
     }
     uint64_t v64;
     m->n_kv = lmz_gguf_get_u64(g, "llama.attention.head_count_kv", &v64) == 0 ? (uint32_t)v64 : m->n_head;
     if (m->n_kv == 0 || m->n_head % m->n_kv || m->dim % m->n_head || (m->dim / m->n_head) % 2) {
-        lmz_model_free(m);
-        return errf(err, errlen, "%s", "head counts do not divide the width");
+        llama_free(&m->base);
+        return lmz_model_errf(err, errlen, "%s", "head counts do not divide the width");
     }
     m->head_dim = m->dim / m->n_head;
     if (m->n_layer > g->n_tensors / 9) { /* nine tensors per block */
-        errf(err, errlen, "llama.block_count %u does not fit the file's %llu tensors", m->n_layer,
+        lmz_model_errf(err, errlen, "llama.block_count %u does not fit the file's %llu tensors", m->n_layer,
              (unsigned long long)g->n_tensors);
-        lmz_model_free(m);
+        llama_free(&m->base);
         return -1;
     }
     uint32_t want = opts && opts->window ? opts->window : m->ctx;
     if (want == 0 || (opts && opts->window > LMZ_MAX_WINDOW)) {
-        errf(err, errlen, "KV window %u is not 1..%u", want, (unsigned)LMZ_MAX_WINDOW);
-        lmz_model_free(m);
+        lmz_model_errf(err, errlen, "KV window %u is not 1..%u", want, (unsigned)LMZ_MAX_WINDOW);
+        llama_free(&m->base);
         return -1;
     }
     if (lmz_gguf_get_f32(g, "llama.attention.layer_norm_rms_epsilon", &m->eps) != 0) m->eps = 1e-5f;
-    float base = 10000.0f, scale = 1.0f;
-    lmz_gguf_get_f32(g, "llama.rope.freq_base", &base);
+    float rope_base = 10000.0f, scale = 1.0f;
+    lmz_gguf_get_f32(g, "llama.rope.freq_base", &rope_base);
     lmz_str st;
     if (lmz_gguf_get_str(g, "llama.rope.scaling.type", &st) == 0 && lmz_str_eq(st, "linear"))
         lmz_gguf_get_f32(g, "llama.rope.scaling.factor", &scale);
     if (!(scale > 0.0f)) scale = 1.0f;
 
-    int trc = lmz_tokenizer_load(g, &m->tok, m->tok_note, sizeof m->tok_note);
-    const lmz_gguf_tensor *te = lmz_gguf_tensor_find(g, "token_embd.weight");
-    if (trc == LMZ_TOKENIZER_UNSUPPORTED && te && te->n_dims == 2 && te->ne[1] > 0 && te->ne[1] <= (1u << 24)) {
-        m->n_vocab = (uint32_t)te->ne[1]; /* runs on token ids alone */
-    } else if (trc != 0) {
-        snprintf(err, errlen, "%s", m->tok_note);
-        lmz_model_free(m);
-        return -1;
-    } else {
-        m->n_vocab = lmz_tokenizer_vocab_size(m->tok);
-    }
-    m->embd = mat(m, "token_embd.weight", m->dim, m->n_vocab, err, errlen);
-    m->output = lmz_gguf_tensor_find(g, "output.weight") ? mat(m, "output.weight", m->dim, m->n_vocab, err, errlen)
+    m->embd = mat(m, "token_embd.weight", m->dim, m->base.n_vocab, err, errlen);
+    m->output = lmz_gguf_tensor_find(g, "output.weight") ? mat(m, "output.weight", m->dim, m->base.n_vocab, err, errlen)
                                                          : m->embd;
     m->out_norm = m->embd && m->output ? vec(m, "output_norm.weight", m->dim, err, errlen) : NULL;
     m->layers = calloc(m->n_layer, sizeof *m->layers);
@@ -302,10 +210,10 @@ static int setup(lmz_model *m, const lmz_model_opts *opts, lmz_model **out, char
 #undef NAME
     }
     if (!ok) {
-        lmz_model_free(m);
+        llama_free(&m->base);
         return -1;
     }
-    m->window = want < LMZ_MAX_WINDOW ? want : LMZ_MAX_WINDOW; /* a longer context: the window is capped */
+    m->base.window = want < LMZ_MAX_WINDOW ? want : LMZ_MAX_WINDOW; /* a longer context: the window is capped */
     /* RoPE frequencies: base^(-2i/head_dim) / scale, divided by
      * rope_freqs.weight where the model has one (Llama 3 scaling) */
     uint32_t half = m->head_dim / 2;
@@ -314,7 +222,7 @@ static int setup(lmz_model *m, const lmz_model_opts *opts, lmz_model **out, char
     float *rfv = NULL;
     if (rf && rf->type == LMZ_GGML_F32 && rf->n_dims == 1 && rf->ne[0] == half) rfv = (float *)rf->data;
     for (uint32_t i = 0; m->rope_freq && i < half; i++) {
-        float f = lmz_powf(base, -(float)(2 * i) / (float)m->head_dim) / scale;
+        float f = lmz_powf(rope_base, -(float)(2 * i) / (float)m->head_dim) / scale;
         if (rfv) {
             float d;
             memcpy(&d, rfv + i, 4);
@@ -324,19 +232,19 @@ static int setup(lmz_model *m, const lmz_model_opts *opts, lmz_model **out, char
     }
     m->pool = lmz_pool_new(opts && opts->threads ? opts->threads : 1);
     m->n_threads = lmz_pool_threads(m->pool);
-    m->cap = (m->window + CHUNK + 15) / 16 * 16;
+    m->cap = (m->base.window + CHUNK + 15) / 16 * 16;
     size_t group = m->n_head / m->n_kv;
-    m->scores = malloc((size_t)m->n_threads * group * m->window * sizeof(float));
+    m->scores = malloc((size_t)m->n_threads * group * m->base.window * sizeof(float));
     m->raw = malloc((size_t)m->n_threads * group * m->cap * sizeof(float));
-    m->slots = malloc((size_t)m->n_threads * m->window * sizeof *m->slots);
-    m->vrows = malloc((size_t)m->n_threads * m->window * sizeof *m->vrows);
+    m->slots = malloc((size_t)m->n_threads * m->base.window * sizeof *m->slots);
+    m->vrows = malloc((size_t)m->n_threads * m->base.window * sizeof *m->vrows);
     m->wrows = malloc((size_t)m->n_threads * 4 * (m->dim > m->ffn ? m->dim : m->ffn) * sizeof(float));
     if (!m->rope_freq || !m->scores || !m->raw || !m->slots || !m->vrows || !m->wrows || !m->pool ||
         reserve(m, CHUNK) != 0) {
-        lmz_model_free(m);
-        return errf(err, errlen, "%s", "out of memory");
+        llama_free(&m->base);
+        return lmz_model_errf(err, errlen, "%s", "out of memory");
     }
-    *out = m;
+    *out = &m->base;
     return 0;
 }
 
@@ -344,47 +252,48 @@ static int setup(lmz_model *m, const lmz_model_opts *opts, lmz_model **out, char
 /* state                                                                     */
 /* ======================================================================== */
 
-lmz_state *lmz_state_new(const lmz_model *m)
+static void llama_state_free(lmz_state *sb)
 {
-    lmz_state *s = calloc(1, sizeof *s);
-    if (!s) return NULL;
-    s->cap = m->cap;
-    size_t n = (size_t)m->n_layer * s->cap * m->n_kv * m->head_dim;
-    s->m = m;
-    s->kc = calloc(n, sizeof(float));
-    s->vc = calloc(n, sizeof(float));
-    if (!s->kc || !s->vc) {
-        lmz_state_free(s);
-        return NULL;
-    }
-    return s;
-}
-
-void lmz_state_free(lmz_state *s)
-{
-    if (!s) return;
+    llama_state *s = (llama_state *)sb;
     free(s->kc);
     free(s->vc);
     free(s);
 }
 
-void lmz_state_reset(lmz_state *s) { s->pos = 0; }
-uint64_t lmz_state_pos(const lmz_state *s) { return s->pos; }
+static lmz_state *llama_state_new(const lmz_model *mb)
+{
+    const llama_model *m = (const llama_model *)mb;
+    llama_state *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    s->base.m = mb;
+    s->cap = m->cap;
+    size_t n = (size_t)m->n_layer * s->cap * m->n_kv * m->head_dim;
+    s->kc = calloc(n, sizeof(float));
+    s->vc = calloc(n, sizeof(float));
+    if (!s->kc || !s->vc) {
+        llama_state_free(&s->base);
+        return NULL;
+    }
+    return &s->base;
+}
+
+/* the ring needs no clearing: keys before position 0 are never read */
+static void llama_state_reset(lmz_state *s) { (void)s; }
 
 /* ======================================================================== */
 /* forward                                                                   */
 /* ======================================================================== */
 
-static void rmsnorm(const lmz_model *m, const float *x, const float *w, float *out)
+static void rmsnorm(const llama_model *m, const float *x, const float *w, float *out)
 {
-    float ss = lmz_dot(m->kp, x, LMZ_GGML_F32, x, m->dim);
+    float ss = lmz_dot(m->base.kp, x, LMZ_GGML_F32, x, m->dim);
     float inv = 1.0f / sqrtf(ss / (float)m->dim + m->eps);
     for (uint32_t i = 0; i < m->dim; i++) out[i] = x[i] * inv * w[i];
 }
 
 /* cos and sin of every RoPE pair's angle at position pos, once per token
  * for all layers: cs[2i], cs[2i + 1] */
-static void rope_angles(const lmz_model *m, uint64_t pos, float *cs)
+static void rope_angles(const llama_model *m, uint64_t pos, float *cs)
 {
     const double two_pi_hi = 6.28318530717958623200, two_pi_lo = 2.44929359829470635e-16;
     for (uint32_t i = 0; i < m->head_dim / 2; i++) {
@@ -399,7 +308,7 @@ static void rope_angles(const lmz_model *m, uint64_t pos, float *cs)
 }
 
 /* rotate adjacent pairs of each head by the angles of rope_angles() */
-static void rope(const lmz_model *m, float *v, uint32_t heads, const float *cs)
+static void rope(const llama_model *m, float *v, uint32_t heads, const float *cs)
 {
     for (uint32_t i = 0; i < m->head_dim / 2; i++) {
         float c = cs[2 * i], s = cs[2 * i + 1];
@@ -415,7 +324,7 @@ static void rope(const lmz_model *m, float *v, uint32_t heads, const float *cs)
 static size_t row_bytes(const lmz_gguf_tensor *t) { return (size_t)lmz_ggml_row_bytes(t->type, t->ne[0]); }
 
 typedef struct {
-    const lmz_model *m;
+    const llama_model *m;
     const lmz_gguf_tensor *t;
     const float *x;
     size_t T;
@@ -434,7 +343,7 @@ typedef struct {
 static void mm_rows(void *ctx, size_t r0, size_t r1, unsigned thread)
 {
     const mm_job *j = ctx;
-    const lmz_kpath kp = j->m->kp;
+    const lmz_kpath kp = j->m->base.kp;
     size_t rb = row_bytes(j->t), n = (size_t)j->t->ne[0], rows = (size_t)j->t->ne[1], T = j->T;
     const uint8_t *w = j->t->data;
     if (T == 1) {
@@ -483,7 +392,7 @@ static void mm_rows(void *ctx, size_t r0, size_t r1, unsigned thread)
 }
 
 /* Y (T x rows) = X (T x n) times the matrix's rows, rows split over threads */
-static void matmul(lmz_model *m, const lmz_gguf_tensor *t, const float *x, size_t T, float *y)
+static void matmul(llama_model *m, const lmz_gguf_tensor *t, const float *x, size_t T, float *y)
 {
     mm_job j = {m, t, x, T, y};
     lmz_pool_for(m->pool, (size_t)t->ne[1], mm_rows, &j);
@@ -493,18 +402,18 @@ static void matmul(lmz_model *m, const lmz_gguf_tensor *t, const float *x, size_
  * key/value head, the scores of its group of query heads over blocks of 16
  * cached keys, then softmax over the window (oldest first) and the weighted
  * sum of the value rows, shared by the group. */
-static void attend(lmz_model *m, size_t b, uint32_t l, unsigned thread)
+static void attend(llama_model *m, size_t b, uint32_t l, unsigned thread)
 {
     const uint32_t hd = m->head_dim, kd = m->n_kv * hd, qd = m->n_head * hd, group = m->n_head / m->n_kv;
     const float inv_sqrt = 1.0f / sqrtf((float)hd);
-    const lmz_state *s = m->rows[b];
+    const llama_state *s = m->rows[b];
     const uint32_t cap = s->cap, nblk = cap / 16;
-    float *probs = m->scores + (size_t)thread * group * m->window;
+    float *probs = m->scores + (size_t)thread * group * m->base.window;
     float *raw = m->raw + (size_t)thread * group * cap;
-    uint32_t *slots = m->slots + (size_t)thread * m->window;
-    const float **vrows = m->vrows + (size_t)thread * m->window;
+    uint32_t *slots = m->slots + (size_t)thread * m->base.window;
+    const float **vrows = m->vrows + (size_t)thread * m->base.window;
     uint64_t pos = m->pos[b];
-    uint32_t n_ctx = pos + 1 < m->window ? (uint32_t)pos + 1 : m->window;
+    uint32_t n_ctx = pos + 1 < m->base.window ? (uint32_t)pos + 1 : m->base.window;
     const float *kc = s->kc + (size_t)l * cap * kd, *vc = s->vc + (size_t)l * cap * kd;
     /* ring slots of the window, oldest first; the blocks that hold them
      * (n_ctx <= cap - CHUNK, so the first and last block differ on a wrap) */
@@ -513,12 +422,12 @@ static void attend(lmz_model *m, size_t b, uint32_t l, unsigned thread)
     for (uint32_t g = 0; g < m->n_kv; g++) {
         const float *q = m->q + b * qd + (size_t)g * group * hd;
         for (uint32_t blk = first / 16;; blk = blk + 1 == nblk ? 0 : blk + 1) {
-            lmz_dot_keys16(m->kp, kc + ((size_t)blk * kd + (size_t)g * hd) * 16, q, hd, group, hd, raw + 16 * (size_t)blk,
+            lmz_dot_keys16(m->base.kp, kc + ((size_t)blk * kd + (size_t)g * hd) * 16, q, hd, group, hd, raw + 16 * (size_t)blk,
                            cap);
             if (blk == last / 16) break;
         }
         for (uint32_t h = 0; h < group; h++) {
-            float *sc = probs + (size_t)h * m->window;
+            float *sc = probs + (size_t)h * m->base.window;
             const float *rh = raw + (size_t)h * cap;
             float mx = -INFINITY;
             for (uint32_t j = 0; j < n_ctx; j++) {
@@ -526,20 +435,20 @@ static void attend(lmz_model *m, size_t b, uint32_t l, unsigned thread)
                 if (sc[j] > mx) mx = sc[j];
             }
             for (uint32_t j = 0; j < n_ctx; j++) sc[j] -= mx;
-            lmz_exp_array(m->kp, sc, sc, n_ctx);
+            lmz_exp_array(m->base.kp, sc, sc, n_ctx);
             float sum = 0.0f;
             for (uint32_t j = 0; j < n_ctx; j++) sum += sc[j];
             float inv = 1.0f / sum;
             for (uint32_t j = 0; j < n_ctx; j++) sc[j] *= inv;
         }
         for (uint32_t j = 0; j < n_ctx; j++) vrows[j] = vc + (size_t)slots[j] * kd + (size_t)g * hd;
-        lmz_weighted_sum(m->kp, probs, m->window, group, vrows, n_ctx, hd, m->att + b * qd + (size_t)g * group * hd,
+        lmz_weighted_sum(m->base.kp, probs, m->base.window, group, vrows, n_ctx, hd, m->att + b * qd + (size_t)g * group * hd,
                          hd);
     }
 }
 
 typedef struct {
-    lmz_model *m;
+    llama_model *m;
     uint32_t l;
 } attend_job;
 
@@ -554,7 +463,7 @@ static void attend_rows(void *ctx, size_t b0, size_t b1, unsigned thread)
 enum { TOK_EMBED, TOK_ROPE_KV, TOK_FFN_IN, TOK_SWIGLU, TOK_NEXT };
 
 typedef struct {
-    lmz_model *m;
+    llama_model *m;
     const int32_t *tokens;
     uint32_t l;         /* the layer */
     int phase;
@@ -565,7 +474,7 @@ static void tok_rows(void *ctx, size_t b0, size_t b1, unsigned thread)
 {
     (void)thread;
     const tok_job *j = ctx;
-    lmz_model *m = j->m;
+    llama_model *m = j->m;
     const uint32_t hd = m->head_dim, kd = m->n_kv * hd, qd = m->n_head * hd, D = m->dim, F = m->ffn;
     for (size_t b = b0; b < b1; b++) {
         float *x = m->x + b * D, *h = m->h + b * D;
@@ -576,7 +485,7 @@ static void tok_rows(void *ctx, size_t b0, size_t b1, unsigned thread)
             rmsnorm(m, x, j->norm, h);
             break;
         case TOK_ROPE_KV: { /* rotate q and k, store k (transposed) and v in the ring */
-            lmz_state *s = m->rows[b];
+            llama_state *s = m->rows[b];
             rope(m, m->q + b * qd, m->n_head, m->rot + b * hd);
             rope(m, m->k + b * kd, m->n_kv, m->rot + b * hd);
             size_t slot = (size_t)(m->pos[b] % s->cap);
@@ -593,7 +502,7 @@ static void tok_rows(void *ctx, size_t b0, size_t b1, unsigned thread)
         case TOK_SWIGLU: { /* g / (1 + exp(-g)) * u, h (rows of F) as scratch */
             float *g = m->gbuf + b * F, *u = m->ubuf + b * F, *e = m->h + b * F;
             for (uint32_t i = 0; i < F; i++) e[i] = -g[i];
-            lmz_exp_array(m->kp, e, e, F);
+            lmz_exp_array(m->base.kp, e, e, F);
             for (uint32_t i = 0; i < F; i++) g[i] = g[i] / (1.0f + e[i]) * u[i];
             break;
         }
@@ -607,7 +516,7 @@ static void tok_rows(void *ctx, size_t b0, size_t b1, unsigned thread)
 
 /* B tokens through the network: token b belongs to state m->rows[b] at
  * position m->pos[b]. Every row is computed exactly as it would be alone. */
-static void forward(lmz_model *m, const int32_t *tokens, size_t B, float *logits)
+static void forward(llama_model *m, const int32_t *tokens, size_t B, float *logits)
 {
     tok_job tj = {m, tokens, 0, TOK_EMBED, m->layers[0].attn_norm};
     lmz_pool_for(m->pool, B, tok_rows, &tj);
@@ -636,35 +545,34 @@ static void forward(lmz_model *m, const int32_t *tokens, size_t B, float *logits
     if (logits) matmul(m, m->output, m->h, B, logits);
 }
 
-int lmz_model_prefill(lmz_model *m, lmz_state *s, const int32_t *tokens, size_t n, float *logits)
+static int llama_prefill(lmz_model *mb, lmz_state *sb, const int32_t *tokens, size_t n, float *logits)
 {
-    for (size_t i = 0; i < n; i++)
-        if (tokens[i] < 0 || (uint32_t)tokens[i] >= m->n_vocab) return -1;
+    llama_model *m = (llama_model *)mb;
+    llama_state *s = (llama_state *)sb;
     for (size_t i = 0; i < n; i += CHUNK) {
         size_t B = n - i < CHUNK ? n - i : CHUNK;
         for (size_t b = 0; b < B; b++) {
             m->rows[b] = s;
-            m->pos[b] = s->pos + b;
+            m->pos[b] = s->base.pos + b;
         }
-        forward(m, tokens + i, B, logits ? logits + i * m->n_vocab : NULL);
-        s->pos += B;
+        forward(m, tokens + i, B, logits ? logits + i * m->base.n_vocab : NULL);
+        s->base.pos += B;
     }
     return 0;
 }
 
-int lmz_model_step(lmz_model *m, lmz_state **states, const int32_t *tokens, size_t k, float *logits)
+static int llama_step(lmz_model *mb, lmz_state **states, const int32_t *tokens, size_t k, float *logits)
 {
-    for (size_t i = 0; i < k; i++)
-        if (tokens[i] < 0 || (uint32_t)tokens[i] >= m->n_vocab || states[i]->m != m) return -1;
-    for (size_t i = 0; i < k; i++)
-        for (size_t j = 0; j < i; j++)
-            if (states[i] == states[j]) return -1; /* one token per stream */
+    llama_model *m = (llama_model *)mb;
     if (reserve(m, k) != 0) return -1;
     for (size_t b = 0; b < k; b++) {
-        m->rows[b] = states[b];
+        m->rows[b] = (llama_state *)states[b];
         m->pos[b] = states[b]->pos;
     }
     forward(m, tokens, k, logits);
     for (size_t b = 0; b < k; b++) states[b]->pos++;
     return 0;
 }
+
+static const lmz_model_ops llama_ops = {"llama", llama_free, llama_state_new, llama_state_free, llama_state_reset,
+                                        llama_prefill, llama_step};

@@ -31,7 +31,7 @@ typedef struct {
                            context length, at most LMZ_MAX_WINDOW) */
 } lmz_model_opts;
 
-/* Open a GGUF model (llama architecture for now). @return 0, or -1 with a
+/* Open a GGUF model (general.architecture llama or dsrn). @return 0, or -1 with a
  * message in err. */
 int lmz_model_open(const char *path, const lmz_model_opts *opts, lmz_model **out, char *err,
                    size_t errlen);
@@ -48,6 +48,8 @@ const char *lmz_model_arch(const lmz_model *m);
 const lmz_tokenizer *lmz_model_tokenizer(const lmz_model *m);
 const char *lmz_model_tokenizer_note(const lmz_model *m);
 uint32_t lmz_model_window(const lmz_model *m);
+/* the model's file (metadata and tensors), valid while the model is open */
+const lmz_gguf *lmz_model_gguf(const lmz_model *m);
 
 lmz_state *lmz_state_new(const lmz_model *m);
 void lmz_state_free(lmz_state *s);

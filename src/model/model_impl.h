@@ -1,0 +1,60 @@
+/*
+ * model_impl.h — what every architecture shares behind model.h.
+ *
+ * An architecture's model struct begins with a struct lmz_model (its ops,
+ * the parsed file, the tokenizer, the kernel path), its state struct with a
+ * struct lmz_state; model.c opens the file, loads the tokenizer, and hands
+ * over to the architecture named by general.architecture.
+ */
+#ifndef LMZ_MODEL_IMPL_H
+#define LMZ_MODEL_IMPL_H
+
+#include "model.h"
+#include "tensor/kernels.h"
+
+typedef struct {
+    const char *arch;
+    void (*free)(lmz_model *m);
+    lmz_state *(*state_new)(const lmz_model *m);
+    void (*state_free)(lmz_state *s);
+    void (*state_reset)(lmz_state *s);
+    /* tokens are checked against the vocabulary before these run */
+    int (*prefill)(lmz_model *m, lmz_state *s, const int32_t *tokens, size_t n, float *logits);
+    int (*step)(lmz_model *m, lmz_state **states, const int32_t *tokens, size_t k, float *logits);
+} lmz_model_ops;
+
+struct lmz_model {
+    const lmz_model_ops *ops;
+    lmz_gguf g;
+    lmz_tokenizer *tok;          /* NULL: not a kind we implement (tok_note says) */
+    char tok_note[160];
+    lmz_kpath kp;
+    uint32_t n_vocab;
+    uint32_t window;             /* attention window in tokens */
+};
+
+struct lmz_state {
+    const lmz_model *m;
+    uint64_t pos;                /* tokens seen */
+};
+
+/* Each architecture: check the file and finish the model (base already has
+ * g, tok, kp and n_vocab); on failure free everything but base's members
+ * and return -1 with a message. *out is the architecture's struct, whose
+ * first member is base's copy. */
+int lmz_llama_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model **out, char *err, size_t errlen);
+int lmz_dsrn_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model **out, char *err, size_t errlen);
+
+/* helpers shared by the architectures (model.c) */
+__attribute__((format(printf, 3, 4))) int lmz_model_errf(char *err, size_t errlen, const char *fmt, ...);
+/* a (ne0 x ne1) matrix of a computable type, or NULL with a message */
+const lmz_gguf_tensor *lmz_model_mat(const lmz_model *m, const char *name, uint64_t ne0, uint64_t ne1, char *err,
+                                     size_t errlen);
+/* a float vector of n as a malloc'd F32 copy, or NULL with a message */
+float *lmz_model_vec(const lmz_model *m, const char *name, uint64_t n, char *err, size_t errlen);
+/* row r of a matrix as floats (exact) */
+void lmz_model_row(const lmz_model *m, const lmz_gguf_tensor *t, uint64_t r, float *out);
+/* a metadata integer 1..2^30, or -1 with a message */
+int lmz_model_u32(const lmz_gguf *g, const char *key, uint32_t *v, char *err, size_t errlen);
+
+#endif
