@@ -27,7 +27,7 @@ XXH_LIB ?= -lxxhash
 LDLIBS  = $(XXH_LIB) -lpthread -lm
 TRAIN_LIBS = -lopenblas -fopenmp
 
-LIB_SRC   = $(wildcard src/common/*.c src/codec/*.c src/predict/*.c src/model/*.c src/tensor/*.c)
+LIB_SRC   = $(wildcard src/common/*.c src/codec/*.c src/predict/*.c src/model/*.c src/tensor/*.c src/eval/*.c)
 LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/%.o)
 # the model-making side (tokenizer and DSRN trainers): the dsrn tool and the
 # tests link it, lmzip does not
@@ -37,7 +37,7 @@ TEST_SRC  = $(wildcard tests/unit/*.c)
 TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 
 all: $(BUILD)/lmzip $(BUILD)/dsrn $(BUILD)/unit_tests $(BUILD)/gradcheck $(BUILD)/fuzz_replay $(BUILD)/fuzz_gguf_replay \
-     $(BUILD)/bench_rc $(BUILD)/bench_engine
+     $(BUILD)/bench_rc $(BUILD)/bench_engine $(BUILD)/bench_train
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -85,6 +85,13 @@ $(BUILD)/fuzz_gguf_replay: $(BUILD)/tests/fuzz/fuzz_gguf.o $(BUILD)/tests/fuzz/r
 
 $(BUILD)/bench_engine: $(BUILD)/bench/bench_engine.o $(BUILD)/liblmzip.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench_train: $(BUILD)/bench/bench_train.o $(BUILD)/libdsrntrain.a $(BUILD)/liblmzip.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS) $(TRAIN_LIBS)
+
+$(BUILD)/bench/bench_train.o: bench/bench_train.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fopenmp -c $< -o $@
 
 $(BUILD)/bench_rc: $(BUILD)/bench/bench_rc.o $(BUILD)/liblmzip.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eval/bpb.h"
 #include "model/gguf.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
@@ -39,7 +40,9 @@ static int usage(FILE *f)
                "  dsrn train --data PATH... [--tokenizer TOK.gguf] [--preset tiny|small|base]\n"
                "             [--steps N | --tokens N | --time MIN] [--config FILE] [--resume CKPT.gguf]\n"
                "             [--SETTING VALUE...] -o OUT.gguf\n"
-               "                                                train a DSRN model (dsrn train --help)\n");
+               "                                                train a DSRN model (dsrn train --help)\n"
+               "  dsrn eval -m MODEL.gguf --bpb FILE... [-t THREADS]\n"
+               "                                                bits per byte of the model alone\n");
     return f == stdout ? 0 : 1;
 }
 
@@ -543,6 +546,67 @@ static int cmd_train(int argc, char **argv)
     return 0;
 }
 
+static int cmd_eval(int argc, char **argv)
+{
+    const char *model = NULL;
+    const char **files = calloc((size_t)argc + 1, sizeof *files);
+    size_t nf = 0;
+    unsigned threads = 1;
+    int in_bpb = 0;
+    for (int i = 0; files && i < argc; i++) {
+        if (!strcmp(argv[i], "-m") && i + 1 < argc) model = argv[++i], in_bpb = 0;
+        else if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = (unsigned)atoi(argv[++i]), in_bpb = 0;
+        else if (!strcmp(argv[i], "--bpb")) in_bpb = 1;
+        else if (in_bpb && argv[i][0] != '-') files[nf++] = argv[i];
+        else {
+            fprintf(stderr, "dsrn eval: unexpected '%s' (only --bpb FILE... so far: the zero-shot tasks "
+                            "are not built yet)\n", argv[i]);
+            free(files);
+            return 1;
+        }
+    }
+    if (!model || !nf) {
+        fprintf(stderr, "dsrn eval: needs -m MODEL.gguf and --bpb FILE...\n");
+        free(files);
+        return 1;
+    }
+    lmz_model_opts o = {threads ? threads : 1, 0};
+    lmz_model *m;
+    char err[512];
+    if (lmz_model_open(model, &o, &m, err, sizeof err) != 0) {
+        fprintf(stderr, "dsrn eval: %s: %s\n", model, err);
+        free(files);
+        return 1;
+    }
+    int rc = 0;
+    lmz_bpb sum = {0, 0, 0};
+    for (size_t i = 0; i < nf; i++) {
+        size_t n;
+        uint8_t *text = read_all(files[i], &n);
+        lmz_bpb r;
+        if (!text) {
+            fprintf(stderr, "dsrn eval: %s: cannot read\n", files[i]);
+            rc = 1;
+        } else if (lmz_eval_bpb(m, text, n, &r, err, sizeof err) != 0) {
+            fprintf(stderr, "dsrn eval: %s: %s\n", files[i], err);
+            rc = 1;
+        } else {
+            printf("%-40s %10llu bytes %9llu tokens %8.4f bits/byte\n", files[i], (unsigned long long)r.bytes,
+                   (unsigned long long)r.tokens, r.bytes ? r.bits / (double)r.bytes : 0.0);
+            sum.bytes += r.bytes;
+            sum.tokens += r.tokens;
+            sum.bits += r.bits;
+        }
+        free(text);
+    }
+    if (nf > 1 && sum.bytes)
+        printf("%-40s %10llu bytes %9llu tokens %8.4f bits/byte\n", "total", (unsigned long long)sum.bytes,
+               (unsigned long long)sum.tokens, sum.bits / (double)sum.bytes);
+    lmz_model_free(m);
+    free(files);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) return usage(stderr);
@@ -552,6 +616,7 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "generate")) return cmd_generate(argc - 2, argv + 2);
     if (!strcmp(argv[1], "tokenizer")) return cmd_tokenizer(argc - 2, argv + 2);
     if (!strcmp(argv[1], "train")) return cmd_train(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "eval")) return cmd_eval(argc - 2, argv + 2);
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) return usage(stdout);
     fprintf(stderr, "dsrn: unknown command '%s'\n", argv[1]);
     return usage(stderr);

@@ -37,5 +37,7 @@ else fail=$((fail + 1)); echo "FAIL GGUF fuzz replay"; fi
 
 suite "golden files and command line ($BUILD/lmzip)" "cli: " sh tests/cli.sh "$BUILD/lmzip"
 
+suite "the model tool ($BUILD/dsrn): tokenizer, training, generation" "dsrn: " sh tests/dsrn.sh "$BUILD/dsrn"
+
 echo "total: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -203,7 +203,8 @@ int lmz_dsrn_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model *
         lmz_model_errf(err, errlen, "%s", "dsrn: the attention heads do not divide the width into even sizes");
         goto fail;
     }
-    if ((uint64_t)m->H * m->D > (1u << 30) || m->W > LMZ_MAX_WINDOW || m->L > g->n_tensors / 17) {
+    /* a block has 16 tensors at least */
+    if ((uint64_t)m->H * m->D > (1u << 30) || m->W > LMZ_MAX_WINDOW || m->L > g->n_tensors / 16) {
         lmz_model_errf(err, errlen, "%s", "dsrn: sizes out of range for the file");
         goto fail;
     }
@@ -303,55 +304,11 @@ static lmz_state *dsrn_state_new(const lmz_model *mb)
 /* forward                                                                   */
 /* ======================================================================== */
 
-typedef struct {
-    const dsrn_model *m;
-    const lmz_gguf_tensor *t;
-    const float *x;
-    size_t T;
-    float *y;
-} mm_job;
-
-/* rows [r0, r1) of Y (T x rows) = X (T x n) W^T: 4 weight rows widened to
- * F32 (exact), then tiles of 4 rows x 4 tokens (the same sums as lmz_dot) */
-static void mm_rows(void *ctx, size_t r0, size_t r1, unsigned thread)
-{
-    const mm_job *j = ctx;
-    const lmz_kpath kp = j->m->base.kp;
-    size_t n = (size_t)j->t->ne[0], rows = (size_t)j->t->ne[1], T = j->T;
-    size_t rb = (size_t)lmz_ggml_row_bytes(j->t->type, n);
-    const uint8_t *w = j->t->data;
-    if (T == 1) {
-        for (size_t r = r0; r < r1; r++) j->y[r] = lmz_dot(kp, w + r * rb, j->t->type, j->x, n);
-        return;
-    }
-    size_t wmax = j->m->D > j->m->F ? j->m->D : j->m->F;
-    if ((size_t)j->m->H * j->m->D > wmax) wmax = (size_t)j->m->H * j->m->D;
-    float *tmp = j->m->wrows + (size_t)thread * 4 * wmax;
-    for (size_t r = r0; r < r1; r += 4) {
-        size_t R = r1 - r < 4 ? r1 - r : 4;
-        const float *wf[4];
-        for (size_t i = 0; i < R; i++) {
-            wf[i] = (const float *)(const void *)(w + (r + i) * rb);
-            if (j->t->type != LMZ_GGML_F32) {
-                lmz_row_to_f32(kp, w + (r + i) * rb, j->t->type, n, tmp + i * n);
-                wf[i] = tmp + i * n;
-            }
-        }
-        size_t t = 0;
-        if (R == 4)
-            for (; t + 4 <= T; t += 4) {
-                const float *xs[4] = {j->x + t * n, j->x + (t + 1) * n, j->x + (t + 2) * n, j->x + (t + 3) * n};
-                lmz_dot4x4_f32(kp, wf, xs, n, j->y + t * rows + r, rows);
-            }
-        for (size_t i = 0; i < R; i++)
-            for (size_t u = t; u < T; u++) j->y[u * rows + r + i] = lmz_dot(kp, wf[i], LMZ_GGML_F32, j->x + u * n, n);
-    }
-}
-
 static void matmul(const dsrn_model *m, const lmz_gguf_tensor *t, const float *x, size_t T, float *y)
 {
-    mm_job j = {m, t, x, T, y};
-    lmz_pool_for(m->pool, (size_t)t->ne[1], mm_rows, &j);
+    size_t wmax = m->D > m->F ? m->D : m->F;
+    if ((size_t)m->H * m->D > wmax) wmax = (size_t)m->H * m->D;
+    lmz_model_matmul(&m->base, m->pool, m->wrows, wmax, t, x, T, y);
 }
 
 static void apply_norm(const dsrn_model *m, const norm *nm, const float *x, float *out)
@@ -389,14 +346,7 @@ static void tanh_array(const dsrn_model *m, float *x, size_t n)
 
 static void rope_angles(const dsrn_model *m, uint64_t pos, float *cs)
 {
-    const double two_pi_hi = 6.28318530717958623200, two_pi_lo = 2.44929359829470635e-16;
-    for (uint32_t i = 0; i < m->hd / 2; i++) {
-        double a = (double)pos * (double)m->rope_freq[i];
-        double k = (a * 0.15915494309189535 + 6755399441055744.0) - 6755399441055744.0;
-        double r = fma(-k, two_pi_hi, a);
-        r = fma(-k, two_pi_lo, r);
-        lmz_sincosf((float)r, &cs[2 * i + 1], &cs[2 * i]);
-    }
+    for (uint32_t i = 0; i < m->hd / 2; i++) lmz_rope_sincos(pos, m->rope_freq[i], &cs[2 * i + 1], &cs[2 * i]);
 }
 
 static void rope(const dsrn_model *m, float *v, const float *cs)

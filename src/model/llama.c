@@ -295,16 +295,7 @@ static void rmsnorm(const llama_model *m, const float *x, const float *w, float 
  * for all layers: cs[2i], cs[2i + 1] */
 static void rope_angles(const llama_model *m, uint64_t pos, float *cs)
 {
-    const double two_pi_hi = 6.28318530717958623200, two_pi_lo = 2.44929359829470635e-16;
-    for (uint32_t i = 0; i < m->head_dim / 2; i++) {
-        /* the angle in double, reduced to [-pi, pi] before the float sincos,
-         * so long streams keep their precision */
-        double a = (double)pos * (double)m->rope_freq[i];
-        double k = (a * 0.15915494309189535 + 6755399441055744.0) - 6755399441055744.0;
-        double r = fma(-k, two_pi_hi, a);
-        r = fma(-k, two_pi_lo, r);
-        lmz_sincosf((float)r, &cs[2 * i + 1], &cs[2 * i]);
-    }
+    for (uint32_t i = 0; i < m->head_dim / 2; i++) lmz_rope_sincos(pos, m->rope_freq[i], &cs[2 * i + 1], &cs[2 * i]);
 }
 
 /* rotate adjacent pairs of each head by the angles of rope_angles() */
@@ -321,81 +312,11 @@ static void rope(const llama_model *m, float *v, uint32_t heads, const float *cs
     }
 }
 
-static size_t row_bytes(const lmz_gguf_tensor *t) { return (size_t)lmz_ggml_row_bytes(t->type, t->ne[0]); }
-
-typedef struct {
-    const llama_model *m;
-    const lmz_gguf_tensor *t;
-    const float *x;
-    size_t T;
-    float *y;
-} mm_job;
-
-/* weights asked for ahead go to L2 (prefetcht1 on x86), not L1: with F32
- * weights, prefetches into L1 stalled on its miss buffers (32-stream
- * decoding 12 % faster this way, prefill unchanged) */
-#if defined(__GNUC__)
-#define PREFETCH(p) __builtin_prefetch(p, 0, 2)
-#else
-#define PREFETCH(p) ((void)(p))
-#endif
-
-static void mm_rows(void *ctx, size_t r0, size_t r1, unsigned thread)
-{
-    const mm_job *j = ctx;
-    const lmz_kpath kp = j->m->base.kp;
-    size_t rb = row_bytes(j->t), n = (size_t)j->t->ne[0], rows = (size_t)j->t->ne[1], T = j->T;
-    const uint8_t *w = j->t->data;
-    if (T == 1) {
-        for (size_t r = r0; r < r1; r++) j->y[r] = lmz_dot(kp, w + r * rb, j->t->type, j->x, n);
-        return;
-    }
-    /* several tokens: 4 rows as floats once (exact, so the same bits as the
-     * typed dot), then tiles of 4 rows x 4 tokens (groups of 8 rows sharing
-     * each tile's tokens measured no faster) */
-    int convert = j->t->type != LMZ_GGML_F32;
-    size_t wmax = j->m->dim > j->m->ffn ? j->m->dim : j->m->ffn;
-    float *tmp = j->m->wrows + (size_t)thread * 4 * wmax;
-    for (size_t r = r0; r < r1; r += 4) {
-        size_t R = r1 - r < 4 ? r1 - r : 4;
-        const float *wf[4];
-        for (size_t i = 0; i < R; i++) {
-            wf[i] = (const float *)(const void *)(w + (r + i) * rb);
-            if (convert) {
-                lmz_row_to_f32(kp, w + (r + i) * rb, j->t->type, n, tmp + i * n);
-                wf[i] = tmp + i * n;
-            }
-        }
-        /* the next group's weights come from memory while this group's tiles
-         * run: each tile asks for a slice of them */
-        size_t ahead = r + 4 < r1 ? (r1 - r - 4 < 4 ? r1 - r - 4 : 4) * rb : 0;
-        size_t slice = T >= 4 ? (ahead / (T / 4) + 63) / 64 * 64 : 0;
-        const uint8_t *next = w + (r + 4) * rb;
-        size_t t = 0;
-        if (R == 4)
-            for (; t + 4 <= T; t += 4) {
-                for (size_t o = t / 4 * slice; o < (t / 4 + 1) * slice && o < ahead; o += 64) PREFETCH(next + o);
-                const float *xs[4] = {j->x + t * n, j->x + (t + 1) * n, j->x + (t + 2) * n, j->x + (t + 3) * n};
-                lmz_dot4x4_f32(kp, wf, xs, n, j->y + t * rows + r, rows);
-            }
-        for (size_t i = 0; i < R; i++) { /* what the tiles left: tokens past t */
-            size_t u = t;
-            for (; u + 4 <= T; u += 4) {
-                const float *xs[4] = {j->x + u * n, j->x + (u + 1) * n, j->x + (u + 2) * n, j->x + (u + 3) * n};
-                float o[4];
-                lmz_dot4_f32(kp, wf[i], xs, n, o);
-                for (int b = 0; b < 4; b++) j->y[(u + (size_t)b) * rows + r + i] = o[b];
-            }
-            for (; u < T; u++) j->y[u * rows + r + i] = lmz_dot(kp, wf[i], LMZ_GGML_F32, j->x + u * n, n);
-        }
-    }
-}
-
 /* Y (T x rows) = X (T x n) times the matrix's rows, rows split over threads */
 static void matmul(llama_model *m, const lmz_gguf_tensor *t, const float *x, size_t T, float *y)
 {
-    mm_job j = {m, t, x, T, y};
-    lmz_pool_for(m->pool, (size_t)t->ne[1], mm_rows, &j);
+    size_t wmax = m->dim > m->ffn ? m->dim : m->ffn;
+    lmz_model_matmul(&m->base, m->pool, m->wrows, wmax, t, x, T, y);
 }
 
 /* Attention of one token (row b) over its state's window, all heads: per

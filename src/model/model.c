@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/pool.h"
 #include "model_impl.h"
 
 int lmz_model_errf(char *err, size_t errlen, const char *fmt, ...)
@@ -67,6 +68,92 @@ int lmz_model_u32(const lmz_gguf *g, const char *key, uint32_t *v, char *err, si
     *v = (uint32_t)x;
     return 0;
 }
+
+/* ======================================================================== */
+/* matrix products                                                           */
+/* ======================================================================== */
+
+typedef struct {
+    const lmz_model *m;
+    float *wrows;                /* (threads, 4, wmax) */
+    size_t wmax;
+    const lmz_gguf_tensor *t;
+    const float *x;
+    size_t T;
+    float *y;
+} mm_job;
+
+/* weights asked for ahead go to L2 (prefetcht1 on x86), not L1: with F32
+ * weights, prefetches into L1 stalled on its miss buffers (32-stream
+ * decoding 12 % faster this way, prefill unchanged) */
+#if defined(__GNUC__)
+#define PREFETCH(p) __builtin_prefetch(p, 0, 2)
+#else
+#define PREFETCH(p) ((void)(p))
+#endif
+
+static void mm_rows(void *ctx, size_t r0, size_t r1, unsigned thread)
+{
+    const mm_job *j = ctx;
+    const lmz_kpath kp = j->m->kp;
+    size_t rb = (size_t)lmz_ggml_row_bytes(j->t->type, j->t->ne[0]), n = (size_t)j->t->ne[0], rows = (size_t)j->t->ne[1], T = j->T;
+    const uint8_t *w = j->t->data;
+    if (T == 1) {
+        for (size_t r = r0; r < r1; r++) j->y[r] = lmz_dot(kp, w + r * rb, j->t->type, j->x, n);
+        return;
+    }
+    /* several tokens: 4 rows as floats once (exact, so the same bits as the
+     * typed dot), then tiles of 4 rows x 4 tokens (groups of 8 rows sharing
+     * each tile's tokens measured no faster) */
+    int convert = j->t->type != LMZ_GGML_F32;
+    float *tmp = j->wrows + (size_t)thread * 4 * j->wmax;
+    for (size_t r = r0; r < r1; r += 4) {
+        size_t R = r1 - r < 4 ? r1 - r : 4;
+        const float *wf[4];
+        for (size_t i = 0; i < R; i++) {
+            wf[i] = (const float *)(const void *)(w + (r + i) * rb);
+            if (convert) {
+                lmz_row_to_f32(kp, w + (r + i) * rb, j->t->type, n, tmp + i * n);
+                wf[i] = tmp + i * n;
+            }
+        }
+        /* the next group's weights come from memory while this group's tiles
+         * run: each tile asks for a slice of them */
+        size_t ahead = r + 4 < r1 ? (r1 - r - 4 < 4 ? r1 - r - 4 : 4) * rb : 0;
+        size_t slice = T >= 4 ? (ahead / (T / 4) + 63) / 64 * 64 : 0;
+        const uint8_t *next = w + (r + 4) * rb;
+        size_t t = 0;
+        if (R == 4)
+            for (; t + 4 <= T; t += 4) {
+                for (size_t o = t / 4 * slice; o < (t / 4 + 1) * slice && o < ahead; o += 64) PREFETCH(next + o);
+                const float *xs[4] = {j->x + t * n, j->x + (t + 1) * n, j->x + (t + 2) * n, j->x + (t + 3) * n};
+                lmz_dot4x4_f32(kp, wf, xs, n, j->y + t * rows + r, rows);
+            }
+        for (size_t i = 0; i < R; i++) { /* what the tiles left: tokens past t */
+            size_t u = t;
+            for (; u + 4 <= T; u += 4) {
+                const float *xs[4] = {j->x + u * n, j->x + (u + 1) * n, j->x + (u + 2) * n, j->x + (u + 3) * n};
+                float o[4];
+                lmz_dot4_f32(kp, wf[i], xs, n, o);
+                for (int b = 0; b < 4; b++) j->y[(u + (size_t)b) * rows + r + i] = o[b];
+            }
+            for (; u < T; u++) j->y[u * rows + r + i] = lmz_dot(kp, wf[i], LMZ_GGML_F32, j->x + u * n, n);
+        }
+    }
+}
+
+/* Y (T x rows) = X (T x n) times the matrix's rows, rows split over threads */
+
+void lmz_model_matmul(const lmz_model *m, lmz_pool *pool, float *wrows, size_t wmax, const lmz_gguf_tensor *t,
+                      const float *x, size_t T, float *y)
+{
+    mm_job j = {m, wrows, wmax, t, x, T, y};
+    lmz_pool_for(pool, (size_t)t->ne[1], mm_rows, &j);
+}
+
+/* ======================================================================== */
+/* opening                                                                   */
+/* ======================================================================== */
 
 /* the parsed file in base.g: the tokenizer, the vocabulary, then the architecture */
 static int finish_open(lmz_model *base, const lmz_model_opts *opts, lmz_model **out, char *err, size_t errlen)

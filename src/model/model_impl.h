@@ -54,6 +54,14 @@ const lmz_gguf_tensor *lmz_model_mat(const lmz_model *m, const char *name, uint6
 float *lmz_model_vec(const lmz_model *m, const char *name, uint64_t n, char *err, size_t errlen);
 /* row r of a matrix as floats (exact) */
 void lmz_model_row(const lmz_model *m, const lmz_gguf_tensor *t, uint64_t r, float *out);
+/* Y (T x rows) = X (T x n) times the rows of matrix t (n x rows, any
+ * computable type), rows split over the pool's threads; wrows: (threads, 4,
+ * wmax) scratch for rows widened to F32, wmax >= n. T = 1 takes each row's
+ * typed dot product; more tokens go in tiles of 4 rows x 4 tokens: the same
+ * sums in the same order either way (det-f32-v1). */
+struct lmz_pool;
+void lmz_model_matmul(const lmz_model *m, struct lmz_pool *pool, float *wrows, size_t wmax, const lmz_gguf_tensor *t,
+                      const float *x, size_t T, float *y);
 /* a metadata integer 1..2^30, or -1 with a message */
 int lmz_model_u32(const lmz_gguf *g, const char *key, uint32_t *v, char *err, size_t errlen);
 

@@ -130,3 +130,13 @@ FMA_CLONES void lmz_sincosf(float x, float *sn, float *cs)
 }
 
 float lmz_powf(float x, float y) { return lmz_expf(y * lmz_logf(x)); }
+
+void lmz_rope_sincos(uint64_t pos, float freq, float *s, float *c)
+{
+    const double two_pi_hi = 6.28318530717958623200, two_pi_lo = 2.44929359829470635e-16;
+    double a = (double)pos * (double)freq;
+    double k = (a * 0.15915494309189535 + 6755399441055744.0) - 6755399441055744.0;
+    double r = fma(-k, two_pi_hi, a);
+    r = fma(-k, two_pi_lo, r);
+    lmz_sincosf((float)r, s, c);
+}

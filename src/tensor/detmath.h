@@ -11,6 +11,8 @@
 #ifndef LMZ_DETMATH_H
 #define LMZ_DETMATH_H
 
+#include <stdint.h>
+
 /* e^x; 0 below -87.3, +inf above 88.72 */
 float lmz_expf(float x);
 /* natural log for x > 0 (x <= 0 gives -inf / NaN as log does) */
@@ -19,5 +21,8 @@ float lmz_logf(float x);
 void lmz_sincosf(float x, float *s, float *c);
 /* x^y = exp(y log x) for x > 0 */
 float lmz_powf(float x, float y);
+/* sin and cos of the RoPE angle pos * freq: the product in double, reduced
+ * to [-pi, pi] there, so long streams keep their precision */
+void lmz_rope_sincos(uint64_t pos, float freq, float *s, float *c);
 
 #endif

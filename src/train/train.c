@@ -733,7 +733,7 @@ static double schedule_lr(const dsrn_train_opts *o, uint64_t step, double frac)
     return o->min_lr + 0.5 * (o->lr - o->min_lr) * (1 + cos(3.141592653589793 * frac));
 }
 
-static void adamw(dsrn_net *net, const dsrn_train_opts *o, double lr, uint64_t step, double *gnorm_out)
+void dsrn_adamw(dsrn_net *net, const dsrn_train_opts *o, double lr, uint64_t step, double *gnorm_out)
 {
     size_t np = dsrn_net_n_params(net), nt;
     real *p = dsrn_net_params(net), *g = dsrn_net_grads(net), *m = dsrn_net_moments(net), *v = m + np;
@@ -907,7 +907,7 @@ int dsrn_train(dsrn_train_opts *o, char *err, size_t errlen)
         dsrn_carry_advance(net, carry);
         pg.step++;
         double lr = schedule_lr(o, pg.step - 1, prog), gnorm;
-        adamw(net, o, lr, pg.step, &gnorm);
+        dsrn_adamw(net, o, lr, pg.step, &gnorm);
         for (int b = 0; b < o->batch; b++) pg.row_pos[b] += (uint32_t)o->bptt;
         pg.tokens_seen += per_step;
         loss_acc += loss / (double)per_step;

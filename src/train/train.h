@@ -62,6 +62,11 @@ int dsrn_train_set(dsrn_train_opts *o, const char *key, const char *value, char 
 int dsrn_train_config_file(dsrn_train_opts *o, const char *path, char *err, size_t errlen);
 const char *dsrn_train_help(void);
 
+/* One AdamW update of the network's parameters from its gradients (step:
+ * 1, 2, ... for the bias corrections), the gradient clipped to o->grad_clip
+ * by global norm; *gnorm gets the norm before clipping. */
+void dsrn_adamw(dsrn_net *net, const dsrn_train_opts *o, double lr, uint64_t step, double *gnorm);
+
 /* Train. @return 0 (finished or stopped by a signal with a checkpoint), or
  * -1 with a message. */
 int dsrn_train(dsrn_train_opts *o, char *err, size_t errlen);

@@ -129,4 +129,37 @@ open("tests/fuzz/gguf-corpus/llama-f32.gguf", "wb").write(llama(0, 8, 16, 2, 1, 
 open("tests/fuzz/gguf-corpus/llama-f16-2-layers.gguf", "wb").write(llama(1, 8, 8, 4, 2, 2, "gpt2"))
 open("tests/fuzz/gguf-corpus/llama-q8_0.gguf", "wb").write(llama(8, 32, 32, 2, 2, 1, "gpt2"))
 open("tests/fuzz/gguf-corpus/llama-spm-ids-only.gguf", "wb").write(llama(0, 8, 8, 2, 2, 1, "spm"))
+
+
+def dsrn(typ, dim, ffn, slow, heads, window, layers, layer_norm, tied):
+    """a complete DSRN model (docs/DSRN.md) with the gpt2 tokenizer above"""
+    vocab, hd = 262, slow * dim
+    mats = (("gru_z", [dim, dim]), ("gru_n", [dim, dim]), ("surprise", [dim, dim]), ("slow_g", [dim, hd]),
+            ("slow_m", [dim, hd]), ("slow_read", [hd, dim]), ("attn_q", [dim, dim]), ("attn_k", [dim, dim]),
+            ("attn_v", [dim, dim]), ("attn_output", [dim, dim]), ("ffn_gate", [dim, ffn]), ("ffn_up", [dim, ffn]),
+            ("ffn_down", [ffn, dim]))
+    t = [("token_embd.weight", typ, [dim, vocab], weights(typ, [dim, vocab], 1)),
+         ("output_norm.weight", 0, [dim], weights(0, [dim], 2))]
+    if layer_norm:
+        t.append(("output_norm.bias", 0, [dim], weights(0, [dim], 3)))
+    if not tied:
+        t.append(("output.weight", typ, [dim, vocab], weights(typ, [dim, vocab], 4)))
+    for l in range(layers):
+        for norm in ("norm_in", "norm_mlp"):
+            t.append(("blk.%d.%s.weight" % (l, norm), 0, [dim], weights(0, [dim], 5 + len(t))))
+            if layer_norm:
+                t.append(("blk.%d.%s.bias" % (l, norm), 0, [dim], weights(0, [dim], 5 + len(t))))
+        t.append(("blk.%d.slow_lambda" % l, 0, [hd], weights(0, [hd], 5 + len(t))))
+        for name, ne in mats:
+            t.append(("blk.%d.%s.weight" % (l, name), typ, ne, weights(typ, ne, 5 + len(t))))
+    meta = [kv_u32("dsrn.embedding_length", dim), kv_u32("dsrn.block_count", layers),
+            kv_u32("dsrn.feed_forward_length", ffn), kv_u32("dsrn.slow_head_count", slow),
+            kv_u32("dsrn.attention.head_count", heads), kv_u32("dsrn.attention.window", window),
+            kv_str("dsrn.norm", "layer" if layer_norm else "rms"), kv_u32("dsrn.eod_token_id", 0)]
+    return gguf([kv_str("general.architecture", "dsrn")] + tok[1:] + meta, t)
+
+
+open("tests/fuzz/gguf-corpus/dsrn-f32.gguf", "wb").write(dsrn(0, 8, 16, 2, 2, 4, 1, 0, 1))
+open("tests/fuzz/gguf-corpus/dsrn-f16-layernorm-untied.gguf", "wb").write(dsrn(1, 8, 8, 1, 4, 3, 2, 1, 0))
+open("tests/fuzz/gguf-corpus/dsrn-q8_0.gguf", "wb").write(dsrn(8, 32, 32, 1, 2, 8, 1, 0, 1))
 print("written")

@@ -1,0 +1,99 @@
+#!/bin/sh
+# dsrn.sh DSRN — the model tool end to end on a small made-up corpus:
+# tokenizer training, dsrn train (a loss that falls, checkpoints, --resume,
+# SIGINT, --config, errors), then generate, logits and info on the result.
+# Ends with "dsrn: N passed, N failed".
+DSRN=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+cd "$T" || exit 1
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+no() { fail=$((fail + 1)); echo "FAIL: $*"; }
+check() { name=$1; shift; if "$@" >/dev/null 2>"$T/err"; then ok; else no "$name"; cat "$T/err"; fi; }
+refuse() { # the command must exit 1 with a message
+    name=$1; shift
+    "$@" >/dev/null 2>"$T/err"; st=$?
+    if [ "$st" -eq 1 ] && grep -q "^dsrn" "$T/err"; then ok; else no "$name (status $st)"; cat "$T/err"; fi
+}
+
+# ---- a corpus: a Gutenberg-style book, a WikiExtractor file, plain text ----
+mkdir -p data/sub
+awk 'BEGIN {
+    srand(7); split("the a one every that", det); split("cat dog bird fox horse whale", noun);
+    split("sees chases likes follows hears", verb); split("quickly slowly often never", adv);
+    print "The Project Gutenberg eBook of Nothing\n\nlicence\n*** START OF THE PROJECT GUTENBERG EBOOK NOTHING ***\n";
+    for (i = 0; i < 6000; i++) {
+        printf "%s %s %s %s %s %s.", det[int(rand()*5)+1], noun[int(rand()*6)+1], adv[int(rand()*4)+1],
+            verb[int(rand()*5)+1], det[int(rand()*5)+1], noun[int(rand()*6)+1];
+        printf (i % 7 == 6) ? "\n\n" : " ";
+    }
+    print "\n*** END OF THE PROJECT GUTENBERG EBOOK NOTHING ***\nfooter licence words"
+}' > data/book.txt
+printf '<doc id="1" url="?curid=1" title="Fox">\nFox\n\nThe fox chases the bird quickly.\n</doc>\n' > data/sub/wiki_00.txt
+printf 'not read: only .txt files are\n' > data/notes.md
+
+check "tokenizer" "$DSRN" tokenizer --data data --vocab 300 -o tok.gguf -q
+[ -f tok.gguf ] && ok || no "tokenizer wrote no file"
+"$DSRN" tokenize -m tok.gguf " the whale sees the fox" --ids > ids.txt 2>&1 && grep -q '^\[' ids.txt && ok || no "tokenize with the trained tokenizer"
+refuse "tokenizer without data" "$DSRN" tokenizer --vocab 300 -o x.gguf
+refuse "tokenizer with a tiny vocabulary" "$DSRN" tokenizer --data data --vocab 12 -o x.gguf
+[ ! -e x.gguf ] && ok || no "a failed tokenizer run left a file"
+
+# ---- training lowers the validation loss ------------------------------------
+SMALL="--dim 32 --layers 2 --ffn 64 --slow-heads 2 --heads 2 --window 16 --batch 4 --bptt 32 --cache $T/cache"
+"$DSRN" train --data data --tokenizer tok.gguf $SMALL --steps 300 --lr 0.01 --warmup 20 --eval-every 100 \
+    --log-every 100 --val-frac 0.05 -o m.gguf 2> train.log
+st=$?
+[ "$st" -eq 0 ] && ok || { no "train (status $st)"; cat train.log; }
+first=$(grep "validation" train.log | head -n 1 | sed 's/.*validation: \([0-9.]*\) nats.*/\1/')
+last=$(grep "validation" train.log | tail -n 1 | sed 's/.*validation: \([0-9.]*\) nats.*/\1/')
+echo "  validation loss: $first at step 100, $last at step 300 (nats/token); untrained: ln(300) = 5.70"
+awk -v a="$first" -v b="$last" 'BEGIN { exit !(b + 0 > 0 && b < a && b < 3.0) }' && ok || no "validation loss did not fall ($first -> $last)"
+grep -q "tok/s" train.log && grep -q "bits/byte" train.log && grep -q "ETA" train.log && ok || no "progress line"
+[ -f m.gguf ] && [ -f m.opt.gguf ] && ok || no "checkpoint files"
+ls cache/tokens-*.bin >/dev/null 2>&1 && ok || no "tokenised corpus cached"
+"$DSRN" train --data data --tokenizer tok.gguf $SMALL --steps 2 -o m2.gguf 2> again.log
+grep -q "from the cache" again.log && ok || no "the second run reads the cache"
+
+# ---- resume, SIGINT, config file --------------------------------------------
+check "resume" "$DSRN" train -q --data data $SMALL --steps 320 --resume m.gguf -o m.gguf
+"$DSRN" info m.gguf | grep -q "dsrn.train.steps *320" && ok || no "resumed run ends at step 320"
+"$DSRN" train --data data --tokenizer tok.gguf $SMALL --steps 1000000 --log-every 1 -o sig.gguf 2> sig.log &
+pid=$!
+i=0
+while [ $i -lt 100 ] && ! grep -q "^step 3" sig.log 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+kill -INT $pid
+wait $pid
+st=$?
+[ "$st" -eq 0 ] && grep -q "stopped by a signal" sig.log && [ -f sig.gguf ] && [ -f sig.opt.gguf ] && ok ||
+    { no "SIGINT stops with a checkpoint (status $st)"; tail -n 3 sig.log; }
+printf '# a small model\npreset = tiny\ndim = 32\nlayers = 1\nffn = 48\nwindow = 8\nbatch = 2\nbptt = 16\n' > cfg.txt
+check "config file" "$DSRN" train -q --data data --tokenizer tok.gguf --config cfg.txt --steps 3 --cache "$T/cache" -o c.gguf
+"$DSRN" info c.gguf | grep -q "dsrn.feed_forward_length *48" && ok || no "config file settings used"
+check "layernorm, untied head" "$DSRN" train -q --data data --tokenizer tok.gguf $SMALL --layernorm 1 --tied 0 --steps 3 -o ln.gguf
+"$DSRN" info ln.gguf | grep -q "output.weight" && "$DSRN" info ln.gguf | grep -q "'layer'" && ok || no "untied LayerNorm model"
+refuse "train without a length" "$DSRN" train --data data -o x.gguf
+refuse "train with an unknown setting" "$DSRN" train --data data --steps 3 --colour blue -o x.gguf
+refuse "train with a bad number" "$DSRN" train --data data --steps many -o x.gguf
+refuse "train on a missing folder" "$DSRN" train --data nowhere --steps 3 -o x.gguf
+printf 'dim 32\n' > bad.txt
+refuse "a bad config line" "$DSRN" train --data data --config bad.txt --steps 3 -o x.gguf
+refuse "resume from a missing checkpoint" "$DSRN" train --data data --resume none.gguf --steps 3 -o x.gguf
+[ ! -e x.gguf ] && ok || no "a failed run left a model file"
+if ls -a | grep -q '\.tmp$'; then no "temporary files left"; else ok; fi
+
+# ---- the trained model through the engine -----------------------------------
+"$DSRN" generate -m m.gguf -p "the fox" -n 12 --temp 0 > gen.txt 2>&1 && [ -s gen.txt ] && ok || { no "generate"; cat gen.txt; }
+"$DSRN" generate -m m.gguf -p "the fox" -n 12 --temp 0 > gen2.txt 2>&1 && cmp -s gen.txt gen2.txt && ok || no "greedy generation repeats"
+check "logits" "$DSRN" logits -m m.gguf --ids 1,2,3 -o l.f32
+[ "$(wc -c < l.f32)" -eq $((3 * 300 * 4)) ] && ok || no "logits size"
+"$DSRN" info m.gguf | grep -q "general.architecture *'dsrn'" && ok || no "info names the architecture"
+"$DSRN" eval -m m.gguf --bpb data/book.txt > bpb.txt 2>&1 && grep -q "bits/byte" bpb.txt && ok || { no "eval --bpb"; cat bpb.txt; }
+b=$(sed -n 's/.* \([0-9.]*\) bits\/byte$/\1/p' bpb.txt)
+awk -v b="$b" 'BEGIN { exit !(b > 0.05 && b < 2.0) }' && ok || no "the trained model codes its own text in under 2 bits/byte ($b)"
+refuse "eval of a missing file" "$DSRN" eval -m m.gguf --bpb nothing.txt
+
+echo "dsrn: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
