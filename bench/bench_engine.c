@@ -5,7 +5,9 @@
  *
  *   build/bench_engine [--types f32,f16,q8_0] [--threads 1,2] [--prefill 512]
  *                      [--streams 1,8,32] [--steps 16] [--reps 5] [--dir /tmp]
+ *                      [--model FILE.gguf]
  *
+ * --model measures a given model (llama or DSRN) instead of the random one.
  * For each weight type: writes the model to DIR (once), then reports prefill
  * tokens/s over PREFILL tokens and lockstep decode tokens/s (streams x steps
  * tokens over the wall time), per thread count, and the process's peak
@@ -165,7 +167,7 @@ static int parse_list(const char *s, long *out, int max)
 
 int main(int argc, char **argv)
 {
-    const char *types = "f32,f16,q8_0", *dir = "/tmp";
+    const char *types = "f32,f16,q8_0", *dir = "/tmp", *model_path = NULL;
     long threads[4] = {1, 2}, streams[8] = {1, 8, 32}, prefill = 512, steps = 16, reps = 5;
     int nth = 2, nst = 3;
     for (int i = 1; i < argc; i++) {
@@ -176,9 +178,10 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = strtol(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = strtol(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--model") && i + 1 < argc) model_path = argv[++i];
         else {
             fprintf(stderr, "usage: bench_engine [--types f32,f16,q8_0] [--threads 1,2] [--prefill N] "
-                            "[--streams 1,8,32] [--steps N] [--reps N] [--dir DIR]\n");
+                            "[--streams 1,8,32] [--steps N] [--reps N] [--dir DIR] [--model FILE]\n");
             return 1;
         }
     }
@@ -195,12 +198,13 @@ int main(int argc, char **argv)
     static const struct { const char *name; uint32_t type; } all[] = {
         {"f32", LMZ_GGML_F32}, {"f16", LMZ_GGML_F16}, {"q8_0", LMZ_GGML_Q8_0}, {"bf16", LMZ_GGML_BF16}};
     for (int t = 0; t < 4; t++) {
-        if (!strstr(types, all[t].name)) continue;
+        if (model_path ? t > 0 : !strstr(types, all[t].name)) continue;
         char path[512];
         snprintf(path, sizeof path, "%s/lmzip-bench-135m-%s.gguf", dir, all[t].name);
+        if (model_path) snprintf(path, sizeof path, "%s", model_path);
         FILE *e = fopen(path, "rb");
         if (e) fclose(e);
-        else if (write_model(path, all[t].type) != 0) {
+        else if (model_path || write_model(path, all[t].type) != 0) {
             fprintf(stderr, "bench_engine: cannot write %s\n", path);
             return 1;
         }
@@ -212,13 +216,14 @@ int main(int argc, char **argv)
                 fprintf(stderr, "bench_engine: %s\n", err);
                 return 1;
             }
+            const uint32_t vocab = lmz_model_vocab(m);
             int32_t *ids = malloc((size_t)prefill * sizeof *ids);
-            for (long i = 0; i < prefill; i++) ids[i] = (int32_t)(rnd() % VOCAB);
+            for (long i = 0; i < prefill; i++) ids[i] = (int32_t)(rnd() % vocab);
             lmz_state *s = lmz_state_new(m);
             long kmax = 0;
             for (int si = 0; si < nst; si++) kmax = streams[si] > kmax ? streams[si] : kmax;
             lmz_state **st = malloc((size_t)kmax * sizeof *st);
-            float *out = malloc((size_t)kmax * VOCAB * sizeof(float));
+            float *out = malloc((size_t)kmax * vocab * sizeof(float));
             int32_t *tk = malloc((size_t)kmax * sizeof *tk);
             for (long j = 0; j < kmax; j++) st[j] = lmz_state_new(m);
             /* every test once per round, rounds in turn, so prefill and the
@@ -233,12 +238,12 @@ int main(int argc, char **argv)
                     long k = streams[si];
                     for (long j = 0; j < k; j++) {
                         lmz_state_reset(st[j]);
-                        tk[j] = (int32_t)((uint32_t)(j * 40503 + 17) % VOCAB);
+                        tk[j] = (int32_t)((uint32_t)(j * 40503 + 17) % vocab);
                     }
                     double t1 = now();
                     for (long i = 0; i < steps; i++) {
                         lmz_model_step(m, st, tk, (size_t)k, out);
-                        for (long j = 0; j < k; j++) tk[j] = (int32_t)((tk[j] + 7919) % VOCAB);
+                        for (long j = 0; j < k; j++) tk[j] = (int32_t)((tk[j] + 7919) % vocab);
                     }
                     if (r >= 0) rate[1 + si][r] = (double)(k * steps) / (now() - t1);
                 }
@@ -247,7 +252,7 @@ int main(int argc, char **argv)
                     ratio[r] = rate[nst][r] / rate[0][r];
                 }
             }
-            printf("| %s | %ld |", all[t].name, threads[th]);
+            printf("| %s | %ld |", model_path ? lmz_model_arch(m) : all[t].name, threads[th]);
             for (int c = 0; c <= nst; c++) printf(" %.1f |", median(rate[c], reps));
             printf(" %.0f %% |", 100.0 * median(ratio, reps));
             for (long j = 0; j < kmax; j++) lmz_state_free(st[j]);
