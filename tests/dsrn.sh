@@ -63,7 +63,7 @@ check "resume" "$DSRN" train -q --data data $SMALL --steps 320 --resume m.gguf -
 "$DSRN" train --data data --tokenizer tok.gguf $SMALL --steps 1000000 --log-every 1 -o sig.gguf 2> sig.log &
 pid=$!
 i=0
-while [ $i -lt 100 ] && ! grep -q "^step 3" sig.log 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+while [ $i -lt 600 ] && ! grep -q "^step 3" sig.log 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
 kill -INT $pid
 wait $pid
 st=$?
