@@ -57,6 +57,19 @@ static void exp_array(real *x, size_t n)
 #endif
 }
 
+/* a . b over n values in eight running sums (the order vectorises; the
+ * trainer needs no fixed summation order, the engine has its own kernels) */
+static real dot8(const real *a, const real *b, size_t n)
+{
+    real acc[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (size_t k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
+    real s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
 /* activations of one block, each (N, width) */
 enum {
     A_X, A_XN, A_MU_IN, A_RS_IN, A_Z, A_N, A_HP, A_H, A_P, A_E, A_G, A_M, A_CP, A_C, A_Q, A_ATT, A_PROB,
@@ -611,9 +624,7 @@ static void block_fwd(dsrn_net *n, dsrn_carry *cr, size_t l, const int32_t *tok,
             for (size_t j = t + 1; j < lo; j++) pr[j - t - 1] = 0;
             for (size_t j = lo; j <= hi; j++) {
                 const real *k = K + j * D + h * hd;
-                real s = 0;
-                for (size_t i = 0; i < hd; i++) s += q[i] * k[i];
-                s *= scale;
+                real s = dot8(q, k, hd) * scale;
                 pr[j - t - 1] = s;
                 if (s > mx) mx = s;
             }
@@ -734,8 +745,7 @@ static void block_bwd(dsrn_net *n, dsrn_carry *cr, size_t l, const int32_t *tok,
             for (size_t i = 0; i < hd; i++) dq[i] = 0;
             for (size_t j = lo; j <= hi; j++) { /* dP_j = da . v_j */
                 const real *v = V + j * D + h * hd;
-                real s = 0;
-                for (size_t i = 0; i < hd; i++) s += da[i] * v[i];
+                real s = dot8(da, v, hd);
                 dp[j - t - 1] = s;
                 sdp += pr[j - t - 1] * s;
             }
@@ -743,11 +753,10 @@ static void block_bwd(dsrn_net *n, dsrn_carry *cr, size_t l, const int32_t *tok,
                 const real *k = K + j * D + h * hd;
                 real p = pr[j - t - 1], ds = p * (dp[j - t - 1] - sdp) * scale;
                 real *dk = dK + j * D + h * hd, *dv = dV + j * D + h * hd;
-                for (size_t i = 0; i < hd; i++) {
-                    dq[i] += ds * k[i];
-                    dk[i] += ds * q[i];
-                    dv[i] += p * da[i];
-                }
+                /* three loops, not one: each vectorises on its own */
+                for (size_t i = 0; i < hd; i++) dq[i] += ds * k[i];
+                for (size_t i = 0; i < hd; i++) dk[i] += ds * q[i];
+                for (size_t i = 0; i < hd; i++) dv[i] += p * da[i];
             }
         }
     }
