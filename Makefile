@@ -24,7 +24,7 @@ CFLAGS  ?= $(OPT) -g
 ALL_CFLAGS = -std=c11 $(CFLAGS) -ffp-contract=off -fno-fast-math $(WARN) $(WERROR) $(SAN) \
              -Iinclude -Isrc -MMD -MP
 XXH_LIB ?= -lxxhash
-LDLIBS  = $(XXH_LIB) -lpthread -lm
+LDLIBS  = $(XXH_LIB) -llzma -lpthread -lm
 TRAIN_LIBS = -lopenblas -fopenmp
 
 LIB_SRC   = $(wildcard src/common/*.c src/codec/*.c src/predict/*.c src/model/*.c src/tensor/*.c src/eval/*.c)
@@ -108,7 +108,7 @@ deps:
 ARM_CC ?= aarch64-linux-gnu-gcc
 ARM_BIN = unit_tests gradcheck fuzz_replay fuzz_gguf_replay lmzip dsrn
 arm:
-	@DEPS_EXTRA="gcc-aarch64-linux-gnu qemu-user libopenblas-dev:arm64 libgomp1:arm64" sh scripts/deps.sh
+	@DEPS_EXTRA="gcc-aarch64-linux-gnu qemu-user libopenblas-dev:arm64 libgomp1:arm64 liblzma-dev:arm64" sh scripts/deps.sh
 	@mkdir -p build-arm/xxh build-arm/qemu
 	ln -sf /usr/include/xxhash.h build-arm/xxh/xxhash.h
 	$(MAKE) BUILD=build-arm CC=$(ARM_CC) XXH_LIB= CFLAGS="-O2 -g -DXXH_INLINE_ALL -Ibuild-arm/xxh" \

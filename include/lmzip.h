@@ -62,18 +62,53 @@ const char *lmz_error_name(int code);
 #define LMZ_FRAME_SIZE_MAX (1u << 30)
 #define LMZ_FRAME_SIZE_DEFAULT (4u << 20)
 
+/* Statistics of a compression with a language model (optional output). */
 typedef struct {
-    uint32_t frame_size;   /* bytes of input per independent frame */
+    uint64_t text_bytes;    /* bytes coded by the model */
+    uint64_t tokens;        /* their tokens */
+    double text_bits;       /* their code length in bits (integer tables) */
+    double ideal_bits;      /* the ensemble's cross-entropy before rounding */
+    uint64_t text_coded;    /* bytes of the range coder streams */
+    uint64_t binary_bytes;  /* bytes of binary segments */
+    uint64_t binary_coded;  /* their coded size */
+} lmz_stats;
+
+/* Ensemble parts of a language-model stream (lmz_params.parts). */
+#define LMZ_PART_MODEL 1u
+#define LMZ_PART_NGRAM 2u
+#define LMZ_PART_BIAS  4u
+#define LMZ_PART_MATCH 8u
+
+typedef struct {
+    uint32_t frame_size;   /* bytes of input per independent frame (with a
+                              language model at most 64 MiB) */
     unsigned threads;      /* worker threads; 0 = one per online core */
     unsigned table_bits;   /* byte model: log2 of its 16-byte context slots
                               (12..24); table memory per thread at most
                               16 << table_bits bytes (64 MiB at 22) */
-    const char *model;     /* "none" (the only model of this version) */
+    const char *model;     /* "none" (the byte model), or the path of a GGUF
+                              model (llama or dsrn architecture) */
     uint64_t size_hint;    /* total input size if known, else LMZ_SIZE_UNKNOWN;
                               recorded in the header for `lmzip -l` */
+    /* language-model streams only; all recorded in the header */
+    unsigned parts;        /* LMZ_PART_* bits (default all) */
+    unsigned mixer;        /* 0 probability-space exponential weights, 1 log domain (default) */
+    unsigned ngram_bits;   /* n-gram buckets per order at most 2^ngram_bits, 32 bytes each (8..24, default 20) */
+    unsigned cdf_bits;     /* frequency total 2^cdf_bits (16..24, default 24) */
+    unsigned text_min;     /* shortest text segment in bytes (default 64) */
+    uint32_t window;       /* llama KV window in tokens (0 = the model's context) */
+    float bias_lr;         /* bias head learning rate (default 0.001) */
+    float mix_lr;          /* log mixer learning rate (default 0.002) */
+    lmz_stats *stats;      /* if not NULL, filled when compression ends */
 } lmz_params;
 
-/* Fill p with the defaults (4 MiB frames, 1 thread, table_bits 22, "none"). */
+/* Open the model at path as compression would, and close it: LMZ_OK, or
+ * LMZ_ERROR_MODEL with the reason in err (a missing file, a broken GGUF,
+ * an architecture or tokenizer this build cannot run). */
+int lmz_model_check(const char *path, char *err, size_t errlen);
+
+/* Fill p with the defaults (4 MiB frames, 1 thread, table_bits 22, "none",
+ * the language-model settings above). */
 void lmz_params_default(lmz_params *p);
 
 /* ---- I/O callbacks ------------------------------------------------------ */
@@ -98,6 +133,20 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io);
  * and the caller decides whether to keep it. threads: 0 = one per core. */
 int lmz_decompress_stream(unsigned threads, const lmz_io *io);
 
+/* The same for streams made with a language model: model is the path of
+ * the GGUF file they need (NULL: none). A stream whose model identity
+ * differs from the file's gives LMZ_ERROR_MODEL; lmz_peek_header names the
+ * model it needs. */
+typedef struct {
+    unsigned threads;
+    const char *model;
+    /* Optional: when model is NULL, asked for the path of the model a stream
+     * names (its file name without .gguf); NULL return: not found. */
+    const char *(*find_model)(void *opaque, const char *name);
+    void *find_opaque;
+} lmz_dparams;
+int lmz_decompress_stream_ex(const lmz_dparams *p, const lmz_io *io);
+
 /* ---- listing without decoding ------------------------------------------- */
 typedef struct {
     unsigned stream_index;    /* 0 for the first of concatenated streams */
@@ -113,7 +162,7 @@ typedef struct {
 typedef struct {
     unsigned stream_index;
     uint64_t frame_index;
-    unsigned method;          /* 0 stored, 1 byte model */
+    unsigned method;          /* 0 stored, 1 byte model, 2 language model */
     uint64_t orig_size, comp_size;   /* comp_size includes the frame header */
     uint64_t checksum;        /* XXH64 of the original bytes */
 } lmz_frame_info;

@@ -30,9 +30,17 @@ typedef enum { MODE_COMPRESS, MODE_DECOMPRESS, MODE_TEST, MODE_LIST } mode_t_;
 typedef struct {
     mode_t_ mode;
     int to_stdout, force, remove_input, verbose, quiet;
+    int frame_set;          /* -B given */
     const char *out_path;
+    const char *model_arg;  /* -m as given; NULL: the default */
+    char model_path[PATH_MAX];
     lmz_params params;
 } options;
+
+#ifndef LMZIP_MODELS_DIR
+#define LMZIP_MODELS_DIR "/usr/local/share/lmzip/models"
+#endif
+#define LM_FRAME_DEFAULT (256u << 10)
 
 static const char *prog = "lmzip";
 
@@ -72,10 +80,25 @@ static void usage(FILE *f)
             "      --rm              remove input files after success\n"
             "  -f, --force           overwrite existing output, write to a terminal\n"
             "  -T N, --threads=N     worker threads, 0 = all cores (default 1)\n"
-            "  -m MODEL, --model=MODEL  predictor; this version has only 'none'\n"
-            "                        (the built-in byte-level context-mixing model)\n"
+            "  -m MODEL, --model=MODEL  a GGUF model file (llama or dsrn), a model name\n"
+            "                        found in the models folders, or 'none' (the built-in\n"
+            "                        byte model); default: the folders' 'default' model,\n"
+            "                        else none. Decompression finds the model a file\n"
+            "                        names in the folders unless -m is given\n"
             "  -B SIZE, --frame-size=SIZE  bytes per independent frame, with K/M/G\n"
-            "                        suffixes (default 4M; 1K..1G)\n"
+            "                        suffixes (default 4M, with a model 256K; 1K..1G,\n"
+            "                        with a model at most 64M)\n"
+            "Language-model settings (recorded in the file):\n"
+            "      --parts=LIST      ensemble parts: model,ngram,bias,match or all\n"
+            "      --mixer=prob|log  mixing in probability space or log domain (default log)\n"
+            "      --ngram-bits=N    n-gram memory: 2^N 32-byte buckets per order at most\n"
+            "                        (8..24, default 20)\n"
+            "      --cdf-bits=N      frequency total 2^N (16..24, default 24)\n"
+            "      --text-min=N      shortest text segment in bytes (default 64)\n"
+            "      --window=N        llama KV window in tokens (default the model's)\n"
+            "      --bias-lr=X, --mix-lr=X  learning rates (default 0.001, 0.002)\n"
+            "Models folders: $LMZIP_MODELS (':'-separated), then models/ beside or\n"
+            "above the program, then " LMZIP_MODELS_DIR ".\n"
             "      --table-bits=N    byte model memory: 2^N 16-byte slots (12..24,\n"
             "                        default 22 = 64 MiB per thread at most)\n"
             "  -v, --verbose         more messages (-l: every frame)\n"
@@ -199,9 +222,87 @@ static FILE *open_temp(const char *target, char **tmp_path)
     return f;
 }
 
+/* ======================================================================== */
+/* finding models                                                            */
+/* ======================================================================== */
+
+static int is_file(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* NAME.gguf in folder dir, into out */
+static int try_dir(const char *dir, size_t dlen, const char *name, char *out, size_t cap)
+{
+    int n = snprintf(out, cap, "%.*s/%s.gguf", (int)dlen, dir, name);
+    return n > 0 && (size_t)n < cap && is_file(out);
+}
+
+/* The models folders in order: $LMZIP_MODELS, models/ beside and above the
+ * program, the installed folder. @return 1 with the path of NAME.gguf. */
+static int find_in_folders(const char *name, char *out, size_t cap)
+{
+    if (!name[0] || strchr(name, '/')) return 0;
+    const char *env = getenv("LMZIP_MODELS");
+    while (env && *env) {
+        const char *c = strchr(env, ':');
+        size_t len = c ? (size_t)(c - env) : strlen(env);
+        if (len && try_dir(env, len, name, out, cap)) return 1;
+        env = c ? c + 1 : NULL;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            char dir[PATH_MAX + 16];
+            snprintf(dir, sizeof dir, "%s/models", exe);
+            if (try_dir(dir, strlen(dir), name, out, cap)) return 1;
+            snprintf(dir, sizeof dir, "%s/../models", exe);
+            if (try_dir(dir, strlen(dir), name, out, cap)) return 1;
+        }
+    }
+    return try_dir(LMZIP_MODELS_DIR, strlen(LMZIP_MODELS_DIR), name, out, cap);
+}
+
+static char found_model[PATH_MAX];
+
+static const char *find_model_cb(void *opaque, const char *name)
+{
+    (void)opaque;
+    return find_in_folders(name, found_model, sizeof found_model) ? found_model : NULL;
+}
+
+/* -m as given: none, a file, or a name in the folders; no -m: the folders'
+ * default model, else none. @return 0, or -1 after a message. */
+static int resolve_model(options *o)
+{
+    const char *m = o->model_arg;
+    if (!m) {
+        o->params.model = find_in_folders("default", o->model_path, sizeof o->model_path) ? o->model_path : "none";
+        return 0;
+    }
+    if (!strcmp(m, "none")) {
+        o->params.model = "none";
+        return 0;
+    }
+    if (is_file(m) || find_in_folders(m, o->model_path, sizeof o->model_path)) {
+        if (is_file(m)) snprintf(o->model_path, sizeof o->model_path, "%s", m);
+        o->params.model = o->model_path;
+        return 0;
+    }
+    fprintf(stderr, "%s: model '%s' not found: not a file, and no %s.gguf in the models folders "
+                    "($LMZIP_MODELS, models/ beside the program, %s)\n",
+            prog, m, m, LMZIP_MODELS_DIR);
+    return -1;
+}
+
 /* A stream needs what this build lacks: name it (the header is read again
  * from the file; for stdin only the code is known). */
-static void explain_unsupported(const char *name, const char *path, int e)
+static void explain_unsupported(const char *name, const char *path, int e, const char *given)
 {
     uint8_t head[512];
     size_t n = 0;
@@ -212,9 +313,17 @@ static void explain_unsupported(const char *name, const char *path, int e)
         fclose(f);
     }
     if (n && lmz_peek_header(head, n, &si) == LMZ_OK) {
-        if (e == LMZ_ERROR_MODEL)
-            fail(name, "needs model '%s', which is not available (this build has 'none')", si.model);
-        else if (e == LMZ_ERROR_PROFILE)
+        if (e == LMZ_ERROR_MODEL) {
+            char id[17];
+            for (int i = 0; i < 8; i++) snprintf(id + 2 * i, 3, "%02x", si.model_hash[i]);
+            if (given)
+                fail(name, "needs model '%s' (identity %s...), and %s is another model (or cannot be read)",
+                     si.model, id, given);
+            else
+                fail(name, "needs model '%s' (identity %s...): give its file with -m, or put %s.gguf in a "
+                           "models folder",
+                     si.model, id, si.model);
+        } else if (e == LMZ_ERROR_PROFILE)
             fail(name, "needs arithmetic profile '%s', which this build does not have", si.profile);
         else
             fail(name, "uses a setting this version of lmzip does not know (made by a newer version?)");
@@ -379,13 +488,20 @@ static int process(const options *o, const char *path, int *listed_header)
 
     lmz_io io = {&c, cb_read, cb_write, cb_progress};
     int e;
+    lmz_stats stats;
+    memset(&stats, 0, sizeof stats);
     if (o->mode == MODE_COMPRESS) {
         lmz_params p = o->params;
+        p.stats = &stats;
         p.size_hint = c.in_size ? c.in_size : (from_stdin ? LMZ_SIZE_UNKNOWN : 0);
         if (!from_stdin && !S_ISREG(st.st_mode)) p.size_hint = LMZ_SIZE_UNKNOWN;
         e = lmz_compress_stream(&p, &io);
     } else {
-        e = lmz_decompress_stream(o->params.threads, &io);
+        /* -m names the model; else the folders are searched for the one a
+         * stream names */
+        int given = o->model_arg && strcmp(o->params.model, "none") != 0;
+        lmz_dparams dp = {o->params.threads, given ? o->params.model : NULL, given ? NULL : find_model_cb, NULL};
+        e = lmz_decompress_stream_ex(&dp, &io);
     }
     if (c.show_progress) fprintf(stderr, "\r%*s\r", 79, "");
     if (!e && ferror(in)) e = LMZ_ERROR_READ;
@@ -395,7 +511,8 @@ static int process(const options *o, const char *path, int *listed_header)
         else if (e == LMZ_ERROR_WRITE)
             fail(out_path ? out_path : "(stdout)", "write error: %s", strerror(errno));
         else if (e == LMZ_ERROR_MODEL || e == LMZ_ERROR_PROFILE || e == LMZ_ERROR_SETTING)
-            explain_unsupported(name, from_stdin ? NULL : path, e);
+            explain_unsupported(name, from_stdin ? NULL : path, e,
+                                o->model_arg && strcmp(o->params.model, "none") ? o->params.model : NULL);
         else
             fail(name, "%s", lmz_error_name(e));
         goto done;
@@ -443,6 +560,16 @@ static int process(const options *o, const char *path, int *listed_header)
             (unsigned long long)(compressing ? raw : packed),
             (unsigned long long)(compressing ? packed : raw), bpb,
             dt > 0 ? (double)raw / dt / 1e6 : 0.0, out_path ? " -> " : "", out_path ? out_path : "");
+        if (compressing && o->verbose && stats.tokens)
+            msg(o,
+                "%s: text %llu bytes, %llu tokens, %.4f bits/token, %.4f bpb (coded %llu bytes, %+.4f %% over the "
+                "ensemble's cross-entropy); binary %llu -> %llu bytes\n",
+                name, (unsigned long long)stats.text_bytes, (unsigned long long)stats.tokens,
+                stats.text_bits / (double)stats.tokens,
+                stats.text_bytes ? stats.text_bits / (double)stats.text_bytes : 0.0,
+                (unsigned long long)stats.text_coded,
+                stats.ideal_bits > 0 ? 100.0 * (8.0 * (double)stats.text_coded / stats.ideal_bits - 1.0) : 0.0,
+                (unsigned long long)stats.binary_bytes, (unsigned long long)stats.binary_coded);
     }
     if (o->remove_input && !from_stdin && o->mode != MODE_TEST && out_path) {
         if (unlink(path) != 0) fail(name, "cannot remove input: %s", strerror(errno));
@@ -492,6 +619,30 @@ static int parse_uint(const char *s, unsigned max, unsigned *v)
     return 0;
 }
 
+/* "model,ngram,bias,match" or "all" into LMZ_PART_* bits */
+static int parse_parts(const char *s, unsigned *out)
+{
+    if (!strcmp(s, "all")) {
+        *out = LMZ_PART_MODEL | LMZ_PART_NGRAM | LMZ_PART_BIAS | LMZ_PART_MATCH;
+        return 0;
+    }
+    static const char *const names[4] = {"model", "ngram", "bias", "match"};
+    unsigned bits = 0;
+    while (*s) {
+        size_t n = strcspn(s, ",");
+        int k = -1;
+        for (int i = 0; i < 4; i++)
+            if (strlen(names[i]) == n && !strncmp(s, names[i], n)) k = i;
+        if (k < 0) return -1;
+        bits |= 1u << k;
+        s += n;
+        if (*s == ',') s++;
+    }
+    if (!bits) return -1;
+    *out = bits;
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     options o;
@@ -527,7 +678,7 @@ int main(int argc, char **argv)
             else if (LONG("--quiet")) o.quiet = 1;
             else if (LONG("--help")) { usage(stdout); return 0; }
             else if (LONG("--version")) {
-                printf("lmzip %s (format %d, profile int-v1)\n", LMZ_VERSION_STRING, 1);
+                printf("lmzip %s (format %d, profiles int-v1 det-f32-v1)\n", LMZ_VERSION_STRING, 1);
                 return 0;
             } else if (LONG("--threads")) {
                 if (parse_uint(VALUE(), 256, &o.params.threads)) {
@@ -535,7 +686,54 @@ int main(int argc, char **argv)
                     return 1;
                 }
             } else if (LONG("--model")) {
-                o.params.model = VALUE();
+                o.model_arg = VALUE();
+            } else if (LONG("--parts")) {
+                if (parse_parts(VALUE(), &o.params.parts)) {
+                    fprintf(stderr, "%s: bad --parts (a list of model,ngram,bias,match, or all)\n", prog);
+                    return 1;
+                }
+            } else if (LONG("--mixer")) {
+                const char *v = VALUE();
+                if (!strcmp(v, "prob")) o.params.mixer = 0;
+                else if (!strcmp(v, "log")) o.params.mixer = 1;
+                else {
+                    fprintf(stderr, "%s: bad --mixer (prob or log)\n", prog);
+                    return 1;
+                }
+            } else if (LONG("--ngram-bits")) {
+                if (parse_uint(VALUE(), 24, &o.params.ngram_bits) || o.params.ngram_bits < 8) {
+                    fprintf(stderr, "%s: bad n-gram bits (8..24)\n", prog);
+                    return 1;
+                }
+            } else if (LONG("--cdf-bits")) {
+                if (parse_uint(VALUE(), 24, &o.params.cdf_bits) || o.params.cdf_bits < 16) {
+                    fprintf(stderr, "%s: bad CDF bits (16..24)\n", prog);
+                    return 1;
+                }
+            } else if (LONG("--text-min")) {
+                if (parse_uint(VALUE(), 65536, &o.params.text_min) || o.params.text_min < 1) {
+                    fprintf(stderr, "%s: bad --text-min (1..65536)\n", prog);
+                    return 1;
+                }
+            } else if (LONG("--window")) {
+                unsigned w;
+                if (parse_uint(VALUE(), 1u << 20, &w) || w < 1) {
+                    fprintf(stderr, "%s: bad --window (1..1048576 tokens)\n", prog);
+                    return 1;
+                }
+                o.params.window = w;
+            } else if (LONG("--bias-lr") || LONG("--mix-lr")) {
+                int bias = LONG("--bias-lr");
+                const char *v = VALUE();
+                char *end;
+                errno = 0;
+                double x = strtod(v, &end);
+                if (errno || end == v || *end || !(x >= 0 && x <= 1)) {
+                    fprintf(stderr, "%s: bad learning rate (0..1)\n", prog);
+                    return 1;
+                }
+                if (bias) o.params.bias_lr = (float)x;
+                else o.params.mix_lr = (float)x;
             } else if (LONG("--frame-size")) {
                 uint64_t v;
                 if (parse_size(VALUE(), &v) || v < LMZ_FRAME_SIZE_MIN || v > LMZ_FRAME_SIZE_MAX) {
@@ -543,6 +741,7 @@ int main(int argc, char **argv)
                     return 1;
                 }
                 o.params.frame_size = (uint32_t)v;
+                o.frame_set = 1;
             } else if (LONG("--table-bits")) {
                 if (parse_uint(VALUE(), 24, &o.params.table_bits) || o.params.table_bits < 12) {
                     fprintf(stderr, "%s: bad table bits (12..24)\n", prog);
@@ -578,7 +777,7 @@ int main(int argc, char **argv)
             case 'v': o.verbose++; break;
             case 'q': o.quiet = 1; break;
             case 'h': usage(stdout); return 0;
-            case 'V': printf("lmzip %s (format %d, profile int-v1)\n", LMZ_VERSION_STRING, 1); return 0;
+            case 'V': printf("lmzip %s (format %d, profiles int-v1 det-f32-v1)\n", LMZ_VERSION_STRING, 1); return 0;
             case 'T':
                 if (parse_uint(val, 256, &o.params.threads)) {
                     fprintf(stderr, "%s: bad thread count (0..256)\n", prog);
@@ -586,7 +785,7 @@ int main(int argc, char **argv)
                 }
                 break;
             case 'o': o.out_path = val; break;
-            case 'm': o.params.model = val; break;
+            case 'm': o.model_arg = val; break;
             case 'B': {
                 uint64_t v;
                 if (parse_size(val, &v) || v < LMZ_FRAME_SIZE_MIN || v > LMZ_FRAME_SIZE_MAX) {
@@ -594,6 +793,7 @@ int main(int argc, char **argv)
                     return 1;
                 }
                 o.params.frame_size = (uint32_t)v;
+                o.frame_set = 1;
                 break;
             }
             default:
@@ -604,10 +804,18 @@ int main(int argc, char **argv)
         }
     }
 
-    if (strcmp(o.params.model, "none") != 0) {
-        fprintf(stderr, "%s: model '%s' not available: this version has only the built-in "
-                        "byte model 'none'\n", prog, o.params.model);
-        return 1;
+    if (resolve_model(&o) != 0) return 1;
+    if (strcmp(o.params.model, "none") != 0 && o.mode == MODE_COMPRESS) {
+        char err[512];
+        if (lmz_model_check(o.params.model, err, sizeof err) != LMZ_OK) {
+            fprintf(stderr, "%s: %s\n", prog, err);
+            return 1;
+        }
+        if (!o.frame_set) o.params.frame_size = LM_FRAME_DEFAULT;
+        if (o.params.frame_size > (64u << 20)) {
+            fprintf(stderr, "%s: with a model, frames are at most 64M\n", prog);
+            return 1;
+        }
     }
 
     if (o.out_path && nfiles > 1) {

@@ -37,6 +37,8 @@ else fail=$((fail + 1)); echo "FAIL GGUF fuzz replay"; fi
 
 suite "golden files and command line ($BUILD/lmzip)" "cli: " sh tests/cli.sh "$BUILD/lmzip"
 
+suite "the language-model codec ($BUILD/lmzip -m)" "codec: " sh tests/codec.sh "$BUILD/lmzip"
+
 suite "the model tool ($BUILD/dsrn): tokenizer, training, generation" "dsrn: " sh tests/dsrn.sh "$BUILD/dsrn"
 
 echo "total: $pass passed, $fail failed"

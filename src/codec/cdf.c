@@ -5,8 +5,13 @@
 
 int lmz_cdf_build(const float *p, uint32_t n, uint32_t *freq, uint32_t *cum)
 {
-    if (n == 0 || n > LMZ_CDF_MAX_SYMBOLS) return -1;
-    const uint32_t budget = LMZ_CDF_TOTAL - n; /* what is left after the 1s */
+    return lmz_cdf_build_bits(p, n, LMZ_CDF_BITS, freq, cum);
+}
+
+int lmz_cdf_build_bits(const float *p, uint32_t n, unsigned bits, uint32_t *freq, uint32_t *cum)
+{
+    if (n == 0 || n > LMZ_CDF_MAX_SYMBOLS || bits > LMZ_CDF_BITS || n >= (1u << bits)) return -1;
+    const uint32_t budget = (1u << bits) - n; /* what is left after the 1s */
 
     double s = 0.0;
     for (uint32_t i = 0; i < n; i++) {

@@ -24,6 +24,9 @@
  * @return 0, or -1 when n is 0 or above LMZ_CDF_MAX_SYMBOLS. */
 int lmz_cdf_build(const float *p, uint32_t n, uint32_t *freq, uint32_t *cum);
 
+/* The same with a total of 2^bits (bits <= 24; n < 2^bits). */
+int lmz_cdf_build_bits(const float *p, uint32_t n, unsigned bits, uint32_t *freq, uint32_t *cum);
+
 /* Index of the symbol whose [cum[s], cum[s+1]) holds target (binary search).
  * cum has n+1 entries, cum[0] = 0, cum[n] = total, target < total. */
 uint32_t lmz_cdf_find(const uint32_t *cum, uint32_t n, uint32_t target);

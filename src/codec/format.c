@@ -28,13 +28,26 @@ size_t lmz_header_write(const lmz_header *h, uint8_t *out)
     o += n;
     memcpy(out + o, h->model_hash, 32);
     o += 32;
-    out[o++] = 2; /* settings */
-    out[o++] = LMZ_SET_FRAME_SIZE;
-    lmz_put_u64(out + o, h->frame_size);
-    o += 8;
-    out[o++] = LMZ_SET_TABLE_BITS;
-    lmz_put_u64(out + o, h->table_bits);
-    o += 8;
+    int lm = strcmp(h->profile, LMZ_PROFILE_INT_V1) != 0;
+    uint64_t set[2 + LMZ_LM_SETTINGS][2] = {{LMZ_SET_FRAME_SIZE, h->frame_size}, {LMZ_SET_TABLE_BITS, h->table_bits}};
+    unsigned ns = 2;
+    if (lm) {
+        uint32_t blr, mlr;
+        memcpy(&blr, &h->bias_lr, 4);
+        memcpy(&mlr, &h->mix_lr, 4);
+        uint64_t more[LMZ_LM_SETTINGS][2] = {{LMZ_SET_PARTS, h->parts},   {LMZ_SET_MIXER, h->mixer},
+                                             {LMZ_SET_NGRAM_BITS, h->ngram_bits}, {LMZ_SET_CDF_BITS, h->cdf_bits},
+                                             {LMZ_SET_BIAS_LR, blr},      {LMZ_SET_MIX_LR, mlr},
+                                             {LMZ_SET_TEXT_MIN, h->text_min}, {LMZ_SET_WINDOW, h->window}};
+        memcpy(set[2], more, sizeof more);
+        ns += LMZ_LM_SETTINGS;
+    }
+    out[o++] = (uint8_t)ns;
+    for (unsigned i = 0; i < ns; i++) {
+        out[o++] = (uint8_t)set[i][0];
+        lmz_put_u64(out + o, set[i][1]);
+        o += 8;
+    }
     lmz_put_u64(out + o, h->size_hint);
     o += 8;
     lmz_put_u32(out + o, check32(out, o));
@@ -62,7 +75,9 @@ int lmz_frame_header_parse(const uint8_t *in, const lmz_header *h, lmz_frame_hea
     f->orig_size = lmz_get_u32(in + 1);
     f->comp_size = lmz_get_u32(in + 5);
     f->checksum = lmz_get_u64(in + 9);
-    if (f->method != LMZ_METHOD_STORED && f->method != LMZ_METHOD_BYTEMODEL) return LMZ_ERROR_CORRUPT;
+    int lm = strcmp(h->profile, LMZ_PROFILE_INT_V1) != 0;
+    if (f->method != LMZ_METHOD_STORED && f->method != LMZ_METHOD_BYTEMODEL && !(lm && f->method == LMZ_METHOD_LM))
+        return LMZ_ERROR_CORRUPT;
     if (f->orig_size == 0 || f->orig_size > h->frame_size) return LMZ_ERROR_SIZE;
     if (f->comp_size == 0 || f->comp_size > f->orig_size) return LMZ_ERROR_SIZE;
     if (f->method == LMZ_METHOD_STORED && f->comp_size != f->orig_size) return LMZ_ERROR_SIZE;

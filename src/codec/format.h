@@ -22,6 +22,8 @@
  *         2  table_bits   byte model hash table: 2^table_bits_max 16-byte
  *                         slots at most (12..24); a frame of L bytes uses
  *                         the smallest b >= 12 with 2^b >= L, capped
+ *       3..10: the language-model settings, see the LMZ_SET_ list below;
+ *       present in every det-f32-v1 stream, in no other.
  *   8   original size    total bytes of the stream, or 2^64-1 if unknown
  *                         when the header was written (streaming input)
  *   4   header check     low 32 bits of XXH64(seed 0) of all bytes above
@@ -32,6 +34,7 @@
  *   1   type 0x01
  *   1   method   0 = stored (payload is the original bytes)
  *                1 = byte model ("none") + range coder
+ *                2 = language model: segments (src/codec/lmcodec.h)
  *   4   original size    1 .. frame_size
  *   4   payload size     1 .. original size (a frame never expands:
  *                        it is stored instead)
@@ -62,17 +65,29 @@ extern const uint8_t lmz_magic[LMZ_MAGIC_LEN];
 
 #define LMZ_FORMAT_VERSION 1
 #define LMZ_PROFILE_INT_V1 "int-v1"
+#define LMZ_PROFILE_DET_F32_V1 "det-f32-v1"
 #define LMZ_NAME_MAX 63
 #define LMZ_SETTINGS_MAX 32
 
 #define LMZ_SET_FRAME_SIZE 1
 #define LMZ_SET_TABLE_BITS 2
+/* language-model streams (profile det-f32-v1) carry these too */
+#define LMZ_SET_PARTS      3  /* ensemble parts, bits of LMZ_ENS_* (1..15) */
+#define LMZ_SET_MIXER      4  /* 0 probability-space weights, 1 log domain */
+#define LMZ_SET_NGRAM_BITS 5  /* n-gram buckets per order at most 2^v (8..24) */
+#define LMZ_SET_CDF_BITS   6  /* frequency total 2^v (16..24) */
+#define LMZ_SET_BIAS_LR    7  /* bias head rate: IEEE-754 binary32 bits */
+#define LMZ_SET_MIX_LR     8  /* log mixer rate: IEEE-754 binary32 bits */
+#define LMZ_SET_TEXT_MIN   9  /* shortest text segment in bytes (1..65536) */
+#define LMZ_SET_WINDOW     10 /* llama KV window in tokens (1..2^20); 0 for dsrn */
+#define LMZ_LM_SETTINGS    8
 
 #define LMZ_BLOCK_FRAME 0x01
 #define LMZ_BLOCK_END   0xFF
 
 #define LMZ_METHOD_STORED 0
 #define LMZ_METHOD_BYTEMODEL 1
+#define LMZ_METHOD_LM 2 /* segments: text by the model, binary alone (lmcodec.h) */
 
 #define LMZ_FRAME_HEADER_SIZE 22
 #define LMZ_END_BLOCK_SIZE 29
@@ -86,6 +101,10 @@ typedef struct {
     uint32_t frame_size;
     unsigned table_bits;
     uint64_t size_hint;
+    /* language-model streams only (profile det-f32-v1) */
+    unsigned parts, mixer, ngram_bits, cdf_bits, text_min;
+    uint32_t window;
+    float bias_lr, mix_lr;
 } lmz_header;
 
 typedef struct {

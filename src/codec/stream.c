@@ -16,6 +16,8 @@
 #include "lmzip.h"
 #include "format.h"
 #include "rangecoder.h"
+#include "lmcodec.h"
+#include "../model/model.h"
 #include "../predict/bytemodel.h"
 
 #define MAX_THREADS 256
@@ -27,6 +29,46 @@ void lmz_params_default(lmz_params *p)
     p->table_bits = LMZ_BM_TABLE_BITS_DEFAULT;
     p->model = "none";
     p->size_hint = LMZ_SIZE_UNKNOWN;
+    lmz_ens_params e;
+    lmz_ens_params_default(&e);
+    p->parts = e.parts;
+    p->mixer = e.mixer;
+    p->ngram_bits = e.ngram_bits;
+    p->cdf_bits = e.cdf_bits;
+    p->text_min = LMZ_LM_TEXT_MIN_DEFAULT;
+    p->window = 0;
+    p->bias_lr = e.bias_lr;
+    p->mix_lr = e.mix_lr;
+    p->stats = NULL;
+}
+
+int lmz_model_check(const char *path, char *err, size_t errlen)
+{
+    lmz_lm_params lp;
+    memset(&lp, 0, sizeof lp);
+    lmz_ens_params_default(&lp.ens);
+    lp.text_min = LMZ_LM_TEXT_MIN_DEFAULT;
+    lp.table_bits = LMZ_BM_TABLE_BITS_DEFAULT;
+    lp.threads = 1;
+    lmz_lm *lm;
+    if (!path || lmz_lm_open(path, &lp, &lm, err, errlen) != 0) return LMZ_ERROR_MODEL;
+    lmz_lm_free(lm);
+    return LMZ_OK;
+}
+
+/* the language-model settings of a header, as the codec takes them */
+static void lm_params_from_header(const lmz_header *h, unsigned threads, lmz_lm_params *lp)
+{
+    lp->ens.parts = h->parts;
+    lp->ens.mixer = h->mixer;
+    lp->ens.ngram_bits = h->ngram_bits;
+    lp->ens.cdf_bits = h->cdf_bits;
+    lp->ens.bias_lr = h->bias_lr;
+    lp->ens.mix_lr = h->mix_lr;
+    lp->text_min = h->text_min;
+    lp->window = h->window;
+    lp->table_bits = h->table_bits;
+    lp->threads = threads;
 }
 
 static unsigned resolve_threads(unsigned t)
@@ -113,6 +155,7 @@ typedef struct {
     const uint8_t *src;
     uint32_t n;
     unsigned table_bits;
+    lmz_lm *lm;              /* NULL: the byte model */
     /* output */
     uint8_t *out;            /* n bytes of capacity */
     uint32_t out_len;
@@ -125,6 +168,15 @@ static void frame_compress(cjob *j)
     j->method = LMZ_METHOD_STORED;
     j->out_len = j->n;
     j->err = LMZ_OK;
+    if (j->lm) {
+        size_t len;
+        j->err = lmz_lm_compress_frame(j->lm, j->src, j->n, j->out, j->n - 1, &len);
+        if (!j->err && len > 0) {
+            j->method = LMZ_METHOD_LM;
+            j->out_len = (uint32_t)len;
+        }
+        return;
+    }
     lmz_bytemodel *m = lmz_bytemodel_create(lmz_bytemodel_table_bits(j->n, j->table_bits));
     if (!m) {
         j->err = LMZ_ERROR_NOMEM;
@@ -205,7 +257,8 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
     if (!p || !io || !io->read || !io->write) return LMZ_ERROR_PARAM;
     if (p->frame_size < LMZ_FRAME_SIZE_MIN || p->frame_size > LMZ_FRAME_SIZE_MAX) return LMZ_ERROR_PARAM;
     if (p->table_bits < LMZ_BM_TABLE_BITS_MIN || p->table_bits > LMZ_BM_TABLE_BITS_MAX) return LMZ_ERROR_PARAM;
-    if (!p->model || strcmp(p->model, "none") != 0) return LMZ_ERROR_MODEL;
+    if (!p->model) return LMZ_ERROR_MODEL;
+    if (p->stats) memset(p->stats, 0, sizeof *p->stats);
 
     lmz_header h;
     memset(&h, 0, sizeof h);
@@ -215,24 +268,52 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
     h.frame_size = p->frame_size;
     h.table_bits = p->table_bits;
     h.size_hint = p->size_hint;
+    lmz_lm *lm = NULL;
+    if (strcmp(p->model, "none") != 0) {
+        if (p->frame_size > LMZ_LM_FRAME_MAX || p->text_min == 0 || p->text_min > 65536) return LMZ_ERROR_PARAM;
+        h.parts = p->parts;
+        h.mixer = p->mixer;
+        h.ngram_bits = p->ngram_bits;
+        h.cdf_bits = p->cdf_bits;
+        h.bias_lr = p->bias_lr;
+        h.mix_lr = p->mix_lr;
+        h.text_min = p->text_min;
+        h.window = p->window;
+        lmz_lm_params lp;
+        lm_params_from_header(&h, resolve_threads(p->threads), &lp);
+        if (lmz_ens_params_check(&lp.ens, 2) != 0) return LMZ_ERROR_PARAM;
+        char msg[256];
+        if (lmz_lm_open(p->model, &lp, &lm, msg, sizeof msg) != 0) return LMZ_ERROR_MODEL;
+        strcpy(h.profile, LMZ_PROFILE_DET_F32_V1);
+        strcpy(h.model, lmz_lm_name(lm));
+        memcpy(h.model_hash, lmz_lm_hash(lm), 32);
+        h.window = lmz_lm_window(lm);
+    }
 
     uint8_t hb[LMZ_STREAM_HEADER_MAX];
     size_t hn = lmz_header_write(&h, hb);
-    if (io->write(io->opaque, hb, hn)) return LMZ_ERROR_WRITE;
+    if (io->write(io->opaque, hb, hn)) {
+        lmz_lm_free(lm);
+        return LMZ_ERROR_WRITE;
+    }
 
-    unsigned nt = resolve_threads(p->threads);
+    /* with a model, frames go one after another, the model's products
+     * spread over the threads */
+    unsigned nt = lm ? 1 : resolve_threads(p->threads);
     cjob *jobs = calloc(nt, sizeof *jobs);
     uint8_t *mem = NULL;
     if (jobs) mem = malloc((size_t)nt * 2 * p->frame_size);
     if (!jobs || !mem) {
         free(jobs);
         free(mem);
+        lmz_lm_free(lm);
         return LMZ_ERROR_NOMEM;
     }
     for (unsigned i = 0; i < nt; i++) {
         jobs[i].src = mem + (size_t)i * 2 * p->frame_size;
         jobs[i].out = mem + ((size_t)i * 2 + 1) * p->frame_size;
         jobs[i].table_bits = p->table_bits;
+        jobs[i].lm = lm;
     }
 
     XXH64_state_t *xs = XXH64_createState();
@@ -282,6 +363,18 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
     XXH64_freeState(xs);
     free(mem);
     free(jobs);
+    if (lm && p->stats) {
+        lmz_lm_stats st;
+        lmz_lm_stats_get(lm, &st);
+        p->stats->text_bytes = st.text_bytes;
+        p->stats->tokens = st.tokens;
+        p->stats->text_bits = st.text_bits;
+        p->stats->ideal_bits = st.ideal_bits;
+        p->stats->text_coded = st.text_coded;
+        p->stats->binary_bytes = st.binary_bytes;
+        p->stats->binary_coded = st.binary_coded;
+    }
+    lmz_lm_free(lm);
     return err;
 }
 
@@ -324,10 +417,15 @@ static int header_read(reader *r, lmz_header *h, int check_support)
     unsigned ns = b[o - 1];
     if (ns > LMZ_SETTINGS_MAX) return LMZ_ERROR_HEADER;
     int have_fs = 0, have_tb = 0, unknown = 0;
+    unsigned have_lm = 0; /* bit (id - LMZ_SET_PARTS) per language-model setting */
     for (unsigned i = 0; i < ns; i++) {
         NEED(9);
         unsigned id = b[o - 9];
         uint64_t v = lmz_get_u64(b + o - 8);
+        unsigned bit = id >= LMZ_SET_PARTS && id < LMZ_SET_PARTS + LMZ_LM_SETTINGS ? 1u << (id - LMZ_SET_PARTS) : 0;
+        uint32_t v32 = (uint32_t)v;
+        float f;
+        memcpy(&f, &v32, 4);
         if (id == LMZ_SET_FRAME_SIZE && !have_fs) {
             if (v < LMZ_FRAME_SIZE_MIN || v > LMZ_FRAME_SIZE_MAX) return LMZ_ERROR_HEADER;
             h->frame_size = (uint32_t)v;
@@ -336,6 +434,23 @@ static int header_read(reader *r, lmz_header *h, int check_support)
             if (v < LMZ_BM_TABLE_BITS_MIN || v > LMZ_BM_TABLE_BITS_MAX) return LMZ_ERROR_HEADER;
             h->table_bits = (unsigned)v;
             have_tb = 1;
+        } else if (bit && !(have_lm & bit)) {
+            have_lm |= bit;
+            int bad = 0;
+            switch (id) {
+            case LMZ_SET_PARTS: bad = v == 0 || v > LMZ_ENS_ALL; h->parts = (unsigned)v; break;
+            case LMZ_SET_MIXER: bad = v > LMZ_MIX_LOG; h->mixer = (unsigned)v; break;
+            case LMZ_SET_NGRAM_BITS:
+                bad = v < LMZ_ENS_NGRAM_BITS_MIN || v > LMZ_ENS_NGRAM_BITS_MAX;
+                h->ngram_bits = (unsigned)v;
+                break;
+            case LMZ_SET_CDF_BITS: bad = v < 16 || v > 24; h->cdf_bits = (unsigned)v; break;
+            case LMZ_SET_BIAS_LR: bad = v > UINT32_MAX || !(f >= 0 && f <= 1); h->bias_lr = f; break;
+            case LMZ_SET_MIX_LR: bad = v > UINT32_MAX || !(f >= 0 && f <= 1); h->mix_lr = f; break;
+            case LMZ_SET_TEXT_MIN: bad = v == 0 || v > 65536; h->text_min = (unsigned)v; break;
+            default: bad = v > LMZ_MAX_WINDOW; h->window = (uint32_t)v; break;
+            }
+            if (bad) return LMZ_ERROR_HEADER;
         } else {
             unknown = 1;
         }
@@ -350,8 +465,13 @@ static int header_read(reader *r, lmz_header *h, int check_support)
     if (!check_support) return LMZ_OK;
     if (unknown) return LMZ_ERROR_SETTING;
     if (!have_fs || !have_tb) return LMZ_ERROR_HEADER;
-    if (strcmp(h->profile, LMZ_PROFILE_INT_V1) != 0) return LMZ_ERROR_PROFILE;
-    if (strcmp(h->model, "none") != 0) return LMZ_ERROR_MODEL;
+    if (!strcmp(h->profile, LMZ_PROFILE_INT_V1)) {
+        if (have_lm) return LMZ_ERROR_HEADER;
+        if (strcmp(h->model, "none") != 0) return LMZ_ERROR_MODEL;
+        return LMZ_OK;
+    }
+    if (strcmp(h->profile, LMZ_PROFILE_DET_F32_V1) != 0) return LMZ_ERROR_PROFILE;
+    if (have_lm != (1u << LMZ_LM_SETTINGS) - 1 || h->frame_size > LMZ_LM_FRAME_MAX) return LMZ_ERROR_HEADER;
     return LMZ_OK;
 }
 
@@ -419,15 +539,68 @@ typedef struct {
     size_t dst_cap;
 } dbuf;
 
-static int decompress_limited(unsigned threads, const lmz_io *io, uint64_t out_limit)
+/* Decode the k frames of jobs: with a model, its frames in lockstep and
+ * the others (stored, byte model) one by one; without, in parallel. */
+static void decode_batch(lmz_lm *lm, djob *jobs, unsigned k, unsigned nt, lmz_lm_frame *lf)
 {
-    if (!io || !io->read || !io->write) return LMZ_ERROR_PARAM;
-    unsigned nt = resolve_threads(threads);
+    if (!lm) {
+        for (unsigned i = 0; i < k; i += nt) run_parallel(djob_thread, jobs + i, sizeof *jobs, k - i < nt ? k - i : nt);
+        return;
+    }
+    unsigned nl = 0;
+    for (unsigned i = 0; i < k; i++) {
+        djob *j = &jobs[i];
+        if (j->fh.method != LMZ_METHOD_LM) {
+            frame_decompress(j);
+            continue;
+        }
+        lf[nl++] = (lmz_lm_frame){j->payload, j->fh.comp_size, j->dst, j->fh.orig_size, LMZ_OK};
+    }
+    lmz_lm_decompress_frames(lm, lf, nl);
+    nl = 0;
+    for (unsigned i = 0; i < k; i++) {
+        djob *j = &jobs[i];
+        if (j->fh.method != LMZ_METHOD_LM) continue;
+        j->err = lf[nl++].err;
+        if (!j->err && XXH64(j->dst, j->fh.orig_size, 0) != j->fh.checksum) j->err = LMZ_ERROR_CHECKSUM;
+    }
+}
+
+/* The model a stream needs, from the caller's file; LMZ_ERROR_MODEL when
+ * there is none or it is another model. */
+static int stream_model(const lmz_header *h, const lmz_dparams *dp, unsigned nt, lmz_lm **out)
+{
+    *out = NULL;
+    if (strcmp(h->profile, LMZ_PROFILE_DET_F32_V1) != 0) return LMZ_OK;
+    const char *path = dp->model ? dp->model : dp->find_model ? dp->find_model(dp->find_opaque, h->model) : NULL;
+    if (!path) return LMZ_ERROR_MODEL;
+    lmz_lm_params lp;
+    lm_params_from_header(h, nt, &lp);
+    char msg[256];
+    lmz_lm *lm;
+    if (lmz_lm_open(path, &lp, &lm, msg, sizeof msg) != 0) return LMZ_ERROR_MODEL;
+    if (memcmp(lmz_lm_hash(lm), h->model_hash, 32) != 0) {
+        lmz_lm_free(lm);
+        return LMZ_ERROR_MODEL;
+    }
+    *out = lm;
+    return LMZ_OK;
+}
+
+#define BATCH_BYTES (32u << 20) /* original bytes gathered for one lockstep batch */
+
+static int decompress_limited(const lmz_dparams *dp, const lmz_io *io, uint64_t out_limit)
+{
+    if (!dp || !io || !io->read || !io->write) return LMZ_ERROR_PARAM;
+    unsigned nt = resolve_threads(dp->threads);
+    unsigned nj = nt > LMZ_LM_BATCH ? nt : LMZ_LM_BATCH;
     reader *r = malloc(sizeof *r);
-    djob *jobs = calloc(nt, sizeof *jobs);
-    dbuf *bufs = calloc(nt, sizeof *bufs);
+    djob *jobs = calloc(nj, sizeof *jobs);
+    dbuf *bufs = calloc(nj, sizeof *bufs);
+    lmz_lm_frame *lf = calloc(nj, sizeof *lf);
+    lmz_lm *lm = NULL;
     XXH64_state_t *xs = XXH64_createState();
-    int err = (r && jobs && bufs && xs) ? LMZ_OK : LMZ_ERROR_NOMEM;
+    int err = (r && jobs && bufs && lf && xs) ? LMZ_OK : LMZ_ERROR_NOMEM;
     if (r) {
         memset(r, 0, sizeof *r);
         r->io = io;
@@ -441,12 +614,16 @@ static int decompress_limited(unsigned threads, const lmz_io *io, uint64_t out_l
         }
         lmz_header h;
         if ((err = stream_begin(r, &h, si == 0)) != LMZ_OK) break;
+        lmz_lm_free(lm);
+        if ((err = stream_model(&h, dp, nt, &lm)) != LMZ_OK) break;
         XXH64_reset(xs, 0);
         uint64_t total = 0, frames = 0;
         int stream_done = 0;
+        unsigned nb = lm ? LMZ_LM_BATCH : nt;
         while (!err && !stream_done) {
             unsigned k = 0;
-            while (k < nt) { /* gather up to nt frames */
+            uint64_t batch_bytes = 0;
+            while (k < nb && batch_bytes < BATCH_BYTES) { /* gather a batch of frames */
                 uint8_t type;
                 if ((err = rd_exact(r, &type, 1)) != LMZ_OK) break;
                 if (type == LMZ_BLOCK_END) {
@@ -481,10 +658,11 @@ static int decompress_limited(unsigned threads, const lmz_io *io, uint64_t out_l
                 j->dst = b->dst;
                 j->table_bits = h.table_bits;
                 out_total += j->fh.orig_size;
+                batch_bytes += j->fh.orig_size;
                 k++;
             }
             if (err) break;
-            if (k) run_parallel(djob_thread, jobs, sizeof *jobs, k);
+            if (k) decode_batch(lm, jobs, k, nt, lf);
             for (unsigned i = 0; i < k && !err; i++) {
                 if ((err = jobs[i].err) != LMZ_OK) break;
                 if (io->write(io->opaque, jobs[i].dst, jobs[i].fh.orig_size)) {
@@ -503,8 +681,10 @@ static int decompress_limited(unsigned threads, const lmz_io *io, uint64_t out_l
         if (e_total != total || e_frames != frames) err = LMZ_ERROR_CORRUPT;
         else if (e_hash != XXH64_digest(xs)) err = LMZ_ERROR_CHECKSUM;
     }
+    lmz_lm_free(lm);
+    free(lf);
     if (bufs)
-        for (unsigned i = 0; i < nt; i++) {
+        for (unsigned i = 0; i < nj; i++) {
             free(bufs[i].payload);
             free(bufs[i].dst);
         }
@@ -517,7 +697,13 @@ static int decompress_limited(unsigned threads, const lmz_io *io, uint64_t out_l
 
 int lmz_decompress_stream(unsigned threads, const lmz_io *io)
 {
-    return decompress_limited(threads, io, UINT64_MAX);
+    lmz_dparams dp = {threads, NULL, NULL, NULL};
+    return decompress_limited(&dp, io, UINT64_MAX);
+}
+
+int lmz_decompress_stream_ex(const lmz_dparams *p, const lmz_io *io)
+{
+    return decompress_limited(p, io, UINT64_MAX);
 }
 
 typedef struct {
@@ -671,7 +857,8 @@ int lmz_decompress_buffer(unsigned threads, const void *src, size_t n, void *dst
 {
     membuf m = {src, n, 0, dst, cap, 0};
     lmz_io io = {&m, mem_read, mem_write, NULL};
-    int e = decompress_limited(threads, &io, cap);
+    lmz_dparams dp = {threads, NULL, NULL, NULL};
+    int e = decompress_limited(&dp, &io, cap);
     if (out_len) *out_len = m.dst_pos;
     return e;
 }

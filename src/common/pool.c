@@ -124,6 +124,15 @@ void lmz_pool_free(lmz_pool *p)
     free(p);
 }
 
+void lmz_pool_for_work(lmz_pool *p, size_t n, double work, lmz_pool_fn fn, void *ctx)
+{
+    if (work < LMZ_POOL_MIN_WORK) { /* waking the workers would cost more */
+        if (n) fn(ctx, 0, n, 0);
+        return;
+    }
+    lmz_pool_for(p, n, fn, ctx);
+}
+
 void lmz_pool_for(lmz_pool *p, size_t n, lmz_pool_fn fn, void *ctx)
 {
     if (!p || p->n == 1 || n < 2) {

@@ -24,4 +24,10 @@ unsigned lmz_pool_threads(const lmz_pool *p);
 typedef void (*lmz_pool_fn)(void *ctx, size_t begin, size_t end, unsigned thread);
 void lmz_pool_for(lmz_pool *p, size_t n, lmz_pool_fn fn, void *ctx);
 
+/* The same, but on the calling thread alone when `work` (multiply-adds, or
+ * the like) is below LMZ_POOL_MIN_WORK: small jobs cost less than waking the
+ * workers, above all on a busy machine. The split never changes results. */
+#define LMZ_POOL_MIN_WORK 262144.0
+void lmz_pool_for_work(lmz_pool *p, size_t n, double work, lmz_pool_fn fn, void *ctx);
+
 #endif

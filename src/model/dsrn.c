@@ -508,7 +508,7 @@ static void scan_cols(void *ctx, size_t i0, size_t i1, unsigned thread)
 static void per_token(dsrn_model *m, uint32_t l, int phase, int last)
 {
     tok_job j = {m, l, phase, last};
-    lmz_pool_for(m->pool, m->nb, tok_rows, &j);
+    lmz_pool_for_work(m->pool, m->nb, 16.0 * (double)m->nb * (double)m->D * (phase == TOK_ATTN ? m->W : 1), tok_rows, &j);
 }
 
 /* B tokens through the network: token b belongs to state m->rows[b] at
@@ -525,14 +525,14 @@ static void forward(dsrn_model *m, const int32_t *tokens, size_t B, float *logit
         matmul(m, K->wn, m->xn, B, m->n);
         per_token(m, l, TOK_GATES, 0);
         scan_job sj = {m, l, 0};
-        lmz_pool_for(m->pool, D, scan_cols, &sj);
+        lmz_pool_for_work(m->pool, D, 8.0 * (double)D * (double)B, scan_cols, &sj);
         matmul(m, K->wp, m->hp, B, m->p);
         per_token(m, l, TOK_SURPRISE, 0);
         matmul(m, K->wg, m->hc, B, m->g);
         matmul(m, K->wm, m->hc, B, m->m);
         per_token(m, l, TOK_SLOW, 0);
         sj.slow = 1;
-        lmz_pool_for(m->pool, HD, scan_cols, &sj);
+        lmz_pool_for_work(m->pool, HD, 8.0 * (double)HD * (double)B, scan_cols, &sj);
         matmul(m, K->wread, m->m, B, m->r);
         matmul(m, K->wq, m->xn, B, m->q);
         matmul(m, K->wk, m->xn, B, m->k);

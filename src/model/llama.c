@@ -439,8 +439,12 @@ static void tok_rows(void *ctx, size_t b0, size_t b1, unsigned thread)
  * position m->pos[b]. Every row is computed exactly as it would be alone. */
 static void forward(llama_model *m, const int32_t *tokens, size_t B, float *logits)
 {
+    /* rough work of the per-token phases and of attention, so that a small
+     * model's steps stay on one thread (lmz_pool_for_work) */
+    const double tok_work = 16.0 * (double)B * (double)(m->ffn > m->dim ? m->ffn : m->dim);
+    const double att_work = 4.0 * (double)B * (double)m->base.window * (double)m->n_head * (double)m->head_dim;
     tok_job tj = {m, tokens, 0, TOK_EMBED, m->layers[0].attn_norm};
-    lmz_pool_for(m->pool, B, tok_rows, &tj);
+    lmz_pool_for_work(m->pool, B, tok_work, tok_rows, &tj);
     for (uint32_t l = 0; l < m->n_layer; l++) {
         const layer *L = &m->layers[l];
         tj.l = l;
@@ -448,20 +452,20 @@ static void forward(llama_model *m, const int32_t *tokens, size_t B, float *logi
         matmul(m, L->wk, m->h, B, m->k);
         matmul(m, L->wv, m->h, B, m->v);
         tj.phase = TOK_ROPE_KV;
-        lmz_pool_for(m->pool, B, tok_rows, &tj);
+        lmz_pool_for_work(m->pool, B, tok_work, tok_rows, &tj);
         attend_job aj = {m, l};
-        lmz_pool_for(m->pool, B, attend_rows, &aj);
+        lmz_pool_for_work(m->pool, B, att_work, attend_rows, &aj);
         matmul(m, L->wo, m->att, B, m->h);
         tj.phase = TOK_FFN_IN;
-        lmz_pool_for(m->pool, B, tok_rows, &tj);
+        lmz_pool_for_work(m->pool, B, tok_work, tok_rows, &tj);
         matmul(m, L->gate, m->h, B, m->gbuf);
         matmul(m, L->up, m->h, B, m->ubuf);
         tj.phase = TOK_SWIGLU;
-        lmz_pool_for(m->pool, B, tok_rows, &tj);
+        lmz_pool_for_work(m->pool, B, tok_work, tok_rows, &tj);
         matmul(m, L->down, m->gbuf, B, m->h);
         tj.phase = TOK_NEXT;
         tj.norm = l + 1 < m->n_layer ? m->layers[l + 1].attn_norm : logits ? m->out_norm : NULL;
-        lmz_pool_for(m->pool, B, tok_rows, &tj);
+        lmz_pool_for_work(m->pool, B, tok_work, tok_rows, &tj);
     }
     if (logits) matmul(m, m->output, m->h, B, logits);
 }

@@ -148,7 +148,7 @@ void lmz_model_matmul(const lmz_model *m, lmz_pool *pool, float *wrows, size_t w
                       const float *x, size_t T, float *y)
 {
     mm_job j = {m, wrows, wmax, t, x, T, y};
-    lmz_pool_for(pool, (size_t)t->ne[1], mm_rows, &j);
+    lmz_pool_for_work(pool, (size_t)t->ne[1], (double)t->ne[0] * (double)t->ne[1] * (double)T, mm_rows, &j);
 }
 
 /* ======================================================================== */

@@ -1,0 +1,536 @@
+/* lmcodec.c — see lmcodec.h for the contract and the payload layout. */
+#include "lmcodec.h"
+
+#include <lzma.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "cdf.h"
+#include "lmzip.h"
+#include "rangecoder.h"
+#include "../model/model.h"
+#include "../predict/bytemodel.h"
+
+#define PREFILL_CHUNK 64
+#define BINARY_GAP 8       /* binary runs shorter than this inside text are text */
+#define TOKENS_PER_BYTE 3  /* an escaped byte takes three tokens */
+
+struct lmz_lm {
+    lmz_model *m;
+    const lmz_tokenizer *tok;
+    uint32_t V;
+    int32_t start;
+    lmz_lm_params p;
+    char name[LMZ_NAME_MAX + 1];
+    uint8_t hash[32];
+    lmz_lm_stats st;
+};
+
+/* ------------------------------------------------------------------------ */
+/* the model                                                                 */
+/* ------------------------------------------------------------------------ */
+
+int lmz_lm_open(const char *path, const lmz_lm_params *p, lmz_lm **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    lmz_lm *lm = calloc(1, sizeof *lm);
+    if (!lm) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    lm->p = *p;
+    lmz_model_opts mo = {p->threads ? p->threads : 1, p->window};
+    if (lmz_model_open(path, &mo, &lm->m, err, errlen) != 0) {
+        free(lm);
+        return -1;
+    }
+    lm->tok = lmz_model_tokenizer(lm->m);
+    if (!lm->tok) {
+        snprintf(err, errlen, "%s: the model's tokenizer cannot be used: %s", path,
+                 lmz_model_tokenizer_note(lm->m));
+        lmz_lm_free(lm);
+        return -1;
+    }
+    lm->V = lmz_model_vocab(lm->m);
+    if (lmz_ens_params_check(&p->ens, lm->V) != 0) {
+        snprintf(err, errlen, "%s: settings out of range for a vocabulary of %u", path, lm->V);
+        lmz_lm_free(lm);
+        return -1;
+    }
+    int32_t bos = lmz_tokenizer_bos(lm->tok), eos = lmz_tokenizer_eos(lm->tok);
+    lm->start = bos >= 0 && (uint32_t)bos < lm->V ? bos : eos >= 0 && (uint32_t)eos < lm->V ? eos : 0;
+
+    const lmz_gguf *g = lmz_model_gguf(lm->m);
+    for (int s = 0; s < 2; s++) {
+        XXH128_canonical_t c;
+        XXH128_canonicalFromHash(&c, XXH3_128bits_withSeed(g->base, g->size, (XXH64_hash_t)s));
+        memcpy(lm->hash + 16 * s, c.digest, 16);
+    }
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = strlen(base);
+    if (n > 5 && !strcmp(base + n - 5, ".gguf")) n -= 5;
+    if (n > LMZ_NAME_MAX) n = LMZ_NAME_MAX;
+    if (n == 0) memcpy(lm->name, "model", (n = 5));
+    for (size_t i = 0; i < n; i++) lm->name[i] = base[i] > 0x20 && base[i] < 0x7F ? base[i] : '_';
+    lm->name[n] = 0;
+    *out = lm;
+    return 0;
+}
+
+void lmz_lm_free(lmz_lm *lm)
+{
+    if (!lm) return;
+    lmz_model_free(lm->m);
+    free(lm);
+}
+
+const char *lmz_lm_name(const lmz_lm *lm) { return lm->name; }
+const uint8_t *lmz_lm_hash(const lmz_lm *lm) { return lm->hash; }
+uint32_t lmz_lm_window(const lmz_lm *lm) { return lmz_model_window(lm->m); }
+void lmz_lm_set_params(lmz_lm *lm, const lmz_lm_params *p) { lm->p = *p; }
+void lmz_lm_stats_get(const lmz_lm *lm, lmz_lm_stats *s) { *s = lm->st; }
+void lmz_lm_stats_reset(lmz_lm *lm) { memset(&lm->st, 0, sizeof lm->st); }
+
+/* ------------------------------------------------------------------------ */
+/* varints                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+static int get_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (unsigned sh = 0; sh < 64; sh += 7) {
+        if (*pos >= len) return -1;
+        uint8_t b = p[(*pos)++];
+        x |= (uint64_t)(b & 0x7F) << sh;
+        if (!(b & 0x80)) {
+            *v = x;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* the segmenter                                                             */
+/* ------------------------------------------------------------------------ */
+
+static int cont(uint8_t b) { return (b & 0xC0) == 0x80; }
+
+/* length of the text character at s (printable ASCII, tab, newlines, form
+ * feed, or a valid UTF-8 sequence that is not a C1 control), or 0 */
+static size_t text_char(const uint8_t *s, size_t n)
+{
+    uint8_t c = s[0];
+    if ((c >= 0x20 && c < 0x7F) || c == '\t' || c == '\n' || c == '\r' || c == '\f') return 1;
+    if (c < 0xC2 || c > 0xF4) return 0;
+    if (c < 0xE0) return n >= 2 && cont(s[1]) && (((c & 0x1Fu) << 6) | (s[1] & 0x3Fu)) >= 0xA0 ? 2 : 0;
+    if (c < 0xF0) {
+        if (n < 3 || !cont(s[1]) || !cont(s[2])) return 0;
+        uint32_t cp = ((c & 0x0Fu) << 12) | ((s[1] & 0x3Fu) << 6) | (s[2] & 0x3Fu);
+        return cp >= 0x800 && (cp < 0xD800 || cp > 0xDFFF) ? 3 : 0;
+    }
+    if (n < 4 || !cont(s[1]) || !cont(s[2]) || !cont(s[3])) return 0;
+    uint32_t cp = ((c & 0x07u) << 18) | ((s[1] & 0x3Fu) << 12) | ((s[2] & 0x3Fu) << 6) | (s[3] & 0x3Fu);
+    return cp >= 0x10000 && cp <= 0x10FFFF ? 4 : 0;
+}
+
+/* join neighbours of the same kind */
+static size_t merge(uint8_t *kind, size_t *len, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (o && kind[o - 1] == kind[i]) {
+            len[o - 1] += len[i];
+        } else {
+            kind[o] = kind[i];
+            len[o++] = len[i];
+        }
+    }
+    return o;
+}
+
+size_t lmz_segment(const uint8_t *src, size_t n, unsigned text_min, uint8_t *kind, size_t *len)
+{
+    size_t ns = 0;
+    for (size_t i = 0; i < n;) {
+        size_t t = text_char(src + i, n - i);
+        uint8_t k = t ? LMZ_SEG_TEXT : LMZ_SEG_BYTEMODEL;
+        if (!t) t = 1;
+        if (ns && kind[ns - 1] == k) {
+            len[ns - 1] += t;
+        } else {
+            kind[ns] = k;
+            len[ns++] = t;
+        }
+        i += t;
+    }
+    for (size_t i = 1; i + 1 < ns; i++) /* short binary gaps inside text */
+        if (kind[i] != LMZ_SEG_TEXT && len[i] < BINARY_GAP && kind[i - 1] == LMZ_SEG_TEXT &&
+            kind[i + 1] == LMZ_SEG_TEXT)
+            kind[i] = LMZ_SEG_TEXT;
+    ns = merge(kind, len, ns);
+    for (size_t i = 0; i < ns; i++)
+        if (kind[i] == LMZ_SEG_TEXT && len[i] < text_min) kind[i] = LMZ_SEG_BYTEMODEL;
+    return merge(kind, len, ns);
+}
+
+/* ------------------------------------------------------------------------ */
+/* binary segments                                                           */
+/* ------------------------------------------------------------------------ */
+
+static void lzma_opts(lzma_options_lzma *o, size_t len)
+{
+    lzma_lzma_preset(o, 6 | LZMA_PRESET_EXTREME);
+    uint32_t d = 4096;
+    while (d < len && d < o->dict_size) d <<= 1;
+    o->dict_size = d;
+}
+
+/* the smallest coding of src[0..n) into out[0..n): @return its kind and size */
+static uint8_t binary_encode(const lmz_lm *lm, const uint8_t *src, size_t n, uint8_t *out, uint8_t *tmp,
+                             size_t *size)
+{
+    uint8_t kind = LMZ_SEG_STORED;
+    *size = n;
+    lmz_bytemodel *bm = lmz_bytemodel_create(lmz_bytemodel_table_bits(n, lm->p.table_bits));
+    if (bm) {
+        lmz_rc_enc rc;
+        lmz_rc_enc_init(&rc, out, n);
+        lmz_bytemodel_encode(bm, &rc, src, n);
+        size_t c = lmz_rc_enc_finish(&rc);
+        lmz_bytemodel_free(bm);
+        if (c > 0 && c < *size) {
+            kind = LMZ_SEG_BYTEMODEL;
+            *size = c;
+        }
+    }
+    lzma_options_lzma o;
+    lzma_opts(&o, n);
+    lzma_filter f[2] = {{LZMA_FILTER_LZMA2, &o}, {LZMA_VLI_UNKNOWN, NULL}};
+    size_t pos = 0;
+    if (lzma_raw_buffer_encode(f, NULL, src, n, tmp, &pos, n) == LZMA_OK && pos < *size) {
+        kind = LMZ_SEG_LZMA;
+        *size = pos;
+        memcpy(out, tmp, pos);
+    }
+    if (kind == LMZ_SEG_STORED) memcpy(out, src, n);
+    return kind;
+}
+
+static int binary_decode(const lmz_lm *lm, uint8_t kind, const uint8_t *in, size_t c, uint8_t *dst, size_t n)
+{
+    if (kind == LMZ_SEG_STORED) {
+        if (c != n) return LMZ_ERROR_CORRUPT;
+        memcpy(dst, in, n);
+        return LMZ_OK;
+    }
+    if (kind == LMZ_SEG_BYTEMODEL) {
+        lmz_bytemodel *bm = lmz_bytemodel_create(lmz_bytemodel_table_bits(n, lm->p.table_bits));
+        if (!bm) return LMZ_ERROR_NOMEM;
+        lmz_rc_dec rc;
+        lmz_rc_dec_init(&rc, in, c);
+        lmz_bytemodel_decode(bm, &rc, dst, n);
+        lmz_bytemodel_free(bm);
+        return lmz_rc_dec_finished_cleanly(&rc) ? LMZ_OK : LMZ_ERROR_CORRUPT;
+    }
+    lzma_options_lzma o;
+    lzma_opts(&o, n);
+    lzma_filter f[2] = {{LZMA_FILTER_LZMA2, &o}, {LZMA_VLI_UNKNOWN, NULL}};
+    size_t ip = 0, op = 0;
+    lzma_ret r = lzma_raw_buffer_decode(f, NULL, in, &ip, c, dst, &op, n);
+    if (r == LZMA_MEM_ERROR) return LMZ_ERROR_NOMEM;
+    return r == LZMA_OK && ip == c && op == n ? LMZ_OK : LMZ_ERROR_CORRUPT;
+}
+
+/* ------------------------------------------------------------------------ */
+/* compression                                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    uint8_t kind;
+    size_t len;    /* original bytes */
+    size_t count;  /* text: tokens; binary: coded bytes */
+    size_t off;    /* text: first token; binary: offset in the binary buffer */
+} segment;
+
+int lmz_lm_compress_frame(lmz_lm *lm, const uint8_t *src, size_t n, uint8_t *out, size_t cap, size_t *out_len)
+{
+    *out_len = 0;
+    if (n == 0 || n > LMZ_LM_FRAME_MAX) return LMZ_ERROR_PARAM;
+    int err = LMZ_OK;
+    uint8_t *kinds = malloc(n), *bin = malloc(n), *tmp = malloc(n);
+    size_t *lens = malloc(n * sizeof *lens);
+    segment *seg = malloc(n * sizeof *seg);
+    int32_t *toks = NULL;
+    lmz_ens *ens = NULL;
+    lmz_state *st = NULL;
+    float *logits = NULL;
+    if (!kinds || !bin || !tmp || !lens || !seg) {
+        err = LMZ_ERROR_NOMEM;
+        goto out;
+    }
+    size_t ns = lmz_segment(src, n, lm->p.text_min, kinds, lens);
+    size_t ntok = 0, nbin = 0, pos = 0;
+    for (size_t i = 0; i < ns; i++) { /* token counts; a text the vocabulary cannot say is binary */
+        seg[i].kind = kinds[i];
+        seg[i].len = lens[i];
+        seg[i].off = pos;
+        pos += lens[i];
+        if (kinds[i] != LMZ_SEG_TEXT) continue;
+        long c = lmz_tokenizer_encode(lm->tok, src + seg[i].off, lens[i], NULL, 0);
+        if (c <= 0 || (size_t)c > lens[i] * TOKENS_PER_BYTE) seg[i].kind = LMZ_SEG_BYTEMODEL;
+        else ntok += (size_t)(seg[i].count = (size_t)c);
+    }
+    if (ntok && !(toks = malloc(ntok * sizeof *toks))) {
+        err = LMZ_ERROR_NOMEM;
+        goto out;
+    }
+    /* tokens of the text segments; binary segments coded into bin */
+    size_t t = 0;
+    for (size_t i = 0; i < ns; i++) {
+        const uint8_t *s = src + seg[i].off;
+        if (seg[i].kind == LMZ_SEG_TEXT) {
+            lmz_tokenizer_encode(lm->tok, s, seg[i].len, toks + t, seg[i].count);
+            seg[i].off = t;
+            t += seg[i].count;
+            lm->st.text_bytes += seg[i].len;
+        } else {
+            size_t c;
+            seg[i].kind = binary_encode(lm, s, seg[i].len, bin + nbin, tmp, &c);
+            seg[i].off = nbin;
+            seg[i].count = c;
+            nbin += c;
+            lm->st.binary_bytes += seg[i].len;
+            lm->st.binary_coded += c;
+        }
+    }
+    /* the segment table, then the binary bytes */
+    uint8_t vb[32];
+    size_t o = 0;
+#define EMIT(p, k)                                                           \
+    do {                                                                     \
+        if (o + (k) > cap) goto out; /* does not fit: the caller stores */   \
+        memcpy(out + o, (p), (k));                                           \
+        o += (k);                                                            \
+    } while (0)
+    size_t vn = put_varint(vb, ns);
+    EMIT(vb, vn);
+    for (size_t i = 0; i < ns; i++) {
+        vb[0] = seg[i].kind;
+        vn = 1 + put_varint(vb + 1, seg[i].len);
+        vn += put_varint(vb + vn, seg[i].count);
+        EMIT(vb, vn);
+    }
+    EMIT(bin, nbin);
+#undef EMIT
+    if (ntok) {
+        const unsigned bits = lm->p.ens.cdf_bits;
+        const int need_model = (lm->p.ens.parts & LMZ_ENS_MODEL) != 0;
+        ens = lmz_ens_new(&lm->p.ens, lm->V, ntok);
+        st = lmz_state_new(lm->m);
+        logits = malloc((size_t)PREFILL_CHUNK * lm->V * sizeof *logits);
+        if (!ens || !st || !logits) {
+            err = LMZ_ERROR_NOMEM;
+            goto out;
+        }
+        lmz_rc_enc rc;
+        lmz_rc_enc_init(&rc, out + o, cap - o);
+        int32_t in[PREFILL_CHUNK];
+        for (size_t c = 0; c < ntok; c += PREFILL_CHUNK) {
+            size_t len = ntok - c < PREFILL_CHUNK ? ntok - c : PREFILL_CHUNK;
+            if (need_model) {
+                for (size_t i = 0; i < len; i++) in[i] = c + i == 0 ? lm->start : toks[c + i - 1];
+                if (lmz_model_prefill(lm->m, st, in, len, logits) != 0) {
+                    err = LMZ_ERROR_CORRUPT;
+                    goto out;
+                }
+            }
+            for (size_t i = 0; i < len; i++) {
+                const uint32_t *cum = lmz_ens_predict(ens, need_model ? logits + i * lm->V : NULL);
+                int32_t x = toks[c + i];
+                lmz_rc_encode(&rc, cum[x], cum[x + 1] - cum[x], 1u << bits);
+                lm->st.text_bits += lmz_ens_cost(ens, x);
+                lm->st.ideal_bits += lmz_ens_cost_ideal(ens, x);
+                lmz_ens_update(ens, x);
+            }
+        }
+        lm->st.tokens += ntok;
+        size_t c = lmz_rc_enc_finish(&rc);
+        if (c == 0) goto out; /* overflowed: store */
+        o += c;
+        lm->st.text_coded += c;
+    }
+    *out_len = o;
+out:
+    lmz_ens_free(ens);
+    lmz_state_free(st);
+    free(logits);
+    free(toks);
+    free(kinds);
+    free(bin);
+    free(tmp);
+    free(lens);
+    free(seg);
+    return err;
+}
+
+/* ------------------------------------------------------------------------ */
+/* decompression                                                             */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    segment *seg;
+    size_t ns;
+    int32_t *toks;
+    size_t ntok, done;
+    lmz_ens *ens;
+    lmz_state *st;
+    lmz_rc_dec rc;
+    int32_t last;
+} dframe;
+
+/* Parse the segment table, decode the binary segments, set up the text. */
+static int frame_open(lmz_lm *lm, lmz_lm_frame *f, dframe *d)
+{
+    const uint8_t *p = f->payload;
+    size_t len = f->comp_size, pos = 0;
+    uint64_t ns, a, b;
+    if (get_varint(p, len, &pos, &ns) || ns == 0 || ns > f->orig_size) return LMZ_ERROR_CORRUPT;
+    if (!(d->seg = calloc(ns, sizeof *d->seg))) return LMZ_ERROR_NOMEM;
+    d->ns = ns;
+    uint64_t total = 0, bin = 0, ntok = 0;
+    for (size_t i = 0; i < ns; i++) {
+        if (pos >= len) return LMZ_ERROR_CORRUPT;
+        uint8_t k = p[pos++];
+        if (k > LMZ_SEG_STORED || get_varint(p, len, &pos, &a) || get_varint(p, len, &pos, &b)) return LMZ_ERROR_CORRUPT;
+        if (a == 0 || a > f->orig_size - total) return LMZ_ERROR_CORRUPT;
+        d->seg[i].kind = k;
+        d->seg[i].len = (size_t)a;
+        total += a;
+        if (k == LMZ_SEG_TEXT) {
+            if (b == 0 || b > a * TOKENS_PER_BYTE) return LMZ_ERROR_CORRUPT;
+            d->seg[i].off = ntok;
+            ntok += b;
+        } else {
+            if (b == 0 || b > len) return LMZ_ERROR_CORRUPT;
+            d->seg[i].off = bin;
+            bin += b;
+        }
+        d->seg[i].count = (size_t)b;
+    }
+    if (total != f->orig_size || bin > len - pos) return LMZ_ERROR_CORRUPT;
+    size_t at = 0;
+    for (size_t i = 0; i < ns; i++) {
+        if (d->seg[i].kind != LMZ_SEG_TEXT) {
+            int e = binary_decode(lm, d->seg[i].kind, p + pos + d->seg[i].off, d->seg[i].count, f->dst + at,
+                                  d->seg[i].len);
+            if (e) return e;
+        }
+        at += d->seg[i].len;
+    }
+    pos += bin;
+    d->ntok = ntok;
+    if (ntok == 0) return pos == len ? LMZ_OK : LMZ_ERROR_CORRUPT;
+    d->toks = malloc(ntok * sizeof *d->toks);
+    d->ens = lmz_ens_new(&lm->p.ens, lm->V, ntok);
+    d->st = lmz_state_new(lm->m);
+    if (!d->toks || !d->ens || !d->st) return LMZ_ERROR_NOMEM;
+    lmz_rc_dec_init(&d->rc, p + pos, len - pos);
+    d->last = lm->start;
+    return LMZ_OK;
+}
+
+/* The text segments' bytes from the decoded tokens. */
+static int frame_close(lmz_lm *lm, lmz_lm_frame *f, dframe *d)
+{
+    if (d->ntok && !lmz_rc_dec_finished_cleanly(&d->rc)) return LMZ_ERROR_CORRUPT;
+    size_t at = 0;
+    for (size_t i = 0; i < d->ns; i++) {
+        if (d->seg[i].kind == LMZ_SEG_TEXT) {
+            long c = lmz_tokenizer_decode(lm->tok, d->toks + d->seg[i].off, d->seg[i].count, f->dst + at,
+                                          d->seg[i].len);
+            if (c < 0 || (size_t)c != d->seg[i].len) return LMZ_ERROR_CORRUPT;
+        }
+        at += d->seg[i].len;
+    }
+    return LMZ_OK;
+}
+
+static void frame_free(dframe *d)
+{
+    free(d->seg);
+    free(d->toks);
+    lmz_ens_free(d->ens);
+    lmz_state_free(d->st);
+    memset(d, 0, sizeof *d);
+}
+
+void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k)
+{
+    dframe *d = calloc(k ? k : 1, sizeof *d);
+    size_t *act = malloc((k ? k : 1) * sizeof *act);
+    lmz_state **states = malloc((k ? k : 1) * sizeof *states);
+    int32_t *in = malloc((k ? k : 1) * sizeof *in);
+    float *logits = malloc((k ? k : 1) * (size_t)lm->V * sizeof *logits);
+    if (!d || !act || !states || !in || !logits) {
+        for (size_t i = 0; i < k; i++) f[i].err = LMZ_ERROR_NOMEM;
+        goto out;
+    }
+    size_t na = 0;
+    for (size_t i = 0; i < k; i++) {
+        f[i].err = frame_open(lm, &f[i], &d[i]);
+        if (!f[i].err && d[i].ntok) act[na++] = i;
+    }
+    const unsigned bits = lm->p.ens.cdf_bits;
+    const uint32_t total = 1u << bits;
+    const int need_model = (lm->p.ens.parts & LMZ_ENS_MODEL) != 0;
+    while (na) {
+        if (need_model) {
+            for (size_t j = 0; j < na; j++) {
+                states[j] = d[act[j]].st;
+                in[j] = d[act[j]].last;
+            }
+            if (lmz_model_step(lm->m, states, in, na, logits) != 0) {
+                for (size_t j = 0; j < na; j++) f[act[j]].err = LMZ_ERROR_CORRUPT;
+                break;
+            }
+        }
+        size_t keep = 0;
+        for (size_t j = 0; j < na; j++) {
+            dframe *x = &d[act[j]];
+            const uint32_t *cum = lmz_ens_predict(x->ens, need_model ? logits + j * lm->V : NULL);
+            uint32_t target = lmz_rc_decode_target(&x->rc, total);
+            uint32_t s = lmz_cdf_find(cum, lm->V, target);
+            lmz_rc_decode_update(&x->rc, cum[s], cum[s + 1] - cum[s], total);
+            lmz_ens_update(x->ens, (int32_t)s);
+            x->toks[x->done++] = x->last = (int32_t)s;
+            if (x->done < x->ntok && !x->rc.overrun && !x->rc.corrupt) act[keep++] = act[j];
+            else if (x->done < x->ntok) f[act[j]].err = LMZ_ERROR_CORRUPT; /* damaged or cut short */
+        }
+        na = keep;
+    }
+    for (size_t i = 0; i < k; i++)
+        if (!f[i].err) f[i].err = frame_close(lm, &f[i], &d[i]);
+out:
+    if (d)
+        for (size_t i = 0; i < k; i++) frame_free(&d[i]);
+    free(d);
+    free(act);
+    free(states);
+    free(in);
+    free(logits);
+}

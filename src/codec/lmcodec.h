@@ -1,0 +1,98 @@
+/*
+ * lmcodec.h — frames coded with a language model (method 2, profile
+ * det-f32-v1).
+ *
+ * A frame is cut into segments by the segmenter: text-like runs (printable
+ * ASCII, tab, newlines and valid UTF-8 of any script, at least text_min
+ * bytes long, binary gaps under 8 bytes absorbed) and binary runs. Text
+ * segments are tokenised by the model's tokenizer and coded token by token
+ * with the ensemble of src/predict/lmens.h over the model's logits; the model
+ * reads the start token, then every token of the frame's text segments in
+ * order. Binary segments are coded alone with the byte model, or with raw
+ * LZMA2, or stored: whichever is smallest.
+ *
+ * Payload of a method-2 frame:
+ *   varint  number of segments (1 .. frame size)
+ *   per segment:
+ *     1       kind: 0 text, 1 byte model, 2 LZMA2, 3 stored
+ *     varint  original bytes (>= 1)
+ *     varint  text: tokens; other kinds: coded bytes
+ *   the binary segments' coded bytes, in order
+ *   the range coder stream of all text tokens (the rest of the payload)
+ * Varints are LEB128 (7 bits a byte, low first, at most 10 bytes).
+ *
+ * Compression evaluates each frame with prefill; decompression advances
+ * every frame of a batch in lockstep with step, so both see the same logits.
+ */
+#ifndef LMZ_LMCODEC_H
+#define LMZ_LMCODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../predict/lmens.h"
+#include "format.h"
+
+#define LMZ_LM_TEXT_MIN_DEFAULT 64
+#define LMZ_LM_FRAME_MAX (64u << 20) /* tokens stay below 2^32 */
+#define LMZ_LM_BATCH 64              /* frames decoded in lockstep at most */
+
+enum { LMZ_SEG_TEXT = 0, LMZ_SEG_BYTEMODEL = 1, LMZ_SEG_LZMA = 2, LMZ_SEG_STORED = 3 };
+
+typedef struct {
+    lmz_ens_params ens;
+    unsigned text_min;   /* shortest text segment, 1 .. 65536 */
+    uint32_t window;     /* llama KV window in tokens (0 = the model's) */
+    unsigned table_bits; /* byte model of binary segments */
+    unsigned threads;    /* the model's matrix-product threads */
+} lmz_lm_params;
+
+typedef struct lmz_lm lmz_lm;
+
+/* Open the GGUF model at path. @return 0, or -1 with a message in err. */
+int lmz_lm_open(const char *path, const lmz_lm_params *p, lmz_lm **out, char *err, size_t errlen);
+void lmz_lm_free(lmz_lm *lm);
+
+/* Readable name (the file name without .gguf, at most 63 bytes) and
+ * identity (XXH3-128 of the whole file with seeds 0 and 1: weights and
+ * tokenizer). */
+const char *lmz_lm_name(const lmz_lm *lm);
+const uint8_t *lmz_lm_hash(const lmz_lm *lm);
+/* The model's window as the header records it. */
+uint32_t lmz_lm_window(const lmz_lm *lm);
+/* The parameters in use (settings read from a header replace them). */
+void lmz_lm_set_params(lmz_lm *lm, const lmz_lm_params *p);
+
+/* Segments of src[0..n): kinds (LMZ_SEG_TEXT or LMZ_SEG_BYTEMODEL for
+ * binary) and lengths into the caller's arrays of n entries at most.
+ * @return the number of segments. */
+size_t lmz_segment(const uint8_t *src, size_t n, unsigned text_min, uint8_t *kind, size_t *len);
+
+/* Code one frame into out[0..cap). @return LMZ_OK with *out_len (0 when the
+ * frame does not fit in cap: store it), or an lmz_error. */
+int lmz_lm_compress_frame(lmz_lm *lm, const uint8_t *src, size_t n, uint8_t *out, size_t cap, size_t *out_len);
+
+typedef struct {
+    const uint8_t *payload;
+    size_t comp_size;
+    uint8_t *dst;
+    size_t orig_size;
+    int err; /* out: LMZ_OK, LMZ_ERROR_CORRUPT or LMZ_ERROR_NOMEM */
+} lmz_lm_frame;
+
+/* Decode k frames, the text of all of them in lockstep. Never writes
+ * outside each dst[0..orig_size). */
+void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k);
+
+/* Statistics of the last compressed frames (for -v and the benchmarks):
+ * text bytes, tokens and their code length in bits, binary bytes and their
+ * coded bytes. Reset by lmz_lm_stats_reset. */
+typedef struct {
+    uint64_t text_bytes, tokens, text_coded, binary_bytes, binary_coded;
+    double text_bits;  /* sum of -log2 of the coded tables' frequencies */
+    double ideal_bits; /* the same under the unrounded probabilities */
+} lmz_lm_stats;
+void lmz_lm_stats_get(const lmz_lm *lm, lmz_lm_stats *s);
+void lmz_lm_stats_reset(lmz_lm *lm);
+
+#endif

@@ -1,0 +1,84 @@
+/*
+ * lmens.h — the token-level ensemble of the LM codec (profile det-f32-v1).
+ *
+ * For each token of one stream it turns the model's logits into the integer
+ * frequency table the range coder uses, from:
+ *   - the model: softmax(logits + bias), where the bias is the adaptive
+ *     log-space head, one gradient step of -log p per token (rate bias_lr);
+ *   - a token n-gram of orders 1..4 over hashed contexts (buckets of seven
+ *     (token, count) pairs), blended from low to high order with weight
+ *     n/(n+5) (n = the context's count) over a uniform order 0;
+ *   - a match model: the token that followed the last occurrence of the
+ *     current 4-token context, with a hit rate learned per match length;
+ *   - a mixer learned online: LMZ_MIX_PROB, exponential weights in
+ *     probability space (rate 0.5, start 0.85 model / 0.15 n-gram, the model
+ *     alone for the first 100 tokens, as Nacrith); or LMZ_MIX_LOG, a weighted
+ *     sum of the experts' log-probabilities, renormalised, the weights moved
+ *     by the gradient of the code length.
+ * Every number is float or double arithmetic in a fixed order with the
+ * project's own exp and log, so encoder and decoder, on any machine, with
+ * any kernel path, compute the same table. Any change to a probability needs
+ * a new profile id.
+ */
+#ifndef LMZ_LMENS_H
+#define LMZ_LMENS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* parts (bits of lmz_ens_params.parts) */
+#define LMZ_ENS_MODEL 1u
+#define LMZ_ENS_NGRAM 2u
+#define LMZ_ENS_BIAS  4u
+#define LMZ_ENS_MATCH 8u
+#define LMZ_ENS_ALL   15u
+
+/* mixers */
+#define LMZ_MIX_PROB 0u
+#define LMZ_MIX_LOG  1u
+
+#define LMZ_ENS_NGRAM_BITS_MIN 8
+#define LMZ_ENS_NGRAM_BITS_MAX 24
+
+typedef struct {
+    unsigned parts;      /* LMZ_ENS_* */
+    unsigned mixer;      /* LMZ_MIX_* */
+    unsigned ngram_bits; /* buckets per order at most 2^ngram_bits (32 bytes each) */
+    unsigned cdf_bits;   /* frequency total 2^cdf_bits, 16..24 */
+    float bias_lr;       /* learning rate of the bias head */
+    float mix_lr;        /* learning rate of the log mixer */
+} lmz_ens_params;
+
+/* Defaults: all parts, log mixer, 2^20 buckets, 24-bit tables, rates. */
+void lmz_ens_params_default(lmz_ens_params *p);
+/* @return 0 when every field is in range */
+int lmz_ens_params_check(const lmz_ens_params *p, uint32_t vocab);
+
+typedef struct lmz_ens lmz_ens;
+
+/* One stream of at most max_tokens tokens over a vocabulary of `vocab`.
+ * Tables are sized for the stream (never above ngram_bits). NULL when
+ * memory is short. */
+lmz_ens *lmz_ens_new(const lmz_ens_params *p, uint32_t vocab, size_t max_tokens);
+void lmz_ens_free(lmz_ens *e);
+/* Bytes a stream of max_tokens tokens allocates. */
+size_t lmz_ens_mem(const lmz_ens_params *p, uint32_t vocab, size_t max_tokens);
+
+/* The table for the next token: cum[0..vocab] (cum[vocab] = 2^cdf_bits).
+ * logits (vocab floats) may be NULL when the parts have no model. The
+ * pointer stays valid until the next call. */
+const uint32_t *lmz_ens_predict(lmz_ens *e, const float *logits);
+
+/* Learn the token that came (after lmz_ens_predict). @return 0, or -1 when
+ * the stream already holds max_tokens tokens. */
+int lmz_ens_update(lmz_ens *e, int32_t tok);
+
+/* -log2 of the coded token's probability under the last table (for
+ * statistics and the overhead measurement). */
+double lmz_ens_cost(const lmz_ens *e, int32_t tok);
+/* The same under the mixed probabilities before they became integers: the
+ * ensemble's own cross-entropy, against which the coding overhead (table
+ * rounding plus the range coder) is measured. */
+double lmz_ens_cost_ideal(const lmz_ens *e, int32_t tok);
+
+#endif

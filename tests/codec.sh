@@ -1,0 +1,135 @@
+#!/bin/sh
+# codec.sh LMZIP — the language-model codec end to end with the shipped tiny
+# models: round trips of text and mixed binary files, the determinism matrix
+# (threads x kernel paths give the same bytes, and each file decodes under
+# every other setting), the golden LM files, every ensemble setting, and
+# clean failures for a wrong, missing or damaged model or file.
+# Ends with "codec: N passed, N failed".
+LMZIP=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TINY="$ROOT/tests/models/tiny-dsrn.gguf"
+LMDIR="$ROOT/tests/golden/lm"
+DATA=${LMZ_DATA:-$ROOT/../shared/data}
+LLAMA="$DATA/../reference/tiny-llama-f32.gguf"
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+cd "$T" || exit 1
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+no() { fail=$((fail + 1)); echo "FAIL: $*"; }
+check() { name=$1; shift; if "$@" >/dev/null 2>"$T/err"; then ok; else no "$name"; cat "$T/err"; fi; }
+# refuse NAME OUT CMD...: exit 1, a message from lmzip, and no file OUT
+refuse() {
+    name=$1; out=$2; shift 2
+    "$@" >/dev/null 2>"$T/err"; st=$?
+    if [ "$st" -eq 1 ] && grep -q "^lmzip: " "$T/err" && [ ! -e "$out" ]; then ok
+    else no "$name (status $st)"; cat "$T/err"; fi
+    if ls -a | grep -q '\.tmp-'; then no "$name: temporary file left"; rm -f ./*.tmp-*; fi
+}
+# roundtrip NAME FILE OPTIONS...: compress with the options, decompress, compare
+roundtrip() {
+    name=$1; f=$2; shift 2
+    if "$LMZIP" -q -c "$@" "$f" > rt.lmz 2>err && "$LMZIP" -q -d -c "$@" rt.lmz > rt.out 2>>err &&
+        cmp -s "$f" rt.out; then ok; else no "round trip: $name"; cat err; fi
+}
+
+# ---- inputs ------------------------------------------------------------------
+cp "$ROOT/samples/alice29.txt" alice.txt
+head -c 6000 alice.txt > text.txt
+printf 'Gr\303\274\303\237e aus K\303\266ln. \316\232\316\261\316\273\316\267\316\274\316\255\317\201\316\261 \317\203\316\261\317\202. \320\237\321\200\320\270\320\262\320\265\321\202 \320\274\320\270\321\200. \344\275\240\345\245\275\344\270\226\347\225\214. \330\247\331\204\330\263\331\204\330\247\331\205 \330\271\331\204\331\212\331\203\331\205. \360\237\230\200 emoji and more text to make it long enough.\n' > utf8.txt
+cat utf8.txt utf8.txt utf8.txt > u3.txt && mv u3.txt utf8.txt
+{ head -c 2000 alice.txt; printf '\377\376\200\201 invalid \300\257 utf-8 \355\240\200 surrogate\n'; head -c 1500 alice.txt; } > invalid.txt
+{ head -c 1000 alice.txt; head -c 3000 /dev/zero; head -c 1000 text.txt; head -c 500 /dev/zero; } > nuls.bin
+awk 'BEGIN { s = 7; for (i = 0; i < 5000; i++) { s = (s * 1103515245 + 12345) % 2147483648; printf "%c", int(s / 65536) % 256 } }' > random.bin
+# a tar-like file: 512-byte binary headers between text members
+{ for i in 1 2 3; do head -c 100 random.bin; head -c 412 /dev/zero; head -c $((i * 1500)) alice.txt; done; } > tar.bin
+# a PDF-like file: text objects around a compressed-looking stream
+{ printf '%%PDF-1.4\n1 0 obj << /Length 3000 >>\nstream\n'; head -c 3000 random.bin; printf '\nendstream\nendobj\n'; head -c 2500 alice.txt; printf '\ntrailer << /Root 1 0 R >>\n%%%%EOF\n'; } > pdf.bin
+: > empty.txt
+printf 'x' > one.txt
+printf '\004\006\023\024\026\035 bytes some vocabularies lack, inside text that goes on for a while\n' > ctrl.txt
+
+# ---- round trips with the tiny DSRN --------------------------------------------
+for f in text.txt utf8.txt invalid.txt nuls.bin random.bin tar.bin pdf.bin empty.txt one.txt ctrl.txt; do
+    roundtrip "$f" $f -m "$TINY"
+done
+[ -n "$LMZ_TEST_QUICK" ] && head -c 40000 "$ROOT/samples/alice29.txt" > alice.txt # sanitizers, qemu
+roundtrip "alice29.txt in 16K frames" alice.txt -m "$TINY" -B 16K -T 2
+roundtrip "binary-only file, 1K frames" random.bin -m "$TINY" -B 1K
+
+# ---- every setting that changes probabilities ------------------------------
+for s in "--parts=model" "--parts=model,ngram" "--parts=model,ngram,bias" "--parts=ngram,match" \
+    "--mixer=prob" "--cdf-bits=16" "--ngram-bits=8" "--text-min=1" "--bias-lr=0.01 --mix-lr=0.01"; do
+    # shellcheck disable=SC2086
+    roundtrip "$s" text.txt -m "$TINY" $s
+done
+"$LMZIP" -q -c -m "$TINY" text.txt > a.lmz && "$LMZIP" -q -c -m "$TINY" --mixer=prob text.txt > b.lmz &&
+    ! cmp -s a.lmz b.lmz && ok || no "the mixer setting changes the output"
+"$LMZIP" -q -c -m "$TINY" --mixer=prob text.txt > c.lmz && "$LMZIP" -q -d -c -m "$TINY" c.lmz | cmp -s - text.txt &&
+    ok || no "the header's settings, not the command line's, drive decompression"
+
+# ---- determinism matrix: threads x kernel paths ----------------------------------
+paths="scalar"
+for p in avx2 avx512 neon; do LMZIP_KERNELS=$p "$LMZIP" -q -c -m "$TINY" one.txt > /dev/null 2>&1 && paths="$paths $p"; done
+{ head -c 3000 alice.txt; head -c 300 random.bin; head -c 3000 utf8.txt; } > matrix.bin
+for p in $paths; do for t in 1 2; do
+    LMZIP_KERNELS=$p "$LMZIP" -q -c -m "$TINY" -B 2K -T $t matrix.bin > "m-$p-$t.lmz" || no "compress with $p, -T $t"
+done; done
+for f in m-*.lmz; do cmp -s "$f" m-scalar-1.lmz && ok || no "$f differs from m-scalar-1.lmz"; done
+for p in $paths; do for t in 1 2; do
+    LMZIP_KERNELS=$p "$LMZIP" -q -d -c -m "$TINY" -T $t m-scalar-1.lmz | cmp -s - matrix.bin && ok ||
+        no "decompress under $p, -T $t"
+done; done
+
+# ---- golden LM files: decode, and re-encode to the same bytes ----------------
+for f in "$LMDIR"/*.lmz; do
+    b=$(basename "$f" .lmz)
+    opts=$(cat "$LMDIR/$b.opts")
+    "$LMZIP" -q -d -c -m "$TINY" "$f" 2>err | cmp -s - "$LMDIR/$b.orig" && ok || { no "golden $b decodes"; cat err; }
+    # shellcheck disable=SC2086
+    "$LMZIP" -q -c -m "$TINY" $opts "$LMDIR/$b.orig" 2>err | cmp -s - "$f" && ok ||
+        { no "golden $b: re-encoding gives the same bytes"; cat err; }
+done
+
+# ---- models: by name from the folders, wrong, missing -----------------------------
+"$LMZIP" -q -c -m "$TINY" text.txt > t.lmz
+mkdir models && cp "$TINY" models/tiny-dsrn.gguf
+LMZIP_MODELS="$T/models" "$LMZIP" -q -d -c t.lmz | cmp -s - text.txt && ok || no "the model found by name in \$LMZIP_MODELS"
+LMZIP_MODELS="$T/models" "$LMZIP" -q -c -m tiny-dsrn text.txt | cmp -s - t.lmz && ok || no "-m NAME from the folders"
+refuse "decompress with no model at hand" t.out env LMZIP_MODELS="$T/nowhere" "$LMZIP" -d t.lmz -o t.out
+grep -q "needs model 'tiny-dsrn'" err && ok || no "the message names the model needed"
+cp "$TINY" other.gguf && printf 'X' | dd of=other.gguf bs=1 seek=$(($(wc -c < other.gguf) - 5)) conv=notrunc 2>/dev/null
+refuse "decompress with another model" t.out "$LMZIP" -d -m other.gguf t.lmz -o t.out
+grep -q "needs model 'tiny-dsrn'" err && ok || no "the wrong-model message names the model needed"
+refuse "compress with a missing model" t2.lmz "$LMZIP" -m "$T/missing.gguf" text.txt -o t2.lmz
+refuse "compress with a file that is not a model" t2.lmz "$LMZIP" -m text.txt text.txt -o t2.lmz
+
+# ---- damaged files fail cleanly ------------------------------------------------
+"$LMZIP" -q -c -m "$TINY" -B 2K matrix.bin > d.lmz
+size=$(wc -c < d.lmz)
+for cut in 30 200 $((size / 2)) $((size - 40)) $((size - 1)); do
+    head -c $cut d.lmz > cut.lmz
+    refuse "truncated at $cut of $size" cut.out "$LMZIP" -d -m "$TINY" cut.lmz -o cut.out
+done
+for at in 250 $((size / 3)) $((size / 2)) $((size - 60)); do
+    cp d.lmz flip.lmz
+    b=$(od -An -tu1 -j $at -N1 d.lmz | tr -d ' ')
+    printf "\\$(printf '%03o' $(((b + 1) % 256)))" | dd of=flip.lmz bs=1 seek=$at conv=notrunc 2>/dev/null
+    refuse "byte $at of $size changed" flip.out "$LMZIP" -d -m "$TINY" flip.lmz -o flip.out
+done
+
+# ---- the llama engine (the reference's tiny random llama, when present) -------
+if [ -f "$LLAMA" ]; then
+    for f in text.txt tar.bin ctrl.txt; do roundtrip "llama: $f" $f -m "$LLAMA" -B 4K -T 2; done
+    for p in $paths; do
+        LMZIP_KERNELS=$p "$LMZIP" -q -c -m "$LLAMA" -B 2K matrix.bin > "l-$p.lmz"
+        cmp -s "l-$p.lmz" l-scalar.lmz && ok || no "llama: $p gives other bytes"
+        LMZIP_KERNELS=$p "$LMZIP" -q -d -c -m "$LLAMA" -T 2 l-scalar.lmz | cmp -s - matrix.bin && ok ||
+            no "llama: decompress under $p"
+    done
+    roundtrip "llama: a 64-token window" alice.txt -m "$LLAMA" --window 64 -B 64K
+    refuse "llama file for a DSRN stream" t.out "$LMZIP" -d -m "$LLAMA" t.lmz -o t.out
+fi
+
+echo "codec: $pass passed, $fail failed"

@@ -1,0 +1,195 @@
+/* test_lmcodec.c — the token ensemble (src/predict/lmens.c) and the
+ * segmenter of the LM codec (src/codec/lmcodec.c). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/cdf.h"
+#include "codec/lmcodec.h"
+#include "codec/rangecoder.h"
+#include "predict/lmens.h"
+#include "test.h"
+
+#define V 300
+
+/* a table is valid: starts at 0, ends at 2^bits, every symbol codable */
+static int table_ok(const uint32_t *cum, unsigned bits)
+{
+    if (cum[0] != 0 || cum[V] != 1u << bits) return 0;
+    for (int i = 0; i < V; i++)
+        if (cum[i + 1] <= cum[i]) return 0;
+    return 1;
+}
+
+/* a token sequence with structure: a repeated phrase with noise */
+static void make_tokens(int32_t *t, size_t n, unsigned long long seed)
+{
+    static const int32_t phrase[] = {5, 17, 42, 17, 99, 3, 250, 7, 7, 120, 64, 1};
+    for (size_t i = 0; i < n; i++) {
+        int32_t x = phrase[i % 12];
+        if (test_rand(&seed) % 10 == 0) x = (int32_t)(test_rand(&seed) % V);
+        t[i] = x;
+    }
+}
+
+/* fake logits that know the phrase a little */
+static void make_logits(float *l, int32_t next, unsigned long long *seed)
+{
+    for (int v = 0; v < V; v++) l[v] = (float)(test_rand(seed) % 1000) / 500.0f;
+    l[next] += 2.0f;
+}
+
+/* code n tokens; returns bits, and checks that a decoder with the same
+ * parameters reads them back */
+static double code_tokens(const lmz_ens_params *p, const int32_t *t, size_t n, int *roundtrip_ok)
+{
+    lmz_ens *e = lmz_ens_new(p, V, n), *d = lmz_ens_new(p, V, n);
+    float *lg = malloc(V * sizeof *lg);
+    uint8_t *buf = malloc(n * 4 + 64);
+    lmz_rc_enc rc;
+    lmz_rc_enc_init(&rc, buf, n * 4 + 64);
+    double bits = 0;
+    unsigned long long s = 1;
+    for (size_t i = 0; i < n; i++) {
+        make_logits(lg, t[i], &s);
+        const uint32_t *cum = lmz_ens_predict(e, (p->parts & LMZ_ENS_MODEL) ? lg : NULL);
+        if (!table_ok(cum, p->cdf_bits)) {
+            test_failures++;
+            break;
+        }
+        lmz_rc_encode(&rc, cum[t[i]], cum[t[i] + 1] - cum[t[i]], 1u << p->cdf_bits);
+        bits += lmz_ens_cost(e, t[i]);
+        CHECK(lmz_ens_update(e, t[i]) == 0);
+    }
+    CHECK(lmz_ens_update(e, 0) == -1); /* full */
+    size_t len = lmz_rc_enc_finish(&rc);
+    lmz_rc_dec dc;
+    lmz_rc_dec_init(&dc, buf, len);
+    s = 1;
+    int ok = 1;
+    for (size_t i = 0; i < n && ok; i++) {
+        make_logits(lg, t[i], &s); /* the decoder's model sees the same history */
+        const uint32_t *cum = lmz_ens_predict(d, (p->parts & LMZ_ENS_MODEL) ? lg : NULL);
+        uint32_t tg = lmz_rc_decode_target(&dc, 1u << p->cdf_bits);
+        uint32_t x = lmz_cdf_find(cum, V, tg);
+        lmz_rc_decode_update(&dc, cum[x], cum[x + 1] - cum[x], 1u << p->cdf_bits);
+        lmz_ens_update(d, (int32_t)x);
+        ok = (int32_t)x == t[i];
+    }
+    *roundtrip_ok = ok && lmz_rc_dec_finished_cleanly(&dc);
+    /* the code length is what the coder wrote, within a few bytes */
+    CHECK(fabs(bits / 8 - (double)len) < 16 + 1e-3 * (double)len);
+    lmz_ens_free(e);
+    lmz_ens_free(d);
+    free(lg);
+    free(buf);
+    return bits;
+}
+
+TEST(ens_every_setting_round_trips)
+{
+    enum { N = 3000 };
+    int32_t *t = malloc(N * sizeof *t);
+    make_tokens(t, N, 7);
+    static const unsigned parts[] = {LMZ_ENS_MODEL, LMZ_ENS_MODEL | LMZ_ENS_NGRAM, LMZ_ENS_MODEL | LMZ_ENS_NGRAM | LMZ_ENS_BIAS,
+                                     LMZ_ENS_ALL, LMZ_ENS_NGRAM, LMZ_ENS_NGRAM | LMZ_ENS_MATCH, LMZ_ENS_MATCH};
+    for (unsigned mixer = 0; mixer <= 1; mixer++)
+        for (size_t k = 0; k < sizeof parts / sizeof *parts; k++)
+            for (unsigned bits = 16; bits <= 24; bits += 8) {
+                lmz_ens_params p;
+                lmz_ens_params_default(&p);
+                p.parts = parts[k];
+                p.mixer = mixer;
+                p.cdf_bits = bits;
+                p.ngram_bits = 10;
+                int ok;
+                double b = code_tokens(&p, t, N, &ok);
+                CHECK(ok);
+                CHECK(b > 0 && b < 8.3 * N); /* log2(300) = 8.23 bits a token at worst, nearly */
+            }
+    free(t);
+}
+
+TEST(ens_predictors_learn)
+{
+    enum { N = 4000 };
+    int32_t *t = malloc(N * sizeof *t);
+    make_tokens(t, N, 11);
+    lmz_ens_params p;
+    lmz_ens_params_default(&p);
+    int ok;
+    p.parts = LMZ_ENS_MODEL;
+    double model = code_tokens(&p, t, N, &ok);
+    p.parts = LMZ_ENS_ALL;
+    double all = code_tokens(&p, t, N, &ok);
+    p.parts = LMZ_ENS_NGRAM | LMZ_ENS_MATCH;
+    double cheap = code_tokens(&p, t, N, &ok);
+    /* the phrase repeats: the n-gram and the match model find it (but give
+     * the noise almost nothing), the model knows a little of everything;
+     * the mixture is far better than either */
+    CHECK(all < 0.6 * model);
+    CHECK(all < 0.6 * cheap);
+    free(t);
+}
+
+TEST(ens_params_checked)
+{
+    lmz_ens_params p;
+    lmz_ens_params_default(&p);
+    CHECK(lmz_ens_params_check(&p, V) == 0);
+    p.cdf_bits = 16;
+    CHECK(lmz_ens_params_check(&p, 70000) != 0); /* more symbols than the total */
+    lmz_ens_params_default(&p);
+    p.parts = 0;
+    CHECK(lmz_ens_new(&p, V, 10) == NULL);
+    lmz_ens_params_default(&p);
+    p.ngram_bits = 30;
+    CHECK(lmz_ens_params_check(&p, V) != 0);
+}
+
+TEST(segmenter)
+{
+    uint8_t kind[4096];
+    size_t len[4096];
+    uint8_t buf[4096];
+    /* text with a short binary gap stays one text segment */
+    memset(buf, 'a', 200);
+    buf[100] = 0;
+    buf[101] = 0xFF;
+    size_t n = lmz_segment(buf, 200, 64, kind, len);
+    CHECK_EQ_U64(n, 1);
+    CHECK(kind[0] == LMZ_SEG_TEXT && len[0] == 200);
+    /* a long binary run splits it; the lengths add up */
+    memset(buf + 80, 0, 40);
+    n = lmz_segment(buf, 200, 64, kind, len);
+    CHECK_EQ_U64(n, 3);
+    CHECK(kind[0] == LMZ_SEG_TEXT && kind[1] != LMZ_SEG_TEXT && kind[2] == LMZ_SEG_TEXT);
+    CHECK(len[0] == 80 && len[1] == 40 && len[2] == 80);
+    /* text shorter than text_min is binary */
+    n = lmz_segment(buf, 200, 100, kind, len);
+    CHECK_EQ_U64(n, 1);
+    CHECK(kind[0] != LMZ_SEG_TEXT);
+    /* UTF-8 of several scripts is text; broken sequences, overlongs,
+     * surrogates and C1 controls are not */
+    const char *good = "caf\xc3\xa9 \xce\xb1\xce\xb2 \xe4\xb8\xad\xe6\x96\x87 \xf0\x9f\x98\x80 \xd8\xa7";
+    n = lmz_segment((const uint8_t *)good, strlen(good), 1, kind, len);
+    CHECK(n == 1 && kind[0] == LMZ_SEG_TEXT);
+    static const char *const bad[] = {"\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xc2\x85", "\xf4\x90\x80\x80", "\xff"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        n = lmz_segment((const uint8_t *)bad[i], strlen(bad[i]), 1, kind, len);
+        CHECK(n == 1 && kind[0] != LMZ_SEG_TEXT);
+    }
+    /* random bytes: the lengths always add up */
+    unsigned long long s = 3;
+    for (int r = 0; r < 50; r++) {
+        size_t m = 1 + test_rand(&s) % sizeof buf;
+        for (size_t i = 0; i < m; i++) buf[i] = (uint8_t)(test_rand(&s) % 4 ? 'a' + test_rand(&s) % 26 : test_rand(&s));
+        n = lmz_segment(buf, m, 1 + (unsigned)(test_rand(&s) % 100), kind, len);
+        size_t tot = 0;
+        for (size_t i = 0; i < n; i++) {
+            tot += len[i];
+            if (i) CHECK(kind[i] != kind[i - 1]);
+        }
+        CHECK_EQ_U64(tot, m);
+    }
+}
