@@ -69,6 +69,7 @@ typedef struct {
     double text_bits;       /* their code length in bits (integer tables) */
     double ideal_bits;      /* the ensemble's cross-entropy before rounding */
     uint64_t text_coded;    /* bytes of the range coder streams */
+    uint64_t skipped;       /* tokens coded without the model (confidence skip) */
     uint64_t binary_bytes;  /* bytes of binary segments */
     uint64_t binary_coded;  /* their coded size */
 } lmz_stats;
@@ -99,6 +100,9 @@ typedef struct {
     uint32_t window;       /* llama KV window in tokens (0 = the model's context) */
     float bias_lr;         /* bias head learning rate (default 0.001) */
     float mix_lr;          /* log mixer learning rate (default 0.002) */
+    uint32_t skip_mbits;   /* confidence skip: tokens whose n-gram/match blend has
+                              an entropy under skip_mbits/1000 bits are coded
+                              without the model (0 = never, default; at most 16000) */
     lmz_stats *stats;      /* if not NULL, filled when compression ends */
 } lmz_params;
 

@@ -97,6 +97,8 @@ static void usage(FILE *f)
             "      --text-min=N      shortest text segment in bytes (default 64)\n"
             "      --window=N        llama KV window in tokens (default the model's)\n"
             "      --bias-lr=X, --mix-lr=X  learning rates (default 0.001, 0.002)\n"
+            "      --skip=BITS       code a token without the model when the n-gram and\n"
+            "                        match blend's entropy is below BITS (default 0: never)\n"
             "Models folders: $LMZIP_MODELS (':'-separated), then models/ beside or\n"
             "above the program, then " LMZIP_MODELS_DIR ".\n"
             "      --table-bits=N    byte model memory: 2^N 16-byte slots (12..24,\n"
@@ -562,9 +564,10 @@ static int process(const options *o, const char *path, int *listed_header)
             dt > 0 ? (double)raw / dt / 1e6 : 0.0, out_path ? " -> " : "", out_path ? out_path : "");
         if (compressing && o->verbose && stats.tokens)
             msg(o,
-                "%s: text %llu bytes, %llu tokens, %.4f bits/token, %.4f bpb (coded %llu bytes, %+.4f %% over the "
-                "ensemble's cross-entropy); binary %llu -> %llu bytes\n",
+                "%s: text %llu bytes, %llu tokens (%llu without the model), %.4f bits/token, %.4f bpb (coded %llu "
+                "bytes, %+.4f %% over the ensemble's cross-entropy); binary %llu -> %llu bytes\n",
                 name, (unsigned long long)stats.text_bytes, (unsigned long long)stats.tokens,
+                (unsigned long long)stats.skipped,
                 stats.text_bits / (double)stats.tokens,
                 stats.text_bytes ? stats.text_bits / (double)stats.text_bytes : 0.0,
                 (unsigned long long)stats.text_coded,
@@ -722,6 +725,16 @@ int main(int argc, char **argv)
                     return 1;
                 }
                 o.params.window = w;
+            } else if (LONG("--skip")) {
+                const char *v = VALUE();
+                char *end;
+                errno = 0;
+                double x = strtod(v, &end);
+                if (errno || end == v || *end || !(x >= 0 && x <= 16)) {
+                    fprintf(stderr, "%s: bad --skip (entropy in bits, 0..16)\n", prog);
+                    return 1;
+                }
+                o.params.skip_mbits = (uint32_t)(x * 1000.0 + 0.5);
             } else if (LONG("--bias-lr") || LONG("--mix-lr")) {
                 int bias = LONG("--bias-lr");
                 const char *v = VALUE();

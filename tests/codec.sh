@@ -60,7 +60,8 @@ roundtrip "binary-only file, 1K frames" random.bin -m "$TINY" -B 1K
 
 # ---- every setting that changes probabilities ------------------------------
 for s in "--parts=model" "--parts=model,ngram" "--parts=model,ngram,bias" "--parts=ngram,match" \
-    "--mixer=prob" "--cdf-bits=16" "--ngram-bits=8" "--text-min=1" "--bias-lr=0.01 --mix-lr=0.01"; do
+    "--mixer=prob" "--cdf-bits=16" "--ngram-bits=8" "--text-min=1" "--bias-lr=0.01 --mix-lr=0.01" \
+    "--skip=3 -B 2K -T 2" "--skip=16 --mixer=prob"; do
     # shellcheck disable=SC2086
     roundtrip "$s" text.txt -m "$TINY" $s
 done
@@ -129,6 +130,7 @@ if [ -f "$LLAMA" ]; then
             no "llama: decompress under $p"
     done
     roundtrip "llama: a 64-token window" alice.txt -m "$LLAMA" --window 64 -B 64K
+    roundtrip "llama: confidence skip, frames in lockstep" tar.bin -m "$LLAMA" --skip=2 -B 2K -T 2
     refuse "llama file for a DSRN stream" t.out "$LMZIP" -d -m "$LLAMA" t.lmz -o t.out
 fi
 

@@ -29,7 +29,7 @@ size_t lmz_header_write(const lmz_header *h, uint8_t *out)
     memcpy(out + o, h->model_hash, 32);
     o += 32;
     int lm = strcmp(h->profile, LMZ_PROFILE_INT_V1) != 0;
-    uint64_t set[2 + LMZ_LM_SETTINGS][2] = {{LMZ_SET_FRAME_SIZE, h->frame_size}, {LMZ_SET_TABLE_BITS, h->table_bits}};
+    uint64_t set[3 + LMZ_LM_SETTINGS][2] = {{LMZ_SET_FRAME_SIZE, h->frame_size}, {LMZ_SET_TABLE_BITS, h->table_bits}};
     unsigned ns = 2;
     if (lm) {
         uint32_t blr, mlr;
@@ -41,6 +41,10 @@ size_t lmz_header_write(const lmz_header *h, uint8_t *out)
                                              {LMZ_SET_TEXT_MIN, h->text_min}, {LMZ_SET_WINDOW, h->window}};
         memcpy(set[2], more, sizeof more);
         ns += LMZ_LM_SETTINGS;
+        if (h->skip_mbits) {
+            set[ns][0] = LMZ_SET_SKIP;
+            set[ns++][1] = h->skip_mbits;
+        }
     }
     out[o++] = (uint8_t)ns;
     for (unsigned i = 0; i < ns; i++) {

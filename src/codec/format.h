@@ -80,7 +80,9 @@ extern const uint8_t lmz_magic[LMZ_MAGIC_LEN];
 #define LMZ_SET_MIX_LR     8  /* log mixer rate: IEEE-754 binary32 bits */
 #define LMZ_SET_TEXT_MIN   9  /* shortest text segment in bytes (1..65536) */
 #define LMZ_SET_WINDOW     10 /* llama KV window in tokens (1..2^20); 0 for dsrn */
-#define LMZ_LM_SETTINGS    8
+#define LMZ_LM_SETTINGS    8  /* ids 3..10: present in every det-f32-v1 stream */
+#define LMZ_SET_SKIP       11 /* optional (absent = 0): confidence skip threshold in
+                                 thousandths of a bit (0..16000) */
 
 #define LMZ_BLOCK_FRAME 0x01
 #define LMZ_BLOCK_END   0xFF
@@ -105,6 +107,7 @@ typedef struct {
     unsigned parts, mixer, ngram_bits, cdf_bits, text_min;
     uint32_t window;
     float bias_lr, mix_lr;
+    uint32_t skip_mbits;
 } lmz_header;
 
 typedef struct {

@@ -369,6 +369,7 @@ int lmz_lm_compress_frame(lmz_lm *lm, const uint8_t *src, size_t n, uint8_t *out
             }
         }
         lm->st.tokens += ntok;
+        lm->st.skipped += lmz_ens_skipped(ens);
         size_t c = lmz_rc_enc_finish(&rc);
         if (c == 0) goto out; /* overflowed: store */
         o += c;
@@ -486,7 +487,8 @@ void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k)
     lmz_state **states = malloc((k ? k : 1) * sizeof *states);
     int32_t *in = malloc((k ? k : 1) * sizeof *in);
     float *logits = malloc((k ? k : 1) * (size_t)lm->V * sizeof *logits);
-    if (!d || !act || !states || !in || !logits) {
+    uint8_t *need = malloc(k ? k : 1);
+    if (!d || !act || !states || !in || !logits || !need) {
         for (size_t i = 0; i < k; i++) f[i].err = LMZ_ERROR_NOMEM;
         goto out;
     }
@@ -499,20 +501,22 @@ void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k)
     const uint32_t total = 1u << bits;
     const int need_model = (lm->p.ens.parts & LMZ_ENS_MODEL) != 0;
     while (na) {
-        if (need_model) {
+        if (need_model) { /* every stream reads its token; the skipped ones get no logits */
             for (size_t j = 0; j < na; j++) {
                 states[j] = d[act[j]].st;
                 in[j] = d[act[j]].last;
+                need[j] = (uint8_t)lmz_ens_wants_model(d[act[j]].ens);
             }
-            if (lmz_model_step(lm->m, states, in, na, logits) != 0) {
+            if (lmz_model_step_some(lm->m, states, in, na, logits, need) != 0) {
                 for (size_t j = 0; j < na; j++) f[act[j]].err = LMZ_ERROR_CORRUPT;
                 break;
             }
         }
-        size_t keep = 0;
+        size_t keep = 0, row = 0;
         for (size_t j = 0; j < na; j++) {
             dframe *x = &d[act[j]];
-            const uint32_t *cum = lmz_ens_predict(x->ens, need_model ? logits + j * lm->V : NULL);
+            const float *lg = need_model && need[j] ? logits + row++ * lm->V : NULL;
+            const uint32_t *cum = lmz_ens_predict(x->ens, lg);
             uint32_t target = lmz_rc_decode_target(&x->rc, total);
             uint32_t s = lmz_cdf_find(cum, lm->V, target);
             lmz_rc_decode_update(&x->rc, cum[s], cum[s + 1] - cum[s], total);
@@ -533,4 +537,5 @@ out:
     free(states);
     free(in);
     free(logits);
+    free(need);
 }

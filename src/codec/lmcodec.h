@@ -91,6 +91,7 @@ typedef struct {
     uint64_t text_bytes, tokens, text_coded, binary_bytes, binary_coded;
     double text_bits;  /* sum of -log2 of the coded tables' frequencies */
     double ideal_bits; /* the same under the unrounded probabilities */
+    uint64_t skipped;  /* tokens coded without the model */
 } lmz_lm_stats;
 void lmz_lm_stats_get(const lmz_lm *lm, lmz_lm_stats *s);
 void lmz_lm_stats_reset(lmz_lm *lm);

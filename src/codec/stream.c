@@ -40,6 +40,7 @@ void lmz_params_default(lmz_params *p)
     p->bias_lr = e.bias_lr;
     p->mix_lr = e.mix_lr;
     p->stats = NULL;
+    p->skip_mbits = 0;
 }
 
 int lmz_model_check(const char *path, char *err, size_t errlen)
@@ -65,6 +66,7 @@ static void lm_params_from_header(const lmz_header *h, unsigned threads, lmz_lm_
     lp->ens.cdf_bits = h->cdf_bits;
     lp->ens.bias_lr = h->bias_lr;
     lp->ens.mix_lr = h->mix_lr;
+    lp->ens.skip_mbits = h->skip_mbits;
     lp->text_min = h->text_min;
     lp->window = h->window;
     lp->table_bits = h->table_bits;
@@ -279,6 +281,7 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
         h.mix_lr = p->mix_lr;
         h.text_min = p->text_min;
         h.window = p->window;
+        h.skip_mbits = p->skip_mbits;
         lmz_lm_params lp;
         lm_params_from_header(&h, resolve_threads(p->threads), &lp);
         if (lmz_ens_params_check(&lp.ens, 2) != 0) return LMZ_ERROR_PARAM;
@@ -371,6 +374,7 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
         p->stats->text_bits = st.text_bits;
         p->stats->ideal_bits = st.ideal_bits;
         p->stats->text_coded = st.text_coded;
+        p->stats->skipped = st.skipped;
         p->stats->binary_bytes = st.binary_bytes;
         p->stats->binary_coded = st.binary_coded;
     }
@@ -418,6 +422,7 @@ static int header_read(reader *r, lmz_header *h, int check_support)
     if (ns > LMZ_SETTINGS_MAX) return LMZ_ERROR_HEADER;
     int have_fs = 0, have_tb = 0, unknown = 0;
     unsigned have_lm = 0; /* bit (id - LMZ_SET_PARTS) per language-model setting */
+    int have_skip = 0;
     for (unsigned i = 0; i < ns; i++) {
         NEED(9);
         unsigned id = b[o - 9];
@@ -451,6 +456,10 @@ static int header_read(reader *r, lmz_header *h, int check_support)
             default: bad = v > LMZ_MAX_WINDOW; h->window = (uint32_t)v; break;
             }
             if (bad) return LMZ_ERROR_HEADER;
+        } else if (id == LMZ_SET_SKIP && !have_skip) {
+            if (v > 16000) return LMZ_ERROR_HEADER;
+            h->skip_mbits = (uint32_t)v;
+            have_skip = 1;
         } else {
             unknown = 1;
         }
@@ -466,7 +475,7 @@ static int header_read(reader *r, lmz_header *h, int check_support)
     if (unknown) return LMZ_ERROR_SETTING;
     if (!have_fs || !have_tb) return LMZ_ERROR_HEADER;
     if (!strcmp(h->profile, LMZ_PROFILE_INT_V1)) {
-        if (have_lm) return LMZ_ERROR_HEADER;
+        if (have_lm || have_skip) return LMZ_ERROR_HEADER;
         if (strcmp(h->model, "none") != 0) return LMZ_ERROR_MODEL;
         return LMZ_OK;
     }

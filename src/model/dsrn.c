@@ -513,7 +513,7 @@ static void per_token(dsrn_model *m, uint32_t l, int phase, int last)
 
 /* B tokens through the network: token b belongs to state m->rows[b] at
  * position m->pos[b]. */
-static void forward(dsrn_model *m, const int32_t *tokens, size_t B, float *logits)
+static void forward(dsrn_model *m, const int32_t *tokens, size_t B, float *logits, const uint8_t *need)
 {
     const size_t D = m->D, HD = (size_t)m->H * m->D;
     m->tokens = tokens;
@@ -546,7 +546,17 @@ static void forward(dsrn_model *m, const int32_t *tokens, size_t B, float *logit
         matmul(m, K->down, m->gb, B, m->u);
         per_token(m, l, TOK_OUT, l + 1 == m->L);
     }
-    if (logits) matmul(m, m->output, m->xn, B, logits);
+    if (!logits) return;
+    size_t c = B;
+    if (need) { /* keep the wanted rows, in order */
+        c = 0;
+        for (size_t b = 0; b < B; b++)
+            if (need[b]) {
+                if (c != b) memmove(m->xn + c * m->D, m->xn + b * m->D, m->D * sizeof(float));
+                c++;
+            }
+    }
+    if (c) matmul(m, m->output, m->xn, c, logits);
 }
 
 static int dsrn_prefill(lmz_model *mb, lmz_state *sb, const int32_t *tokens, size_t n, float *logits)
@@ -559,13 +569,14 @@ static int dsrn_prefill(lmz_model *mb, lmz_state *sb, const int32_t *tokens, siz
             m->rows[b] = s;
             m->pos[b] = s->base.pos + b;
         }
-        forward(m, tokens + i, B, logits ? logits + i * m->base.n_vocab : NULL);
+        forward(m, tokens + i, B, logits ? logits + i * m->base.n_vocab : NULL, NULL);
         s->base.pos += B;
     }
     return 0;
 }
 
-static int dsrn_step(lmz_model *mb, lmz_state **states, const int32_t *tokens, size_t k, float *logits)
+static int dsrn_step(lmz_model *mb, lmz_state **states, const int32_t *tokens, size_t k, float *logits,
+                     const uint8_t *need)
 {
     dsrn_model *m = (dsrn_model *)mb;
     if (reserve(m, k) != 0) return -1;
@@ -573,7 +584,7 @@ static int dsrn_step(lmz_model *mb, lmz_state **states, const int32_t *tokens, s
         m->rows[b] = (dsrn_state *)states[b];
         m->pos[b] = states[b]->pos;
     }
-    forward(m, tokens, k, logits);
+    forward(m, tokens, k, logits, need);
     for (size_t b = 0; b < k; b++) states[b]->pos++;
     return 0;
 }

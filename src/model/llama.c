@@ -437,7 +437,7 @@ static void tok_rows(void *ctx, size_t b0, size_t b1, unsigned thread)
 
 /* B tokens through the network: token b belongs to state m->rows[b] at
  * position m->pos[b]. Every row is computed exactly as it would be alone. */
-static void forward(llama_model *m, const int32_t *tokens, size_t B, float *logits)
+static void forward(llama_model *m, const int32_t *tokens, size_t B, float *logits, const uint8_t *need)
 {
     /* rough work of the per-token phases and of attention, so that a small
      * model's steps stay on one thread (lmz_pool_for_work) */
@@ -467,7 +467,17 @@ static void forward(llama_model *m, const int32_t *tokens, size_t B, float *logi
         tj.norm = l + 1 < m->n_layer ? m->layers[l + 1].attn_norm : logits ? m->out_norm : NULL;
         lmz_pool_for_work(m->pool, B, tok_work, tok_rows, &tj);
     }
-    if (logits) matmul(m, m->output, m->h, B, logits);
+    if (!logits) return;
+    size_t c = B;
+    if (need) { /* keep the wanted rows, in order */
+        c = 0;
+        for (size_t b = 0; b < B; b++)
+            if (need[b]) {
+                if (c != b) memmove(m->h + c * m->dim, m->h + b * m->dim, m->dim * sizeof(float));
+                c++;
+            }
+    }
+    if (c) matmul(m, m->output, m->h, c, logits);
 }
 
 static int llama_prefill(lmz_model *mb, lmz_state *sb, const int32_t *tokens, size_t n, float *logits)
@@ -480,13 +490,14 @@ static int llama_prefill(lmz_model *mb, lmz_state *sb, const int32_t *tokens, si
             m->rows[b] = s;
             m->pos[b] = s->base.pos + b;
         }
-        forward(m, tokens + i, B, logits ? logits + i * m->base.n_vocab : NULL);
+        forward(m, tokens + i, B, logits ? logits + i * m->base.n_vocab : NULL, NULL);
         s->base.pos += B;
     }
     return 0;
 }
 
-static int llama_step(lmz_model *mb, lmz_state **states, const int32_t *tokens, size_t k, float *logits)
+static int llama_step(lmz_model *mb, lmz_state **states, const int32_t *tokens, size_t k, float *logits,
+                     const uint8_t *need)
 {
     llama_model *m = (llama_model *)mb;
     if (reserve(m, k) != 0) return -1;
@@ -494,7 +505,7 @@ static int llama_step(lmz_model *mb, lmz_state **states, const int32_t *tokens, 
         m->rows[b] = (llama_state *)states[b];
         m->pos[b] = states[b]->pos;
     }
-    forward(m, tokens, k, logits);
+    forward(m, tokens, k, logits, need);
     for (size_t b = 0; b < k; b++) states[b]->pos++;
     return 0;
 }

@@ -247,10 +247,16 @@ int lmz_model_prefill(lmz_model *m, lmz_state *s, const int32_t *tokens, size_t 
 
 int lmz_model_step(lmz_model *m, lmz_state **states, const int32_t *tokens, size_t k, float *logits)
 {
+    return lmz_model_step_some(m, states, tokens, k, logits, NULL);
+}
+
+int lmz_model_step_some(lmz_model *m, lmz_state **states, const int32_t *tokens, size_t k, float *logits,
+                        const uint8_t *need)
+{
     for (size_t i = 0; i < k; i++)
         if (tokens[i] < 0 || (uint32_t)tokens[i] >= m->n_vocab || states[i]->m != m) return -1;
     for (size_t i = 0; i < k; i++)
         for (size_t j = 0; j < i; j++)
             if (states[i] == states[j]) return -1; /* one token per stream */
-    return m->ops->step(m, states, tokens, k, logits);
+    return m->ops->step(m, states, tokens, k, logits, need);
 }

@@ -65,4 +65,11 @@ int lmz_model_prefill(lmz_model *m, lmz_state *s, const int32_t *tokens, size_t 
 int lmz_model_step(lmz_model *m, lmz_state **states, const int32_t *tokens, size_t k,
                    float *logits);
 
+/* The same, computing logits only for the streams with need[i] != 0 (every
+ * stream still reads its token): logits holds their rows, in stream order,
+ * the same bits as lmz_model_step gives them. For callers that know they
+ * will not use some streams' predictions (the codec's confidence skip). */
+int lmz_model_step_some(lmz_model *m, lmz_state **states, const int32_t *tokens, size_t k, float *logits,
+                        const uint8_t *need);
+
 #endif

@@ -20,7 +20,10 @@ typedef struct {
     void (*state_reset)(lmz_state *s);
     /* tokens are checked against the vocabulary before these run */
     int (*prefill)(lmz_model *m, lmz_state *s, const int32_t *tokens, size_t n, float *logits);
-    int (*step)(lmz_model *m, lmz_state **states, const int32_t *tokens, size_t k, float *logits);
+    /* need: NULL, or which streams want logits (the others' rows are left
+     * out of the output product, and logits holds the wanted rows in order) */
+    int (*step)(lmz_model *m, lmz_state **states, const int32_t *tokens, size_t k, float *logits,
+                const uint8_t *need);
 } lmz_model_ops;
 
 struct lmz_model {

@@ -55,6 +55,9 @@ struct lmz_ens {
     float mconf, mbg;
     float elog[EXPERTS]; /* log mixer: expectation of each expert's log q */
     double psum;         /* sum of the mixed probabilities (statistics only) */
+    int prepared;        /* the cheap parts of the next prediction are done */
+    int want;            /* ... and the model is wanted */
+    uint64_t skipped;
 };
 
 void lmz_ens_params_default(lmz_ens_params *p)
@@ -65,6 +68,7 @@ void lmz_ens_params_default(lmz_ens_params *p)
     p->cdf_bits = 24;
     p->bias_lr = 0.001f;
     p->mix_lr = 0.002f;
+    p->skip_mbits = 0;
 }
 
 int lmz_ens_params_check(const lmz_ens_params *p, uint32_t vocab)
@@ -73,6 +77,7 @@ int lmz_ens_params_check(const lmz_ens_params *p, uint32_t vocab)
     if (p->ngram_bits < LMZ_ENS_NGRAM_BITS_MIN || p->ngram_bits > LMZ_ENS_NGRAM_BITS_MAX) return -1;
     if (p->cdf_bits < 16 || p->cdf_bits > LMZ_CDF_BITS || vocab < 2 || vocab >= (1u << p->cdf_bits)) return -1;
     if (!(p->bias_lr >= 0 && p->bias_lr <= 1) || !(p->mix_lr >= 0 && p->mix_lr <= 1)) return -1;
+    if (p->skip_mbits > 16000) return -1;
     return 0;
 }
 
@@ -209,14 +214,61 @@ static float softmax(lmz_ens *e, float *x, float *p)
     return lmz_logf((float)sum);
 }
 
+/* the n-gram and the match model for the next token, and the skip rule:
+ * the entropy of their even blend (the n-gram alone without a match) */
+static void prepare(lmz_ens *e)
+{
+    const uint32_t V = e->V;
+    const unsigned parts = e->p.parts;
+    e->act[X_NGRAM] = (parts & LMZ_ENS_NGRAM) != 0;
+    e->act[X_MATCH] = (parts & LMZ_ENS_MATCH) && e->mptr != MATCH_NONE;
+    context_hashes(e);
+    if (e->act[X_NGRAM]) ngram_predict(e);
+    if (e->act[X_MATCH]) {
+        unsigned lb = e->mlen < MATCH_LENS ? e->mlen : MATCH_LENS - 1;
+        e->mpred = e->hist[e->mptr];
+        e->mconf = ((float)e->mhit[lb] + 0.5f) / ((float)e->mtot[lb] + 1.0f);
+        e->mbg = (1.0f - e->mconf) / (float)(V - 1);
+    }
+    e->prepared = 1;
+    e->want = (parts & LMZ_ENS_MODEL) != 0;
+    if (!e->want || e->p.skip_mbits == 0 || !(e->act[X_NGRAM] || e->act[X_MATCH])) return;
+    float a = e->act[X_NGRAM] ? (e->act[X_MATCH] ? 0.5f : 1.0f) : 0.0f, b = 1.0f - a;
+    float bg = a * (e->act[X_NGRAM] ? e->ng_s : 0) + b * (e->act[X_MATCH] ? e->mbg : 0);
+    double h = 0;
+    unsigned special = 0;
+    for (unsigned i = 0; i < e->nlist; i++) {
+        int32_t t = e->list[i];
+        float q = a * (e->ng_s + e->ngadd[t]) + b * (e->act[X_MATCH] ? (t == e->mpred ? e->mconf : e->mbg) : 0);
+        if (q > 0) h -= (double)q * (double)lmz_logf(q);
+        special++;
+    }
+    if (e->act[X_MATCH] && !(e->act[X_NGRAM] && e->inlist[e->mpred])) {
+        float q = b * e->mconf + a * (e->act[X_NGRAM] ? e->ng_s : 0);
+        if (q > 0) h -= (double)q * (double)lmz_logf(q);
+        special++;
+    }
+    if (bg > 0) h -= (double)(V - special) * (double)bg * (double)lmz_logf(bg);
+    /* h is in nats; the threshold in thousandths of a bit */
+    e->want = h * 1.4426950408889634 * 1000.0 >= (double)e->p.skip_mbits;
+}
+
+int lmz_ens_wants_model(lmz_ens *e)
+{
+    if (!e->prepared) prepare(e);
+    return e->want;
+}
+
+uint64_t lmz_ens_skipped(const lmz_ens *e) { return e->skipped; }
+
 const uint32_t *lmz_ens_predict(lmz_ens *e, const float *logits)
 {
     const uint32_t V = e->V;
     const unsigned parts = e->p.parts;
     float *p = e->pmix;
-    e->act[X_MODEL] = (parts & LMZ_ENS_MODEL) && logits;
-    e->act[X_NGRAM] = (parts & LMZ_ENS_NGRAM) != 0;
-    e->act[X_MATCH] = (parts & LMZ_ENS_MATCH) && e->mptr != MATCH_NONE;
+    if (!e->prepared) prepare(e);
+    e->act[X_MODEL] = e->want && logits;
+    if ((parts & LMZ_ENS_MODEL) && !e->want) e->skipped++;
 
     float logz = 0;
     if (e->act[X_MODEL]) {
@@ -227,14 +279,6 @@ const uint32_t *lmz_ens_predict(lmz_ens *e, const float *logits)
         for (uint32_t v = 0; v < V; v++) /* a broken logit counts as very unlikely */
             if (!isfinite(e->u[v])) e->u[v] = -1e30f;
         logz = softmax(e, e->u, e->pm); /* log pm(v) = u[v] - logz */
-    }
-    context_hashes(e);
-    if (e->act[X_NGRAM]) ngram_predict(e);
-    if (e->act[X_MATCH]) {
-        unsigned lb = e->mlen < MATCH_LENS ? e->mlen : MATCH_LENS - 1;
-        e->mpred = e->hist[e->mptr];
-        e->mconf = ((float)e->mhit[lb] + 0.5f) / ((float)e->mtot[lb] + 1.0f);
-        e->mbg = (1.0f - e->mconf) / (float)(V - 1);
     }
 
     if (e->p.mixer == LMZ_MIX_PROB) {
@@ -360,6 +404,7 @@ int lmz_ens_update(lmz_ens *e, int32_t tok)
 {
     if (e->n >= e->max || tok < 0 || (uint32_t)tok >= e->V) return -1;
     const uint32_t V = e->V;
+    e->prepared = 0;
 
     if (e->act[X_MODEL] && (e->p.parts & LMZ_ENS_BIAS) && e->p.bias_lr > 0) {
         float lr = e->p.bias_lr;

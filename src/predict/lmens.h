@@ -47,6 +47,10 @@ typedef struct {
     unsigned cdf_bits;   /* frequency total 2^cdf_bits, 16..24 */
     float bias_lr;       /* learning rate of the bias head */
     float mix_lr;        /* learning rate of the log mixer */
+    uint32_t skip_mbits; /* confidence skip: when the n-gram and match model's
+                            blend has an entropy below skip_mbits / 1000
+                            bits, the token is coded without the model
+                            (0: never; at most 16000) */
 } lmz_ens_params;
 
 /* Defaults: all parts, log mixer, 2^20 buckets, 24-bit tables, rates. */
@@ -64,8 +68,16 @@ void lmz_ens_free(lmz_ens *e);
 /* Bytes a stream of max_tokens tokens allocates. */
 size_t lmz_ens_mem(const lmz_ens_params *p, uint32_t vocab, size_t max_tokens);
 
+/* Whether the next token's table will use the model's logits: 0 when the
+ * confidence skip applies (decided from the past alone, so the decoder
+ * decides the same), 1 otherwise. Optional before lmz_ens_predict. */
+int lmz_ens_wants_model(lmz_ens *e);
+/* Tokens coded so far without the model. */
+uint64_t lmz_ens_skipped(const lmz_ens *e);
+
 /* The table for the next token: cum[0..vocab] (cum[vocab] = 2^cdf_bits).
- * logits (vocab floats) may be NULL when the parts have no model. The
+ * logits (vocab floats) may be NULL when the parts have no model or
+ * lmz_ens_wants_model said 0 (they are ignored then). The
  * pointer stays valid until the next call. */
 const uint32_t *lmz_ens_predict(lmz_ens *e, const float *logits);
 

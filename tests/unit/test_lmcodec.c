@@ -7,6 +7,7 @@
 #include "codec/cdf.h"
 #include "codec/lmcodec.h"
 #include "codec/rangecoder.h"
+#include "model/model.h"
 #include "predict/lmens.h"
 #include "test.h"
 
@@ -192,4 +193,43 @@ TEST(segmenter)
         }
         CHECK_EQ_U64(tot, m);
     }
+}
+
+/* step_some: the wanted streams' logits are the bits step gives them, and
+ * every stream's state advances either way */
+TEST(model_step_some_matches_step)
+{
+    lmz_model *m;
+    char err[256];
+    lmz_model_opts o = {1, 0};
+    if (lmz_model_open("tests/models/tiny-dsrn.gguf", &o, &m, err, sizeof err) != 0) {
+        fprintf(stderr, "  %s\n", err);
+        test_failures++;
+        return;
+    }
+    uint32_t nv = lmz_model_vocab(m);
+    lmz_state *a[3], *b[3];
+    for (int i = 0; i < 3; i++) {
+        a[i] = lmz_state_new(m);
+        b[i] = lmz_state_new(m);
+    }
+    float *la = malloc(3 * nv * sizeof *la), *lb = malloc(3 * nv * sizeof *lb);
+    static const uint8_t need[4][3] = {{1, 0, 1}, {0, 0, 0}, {0, 1, 0}, {1, 1, 1}};
+    int32_t tok[3] = {1, 2, 3};
+    for (int s = 0; s < 8; s++) {
+        const uint8_t *nd = need[s % 4];
+        CHECK(lmz_model_step(m, a, tok, 3, la) == 0);
+        CHECK(lmz_model_step_some(m, b, tok, 3, lb, nd) == 0);
+        size_t r = 0;
+        for (int i = 0; i < 3; i++)
+            if (nd[i]) CHECK(memcmp(la + i * nv, lb + r++ * nv, nv * sizeof *la) == 0);
+        for (int i = 0; i < 3; i++) tok[i] = (int32_t)((tok[i] * 7 + s + i) % nv);
+    }
+    free(la);
+    free(lb);
+    for (int i = 0; i < 3; i++) {
+        lmz_state_free(a[i]);
+        lmz_state_free(b[i]);
+    }
+    lmz_model_free(m);
 }
