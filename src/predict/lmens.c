@@ -17,6 +17,7 @@
 #define MATCH_NONE SIZE_MAX
 #define PROB_WARMUP 100   /* the probability mixer uses the model alone first */
 #define EXPERTS 3         /* model, n-gram, match */
+#define MIX_SETS ((NG_ORDERS + 1) * 4) /* log mixer: weights per (n-gram order found, match length) */
 enum { X_MODEL, X_NGRAM, X_MATCH };
 
 /* one context of one order: a check value (0 = empty bucket) and up to seven
@@ -42,7 +43,9 @@ struct lmz_ens {
     size_t mptr;
     unsigned mlen;
     uint32_t mhit[MATCH_LENS], mtot[MATCH_LENS];
-    float w[EXPERTS];
+    float wsets[MIX_SETS][EXPERTS];
+    float *w;        /* the weights in use: wsets[0] for the probability mixer */
+    unsigned ngorder; /* the highest n-gram order whose context was seen */
     /* the last prediction, for the update */
     int act[EXPERTS];
     int32_t list[NG_ORDERS * NG_SLOTS];
@@ -143,15 +146,19 @@ lmz_ens *lmz_ens_new(const lmz_ens_params *p, uint32_t vocab, size_t max_tokens)
     char err[64];
     if (lmz_kernels_select(&e->kp, err, sizeof err) != 0) e->kp = LMZ_KPATH_SCALAR;
     e->mptr = MATCH_NONE;
-    if (p->mixer == LMZ_MIX_PROB) {
-        e->w[X_MODEL] = 0.85f;
-        e->w[X_NGRAM] = 0.15f;
-        e->w[X_MATCH] = 0.15f;
-    } else {
-        e->w[X_MODEL] = 1.0f;
-        e->w[X_NGRAM] = 0.3f;
-        e->w[X_MATCH] = 0.3f;
+    for (int s = 0; s < MIX_SETS; s++) {
+        float *w = e->wsets[s];
+        if (p->mixer == LMZ_MIX_PROB) {
+            w[X_MODEL] = 0.85f;
+            w[X_NGRAM] = 0.15f;
+            w[X_MATCH] = 0.15f;
+        } else {
+            w[X_MODEL] = 1.0f;
+            w[X_NGRAM] = 0.3f;
+            w[X_MATCH] = 0.3f;
+        }
     }
+    e->w = e->wsets[0];
     return e;
 }
 
@@ -174,12 +181,14 @@ static void ngram_predict(lmz_ens *e)
 {
     float s = 1.0f;
     e->nlist = 0;
+    e->ngorder = 0;
     for (unsigned k = 0; k < e->ngk; k++) {
         const ng_bucket *b = &e->ng[k][e->ngidx[k]];
         if (b->check != e->ngchk[k]) continue;
         uint32_t tot = 0;
         for (int j = 0; j < NG_SLOTS; j++) tot += b->slot[j] & 0xFF;
         if (tot == 0) continue;
+        e->ngorder = k + 1;
         float w = (float)tot / ((float)tot + 5.0f), keep = 1.0f - w, unit = w / (float)tot;
         s *= keep;
         for (unsigned i = 0; i < e->nlist; i++) e->ngadd[e->list[i]] *= keep;
@@ -223,12 +232,17 @@ static void prepare(lmz_ens *e)
     e->act[X_NGRAM] = (parts & LMZ_ENS_NGRAM) != 0;
     e->act[X_MATCH] = (parts & LMZ_ENS_MATCH) && e->mptr != MATCH_NONE;
     context_hashes(e);
+    e->ngorder = 0;
     if (e->act[X_NGRAM]) ngram_predict(e);
     if (e->act[X_MATCH]) {
         unsigned lb = e->mlen < MATCH_LENS ? e->mlen : MATCH_LENS - 1;
         e->mpred = e->hist[e->mptr];
         e->mconf = ((float)e->mhit[lb] + 0.5f) / ((float)e->mtot[lb] + 1.0f);
         e->mbg = (1.0f - e->mconf) / (float)(V - 1);
+    }
+    if (e->p.mixer == LMZ_MIX_LOG) { /* the weight set: how much the cheap models know here */
+        unsigned mb = !e->act[X_MATCH] ? 0 : e->mlen < 8 ? 1 : e->mlen < 16 ? 2 : 3;
+        e->w = e->wsets[e->ngorder * 4 + mb];
     }
     e->prepared = 1;
     e->want = (parts & LMZ_ENS_MODEL) != 0;

@@ -20,6 +20,8 @@ echo "-B 1K" > $G/text-3k.opts
 echo "" > $G/mixed.opts
 tail -c 2000 samples/alice29.txt > $G/text-prob-16.orig
 echo "--mixer=prob --cdf-bits=16 --parts=model,ngram,bias" > $G/text-prob-16.opts
+head -c 4000 samples/alice29.txt | tail -c 2500 > $G/text-skip.orig
+echo "--skip=3 -B 1K" > $G/text-skip.opts
 for f in $G/*.orig; do
     b=${f%.orig}
     # shellcheck disable=SC2046
