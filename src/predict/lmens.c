@@ -17,7 +17,7 @@
 #define MATCH_NONE SIZE_MAX
 #define PROB_WARMUP 100   /* the probability mixer uses the model alone first */
 #define EXPERTS 3         /* model, n-gram, match */
-#define MIX_SETS ((NG_ORDERS + 1) * 4) /* log mixer: weights per (n-gram order found, match length) */
+#define MIX_SETS ((NG_ORDERS + 1) * 4) /* log mixer: weight offsets per (n-gram order found, match length) */
 enum { X_MODEL, X_NGRAM, X_MATCH };
 
 /* one context of one order: a check value (0 = empty bucket) and up to seven
@@ -43,8 +43,11 @@ struct lmz_ens {
     size_t mptr;
     unsigned mlen;
     uint32_t mhit[MATCH_LENS], mtot[MATCH_LENS];
-    float wsets[MIX_SETS][EXPERTS];
-    float *w;        /* the weights in use: wsets[0] for the probability mixer */
+    float wglob[EXPERTS];           /* the mixer's weights */
+    float wsets[MIX_SETS][EXPERTS]; /* log mixer: offsets per context, learnt beside them */
+    float weff[EXPERTS];            /* log mixer: weights in use, wglob + the set's offsets */
+    float *w;        /* the weights in use: wglob (probability mixer) or weff */
+    unsigned wset;
     unsigned ngorder; /* the highest n-gram order whose context was seen */
     /* the last prediction, for the update */
     int act[EXPERTS];
@@ -146,19 +149,17 @@ lmz_ens *lmz_ens_new(const lmz_ens_params *p, uint32_t vocab, size_t max_tokens)
     char err[64];
     if (lmz_kernels_select(&e->kp, err, sizeof err) != 0) e->kp = LMZ_KPATH_SCALAR;
     e->mptr = MATCH_NONE;
-    for (int s = 0; s < MIX_SETS; s++) {
-        float *w = e->wsets[s];
-        if (p->mixer == LMZ_MIX_PROB) {
-            w[X_MODEL] = 0.85f;
-            w[X_NGRAM] = 0.15f;
-            w[X_MATCH] = 0.15f;
-        } else {
-            w[X_MODEL] = 1.0f;
-            w[X_NGRAM] = 0.3f;
-            w[X_MATCH] = 0.3f;
-        }
+    float *w = e->wglob;
+    if (p->mixer == LMZ_MIX_PROB) {
+        w[X_MODEL] = 0.85f;
+        w[X_NGRAM] = 0.15f;
+        w[X_MATCH] = 0.15f;
+    } else {
+        w[X_MODEL] = 1.0f;
+        w[X_NGRAM] = 0.3f;
+        w[X_MATCH] = 0.3f;
     }
-    e->w = e->wsets[0];
+    e->w = p->mixer == LMZ_MIX_PROB ? e->wglob : e->weff;
     return e;
 }
 
@@ -242,7 +243,11 @@ static void prepare(lmz_ens *e)
     }
     if (e->p.mixer == LMZ_MIX_LOG) { /* the weight set: how much the cheap models know here */
         unsigned mb = !e->act[X_MATCH] ? 0 : e->mlen < 8 ? 1 : e->mlen < 16 ? 2 : 3;
-        e->w = e->wsets[e->ngorder * 4 + mb];
+        e->wset = e->ngorder * 4 + mb;
+        for (int i = 0; i < EXPERTS; i++) {
+            float w = e->wglob[i] + e->wsets[e->wset][i];
+            e->weff[i] = w < 0 ? 0 : w > 8 ? 8 : w;
+        }
     }
     e->prepared = 1;
     e->want = (parts & LMZ_ENS_MODEL) != 0;
@@ -448,8 +453,9 @@ int lmz_ens_update(lmz_ens *e, int32_t tok)
             if (!e->act[i]) continue;
             float q = expert_q(e, i, tok);
             float g = e->elog[i] - lmz_logf(q > 0 ? q : 1e-38f);
-            float w = e->w[i] - lr * g;
-            e->w[i] = w < 0 ? 0 : w > 4 ? 4 : w;
+            float w = e->wglob[i] - lr * g, d = e->wsets[e->wset][i] - lr * g;
+            e->wglob[i] = w < 0 ? 0 : w > 4 ? 4 : w;
+            e->wsets[e->wset][i] = d < -4 ? -4 : d > 4 ? 4 : d;
         }
     }
 
