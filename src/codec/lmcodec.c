@@ -10,6 +10,7 @@
 #include "cdf.h"
 #include "lmzip.h"
 #include "rangecoder.h"
+#include "../common/pool.h"
 #include "../model/model.h"
 #include "../predict/bytemodel.h"
 
@@ -26,6 +27,7 @@ struct lmz_lm {
     char name[LMZ_NAME_MAX + 1];
     uint8_t hash[32];
     lmz_lm_stats st;
+    lmz_pool *pool; /* the model's threads, also for the frames' ensembles */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -54,6 +56,7 @@ int lmz_lm_open(const char *path, const lmz_lm_params *p, lmz_lm **out, char *er
         return -1;
     }
     lm->V = lmz_model_vocab(lm->m);
+    lm->pool = lmz_model_pool(lm->m); /* one set of threads: no idle ones spinning */
     if (lmz_ens_params_check(&p->ens, lm->V) != 0) {
         snprintf(err, errlen, "%s: settings out of range for a vocabulary of %u", path, lm->V);
         lmz_lm_free(lm);
@@ -480,6 +483,34 @@ static void frame_free(dframe *d)
     memset(d, 0, sizeof *d);
 }
 
+/* one token of each active frame after a model step: the frames are
+ * independent, so they are spread over the threads */
+typedef struct {
+    lmz_lm *lm;
+    dframe *d;
+    lmz_lm_frame *f;
+    const size_t *act;
+    const size_t *row; /* each active frame's logits row, or SIZE_MAX: none */
+    const float *logits;
+} token_job;
+
+static void decode_tokens(void *ctx, size_t b, size_t e, unsigned th)
+{
+    (void)th;
+    token_job *j = ctx;
+    const uint32_t total = 1u << j->lm->p.ens.cdf_bits;
+    for (size_t i = b; i < e; i++) {
+        dframe *x = &j->d[j->act[i]];
+        const float *lg = j->row[i] == SIZE_MAX ? NULL : j->logits + j->row[i] * j->lm->V;
+        const uint32_t *cum = lmz_ens_predict(x->ens, lg);
+        uint32_t target = lmz_rc_decode_target(&x->rc, total);
+        uint32_t s = lmz_cdf_find(cum, j->lm->V, target);
+        lmz_rc_decode_update(&x->rc, cum[s], cum[s + 1] - cum[s], total);
+        lmz_ens_update(x->ens, (int32_t)s);
+        x->toks[x->done++] = x->last = (int32_t)s;
+    }
+}
+
 void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k)
 {
     dframe *d = calloc(k ? k : 1, sizeof *d);
@@ -488,7 +519,8 @@ void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k)
     int32_t *in = malloc((k ? k : 1) * sizeof *in);
     float *logits = malloc((k ? k : 1) * (size_t)lm->V * sizeof *logits);
     uint8_t *need = malloc(k ? k : 1);
-    if (!d || !act || !states || !in || !logits || !need) {
+    size_t *row = malloc((k ? k : 1) * sizeof *row);
+    if (!d || !act || !states || !in || !logits || !need || !row) {
         for (size_t i = 0; i < k; i++) f[i].err = LMZ_ERROR_NOMEM;
         goto out;
     }
@@ -497,8 +529,6 @@ void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k)
         f[i].err = frame_open(lm, &f[i], &d[i]);
         if (!f[i].err && d[i].ntok) act[na++] = i;
     }
-    const unsigned bits = lm->p.ens.cdf_bits;
-    const uint32_t total = 1u << bits;
     const int need_model = (lm->p.ens.parts & LMZ_ENS_MODEL) != 0;
     while (na) {
         if (need_model) { /* every stream reads its token; the skipped ones get no logits */
@@ -512,16 +542,13 @@ void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k)
                 break;
             }
         }
-        size_t keep = 0, row = 0;
+        size_t r = 0;
+        for (size_t j = 0; j < na; j++) row[j] = need_model && need[j] ? r++ : SIZE_MAX;
+        token_job tj = {lm, d, f, act, row, logits};
+        lmz_pool_for_work(lm->pool, na, (double)na * lm->V * 8.0, decode_tokens, &tj);
+        size_t keep = 0;
         for (size_t j = 0; j < na; j++) {
             dframe *x = &d[act[j]];
-            const float *lg = need_model && need[j] ? logits + row++ * lm->V : NULL;
-            const uint32_t *cum = lmz_ens_predict(x->ens, lg);
-            uint32_t target = lmz_rc_decode_target(&x->rc, total);
-            uint32_t s = lmz_cdf_find(cum, lm->V, target);
-            lmz_rc_decode_update(&x->rc, cum[s], cum[s + 1] - cum[s], total);
-            lmz_ens_update(x->ens, (int32_t)s);
-            x->toks[x->done++] = x->last = (int32_t)s;
             if (x->done < x->ntok && !x->rc.overrun && !x->rc.corrupt) act[keep++] = act[j];
             else if (x->done < x->ntok) f[act[j]].err = LMZ_ERROR_CORRUPT; /* damaged or cut short */
         }
@@ -538,4 +565,5 @@ out:
     free(in);
     free(logits);
     free(need);
+    free(row);
 }

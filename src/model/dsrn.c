@@ -244,6 +244,7 @@ int lmz_dsrn_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model *
     for (uint32_t i = 0; i < half; i++) m->rope_freq[i] = lmz_powf(rope_base, -(float)(2 * i) / (float)m->hd);
     m->pool = lmz_pool_new(opts && opts->threads ? opts->threads : 1);
     if (!m->pool) goto oom;
+    m->base.pool = m->pool;
     m->n_threads = lmz_pool_threads(m->pool);
     m->cap = m->W + CHUNK;
     size_t wmax = m->D > m->F ? m->D : m->F;

@@ -231,6 +231,7 @@ int lmz_llama_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model 
         m->rope_freq[i] = f;
     }
     m->pool = lmz_pool_new(opts && opts->threads ? opts->threads : 1);
+    m->base.pool = m->pool;
     m->n_threads = lmz_pool_threads(m->pool);
     m->cap = (m->base.window + CHUNK + 15) / 16 * 16;
     size_t group = m->n_head / m->n_kv;

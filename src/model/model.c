@@ -245,6 +245,8 @@ int lmz_model_prefill(lmz_model *m, lmz_state *s, const int32_t *tokens, size_t 
     return m->ops->prefill(m, s, tokens, n, logits);
 }
 
+struct lmz_pool *lmz_model_pool(const lmz_model *m) { return m->pool; }
+
 int lmz_model_step(lmz_model *m, lmz_state **states, const int32_t *tokens, size_t k, float *logits)
 {
     return lmz_model_step_some(m, states, tokens, k, logits, NULL);

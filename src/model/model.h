@@ -48,6 +48,9 @@ const char *lmz_model_arch(const lmz_model *m);
 const lmz_tokenizer *lmz_model_tokenizer(const lmz_model *m);
 const char *lmz_model_tokenizer_note(const lmz_model *m);
 uint32_t lmz_model_window(const lmz_model *m);
+/* The model's worker threads, for the caller's own independent work between
+ * model calls (never during one). NULL for one thread. */
+struct lmz_pool *lmz_model_pool(const lmz_model *m);
 /* the model's file (metadata and tensors), valid while the model is open */
 const lmz_gguf *lmz_model_gguf(const lmz_model *m);
 

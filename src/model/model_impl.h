@@ -34,6 +34,7 @@ struct lmz_model {
     lmz_kpath kp;
     uint32_t n_vocab;
     uint32_t window;             /* attention window in tokens */
+    struct lmz_pool *pool;       /* the architecture's threads (owned by it) */
 };
 
 struct lmz_state {
