@@ -8,6 +8,10 @@
  *                      [--model FILE.gguf]
  *
  * --model measures a given model (llama or DSRN) instead of the random one.
+ * --tokenizer FILE gives the random model the tokenizer of FILE (a GGUF with
+ * a 49152-token vocabulary, e.g. SmolLM2's), and --write-only writes the
+ * models (DIR/lmzip-bench-135m-TYPE-tok.gguf) without measuring: a
+ * SmolLM2-135M-shaped model that lmzip can run on text, for bench/codec.
  * For each weight type: writes the model to DIR (once), then reports prefill
  * tokens/s over PREFILL tokens and lockstep decode tokens/s (streams x steps
  * tokens over the wall time), per thread count, and the process's peak
@@ -95,8 +99,66 @@ static void *matrix(uint32_t type, uint64_t cols, uint64_t rows)
     return p;
 }
 
+static const char *tok_path; /* --tokenizer: a GGUF whose tokenizer the random model takes */
+
+/* copy a string array key from g to w */
+static int copy_strs(lmz_gguf_writer *w, const lmz_gguf *g, const char *key)
+{
+    const lmz_gguf_kv *kv = lmz_gguf_find(g, key);
+    if (!kv) return 0;
+    const char **v = malloc((size_t)kv->count * sizeof *v);
+    size_t *len = malloc((size_t)kv->count * sizeof *len);
+    if (!v || !len) return -1;
+    for (uint64_t i = 0; i < kv->count; i++) {
+        lmz_str s = lmz_gguf_arr_str(kv, i);
+        v[i] = s.ptr;
+        len[i] = s.len;
+    }
+    lmz_gguf_w_arr_str(w, key, v, (size_t)kv->count, len);
+    free(v);
+    free(len);
+    return 0;
+}
+
+/* the tokenizer of tok_path (a 49152-token vocabulary) into w */
+static int copy_tokenizer(lmz_gguf_writer *w, lmz_gguf *g)
+{
+    char err[256];
+    if (lmz_gguf_open(tok_path, g, err, sizeof err) != 0) {
+        fprintf(stderr, "bench_engine: %s\n", err);
+        return -1;
+    }
+    const lmz_gguf_kv *t = lmz_gguf_find(g, "tokenizer.ggml.tokens");
+    if (!t || t->count != VOCAB) {
+        fprintf(stderr, "bench_engine: %s: not a %d-token tokenizer\n", tok_path, VOCAB);
+        return -1;
+    }
+    static const char *const strs[] = {"tokenizer.ggml.model", "tokenizer.ggml.pre"};
+    for (int i = 0; i < 2; i++) {
+        lmz_str s;
+        char buf[64];
+        if (lmz_gguf_get_str(g, strs[i], &s) == 0 && s.len < sizeof buf) {
+            memcpy(buf, s.ptr, s.len);
+            buf[s.len] = 0;
+            lmz_gguf_w_str(w, strs[i], buf);
+        }
+    }
+    if (copy_strs(w, g, "tokenizer.ggml.tokens") || copy_strs(w, g, "tokenizer.ggml.merges")) return -1;
+    const lmz_gguf_kv *tt = lmz_gguf_find(g, "tokenizer.ggml.token_type");
+    if (tt && tt->count == VOCAB) lmz_gguf_w_arr_i32(w, "tokenizer.ggml.token_type", (const int32_t *)tt->data, VOCAB);
+    static const char *const ids[] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                                      "tokenizer.ggml.unknown_token_id"};
+    for (int i = 0; i < 3; i++) {
+        uint64_t v;
+        if (lmz_gguf_get_u64(g, ids[i], &v) == 0) lmz_gguf_w_u32(w, ids[i], (uint32_t)v);
+    }
+    return 0;
+}
+
 static int write_model(const char *path, uint32_t type)
 {
+    lmz_gguf tg;
+    memset(&tg, 0, sizeof tg);
     lmz_gguf_writer *w = lmz_gguf_writer_new();
     lmz_gguf_w_str(w, "general.architecture", "llama");
     lmz_gguf_w_u32(w, "llama.context_length", 8192);
@@ -107,15 +169,23 @@ static int write_model(const char *path, uint32_t type)
     lmz_gguf_w_u32(w, "llama.attention.head_count_kv", KV);
     lmz_gguf_w_f32(w, "llama.rope.freq_base", 100000.0f);
     lmz_gguf_w_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
-    lmz_gguf_w_str(w, "tokenizer.ggml.model", "gpt2");
-    lmz_gguf_w_str(w, "tokenizer.ggml.pre", "smollm");
-    static char names[VOCAB][16];
-    static const char *tok[VOCAB];
-    for (int i = 0; i < VOCAB; i++) {
-        snprintf(names[i], sizeof names[i], "t%d", i);
-        tok[i] = names[i];
+    if (tok_path) {
+        if (copy_tokenizer(w, &tg) != 0) {
+            lmz_gguf_writer_free(w);
+            lmz_gguf_close(&tg);
+            return -1;
+        }
+    } else {
+        lmz_gguf_w_str(w, "tokenizer.ggml.model", "gpt2");
+        lmz_gguf_w_str(w, "tokenizer.ggml.pre", "smollm");
+        static char names[VOCAB][16];
+        static const char *tok[VOCAB];
+        for (int i = 0; i < VOCAB; i++) {
+            snprintf(names[i], sizeof names[i], "t%d", i);
+            tok[i] = names[i];
+        }
+        lmz_gguf_w_arr_str(w, "tokenizer.ggml.tokens", tok, VOCAB, NULL);
     }
-    lmz_gguf_w_arr_str(w, "tokenizer.ggml.tokens", tok, VOCAB, NULL);
     void *blobs[3 + LAYERS * 9];
     int nb = 0;
     uint64_t ne[2];
@@ -149,6 +219,7 @@ static int write_model(const char *path, uint32_t type)
     int rc = f && lmz_gguf_writer_write(w, f) == 0 ? 0 : -1;
     if (f && fclose(f) != 0) rc = -1;
     lmz_gguf_writer_free(w);
+    lmz_gguf_close(&tg);
     for (int i = 0; i < nb; i++) free(blobs[i]);
     return rc;
 }
@@ -168,6 +239,7 @@ static int parse_list(const char *s, long *out, int max)
 int main(int argc, char **argv)
 {
     const char *types = "f32,f16,q8_0", *dir = "/tmp", *model_path = NULL;
+    int write_only = 0;
     long threads[4] = {1, 2}, streams[8] = {1, 8, 32}, prefill = 512, steps = 16, reps = 5;
     int nth = 2, nst = 3;
     for (int i = 1; i < argc; i++) {
@@ -179,9 +251,12 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = strtol(argv[++i], NULL, 10);
         else if (!strcmp(argv[i], "--model") && i + 1 < argc) model_path = argv[++i];
+        else if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) tok_path = argv[++i];
+        else if (!strcmp(argv[i], "--write-only")) write_only = 1;
         else {
             fprintf(stderr, "usage: bench_engine [--types f32,f16,q8_0] [--threads 1,2] [--prefill N] "
-                            "[--streams 1,8,32] [--steps N] [--reps N] [--dir DIR] [--model FILE]\n");
+                            "[--streams 1,8,32] [--steps N] [--reps N] [--dir DIR] [--model FILE]\n"
+                            "       [--tokenizer FILE --write-only]\n");
             return 1;
         }
     }
@@ -200,13 +275,17 @@ int main(int argc, char **argv)
     for (int t = 0; t < 4; t++) {
         if (model_path ? t > 0 : !strstr(types, all[t].name)) continue;
         char path[512];
-        snprintf(path, sizeof path, "%s/lmzip-bench-135m-%s.gguf", dir, all[t].name);
+        snprintf(path, sizeof path, "%s/lmzip-bench-135m-%s%s.gguf", dir, all[t].name, tok_path ? "-tok" : "");
         if (model_path) snprintf(path, sizeof path, "%s", model_path);
         FILE *e = fopen(path, "rb");
         if (e) fclose(e);
         else if (model_path || write_model(path, all[t].type) != 0) {
             fprintf(stderr, "bench_engine: cannot write %s\n", path);
             return 1;
+        }
+        if (write_only) { /* a model for other benchmarks (bench/codec) */
+            fprintf(stderr, "bench_engine: wrote %s\n", path);
+            continue;
         }
         for (int th = 0; th < nth; th++) {
             lmz_model_opts o = {(unsigned)threads[th], 0};
