@@ -98,7 +98,7 @@ typedef struct {
     unsigned cdf_bits;     /* frequency total 2^cdf_bits (16..24, default 24) */
     unsigned text_min;     /* shortest text segment in bytes (default 64) */
     uint32_t window;       /* llama KV window in tokens (0 = the model's context) */
-    float bias_lr;         /* bias head learning rate (default 0.001) */
+    float bias_lr;         /* bias head learning rate (default 0.3) */
     float mix_lr;          /* log mixer learning rate (default 0.002) */
     uint32_t skip_mbits;   /* confidence skip: tokens whose n-gram/match blend has
                               an entropy under skip_mbits/1000 bits are coded
