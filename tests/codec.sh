@@ -58,6 +58,18 @@ done
 roundtrip "alice29.txt in 16K frames" alice.txt -m "$TINY" -B 16K -T 2
 roundtrip "binary-only file, 1K frames" random.bin -m "$TINY" -B 1K
 
+# ---- the benchmark corpora (../shared/data/bench, when present): every file
+# under 200 KB (32 KB under sanitizers and qemu); bench/codec round-trips the
+# large text files with a real model
+if [ -d "$DATA/bench" ]; then
+    lim=200000
+    [ -n "$LMZ_TEST_QUICK" ] && lim=32768
+    for f in $(find "$DATA/bench" -type f | sort); do
+        [ "$(wc -c < "$f")" -le $lim ] || continue
+        roundtrip "bench file ${f#"$DATA"/bench/}" "$f" -m "$TINY" -B 32K -T 2
+    done
+fi
+
 # ---- every setting that changes probabilities ------------------------------
 for s in "--parts=model" "--parts=model,ngram" "--parts=model,ngram,bias" "--parts=ngram,match" \
     "--mixer=prob" "--cdf-bits=16" "--ngram-bits=8" "--text-min=1" "--bias-lr=0.01 --mix-lr=0.01" \
