@@ -99,14 +99,14 @@ static void usage(FILE *f)
             "      --bias-lr=X, --mix-lr=X  learning rates (default 0.3, 0.002)\n"
             "      --skip=BITS       code a token without the model when the n-gram and\n"
             "                        match blend's entropy is below BITS (default 0: never)\n"
-            "Models folders: $LMZIP_MODELS (':'-separated), then models/ beside or\n"
-            "above the program, then " LMZIP_MODELS_DIR ".\n"
             "      --table-bits=N    byte model memory: 2^N 16-byte slots (12..24,\n"
             "                        default 22 = 64 MiB per thread at most)\n"
             "  -v, --verbose         more messages (-l: every frame)\n"
             "  -q, --quiet           no messages but errors\n"
             "  -h, --help            this help\n"
             "  -V, --version         version\n\n"
+            "Models folders: $LMZIP_MODELS (':'-separated), then models/ beside or\n"
+            "above the program, then " LMZIP_MODELS_DIR ".\n"
             "Exit status: 0 on success, 1 on any error.\n");
 }
 
