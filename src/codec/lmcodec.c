@@ -413,7 +413,8 @@ static int frame_open(lmz_lm *lm, lmz_lm_frame *f, dframe *d)
     const uint8_t *p = f->payload;
     size_t len = f->comp_size, pos = 0;
     uint64_t ns, a, b;
-    if (get_varint(p, len, &pos, &ns) || ns == 0 || ns > f->orig_size) return LMZ_ERROR_CORRUPT;
+    /* a segment takes at least 3 bytes of the table: no large allocation on a lying count */
+    if (get_varint(p, len, &pos, &ns) || ns == 0 || ns > f->orig_size || ns > len / 3) return LMZ_ERROR_CORRUPT;
     if (!(d->seg = calloc(ns, sizeof *d->seg))) return LMZ_ERROR_NOMEM;
     d->ns = ns;
     uint64_t total = 0, bin = 0, ntok = 0;
