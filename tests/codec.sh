@@ -59,11 +59,11 @@ roundtrip "alice29.txt in 16K frames" alice.txt -m "$TINY" -B 16K -T 2
 roundtrip "binary-only file, 1K frames" random.bin -m "$TINY" -B 1K
 
 # ---- the benchmark corpora (../shared/data/bench, when present): every file
-# under 200 KB (32 KB under sanitizers and qemu); bench/codec round-trips the
+# under 200 KB (12 KB under sanitizers and qemu); bench/codec round-trips the
 # large text files with a real model
 if [ -d "$DATA/bench" ]; then
     lim=200000
-    [ -n "$LMZ_TEST_QUICK" ] && lim=32768
+    [ -n "$LMZ_TEST_QUICK" ] && lim=12288
     for f in $(find "$DATA/bench" -type f | sort); do
         [ "$(wc -c < "$f")" -le $lim ] || continue
         roundtrip "bench file ${f#"$DATA"/bench/}" "$f" -m "$TINY" -B 32K -T 2
