@@ -93,7 +93,6 @@ void lmz_lm_free(lmz_lm *lm)
 const char *lmz_lm_name(const lmz_lm *lm) { return lm->name; }
 const uint8_t *lmz_lm_hash(const lmz_lm *lm) { return lm->hash; }
 uint32_t lmz_lm_window(const lmz_lm *lm) { return lmz_model_window(lm->m); }
-void lmz_lm_set_params(lmz_lm *lm, const lmz_lm_params *p) { lm->p = *p; }
 void lmz_lm_stats_get(const lmz_lm *lm, lmz_lm_stats *s) { *s = lm->st; }
 void lmz_lm_stats_reset(lmz_lm *lm) { memset(&lm->st, 0, sizeof lm->st); }
 
@@ -489,7 +488,6 @@ static void frame_free(dframe *d)
 typedef struct {
     lmz_lm *lm;
     dframe *d;
-    lmz_lm_frame *f;
     const size_t *act;
     const size_t *row; /* each active frame's logits row, or SIZE_MAX: none */
     const float *logits;
@@ -545,7 +543,7 @@ void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k)
         }
         size_t r = 0;
         for (size_t j = 0; j < na; j++) row[j] = need_model && need[j] ? r++ : SIZE_MAX;
-        token_job tj = {lm, d, f, act, row, logits};
+        token_job tj = {lm, d, act, row, logits};
         lmz_pool_for_work(lm->pool, na, (double)na * lm->V * 8.0, decode_tokens, &tj);
         size_t keep = 0;
         for (size_t j = 0; j < na; j++) {

@@ -60,8 +60,6 @@ const char *lmz_lm_name(const lmz_lm *lm);
 const uint8_t *lmz_lm_hash(const lmz_lm *lm);
 /* The model's window as the header records it. */
 uint32_t lmz_lm_window(const lmz_lm *lm);
-/* The parameters in use (settings read from a header replace them). */
-void lmz_lm_set_params(lmz_lm *lm, const lmz_lm_params *p);
 
 /* Segments of src[0..n): kinds (LMZ_SEG_TEXT or LMZ_SEG_BYTEMODEL for
  * binary) and lengths into the caller's arrays of n entries at most.

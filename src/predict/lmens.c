@@ -60,7 +60,6 @@ struct lmz_ens {
     int32_t mpred;
     float mconf, mbg;
     float elog[EXPERTS]; /* log mixer: expectation of each expert's log q */
-    double psum;         /* sum of the mixed probabilities (statistics only) */
     int prepared;        /* the cheap parts of the next prediction are done */
     int want;            /* ... and the model is wanted */
     uint64_t skipped;
@@ -92,13 +91,6 @@ static size_t buckets_for(const lmz_ens_params *p, size_t max_tokens)
     size_t nb = (size_t)1 << LMZ_ENS_NGRAM_BITS_MIN;
     while (nb < max_tokens && nb < ((size_t)1 << p->ngram_bits)) nb <<= 1;
     return nb;
-}
-
-size_t lmz_ens_mem(const lmz_ens_params *p, uint32_t vocab, size_t max_tokens)
-{
-    size_t nb = buckets_for(p, max_tokens);
-    return sizeof(lmz_ens) + max_tokens * sizeof(int32_t) + (size_t)vocab * (6 * sizeof(float) + 1) +
-           ((size_t)vocab * 2 + 1) * sizeof(uint32_t) + nb * (NG_ORDERS * sizeof(ng_bucket) + sizeof(uint32_t));
 }
 
 void lmz_ens_free(lmz_ens *e)
@@ -182,7 +174,6 @@ static void ngram_predict(lmz_ens *e)
 {
     float s = 1.0f;
     e->nlist = 0;
-    e->ngorder = 0;
     for (unsigned k = 0; k < e->ngk; k++) {
         const ng_bucket *b = &e->ng[k][e->ngidx[k]];
         if (b->check != e->ngchk[k]) continue;
@@ -330,12 +321,13 @@ const uint32_t *lmz_ens_predict(lmz_ens *e, const float *logits)
         } else {
             memset(l, 0, V * sizeof *l);
         }
-        float lbase_n = 0, lbase_k = 0;
+        float lbase_n = 0, lbase_k = 0, dlog[NG_ORDERS * NG_SLOTS]; /* log q_ng(t) - lbase_n at the list */
         if (e->act[X_NGRAM]) {
             lbase_n = lmz_logf(e->ng_s);
             for (unsigned i = 0; i < e->nlist; i++) {
                 int32_t t = e->list[i];
-                l[t] += e->w[X_NGRAM] * (lmz_logf(e->ng_s + e->ngadd[t]) - lbase_n);
+                dlog[i] = lmz_logf(e->ng_s + e->ngadd[t]) - lbase_n;
+                l[t] += e->w[X_NGRAM] * dlog[i];
             }
         }
         if (e->act[X_MATCH]) {
@@ -350,18 +342,12 @@ const uint32_t *lmz_ens_predict(lmz_ens *e, const float *logits)
         }
         if (e->act[X_NGRAM]) {
             double en = lbase_n;
-            for (unsigned i = 0; i < e->nlist; i++) {
-                int32_t t = e->list[i];
-                en += (double)p[t] * (double)(lmz_logf(e->ng_s + e->ngadd[t]) - lbase_n);
-            }
+            for (unsigned i = 0; i < e->nlist; i++) en += (double)p[e->list[i]] * (double)dlog[i];
             e->elog[X_NGRAM] = (float)en;
         }
         if (e->act[X_MATCH])
             e->elog[X_MATCH] = lbase_k + p[e->mpred] * (lmz_logf(e->mconf) - lbase_k);
     }
-    double ps = 0;
-    for (uint32_t v = 0; v < V; v++) ps += (double)p[v];
-    e->psum = ps;
     lmz_cdf_build_bits(p, V, e->p.cdf_bits, e->freq, e->cum);
     return e->cum;
 }
@@ -374,8 +360,10 @@ double lmz_ens_cost(const lmz_ens *e, int32_t tok)
 
 double lmz_ens_cost_ideal(const lmz_ens *e, int32_t tok)
 {
-    if (tok < 0 || (uint32_t)tok >= e->V || !(e->psum > 0)) return 0;
-    return -log2((double)e->pmix[tok] / e->psum);
+    if (tok < 0 || (uint32_t)tok >= e->V) return 0;
+    double sum = 0; /* the mixed probabilities need not add to 1 (statistics only: not in predict) */
+    for (uint32_t v = 0; v < e->V; v++) sum += (double)e->pmix[v];
+    return sum > 0 ? -log2((double)e->pmix[tok] / sum) : 0;
 }
 
 /* log of each active expert's probability of tok, and the same value */

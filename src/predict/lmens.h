@@ -65,8 +65,6 @@ typedef struct lmz_ens lmz_ens;
  * memory is short. */
 lmz_ens *lmz_ens_new(const lmz_ens_params *p, uint32_t vocab, size_t max_tokens);
 void lmz_ens_free(lmz_ens *e);
-/* Bytes a stream of max_tokens tokens allocates. */
-size_t lmz_ens_mem(const lmz_ens_params *p, uint32_t vocab, size_t max_tokens);
 
 /* Whether the next token's table will use the model's logits: 0 when the
  * confidence skip applies (decided from the past alone, so the decoder
