@@ -548,15 +548,7 @@ static void forward(dsrn_model *m, const int32_t *tokens, size_t B, float *logit
         per_token(m, l, TOK_OUT, l + 1 == m->L);
     }
     if (!logits) return;
-    size_t c = B;
-    if (need) { /* keep the wanted rows, in order */
-        c = 0;
-        for (size_t b = 0; b < B; b++)
-            if (need[b]) {
-                if (c != b) memmove(m->xn + c * m->D, m->xn + b * m->D, m->D * sizeof(float));
-                c++;
-            }
-    }
+    size_t c = lmz_model_keep_rows(m->xn, m->D, B, need);
     if (c) matmul(m, m->output, m->xn, c, logits);
 }
 

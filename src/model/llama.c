@@ -469,15 +469,7 @@ static void forward(llama_model *m, const int32_t *tokens, size_t B, float *logi
         lmz_pool_for_work(m->pool, B, tok_work, tok_rows, &tj);
     }
     if (!logits) return;
-    size_t c = B;
-    if (need) { /* keep the wanted rows, in order */
-        c = 0;
-        for (size_t b = 0; b < B; b++)
-            if (need[b]) {
-                if (c != b) memmove(m->h + c * m->dim, m->h + b * m->dim, m->dim * sizeof(float));
-                c++;
-            }
-    }
+    size_t c = lmz_model_keep_rows(m->h, m->dim, B, need);
     if (c) matmul(m, m->output, m->h, c, logits);
 }
 

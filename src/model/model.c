@@ -245,6 +245,18 @@ int lmz_model_prefill(lmz_model *m, lmz_state *s, const int32_t *tokens, size_t 
     return m->ops->prefill(m, s, tokens, n, logits);
 }
 
+size_t lmz_model_keep_rows(float *x, size_t dim, size_t B, const uint8_t *need)
+{
+    if (!need) return B;
+    size_t c = 0;
+    for (size_t b = 0; b < B; b++)
+        if (need[b]) {
+            if (c != b) memmove(x + c * dim, x + b * dim, dim * sizeof *x);
+            c++;
+        }
+    return c;
+}
+
 struct lmz_pool *lmz_model_pool(const lmz_model *m) { return m->pool; }
 
 int lmz_model_step(lmz_model *m, lmz_state **states, const int32_t *tokens, size_t k, float *logits)

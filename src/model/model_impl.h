@@ -64,6 +64,11 @@ void lmz_model_row(const lmz_model *m, const lmz_gguf_tensor *t, uint64_t r, flo
  * typed dot product; more tokens go in tiles of 4 rows x 4 tokens: the same
  * sums in the same order either way (det-f32-v1). */
 struct lmz_pool;
+/* Move the rows b of x (B rows of dim floats) with need[b] != 0 to the
+ * front, in order (need NULL: all). @return how many. For the output product
+ * of lmz_model_step_some. */
+size_t lmz_model_keep_rows(float *x, size_t dim, size_t B, const uint8_t *need);
+
 void lmz_model_matmul(const lmz_model *m, struct lmz_pool *pool, float *wrows, size_t wmax, const lmz_gguf_tensor *t,
                       const float *x, size_t T, float *y);
 /* a metadata integer 1..2^30, or -1 with a message */
