@@ -206,6 +206,10 @@ int lmz_compress_buffer(const lmz_params *p, const void *src, size_t n,
 int lmz_decompress_buffer(unsigned threads, const void *src, size_t n,
                           void *dst, size_t cap, size_t *out_len);
 
+/* The same with a model at hand (lmz_dparams, as lmz_decompress_stream_ex). */
+int lmz_decompress_buffer_ex(const lmz_dparams *p, const void *src, size_t n,
+                             void *dst, size_t cap, size_t *out_len);
+
 #ifdef __cplusplus
 }
 #endif

@@ -622,6 +622,15 @@ static int parse_uint(const char *s, unsigned max, unsigned *v)
     return 0;
 }
 
+/* a number in [0, max] */
+static int parse_real(const char *s, double max, double *x)
+{
+    char *end;
+    errno = 0;
+    *x = strtod(s, &end);
+    return errno || end == s || *end || !(*x >= 0 && *x <= max) ? -1 : 0;
+}
+
 /* "model,ngram,bias,match" or "all" into LMZ_PART_* bits */
 static int parse_parts(const char *s, unsigned *out)
 {
@@ -726,22 +735,16 @@ int main(int argc, char **argv)
                 }
                 o.params.window = w;
             } else if (LONG("--skip")) {
-                const char *v = VALUE();
-                char *end;
-                errno = 0;
-                double x = strtod(v, &end);
-                if (errno || end == v || *end || !(x >= 0 && x <= 16)) {
+                double x;
+                if (parse_real(VALUE(), 16, &x)) {
                     fprintf(stderr, "%s: bad --skip (entropy in bits, 0..16)\n", prog);
                     return 1;
                 }
                 o.params.skip_mbits = (uint32_t)(x * 1000.0 + 0.5);
             } else if (LONG("--bias-lr") || LONG("--mix-lr")) {
                 int bias = LONG("--bias-lr");
-                const char *v = VALUE();
-                char *end;
-                errno = 0;
-                double x = strtod(v, &end);
-                if (errno || end == v || *end || !(x >= 0 && x <= 1)) {
+                double x;
+                if (parse_real(VALUE(), 1, &x)) {
                     fprintf(stderr, "%s: bad learning rate (0..1)\n", prog);
                     return 1;
                 }

@@ -864,10 +864,16 @@ int lmz_compress_buffer(const lmz_params *p, const void *src, size_t n, void *ds
 int lmz_decompress_buffer(unsigned threads, const void *src, size_t n, void *dst, size_t cap,
                           size_t *out_len)
 {
+    lmz_dparams dp = {threads, NULL, NULL, NULL};
+    return lmz_decompress_buffer_ex(&dp, src, n, dst, cap, out_len);
+}
+
+int lmz_decompress_buffer_ex(const lmz_dparams *p, const void *src, size_t n, void *dst, size_t cap,
+                             size_t *out_len)
+{
     membuf m = {src, n, 0, dst, cap, 0};
     lmz_io io = {&m, mem_read, mem_write, NULL};
-    lmz_dparams dp = {threads, NULL, NULL, NULL};
-    int e = decompress_limited(&dp, &io, cap);
+    int e = decompress_limited(p, &io, cap);
     if (out_len) *out_len = m.dst_pos;
     return e;
 }

@@ -19,31 +19,6 @@
 
 #define DST_CAP (1u << 18)
 
-typedef struct {
-    const uint8_t *src;
-    size_t n, pos;
-    uint8_t *dst;
-    size_t cap, len;
-} mem;
-
-static long mem_read(void *o, void *buf, size_t n)
-{
-    mem *m = o;
-    size_t k = m->n - m->pos < n ? m->n - m->pos : n;
-    memcpy(buf, m->src + m->pos, k);
-    m->pos += k;
-    return (long)k;
-}
-
-static int mem_write(void *o, const void *buf, size_t n)
-{
-    mem *m = o;
-    if (n > m->cap - m->len) return -1;
-    memcpy(m->dst + m->len, buf, n);
-    m->len += n;
-    return 0;
-}
-
 static void on_frame(void *o, const lmz_frame_info *f)
 {
     (void)o;
@@ -76,11 +51,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     /* the same input through the decoder with a model at hand */
     const char *model = getenv("LMZ_FUZZ_MODEL");
-    mem m = {data, size, 0, dst, DST_CAP, 0};
-    lmz_io io = {&m, mem_read, mem_write, NULL};
     lmz_dparams dp = {1, model ? model : "tests/models/tiny-dsrn.gguf", NULL, NULL};
-    e = lmz_decompress_stream_ex(&dp, &io);
-    if (e < 0 || e >= LMZ_ERROR_COUNT_ || m.len > DST_CAP) abort();
+    e = lmz_decompress_buffer_ex(&dp, data, size, dst, DST_CAP, &out);
+    if (e < 0 || e >= LMZ_ERROR_COUNT_ || out > DST_CAP) abort();
     lmz_list_callbacks cb = {NULL, on_frame, NULL, NULL};
     e = lmz_list_buffer(data, size, &cb);
     if (e < 0 || e >= LMZ_ERROR_COUNT_) abort();
