@@ -103,7 +103,13 @@ typedef struct {
     uint32_t skip_mbits;   /* confidence skip: tokens whose n-gram/match blend has
                               an entropy under skip_mbits/1000 bits are coded
                               without the model (0 = never, default; at most 16000) */
-    lmz_stats *stats;      /* if not NULL, filled when compression ends */
+    unsigned group;        /* frames per group whose text shares one ensemble:
+                              they learn from each other and still decode side
+                              by side (1..64, group x frame_size at most 64 MiB;
+                              default 1) */
+    lmz_stats *stats;      /* if not NULL, filled when compression ends (the
+                              ensemble's own cross-entropy, ideal_bits, takes
+                              one more pass over the vocabulary per token) */
 } lmz_params;
 
 /* Open the model at path as compression would, and close it: LMZ_OK, or
@@ -161,6 +167,7 @@ typedef struct {
     uint32_t frame_size;
     unsigned table_bits;
     uint64_t size_hint;       /* as recorded, or LMZ_SIZE_UNKNOWN */
+    unsigned group;           /* frames per group sharing an ensemble (1: apart) */
 } lmz_stream_info;
 
 typedef struct {

@@ -31,6 +31,7 @@ typedef struct {
     mode_t_ mode;
     int to_stdout, force, remove_input, verbose, quiet;
     int frame_set;          /* -B given */
+    int group_set;          /* --group given */
     const char *out_path;
     const char *model_arg;  /* -m as given; NULL: the default */
     char model_path[PATH_MAX];
@@ -40,7 +41,26 @@ typedef struct {
 #ifndef LMZIP_MODELS_DIR
 #define LMZIP_MODELS_DIR "/usr/local/share/lmzip/models"
 #endif
-#define LM_FRAME_DEFAULT (256u << 10)
+/* With a model and no -B, a file is cut into LM_FRAMES_WANTED frames (decoded
+ * side by side, so decompression has that many streams to batch), each of
+ * LM_FRAME_MIN .. LM_FRAME_MAX bytes in steps of 4K; input of unknown size
+ * takes LM_FRAME_MAX. The frames of a group share their statistics, so
+ * smaller frames cost less ratio than they would alone (docs/BENCHMARKS.md). */
+#define LM_FRAMES_WANTED 16
+#define LM_FRAME_MIN (16u << 10)
+#define LM_FRAME_MAX (256u << 10)
+#define LM_GROUP_DEFAULT 64
+
+static void lm_frames(lmz_params *p, int group_set)
+{
+    uint64_t f = LM_FRAME_MAX;
+    if (p->size_hint != LMZ_SIZE_UNKNOWN) {
+        f = (p->size_hint / LM_FRAMES_WANTED + 4095) / 4096 * 4096;
+        f = f < LM_FRAME_MIN ? LM_FRAME_MIN : f > LM_FRAME_MAX ? LM_FRAME_MAX : f;
+    }
+    p->frame_size = (uint32_t)f;
+    if (!group_set) p->group = LM_GROUP_DEFAULT; /* 64 x 256K at most: within 64M */
+}
 
 static const char *prog = "lmzip";
 
@@ -97,6 +117,8 @@ static void usage(FILE *f)
             "      --text-min=N      shortest text segment in bytes (default 64)\n"
             "      --window=N        llama KV window in tokens (default the model's)\n"
             "      --bias-lr=X, --mix-lr=X  learning rates (default 0.3, 0.002)\n"
+            "      --group=N         frames whose text shares one ensemble (1..64, at most\n"
+            "                        64M of frames; default 64 with up to 64M of frames)\n"
             "      --skip=BITS       code a token without the model when the n-gram and\n"
             "                        match blend's entropy is below BITS (default 0: never)\n"
             "      --table-bits=N    byte model memory: 2^N 16-byte slots (12..24,\n"
@@ -347,9 +369,9 @@ static void li_stream(void *o, const lmz_stream_info *s)
     list_ctx *l = o;
     snprintf(l->model, sizeof l->model, "%s", s->model);
     if (l->opt->verbose)
-        printf("%s: stream %u: format %u, profile %s, model %s, frame size %u, table bits %u\n",
+        printf("%s: stream %u: format %u, profile %s, model %s, frame size %u, group %u, table bits %u\n",
                l->name, s->stream_index, s->format_version, s->profile, s->model, s->frame_size,
-               s->table_bits);
+               s->group, s->table_bits);
 }
 
 static void li_frame(void *o, const lmz_frame_info *f)
@@ -494,9 +516,10 @@ static int process(const options *o, const char *path, int *listed_header)
     memset(&stats, 0, sizeof stats);
     if (o->mode == MODE_COMPRESS) {
         lmz_params p = o->params;
-        p.stats = &stats;
+        if (o->verbose) p.stats = &stats; /* the statistics cost a little time */
         p.size_hint = c.in_size ? c.in_size : (from_stdin ? LMZ_SIZE_UNKNOWN : 0);
         if (!from_stdin && !S_ISREG(st.st_mode)) p.size_hint = LMZ_SIZE_UNKNOWN;
+        if (strcmp(p.model, "none") != 0 && !o->frame_set) lm_frames(&p, o->group_set);
         e = lmz_compress_stream(&p, &io);
     } else {
         /* -m names the model; else the folders are searched for the one a
@@ -690,7 +713,7 @@ int main(int argc, char **argv)
             else if (LONG("--quiet")) o.quiet = 1;
             else if (LONG("--help")) { usage(stdout); return 0; }
             else if (LONG("--version")) {
-                printf("lmzip %s (format %d, profiles int-v1 det-f32-v1)\n", LMZ_VERSION_STRING, 1);
+                printf("lmzip %s (format %d, profiles int-v1 det-f32-v1 det-f32-v2)\n", LMZ_VERSION_STRING, 1);
                 return 0;
             } else if (LONG("--threads")) {
                 if (parse_uint(VALUE(), 256, &o.params.threads)) {
@@ -734,6 +757,12 @@ int main(int argc, char **argv)
                     return 1;
                 }
                 o.params.window = w;
+            } else if (LONG("--group")) {
+                if (parse_uint(VALUE(), 64, &o.params.group) || o.params.group < 1) {
+                    fprintf(stderr, "%s: bad --group (1..64 frames)\n", prog);
+                    return 1;
+                }
+                o.group_set = 1;
             } else if (LONG("--skip")) {
                 double x;
                 if (parse_real(VALUE(), 16, &x)) {
@@ -793,7 +822,7 @@ int main(int argc, char **argv)
             case 'v': o.verbose++; break;
             case 'q': o.quiet = 1; break;
             case 'h': usage(stdout); return 0;
-            case 'V': printf("lmzip %s (format %d, profiles int-v1 det-f32-v1)\n", LMZ_VERSION_STRING, 1); return 0;
+            case 'V': printf("lmzip %s (format %d, profiles int-v1 det-f32-v1 det-f32-v2)\n", LMZ_VERSION_STRING, 1); return 0;
             case 'T':
                 if (parse_uint(val, 256, &o.params.threads)) {
                     fprintf(stderr, "%s: bad thread count (0..256)\n", prog);
@@ -827,9 +856,15 @@ int main(int argc, char **argv)
             fprintf(stderr, "%s: %s\n", prog, err);
             return 1;
         }
-        if (!o.frame_set) o.params.frame_size = LM_FRAME_DEFAULT;
+        if (!o.frame_set) o.params.frame_size = LM_FRAME_MAX; /* per file: lm_frames */
         if (o.params.frame_size > (64u << 20)) {
             fprintf(stderr, "%s: with a model, frames are at most 64M\n", prog);
+            return 1;
+        }
+        uint32_t fit = (64u << 20) / o.params.frame_size; /* frames of a group: 64M at most */
+        if (!o.group_set) o.params.group = fit < LM_GROUP_DEFAULT ? fit : LM_GROUP_DEFAULT;
+        if (o.params.group > 1 && o.params.group > fit) {
+            fprintf(stderr, "%s: --group x --frame-size is at most 64M\n", prog);
             return 1;
         }
     }

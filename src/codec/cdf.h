@@ -27,6 +27,13 @@ int lmz_cdf_build(const float *p, uint32_t n, uint32_t *freq, uint32_t *cum);
 /* The same with a total of 2^bits (bits <= 24; n < 2^bits). */
 int lmz_cdf_build_bits(const float *p, uint32_t n, unsigned bits, uint32_t *freq, uint32_t *cum);
 
+/* The same, the sum of p taken in LMZ_CDF_LANES binary64 partial sums (entry
+ * i goes to sum i % 8, each in index order; then ((0+1)+(2+3))+((4+5)+(6+7)))
+ * rather than one: as exact a rule, several times faster (profile
+ * det-f32-v2). */
+#define LMZ_CDF_LANES 8
+int lmz_cdf_build_lanes(const float *p, uint32_t n, unsigned bits, uint32_t *freq, uint32_t *cum);
+
 /* Index of the symbol whose [cum[s], cum[s+1]) holds target (binary search).
  * cum has n+1 entries, cum[0] = 0, cum[n] = total, target < total. */
 uint32_t lmz_cdf_find(const uint32_t *cum, uint32_t n, uint32_t target);

@@ -29,7 +29,7 @@ size_t lmz_header_write(const lmz_header *h, uint8_t *out)
     memcpy(out + o, h->model_hash, 32);
     o += 32;
     int lm = strcmp(h->profile, LMZ_PROFILE_INT_V1) != 0;
-    uint64_t set[3 + LMZ_LM_SETTINGS][2] = {{LMZ_SET_FRAME_SIZE, h->frame_size}, {LMZ_SET_TABLE_BITS, h->table_bits}};
+    uint64_t set[4 + LMZ_LM_SETTINGS][2] = {{LMZ_SET_FRAME_SIZE, h->frame_size}, {LMZ_SET_TABLE_BITS, h->table_bits}};
     unsigned ns = 2;
     if (lm) {
         uint32_t blr, mlr;
@@ -44,6 +44,10 @@ size_t lmz_header_write(const lmz_header *h, uint8_t *out)
         if (h->skip_mbits) {
             set[ns][0] = LMZ_SET_SKIP;
             set[ns++][1] = h->skip_mbits;
+        }
+        if (h->group > 1) {
+            set[ns][0] = LMZ_SET_GROUP;
+            set[ns++][1] = h->group;
         }
     }
     out[o++] = (uint8_t)ns;
@@ -95,4 +99,9 @@ void lmz_end_block_write(uint64_t total, uint64_t frames, uint64_t hash, uint8_t
     lmz_put_u64(out + 9, frames);
     lmz_put_u64(out + 17, hash);
     lmz_put_u32(out + 25, check32(out, 25));
+}
+
+int lmz_profile_is_lm(const char *profile)
+{
+    return !strcmp(profile, LMZ_PROFILE_DET_F32_V1) || !strcmp(profile, LMZ_PROFILE_DET_F32_V2);
 }

@@ -10,7 +10,8 @@
  *   1   format version   1
  *   1   flags            0 (any other value: unsupported)
  *   1   n = profile length (1..63), then n bytes: arithmetic profile id
- *       ("int-v1": integer byte model; later "det-f32-v1" for neural models)
+ *       ("int-v1": integer byte model; "det-f32-v1", "det-f32-v2" for
+ *       language models)
  *   1   n = model name length (1..63), then n bytes: model name ("none")
  *   32  model identity   hash of weights + tokenizer; zeros for "none"
  *   1   n = number of settings (0..32), then n times:
@@ -23,7 +24,8 @@
  *                         slots at most (12..24); a frame of L bytes uses
  *                         the smallest b >= 12 with 2^b >= L, capped
  *       3..10: the language-model settings, see the LMZ_SET_ list below;
- *       present in every det-f32-v1 stream, in no other.
+ *       present in every det-f32 stream, in no other; 11 and 12 are
+ *       optional language-model settings.
  *   8   original size    total bytes of the stream, or 2^64-1 if unknown
  *                         when the header was written (streaming input)
  *   4   header check     low 32 bits of XXH64(seed 0) of all bytes above
@@ -51,7 +53,10 @@
  *
  * Frames are independent: each starts with a fresh model and range coder,
  * so they are compressed in parallel, decoded in parallel, and damage stays
- * inside one frame. The range coder stream of a method-1 payload is described
+ * inside one frame. Language-model streams with a group setting G > 1 are
+ * the exception: frames 0..G-1, G..2G-1, ... of the stream form groups whose
+ * text is coded with one shared ensemble (lmcodec.h); damage stays inside
+ * one group. The range coder stream of a method-1 payload is described
  * in src/codec/rangecoder.h.
  */
 #ifndef LMZ_FORMAT_H
@@ -65,13 +70,16 @@ extern const uint8_t lmz_magic[LMZ_MAGIC_LEN];
 
 #define LMZ_FORMAT_VERSION 1
 #define LMZ_PROFILE_INT_V1 "int-v1"
-#define LMZ_PROFILE_DET_F32_V1 "det-f32-v1"
+#define LMZ_PROFILE_DET_F32_V1 "det-f32-v1" /* read only: the first language-model files */
+#define LMZ_PROFILE_DET_F32_V2 "det-f32-v2" /* what the compressor writes */
+/* 1 for the language-model profiles (both carry the same settings) */
+int lmz_profile_is_lm(const char *profile);
 #define LMZ_NAME_MAX 63
 #define LMZ_SETTINGS_MAX 32
 
 #define LMZ_SET_FRAME_SIZE 1
 #define LMZ_SET_TABLE_BITS 2
-/* language-model streams (profile det-f32-v1) carry these too */
+/* language-model streams (profiles det-f32-*) carry these too */
 #define LMZ_SET_PARTS      3  /* ensemble parts, bits of LMZ_ENS_* (1..15) */
 #define LMZ_SET_MIXER      4  /* 0 probability-space weights, 1 log domain */
 #define LMZ_SET_NGRAM_BITS 5  /* n-gram buckets per order at most 2^v (8..24) */
@@ -80,9 +88,14 @@ extern const uint8_t lmz_magic[LMZ_MAGIC_LEN];
 #define LMZ_SET_MIX_LR     8  /* log mixer rate: IEEE-754 binary32 bits */
 #define LMZ_SET_TEXT_MIN   9  /* shortest text segment in bytes (1..65536) */
 #define LMZ_SET_WINDOW     10 /* llama KV window in tokens (1..2^20); 0 for dsrn */
-#define LMZ_LM_SETTINGS    8  /* ids 3..10: present in every det-f32-v1 stream */
+#define LMZ_LM_SETTINGS    8  /* ids 3..10: present in every det-f32 stream */
 #define LMZ_SET_SKIP       11 /* optional (absent = 0): confidence skip threshold in
                                  thousandths of a bit (0..16000) */
+#define LMZ_SET_GROUP      12 /* optional (absent = 1): frames per group, whose text
+                                 shares one ensemble (1..64; group x frame_size
+                                 at most LMZ_GROUP_BYTES_MAX) */
+#define LMZ_GROUP_MAX 64
+#define LMZ_GROUP_BYTES_MAX (64u << 20)
 
 #define LMZ_BLOCK_FRAME 0x01
 #define LMZ_BLOCK_END   0xFF
@@ -103,11 +116,12 @@ typedef struct {
     uint32_t frame_size;
     unsigned table_bits;
     uint64_t size_hint;
-    /* language-model streams only (profile det-f32-v1) */
+    /* language-model streams only (profiles det-f32-*) */
     unsigned parts, mixer, ngram_bits, cdf_bits, text_min;
     uint32_t window;
     float bias_lr, mix_lr;
     uint32_t skip_mbits;
+    unsigned group; /* 1 when absent */
 } lmz_header;
 
 typedef struct {

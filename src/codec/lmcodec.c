@@ -269,20 +269,34 @@ typedef struct {
     size_t off;    /* text: first token; binary: offset in the binary buffer */
 } segment;
 
-int lmz_lm_compress_frame(lmz_lm *lm, const uint8_t *src, size_t n, uint8_t *out, size_t cap, size_t *out_len)
+/* one frame of a group being compressed */
+typedef struct {
+    lmz_lm_cframe *f;
+    int32_t *toks; /* (ntok) the text segments' tokens */
+    size_t ntok;
+    size_t head;   /* bytes of out taken by the segment table and the binary segments */
+    int err;
+    lmz_lm_stats st;
+    /* the text, for one attempt */
+    int in;        /* coded in this attempt */
+    size_t sidx;   /* its stream in the ensemble */
+    lmz_state *state;
+    lmz_rc_enc rc;
+} cframe;
+
+/* Segment table and binary segments of one frame into out; its tokens. */
+static void frame_head(lmz_lm *lm, cframe *c)
 {
-    *out_len = 0;
-    if (n == 0 || n > LMZ_LM_FRAME_MAX) return LMZ_ERROR_PARAM;
-    int err = LMZ_OK;
+    const uint8_t *src = c->f->src;
+    const size_t n = c->f->n, cap = c->f->cap;
+    uint8_t *out = c->f->out;
     uint8_t *kinds = malloc(n), *bin = malloc(n), *tmp = malloc(n);
     size_t *lens = malloc(n * sizeof *lens);
     segment *seg = malloc(n * sizeof *seg);
-    int32_t *toks = NULL;
-    lmz_ens *ens = NULL;
-    lmz_state *st = NULL;
-    float *logits = NULL;
+    c->err = LMZ_OK;
+    c->head = SIZE_MAX; /* does not fit until written */
     if (!kinds || !bin || !tmp || !lens || !seg) {
-        err = LMZ_ERROR_NOMEM;
+        c->err = LMZ_ERROR_NOMEM;
         goto out;
     }
     size_t ns = lmz_segment(src, n, lm->p.text_min, kinds, lens);
@@ -293,31 +307,32 @@ int lmz_lm_compress_frame(lmz_lm *lm, const uint8_t *src, size_t n, uint8_t *out
         seg[i].off = pos;
         pos += lens[i];
         if (kinds[i] != LMZ_SEG_TEXT) continue;
-        long c = lmz_tokenizer_encode(lm->tok, src + seg[i].off, lens[i], NULL, 0);
-        if (c <= 0 || (size_t)c > lens[i] * TOKENS_PER_BYTE) seg[i].kind = LMZ_SEG_BYTEMODEL;
-        else ntok += (size_t)(seg[i].count = (size_t)c);
+        long k = lmz_tokenizer_encode(lm->tok, src + seg[i].off, lens[i], NULL, 0);
+        if (k <= 0 || (size_t)k > lens[i] * TOKENS_PER_BYTE) seg[i].kind = LMZ_SEG_BYTEMODEL;
+        else ntok += (size_t)(seg[i].count = (size_t)k);
     }
-    if (ntok && !(toks = malloc(ntok * sizeof *toks))) {
-        err = LMZ_ERROR_NOMEM;
+    if (ntok && !(c->toks = malloc(ntok * sizeof *c->toks))) {
+        c->err = LMZ_ERROR_NOMEM;
         goto out;
     }
+    c->ntok = ntok;
     /* tokens of the text segments; binary segments coded into bin */
     size_t t = 0;
     for (size_t i = 0; i < ns; i++) {
-        const uint8_t *s = src + seg[i].off;
+        const uint8_t *x = src + seg[i].off;
         if (seg[i].kind == LMZ_SEG_TEXT) {
-            lmz_tokenizer_encode(lm->tok, s, seg[i].len, toks + t, seg[i].count);
+            lmz_tokenizer_encode(lm->tok, x, seg[i].len, c->toks + t, seg[i].count);
             seg[i].off = t;
             t += seg[i].count;
-            lm->st.text_bytes += seg[i].len;
+            c->st.text_bytes += seg[i].len;
         } else {
-            size_t c;
-            seg[i].kind = binary_encode(lm, s, seg[i].len, bin + nbin, tmp, &c);
+            size_t k;
+            seg[i].kind = binary_encode(lm, x, seg[i].len, bin + nbin, tmp, &k);
             seg[i].off = nbin;
-            seg[i].count = c;
-            nbin += c;
-            lm->st.binary_bytes += seg[i].len;
-            lm->st.binary_coded += c;
+            seg[i].count = k;
+            nbin += k;
+            c->st.binary_bytes += seg[i].len;
+            c->st.binary_coded += k;
         }
     }
     /* the segment table, then the binary bytes */
@@ -339,55 +354,173 @@ int lmz_lm_compress_frame(lmz_lm *lm, const uint8_t *src, size_t n, uint8_t *out
     }
     EMIT(bin, nbin);
 #undef EMIT
-    if (ntok) {
-        const unsigned bits = lm->p.ens.cdf_bits;
-        const int need_model = (lm->p.ens.parts & LMZ_ENS_MODEL) != 0;
-        ens = lmz_ens_new(&lm->p.ens, lm->V, ntok);
-        st = lmz_state_new(lm->m);
-        logits = malloc((size_t)PREFILL_CHUNK * lm->V * sizeof *logits);
-        if (!ens || !st || !logits) {
-            err = LMZ_ERROR_NOMEM;
-            goto out;
-        }
-        lmz_rc_enc rc;
-        lmz_rc_enc_init(&rc, out + o, cap - o);
-        int32_t in[PREFILL_CHUNK];
-        for (size_t c = 0; c < ntok; c += PREFILL_CHUNK) {
-            size_t len = ntok - c < PREFILL_CHUNK ? ntok - c : PREFILL_CHUNK;
-            if (need_model) {
-                for (size_t i = 0; i < len; i++) in[i] = c + i == 0 ? lm->start : toks[c + i - 1];
-                if (lmz_model_prefill(lm->m, st, in, len, logits) != 0) {
-                    err = LMZ_ERROR_CORRUPT;
-                    goto out;
-                }
-            }
-            for (size_t i = 0; i < len; i++) {
-                const uint32_t *cum = lmz_ens_predict(ens, need_model ? logits + i * lm->V : NULL);
-                int32_t x = toks[c + i];
-                lmz_rc_encode(&rc, cum[x], cum[x + 1] - cum[x], 1u << bits);
-                lm->st.text_bits += lmz_ens_cost(ens, x);
-                lm->st.ideal_bits += lmz_ens_cost_ideal(ens, x);
-                lmz_ens_update(ens, x);
-            }
-        }
-        lm->st.tokens += ntok;
-        lm->st.skipped += lmz_ens_skipped(ens);
-        size_t c = lmz_rc_enc_finish(&rc);
-        if (c == 0) goto out; /* overflowed: store */
-        o += c;
-        lm->st.text_coded += c;
-    }
-    *out_len = o;
+    c->head = o;
 out:
-    lmz_ens_free(ens);
-    lmz_state_free(st);
-    free(logits);
-    free(toks);
     free(kinds);
     free(bin);
     free(tmp);
     free(lens);
     free(seg);
+}
+
+typedef struct {
+    lmz_lm *lm;
+    cframe *c;
+} head_job;
+
+static void heads(void *ctx, size_t b, size_t e, unsigned th)
+{
+    (void)th;
+    head_job *j = ctx;
+    for (size_t i = b; i < e; i++) frame_head(j->lm, &j->c[i]);
+}
+
+/* one token of each active frame, from the same ensemble state */
+typedef struct {
+    lmz_lm *lm;
+    lmz_ens *ens;
+    cframe *c;
+    const size_t *act;   /* frames */
+    const float *logits; /* frame i's token at logits + row[i] * V */
+    const size_t *row;
+    size_t at;           /* the tokens' position */
+} enc_job;
+
+static void encode_tokens(void *ctx, size_t b, size_t e, unsigned th)
+{
+    (void)th;
+    enc_job *j = ctx;
+    const unsigned bits = j->lm->p.ens.cdf_bits;
+    for (size_t i = b; i < e; i++) {
+        cframe *c = &j->c[j->act[i]];
+        const float *lg = j->row[i] == SIZE_MAX ? NULL : j->logits + j->row[i] * j->lm->V;
+        const uint32_t *cum = lmz_ens_predict(j->ens, c->sidx, lg);
+        int32_t x = c->toks[j->at];
+        lmz_rc_encode(&c->rc, cum[x], cum[x + 1] - cum[x], 1u << bits);
+        c->st.text_bits += lmz_ens_cost(j->ens, c->sidx, x);
+        if (j->lm->p.ideal) c->st.ideal_bits += lmz_ens_cost_ideal(j->ens, c->sidx, x);
+    }
+}
+
+/* The text of the group's frames that are `in`, with one ensemble: every
+ * frame's model over chunks of its tokens (prefill), then position by
+ * position the tables of all frames from one state, then the updates in
+ * frame order. @return LMZ_OK (a frame whose coding overflowed has rc
+ * overrun) or an error. */
+static int code_texts(lmz_lm *lm, cframe *c, size_t k)
+{
+    const uint32_t V = lm->V;
+    const int need_model = (lm->p.ens.parts & LMZ_ENS_MODEL) != 0;
+    size_t m = 0, longest = 0, max_tokens[LMZ_ENS_STREAMS_MAX];
+    size_t act[LMZ_ENS_STREAMS_MAX], row[LMZ_ENS_STREAMS_MAX], who[LMZ_ENS_STREAMS_MAX];
+    for (size_t i = 0; i < k; i++)
+        if (c[i].in && c[i].ntok) {
+            c[i].sidx = m;
+            who[m] = i;
+            max_tokens[m++] = c[i].ntok;
+            if (c[i].ntok > longest) longest = c[i].ntok;
+        }
+    if (m == 0) return LMZ_OK;
+    /* chunks: up to 64 tokens a frame, logits of at most about 64 MiB */
+    size_t budget = ((size_t)64 << 20) / ((size_t)V * sizeof(float)), chunk = budget / m;
+    if (chunk > PREFILL_CHUNK) chunk = PREFILL_CHUNK;
+    if (chunk < 4) chunk = 4;
+    int err = LMZ_OK;
+    lmz_ens *ens = lmz_ens_new(&lm->p.ens, V, m, max_tokens);
+    float *logits = need_model ? malloc(m * chunk * V * sizeof *logits) : NULL;
+    int32_t *in = malloc(chunk * sizeof *in);
+    if (!ens || (need_model && !logits) || !in) err = LMZ_ERROR_NOMEM;
+    for (size_t s = 0; s < m && !err; s++) {
+        cframe *x = &c[who[s]];
+        if (need_model && !(x->state = lmz_state_new(lm->m))) err = LMZ_ERROR_NOMEM;
+        lmz_rc_enc_init(&x->rc, x->f->out + x->head, x->f->cap - x->head);
+        x->st.text_bits = x->st.ideal_bits = 0;
+    }
+    for (size_t at = 0; at < longest && !err; at += chunk) {
+        if (need_model)
+            for (size_t s = 0; s < m && !err; s++) {
+                cframe *x = &c[who[s]];
+                if (x->ntok <= at) continue;
+                size_t len = x->ntok - at < chunk ? x->ntok - at : chunk;
+                for (size_t i = 0; i < len; i++) in[i] = at + i == 0 ? lm->start : x->toks[at + i - 1];
+                if (lmz_model_prefill(lm->m, x->state, in, len, logits + s * chunk * V) != 0) err = LMZ_ERROR_CORRUPT;
+            }
+        for (size_t i = 0; i < chunk && at + i < longest && !err; i++) {
+            size_t na = 0;
+            for (size_t s = 0; s < m; s++)
+                if (c[who[s]].ntok > at + i) {
+                    act[na] = who[s];
+                    row[na++] = need_model ? s * chunk + i : SIZE_MAX;
+                }
+            enc_job ej = {lm, ens, c, act, logits, row, at + i};
+            lmz_pool_for_work(lm->pool, na, (double)na * V * 8.0, encode_tokens, &ej);
+            for (size_t j = 0; j < na; j++) lmz_ens_update(ens, c[act[j]].sidx, c[act[j]].toks[at + i]);
+        }
+    }
+    if (ens) {
+        uint64_t skipped = lmz_ens_skipped(ens);
+        if (m) c[who[0]].st.skipped = skipped; /* the group's, counted once */
+    }
+    lmz_ens_free(ens);
+    free(logits);
+    free(in);
+    for (size_t s = 0; s < m; s++) {
+        lmz_state_free(c[who[s]].state);
+        c[who[s]].state = NULL;
+    }
+    return err;
+}
+
+int lmz_lm_compress_group(lmz_lm *lm, lmz_lm_cframe *f, size_t k)
+{
+    if (k == 0 || k > LMZ_ENS_STREAMS_MAX) return LMZ_ERROR_PARAM;
+    for (size_t i = 0; i < k; i++) {
+        f[i].out_len = 0;
+        if (f[i].n == 0 || f[i].n > LMZ_LM_FRAME_MAX) return LMZ_ERROR_PARAM;
+    }
+    cframe *c = calloc(k, sizeof *c);
+    if (!c) return LMZ_ERROR_NOMEM;
+    for (size_t i = 0; i < k; i++) c[i].f = &f[i];
+    head_job hj = {lm, c};
+    lmz_pool_for(lm->pool, k, heads, &hj);
+    int err = LMZ_OK;
+    for (size_t i = 0; i < k; i++) {
+        if (c[i].err && !err) err = c[i].err;
+        c[i].in = c[i].head != SIZE_MAX;
+    }
+    /* a frame whose text overflows is stored; the others, which learnt
+     * from its tokens, are coded again without it */
+    for (int again = 1; again && !err;) {
+        if ((err = code_texts(lm, c, k)) != LMZ_OK) break;
+        again = 0;
+        for (size_t i = 0; i < k; i++) {
+            if (!c[i].in) continue;
+            size_t t = c[i].ntok ? lmz_rc_enc_finish(&c[i].rc) : 0;
+            if (c[i].ntok && t == 0) {
+                c[i].in = 0;
+                again = 1;
+            } else {
+                f[i].out_len = c[i].head + t;
+            }
+        }
+    }
+    for (size_t i = 0; i < k; i++) {
+        if (!err && c[i].in) {
+            lmz_lm_stats *s = &lm->st, *x = &c[i].st;
+            s->text_bytes += x->text_bytes;
+            s->tokens += c[i].ntok;
+            s->text_bits += x->text_bits;
+            s->ideal_bits += x->ideal_bits;
+            s->text_coded += f[i].out_len - c[i].head;
+            s->skipped += x->skipped;
+            s->binary_bytes += x->binary_bytes;
+            s->binary_coded += x->binary_coded;
+        } else {
+            f[i].out_len = 0;
+        }
+        free(c[i].toks);
+    }
+    free(c);
     return err;
 }
 
@@ -400,7 +533,8 @@ typedef struct {
     size_t ns;
     int32_t *toks;
     size_t ntok, done;
-    lmz_ens *ens;
+    lmz_ens *ens;  /* its group's (not owned) */
+    size_t sidx;   /* its stream there */
     lmz_state *st;
     lmz_rc_dec rc;
     int32_t last;
@@ -450,9 +584,8 @@ static int frame_open(lmz_lm *lm, lmz_lm_frame *f, dframe *d)
     d->ntok = ntok;
     if (ntok == 0) return pos == len ? LMZ_OK : LMZ_ERROR_CORRUPT;
     d->toks = malloc(ntok * sizeof *d->toks);
-    d->ens = lmz_ens_new(&lm->p.ens, lm->V, ntok);
     d->st = lmz_state_new(lm->m);
-    if (!d->toks || !d->ens || !d->st) return LMZ_ERROR_NOMEM;
+    if (!d->toks || !d->st) return LMZ_ERROR_NOMEM;
     lmz_rc_dec_init(&d->rc, p + pos, len - pos);
     d->last = lm->start;
     return LMZ_OK;
@@ -478,13 +611,12 @@ static void frame_free(dframe *d)
 {
     free(d->seg);
     free(d->toks);
-    lmz_ens_free(d->ens);
     lmz_state_free(d->st);
     memset(d, 0, sizeof *d);
 }
 
-/* one token of each active frame after a model step: the frames are
- * independent, so they are spread over the threads */
+/* one token of each active frame after a model step, all from the same
+ * ensemble states: the frames are spread over the threads */
 typedef struct {
     lmz_lm *lm;
     dframe *d;
@@ -501,31 +633,76 @@ static void decode_tokens(void *ctx, size_t b, size_t e, unsigned th)
     for (size_t i = b; i < e; i++) {
         dframe *x = &j->d[j->act[i]];
         const float *lg = j->row[i] == SIZE_MAX ? NULL : j->logits + j->row[i] * j->lm->V;
-        const uint32_t *cum = lmz_ens_predict(x->ens, lg);
+        const uint32_t *cum = lmz_ens_predict(x->ens, x->sidx, lg);
         uint32_t target = lmz_rc_decode_target(&x->rc, total);
         uint32_t s = lmz_cdf_find(cum, j->lm->V, target);
         lmz_rc_decode_update(&x->rc, cum[s], cum[s + 1] - cum[s], total);
-        lmz_ens_update(x->ens, (int32_t)s);
         x->toks[x->done++] = x->last = (int32_t)s;
     }
 }
 
+/* then the updates: in frame order within a group, the groups apart */
+typedef struct {
+    dframe *d;
+    const size_t *act;
+    const size_t *run; /* group r is act[run[r] .. run[r + 1]) */
+} update_job;
+
+static void update_groups(void *ctx, size_t b, size_t e, unsigned th)
+{
+    (void)th;
+    update_job *j = ctx;
+    for (size_t r = b; r < e; r++)
+        for (size_t i = j->run[r]; i < j->run[r + 1]; i++) {
+            dframe *x = &j->d[j->act[i]];
+            lmz_ens_update(x->ens, x->sidx, x->last);
+        }
+}
+
+/* One ensemble for each group of the opened frames with text. */
+static int make_ensembles(lmz_lm *lm, lmz_lm_frame *f, dframe *d, size_t k, lmz_ens **ens, size_t *nens)
+{
+    size_t max_tokens[LMZ_ENS_STREAMS_MAX];
+    for (size_t i = 0; i < k;) {
+        size_t m = 0, e = i;
+        for (; e < k && f[e].group == f[i].group; e++)
+            if (!f[e].err && d[e].ntok) {
+                if (m == LMZ_ENS_STREAMS_MAX) return LMZ_ERROR_CORRUPT;
+                d[e].sidx = m;
+                max_tokens[m++] = d[e].ntok;
+            }
+        if (m) {
+            lmz_ens *x = lmz_ens_new(&lm->p.ens, lm->V, m, max_tokens);
+            if (!x) return LMZ_ERROR_NOMEM;
+            ens[(*nens)++] = x;
+            for (size_t j = i; j < e; j++)
+                if (!f[j].err && d[j].ntok) d[j].ens = x;
+        }
+        i = e;
+    }
+    return LMZ_OK;
+}
+
 void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k)
 {
-    dframe *d = calloc(k ? k : 1, sizeof *d);
-    size_t *act = malloc((k ? k : 1) * sizeof *act);
-    lmz_state **states = malloc((k ? k : 1) * sizeof *states);
-    int32_t *in = malloc((k ? k : 1) * sizeof *in);
-    float *logits = malloc((k ? k : 1) * (size_t)lm->V * sizeof *logits);
-    uint8_t *need = malloc(k ? k : 1);
-    size_t *row = malloc((k ? k : 1) * sizeof *row);
-    if (!d || !act || !states || !in || !logits || !need || !row) {
+    size_t k1 = k ? k : 1, nens = 0;
+    dframe *d = calloc(k1, sizeof *d);
+    size_t *act = malloc(k1 * sizeof *act);
+    lmz_state **states = malloc(k1 * sizeof *states);
+    int32_t *in = malloc(k1 * sizeof *in);
+    float *logits = malloc(k1 * (size_t)lm->V * sizeof *logits);
+    uint8_t *need = malloc(k1);
+    size_t *row = malloc(k1 * sizeof *row), *run = malloc((k1 + 1) * sizeof *run);
+    lmz_ens **ens = calloc(k1, sizeof *ens);
+    if (!d || !act || !states || !in || !logits || !need || !row || !run || !ens) {
         for (size_t i = 0; i < k; i++) f[i].err = LMZ_ERROR_NOMEM;
         goto out;
     }
+    for (size_t i = 0; i < k; i++) f[i].err = frame_open(lm, &f[i], &d[i]);
+    int e = make_ensembles(lm, f, d, k, ens, &nens);
     size_t na = 0;
     for (size_t i = 0; i < k; i++) {
-        f[i].err = frame_open(lm, &f[i], &d[i]);
+        if (e && !f[i].err) f[i].err = e;
         if (!f[i].err && d[i].ntok) act[na++] = i;
     }
     const int need_model = (lm->p.ens.parts & LMZ_ENS_MODEL) != 0;
@@ -534,17 +711,23 @@ void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k)
             for (size_t j = 0; j < na; j++) {
                 states[j] = d[act[j]].st;
                 in[j] = d[act[j]].last;
-                need[j] = (uint8_t)lmz_ens_wants_model(d[act[j]].ens);
+                need[j] = (uint8_t)lmz_ens_wants_model(d[act[j]].ens, d[act[j]].sidx);
             }
             if (lmz_model_step_some(lm->m, states, in, na, logits, need) != 0) {
                 for (size_t j = 0; j < na; j++) f[act[j]].err = LMZ_ERROR_CORRUPT;
                 break;
             }
         }
-        size_t r = 0;
-        for (size_t j = 0; j < na; j++) row[j] = need_model && need[j] ? r++ : SIZE_MAX;
+        size_t r = 0, nrun = 0;
+        for (size_t j = 0; j < na; j++) {
+            row[j] = need_model && need[j] ? r++ : SIZE_MAX;
+            if (j == 0 || d[act[j]].ens != d[act[j - 1]].ens) run[nrun++] = j;
+        }
+        run[nrun] = na;
         token_job tj = {lm, d, act, row, logits};
         lmz_pool_for_work(lm->pool, na, (double)na * lm->V * 8.0, decode_tokens, &tj);
+        update_job uj = {d, act, run};
+        lmz_pool_for_work(lm->pool, nrun, (double)na * lm->V, update_groups, &uj);
         size_t keep = 0;
         for (size_t j = 0; j < na; j++) {
             dframe *x = &d[act[j]];
@@ -558,6 +741,9 @@ void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k)
 out:
     if (d)
         for (size_t i = 0; i < k; i++) frame_free(&d[i]);
+    if (ens)
+        for (size_t i = 0; i < nens; i++) lmz_ens_free(ens[i]);
+    free(ens);
     free(d);
     free(act);
     free(states);
@@ -565,4 +751,5 @@ out:
     free(logits);
     free(need);
     free(row);
+    free(run);
 }

@@ -1,6 +1,6 @@
 /*
  * lmcodec.h — frames coded with a language model (method 2, profile
- * det-f32-v1).
+ * det-f32-v2; det-f32-v1 is read).
  *
  * A frame is cut into segments by the segmenter: text-like runs (printable
  * ASCII, tab, newlines and valid UTF-8 of any script, at least text_min
@@ -21,8 +21,13 @@
  *   the range coder stream of all text tokens (the rest of the payload)
  * Varints are LEB128 (7 bits a byte, low first, at most 10 bytes).
  *
- * Compression evaluates each frame with prefill; decompression advances
- * every frame of a batch in lockstep with step, so both see the same logits.
+ * Frames form groups (the stream header's group setting: that many
+ * consecutive frames; 1 in files without it). The text of
+ * a group's frames is coded with one ensemble, position by position across
+ * the frames, so they learn from each other while the decoder still runs
+ * them side by side. Compression evaluates each frame's model with prefill;
+ * decompression advances every frame of a batch in lockstep with step, so
+ * both see the same logits.
  */
 #ifndef LMZ_LMCODEC_H
 #define LMZ_LMCODEC_H
@@ -45,6 +50,7 @@ typedef struct {
     uint32_t window;     /* llama KV window in tokens (0 = the model's) */
     unsigned table_bits; /* byte model of binary segments */
     unsigned threads;    /* the model's matrix-product threads */
+    int ideal;           /* compression sums lmz_lm_stats.ideal_bits (a pass over the vocabulary a token) */
 } lmz_lm_params;
 
 typedef struct lmz_lm lmz_lm;
@@ -66,16 +72,29 @@ uint32_t lmz_lm_window(const lmz_lm *lm);
  * @return the number of segments. */
 size_t lmz_segment(const uint8_t *src, size_t n, unsigned text_min, uint8_t *kind, size_t *len);
 
-/* Code one frame into out[0..cap). @return LMZ_OK with *out_len (0 when the
- * frame does not fit in cap: store it), or an lmz_error. */
-int lmz_lm_compress_frame(lmz_lm *lm, const uint8_t *src, size_t n, uint8_t *out, size_t cap, size_t *out_len);
+/* One frame to compress: src[0..n) into out[0..cap). */
+typedef struct {
+    const uint8_t *src;
+    size_t n;
+    uint8_t *out;
+    size_t cap;
+    size_t out_len; /* out: the payload's size, or 0: it does not fit in cap, store the frame */
+} lmz_lm_cframe;
+
+/* Code the k frames of one group (1 .. LMZ_ENS_STREAMS_MAX): their text
+ * with one ensemble, position by position (see lmens.h), the frames'
+ * binary segments and models apart. A frame whose text does not fit is
+ * left out (out_len 0) and the others are coded again without it, as the
+ * decoder will see them. @return LMZ_OK or an lmz_error. */
+int lmz_lm_compress_group(lmz_lm *lm, lmz_lm_cframe *f, size_t k);
 
 typedef struct {
     const uint8_t *payload;
     size_t comp_size;
     uint8_t *dst;
     size_t orig_size;
-    int err; /* out: LMZ_OK, LMZ_ERROR_CORRUPT or LMZ_ERROR_NOMEM */
+    size_t group; /* frames of one group (consecutive here) share an ensemble */
+    int err;      /* out: LMZ_OK, LMZ_ERROR_CORRUPT or LMZ_ERROR_NOMEM */
 } lmz_lm_frame;
 
 /* Decode k frames, the text of all of them in lockstep. Never writes

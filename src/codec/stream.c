@@ -41,6 +41,7 @@ void lmz_params_default(lmz_params *p)
     p->mix_lr = e.mix_lr;
     p->stats = NULL;
     p->skip_mbits = 0;
+    p->group = 1;
 }
 
 int lmz_model_check(const char *path, char *err, size_t errlen)
@@ -60,6 +61,7 @@ int lmz_model_check(const char *path, char *err, size_t errlen)
 /* the language-model settings of a header, as the codec takes them */
 static void lm_params_from_header(const lmz_header *h, unsigned threads, lmz_lm_params *lp)
 {
+    lp->ens.profile = strcmp(h->profile, LMZ_PROFILE_DET_F32_V1) ? LMZ_ENS_V2 : LMZ_ENS_V1;
     lp->ens.parts = h->parts;
     lp->ens.mixer = h->mixer;
     lp->ens.ngram_bits = h->ngram_bits;
@@ -71,6 +73,7 @@ static void lm_params_from_header(const lmz_header *h, unsigned threads, lmz_lm_
     lp->window = h->window;
     lp->table_bits = h->table_bits;
     lp->threads = threads;
+    lp->ideal = 0;
 }
 
 static unsigned resolve_threads(unsigned t)
@@ -157,7 +160,6 @@ typedef struct {
     const uint8_t *src;
     uint32_t n;
     unsigned table_bits;
-    lmz_lm *lm;              /* NULL: the byte model */
     /* output */
     uint8_t *out;            /* n bytes of capacity */
     uint32_t out_len;
@@ -165,20 +167,26 @@ typedef struct {
     int err;
 } cjob;
 
+/* The k frames of one group with the model (their text shares an ensemble). */
+static int group_compress(lmz_lm *lm, cjob *jobs, unsigned k)
+{
+    lmz_lm_cframe f[LMZ_GROUP_MAX];
+    for (unsigned i = 0; i < k; i++) f[i] = (lmz_lm_cframe){jobs[i].src, jobs[i].n, jobs[i].out, jobs[i].n - 1, 0};
+    int err = lmz_lm_compress_group(lm, f, k);
+    for (unsigned i = 0; i < k; i++) {
+        cjob *j = &jobs[i];
+        j->err = err;
+        j->method = f[i].out_len ? LMZ_METHOD_LM : LMZ_METHOD_STORED;
+        j->out_len = f[i].out_len ? (uint32_t)f[i].out_len : j->n;
+    }
+    return err;
+}
+
 static void frame_compress(cjob *j)
 {
     j->method = LMZ_METHOD_STORED;
     j->out_len = j->n;
     j->err = LMZ_OK;
-    if (j->lm) {
-        size_t len;
-        j->err = lmz_lm_compress_frame(j->lm, j->src, j->n, j->out, j->n - 1, &len);
-        if (!j->err && len > 0) {
-            j->method = LMZ_METHOD_LM;
-            j->out_len = (uint32_t)len;
-        }
-        return;
-    }
     lmz_bytemodel *m = lmz_bytemodel_create(lmz_bytemodel_table_bits(j->n, j->table_bits));
     if (!m) {
         j->err = LMZ_ERROR_NOMEM;
@@ -282,12 +290,17 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
         h.text_min = p->text_min;
         h.window = p->window;
         h.skip_mbits = p->skip_mbits;
+        h.group = p->group;
+        if (p->group == 0 || p->group > LMZ_GROUP_MAX ||
+            (p->group > 1 && (uint64_t)p->group * p->frame_size > LMZ_GROUP_BYTES_MAX))
+            return LMZ_ERROR_PARAM;
         lmz_lm_params lp;
         lm_params_from_header(&h, resolve_threads(p->threads), &lp);
+        lp.ideal = p->stats != NULL;
         if (lmz_ens_params_check(&lp.ens, 2) != 0) return LMZ_ERROR_PARAM;
         char msg[256];
         if (lmz_lm_open(p->model, &lp, &lm, msg, sizeof msg) != 0) return LMZ_ERROR_MODEL;
-        strcpy(h.profile, LMZ_PROFILE_DET_F32_V1);
+        strcpy(h.profile, LMZ_PROFILE_DET_F32_V2);
         strcpy(h.model, lmz_lm_name(lm));
         memcpy(h.model_hash, lmz_lm_hash(lm), 32);
         h.window = lmz_lm_window(lm);
@@ -300,9 +313,10 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
         return LMZ_ERROR_WRITE;
     }
 
-    /* with a model, frames go one after another, the model's products
-     * spread over the threads */
-    unsigned nt = lm ? 1 : resolve_threads(p->threads);
+    /* with a model, a group of frames at a time, the model's products and
+     * the frames' ensembles spread over the threads; without, one frame
+     * per thread */
+    unsigned nt = lm ? p->group : resolve_threads(p->threads);
     cjob *jobs = calloc(nt, sizeof *jobs);
     uint8_t *mem = NULL;
     if (jobs) mem = malloc((size_t)nt * 2 * p->frame_size);
@@ -316,7 +330,6 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
         jobs[i].src = mem + (size_t)i * 2 * p->frame_size;
         jobs[i].out = mem + ((size_t)i * 2 + 1) * p->frame_size;
         jobs[i].table_bits = p->table_bits;
-        jobs[i].lm = lm;
     }
 
     XXH64_state_t *xs = XXH64_createState();
@@ -336,7 +349,8 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
             if (done) break;
         }
         if (err || k == 0) break;
-        run_parallel(cjob_thread, jobs, sizeof *jobs, k);
+        if (lm) group_compress(lm, jobs, k);
+        else run_parallel(cjob_thread, jobs, sizeof *jobs, k);
         for (unsigned i = 0; i < k && !err; i++) {
             cjob *j = &jobs[i];
             if (j->err) {
@@ -396,6 +410,7 @@ static int header_read(reader *r, lmz_header *h, int check_support)
     int e;
     memcpy(b, lmz_magic, LMZ_MAGIC_LEN);
     memset(h, 0, sizeof *h);
+    h->group = 1;
 #define NEED(n)                                                              \
     do {                                                                     \
         if ((e = rd_exact(r, b + o, (n))) != LMZ_OK) return e;               \
@@ -422,7 +437,7 @@ static int header_read(reader *r, lmz_header *h, int check_support)
     if (ns > LMZ_SETTINGS_MAX) return LMZ_ERROR_HEADER;
     int have_fs = 0, have_tb = 0, unknown = 0;
     unsigned have_lm = 0; /* bit (id - LMZ_SET_PARTS) per language-model setting */
-    int have_skip = 0;
+    int have_skip = 0, have_group = 0;
     for (unsigned i = 0; i < ns; i++) {
         NEED(9);
         unsigned id = b[o - 9];
@@ -460,6 +475,10 @@ static int header_read(reader *r, lmz_header *h, int check_support)
             if (v > 16000) return LMZ_ERROR_HEADER;
             h->skip_mbits = (uint32_t)v;
             have_skip = 1;
+        } else if (id == LMZ_SET_GROUP && !have_group) {
+            if (v == 0 || v > LMZ_GROUP_MAX) return LMZ_ERROR_HEADER;
+            h->group = (unsigned)v;
+            have_group = 1;
         } else {
             unknown = 1;
         }
@@ -475,12 +494,13 @@ static int header_read(reader *r, lmz_header *h, int check_support)
     if (unknown) return LMZ_ERROR_SETTING;
     if (!have_fs || !have_tb) return LMZ_ERROR_HEADER;
     if (!strcmp(h->profile, LMZ_PROFILE_INT_V1)) {
-        if (have_lm || have_skip) return LMZ_ERROR_HEADER;
+        if (have_lm || have_skip || have_group) return LMZ_ERROR_HEADER;
         if (strcmp(h->model, "none") != 0) return LMZ_ERROR_MODEL;
         return LMZ_OK;
     }
-    if (strcmp(h->profile, LMZ_PROFILE_DET_F32_V1) != 0) return LMZ_ERROR_PROFILE;
+    if (!lmz_profile_is_lm(h->profile)) return LMZ_ERROR_PROFILE;
     if (have_lm != (1u << LMZ_LM_SETTINGS) - 1 || h->frame_size > LMZ_LM_FRAME_MAX) return LMZ_ERROR_HEADER;
+    if ((uint64_t)h->group * h->frame_size > LMZ_GROUP_BYTES_MAX && h->group > 1) return LMZ_ERROR_HEADER;
     return LMZ_OK;
 }
 
@@ -550,7 +570,7 @@ typedef struct {
 
 /* Decode the k frames of jobs: with a model, its frames in lockstep and
  * the others (stored, byte model) one by one; without, in parallel. */
-static void decode_batch(lmz_lm *lm, djob *jobs, unsigned k, unsigned nt, lmz_lm_frame *lf)
+static void decode_batch(lmz_lm *lm, unsigned group, djob *jobs, unsigned k, unsigned nt, lmz_lm_frame *lf)
 {
     if (!lm) {
         for (unsigned i = 0; i < k; i += nt) run_parallel(djob_thread, jobs + i, sizeof *jobs, k - i < nt ? k - i : nt);
@@ -563,7 +583,7 @@ static void decode_batch(lmz_lm *lm, djob *jobs, unsigned k, unsigned nt, lmz_lm
             frame_decompress(j);
             continue;
         }
-        lf[nl++] = (lmz_lm_frame){j->payload, j->fh.comp_size, j->dst, j->fh.orig_size, LMZ_OK};
+        lf[nl++] = (lmz_lm_frame){j->payload, j->fh.comp_size, j->dst, j->fh.orig_size, i / group, LMZ_OK};
     }
     lmz_lm_decompress_frames(lm, lf, nl);
     nl = 0;
@@ -580,7 +600,7 @@ static void decode_batch(lmz_lm *lm, djob *jobs, unsigned k, unsigned nt, lmz_lm
 static int stream_model(const lmz_header *h, const lmz_dparams *dp, unsigned nt, lmz_lm **out)
 {
     *out = NULL;
-    if (strcmp(h->profile, LMZ_PROFILE_DET_F32_V1) != 0) return LMZ_OK;
+    if (!lmz_profile_is_lm(h->profile)) return LMZ_OK;
     const char *path = dp->model ? dp->model : dp->find_model ? dp->find_model(dp->find_opaque, h->model) : NULL;
     if (!path) return LMZ_ERROR_MODEL;
     lmz_lm_params lp;
@@ -628,11 +648,12 @@ static int decompress_limited(const lmz_dparams *dp, const lmz_io *io, uint64_t 
         XXH64_reset(xs, 0);
         uint64_t total = 0, frames = 0;
         int stream_done = 0;
-        unsigned nb = lm ? LMZ_LM_BATCH : nt;
+        /* with a model: a group, or with groups of one, a batch of frames */
+        unsigned nb = !lm ? nt : h.group > 1 ? h.group : LMZ_LM_BATCH;
         while (!err && !stream_done) {
             unsigned k = 0;
             uint64_t batch_bytes = 0;
-            while (k < nb && batch_bytes < BATCH_BYTES) { /* gather a batch of frames */
+            while (k < nb && (h.group > 1 || batch_bytes < BATCH_BYTES)) { /* gather a batch of frames */
                 uint8_t type;
                 if ((err = rd_exact(r, &type, 1)) != LMZ_OK) break;
                 if (type == LMZ_BLOCK_END) {
@@ -671,7 +692,7 @@ static int decompress_limited(const lmz_dparams *dp, const lmz_io *io, uint64_t 
                 k++;
             }
             if (err) break;
-            if (k) decode_batch(lm, jobs, k, nt, lf);
+            if (k) decode_batch(lm, h.group, jobs, k, nt, lf);
             for (unsigned i = 0; i < k && !err; i++) {
                 if ((err = jobs[i].err) != LMZ_OK) break;
                 if (io->write(io->opaque, jobs[i].dst, jobs[i].fh.orig_size)) {
@@ -739,6 +760,7 @@ static void stream_info_fill(const lmz_header *h, unsigned si, lmz_stream_info *
     s->frame_size = h->frame_size;
     s->table_bits = h->table_bits;
     s->size_hint = h->size_hint;
+    s->group = h->group;
 }
 
 int lmz_peek_header(const void *src, size_t n, lmz_stream_info *info)

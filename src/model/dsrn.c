@@ -385,18 +385,31 @@ static void attend(dsrn_model *m, size_t b, uint32_t l, unsigned thread)
     for (uint32_t h = 0; h < m->A; h++) {
         const float *q = m->q + b * D + (size_t)h * hd;
         float mx = -INFINITY;
-        for (uint32_t j = 0; j < n_ctx; j++) { /* oldest first */
+        uint32_t j = 0;
+        for (; j + 4 <= n_ctx; j += 4) { /* oldest first; four keys a call (the same bits as one by one) */
+            const float *k4[4];
+            for (uint32_t i = 0; i < 4; i++) {
+                size_t slot = (size_t)((pos + 1 - n_ctx + j + i) % m->cap);
+                k4[i] = kc + slot * D + (size_t)h * hd;
+                vrows[j + i] = vc + slot * D + (size_t)h * hd;
+            }
+            lmz_dot4_f32(m->base.kp, q, k4, hd, sc + j);
+        }
+        for (; j < n_ctx; j++) {
             size_t slot = (size_t)((pos + 1 - n_ctx + j) % m->cap);
-            sc[j] = lmz_dot(m->base.kp, kc + slot * D + (size_t)h * hd, LMZ_GGML_F32, q, hd) * inv_sqrt;
-            if (sc[j] > mx) mx = sc[j];
+            sc[j] = lmz_dot(m->base.kp, kc + slot * D + (size_t)h * hd, LMZ_GGML_F32, q, hd);
             vrows[j] = vc + slot * D + (size_t)h * hd;
         }
-        for (uint32_t j = 0; j < n_ctx; j++) sc[j] -= mx;
+        for (j = 0; j < n_ctx; j++) {
+            sc[j] *= inv_sqrt;
+            if (sc[j] > mx) mx = sc[j];
+        }
+        for (j = 0; j < n_ctx; j++) sc[j] -= mx;
         lmz_exp_array(m->base.kp, sc, sc, n_ctx);
         float sum = 0.0f;
-        for (uint32_t j = 0; j < n_ctx; j++) sum += sc[j];
+        for (j = 0; j < n_ctx; j++) sum += sc[j];
         float inv = 1.0f / sum;
-        for (uint32_t j = 0; j < n_ctx; j++) sc[j] *= inv;
+        for (j = 0; j < n_ctx; j++) sc[j] *= inv;
         lmz_weighted_sum(m->base.kp, sc, m->W, 1, vrows, n_ctx, hd, m->att + b * D + (size_t)h * hd, hd);
     }
 }

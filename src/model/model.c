@@ -129,7 +129,10 @@ static void mm_rows(void *ctx, size_t r0, size_t r1, unsigned thread)
                 const float *xs[4] = {j->x + t * n, j->x + (t + 1) * n, j->x + (t + 2) * n, j->x + (t + 3) * n};
                 lmz_dot4x4_f32(kp, wf, xs, n, j->y + t * rows + r, rows);
             }
-        for (size_t i = 0; i < R; i++) { /* what the tiles left: tokens past t */
+        if (R == 4) /* tokens the tiles left: four rows at a time (a dot product
+                     * is the same bits either way round) */
+            for (; t < T; t++) lmz_dot4_f32(kp, j->x + t * n, wf, n, j->y + t * rows + r);
+        for (size_t i = 0; i < R; i++) { /* fewer rows: row by row */
             size_t u = t;
             for (; u + 4 <= T; u += 4) {
                 const float *xs[4] = {j->x + u * n, j->x + (u + 1) * n, j->x + (u + 2) * n, j->x + (u + 3) * n};

@@ -17,7 +17,9 @@
 #define MATCH_NONE SIZE_MAX
 #define PROB_WARMUP 100   /* the probability mixer uses the model alone first */
 #define EXPERTS 3         /* model, n-gram, match */
-#define MIX_SETS ((NG_ORDERS + 1) * 4) /* log mixer: weight offsets per (n-gram order found, match length) */
+#define MIX_CHEAP ((NG_ORDERS + 1) * 4) /* log mixer: weight offsets per (n-gram order found, match length) */
+#define MIX_CONF 4                      /* ... and in profile 2 per the model's confidence */
+#define MIX_SETS (MIX_CHEAP * MIX_CONF)
 enum { X_MODEL, X_NGRAM, X_MATCH };
 
 /* one context of one order: a check value (0 = empty bucket) and up to seven
@@ -27,26 +29,19 @@ typedef struct {
     uint32_t slot[NG_SLOTS];
 } ng_bucket;
 
-struct lmz_ens {
-    lmz_ens_params p;
-    uint32_t V;
-    lmz_kpath kp;
+/* one stream: its history, the match pointer, and the scratch of its
+ * prediction (kept for its update) */
+typedef struct {
     size_t max, n;
-    int32_t *hist;
-    float *bias, *u, *l, *pm, *pmix, *ngadd;
-    uint8_t *inlist;
-    uint32_t *freq, *cum;
-    ng_bucket *ng[NG_ORDERS];
-    uint32_t *mt;
-    size_t mask; /* buckets per order - 1, also the match table's */
-    /* the match model */
-    size_t mptr;
+    int32_t *hist;                      /* (max) the stream's tokens */
+    float *u, *l, *pm, *pmix, *ngadd;  /* (V) each */
+    uint8_t *inlist;                    /* (V) */
+    uint32_t *freq, *cum;               /* (V), (V + 1) */
+    /* the match model: the next token is hist of stream msrc at mptr */
+    size_t mptr, msrc;
     unsigned mlen;
-    uint32_t mhit[MATCH_LENS], mtot[MATCH_LENS];
-    float wglob[EXPERTS];           /* the mixer's weights */
-    float wsets[MIX_SETS][EXPERTS]; /* log mixer: offsets per context, learnt beside them */
-    float weff[EXPERTS];            /* log mixer: weights in use, wglob + the set's offsets */
-    float *w;        /* the weights in use: wglob (probability mixer) or weff */
+    float weff[EXPERTS]; /* log mixer: weights in use, wglob + the set's offsets */
+    const float *w;      /* the weights in use: the shared wglob (probability mixer) or weff */
     unsigned wset;
     unsigned ngorder; /* the highest n-gram order whose context was seen */
     /* the last prediction, for the update */
@@ -63,10 +58,29 @@ struct lmz_ens {
     int prepared;        /* the cheap parts of the next prediction are done */
     int want;            /* ... and the model is wanted */
     uint64_t skipped;
+} ens_stream;
+
+/* what the streams share: every table that learns */
+struct lmz_ens {
+    lmz_ens_params p;
+    uint32_t V;
+    lmz_kpath kp;
+    size_t ns;          /* streams */
+    ens_stream *s;      /* (ns) */
+    uint64_t n;         /* tokens learnt, all streams */
+    float *bias;        /* (V) the bias head */
+    ng_bucket *ng[NG_ORDERS];
+    uint64_t *mt;       /* match table: stream << 32 | position of the token that followed
+                           the context, 0 = empty */
+    size_t mask;        /* buckets per order - 1, also the match table's */
+    uint32_t mhit[MATCH_LENS], mtot[MATCH_LENS];
+    float wglob[EXPERTS];           /* the mixer's weights */
+    float wsets[MIX_SETS][EXPERTS]; /* log mixer: offsets per context, learnt beside them */
 };
 
 void lmz_ens_params_default(lmz_ens_params *p)
 {
+    p->profile = LMZ_ENS_V2;
     p->parts = LMZ_ENS_ALL;
     p->mixer = LMZ_MIX_LOG;
     p->ngram_bits = 20;
@@ -78,6 +92,7 @@ void lmz_ens_params_default(lmz_ens_params *p)
 
 int lmz_ens_params_check(const lmz_ens_params *p, uint32_t vocab)
 {
+    if (p->profile != LMZ_ENS_V1 && p->profile != LMZ_ENS_V2) return -1;
     if (p->parts == 0 || p->parts > LMZ_ENS_ALL || p->mixer > LMZ_MIX_LOG) return -1;
     if (p->ngram_bits < LMZ_ENS_NGRAM_BITS_MIN || p->ngram_bits > LMZ_ENS_NGRAM_BITS_MAX) return -1;
     if (p->cdf_bits < 16 || p->cdf_bits > LMZ_CDF_BITS || vocab < 2 || vocab >= (1u << p->cdf_bits)) return -1;
@@ -93,45 +108,65 @@ static size_t buckets_for(const lmz_ens_params *p, size_t max_tokens)
     return nb;
 }
 
+static void stream_free(ens_stream *x)
+{
+    free(x->hist);
+    free(x->u);
+    free(x->l);
+    free(x->pm);
+    free(x->pmix);
+    free(x->ngadd);
+    free(x->inlist);
+    free(x->freq);
+    free(x->cum);
+}
+
 void lmz_ens_free(lmz_ens *e)
 {
     if (!e) return;
-    free(e->hist);
+    if (e->s)
+        for (size_t i = 0; i < e->ns; i++) stream_free(&e->s[i]);
+    free(e->s);
     free(e->bias);
-    free(e->u);
-    free(e->l);
-    free(e->pm);
-    free(e->pmix);
-    free(e->ngadd);
-    free(e->inlist);
-    free(e->freq);
-    free(e->cum);
     for (int k = 0; k < NG_ORDERS; k++) free(e->ng[k]);
     free(e->mt);
     free(e);
 }
 
-lmz_ens *lmz_ens_new(const lmz_ens_params *p, uint32_t vocab, size_t max_tokens)
+static int stream_init(lmz_ens *e, ens_stream *x, size_t max_tokens)
 {
-    if (lmz_ens_params_check(p, vocab) != 0) return NULL;
+    const uint32_t V = e->V;
+    x->max = max_tokens;
+    x->hist = malloc((max_tokens ? max_tokens : 1) * sizeof *x->hist);
+    x->u = malloc(V * sizeof *x->u);
+    x->l = malloc(V * sizeof *x->l);
+    x->pm = malloc(V * sizeof *x->pm);
+    x->pmix = malloc(V * sizeof *x->pmix);
+    x->ngadd = calloc(V, sizeof *x->ngadd);
+    x->inlist = calloc(V, 1);
+    x->freq = malloc(V * sizeof *x->freq);
+    x->cum = malloc((V + 1) * sizeof *x->cum);
+    x->mptr = MATCH_NONE;
+    x->w = e->p.mixer == LMZ_MIX_PROB ? e->wglob : x->weff;
+    return x->hist && x->u && x->l && x->pm && x->pmix && x->ngadd && x->inlist && x->freq && x->cum ? 0 : -1;
+}
+
+lmz_ens *lmz_ens_new(const lmz_ens_params *p, uint32_t vocab, size_t streams, const size_t *max_tokens)
+{
+    if (lmz_ens_params_check(p, vocab) != 0 || streams == 0 || streams > LMZ_ENS_STREAMS_MAX) return NULL;
     lmz_ens *e = calloc(1, sizeof *e);
     if (!e) return NULL;
     e->p = *p;
     e->V = vocab;
-    e->max = max_tokens;
-    size_t nb = buckets_for(p, max_tokens);
+    e->ns = streams;
+    size_t total = 0;
+    for (size_t i = 0; i < streams; i++) total += max_tokens[i];
+    size_t nb = buckets_for(p, total);
     e->mask = nb - 1;
-    e->hist = malloc((max_tokens ? max_tokens : 1) * sizeof *e->hist);
     e->bias = calloc(vocab, sizeof *e->bias);
-    e->u = malloc(vocab * sizeof *e->u);
-    e->l = malloc(vocab * sizeof *e->l);
-    e->pm = malloc(vocab * sizeof *e->pm);
-    e->pmix = malloc(vocab * sizeof *e->pmix);
-    e->ngadd = calloc(vocab, sizeof *e->ngadd);
-    e->inlist = calloc(vocab, 1);
-    e->freq = malloc(vocab * sizeof *e->freq);
-    e->cum = malloc((vocab + 1) * sizeof *e->cum);
-    int ok = e->hist && e->bias && e->u && e->l && e->pm && e->pmix && e->ngadd && e->inlist && e->freq && e->cum;
+    e->s = calloc(streams, sizeof *e->s);
+    int ok = e->bias && e->s;
+    for (size_t i = 0; i < streams && ok; i++) ok = stream_init(e, &e->s[i], max_tokens[i]) == 0;
     for (int k = 0; k < NG_ORDERS && ok; k++) ok = (e->ng[k] = calloc(nb, sizeof(ng_bucket))) != NULL;
     if (ok) ok = (e->mt = calloc(nb, sizeof *e->mt)) != NULL;
     if (!ok) {
@@ -140,7 +175,6 @@ lmz_ens *lmz_ens_new(const lmz_ens_params *p, uint32_t vocab, size_t max_tokens)
     }
     char err[64];
     if (lmz_kernels_select(&e->kp, err, sizeof err) != 0) e->kp = LMZ_KPATH_SCALAR;
-    e->mptr = MATCH_NONE;
     float *w = e->wglob;
     if (p->mixer == LMZ_MIX_PROB) {
         w[X_MODEL] = 0.85f;
@@ -151,239 +185,312 @@ lmz_ens *lmz_ens_new(const lmz_ens_params *p, uint32_t vocab, size_t max_tokens)
         w[X_NGRAM] = 0.3f;
         w[X_MATCH] = 0.3f;
     }
-    e->w = p->mixer == LMZ_MIX_PROB ? e->wglob : e->weff;
     return e;
 }
 
 /* hashes of the contexts of orders 1..NG_ORDERS ending at the last token */
-static void context_hashes(lmz_ens *e)
+static void context_hashes(const lmz_ens *e, ens_stream *x)
 {
     uint64_t h = 0;
-    e->ngk = e->n < NG_ORDERS ? (unsigned)e->n : NG_ORDERS;
-    for (unsigned k = 0; k < e->ngk; k++) {
-        h = (h + (uint64_t)(uint32_t)e->hist[e->n - 1 - k] + 1) * 0x9E3779B97F4A7C15ull;
-        uint64_t x = (h ^ (h >> 29) ^ (uint64_t)(k + 1) * 0xBF58476D1CE4E5B9ull) * 0x94D049BB133111EBull;
-        x ^= x >> 31;
-        e->ngidx[k] = (size_t)(x & e->mask);
-        e->ngchk[k] = (uint32_t)(x >> 32) | 1u;
+    x->ngk = x->n < NG_ORDERS ? (unsigned)x->n : NG_ORDERS;
+    for (unsigned k = 0; k < x->ngk; k++) {
+        h = (h + (uint64_t)(uint32_t)x->hist[x->n - 1 - k] + 1) * 0x9E3779B97F4A7C15ull;
+        uint64_t y = (h ^ (h >> 29) ^ (uint64_t)(k + 1) * 0xBF58476D1CE4E5B9ull) * 0x94D049BB133111EBull;
+        y ^= y >> 31;
+        x->ngidx[k] = (size_t)(y & e->mask);
+        x->ngchk[k] = (uint32_t)(y >> 32) | 1u;
     }
 }
 
 /* the n-gram's blend: ng_s for any token, plus ngadd[t] for the tokens of list */
-static void ngram_predict(lmz_ens *e)
+static void ngram_predict(const lmz_ens *e, ens_stream *x)
 {
     float s = 1.0f;
-    e->nlist = 0;
-    for (unsigned k = 0; k < e->ngk; k++) {
-        const ng_bucket *b = &e->ng[k][e->ngidx[k]];
-        if (b->check != e->ngchk[k]) continue;
+    x->nlist = 0;
+    for (unsigned k = 0; k < x->ngk; k++) {
+        const ng_bucket *b = &e->ng[k][x->ngidx[k]];
+        if (b->check != x->ngchk[k]) continue;
         uint32_t tot = 0;
         for (int j = 0; j < NG_SLOTS; j++) tot += b->slot[j] & 0xFF;
         if (tot == 0) continue;
-        e->ngorder = k + 1;
+        x->ngorder = k + 1;
         float w = (float)tot / ((float)tot + 5.0f), keep = 1.0f - w, unit = w / (float)tot;
         s *= keep;
-        for (unsigned i = 0; i < e->nlist; i++) e->ngadd[e->list[i]] *= keep;
+        for (unsigned i = 0; i < x->nlist; i++) x->ngadd[x->list[i]] *= keep;
         for (int j = 0; j < NG_SLOTS; j++) {
             uint32_t v = b->slot[j];
             if (!v) continue;
             int32_t t = (int32_t)(v >> 8);
-            if (!e->inlist[t]) {
-                e->inlist[t] = 1;
-                e->list[e->nlist++] = t;
+            if (!x->inlist[t]) {
+                x->inlist[t] = 1;
+                x->list[x->nlist++] = t;
             }
-            e->ngadd[t] += unit * (float)(v & 0xFF);
+            x->ngadd[t] += unit * (float)(v & 0xFF);
         }
     }
-    e->ng_s = s / (float)e->V;
+    x->ng_s = s / (float)e->V;
 }
 
-/* p[0..n) = exp(x - max) / sum, in place; @return log(sum) (x already
- * shifted by its maximum) */
-static float softmax(lmz_ens *e, float *x, float *p)
+/* Sums over the vocabulary in binary64. Profile 1: in index order.
+ * Profile 2: entry v goes to partial sum v % LANES, each in index order,
+ * and the partial sums are added as ((0+1)+(2+3))+((4+5)+(6+7)): no longer
+ * one chain of dependent additions (several times faster, vectorised by
+ * the compiler with the same bits on every machine). */
+#define LANES 8
+static double lanes_total(const double *a) { return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])); }
+
+/* sum of p[0..n) */
+static double sum_p(unsigned profile, const float *p, uint32_t n)
+{
+    if (profile == LMZ_ENS_V1) {
+        double s = 0;
+        for (uint32_t v = 0; v < n; v++) s += (double)p[v];
+        return s;
+    }
+    double a[LANES] = {0};
+    uint32_t v = 0;
+    for (; v + LANES <= n; v += LANES)
+        for (uint32_t j = 0; j < LANES; j++) a[j] += (double)p[v + j];
+    for (uint32_t j = 0; v + j < n; j++) a[j] += (double)p[v + j];
+    return lanes_total(a);
+}
+
+/* sum of p[v] (u[v] - c) over v < n: E_p[log q] when log q = u - c */
+static double sum_pu(unsigned profile, const float *p, const float *u, float c, uint32_t n)
+{
+    if (profile == LMZ_ENS_V1) {
+        double s = 0;
+        for (uint32_t v = 0; v < n; v++) s += (double)p[v] * (double)(u[v] - c);
+        return s;
+    }
+    double a[LANES] = {0};
+    uint32_t v = 0;
+    for (; v + LANES <= n; v += LANES)
+        for (uint32_t j = 0; j < LANES; j++) a[j] += (double)p[v + j] * (double)(u[v + j] - c);
+    for (uint32_t j = 0; v + j < n; j++) a[j] += (double)p[v + j] * (double)(u[v + j] - c);
+    return lanes_total(a);
+}
+
+/* largest of x[0..n): the same value in any order (no NaN here) */
+static float max_x(unsigned profile, const float *x, uint32_t n)
+{
+    float mx = x[0];
+    if (profile == LMZ_ENS_V1 || n < LANES) {
+        for (uint32_t v = 1; v < n; v++)
+            if (x[v] > mx) mx = x[v];
+        return mx;
+    }
+    float a[LANES];
+    memcpy(a, x, sizeof a);
+    uint32_t v = LANES;
+    for (; v + LANES <= n; v += LANES)
+        for (uint32_t j = 0; j < LANES; j++) a[j] = x[v + j] > a[j] ? x[v + j] : a[j];
+    for (uint32_t j = 0; v + j < n; j++) a[j] = x[v + j] > a[j] ? x[v + j] : a[j];
+    for (uint32_t j = 0; j < LANES; j++) mx = a[j] > mx ? a[j] : mx;
+    return mx;
+}
+
+/* p[0..V) = exp(x - max) / sum, x shifted in place by its maximum;
+ * @return log(sum) */
+static float softmax(const lmz_ens *e, float *x, float *p)
 {
     uint32_t V = e->V;
-    float mx = x[0];
-    for (uint32_t v = 1; v < V; v++)
-        if (x[v] > mx) mx = x[v];
+    float mx = max_x(e->p.profile, x, V);
     for (uint32_t v = 0; v < V; v++) x[v] -= mx;
     lmz_exp_array(e->kp, x, p, V);
-    double sum = 0;
-    for (uint32_t v = 0; v < V; v++) sum += (double)p[v];
+    double sum = sum_p(e->p.profile, p, V);
     float inv = (float)(1.0 / sum);
     for (uint32_t v = 0; v < V; v++) p[v] *= inv;
     return lmz_logf((float)sum);
 }
 
+/* Whether the match pointer of x names a token already learnt (another
+ * stream's may still be ahead of it). */
+static int match_known(const lmz_ens *e, const ens_stream *x)
+{
+    return x->mptr != MATCH_NONE && x->mptr < e->s[x->msrc].n;
+}
+
 /* the n-gram and the match model for the next token, and the skip rule:
  * the entropy of their even blend (the n-gram alone without a match) */
-static void prepare(lmz_ens *e)
+static void prepare(const lmz_ens *e, ens_stream *x)
 {
     const uint32_t V = e->V;
     const unsigned parts = e->p.parts;
-    e->act[X_NGRAM] = (parts & LMZ_ENS_NGRAM) != 0;
-    e->act[X_MATCH] = (parts & LMZ_ENS_MATCH) && e->mptr != MATCH_NONE;
-    context_hashes(e);
-    e->ngorder = 0;
-    if (e->act[X_NGRAM]) ngram_predict(e);
-    if (e->act[X_MATCH]) {
-        unsigned lb = e->mlen < MATCH_LENS ? e->mlen : MATCH_LENS - 1;
-        e->mpred = e->hist[e->mptr];
-        e->mconf = ((float)e->mhit[lb] + 0.5f) / ((float)e->mtot[lb] + 1.0f);
-        e->mbg = (1.0f - e->mconf) / (float)(V - 1);
+    x->act[X_NGRAM] = (parts & LMZ_ENS_NGRAM) != 0;
+    x->act[X_MATCH] = (parts & LMZ_ENS_MATCH) && match_known(e, x);
+    context_hashes(e, x);
+    x->ngorder = 0;
+    if (x->act[X_NGRAM]) ngram_predict(e, x);
+    if (x->act[X_MATCH]) {
+        unsigned lb = x->mlen < MATCH_LENS ? x->mlen : MATCH_LENS - 1;
+        x->mpred = e->s[x->msrc].hist[x->mptr];
+        x->mconf = ((float)e->mhit[lb] + 0.5f) / ((float)e->mtot[lb] + 1.0f);
+        x->mbg = (1.0f - x->mconf) / (float)(V - 1);
     }
     if (e->p.mixer == LMZ_MIX_LOG) { /* the weight set: how much the cheap models know here */
-        unsigned mb = !e->act[X_MATCH] ? 0 : e->mlen < 8 ? 1 : e->mlen < 16 ? 2 : 3;
-        e->wset = e->ngorder * 4 + mb;
-        for (int i = 0; i < EXPERTS; i++) {
-            float w = e->wglob[i] + e->wsets[e->wset][i];
-            e->weff[i] = w < 0 ? 0 : w > 8 ? 8 : w;
-        }
+        unsigned mb = !x->act[X_MATCH] ? 0 : x->mlen < 8 ? 1 : x->mlen < 16 ? 2 : 3;
+        x->wset = x->ngorder * 4 + mb;
     }
-    e->prepared = 1;
-    e->want = (parts & LMZ_ENS_MODEL) != 0;
-    if (!e->want || e->p.skip_mbits == 0 || !(e->act[X_NGRAM] || e->act[X_MATCH])) return;
-    float a = e->act[X_NGRAM] ? (e->act[X_MATCH] ? 0.5f : 1.0f) : 0.0f, b = 1.0f - a;
-    float bg = a * (e->act[X_NGRAM] ? e->ng_s : 0) + b * (e->act[X_MATCH] ? e->mbg : 0);
+    x->prepared = 1;
+    x->want = (parts & LMZ_ENS_MODEL) != 0;
+    if (!x->want || e->p.skip_mbits == 0 || !(x->act[X_NGRAM] || x->act[X_MATCH])) return;
+    float a = x->act[X_NGRAM] ? (x->act[X_MATCH] ? 0.5f : 1.0f) : 0.0f, b = 1.0f - a;
+    float bg = a * (x->act[X_NGRAM] ? x->ng_s : 0) + b * (x->act[X_MATCH] ? x->mbg : 0);
     double h = 0;
     unsigned special = 0;
-    for (unsigned i = 0; i < e->nlist; i++) {
-        int32_t t = e->list[i];
-        float q = a * (e->ng_s + e->ngadd[t]) + b * (e->act[X_MATCH] ? (t == e->mpred ? e->mconf : e->mbg) : 0);
+    for (unsigned i = 0; i < x->nlist; i++) {
+        int32_t t = x->list[i];
+        float q = a * (x->ng_s + x->ngadd[t]) + b * (x->act[X_MATCH] ? (t == x->mpred ? x->mconf : x->mbg) : 0);
         if (q > 0) h -= (double)q * (double)lmz_logf(q);
         special++;
     }
-    if (e->act[X_MATCH] && !(e->act[X_NGRAM] && e->inlist[e->mpred])) {
-        float q = b * e->mconf + a * (e->act[X_NGRAM] ? e->ng_s : 0);
+    if (x->act[X_MATCH] && !(x->act[X_NGRAM] && x->inlist[x->mpred])) {
+        float q = b * x->mconf + a * (x->act[X_NGRAM] ? x->ng_s : 0);
         if (q > 0) h -= (double)q * (double)lmz_logf(q);
         special++;
     }
     if (bg > 0) h -= (double)(V - special) * (double)bg * (double)lmz_logf(bg);
     /* h is in nats; the threshold in thousandths of a bit */
-    e->want = h * 1.4426950408889634 * 1000.0 >= (double)e->p.skip_mbits;
+    x->want = h * 1.4426950408889634 * 1000.0 >= (double)e->p.skip_mbits;
 }
 
-int lmz_ens_wants_model(lmz_ens *e)
+int lmz_ens_wants_model(lmz_ens *e, size_t s)
 {
-    if (!e->prepared) prepare(e);
-    return e->want;
+    ens_stream *x = &e->s[s];
+    if (!x->prepared) prepare(e, x);
+    return x->want;
 }
 
-uint64_t lmz_ens_skipped(const lmz_ens *e) { return e->skipped; }
+uint64_t lmz_ens_skipped(const lmz_ens *e)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; i < e->ns; i++) n += e->s[i].skipped;
+    return n;
+}
 
-const uint32_t *lmz_ens_predict(lmz_ens *e, const float *logits)
+const uint32_t *lmz_ens_predict(lmz_ens *e, size_t s, const float *logits)
 {
     const uint32_t V = e->V;
     const unsigned parts = e->p.parts;
-    float *p = e->pmix;
-    if (!e->prepared) prepare(e);
-    e->act[X_MODEL] = e->want && logits;
-    if ((parts & LMZ_ENS_MODEL) && !e->want) e->skipped++;
+    ens_stream *x = &e->s[s];
+    float *p = x->pmix;
+    if (!x->prepared) prepare(e, x);
+    x->act[X_MODEL] = x->want && logits;
+    if ((parts & LMZ_ENS_MODEL) && !x->want) x->skipped++;
 
     float logz = 0;
-    if (e->act[X_MODEL]) {
+    if (x->act[X_MODEL]) {
         if (parts & LMZ_ENS_BIAS)
-            for (uint32_t v = 0; v < V; v++) e->u[v] = logits[v] + e->bias[v];
+            for (uint32_t v = 0; v < V; v++) x->u[v] = logits[v] + e->bias[v];
         else
-            memcpy(e->u, logits, V * sizeof *e->u);
+            memcpy(x->u, logits, V * sizeof *x->u);
         for (uint32_t v = 0; v < V; v++) /* a broken logit counts as very unlikely */
-            if (!isfinite(e->u[v])) e->u[v] = -1e30f;
-        logz = softmax(e, e->u, e->pm); /* log pm(v) = u[v] - logz */
+            if (!isfinite(x->u[v])) x->u[v] = -1e30f;
+        logz = softmax(e, x->u, x->pm); /* log pm(v) = u[v] - logz */
     }
 
     if (e->p.mixer == LMZ_MIX_PROB) {
         float w[EXPERTS], ws = 0;
-        int alone = e->act[X_MODEL] && e->n < PROB_WARMUP;
+        int alone = x->act[X_MODEL] && e->n < PROB_WARMUP;
         for (int i = 0; i < EXPERTS; i++) {
-            w[i] = e->act[i] && (!alone || i == X_MODEL) ? e->w[i] : 0.0f;
+            w[i] = x->act[i] && (!alone || i == X_MODEL) ? x->w[i] : 0.0f;
             ws += w[i];
         }
         if (!(ws > 0)) { /* nothing active: uniform */
             for (uint32_t v = 0; v < V; v++) p[v] = 1.0f;
         } else {
             for (int i = 0; i < EXPERTS; i++) w[i] /= ws;
-            float base = w[X_NGRAM] * (e->act[X_NGRAM] ? e->ng_s : 0) + w[X_MATCH] * (e->act[X_MATCH] ? e->mbg : 0);
+            float base = w[X_NGRAM] * (x->act[X_NGRAM] ? x->ng_s : 0) + w[X_MATCH] * (x->act[X_MATCH] ? x->mbg : 0);
             if (w[X_MODEL] > 0)
-                for (uint32_t v = 0; v < V; v++) p[v] = w[X_MODEL] * e->pm[v] + base;
+                for (uint32_t v = 0; v < V; v++) p[v] = w[X_MODEL] * x->pm[v] + base;
             else
                 for (uint32_t v = 0; v < V; v++) p[v] = base;
             if (w[X_NGRAM] > 0)
-                for (unsigned i = 0; i < e->nlist; i++) p[e->list[i]] += w[X_NGRAM] * e->ngadd[e->list[i]];
-            if (w[X_MATCH] > 0) p[e->mpred] += w[X_MATCH] * (e->mconf - e->mbg);
+                for (unsigned i = 0; i < x->nlist; i++) p[x->list[i]] += w[X_NGRAM] * x->ngadd[x->list[i]];
+            if (w[X_MATCH] > 0) p[x->mpred] += w[X_MATCH] * (x->mconf - x->mbg);
         }
     } else {
+        /* the weights: the set's offsets on the global ones; profile 2 picks
+         * the set also by the model's confidence, its largest probability
+         * 1 / e^logz: above 0.9, 0.5, 0.2 or not */
+        if (e->p.profile != LMZ_ENS_V1 && x->act[X_MODEL])
+            x->wset += MIX_CHEAP * (logz < 0.105f ? 3u : logz < 0.693f ? 2u : logz < 1.609f ? 1u : 0u);
+        for (int i = 0; i < EXPERTS; i++) {
+            float w = e->wglob[i] + e->wsets[x->wset][i];
+            x->weff[i] = w < 0 ? 0 : w > 8 ? 8 : w;
+        }
         /* l(v) = sum_i w_i log q_i(v), up to a constant; the n-gram and the
          * match model differ from their constant only at a few tokens */
-        float *l = e->l;
-        if (e->act[X_MODEL]) {
-            float wm = e->w[X_MODEL];
-            for (uint32_t v = 0; v < V; v++) l[v] = wm * e->u[v];
+        float *l = x->l;
+        if (x->act[X_MODEL]) {
+            float wm = x->w[X_MODEL];
+            for (uint32_t v = 0; v < V; v++) l[v] = wm * x->u[v];
         } else {
             memset(l, 0, V * sizeof *l);
         }
         float lbase_n = 0, lbase_k = 0, dlog[NG_ORDERS * NG_SLOTS]; /* log q_ng(t) - lbase_n at the list */
-        if (e->act[X_NGRAM]) {
-            lbase_n = lmz_logf(e->ng_s);
-            for (unsigned i = 0; i < e->nlist; i++) {
-                int32_t t = e->list[i];
-                dlog[i] = lmz_logf(e->ng_s + e->ngadd[t]) - lbase_n;
-                l[t] += e->w[X_NGRAM] * dlog[i];
+        if (x->act[X_NGRAM]) {
+            lbase_n = lmz_logf(x->ng_s);
+            for (unsigned i = 0; i < x->nlist; i++) {
+                int32_t t = x->list[i];
+                dlog[i] = lmz_logf(x->ng_s + x->ngadd[t]) - lbase_n;
+                l[t] += x->w[X_NGRAM] * dlog[i];
             }
         }
-        if (e->act[X_MATCH]) {
-            lbase_k = lmz_logf(e->mbg);
-            l[e->mpred] += e->w[X_MATCH] * (lmz_logf(e->mconf) - lbase_k);
+        if (x->act[X_MATCH]) {
+            lbase_k = lmz_logf(x->mbg);
+            l[x->mpred] += x->w[X_MATCH] * (lmz_logf(x->mconf) - lbase_k);
         }
         (void)softmax(e, l, p);
-        if (e->act[X_MODEL]) { /* E_p[log pm], log pm(v) = u(v) - logz */
-            double em = 0;
-            for (uint32_t v = 0; v < V; v++) em += (double)p[v] * (double)(e->u[v] - logz);
-            e->elog[X_MODEL] = (float)em;
+        if (x->act[X_MODEL]) { /* E_p[log pm], log pm(v) = u(v) - logz */
+            x->elog[X_MODEL] = (float)sum_pu(e->p.profile, p, x->u, logz, V);
         }
-        if (e->act[X_NGRAM]) {
+        if (x->act[X_NGRAM]) {
             double en = lbase_n;
-            for (unsigned i = 0; i < e->nlist; i++) en += (double)p[e->list[i]] * (double)dlog[i];
-            e->elog[X_NGRAM] = (float)en;
+            for (unsigned i = 0; i < x->nlist; i++) en += (double)p[x->list[i]] * (double)dlog[i];
+            x->elog[X_NGRAM] = (float)en;
         }
-        if (e->act[X_MATCH])
-            e->elog[X_MATCH] = lbase_k + p[e->mpred] * (lmz_logf(e->mconf) - lbase_k);
+        if (x->act[X_MATCH])
+            x->elog[X_MATCH] = lbase_k + p[x->mpred] * (lmz_logf(x->mconf) - lbase_k);
     }
-    lmz_cdf_build_bits(p, V, e->p.cdf_bits, e->freq, e->cum);
-    return e->cum;
+    if (e->p.profile == LMZ_ENS_V1) lmz_cdf_build_bits(p, V, e->p.cdf_bits, x->freq, x->cum);
+    else lmz_cdf_build_lanes(p, V, e->p.cdf_bits, x->freq, x->cum);
+    return x->cum;
 }
 
-double lmz_ens_cost(const lmz_ens *e, int32_t tok)
+double lmz_ens_cost(const lmz_ens *e, size_t s, int32_t tok)
 {
     if (tok < 0 || (uint32_t)tok >= e->V) return 0;
-    return (double)e->p.cdf_bits - log2((double)e->freq[tok]);
+    return (double)e->p.cdf_bits - log2((double)e->s[s].freq[tok]);
 }
 
-double lmz_ens_cost_ideal(const lmz_ens *e, int32_t tok)
+double lmz_ens_cost_ideal(const lmz_ens *e, size_t s, int32_t tok)
 {
     if (tok < 0 || (uint32_t)tok >= e->V) return 0;
-    double sum = 0; /* the mixed probabilities need not add to 1 (statistics only: not in predict) */
-    for (uint32_t v = 0; v < e->V; v++) sum += (double)e->pmix[v];
-    return sum > 0 ? -log2((double)e->pmix[tok] / sum) : 0;
+    const float *p = e->s[s].pmix;
+    double sum = sum_p(LMZ_ENS_V2, p, e->V); /* they need not add to 1 (statistics only: not in predict) */
+    return sum > 0 ? -log2((double)p[tok] / sum) : 0;
 }
 
-/* log of each active expert's probability of tok, and the same value */
-static float expert_q(const lmz_ens *e, int i, int32_t tok)
+/* each active expert's probability of tok */
+static float expert_q(const ens_stream *x, int i, int32_t tok)
 {
     switch (i) {
-    case X_MODEL: return e->pm[tok];
-    case X_NGRAM: return e->ng_s + e->ngadd[tok];
-    default: return tok == e->mpred ? e->mconf : e->mbg;
+    case X_MODEL: return x->pm[tok];
+    case X_NGRAM: return x->ng_s + x->ngadd[tok];
+    default: return tok == x->mpred ? x->mconf : x->mbg;
     }
 }
 
-static void ngram_update(lmz_ens *e, int32_t tok)
+static void ngram_update(lmz_ens *e, const ens_stream *x, int32_t tok)
 {
     uint32_t key = (uint32_t)tok << 8;
-    for (unsigned k = 0; k < e->ngk; k++) {
-        ng_bucket *b = &e->ng[k][e->ngidx[k]];
-        if (b->check != e->ngchk[k]) { /* a new context takes the bucket */
+    for (unsigned k = 0; k < x->ngk; k++) {
+        ng_bucket *b = &e->ng[k][x->ngidx[k]];
+        if (b->check != x->ngchk[k]) { /* a new context takes the bucket */
             memset(b, 0, sizeof *b);
-            b->check = e->ngchk[k];
+            b->check = x->ngchk[k];
         }
         int hit = -1, empty = -1, low = 0;
         for (int j = 0; j < NG_SLOTS; j++) {
@@ -407,56 +514,69 @@ static void ngram_update(lmz_ens *e, int32_t tok)
     }
 }
 
-int lmz_ens_update(lmz_ens *e, int32_t tok)
+/* the match table's slot of the MATCH_MIN tokens of x before position end */
+static size_t match_slot(const lmz_ens *e, const ens_stream *x, size_t end)
 {
-    if (e->n >= e->max || tok < 0 || (uint32_t)tok >= e->V) return -1;
-    const uint32_t V = e->V;
-    e->prepared = 0;
+    uint64_t h = 0;
+    for (size_t k = 1; k <= MATCH_MIN; k++) h = (h + (uint64_t)(uint32_t)x->hist[end - k] + 1) * 0xD6E8FEB86659FD93ull;
+    return (size_t)((h ^ (h >> 32)) & e->mask);
+}
 
-    if (e->act[X_MODEL] && (e->p.parts & LMZ_ENS_BIAS) && e->p.bias_lr > 0) {
+int lmz_ens_update(lmz_ens *e, size_t s, int32_t tok)
+{
+    ens_stream *x = &e->s[s];
+    if (x->n >= x->max || tok < 0 || (uint32_t)tok >= e->V) return -1;
+    const uint32_t V = e->V;
+    x->prepared = 0;
+
+    if (x->act[X_MODEL] && (e->p.parts & LMZ_ENS_BIAS) && e->p.bias_lr > 0) {
         float lr = e->p.bias_lr;
-        for (uint32_t v = 0; v < V; v++) e->bias[v] -= lr * e->pm[v];
+        for (uint32_t v = 0; v < V; v++) e->bias[v] -= lr * x->pm[v];
         e->bias[tok] += lr;
     }
 
     if (e->p.mixer == LMZ_MIX_PROB) {
-        float before = 0, after = 0;
+        float *w = e->wglob, before = 0, after = 0;
         for (int i = 0; i < EXPERTS; i++) {
-            if (!e->act[i]) continue;
-            before += e->w[i];
-            e->w[i] *= sqrtf(expert_q(e, i, tok)); /* rate 0.5: w q^0.5 */
-            after += e->w[i];
+            if (!x->act[i]) continue;
+            before += w[i];
+            w[i] *= sqrtf(expert_q(x, i, tok)); /* rate 0.5: w q^0.5 */
+            after += w[i];
         }
         if (after > 0) {
             float r = before / after;
             for (int i = 0; i < EXPERTS; i++)
-                if (e->act[i]) {
-                    e->w[i] *= r;
-                    if (e->w[i] < 1e-3f) e->w[i] = 1e-3f;
+                if (x->act[i]) {
+                    w[i] *= r;
+                    if (w[i] < 1e-3f) w[i] = 1e-3f;
                 }
         }
     } else {
         float lr = e->p.mix_lr;
         for (int i = 0; i < EXPERTS; i++) {
-            if (!e->act[i]) continue;
-            float q = expert_q(e, i, tok);
-            float g = e->elog[i] - lmz_logf(q > 0 ? q : 1e-38f);
-            float w = e->wglob[i] - lr * g, d = e->wsets[e->wset][i] - lr * g;
+            if (!x->act[i]) continue;
+            float q = expert_q(x, i, tok);
+            float g = x->elog[i] - lmz_logf(q > 0 ? q : 1e-38f);
+            float w = e->wglob[i] - lr * g, d = e->wsets[x->wset][i] - lr * g;
             e->wglob[i] = w < 0 ? 0 : w > 4 ? 4 : w;
-            e->wsets[e->wset][i] = d < -4 ? -4 : d > 4 ? 4 : d;
+            e->wsets[x->wset][i] = d < -4 ? -4 : d > 4 ? 4 : d;
         }
     }
 
-    for (unsigned i = 0; i < e->nlist; i++) {
-        e->ngadd[e->list[i]] = 0;
-        e->inlist[e->list[i]] = 0;
+    for (unsigned i = 0; i < x->nlist; i++) {
+        x->ngadd[x->list[i]] = 0;
+        x->inlist[x->list[i]] = 0;
     }
-    e->nlist = 0;
-    if (e->p.parts & LMZ_ENS_NGRAM) ngram_update(e, tok);
+    x->nlist = 0;
+    if (e->p.parts & LMZ_ENS_NGRAM) ngram_update(e, x, tok);
 
-    if (e->mptr != MATCH_NONE) {
-        unsigned lb = e->mlen < MATCH_LENS ? e->mlen : MATCH_LENS - 1;
-        int hit = e->hist[e->mptr] == tok;
+    if (x->mptr != MATCH_NONE && !match_known(e, x)) { /* into another stream, not learnt yet */
+        x->mptr = MATCH_NONE;
+        x->mlen = 0;
+    }
+    if (x->mptr != MATCH_NONE) {
+        unsigned lb = x->mlen < MATCH_LENS ? x->mlen : MATCH_LENS - 1;
+        int hit = e->s[x->msrc].hist[x->mptr] == tok;
         e->mtot[lb]++;
         e->mhit[lb] += (uint32_t)hit;
         if (e->mtot[lb] >= 1024) {
@@ -464,23 +584,26 @@ int lmz_ens_update(lmz_ens *e, int32_t tok)
             e->mhit[lb] >>= 1;
         }
         if (hit) {
-            e->mptr++;
-            e->mlen++;
+            x->mptr++;
+            x->mlen++;
         } else {
-            e->mptr = MATCH_NONE;
-            e->mlen = 0;
+            x->mptr = MATCH_NONE;
+            x->mlen = 0;
         }
     }
-    e->hist[e->n++] = tok;
-    if (e->n >= MATCH_MIN) {
-        uint64_t h = 0;
-        for (int k = 1; k <= MATCH_MIN; k++) h = (h + (uint64_t)(uint32_t)e->hist[e->n - (size_t)k] + 1) * 0xD6E8FEB86659FD93ull;
-        size_t idx = (size_t)((h ^ (h >> 32)) & e->mask);
-        if (e->mptr == MATCH_NONE && e->mt[idx] != 0) {
-            e->mptr = e->mt[idx];
-            e->mlen = 0;
+    x->hist[x->n++] = tok;
+    e->n++;
+    /* the table learns the context before tok, now that tok is known (a
+     * pointer never names a token still to come), then gives the current
+     * context's last known successor */
+    if (x->n > MATCH_MIN) e->mt[match_slot(e, x, x->n - 1)] = (uint64_t)s << 32 | (uint64_t)(x->n - 1);
+    if (x->n >= MATCH_MIN) {
+        uint64_t m = e->mt[match_slot(e, x, x->n)];
+        if (x->mptr == MATCH_NONE && m != 0) {
+            x->msrc = (size_t)(m >> 32);
+            x->mptr = (size_t)(uint32_t)m;
+            x->mlen = 0;
         }
-        e->mt[idx] = (uint32_t)e->n;
     }
     return 0;
 }

@@ -1,7 +1,8 @@
 /*
- * lmens.h — the token-level ensemble of the LM codec (profile det-f32-v1).
+ * lmens.h — the token-level ensemble of the LM codec (profiles det-f32-v1
+ * and det-f32-v2).
  *
- * For each token of one stream it turns the model's logits into the integer
+ * For each token of a stream it turns the model's logits into the integer
  * frequency table the range coder uses, from:
  *   - the model: softmax(logits + bias), where the bias is the adaptive
  *     log-space head, one gradient step of -log p per token (rate bias_lr);
@@ -40,7 +41,12 @@
 #define LMZ_ENS_NGRAM_BITS_MIN 8
 #define LMZ_ENS_NGRAM_BITS_MAX 24
 
+/* arithmetic profiles (docs/DETERMINISM.md) */
+#define LMZ_ENS_V1 1u /* det-f32-v1: sums over the vocabulary in index order */
+#define LMZ_ENS_V2 2u /* det-f32-v2: the same sums in 8 interleaved partial sums */
+
 typedef struct {
+    unsigned profile;    /* LMZ_ENS_V1 or LMZ_ENS_V2 */
     unsigned parts;      /* LMZ_ENS_* */
     unsigned mixer;      /* LMZ_MIX_* */
     unsigned ngram_bits; /* buckets per order at most 2^ngram_bits (32 bytes each) */
@@ -53,42 +59,55 @@ typedef struct {
                             (0: never; at most 16000) */
 } lmz_ens_params;
 
-/* Defaults: all parts, log mixer, 2^20 buckets, 24-bit tables, rates. */
+/* Defaults: profile 2, all parts, log mixer, 2^20 buckets, 24-bit tables, rates. */
 void lmz_ens_params_default(lmz_ens_params *p);
 /* @return 0 when every field is in range */
 int lmz_ens_params_check(const lmz_ens_params *p, uint32_t vocab);
 
+/* An ensemble codes one or more streams (the frames of a group) with shared
+ * statistics: one bias head, one mixer, one set of n-gram tables and one
+ * match table, which points into every stream's history. The order of the
+ * calls is part of the format: with several streams, the coder predicts
+ * the next token of every active stream from the same state, then learns
+ * them in stream order (what the lockstep decoder can do). With one stream
+ * it is the plain predict, update, predict... of one frame alone. */
 typedef struct lmz_ens lmz_ens;
 
-/* One stream of at most max_tokens tokens over a vocabulary of `vocab`.
- * Tables are sized for the stream (never above ngram_bits). NULL when
- * memory is short. */
-lmz_ens *lmz_ens_new(const lmz_ens_params *p, uint32_t vocab, size_t max_tokens);
+#define LMZ_ENS_STREAMS_MAX 64
+
+/* `streams` streams (1 .. LMZ_ENS_STREAMS_MAX), stream i of at most
+ * max_tokens[i] tokens, over a vocabulary of `vocab`. Tables are sized for
+ * all the tokens together (never above ngram_bits). NULL when memory is
+ * short or a value is out of range. */
+lmz_ens *lmz_ens_new(const lmz_ens_params *p, uint32_t vocab, size_t streams, const size_t *max_tokens);
 void lmz_ens_free(lmz_ens *e);
 
-/* Whether the next token's table will use the model's logits: 0 when the
+/* Whether stream s's next table will use the model's logits: 0 when the
  * confidence skip applies (decided from the past alone, so the decoder
  * decides the same), 1 otherwise. Optional before lmz_ens_predict. */
-int lmz_ens_wants_model(lmz_ens *e);
-/* Tokens coded so far without the model. */
+int lmz_ens_wants_model(lmz_ens *e, size_t s);
+/* Tokens coded so far without the model, all streams. */
 uint64_t lmz_ens_skipped(const lmz_ens *e);
 
-/* The table for the next token: cum[0..vocab] (cum[vocab] = 2^cdf_bits).
- * logits (vocab floats) may be NULL when the parts have no model or
- * lmz_ens_wants_model said 0 (they are ignored then). The
- * pointer stays valid until the next call. */
-const uint32_t *lmz_ens_predict(lmz_ens *e, const float *logits);
+/* The table for stream s's next token: cum[0..vocab] (cum[vocab] =
+ * 2^cdf_bits). logits (vocab floats) may be NULL when the parts have no
+ * model or lmz_ens_wants_model said 0 (they are ignored then). The pointer
+ * stays valid until the stream's next call. lmz_ens_wants_model and
+ * lmz_ens_predict of different streams may run at the same time (they
+ * write only their stream's scratch); not at the same time as an update. */
+const uint32_t *lmz_ens_predict(lmz_ens *e, size_t s, const float *logits);
 
-/* Learn the token that came (after lmz_ens_predict). @return 0, or -1 when
- * the stream already holds max_tokens tokens. */
-int lmz_ens_update(lmz_ens *e, int32_t tok);
+/* Learn the token that came in stream s (after its lmz_ens_predict); one
+ * update at a time. @return 0, or -1 when the stream already holds its
+ * max_tokens tokens. */
+int lmz_ens_update(lmz_ens *e, size_t s, int32_t tok);
 
-/* -log2 of the coded token's probability under the last table (for
+/* -log2 of the coded token's probability under stream s's last table (for
  * statistics and the overhead measurement). */
-double lmz_ens_cost(const lmz_ens *e, int32_t tok);
+double lmz_ens_cost(const lmz_ens *e, size_t s, int32_t tok);
 /* The same under the mixed probabilities before they became integers: the
  * ensemble's own cross-entropy, against which the coding overhead (table
  * rounding plus the range coder) is measured. */
-double lmz_ens_cost_ideal(const lmz_ens *e, int32_t tok);
+double lmz_ens_cost_ideal(const lmz_ens *e, size_t s, int32_t tok);
 
 #endif
