@@ -69,6 +69,8 @@ struct lmz_ens {
     ens_stream *s;      /* (ns) */
     uint64_t n;         /* tokens learnt, all streams */
     float *bias;        /* (V) the bias head */
+    float *cbias;       /* (cb, V) profile 2: the context bias, a row per previous token mod cb */
+    uint32_t cb;        /* its rows (a power of two), 0 in profile 1 */
     ng_bucket *ng[NG_ORDERS];
     uint64_t *mt;       /* match table: stream << 32 | position of the token that followed
                            the context, 0 = empty */
@@ -101,6 +103,17 @@ int lmz_ens_params_check(const lmz_ens_params *p, uint32_t vocab)
     return 0;
 }
 
+/* Rows of the context bias: the smallest power of two at least an eighth of
+ * the tokens, from 16 to 1024 and at most 2^23 / vocab (32 MiB of floats). */
+static uint32_t context_bias_rows(uint32_t vocab, size_t tokens)
+{
+    uint32_t most = 1024;
+    while (most > 16 && (size_t)most * vocab > ((size_t)1 << 23)) most >>= 1;
+    uint32_t r = 16;
+    while (r < most && r < tokens / 8) r <<= 1;
+    return r;
+}
+
 static size_t buckets_for(const lmz_ens_params *p, size_t max_tokens)
 {
     size_t nb = (size_t)1 << LMZ_ENS_NGRAM_BITS_MIN;
@@ -128,6 +141,7 @@ void lmz_ens_free(lmz_ens *e)
         for (size_t i = 0; i < e->ns; i++) stream_free(&e->s[i]);
     free(e->s);
     free(e->bias);
+    free(e->cbias);
     for (int k = 0; k < NG_ORDERS; k++) free(e->ng[k]);
     free(e->mt);
     free(e);
@@ -164,8 +178,12 @@ lmz_ens *lmz_ens_new(const lmz_ens_params *p, uint32_t vocab, size_t streams, co
     size_t nb = buckets_for(p, total);
     e->mask = nb - 1;
     e->bias = calloc(vocab, sizeof *e->bias);
+    if (p->profile != LMZ_ENS_V1) {
+        e->cb = context_bias_rows(vocab, total);
+        e->cbias = calloc((size_t)e->cb * vocab, sizeof *e->cbias);
+    }
     e->s = calloc(streams, sizeof *e->s);
-    int ok = e->bias && e->s;
+    int ok = e->bias && e->s && (!e->cb || e->cbias);
     for (size_t i = 0; i < streams && ok; i++) ok = stream_init(e, &e->s[i], max_tokens[i]) == 0;
     for (int k = 0; k < NG_ORDERS && ok; k++) ok = (e->ng[k] = calloc(nb, sizeof(ng_bucket))) != NULL;
     if (ok) ok = (e->mt = calloc(nb, sizeof *e->mt)) != NULL;
@@ -290,6 +308,14 @@ static float max_x(unsigned profile, const float *x, uint32_t n)
     return mx;
 }
 
+/* the context bias row of x's next token: its previous token mod cb (row 0
+ * for the first) */
+static float *context_row(const lmz_ens *e, const ens_stream *x)
+{
+    uint32_t prev = x->n ? (uint32_t)x->hist[x->n - 1] : 0;
+    return e->cbias + (size_t)(prev & (e->cb - 1)) * e->V;
+}
+
 /* p[0..V) = exp(x - max) / sum, x shifted in place by its maximum;
  * @return log(sum) */
 static float softmax(const lmz_ens *e, float *x, float *p)
@@ -381,10 +407,15 @@ const uint32_t *lmz_ens_predict(lmz_ens *e, size_t s, const float *logits)
 
     float logz = 0;
     if (x->act[X_MODEL]) {
-        if (parts & LMZ_ENS_BIAS)
+        if (parts & LMZ_ENS_BIAS) {
             for (uint32_t v = 0; v < V; v++) x->u[v] = logits[v] + e->bias[v];
-        else
+            if (e->cb) {
+                const float *c = context_row(e, x);
+                for (uint32_t v = 0; v < V; v++) x->u[v] += c[v];
+            }
+        } else {
             memcpy(x->u, logits, V * sizeof *x->u);
+        }
         for (uint32_t v = 0; v < V; v++) /* a broken logit counts as very unlikely */
             if (!isfinite(x->u[v])) x->u[v] = -1e30f;
         logz = softmax(e, x->u, x->pm); /* log pm(v) = u[v] - logz */
@@ -533,6 +564,11 @@ int lmz_ens_update(lmz_ens *e, size_t s, int32_t tok)
         float lr = e->p.bias_lr;
         for (uint32_t v = 0; v < V; v++) e->bias[v] -= lr * x->pm[v];
         e->bias[tok] += lr;
+        if (e->cb) { /* the context bias: the same step on the previous token's row, twice the rate */
+            float *c = context_row(e, x), lc = 2.0f * lr;
+            for (uint32_t v = 0; v < V; v++) c[v] -= lc * x->pm[v];
+            c[tok] += lc;
+        }
     }
 
     if (e->p.mixer == LMZ_MIX_PROB) {

@@ -6,6 +6,9 @@
  * frequency table the range coder uses, from:
  *   - the model: softmax(logits + bias), where the bias is the adaptive
  *     log-space head, one gradient step of -log p per token (rate bias_lr);
+ *     in profile 2 plus a context bias, a row of such biases per previous
+ *     token (mod 16..1024 rows, by the tokens coded), learnt the same way at
+ *     twice the rate: it corrects the model where it is wrong in context;
  *   - a token n-gram of orders 1..4 over hashed contexts (buckets of seven
  *     (token, count) pairs), blended from low to high order with weight
  *     n/(n+5) (n = the context's count) over a uniform order 0;
@@ -15,7 +18,8 @@
  *     probability space (rate 0.5, start 0.85 model / 0.15 n-gram, the model
  *     alone for the first 100 tokens, as Nacrith); or LMZ_MIX_LOG, a weighted
  *     sum of the experts' log-probabilities, renormalised, the weights moved
- *     by the gradient of the code length.
+ *     by the gradient of the code length, with offsets per context (n-gram
+ *     order found, match length, and in profile 2 the model's confidence).
  * Every number is float or double arithmetic in a fixed order with the
  * project's own exp and log, so encoder and decoder, on any machine, with
  * any kernel path, compute the same table. Any change to a probability needs

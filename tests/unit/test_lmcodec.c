@@ -99,6 +99,7 @@ TEST(ens_every_setting_round_trips)
             for (unsigned bits = 16; bits <= 24; bits += 8) {
                 lmz_ens_params p;
                 lmz_ens_params_default(&p);
+                p.profile = bits == 16 ? LMZ_ENS_V1 : LMZ_ENS_V2; /* both profiles, every part and mixer */
                 p.parts = parts[k];
                 p.mixer = mixer;
                 p.cdf_bits = bits;
@@ -238,6 +239,9 @@ TEST(ens_params_checked)
     CHECK(lmz_ens_params_check(&p, 70000) != 0); /* more symbols than the total */
     lmz_ens_params_default(&p);
     size_t ten = 10, many[LMZ_ENS_STREAMS_MAX + 1] = {0};
+    p.profile = 3;
+    CHECK(lmz_ens_params_check(&p, V) != 0);
+    lmz_ens_params_default(&p);
     CHECK(lmz_ens_new(&p, V, 0, &ten) == NULL);
     CHECK(lmz_ens_new(&p, V, LMZ_ENS_STREAMS_MAX + 1, many) == NULL);
     p.parts = 0;
