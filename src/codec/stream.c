@@ -616,7 +616,9 @@ static int stream_model(const lmz_header *h, const lmz_dparams *dp, unsigned nt,
     return LMZ_OK;
 }
 
-#define BATCH_BYTES (32u << 20) /* original bytes gathered for one lockstep batch */
+/* original bytes gathered for one lockstep batch of frames apart (groups of
+ * one): each has its own ensemble, up to ~40 MB for a 256K frame */
+#define BATCH_BYTES (8u << 20)
 
 static int decompress_limited(const lmz_dparams *dp, const lmz_io *io, uint64_t out_limit)
 {

@@ -103,14 +103,14 @@ int lmz_ens_params_check(const lmz_ens_params *p, uint32_t vocab)
     return 0;
 }
 
-/* Rows of the context bias: the smallest power of two at least an eighth of
- * the tokens, from 16 to 1024 and at most 2^23 / vocab (32 MiB of floats). */
+/* Rows of the context bias: the smallest power of two at least 1/64 of the
+ * tokens, from 16 to 1024 and at most 2^23 / vocab (32 MiB of floats). */
 static uint32_t context_bias_rows(uint32_t vocab, size_t tokens)
 {
     uint32_t most = 1024;
     while (most > 16 && (size_t)most * vocab > ((size_t)1 << 23)) most >>= 1;
     uint32_t r = 16;
-    while (r < most && r < tokens / 8) r <<= 1;
+    while (r < most && r < tokens / 64) r <<= 1;
     return r;
 }
 

@@ -7,7 +7,7 @@
  *   - the model: softmax(logits + bias), where the bias is the adaptive
  *     log-space head, one gradient step of -log p per token (rate bias_lr);
  *     in profile 2 plus a context bias, a row of such biases per previous
- *     token (mod 16..1024 rows, by the tokens coded), learnt the same way at
+ *     token (mod 16..1024 rows, 1/64 of the tokens), learnt the same way at
  *     twice the rate: it corrects the model where it is wrong in context;
  *   - a token n-gram of orders 1..4 over hashed contexts (buckets of seven
  *     (token, count) pairs), blended from low to high order with weight

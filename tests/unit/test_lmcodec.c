@@ -140,7 +140,7 @@ TEST(ens_predictors_learn)
  * a decoder doing the same reads them back. @return the bits. */
 static double code_group(const lmz_ens_params *p, int32_t *const *t, size_t k, size_t n, int *roundtrip_ok)
 {
-    size_t max[8];
+    size_t max[8] = {0};
     for (size_t j = 0; j < k; j++) max[j] = n;
     lmz_ens *e = lmz_ens_new(p, V, k, max), *d = lmz_ens_new(p, V, k, max);
     float *lg = malloc(k * V * sizeof *lg);
