@@ -495,7 +495,9 @@ int lmz_lm_compress_group(lmz_lm *lm, lmz_lm_cframe *f, size_t k)
         again = 0;
         for (size_t i = 0; i < k; i++) {
             if (!c[i].in) continue;
-            size_t t = c[i].ntok ? lmz_rc_enc_finish(&c[i].rc) : 0;
+            size_t t = !c[i].ntok ? 0
+                       : lm->p.ens.profile == LMZ_ENS_V1 ? lmz_rc_enc_finish(&c[i].rc)
+                                                        : lmz_rc_enc_finish_short(&c[i].rc);
             if (c[i].ntok && t == 0) {
                 c[i].in = 0;
                 again = 1;
@@ -586,7 +588,8 @@ static int frame_open(lmz_lm *lm, lmz_lm_frame *f, dframe *d)
     d->toks = malloc(ntok * sizeof *d->toks);
     d->st = lmz_state_new(lm->m);
     if (!d->toks || !d->st) return LMZ_ERROR_NOMEM;
-    lmz_rc_dec_init(&d->rc, p + pos, len - pos);
+    if (lm->p.ens.profile == LMZ_ENS_V1) lmz_rc_dec_init(&d->rc, p + pos, len - pos);
+    else lmz_rc_dec_init_short(&d->rc, p + pos, len - pos);
     d->last = lm->start;
     return LMZ_OK;
 }

@@ -18,7 +18,8 @@
  *     varint  original bytes (>= 1)
  *     varint  text: tokens; other kinds: coded bytes
  *   the binary segments' coded bytes, in order
- *   the range coder stream of all text tokens (the rest of the payload)
+ *   the range coder stream of all text tokens (the rest of the payload; in
+ *   det-f32-v2 the short form of rangecoder.h, lmz_rc_enc_finish_short)
  * Varints are LEB128 (7 bits a byte, low first, at most 10 bytes).
  *
  * Frames form groups (the stream header's group setting: that many

@@ -45,6 +45,14 @@ void lmz_rc_enc_init(lmz_rc_enc *e, uint8_t *buf, size_t cap);
 /* Flush the final bytes. @return bytes written, or 0 when cap overflowed. */
 size_t lmz_rc_enc_finish(lmz_rc_enc *e);
 
+/* The short stream of the language-model frames (profile det-f32-v2): the
+ * flush writes only as many bytes as pin a value inside the final range,
+ * the leading 0 byte is dropped and so are trailing zeros (at least one byte
+ * stays), for a decoder started with lmz_rc_dec_init_short, which reads
+ * zeros past the end. Some 6 bytes less per stream than lmz_rc_enc_finish.
+ * @return bytes written (>= 1), or 0 when cap overflowed. */
+size_t lmz_rc_enc_finish_short(lmz_rc_enc *e);
+
 static inline void lmz_rc__put(lmz_rc_enc *e, uint8_t b)
 {
     if (e->pos < e->cap) e->buf[e->pos++] = b;
@@ -108,14 +116,19 @@ typedef struct {
     size_t pos, len;
     int overrun;         /* read past the end (truncated or corrupt input) */
     int corrupt;         /* impossible state reached */
+    int pad;             /* a short stream: zeros past the end are part of it */
 } lmz_rc_dec;
 
 void lmz_rc_dec_init(lmz_rc_dec *d, const uint8_t *buf, size_t len);
+/* For a stream of lmz_rc_enc_finish_short. Truncation is not detected here
+ * (the frame checksum does that), nor a byte or two appended where the
+ * decoder looks ahead (they change no symbol); a longer tail is. */
+void lmz_rc_dec_init_short(lmz_rc_dec *d, const uint8_t *buf, size_t len);
 
 static inline uint8_t lmz_rc__get(lmz_rc_dec *d)
 {
     if (d->pos < d->len) return d->buf[d->pos++];
-    d->overrun = 1;
+    if (!d->pad) d->overrun = 1;
     return 0;
 }
 
@@ -171,6 +184,7 @@ static inline int lmz_rc_decode_bit(lmz_rc_dec *d, uint32_t p1)
  * so `code` is 0). Any change to the flushed tail makes this 0. */
 static inline int lmz_rc_dec_finished_cleanly(const lmz_rc_dec *d)
 {
+    if (d->pad) return !d->corrupt && d->pos == d->len; /* every byte used */
     return !d->overrun && !d->corrupt && d->pos == d->len && d->code == 0;
 }
 

@@ -148,6 +148,53 @@ TEST(rc_binary_mixed_with_symbols)
     free(buf);
 }
 
+/* the short flush: the same symbols back, fewer bytes, a long tail caught */
+TEST(rc_short_streams)
+{
+    unsigned long long seed = 5;
+    uint8_t a[4096], b[4096];
+    uint32_t sym[600], total[600], cum[600], freq[600];
+    size_t saved = 0;
+    for (int round = 0; round < 300; round++) {
+        size_t count = round < 20 ? (size_t)round : 1 + test_rand(&seed) % 600;
+        for (size_t i = 0; i < count; i++) { /* any table shape, certain symbols too */
+            total[i] = 1u << (1 + test_rand(&seed) % 24);
+            freq[i] = 1 + (uint32_t)(test_rand(&seed) % total[i]);
+            if (round % 3 == 0) freq[i] = total[i] - (total[i] > 1);
+            cum[i] = (uint32_t)(test_rand(&seed) % (total[i] - freq[i] + 1));
+            sym[i] = cum[i];
+        }
+        lmz_rc_enc e, f;
+        lmz_rc_enc_init(&e, a, sizeof a);
+        lmz_rc_enc_init(&f, b, sizeof b);
+        for (size_t i = 0; i < count; i++) {
+            lmz_rc_encode(&e, cum[i], freq[i], total[i]);
+            lmz_rc_encode(&f, cum[i], freq[i], total[i]);
+        }
+        size_t full = lmz_rc_enc_finish(&e), len = lmz_rc_enc_finish_short(&f);
+        CHECK(len >= 1 && len <= full);
+        saved += full - len;
+        lmz_rc_dec d;
+        lmz_rc_dec_init_short(&d, b, len);
+        int ok = 1;
+        for (size_t i = 0; i < count; i++) {
+            uint32_t t = lmz_rc_decode_target(&d, total[i]);
+            ok &= t >= cum[i] && t < cum[i] + freq[i];
+            lmz_rc_decode_update(&d, cum[i], freq[i], total[i]);
+        }
+        CHECK(ok && lmz_rc_dec_finished_cleanly(&d));
+        memset(b + len, 0x5A, 7); /* more bytes than the decoder looks ahead */
+        lmz_rc_dec_init_short(&d, b, len + 7);
+        for (size_t i = 0; i < count; i++) {
+            lmz_rc_decode_target(&d, total[i]);
+            lmz_rc_decode_update(&d, cum[i], freq[i], total[i]);
+        }
+        CHECK(!lmz_rc_dec_finished_cleanly(&d));
+    }
+    CHECK(saved >= 300 * 5); /* about six bytes a stream */
+    (void)sym;
+}
+
 TEST(rc_truncated_stream_flags_overrun)
 {
     uint8_t buf[256];
