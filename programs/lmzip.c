@@ -51,15 +51,14 @@ typedef struct {
 #define LM_FRAME_MAX (256u << 10)
 #define LM_GROUP_DEFAULT 64
 
-static void lm_frames(lmz_params *p, int group_set)
+static void lm_frames(lmz_params *p)
 {
     uint64_t f = LM_FRAME_MAX;
     if (p->size_hint != LMZ_SIZE_UNKNOWN) {
         f = (p->size_hint / LM_FRAMES_WANTED + 4095) / 4096 * 4096;
         f = f < LM_FRAME_MIN ? LM_FRAME_MIN : f > LM_FRAME_MAX ? LM_FRAME_MAX : f;
     }
-    p->frame_size = (uint32_t)f;
-    if (!group_set) p->group = LM_GROUP_DEFAULT; /* 64 x 256K at most: within 64M */
+    p->frame_size = (uint32_t)f; /* the group main() chose for 256K frames still fits */
 }
 
 static const char *prog = "lmzip";
@@ -520,7 +519,7 @@ static int process(const options *o, const char *path, int *listed_header)
         if (o->verbose) p.stats = &stats; /* the statistics cost a little time */
         p.size_hint = c.in_size ? c.in_size : (from_stdin ? LMZ_SIZE_UNKNOWN : 0);
         if (!from_stdin && !S_ISREG(st.st_mode)) p.size_hint = LMZ_SIZE_UNKNOWN;
-        if (strcmp(p.model, "none") != 0 && !o->frame_set) lm_frames(&p, o->group_set);
+        if (strcmp(p.model, "none") != 0 && !o->frame_set) lm_frames(&p);
         e = lmz_compress_stream(&p, &io);
     } else {
         /* -m names the model; else the folders are searched for the one a

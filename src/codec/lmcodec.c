@@ -457,10 +457,7 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
             for (size_t j = 0; j < na; j++) lmz_ens_update(ens, c[act[j]].sidx, c[act[j]].toks[at + i]);
         }
     }
-    if (ens) {
-        uint64_t skipped = lmz_ens_skipped(ens);
-        if (m) c[who[0]].st.skipped = skipped; /* the group's, counted once */
-    }
+    if (ens) c[who[0]].st.skipped = lmz_ens_skipped(ens); /* the group's, counted once */
     lmz_ens_free(ens);
     free(logits);
     free(in);

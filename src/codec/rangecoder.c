@@ -42,31 +42,22 @@ size_t lmz_rc_enc_finish_short(lmz_rc_enc *e)
     return n - 1;
 }
 
-void lmz_rc_dec_init_short(lmz_rc_dec *d, const uint8_t *buf, size_t len)
+/* Both decoders: the leading cache byte (pad 0: it must be 0; pad 1: the
+ * short stream has none), then the first 6 bytes of the code value. */
+static void dec_start(lmz_rc_dec *d, const uint8_t *buf, size_t len, int pad)
 {
     d->buf = buf;
     d->len = len;
     d->pos = 0;
     d->overrun = 0;
     d->corrupt = 0;
-    d->pad = 1;
+    d->pad = pad;
     d->range = LMZ_RC_MASK;
     d->code = 0;
+    if (!pad && lmz_rc__get(d) != 0) d->corrupt = 1; /* the initial cache byte */
     for (int i = 0; i < 6; i++) d->code = (d->code << 8) | lmz_rc__get(d);
     if (d->code >= d->range) { d->corrupt = 1; d->code = d->range - 1; }
 }
 
-void lmz_rc_dec_init(lmz_rc_dec *d, const uint8_t *buf, size_t len)
-{
-    d->buf = buf;
-    d->len = len;
-    d->pos = 0;
-    d->overrun = 0;
-    d->corrupt = 0;
-    d->pad = 0;
-    d->range = LMZ_RC_MASK;
-    d->code = 0;
-    if (lmz_rc__get(d) != 0) d->corrupt = 1; /* the initial cache byte */
-    for (int i = 0; i < 6; i++) d->code = (d->code << 8) | lmz_rc__get(d);
-    if (d->code >= d->range) { d->corrupt = 1; d->code = d->range - 1; }
-}
+void lmz_rc_dec_init_short(lmz_rc_dec *d, const uint8_t *buf, size_t len) { dec_start(d, buf, len, 1); }
+void lmz_rc_dec_init(lmz_rc_dec *d, const uint8_t *buf, size_t len) { dec_start(d, buf, len, 0); }
