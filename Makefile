@@ -25,13 +25,15 @@ ALL_CFLAGS = -std=c11 $(CFLAGS) -ffp-contract=off -fno-fast-math $(WARN) $(WERRO
              -Iinclude -Isrc -MMD -MP
 XXH_LIB ?= -lxxhash
 LDLIBS  = $(XXH_LIB) -llzma -lpthread -lm
-TRAIN_LIBS = -lopenblas -fopenmp
+TRAIN_LIBS = -lopenblas -fopenmp -ljansson
 
-LIB_SRC   = $(wildcard src/common/*.c src/codec/*.c src/predict/*.c src/model/*.c src/tensor/*.c src/eval/*.c)
+# the zero-shot tasks (src/eval/tasks.c) read JSON: they go with the model tools
+EVAL_TOOL_SRC = src/eval/tasks.c
+LIB_SRC   = $(filter-out $(EVAL_TOOL_SRC),$(wildcard src/common/*.c src/codec/*.c src/predict/*.c src/model/*.c src/tensor/*.c src/eval/*.c))
 LIB_OBJ   = $(LIB_SRC:%.c=$(BUILD)/%.o)
-# the model-making side (tokenizer and DSRN trainers): the dsrn tool and the
-# tests link it, lmzip does not
-TRAIN_SRC = $(wildcard src/train/*.c)
+# the model-making side (tokenizer and DSRN trainers, the zero-shot tasks):
+# the dsrn tool and the tests link it, lmzip does not
+TRAIN_SRC = $(wildcard src/train/*.c) $(EVAL_TOOL_SRC)
 TRAIN_OBJ = $(TRAIN_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC  = $(wildcard tests/unit/*.c)
 TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
@@ -108,7 +110,7 @@ deps:
 ARM_CC ?= aarch64-linux-gnu-gcc
 ARM_BIN = unit_tests gradcheck fuzz_replay fuzz_gguf_replay lmzip dsrn
 arm:
-	@DEPS_EXTRA="gcc-aarch64-linux-gnu qemu-user libopenblas-dev:arm64 libgomp1:arm64 liblzma-dev:arm64" sh scripts/deps.sh
+	@DEPS_EXTRA="gcc-aarch64-linux-gnu qemu-user libopenblas-dev:arm64 libgomp1:arm64 liblzma-dev:arm64 libjansson-dev:arm64" sh scripts/deps.sh
 	@mkdir -p build-arm/xxh build-arm/qemu
 	ln -sf /usr/include/xxhash.h build-arm/xxh/xxhash.h
 	$(MAKE) BUILD=build-arm CC=$(ARM_CC) XXH_LIB= CFLAGS="-O2 -g -DXXH_INLINE_ALL -Ibuild-arm/xxh" \
@@ -165,4 +167,4 @@ clean:
 	rm -rf build build-asan build-ubsan build-fuzz
 
 .PHONY: arm all deps test asan ubsan fuzz bench demo install clean
--include $(LIB_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(TRAIN_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

@@ -5,16 +5,22 @@
  *   dsrn tokenize -m MODEL.gguf (TEXT | -f FILE) [--ids]
  *   dsrn logits -m MODEL.gguf --ids 1,2,3 [-o OUT.f32]
  *   dsrn generate -m MODEL.gguf -p PROMPT -n N [--temp T] [--seed S]
+ *   dsrn eval -m MODEL.gguf --tasks LIST [--limit N] [--json OUT] | --bpb FILE...
  *
  * (logits, generate, train, eval and tokenizer come with the engine and the
  * DSRN issues.) Exit status 0 on success, 1 on error.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "eval/bpb.h"
+#include "eval/tasks.h"
 #include "model/gguf.h"
 #include "model/model.h"
 #include "model/tokenizer.h"
@@ -41,6 +47,11 @@ static int usage(FILE *f)
                "             [--steps N | --tokens N | --time MIN] [--config FILE] [--resume CKPT.gguf]\n"
                "             [--SETTING VALUE...] -o OUT.gguf\n"
                "                                                train a DSRN model (dsrn train --help)\n"
+               "  dsrn eval -m MODEL.gguf --tasks LIST|all [--limit N] [--json OUT] [--samples OUT.jsonl]\n"
+               "            [--data DIR] [--batch N] [-t THREADS] [-q]\n"
+               "                                                zero-shot tasks, scored as lm-eval does:\n"
+               "                                                sciq piqa hellaswag winogrande arc_easy\n"
+               "                                                arc_challenge lambada, or FILE.jsonl\n"
                "  dsrn eval -m MODEL.gguf --bpb FILE... [-t THREADS]\n"
                "                                                bits per byte of the model alone\n");
     return f == stdout ? 0 : 1;
@@ -546,38 +557,11 @@ static int cmd_train(int argc, char **argv)
     return 0;
 }
 
-static int cmd_eval(int argc, char **argv)
+/* ---- dsrn eval --bpb ------------------------------------------------------ */
+
+static int eval_bpb(lmz_model *m, const char **files, size_t nf)
 {
-    const char *model = NULL;
-    const char **files = calloc((size_t)argc + 1, sizeof *files);
-    size_t nf = 0;
-    unsigned threads = 1;
-    int in_bpb = 0;
-    for (int i = 0; files && i < argc; i++) {
-        if (!strcmp(argv[i], "-m") && i + 1 < argc) model = argv[++i], in_bpb = 0;
-        else if (!strcmp(argv[i], "-t") && i + 1 < argc) threads = (unsigned)atoi(argv[++i]), in_bpb = 0;
-        else if (!strcmp(argv[i], "--bpb")) in_bpb = 1;
-        else if (in_bpb && argv[i][0] != '-') files[nf++] = argv[i];
-        else {
-            fprintf(stderr, "dsrn eval: unexpected '%s' (only --bpb FILE... so far: the zero-shot tasks "
-                            "are not built yet)\n", argv[i]);
-            free(files);
-            return 1;
-        }
-    }
-    if (!model || !nf) {
-        fprintf(stderr, "dsrn eval: needs -m MODEL.gguf and --bpb FILE...\n");
-        free(files);
-        return 1;
-    }
-    lmz_model_opts o = {threads ? threads : 1, 0};
-    lmz_model *m;
     char err[512];
-    if (lmz_model_open(model, &o, &m, err, sizeof err) != 0) {
-        fprintf(stderr, "dsrn eval: %s: %s\n", model, err);
-        free(files);
-        return 1;
-    }
     int rc = 0;
     lmz_bpb sum = {0, 0, 0};
     for (size_t i = 0; i < nf; i++) {
@@ -602,6 +586,244 @@ static int cmd_eval(int argc, char **argv)
     if (nf > 1 && sum.bytes)
         printf("%-40s %10llu bytes %9llu tokens %8.4f bits/byte\n", "total", (unsigned long long)sum.bytes,
                (unsigned long long)sum.tokens, sum.bits / (double)sum.bytes);
+    return rc;
+}
+
+/* ---- dsrn eval --tasks ---------------------------------------------------- */
+
+/* the tasks of the Echo-DSRN table and lm-eval's usual zero-shot set */
+static const char *const default_tasks = "sciq,piqa,hellaswag,winogrande,arc_easy,lambada";
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+typedef struct {
+    const char *name;
+    double t0, last;
+} progress;
+
+static void show_progress(void *ctx, size_t done, size_t total)
+{
+    progress *p = ctx;
+    double t = now_s();
+    if (done < total && t - p->last < 0.25) return;
+    p->last = t;
+    double el = t - p->t0, eta = done ? el * (double)(total - done) / (double)done : 0;
+    fprintf(stderr, "\r%-16s %7zu / %zu items %3.0f%%  %5.0f s, ETA %5.0f s ", p->name, done, total,
+            100.0 * (double)done / (double)total, el, eta);
+    if (done == total) fprintf(stderr, "\r%*s\r", 70, "");
+    fflush(stderr);
+}
+
+/* a task name: a path (with '/' or ending in .jsonl), or NAME of DIR/NAME.jsonl */
+static char *task_path(const char *dir, const char *name)
+{
+    size_t n = strlen(name);
+    if (strchr(name, '/') || (n > 6 && !strcmp(name + n - 6, ".jsonl"))) return strdup(name);
+    if (!strcmp(name, "lambada")) name = "lambada_openai";
+    size_t len = strlen(dir) + strlen(name) + 8;
+    char *p = malloc(len);
+    if (p) snprintf(p, len, "%s/%s.jsonl", dir, name);
+    return p;
+}
+
+static json_t *num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+static void samples_write(FILE *f, const lmz_task *t, const lmz_task_result *r)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        const lmz_task_item *it = &t->items[i];
+        json_t *o = json_object(), *ll = json_array(), *tk = json_array(), *g = json_array();
+        for (unsigned j = 0; j < it->n; j++) {
+            const lmz_req_score *s = &r->score[r->first[i] + j];
+            json_array_append_new(ll, json_real(s->ll));
+            json_array_append_new(tk, json_integer(s->tokens));
+            json_array_append_new(g, json_boolean(s->greedy));
+        }
+        json_object_set_new(o, "task", json_string(t->name));
+        json_object_set_new(o, "id", json_string(it->id));
+        if (it->gold >= 0) json_object_set_new(o, "gold", json_integer(it->gold));
+        json_object_set_new(o, "ll", ll);
+        json_object_set_new(o, "tokens", tk);
+        json_object_set_new(o, "greedy", g);
+        json_dumpf(o, f, JSON_COMPACT | JSON_REAL_PRECISION(17));
+        fputc('\n', f);
+        json_decref(o);
+    }
+}
+
+static uint64_t model_params(const lmz_model *m)
+{
+    const lmz_gguf *g = lmz_model_gguf(m);
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        uint64_t e = 1;
+        for (uint32_t d = 0; d < g->tensors[i].n_dims; d++) e *= g->tensors[i].ne[d];
+        n += e;
+    }
+    return n;
+}
+
+static void pm(double v, double se, int width)
+{
+    if (isfinite(v)) printf(" %*.4f ± %.4f |", width, v, se);
+    else printf(" %*s |", width + 9, "");
+}
+
+static int eval_tasks(lmz_model *m, const char *model, const char *tasks, const char *dir, size_t limit,
+                      unsigned batch, const char *json_out, const char *samples_out, int quiet)
+{
+    char err[512];
+    char *list = strdup(tasks);
+    json_t *root = json_object(), *jt = json_object();
+    FILE *sf = NULL;
+    int rc = 0;
+    if (!list || !root || !jt) {
+        fprintf(stderr, "dsrn eval: out of memory\n");
+        free(list);
+        json_decref(root);
+        json_decref(jt);
+        return 1;
+    }
+    if (samples_out && !(sf = fopen(samples_out, "w"))) {
+        fprintf(stderr, "dsrn eval: %s: cannot write\n", samples_out);
+        free(list);
+        json_decref(root);
+        json_decref(jt);
+        return 1;
+    }
+    lmz_str name = {"", 0};
+    lmz_gguf_get_str(lmz_model_gguf(m), "general.name", &name);
+    uint64_t params = model_params(m);
+    printf("model %s (%.*s, %s, %.2fM parameters)%s\n", model, (int)name.len, name.ptr, lmz_model_arch(m),
+           (double)params / 1e6, limit ? "" : "");
+    if (limit) printf("at most %zu items per task\n", limit);
+    printf("| task | items | acc | acc_norm | perplexity | seconds |\n|---|---:|---:|---:|---:|---:|\n");
+    fflush(stdout);
+    for (char *sv = NULL, *tn = strtok_r(list, ",", &sv); tn; tn = strtok_r(NULL, ",", &sv)) {
+        if (!*tn) continue;
+        char *path = task_path(dir, tn);
+        lmz_task t;
+        lmz_task_result r;
+        if (!path || lmz_task_load(path, limit, &t, err, sizeof err) != 0) {
+            fprintf(stderr, "dsrn eval: %s\n", path ? err : "out of memory");
+            free(path);
+            rc = 1;
+            continue;
+        }
+        free(path);
+        progress pg = {t.name, now_s(), 0};
+        lmz_task_opts o = {batch, quiet ? NULL : show_progress, &pg};
+        if (lmz_task_run(m, &t, &o, &r, err, sizeof err) != 0) {
+            fprintf(stderr, "dsrn eval: %s: %s\n", t.name, err);
+            lmz_task_free(&t);
+            rc = 1;
+            continue;
+        }
+        double secs = now_s() - pg.t0;
+        printf("| %s | %zu |", t.name, t.n);
+        pm(r.acc, r.acc_se, 6);
+        pm(r.acc_norm, r.acc_norm_se, 6);
+        pm(r.ppl, r.ppl_se, 8);
+        printf(" %.1f |\n", secs);
+        fflush(stdout);
+        json_t *o2 = json_object();
+        json_object_set_new(o2, "kind", json_string(lmz_task_kind_name(t.kind)));
+        json_object_set_new(o2, "items", json_integer((json_int_t)t.n));
+        json_object_set_new(o2, "acc", num(r.acc));
+        json_object_set_new(o2, "acc_stderr", num(r.acc_se));
+        if (t.kind == LMZ_TASK_MC) {
+            json_object_set_new(o2, "acc_norm", num(r.acc_norm));
+            json_object_set_new(o2, "acc_norm_stderr", num(r.acc_norm_se));
+        }
+        if (t.kind == LMZ_TASK_LB) {
+            json_object_set_new(o2, "perplexity", num(r.ppl));
+            json_object_set_new(o2, "perplexity_stderr", num(r.ppl_se));
+        }
+        json_object_set_new(o2, "tokens_fed", json_integer((json_int_t)r.tokens_fed));
+        json_object_set_new(o2, "seconds", json_real(secs));
+        json_object_set_new(jt, t.name, o2);
+        if (sf) samples_write(sf, &t, &r);
+        lmz_task_result_free(&r);
+        lmz_task_free(&t);
+    }
+    json_object_set_new(root, "model", json_string(model));
+    json_object_set_new(root, "name", json_stringn(name.ptr, name.len));
+    json_object_set_new(root, "architecture", json_string(lmz_model_arch(m)));
+    json_object_set_new(root, "parameters", json_integer((json_int_t)params));
+    json_object_set_new(root, "limit", json_integer((json_int_t)limit));
+    json_object_set_new(root, "tasks", jt);
+    if (json_out && json_dump_file(root, json_out, JSON_INDENT(2) | JSON_REAL_PRECISION(10)) != 0) {
+        fprintf(stderr, "dsrn eval: %s: cannot write\n", json_out);
+        rc = 1;
+    }
+    if (sf && fclose(sf) != 0) {
+        fprintf(stderr, "dsrn eval: %s: cannot write\n", samples_out);
+        rc = 1;
+    }
+    json_decref(root);
+    free(list);
+    return rc;
+}
+
+static int cmd_eval(int argc, char **argv)
+{
+    const char *model = NULL, *tasks = NULL, *json_out = NULL, *samples_out = NULL;
+    const char *dir = getenv("DSRN_EVAL_DATA") ? getenv("DSRN_EVAL_DATA") : "../shared/data/eval";
+    const char **files = calloc((size_t)argc + 1, sizeof *files);
+    size_t nf = 0, limit = 0;
+    unsigned threads = 1, batch = 0;
+    int in_bpb = 0, quiet = 0;
+    if (!files) return 1;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end = NULL;
+        if (in_bpb && a[0] != '-') {
+            files[nf++] = a;
+            continue;
+        }
+        in_bpb = 0;
+        if (!strcmp(a, "--bpb")) in_bpb = 1;
+        else if (!strcmp(a, "-q")) quiet = 1;
+        else if (!v) goto bad;
+        else if (!strcmp(a, "-m")) model = v, i++;
+        else if (!strcmp(a, "--tasks")) tasks = !strcmp(v, "all") ? default_tasks : v, i++;
+        else if (!strcmp(a, "--data")) dir = v, i++;
+        else if (!strcmp(a, "--json")) json_out = v, i++;
+        else if (!strcmp(a, "--samples")) samples_out = v, i++;
+        else if (!strcmp(a, "-t") || !strcmp(a, "--limit") || !strcmp(a, "--batch")) {
+            unsigned long long x = strtoull(v, &end, 10);
+            if (!*v || *end || v[0] == '-' || x > 1000000000ull) goto bad;
+            if (!strcmp(a, "-t")) threads = (unsigned)x;
+            else if (!strcmp(a, "--limit")) limit = (size_t)x;
+            else batch = (unsigned)x;
+            i++;
+        } else goto bad;
+        continue;
+    bad:
+        fprintf(stderr, "dsrn eval: unexpected '%s'%s\n", a, v ? "" : " (a value is missing?)");
+        free(files);
+        return 1;
+    }
+    if (!model || (!nf && !tasks) || (nf && tasks)) {
+        fprintf(stderr, "dsrn eval: needs -m MODEL.gguf and either --tasks LIST or --bpb FILE...\n");
+        free(files);
+        return 1;
+    }
+    lmz_model_opts o = {threads ? threads : 1, 0};
+    lmz_model *m;
+    char err[512];
+    if (lmz_model_open(model, &o, &m, err, sizeof err) != 0) {
+        fprintf(stderr, "dsrn eval: %s: %s\n", model, err);
+        free(files);
+        return 1;
+    }
+    int rc = nf ? eval_bpb(m, files, nf)
+                : eval_tasks(m, model, tasks, dir, limit, batch, json_out, samples_out, quiet || !isatty(2));
     lmz_model_free(m);
     free(files);
     return rc;

@@ -95,5 +95,61 @@ b=$(sed -n 's/.* \([0-9.]*\) bits\/byte$/\1/p' bpb.txt)
 awk -v b="$b" 'BEGIN { exit !(b > 0.05 && b < 2.0) }' && ok || no "the trained model codes its own text in under 2 bits/byte ($b)"
 refuse "eval of a missing file" "$DSRN" eval -m m.gguf --bpb nothing.txt
 
+# ---- dsrn eval --tasks: zero-shot scoring ------------------------------------
+# one request of each kind, on the trained model
+printf '%s\n' '{"id": "m1", "context": "the fox", "choices": [" sees the cat", " likes"], "gold": 0, "norm_len": [12, 5]}' > mc.jsonl
+printf '%s\n' '{"id": "w1", "contexts": ["the fox sees", "the cat sees"], "continuation": " the dog.", "gold": 1}' > wg.jsonl
+printf '%s\n' '{"id": "l1", "context": "a whale chases the", "target": " fox"}' > lb.jsonl
+"$DSRN" eval -m m.gguf --tasks mc.jsonl,wg.jsonl,lb.jsonl --json ev.json --samples ev.jsonl > ev.txt 2>&1 \
+    && [ "$(grep -c '^| [mwl][cgb] | 1 |' ev.txt)" -eq 3 ] && ok || { no "eval --tasks"; cat ev.txt; }
+grep -q '"acc_norm"' ev.json && grep -q '"perplexity"' ev.json && [ "$(wc -l < ev.jsonl)" -eq 3 ] && ok \
+    || no "eval --json and --samples"
+# the harness's score of " sees the cat" after "the fox" equals the sum of the
+# continuation's log-probabilities computed from `dsrn logits` token by token:
+# the start token (BOS), the pair's tokens, the continuation after the
+# context's own tokens
+ids() { "$DSRN" tokenize -m m.gguf "$1" --ids | tr -d '[] '; }
+bos=$("$DSRN" info m.gguf | sed -n "s/.*tokenizer.ggml.bos_token_id *//p")
+ctx=$(ids "the fox"); whole=$(ids "the fox sees the cat")
+seq="$bos,$whole"
+nctx=$(echo "$ctx" | tr ',' '\n' | wc -l); nseq=$(echo "$seq" | tr ',' '\n' | wc -l)
+"$DSRN" logits -m m.gguf --ids "$(echo "$seq" | cut -d, -f1-$((nseq - 1)))" -o seq.f32 >/dev/null 2>&1 && ok || no "logits of the pair"
+od -An -v -t f4 -w4 seq.f32 > seq.txt
+want=$(awk -v seq="$seq" -v from=$((nctx + 1)) -v V=300 '
+    { z[NR - 1] = $1 }
+    END {
+        n = split(seq, t, ",")
+        for (i = from; i < n; i++) { # target t[i + 1] (awk counts from 1), row i - 1
+            r = (i - 1) * V; mx = z[r]
+            for (v = 1; v < V; v++) if (z[r + v] > mx) mx = z[r + v]
+            s = 0; for (v = 0; v < V; v++) s += exp(z[r + v] - mx)
+            ll += z[r + t[i + 1]] - mx - log(s)
+        }
+        printf "%.6f\n", ll
+    }' seq.txt)
+got=$(sed -n 's/.*"id":"m1".*"ll":\[\([-0-9.e]*\),.*/\1/p' ev.jsonl)
+awk -v a="$want" -v b="$got" 'BEGIN { d = a - b; exit !(b != "" && d < 1e-4 && d > -1e-4) }' && ok \
+    || no "the harness's score ($got) equals the one from dsrn logits ($want)"
+refuse "eval of a missing task" "$DSRN" eval -m m.gguf --tasks nothing_here --data .
+refuse "eval with a bad limit" "$DSRN" eval -m m.gguf --tasks mc.jsonl --limit x
+refuse "eval with both --tasks and --bpb" "$DSRN" eval -m m.gguf --tasks mc.jsonl --bpb data/book.txt
+printf 'not json\n' > broken.jsonl
+refuse "eval of a broken task file" "$DSRN" eval -m m.gguf --tasks broken.jsonl
+
+# an untrained model (learning rate 0: its random start) scores near chance
+# on the real tasks: 300 items each, within 0.1 of chance (more than three
+# standard errors), LAMBADA's greedy accuracy near 0
+EVAL_DATA="${LMZ_DATA:-$(dirname "$DSRN")/../../shared/data}/eval"
+if [ -f "$EVAL_DATA/piqa.jsonl" ]; then
+    check "an untrained model" "$DSRN" train --data data --tokenizer tok.gguf $SMALL --steps 1 --lr 0 -o rand.gguf
+    "$DSRN" eval -m rand.gguf --tasks all --limit 300 --data "$EVAL_DATA" > chance.txt 2>&1 && ok || { no "eval all"; cat chance.txt; }
+    for tc in sciq:0.25 piqa:0.5 hellaswag:0.25 winogrande:0.5 arc_easy:0.25 lambada_openai:0; do
+        task=${tc%:*}; c=${tc#*:}
+        acc=$(awk -F'|' -v t="$task" '$2 == " " t " " { split($4, a, " "); print a[1] }' chance.txt)
+        awk -v a="$acc" -v c="$c" 'BEGIN { exit !(a != "" && a - c < 0.1 && c - a < 0.1) }' && ok \
+            || no "the untrained model on $task: acc $acc, chance $c"
+    done
+fi
+
 echo "dsrn: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

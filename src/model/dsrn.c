@@ -284,6 +284,19 @@ static void dsrn_state_reset(lmz_state *sb)
     memset(s->c, 0, (size_t)m->L * m->H * m->D * sizeof(float));
 }
 
+/* the whole ring: slots past the history are never read */
+static void dsrn_state_copy(lmz_state *db, const lmz_state *sb)
+{
+    dsrn_state *d = (dsrn_state *)db;
+    const dsrn_state *s = (const dsrn_state *)sb;
+    const dsrn_model *m = (const dsrn_model *)sb->m;
+    size_t ring = (size_t)m->L * m->cap * m->D;
+    memcpy(d->h, s->h, (size_t)m->L * m->D * sizeof(float));
+    memcpy(d->c, s->c, (size_t)m->L * m->H * m->D * sizeof(float));
+    memcpy(d->kc, s->kc, ring * sizeof(float));
+    memcpy(d->vc, s->vc, ring * sizeof(float));
+}
+
 static lmz_state *dsrn_state_new(const lmz_model *mb)
 {
     const dsrn_model *m = (const dsrn_model *)mb;
@@ -596,4 +609,5 @@ static int dsrn_step(lmz_model *mb, lmz_state **states, const int32_t *tokens, s
 }
 
 static const lmz_model_ops dsrn_ops = {"dsrn", dsrn_free, dsrn_state_new, dsrn_state_free, dsrn_state_reset,
+                                       dsrn_state_copy,
                                        dsrn_prefill, dsrn_step};

@@ -278,6 +278,20 @@ static lmz_state *llama_state_new(const lmz_model *mb)
     return &s->base;
 }
 
+/* the slots the history has filled, layer by layer (keys in whole blocks of 16) */
+static void llama_state_copy(lmz_state *db, const lmz_state *sb)
+{
+    llama_state *d = (llama_state *)db;
+    const llama_state *s = (const llama_state *)sb;
+    const llama_model *m = (const llama_model *)sb->m;
+    size_t kd = (size_t)m->n_kv * m->head_dim, per = (size_t)s->cap * kd;
+    size_t used = sb->pos < s->cap ? (size_t)sb->pos : s->cap, blocks = (used + 15) / 16;
+    for (size_t l = 0; l < m->n_layer; l++) {
+        memcpy(d->kc + l * per, s->kc + l * per, blocks * 16 * kd * sizeof(float));
+        memcpy(d->vc + l * per, s->vc + l * per, used * kd * sizeof(float));
+    }
+}
+
 /* the ring needs no clearing: keys before position 0 are never read */
 static void llama_state_reset(lmz_state *s) { (void)s; }
 
@@ -504,4 +518,5 @@ static int llama_step(lmz_model *mb, lmz_state **states, const int32_t *tokens, 
 }
 
 static const lmz_model_ops llama_ops = {"llama", llama_free, llama_state_new, llama_state_free, llama_state_reset,
+                                        llama_state_copy,
                                         llama_prefill, llama_step};

@@ -239,6 +239,15 @@ void lmz_state_reset(lmz_state *s)
     s->pos = 0;
 }
 uint64_t lmz_state_pos(const lmz_state *s) { return s->pos; }
+int lmz_state_copy(lmz_state *dst, const lmz_state *src)
+{
+    if (dst->m != src->m) return -1;
+    if (dst != src) {
+        dst->m->ops->state_copy(dst, src);
+        dst->pos = src->pos;
+    }
+    return 0;
+}
 
 int lmz_model_prefill(lmz_model *m, lmz_state *s, const int32_t *tokens, size_t n, float *logits)
 {

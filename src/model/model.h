@@ -58,6 +58,10 @@ lmz_state *lmz_state_new(const lmz_model *m);
 void lmz_state_free(lmz_state *s);
 void lmz_state_reset(lmz_state *s);
 uint64_t lmz_state_pos(const lmz_state *s); /* tokens seen */
+/* dst, a state of the same model, takes src's history: what follows gives
+ * the same bits in either (branching a shared prefix, as the zero-shot
+ * evaluation does). @return 0, or -1 when the states' models differ. */
+int lmz_state_copy(lmz_state *dst, const lmz_state *src);
 
 /* Feed tokens[0..n) after the state's history; logits (n x vocab) receives
  * the prediction after each token (NULL: none are kept). @return 0 or -1

@@ -18,6 +18,8 @@ typedef struct {
     lmz_state *(*state_new)(const lmz_model *m);
     void (*state_free)(lmz_state *s);
     void (*state_reset)(lmz_state *s);
+    /* dst (a state of the same model) becomes src: the same history */
+    void (*state_copy)(lmz_state *dst, const lmz_state *src);
     /* tokens are checked against the vocabulary before these run */
     int (*prefill)(lmz_model *m, lmz_state *s, const int32_t *tokens, size_t n, float *logits);
     /* need: NULL, or which streams want logits (the others' rows are left

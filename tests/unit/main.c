@@ -53,6 +53,7 @@ static const char *data_path(const char *sub, const char *rel)
 
 const char *test_bench_path(const char *rel) { return data_path("bench", rel); }
 const char *test_ref_path(const char *rel) { return data_path("../reference", rel); }
+const char *test_eval_path(const char *rel) { return data_path("eval", rel); }
 
 int test_quick(void) { return getenv("LMZ_TEST_QUICK") != NULL; }
 

@@ -52,6 +52,8 @@ const char *test_bench_path(const char *rel);
 /* path of a file in ../shared/reference, or NULL if absent (rotating static
  * buffers: up to 8 results stay valid at once) */
 const char *test_ref_path(const char *rel);
+/* path of a file in ../shared/data/eval, or NULL if absent (same buffers) */
+const char *test_eval_path(const char *rel);
 int test_quick(void); /* LMZ_TEST_QUICK set: skip the slow cases */
 
 #endif
