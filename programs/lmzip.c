@@ -713,7 +713,7 @@ int main(int argc, char **argv)
             else if (LONG("--quiet")) o.quiet = 1;
             else if (LONG("--help")) { usage(stdout); return 0; }
             else if (LONG("--version")) {
-                printf("lmzip %s (format %d, profiles int-v1 det-f32-v1 det-f32-v2)\n", LMZ_VERSION_STRING, 1);
+                printf("lmzip %s (format %d, profiles int-v1 det-f32-v1 det-f32-v2 det-f32-v3)\n", LMZ_VERSION_STRING, 1);
                 return 0;
             } else if (LONG("--threads")) {
                 if (parse_uint(VALUE(), 256, &o.params.threads)) {
@@ -822,7 +822,7 @@ int main(int argc, char **argv)
             case 'v': o.verbose++; break;
             case 'q': o.quiet = 1; break;
             case 'h': usage(stdout); return 0;
-            case 'V': printf("lmzip %s (format %d, profiles int-v1 det-f32-v1 det-f32-v2)\n", LMZ_VERSION_STRING, 1); return 0;
+            case 'V': printf("lmzip %s (format %d, profiles int-v1 det-f32-v1 det-f32-v2 det-f32-v3)\n", LMZ_VERSION_STRING, 1); return 0;
             case 'T':
                 if (parse_uint(val, 256, &o.params.threads)) {
                     fprintf(stderr, "%s: bad thread count (0..256)\n", prog);

@@ -103,5 +103,6 @@ void lmz_end_block_write(uint64_t total, uint64_t frames, uint64_t hash, uint8_t
 
 int lmz_profile_is_lm(const char *profile)
 {
-    return !strcmp(profile, LMZ_PROFILE_DET_F32_V1) || !strcmp(profile, LMZ_PROFILE_DET_F32_V2);
+    return !strcmp(profile, LMZ_PROFILE_DET_F32_V1) || !strcmp(profile, LMZ_PROFILE_DET_F32_V2) ||
+           !strcmp(profile, LMZ_PROFILE_DET_F32_V3);
 }

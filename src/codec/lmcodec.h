@@ -1,6 +1,6 @@
 /*
  * lmcodec.h — frames coded with a language model (method 2, profile
- * det-f32-v2; det-f32-v1 is read).
+ * det-f32-v3; det-f32-v1 and det-f32-v2 are read).
  *
  * A frame is cut into segments by the segmenter: text-like runs (printable
  * ASCII, tab, newlines and valid UTF-8 of any script, at least text_min
@@ -18,8 +18,8 @@
  *     varint  original bytes (>= 1)
  *     varint  text: tokens; other kinds: coded bytes
  *   the binary segments' coded bytes, in order
- *   the range coder stream of all text tokens (the rest of the payload; in
- *   det-f32-v2 the short form of rangecoder.h, lmz_rc_enc_finish_short)
+ *   the range coder stream of all text tokens (the rest of the payload; from
+ *   det-f32-v2 on the short form of rangecoder.h, lmz_rc_enc_finish_short)
  * Varints are LEB128 (7 bits a byte, low first, at most 10 bytes).
  *
  * Frames form groups (the stream header's group setting: that many

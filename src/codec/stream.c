@@ -61,7 +61,9 @@ int lmz_model_check(const char *path, char *err, size_t errlen)
 /* the language-model settings of a header, as the codec takes them */
 static void lm_params_from_header(const lmz_header *h, unsigned threads, lmz_lm_params *lp)
 {
-    lp->ens.profile = strcmp(h->profile, LMZ_PROFILE_DET_F32_V1) ? LMZ_ENS_V2 : LMZ_ENS_V1;
+    lp->ens.profile = !strcmp(h->profile, LMZ_PROFILE_DET_F32_V1)   ? LMZ_ENS_V1
+                      : !strcmp(h->profile, LMZ_PROFILE_DET_F32_V2) ? LMZ_ENS_V2
+                                                                    : LMZ_ENS_V3;
     lp->ens.parts = h->parts;
     lp->ens.mixer = h->mixer;
     lp->ens.ngram_bits = h->ngram_bits;
@@ -300,7 +302,7 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
         if (lmz_ens_params_check(&lp.ens, 2) != 0) return LMZ_ERROR_PARAM;
         char msg[256];
         if (lmz_lm_open(p->model, &lp, &lm, msg, sizeof msg) != 0) return LMZ_ERROR_MODEL;
-        strcpy(h.profile, LMZ_PROFILE_DET_F32_V2);
+        strcpy(h.profile, LMZ_PROFILE_DET_F32_V3);
         strcpy(h.model, lmz_lm_name(lm));
         memcpy(h.model_hash, lmz_lm_hash(lm), 32);
         h.window = lmz_lm_window(lm);

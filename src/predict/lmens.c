@@ -14,13 +14,15 @@
 #define NG_COUNT_MAX 255u
 #define MATCH_MIN 4
 #define MATCH_LENS 16
+#define LOCAL_MIN 2 /* profile 3: the stream's own match model follows 2-token contexts */
 #define MATCH_NONE SIZE_MAX
 #define PROB_WARMUP 100   /* the probability mixer uses the model alone first */
-#define EXPERTS 3         /* model, n-gram, match */
+#define EXPERTS 4         /* profile 3: + the stream's own match model */
 #define MIX_CHEAP ((NG_ORDERS + 1) * 4) /* log mixer: weight offsets per (n-gram order found, match length) */
 #define MIX_CONF 4                      /* ... and in profile 2 per the model's confidence */
-#define MIX_SETS (MIX_CHEAP * MIX_CONF)
-enum { X_MODEL, X_NGRAM, X_MATCH };
+#define MIX_LOCAL 2                     /* ... and in profile 3 by the stream's own match model */
+#define MIX_SETS (MIX_CHEAP * MIX_CONF * MIX_LOCAL)
+enum { X_MODEL, X_NGRAM, X_MATCH, X_LOCAL };
 
 /* one context of one order: a check value (0 = empty bucket) and up to seven
  * next tokens, each token << 8 | count (0 = empty slot) */
@@ -55,6 +57,13 @@ typedef struct {
     int32_t mpred;
     float mconf, mbg;
     float elog[EXPERTS]; /* log mixer: expectation of each expert's log q */
+    /* profile 3: the stream's own match model (a table of its history:
+     * position + 1 of the token that followed each context, 0 = none) */
+    uint32_t *lt;      /* (lmask + 1) */
+    size_t lmask, lptr;
+    unsigned llen;
+    int32_t lpred;
+    float lconf, lbg;
     int prepared;        /* the cheap parts of the next prediction are done */
     int want;            /* ... and the model is wanted */
     uint64_t skipped;
@@ -76,13 +85,14 @@ struct lmz_ens {
                            the context, 0 = empty */
     size_t mask;        /* buckets per order - 1, also the match table's */
     uint32_t mhit[MATCH_LENS], mtot[MATCH_LENS];
+    uint32_t lhit[MATCH_LENS], ltot[MATCH_LENS]; /* profile 3: the streams' own match models */
     float wglob[EXPERTS];           /* the mixer's weights */
     float wsets[MIX_SETS][EXPERTS]; /* log mixer: offsets per context, learnt beside them */
 };
 
 void lmz_ens_params_default(lmz_ens_params *p)
 {
-    p->profile = LMZ_ENS_V2;
+    p->profile = LMZ_ENS_V3;
     p->parts = LMZ_ENS_ALL;
     p->mixer = LMZ_MIX_LOG;
     p->ngram_bits = 20;
@@ -94,7 +104,7 @@ void lmz_ens_params_default(lmz_ens_params *p)
 
 int lmz_ens_params_check(const lmz_ens_params *p, uint32_t vocab)
 {
-    if (p->profile != LMZ_ENS_V1 && p->profile != LMZ_ENS_V2) return -1;
+    if (p->profile != LMZ_ENS_V1 && p->profile != LMZ_ENS_V2 && p->profile != LMZ_ENS_V3) return -1;
     if (p->parts == 0 || p->parts > LMZ_ENS_ALL || p->mixer > LMZ_MIX_LOG) return -1;
     if (p->ngram_bits < LMZ_ENS_NGRAM_BITS_MIN || p->ngram_bits > LMZ_ENS_NGRAM_BITS_MAX) return -1;
     if (p->cdf_bits < 16 || p->cdf_bits > LMZ_CDF_BITS || vocab < 2 || vocab >= (1u << p->cdf_bits)) return -1;
@@ -132,6 +142,7 @@ static void stream_free(ens_stream *x)
     free(x->inlist);
     free(x->freq);
     free(x->cum);
+    free(x->lt);
 }
 
 void lmz_ens_free(lmz_ens *e)
@@ -161,7 +172,14 @@ static int stream_init(lmz_ens *e, ens_stream *x, size_t max_tokens)
     x->freq = malloc(V * sizeof *x->freq);
     x->cum = malloc((V + 1) * sizeof *x->cum);
     x->mptr = MATCH_NONE;
+    x->lptr = MATCH_NONE;
     x->w = e->p.mixer == LMZ_MIX_PROB ? e->wglob : x->weff;
+    if (e->p.profile >= LMZ_ENS_V3) { /* the stream's own match table: a slot per token, 2^8 .. 2^22 */
+        size_t n = 256;
+        while (n < max_tokens && n < ((size_t)1 << 22)) n <<= 1;
+        x->lmask = n - 1;
+        if (!(x->lt = calloc(n, sizeof *x->lt))) return -1;
+    }
     return x->hist && x->u && x->l && x->pm && x->pmix && x->ngadd && x->inlist && x->freq && x->cum ? 0 : -1;
 }
 
@@ -202,6 +220,9 @@ lmz_ens *lmz_ens_new(const lmz_ens_params *p, uint32_t vocab, size_t streams, co
         w[X_MODEL] = 1.0f;
         w[X_NGRAM] = 0.3f;
         w[X_MATCH] = 0.3f;
+        if (p->profile >= LMZ_ENS_V3) {
+            w[X_LOCAL] = 0.3f;
+        }
     }
     return e;
 }
@@ -247,6 +268,14 @@ static void ngram_predict(const lmz_ens *e, ens_stream *x)
         }
     }
     x->ng_s = s / (float)e->V;
+}
+
+/* the stream's own match table slot for the LOCAL_MIN tokens before end */
+static size_t local_slot(const ens_stream *x, size_t end)
+{
+    uint64_t h = 0;
+    for (size_t k = 1; k <= LOCAL_MIN; k++) h = (h + (uint64_t)(uint32_t)x->hist[end - k] + 1) * 0x9FB21C651E98DF25ull;
+    return (size_t)((h ^ (h >> 29)) & x->lmask);
 }
 
 /* Sums over the vocabulary in binary64. Profile 1: in index order.
@@ -354,6 +383,15 @@ static void prepare(const lmz_ens *e, ens_stream *x)
         x->mconf = ((float)e->mhit[lb] + 0.5f) / ((float)e->mtot[lb] + 1.0f);
         x->mbg = (1.0f - x->mconf) / (float)(V - 1);
     }
+    if (e->p.profile >= LMZ_ENS_V3 && e->p.mixer == LMZ_MIX_LOG) {
+        x->act[X_LOCAL] = (parts & LMZ_ENS_MATCH) && x->lptr != MATCH_NONE;
+        if (x->act[X_LOCAL]) {
+            unsigned lb = x->llen < MATCH_LENS ? x->llen : MATCH_LENS - 1;
+            x->lpred = x->hist[x->lptr];
+            x->lconf = ((float)e->lhit[lb] + 0.5f) / ((float)e->ltot[lb] + 1.0f);
+            x->lbg = (1.0f - x->lconf) / (float)(V - 1);
+        }
+    }
     if (e->p.mixer == LMZ_MIX_LOG) { /* the weight set: how much the cheap models know here */
         unsigned mb = !x->act[X_MATCH] ? 0 : x->mlen < 8 ? 1 : x->mlen < 16 ? 2 : 3;
         x->wset = x->ngorder * 4 + mb;
@@ -447,6 +485,7 @@ const uint32_t *lmz_ens_predict(lmz_ens *e, size_t s, const float *logits)
          * 1 / e^logz: above 0.9, 0.5, 0.2 or not */
         if (e->p.profile != LMZ_ENS_V1 && x->act[X_MODEL])
             x->wset += MIX_CHEAP * (logz < 0.105f ? 3u : logz < 0.693f ? 2u : logz < 1.609f ? 1u : 0u);
+        if (x->act[X_LOCAL]) x->wset += MIX_CHEAP * MIX_CONF;
         for (int i = 0; i < EXPERTS; i++) {
             float w = e->wglob[i] + e->wsets[x->wset][i];
             x->weff[i] = w < 0 ? 0 : w > 8 ? 8 : w;
@@ -473,7 +512,13 @@ const uint32_t *lmz_ens_predict(lmz_ens *e, size_t s, const float *logits)
             lbase_k = lmz_logf(x->mbg);
             l[x->mpred] += x->w[X_MATCH] * (lmz_logf(x->mconf) - lbase_k);
         }
+        float lbase_l = 0;
+        if (x->act[X_LOCAL]) {
+            lbase_l = lmz_logf(x->lbg);
+            l[x->lpred] += x->w[X_LOCAL] * (lmz_logf(x->lconf) - lbase_l);
+        }
         (void)softmax(e, l, p);
+        if (x->act[X_LOCAL]) x->elog[X_LOCAL] = lbase_l + p[x->lpred] * (lmz_logf(x->lconf) - lbase_l);
         if (x->act[X_MODEL]) { /* E_p[log pm], log pm(v) = u(v) - logz */
             x->elog[X_MODEL] = (float)sum_pu(e->p.profile, p, x->u, logz, V);
         }
@@ -510,7 +555,8 @@ static float expert_q(const ens_stream *x, int i, int32_t tok)
     switch (i) {
     case X_MODEL: return x->pm[tok];
     case X_NGRAM: return x->ng_s + x->ngadd[tok];
-    default: return tok == x->mpred ? x->mconf : x->mbg;
+    case X_MATCH: return tok == x->mpred ? x->mconf : x->mbg;
+    default: return tok == x->lpred ? x->lconf : x->lbg;
     }
 }
 
@@ -627,8 +673,37 @@ int lmz_ens_update(lmz_ens *e, size_t s, int32_t tok)
             x->mlen = 0;
         }
     }
+    if (x->lt) { /* profile 3: the stream's own match model */
+        if (x->lptr != MATCH_NONE) {
+            unsigned lb = x->llen < MATCH_LENS ? x->llen : MATCH_LENS - 1;
+            int hit = x->hist[x->lptr] == tok;
+            e->ltot[lb]++;
+            e->lhit[lb] += (uint32_t)hit;
+            if (e->ltot[lb] >= 1024) {
+                e->ltot[lb] >>= 1;
+                e->lhit[lb] >>= 1;
+            }
+            if (hit) {
+                x->lptr++;
+                x->llen++;
+            } else {
+                x->lptr = MATCH_NONE;
+                x->llen = 0;
+            }
+        }
+    }
     x->hist[x->n++] = tok;
     e->n++;
+    if (x->lt) {
+        if (x->n > LOCAL_MIN) x->lt[local_slot(x, x->n - 1)] = (uint32_t)x->n; /* position n - 1, plus 1 */
+        if (x->n >= LOCAL_MIN && x->lptr == MATCH_NONE) {
+            uint32_t v = x->lt[local_slot(x, x->n)];
+            if (v) {
+                x->lptr = v - 1;
+                x->llen = 0;
+            }
+        }
+    }
     /* the table learns the context before tok, now that tok is known (a
      * pointer never names a token still to come), then gives the current
      * context's last known successor */

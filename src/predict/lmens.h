@@ -1,6 +1,6 @@
 /*
- * lmens.h — the token-level ensemble of the LM codec (profiles det-f32-v1
- * and det-f32-v2).
+ * lmens.h — the token-level ensemble of the LM codec (profiles det-f32-v1,
+ * det-f32-v2 and det-f32-v3).
  *
  * For each token of a stream it turns the model's logits into the integer
  * frequency table the range coder uses, from:
@@ -14,12 +14,16 @@
  *     n/(n+5) (n = the context's count) over a uniform order 0;
  *   - a match model: the token that followed the last occurrence of the
  *     current 4-token context, with a hit rate learned per match length;
+ *   - in profile 3 a second match model per stream, over the stream's own
+ *     history only and 2-token contexts: the recent text of the same frame,
+ *     which the shared table (whichever frame wrote a context last) misses;
  *   - a mixer learned online: LMZ_MIX_PROB, exponential weights in
  *     probability space (rate 0.5, start 0.85 model / 0.15 n-gram, the model
  *     alone for the first 100 tokens, as Nacrith); or LMZ_MIX_LOG, a weighted
  *     sum of the experts' log-probabilities, renormalised, the weights moved
  *     by the gradient of the code length, with offsets per context (n-gram
- *     order found, match length, and in profile 2 the model's confidence).
+ *     order found, match length, from profile 2 the model's confidence, in
+ *     profile 3 whether the stream's own match model predicts).
  * Every number is float or double arithmetic in a fixed order with the
  * project's own exp and log, so encoder and decoder, on any machine, with
  * any kernel path, compute the same table. Any change to a probability needs
@@ -48,9 +52,10 @@
 /* arithmetic profiles (docs/DETERMINISM.md) */
 #define LMZ_ENS_V1 1u /* det-f32-v1: sums over the vocabulary in index order */
 #define LMZ_ENS_V2 2u /* det-f32-v2: the same sums in 8 interleaved partial sums */
+#define LMZ_ENS_V3 3u /* det-f32-v3: v2 + each stream's own match model */
 
 typedef struct {
-    unsigned profile;    /* LMZ_ENS_V1 or LMZ_ENS_V2 */
+    unsigned profile;    /* LMZ_ENS_V1, LMZ_ENS_V2 or LMZ_ENS_V3 */
     unsigned parts;      /* LMZ_ENS_* */
     unsigned mixer;      /* LMZ_MIX_* */
     unsigned ngram_bits; /* buckets per order at most 2^ngram_bits (32 bytes each) */
@@ -63,7 +68,7 @@ typedef struct {
                             (0: never; at most 16000) */
 } lmz_ens_params;
 
-/* Defaults: profile 2, all parts, log mixer, 2^20 buckets, 24-bit tables, rates. */
+/* Defaults: profile 3, all parts, log mixer, 2^20 buckets, 24-bit tables, rates. */
 void lmz_ens_params_default(lmz_ens_params *p);
 /* @return 0 when every field is in range */
 int lmz_ens_params_check(const lmz_ens_params *p, uint32_t vocab);
