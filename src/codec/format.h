@@ -71,7 +71,7 @@ extern const uint8_t lmz_magic[LMZ_MAGIC_LEN];
 #define LMZ_FORMAT_VERSION 1
 #define LMZ_PROFILE_INT_V1 "int-v1"
 #define LMZ_PROFILE_DET_F32_V1 "det-f32-v1" /* read only: the first language-model files */
-#define LMZ_PROFILE_DET_F32_V2 "det-f32-v2" /* read only: before the streams' own match models */
+#define LMZ_PROFILE_DET_F32_V2 "det-f32-v2" /* read only: before the streams' own match models and the probability map */
 #define LMZ_PROFILE_DET_F32_V3 "det-f32-v3" /* what the compressor writes */
 /* 1 for the language-model profiles (all carry the same settings) */
 int lmz_profile_is_lm(const char *profile);

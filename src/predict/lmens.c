@@ -14,6 +14,9 @@
 #define NG_COUNT_MAX 255u
 #define MATCH_MIN 4
 #define MATCH_LENS 16
+#define APM_CTX 16      /* profile 3: the map's contexts (match models agree x model confidence) */
+#define APM_BUCKETS 33  /* ... and its buckets over the stretch -8..8 */
+#define APM_RATE 0.02f
 #define LOCAL_MIN 2 /* profile 3: the stream's own match model follows 2-token contexts */
 #define MATCH_NONE SIZE_MAX
 #define PROB_WARMUP 100   /* the probability mixer uses the model alone first */
@@ -64,6 +67,12 @@ typedef struct {
     unsigned llen;
     int32_t lpred;
     float lconf, lbg;
+    /* profile 3: the probability map's last use: the most probable token,
+     * the map's context, bucket and the weight of the bucket above */
+    int32_t atok;
+    unsigned actx, abkt;
+    float aw;
+    int aon;
     int prepared;        /* the cheap parts of the next prediction are done */
     int want;            /* ... and the model is wanted */
     uint64_t skipped;
@@ -86,6 +95,7 @@ struct lmz_ens {
     size_t mask;        /* buckets per order - 1, also the match table's */
     uint32_t mhit[MATCH_LENS], mtot[MATCH_LENS];
     uint32_t lhit[MATCH_LENS], ltot[MATCH_LENS]; /* profile 3: the streams' own match models */
+    float apm[APM_CTX][APM_BUCKETS];
     float wglob[EXPERTS];           /* the mixer's weights */
     float wsets[MIX_SETS][EXPERTS]; /* log mixer: offsets per context, learnt beside them */
 };
@@ -222,6 +232,9 @@ lmz_ens *lmz_ens_new(const lmz_ens_params *p, uint32_t vocab, size_t streams, co
         w[X_MATCH] = 0.3f;
         if (p->profile >= LMZ_ENS_V3) {
             w[X_LOCAL] = 0.3f;
+            for (int c = 0; c < APM_CTX; c++)
+                for (int b = 0; b < APM_BUCKETS; b++)
+                    e->apm[c][b] = 1.0f / (1.0f + lmz_expf(-((float)b - 16.0f) * 0.5f));
         }
     }
     return e;
@@ -433,6 +446,41 @@ uint64_t lmz_ens_skipped(const lmz_ens *e)
     return n;
 }
 
+/* profile 3: an adaptive probability map refines the most probable token's
+ * probability p: its stretch ln(p / (1 - p)) in -8..8, interpolated between
+ * 33 buckets in a context of whether the shared and the stream's own match
+ * models predict that token and of the model's confidence (the log mixer's
+ * weight set); the result is 1/4 p + 3/4 the map's, the other tokens share
+ * the rest in proportion. Each bucket starts at the identity and moves by
+ * APM_RATE toward 1 or 0 (whether the token came), by its interpolation
+ * weight. */
+static void apm_apply(lmz_ens *e, ens_stream *x, float *p)
+{
+    const uint32_t V = e->V;
+    uint32_t a = 0;
+    for (uint32_t v = 1; v < V; v++)
+        if (p[v] > p[a]) a = v;
+    float pa = p[a];
+    if (!(pa > 0 && pa < 1)) return;
+    float st = lmz_logf(pa / (1.0f - pa));
+    st = st < -7.999f ? -7.999f : st > 7.999f ? 7.999f : st;
+    float pos = (st + 8.0f) * 2.0f;
+    unsigned b = (unsigned)pos;
+    float w = pos - (float)b;
+    unsigned c = (x->act[X_MATCH] && x->mpred == (int32_t)a) + 2u * (x->act[X_LOCAL] && x->lpred == (int32_t)a);
+    c += 4u * (x->wset / MIX_CHEAP % MIX_CONF);
+    float q = e->apm[c][b] * (1.0f - w) + e->apm[c][b + 1] * w;
+    float pn = 0.25f * pa + 0.75f * q;
+    float r = (1.0f - pn) / (1.0f - pa);
+    for (uint32_t v = 0; v < V; v++) p[v] *= r;
+    p[a] = pn;
+    x->atok = (int32_t)a;
+    x->actx = c;
+    x->abkt = b;
+    x->aw = w;
+    x->aon = 1;
+}
+
 const uint32_t *lmz_ens_predict(lmz_ens *e, size_t s, const float *logits)
 {
     const uint32_t V = e->V;
@@ -530,6 +578,8 @@ const uint32_t *lmz_ens_predict(lmz_ens *e, size_t s, const float *logits)
         if (x->act[X_MATCH])
             x->elog[X_MATCH] = lbase_k + p[x->mpred] * (lmz_logf(x->mconf) - lbase_k);
     }
+    x->aon = 0;
+    if (e->p.profile >= LMZ_ENS_V3 && e->p.mixer == LMZ_MIX_LOG) apm_apply(e, x, p);
     if (e->p.profile == LMZ_ENS_V1) lmz_cdf_build_bits(p, V, e->p.cdf_bits, x->freq, x->cum);
     else lmz_cdf_build_lanes(p, V, e->p.cdf_bits, x->freq, x->cum);
     return x->cum;
@@ -617,6 +667,12 @@ int lmz_ens_update(lmz_ens *e, size_t s, int32_t tok)
         }
     }
 
+    if (x->aon) {
+        float y = tok == x->atok ? 1.0f : 0.0f, *t = e->apm[x->actx], rate = APM_RATE;
+        t[x->abkt] += rate * (1.0f - x->aw) * (y - t[x->abkt]);
+        t[x->abkt + 1] += rate * x->aw * (y - t[x->abkt + 1]);
+        x->aon = 0;
+    }
     if (e->p.mixer == LMZ_MIX_PROB) {
         float *w = e->wglob, before = 0, after = 0;
         for (int i = 0; i < EXPERTS; i++) {

@@ -23,7 +23,10 @@
  *     sum of the experts' log-probabilities, renormalised, the weights moved
  *     by the gradient of the code length, with offsets per context (n-gram
  *     order found, match length, from profile 2 the model's confidence, in
- *     profile 3 whether the stream's own match model predicts).
+ *     profile 3 whether the stream's own match model predicts);
+ *   - in profile 3, after the log mixer, an adaptive probability map on the
+ *     most probable token (its probability by stretch bucket, in contexts of
+ *     the match models' agreement and the model's confidence).
  * Every number is float or double arithmetic in a fixed order with the
  * project's own exp and log, so encoder and decoder, on any machine, with
  * any kernel path, compute the same table. Any change to a probability needs

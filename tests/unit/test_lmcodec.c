@@ -121,6 +121,7 @@ TEST(ens_predictors_learn)
     lmz_ens_params p;
     lmz_ens_params_default(&p);
     p.bias_lr = 0.001f; /* the fake logits are fresh noise every token: nothing for a fast head to follow */
+    p.profile = LMZ_ENS_V2;
     int ok;
     p.parts = LMZ_ENS_MODEL;
     double model = code_tokens(&p, t, N, &ok);
@@ -131,8 +132,19 @@ TEST(ens_predictors_learn)
     /* the phrase repeats: the n-gram and the match model find it (but give
      * the noise almost nothing), the model knows a little of everything;
      * the mixture is far better than either */
+    if (!(all < 0.6 * model && all < 0.6 * cheap)) printf("  model %.0f all %.0f cheap %.0f\n", model, all, cheap);
     CHECK(all < 0.6 * model);
     CHECK(all < 0.6 * cheap);
+    /* profile 3's probability map calibrates the fake model's confidence
+     * (which the fake logits get wrong): better alone and mixed */
+    p.profile = LMZ_ENS_V3;
+    p.parts = LMZ_ENS_MODEL;
+    double model3 = code_tokens(&p, t, N, &ok);
+    p.parts = LMZ_ENS_ALL;
+    double all3 = code_tokens(&p, t, N, &ok);
+    if (!(model3 < 0.5 * model && all3 < all)) printf("  profile 3: model %.0f all %.0f\n", model3, all3);
+    CHECK(model3 < 0.5 * model);
+    CHECK(all3 < all);
     free(t);
 }
 
