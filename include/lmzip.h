@@ -99,7 +99,7 @@ typedef struct {
     unsigned text_min;     /* shortest text segment in bytes (default 64) */
     uint32_t window;       /* llama KV window in tokens (0 = the model's context) */
     float bias_lr;         /* bias head learning rate (default 0.3) */
-    float mix_lr;          /* log mixer learning rate (default 0.002) */
+    float mix_lr;          /* log mixer learning rate (default 0.00025) */
     uint32_t skip_mbits;   /* confidence skip: tokens whose n-gram/match blend has
                               an entropy under skip_mbits/1000 bits are coded
                               without the model (0 = never, default; at most 16000) */

@@ -115,7 +115,7 @@ static void usage(FILE *f)
             "      --cdf-bits=N      frequency total 2^N (16..24, default 24)\n"
             "      --text-min=N      shortest text segment in bytes (default 64)\n"
             "      --window=N        llama KV window in tokens (default the model's)\n"
-            "      --bias-lr=X, --mix-lr=X  learning rates (default 0.3, 0.002)\n"
+            "      --bias-lr=X, --mix-lr=X  learning rates (default 0.3, 0.00025)\n"
             "      --group=N         frames whose text shares one ensemble, decoded side\n"
             "                        by side (1..64, at most 64M of frames; default 64)\n"
             "      --skip=BITS       code a token without the model when the n-gram and\n"

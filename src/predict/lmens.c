@@ -108,7 +108,7 @@ void lmz_ens_params_default(lmz_ens_params *p)
     p->ngram_bits = 20;
     p->cdf_bits = 24;
     p->bias_lr = 0.3f; /* Nacrith: 0.001 with SmolLM2; our small models gain far more from a fast head */
-    p->mix_lr = 0.002f;
+    p->mix_lr = 0.00025f; /* measured on alice29, enwik6 and bible.txt slices: 0.002 -> 0.00025 saves 0.3-1.3 % */
     p->skip_mbits = 0;
 }
 
