@@ -67,6 +67,7 @@ TEST(eval_harness_matches_each_request_alone)
         if (bad) printf("  %s: %zu scores differ from the request alone\n", t.name, bad);
         CHECK_EQ_U64(bad, 0);
         /* the shared prefixes are fed once */
+        if (getenv("LMZ_EVAL_SHOW")) printf("  %s: fed %llu, alone %zu\n", t.name, (unsigned long long)r[0].tokens_fed, fed_alone);
         if (t.kind != LMZ_TASK_LB) CHECK(r[0].tokens_fed < fed_alone);
         CHECK(r[0].acc == r[1].acc && r[0].acc == r[2].acc);
         CHECK(r[0].acc >= 0 && r[0].acc <= 1);
