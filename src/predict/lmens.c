@@ -283,6 +283,35 @@ static void ngram_predict(const lmz_ens *e, ens_stream *x)
     x->ng_s = s / (float)e->V;
 }
 
+/* A match model's rates at match length len: the predicted token's
+ * probability from the hit counts of that length, the others' share */
+static void match_rates(const uint32_t *hit, const uint32_t *tot, unsigned len, uint32_t V, float *conf, float *bg)
+{
+    unsigned lb = len < MATCH_LENS ? len : MATCH_LENS - 1;
+    *conf = ((float)hit[lb] + 0.5f) / ((float)tot[lb] + 1.0f);
+    *bg = (1.0f - *conf) / (float)(V - 1);
+}
+
+/* A running match model learns whether it was right (counts per length,
+ * halved at 1024) and follows its pointer on, or drops it. */
+static void match_follow(uint32_t *hit, uint32_t *tot, size_t *ptr, unsigned *len, int right)
+{
+    unsigned lb = *len < MATCH_LENS ? *len : MATCH_LENS - 1;
+    tot[lb]++;
+    hit[lb] += (uint32_t)right;
+    if (tot[lb] >= 1024) {
+        tot[lb] >>= 1;
+        hit[lb] >>= 1;
+    }
+    if (right) {
+        (*ptr)++;
+        (*len)++;
+    } else {
+        *ptr = MATCH_NONE;
+        *len = 0;
+    }
+}
+
 /* the stream's own match table slot for the LOCAL_MIN tokens before end */
 static size_t local_slot(const ens_stream *x, size_t end)
 {
@@ -391,18 +420,14 @@ static void prepare(const lmz_ens *e, ens_stream *x)
     x->ngorder = 0;
     if (x->act[X_NGRAM]) ngram_predict(e, x);
     if (x->act[X_MATCH]) {
-        unsigned lb = x->mlen < MATCH_LENS ? x->mlen : MATCH_LENS - 1;
         x->mpred = e->s[x->msrc].hist[x->mptr];
-        x->mconf = ((float)e->mhit[lb] + 0.5f) / ((float)e->mtot[lb] + 1.0f);
-        x->mbg = (1.0f - x->mconf) / (float)(V - 1);
+        match_rates(e->mhit, e->mtot, x->mlen, V, &x->mconf, &x->mbg);
     }
     if (e->p.profile >= LMZ_ENS_V3 && e->p.mixer == LMZ_MIX_LOG) {
         x->act[X_LOCAL] = (parts & LMZ_ENS_MATCH) && x->lptr != MATCH_NONE;
         if (x->act[X_LOCAL]) {
-            unsigned lb = x->llen < MATCH_LENS ? x->llen : MATCH_LENS - 1;
             x->lpred = x->hist[x->lptr];
-            x->lconf = ((float)e->lhit[lb] + 0.5f) / ((float)e->ltot[lb] + 1.0f);
-            x->lbg = (1.0f - x->lconf) / (float)(V - 1);
+            match_rates(e->lhit, e->ltot, x->llen, V, &x->lconf, &x->lbg);
         }
     }
     if (e->p.mixer == LMZ_MIX_LOG) { /* the weight set: how much the cheap models know here */
@@ -712,42 +737,10 @@ int lmz_ens_update(lmz_ens *e, size_t s, int32_t tok)
         x->mptr = MATCH_NONE;
         x->mlen = 0;
     }
-    if (x->mptr != MATCH_NONE) {
-        unsigned lb = x->mlen < MATCH_LENS ? x->mlen : MATCH_LENS - 1;
-        int hit = e->s[x->msrc].hist[x->mptr] == tok;
-        e->mtot[lb]++;
-        e->mhit[lb] += (uint32_t)hit;
-        if (e->mtot[lb] >= 1024) {
-            e->mtot[lb] >>= 1;
-            e->mhit[lb] >>= 1;
-        }
-        if (hit) {
-            x->mptr++;
-            x->mlen++;
-        } else {
-            x->mptr = MATCH_NONE;
-            x->mlen = 0;
-        }
-    }
-    if (x->lt) { /* profile 3: the stream's own match model */
-        if (x->lptr != MATCH_NONE) {
-            unsigned lb = x->llen < MATCH_LENS ? x->llen : MATCH_LENS - 1;
-            int hit = x->hist[x->lptr] == tok;
-            e->ltot[lb]++;
-            e->lhit[lb] += (uint32_t)hit;
-            if (e->ltot[lb] >= 1024) {
-                e->ltot[lb] >>= 1;
-                e->lhit[lb] >>= 1;
-            }
-            if (hit) {
-                x->lptr++;
-                x->llen++;
-            } else {
-                x->lptr = MATCH_NONE;
-                x->llen = 0;
-            }
-        }
-    }
+    if (x->mptr != MATCH_NONE)
+        match_follow(e->mhit, e->mtot, &x->mptr, &x->mlen, e->s[x->msrc].hist[x->mptr] == tok);
+    if (x->lt && x->lptr != MATCH_NONE) /* profile 3: the stream's own match model */
+        match_follow(e->lhit, e->ltot, &x->lptr, &x->llen, x->hist[x->lptr] == tok);
     x->hist[x->n++] = tok;
     e->n++;
     if (x->lt) {
