@@ -699,8 +699,8 @@ static int eval_tasks(lmz_model *m, const char *model, const char *tasks, const 
     lmz_str name = {"", 0};
     lmz_gguf_get_str(lmz_model_gguf(m), "general.name", &name);
     uint64_t params = model_params(m);
-    printf("model %s (%.*s, %s, %.2fM parameters)%s\n", model, (int)name.len, name.ptr, lmz_model_arch(m),
-           (double)params / 1e6, limit ? "" : "");
+    printf("model %s (%.*s, %s, %.2fM parameters)\n", model, (int)name.len, name.ptr, lmz_model_arch(m),
+           (double)params / 1e6);
     if (limit) printf("at most %zu items per task\n", limit);
     printf("| task | items | acc | acc_norm | perplexity | seconds |\n|---|---:|---:|---:|---:|---:|\n");
     fflush(stdout);

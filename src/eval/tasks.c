@@ -263,33 +263,6 @@ double lmz_task_logprob(const float *z, uint32_t V, int32_t t, int *greedy)
     return (double)z[t] - mx - log(sum);
 }
 
-int lmz_task_score_alone(lmz_model *m, const char *ctx, const char *cont, lmz_req_score *out)
-{
-    const lmz_tokenizer *tk = lmz_model_tokenizer(m);
-    int32_t *seq = NULL;
-    size_t n, from;
-    memset(out, 0, sizeof *out);
-    out->greedy = 1;
-    if (!tk || lmz_task_encode(tk, ctx, cont, &seq, &n, &from) != 0) return -1;
-    const uint32_t V = lmz_model_vocab(m);
-    float *lg = malloc((n ? n : 1) * (size_t)V * sizeof *lg);
-    lmz_state *s = lmz_state_new(m);
-    int rc = -1;
-    if (lg && s && (n < 2 || lmz_model_prefill(m, s, seq, n - 1, lg) == 0)) {
-        for (size_t t = from < 1 ? 1 : from; t < n; t++) {
-            int g;
-            out->ll += lmz_task_logprob(lg + (t - 1) * V, V, seq[t], &g);
-            out->greedy &= g;
-            out->tokens++;
-        }
-        rc = 0;
-    }
-    free(seq);
-    free(lg);
-    lmz_state_free(s);
-    return rc;
-}
-
 /* ======================================================================== */
 /* running                                                                   */
 /* ======================================================================== */
@@ -328,6 +301,27 @@ static void score_row(request *r, const float *z, uint32_t V, size_t target)
     r->out->tokens++;
 }
 
+int lmz_task_score_alone(lmz_model *m, const char *ctx, const char *cont, lmz_req_score *out)
+{
+    const lmz_tokenizer *tk = lmz_model_tokenizer(m);
+    request r = {NULL, 0, 0, 0, NULL, out};
+    memset(out, 0, sizeof *out);
+    out->greedy = 1;
+    if (!tk || lmz_task_encode(tk, ctx, cont, &r.seq, &r.n, &r.from) != 0) return -1;
+    const uint32_t V = lmz_model_vocab(m);
+    float *lg = malloc((r.n ? r.n : 1) * (size_t)V * sizeof *lg);
+    lmz_state *s = lmz_state_new(m);
+    int rc = -1;
+    if (lg && s && (r.n < 2 || lmz_model_prefill(m, s, r.seq, r.n - 1, lg) == 0)) {
+        for (size_t t = 1; t < r.n; t++) score_row(&r, lg + (t - 1) * V, V, t);
+        rc = 0;
+    }
+    free(r.seq);
+    free(lg);
+    lmz_state_free(s);
+    return rc;
+}
+
 /* Feed the prefix of item requests rq[0..k) that all share into the state
  * of the last, keep the rows it scores, and start every request after it
  * in a copy of that state. @return 0 or -1. */
@@ -337,7 +331,7 @@ static int prefill_item(runner *u, request *rq, size_t k)
     for (size_t j = 1; j < k; j++) {
         size_t c = 0, lim = rq[j].n - 1 < p ? rq[j].n - 1 : p;
         while (c < lim && rq[j].seq[c] == rq[0].seq[c]) c++;
-        p = c < lim ? c : lim;
+        p = c;
         if (rq[j].from < first) first = rq[j].from;
     }
     /* rows 0..p-1 of the prefix: row i predicts token i + 1; those before
