@@ -110,6 +110,9 @@ typedef struct {
     lmz_stats *stats;      /* if not NULL, filled when compression ends (the
                               ensemble's own cross-entropy, ideal_bits, takes
                               one more pass over the vocabulary per token) */
+    unsigned lm_profile;   /* arithmetic profile of a language-model stream:
+                              0 = the newest (4, det-f32-v4), or 3 (det-f32-v3,
+                              which older builds read) */
 } lmz_params;
 
 /* Open the model at path as compression would, and close it: LMZ_OK, or

@@ -116,6 +116,7 @@ static void usage(FILE *f)
             "      --text-min=N      shortest text segment in bytes (default 64)\n"
             "      --window=N        llama KV window in tokens (default the model's)\n"
             "      --bias-lr=X, --mix-lr=X  learning rates (default 0.3, 0.00025)\n"
+            "      --profile=NAME    det-f32-v4 (default), or det-f32-v3 for older lmzip\n"
             "      --group=N         frames whose text shares one ensemble, decoded side\n"
             "                        by side (1..64, at most 64M of frames; default 64)\n"
             "      --skip=BITS       code a token without the model when the n-gram and\n"
@@ -713,7 +714,7 @@ int main(int argc, char **argv)
             else if (LONG("--quiet")) o.quiet = 1;
             else if (LONG("--help")) { usage(stdout); return 0; }
             else if (LONG("--version")) {
-                printf("lmzip %s (format %d, profiles int-v1 det-f32-v1 det-f32-v2 det-f32-v3)\n", LMZ_VERSION_STRING, 1);
+                printf("lmzip %s (format %d, profiles int-v1 det-f32-v1 det-f32-v2 det-f32-v3 det-f32-v4)\n", LMZ_VERSION_STRING, 1);
                 return 0;
             } else if (LONG("--threads")) {
                 if (parse_uint(VALUE(), 256, &o.params.threads)) {
@@ -757,6 +758,14 @@ int main(int argc, char **argv)
                     return 1;
                 }
                 o.params.window = w;
+            } else if (LONG("--profile")) {
+                const char *v = VALUE();
+                unsigned pv = !strcmp(v, "det-f32-v3") ? 3 : !strcmp(v, "det-f32-v4") ? 4 : 0;
+                if (pv != 3 && pv != 4) {
+                    fprintf(stderr, "%s: bad --profile (det-f32-v4, the default, or det-f32-v3)\n", prog);
+                    return 1;
+                }
+                o.params.lm_profile = pv;
             } else if (LONG("--group")) {
                 if (parse_uint(VALUE(), 64, &o.params.group) || o.params.group < 1) {
                     fprintf(stderr, "%s: bad --group (1..64 frames)\n", prog);
@@ -822,7 +831,7 @@ int main(int argc, char **argv)
             case 'v': o.verbose++; break;
             case 'q': o.quiet = 1; break;
             case 'h': usage(stdout); return 0;
-            case 'V': printf("lmzip %s (format %d, profiles int-v1 det-f32-v1 det-f32-v2 det-f32-v3)\n", LMZ_VERSION_STRING, 1); return 0;
+            case 'V': printf("lmzip %s (format %d, profiles int-v1 det-f32-v1 det-f32-v2 det-f32-v3 det-f32-v4)\n", LMZ_VERSION_STRING, 1); return 0;
             case 'T':
                 if (parse_uint(val, 256, &o.params.threads)) {
                     fprintf(stderr, "%s: bad thread count (0..256)\n", prog);

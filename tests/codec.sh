@@ -71,8 +71,11 @@ LC_ALL=C awk 'BEGIN { s = 777; for (i = 0; i < 1500; i++) { s = (s * 1103515245 
     printf "%c%c%c%c", 240 + int(cp / 262144), 128 + int(cp / 4096) % 64, 128 + int(cp / 64) % 64, 128 + cp % 64 } }' > emoji.txt
 { head -c 3000 alice.txt; cat emoji.txt; head -c 3000 text.txt; } > overflow.bin
 roundtrip "a group with frames that do not fit" overflow.bin -m "$TINY" -B 1K --parts=model -T 2
-"$LMZIP" -q -c -m "$TINY" -B 1K --parts=model overflow.bin > o.lmz && "$LMZIP" -l -v -m "$TINY" o.lmz | grep -q stored &&
-    ok || no "the frames that do not fit are stored"
+# (det-f32-v3: its token tables cannot learn such text; det-f32-v4's byte model
+# learns the UTF-8 and codes it under 8 bits a byte, so nothing overflows)
+roundtrip "det-f32-v3: a group with frames that do not fit" overflow.bin -m "$TINY" -B 1K --parts=model --profile=det-f32-v3 -T 2
+"$LMZIP" -q -c -m "$TINY" -B 1K --parts=model --profile=det-f32-v3 overflow.bin > o.lmz &&
+    "$LMZIP" -l -v -m "$TINY" o.lmz | grep -q stored && ok || no "the frames that do not fit are stored"
 refuse "a group of 65 frames" g.lmz "$LMZIP" -m "$TINY" --group=65 text.txt -o g.lmz
 refuse "a group over 64M" g.lmz "$LMZIP" -m "$TINY" --group=2 -B 64M text.txt -o g.lmz
 
@@ -113,18 +116,19 @@ for p in $paths; do for t in 1 2; do
         no "decompress under $p, -T $t"
 done; done
 
-# ---- golden LM files: decode, and re-encode to the same bytes; the files of
-# the earlier profiles (det-f32-v1 in lm-v1, det-f32-v2 in lm-v2) decode -------
+# ---- golden LM files: decode, and re-encode to the same bytes (det-f32-v4 in
+# lm, det-f32-v3 in lm-v3: both written); the files of the read-only profiles
+# (det-f32-v1 in lm-v1, det-f32-v2 in lm-v2) decode ---------------------------
 for f in "$LMDIR-v1"/*.lmz "$LMDIR-v2"/*.lmz; do
     "$LMZIP" -q -d -c -m "$TINY" "$f" 2>err | cmp -s - "${f%.lmz}.orig" && ok || { no "golden $f decodes"; cat err; }
 done
-for f in "$LMDIR"/*.lmz; do
-    b=$(basename "$f" .lmz)
-    opts=$(cat "$LMDIR/$b.opts")
-    "$LMZIP" -q -d -c -m "$TINY" "$f" 2>err | cmp -s - "$LMDIR/$b.orig" && ok || { no "golden $b decodes"; cat err; }
+for f in "$LMDIR"/*.lmz "$LMDIR-v3"/*.lmz; do
+    b=${f%.lmz}
+    opts=$(cat "$b.opts")
+    "$LMZIP" -q -d -c -m "$TINY" "$f" 2>err | cmp -s - "$b.orig" && ok || { no "golden $f decodes"; cat err; }
     # shellcheck disable=SC2086
-    "$LMZIP" -q -c -m "$TINY" $opts "$LMDIR/$b.orig" 2>err | cmp -s - "$f" && ok ||
-        { no "golden $b: re-encoding gives the same bytes"; cat err; }
+    "$LMZIP" -q -c -m "$TINY" $opts "$b.orig" 2>err | cmp -s - "$f" && ok ||
+        { no "golden $f: re-encoding gives the same bytes"; cat err; }
 done
 
 # ---- models: by name from the folders, wrong, missing -----------------------------

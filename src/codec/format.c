@@ -101,8 +101,19 @@ void lmz_end_block_write(uint64_t total, uint64_t frames, uint64_t hash, uint8_t
     lmz_put_u32(out + 25, check32(out, 25));
 }
 
-int lmz_profile_is_lm(const char *profile)
+static const char *const lm_profiles[] = {LMZ_PROFILE_DET_F32_V1, LMZ_PROFILE_DET_F32_V2, LMZ_PROFILE_DET_F32_V3,
+                                          LMZ_PROFILE_DET_F32_V4};
+
+unsigned lmz_profile_lm_version(const char *profile)
 {
-    return !strcmp(profile, LMZ_PROFILE_DET_F32_V1) || !strcmp(profile, LMZ_PROFILE_DET_F32_V2) ||
-           !strcmp(profile, LMZ_PROFILE_DET_F32_V3);
+    for (unsigned i = 0; i < sizeof lm_profiles / sizeof *lm_profiles; i++)
+        if (!strcmp(profile, lm_profiles[i])) return i + 1;
+    return 0;
 }
+
+const char *lmz_profile_lm_name(unsigned version)
+{
+    return version >= 1 && version <= sizeof lm_profiles / sizeof *lm_profiles ? lm_profiles[version - 1] : NULL;
+}
+
+int lmz_profile_is_lm(const char *profile) { return lmz_profile_lm_version(profile) != 0; }

@@ -10,6 +10,7 @@
 #include "cdf.h"
 #include "lmzip.h"
 #include "rangecoder.h"
+#include "tokbits.h"
 #include "../common/pool.h"
 #include "../model/model.h"
 #include "../predict/bytemodel.h"
@@ -28,6 +29,7 @@ struct lmz_lm {
     uint8_t hash[32];
     lmz_lm_stats st;
     lmz_pool *pool; /* the model's threads, also for the frames' ensembles */
+    lmz_tb_vocab *tbv; /* det-f32-v4: the vocabulary in byte order */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -62,6 +64,11 @@ int lmz_lm_open(const char *path, const lmz_lm_params *p, lmz_lm **out, char *er
         lmz_lm_free(lm);
         return -1;
     }
+    if (p->ens.profile >= LMZ_ENS_V4 && !(lm->tbv = lmz_tb_vocab_new(lm->tok, lm->V))) {
+        snprintf(err, errlen, "out of memory");
+        lmz_lm_free(lm);
+        return -1;
+    }
     int32_t bos = lmz_tokenizer_bos(lm->tok), eos = lmz_tokenizer_eos(lm->tok);
     lm->start = bos >= 0 && (uint32_t)bos < lm->V ? bos : eos >= 0 && (uint32_t)eos < lm->V ? eos : 0;
 
@@ -87,6 +94,7 @@ void lmz_lm_free(lmz_lm *lm)
 {
     if (!lm) return;
     lmz_model_free(lm->m);
+    lmz_tb_vocab_free(lm->tbv);
     free(lm);
 }
 
@@ -280,6 +288,7 @@ typedef struct {
     /* the text, for one attempt */
     int in;        /* coded in this attempt */
     size_t sidx;   /* its stream in the ensemble */
+    const uint32_t *cum; /* det-f32-v4: its table for the token at hand */
     lmz_state *state;
     lmz_rc_enc rc;
 } cframe;
@@ -395,6 +404,10 @@ static void encode_tokens(void *ctx, size_t b, size_t e, unsigned th)
         cframe *c = &j->c[j->act[i]];
         const float *lg = j->row[i] == SIZE_MAX ? NULL : j->logits + j->row[i] * j->lm->V;
         const uint32_t *cum = lmz_ens_predict(j->ens, c->sidx, lg);
+        if (j->lm->p.ens.profile >= LMZ_ENS_V4) { /* coded after, in stream order */
+            c->cum = cum;
+            continue;
+        }
         int32_t x = c->toks[j->at];
         lmz_rc_encode(&c->rc, cum[x], cum[x + 1] - cum[x], 1u << bits);
         c->st.text_bits += lmz_ens_cost(j->ens, c->sidx, x);
@@ -427,6 +440,12 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
     if (chunk < 4) chunk = 4;
     int err = LMZ_OK;
     lmz_ens *ens = lmz_ens_new(&lm->p.ens, V, m, max_tokens);
+    lmz_tb *tb = NULL;
+    if (lm->p.ens.profile >= LMZ_ENS_V4) {
+        size_t text_bytes[LMZ_ENS_STREAMS_MAX];
+        for (size_t s = 0; s < m; s++) text_bytes[s] = c[who[s]].st.text_bytes;
+        if (!(tb = lmz_tb_new(lm->tbv, lm->p.table_bits, m, text_bytes))) err = LMZ_ERROR_NOMEM;
+    }
     float *logits = need_model ? malloc(m * chunk * V * sizeof *logits) : NULL;
     int32_t *in = malloc(chunk * sizeof *in);
     if (!ens || (need_model && !logits) || !in) err = LMZ_ERROR_NOMEM;
@@ -454,11 +473,22 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
                 }
             enc_job ej = {lm, ens, c, act, logits, row, at + i};
             lmz_pool_for_work(lm->pool, na, (double)na * V * 8.0, encode_tokens, &ej);
-            for (size_t j = 0; j < na; j++) lmz_ens_update(ens, c[act[j]].sidx, c[act[j]].toks[at + i]);
+            for (size_t j = 0; j < na && !err; j++) {
+                cframe *x = &c[act[j]];
+                int32_t tok = x->toks[at + i];
+                if (tb) {
+                    double b = 0;
+                    if (lmz_tb_encode(tb, x->sidx, x->cum, tok, &x->rc, &b) != 0) err = LMZ_ERROR_NOMEM;
+                    x->st.text_bits += b;
+                    x->st.ideal_bits += b;
+                }
+                lmz_ens_update(ens, x->sidx, tok);
+            }
         }
     }
     if (ens) c[who[0]].st.skipped = lmz_ens_skipped(ens); /* the group's, counted once */
     lmz_ens_free(ens);
+    lmz_tb_free(tb);
     free(logits);
     free(in);
     for (size_t s = 0; s < m; s++) {
@@ -534,6 +564,10 @@ typedef struct {
     size_t ntok, done;
     lmz_ens *ens;  /* its group's (not owned) */
     size_t sidx;   /* its stream there */
+    lmz_tb *tb;    /* det-f32-v4: its group's bit coder (not owned) */
+    const uint32_t *cum; /* ... and its table for the token at hand */
+    size_t text_bytes;
+    int nomem;
     lmz_state *st;
     lmz_rc_dec rc;
     int32_t last;
@@ -560,6 +594,7 @@ static int frame_open(lmz_lm *lm, lmz_lm_frame *f, dframe *d)
         total += a;
         if (k == LMZ_SEG_TEXT) {
             if (b == 0 || b > a * TOKENS_PER_BYTE) return LMZ_ERROR_CORRUPT;
+            d->text_bytes += (size_t)a;
             d->seg[i].off = ntok;
             ntok += b;
         } else {
@@ -634,6 +669,10 @@ static void decode_tokens(void *ctx, size_t b, size_t e, unsigned th)
         dframe *x = &j->d[j->act[i]];
         const float *lg = j->row[i] == SIZE_MAX ? NULL : j->logits + j->row[i] * j->lm->V;
         const uint32_t *cum = lmz_ens_predict(x->ens, x->sidx, lg);
+        if (x->tb) { /* decoded after, in stream order */
+            x->cum = cum;
+            continue;
+        }
         uint32_t target = lmz_rc_decode_target(&x->rc, total);
         uint32_t s = lmz_cdf_find(cum, j->lm->V, target);
         lmz_rc_decode_update(&x->rc, cum[s], cum[s + 1] - cum[s], total);
@@ -655,28 +694,47 @@ static void update_groups(void *ctx, size_t b, size_t e, unsigned th)
     for (size_t r = b; r < e; r++)
         for (size_t i = j->run[r]; i < j->run[r + 1]; i++) {
             dframe *x = &j->d[j->act[i]];
+            if (x->tb) {
+                int32_t t = lmz_tb_decode(x->tb, x->sidx, x->cum, &x->rc);
+                if (t < 0) {
+                    x->nomem = 1;
+                    t = 0;
+                }
+                x->toks[x->done++] = x->last = t;
+            }
             lmz_ens_update(x->ens, x->sidx, x->last);
         }
 }
 
 /* One ensemble for each group of the opened frames with text. */
-static int make_ensembles(lmz_lm *lm, lmz_lm_frame *f, dframe *d, size_t k, lmz_ens **ens, size_t *nens)
+static int make_ensembles(lmz_lm *lm, lmz_lm_frame *f, dframe *d, size_t k, lmz_ens **ens, lmz_tb **tbs,
+                          size_t *nens)
 {
-    size_t max_tokens[LMZ_ENS_STREAMS_MAX];
+    size_t max_tokens[LMZ_ENS_STREAMS_MAX], text_bytes[LMZ_ENS_STREAMS_MAX];
     for (size_t i = 0; i < k;) {
         size_t m = 0, e = i;
         for (; e < k && f[e].group == f[i].group; e++)
             if (!f[e].err && d[e].ntok) {
                 if (m == LMZ_ENS_STREAMS_MAX) return LMZ_ERROR_CORRUPT;
                 d[e].sidx = m;
+                text_bytes[m] = d[e].text_bytes;
                 max_tokens[m++] = d[e].ntok;
             }
         if (m) {
             lmz_ens *x = lmz_ens_new(&lm->p.ens, lm->V, m, max_tokens);
             if (!x) return LMZ_ERROR_NOMEM;
-            ens[(*nens)++] = x;
+            ens[*nens] = x;
+            lmz_tb *tb = NULL;
+            if (lm->p.ens.profile >= LMZ_ENS_V4 && !(tb = lmz_tb_new(lm->tbv, lm->p.table_bits, m, text_bytes))) {
+                ++*nens;
+                return LMZ_ERROR_NOMEM;
+            }
+            tbs[(*nens)++] = tb;
             for (size_t j = i; j < e; j++)
-                if (!f[j].err && d[j].ntok) d[j].ens = x;
+                if (!f[j].err && d[j].ntok) {
+                    d[j].ens = x;
+                    d[j].tb = tb;
+                }
         }
         i = e;
     }
@@ -694,12 +752,13 @@ void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k)
     uint8_t *need = malloc(k1);
     size_t *row = malloc(k1 * sizeof *row), *run = malloc((k1 + 1) * sizeof *run);
     lmz_ens **ens = calloc(k1, sizeof *ens);
-    if (!d || !act || !states || !in || !logits || !need || !row || !run || !ens) {
+    lmz_tb **tbs = calloc(k1, sizeof *tbs);
+    if (!d || !act || !states || !in || !logits || !need || !row || !run || !ens || !tbs) {
         for (size_t i = 0; i < k; i++) f[i].err = LMZ_ERROR_NOMEM;
         goto out;
     }
     for (size_t i = 0; i < k; i++) f[i].err = frame_open(lm, &f[i], &d[i]);
-    int e = make_ensembles(lm, f, d, k, ens, &nens);
+    int e = make_ensembles(lm, f, d, k, ens, tbs, &nens);
     size_t na = 0;
     for (size_t i = 0; i < k; i++) {
         if (e && !f[i].err) f[i].err = e;
@@ -731,7 +790,8 @@ void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k)
         size_t keep = 0;
         for (size_t j = 0; j < na; j++) {
             dframe *x = &d[act[j]];
-            if (x->done < x->ntok && !x->rc.overrun && !x->rc.corrupt) act[keep++] = act[j];
+            if (x->nomem) f[act[j]].err = LMZ_ERROR_NOMEM;
+            else if (x->done < x->ntok && !x->rc.overrun && !x->rc.corrupt) act[keep++] = act[j];
             else if (x->done < x->ntok) f[act[j]].err = LMZ_ERROR_CORRUPT; /* damaged or cut short */
         }
         na = keep;
@@ -743,7 +803,10 @@ out:
         for (size_t i = 0; i < k; i++) frame_free(&d[i]);
     if (ens)
         for (size_t i = 0; i < nens; i++) lmz_ens_free(ens[i]);
+    if (tbs)
+        for (size_t i = 0; i < nens; i++) lmz_tb_free(tbs[i]);
     free(ens);
+    free(tbs);
     free(d);
     free(act);
     free(states);

@@ -1,12 +1,14 @@
 /*
  * lmcodec.h — frames coded with a language model (method 2, profile
- * det-f32-v3; det-f32-v1 and det-f32-v2 are read).
+ * det-f32-v4, or det-f32-v3 on request; det-f32-v1 and det-f32-v2 are read).
  *
  * A frame is cut into segments by the segmenter: text-like runs (printable
  * ASCII, tab, newlines and valid UTF-8 of any script, at least text_min
  * bytes long, binary gaps under 8 bytes absorbed) and binary runs. Text
  * segments are tokenised by the model's tokenizer and coded token by token
- * with the ensemble of src/predict/lmens.h over the model's logits; the model
+ * with the ensemble of src/predict/lmens.h over the model's logits (from
+ * det-f32-v4 on, each token as the bits of its bytes, mixed with a byte
+ * model that reads the text: src/codec/tokbits.h); the model
  * reads the start token, then every token of the frame's text segments in
  * order. Binary segments are coded alone with the byte model, or with raw
  * LZMA2, or stored: whichever is smallest.

@@ -42,6 +42,7 @@ void lmz_params_default(lmz_params *p)
     p->stats = NULL;
     p->skip_mbits = 0;
     p->group = 1;
+    p->lm_profile = 0;
 }
 
 int lmz_model_check(const char *path, char *err, size_t errlen)
@@ -61,9 +62,7 @@ int lmz_model_check(const char *path, char *err, size_t errlen)
 /* the language-model settings of a header, as the codec takes them */
 static void lm_params_from_header(const lmz_header *h, unsigned threads, lmz_lm_params *lp)
 {
-    lp->ens.profile = !strcmp(h->profile, LMZ_PROFILE_DET_F32_V1)   ? LMZ_ENS_V1
-                      : !strcmp(h->profile, LMZ_PROFILE_DET_F32_V2) ? LMZ_ENS_V2
-                                                                    : LMZ_ENS_V3;
+    lp->ens.profile = lmz_profile_lm_version(h->profile);
     lp->ens.parts = h->parts;
     lp->ens.mixer = h->mixer;
     lp->ens.ngram_bits = h->ngram_bits;
@@ -293,6 +292,9 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
         h.window = p->window;
         h.skip_mbits = p->skip_mbits;
         h.group = p->group;
+        const char *prof = lmz_profile_lm_name(p->lm_profile ? p->lm_profile : LMZ_LM_PROFILE_NEWEST);
+        if (!prof || p->lm_profile == 1 || p->lm_profile == 2) return LMZ_ERROR_PARAM; /* v1, v2: read only */
+        strcpy(h.profile, prof);
         if (p->group == 0 || p->group > LMZ_GROUP_MAX ||
             (p->group > 1 && (uint64_t)p->group * p->frame_size > LMZ_GROUP_BYTES_MAX))
             return LMZ_ERROR_PARAM;
@@ -302,7 +304,6 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
         if (lmz_ens_params_check(&lp.ens, 2) != 0) return LMZ_ERROR_PARAM;
         char msg[256];
         if (lmz_lm_open(p->model, &lp, &lm, msg, sizeof msg) != 0) return LMZ_ERROR_MODEL;
-        strcpy(h.profile, LMZ_PROFILE_DET_F32_V3);
         strcpy(h.model, lmz_lm_name(lm));
         memcpy(h.model_hash, lmz_lm_hash(lm), 32);
         h.window = lmz_lm_window(lm);

@@ -243,36 +243,42 @@ static inline void apm_update(apm *a, int y, int rate)
 #define LIMIT_LOW 250   /* count cap for orders 0-1 */
 #define LIMIT_SM 1023   /* count cap for state maps */
 
+/* What one stream of bytes has of its own: its history, its position in
+ * the current byte and nibble, its contexts' slots and its match model. The
+ * tables, counters, mixers and maps are the model's, shared by its streams. */
+typedef struct {
+    uint8_t *slot[N_HASHED];
+    uint64_t ctx[N_HASHED];       /* context hashes of the current byte */
+    uint64_t next_h[2][N_HASHED]; /* slot hashes for either value of the next bit */
+    const uint8_t *buf;           /* bytes coded so far */
+    size_t pos;
+    uint32_t c0;                  /* 1 followed by the bits of the current byte */
+    uint32_t nib;                 /* 1 followed by the bits of the current nibble */
+    int bitpos;
+    uint64_t c8;                  /* last 8 bytes, most recent in the low byte */
+    uint64_t word, word1;         /* hashes of the current and the previous word */
+    uint32_t *mtab;               /* match model: (1 << mbits) positions + 1, 0 = empty */
+    uint32_t mmask;
+    size_t mptr;                  /* predicted byte is buf[mptr] */
+    uint32_t mlen;                /* 0 = no match */
+} bm_ctx;
+
 struct lmz_bytemodel {
-    /* hashed contexts: (1 << bits) slots of 16 uint32: [0] tag, [1..15] the
-     * counters of a nibble's bit tree, node j = 1, 2..3, 4..7, 8..15 */
+    /* hashed contexts: (1 << bits) slots of 16 bytes: [0] check byte, [1..15]
+     * the bit histories of a nibble's tree, node j = 1, 2..3, 4..7, 8..15 */
     uint8_t *table;
     size_t table_size;      /* bytes mapped */
     uint32_t slot_mask;
-    uint8_t *slot[N_HASHED];
     uint32_t sm[N_HASHED][HIST_MAX]; /* state maps, one per context family */
     uint32_t *sm_cur[N_HASHED];
-    uint64_t ctx[N_HASHED]; /* context hashes of the current byte */
-    uint64_t next_h[2][N_HASHED]; /* slot hashes for either value of the next bit */
 
     uint32_t o0[256];       /* (c0) */
     uint32_t *o1;           /* (c1, c0) = 65536 counters */
     uint32_t *o1_cur;
 
-    /* history */
-    const uint8_t *buf;     /* bytes coded so far */
-    size_t pos;
-    uint32_t c0;            /* 1 followed by the bits of the current byte */
-    uint32_t nib;           /* 1 followed by the bits of the current nibble */
-    int bitpos;
-    uint64_t c8;            /* last 8 bytes, most recent in the low byte */
-    uint64_t word, word1;   /* hashes of the current and the previous word */
+    bm_ctx own;             /* the stream of lmz_bytemodel_encode / _decode */
 
-    /* match model */
-    uint32_t *mtab;         /* (1 << mbits) positions + 1, 0 = empty */
-    uint32_t mmask;
-    size_t mptr;            /* predicted byte is buf[mptr] */
-    uint32_t mlen;          /* 0 = no match */
+    /* match model's confidence */
     int mbit;               /* predicted bit, or -1 */
     uint32_t msm[64 * 2];   /* (length bucket, predicted bit) counters */
     uint32_t *msm_cur;
@@ -316,7 +322,7 @@ void lmz_bytemodel_free(lmz_bytemodel *m)
     if (!m) return;
     if (m->table) munmap(m->table, m->table_size);
     free(m->o1);
-    free(m->mtab);
+    free(m->own.mtab);
     for (int i = 0; i < N_MIX; i++) free(m->w[i]);
     free(m->a1.t);
     free(m->a2.t);
@@ -347,8 +353,8 @@ lmz_bytemodel *lmz_bytemodel_create(unsigned table_bits)
     m->table_size = slots * 16;
     m->table = table_alloc(m->table_size);
     m->o1 = malloc(65536 * sizeof *m->o1);
-    m->mtab = calloc((size_t)1 << match_bits(table_bits), sizeof *m->mtab);
-    int ok = m->table && m->o1 && m->mtab;
+    m->own.mtab = calloc((size_t)1 << match_bits(table_bits), sizeof *m->own.mtab);
+    int ok = m->table && m->o1 && m->own.mtab;
     for (int i = 0; i < N_MIX && ok; i++) {
         m->w[i] = malloc(mixer_sets[i] * N_INPUTS_PAD * sizeof(int32_t));
         ok = m->w[i] != NULL;
@@ -363,14 +369,12 @@ lmz_bytemodel *lmz_bytemodel_create(unsigned table_bits)
     for (int i = 0; i < 256; i++) m->o0[i] = CTR_INIT;
     for (int i = 0; i < 128; i++) m->msm[i] = CTR_INIT;
     for (int i = 0; i < N_HASHED; i++) statemap_init(m->sm[i]);
-    m->mmask = (uint32_t)(((size_t)1 << match_bits(table_bits)) - 1);
+    m->own.mmask = (uint32_t)(((size_t)1 << match_bits(table_bits)) - 1);
     for (int k = 0; k < N_MIX; k++)
         for (size_t i = 0; i < mixer_sets[k] * N_INPUTS_PAD; i++)
             m->w[k][i] = (i % N_INPUTS_PAD) < N_INPUTS ? 20000 : 0;
     for (int k = 0; k < N_MIX; k++) m->wf[k] = 65536 / N_MIX;
     m->wf[N_MIX] = 0;
-    m->c0 = 1;
-    m->nib = 1;
     m->mbit = -1;
     m->pr = 2048;
     return m;
@@ -424,9 +428,9 @@ static inline void hash_prefetch(const lmz_bytemodel *m, const uint64_t *ctx, ui
     }
 }
 
-static inline void set_slots(lmz_bytemodel *m, const uint64_t *h)
+static inline void set_slots(lmz_bytemodel *m, bm_ctx *s, const uint64_t *h)
 {
-    for (int i = 0; i < N_HASHED; i++) m->slot[i] = slot_find(m, h[i]);
+    for (int i = 0; i < N_HASHED; i++) s->slot[i] = slot_find(m, h[i]);
 }
 
 /* ---- byte boundary ------------------------------------------------------ */
@@ -437,9 +441,9 @@ static inline int is_word_byte(int c)
 }
 
 /* match table index of the last MATCH_MIN (6) bytes */
-static inline uint32_t match_hash(const lmz_bytemodel *m, uint64_t c8)
+static inline uint32_t match_hash(const bm_ctx *s, uint64_t c8)
 {
-    return (uint32_t)(((c8 & 0xFFFFFFFFFFFFull) * 0x9E3779B97F4A7C15ull) >> 40) & m->mmask;
+    return (uint32_t)(((c8 & 0xFFFFFFFFFFFFull) * 0x9E3779B97F4A7C15ull) >> 40) & s->mmask;
 }
 
 static inline void word_step(int c, uint64_t *word, uint64_t *word1)
@@ -467,59 +471,59 @@ static inline void contexts(uint64_t c8, uint64_t word, uint64_t word1, uint64_t
 /* Before the last bit of a byte: hash the contexts that follow each of the
  * two possible bytes and prefetch their slots, so the cache misses overlap
  * with the work of the last bit. */
-static inline void prefetch_next_byte(lmz_bytemodel *m)
+static inline void prefetch_next_byte(lmz_bytemodel *m, bm_ctx *s)
 {
     for (int y = 0; y < 2; y++) {
-        int c = (int)(((m->c0 << 1) | (uint32_t)y) & 0xFF);
-        uint64_t w = m->word, w1 = m->word1, ctx[N_HASHED];
+        int c = (int)(((s->c0 << 1) | (uint32_t)y) & 0xFF);
+        uint64_t w = s->word, w1 = s->word1, ctx[N_HASHED];
         word_step(c, &w, &w1);
-        uint64_t c8 = (m->c8 << 8) | (uint64_t)c;
+        uint64_t c8 = (s->c8 << 8) | (uint64_t)c;
         contexts(c8, w, w1, ctx);
-        hash_prefetch(m, ctx, 0, m->next_h[y]);
-        __builtin_prefetch(m->mtab + match_hash(m, c8));
+        hash_prefetch(m, ctx, 0, s->next_h[y]);
+        __builtin_prefetch(s->mtab + match_hash(s, c8));
     }
 }
 
 /* The same for the second nibble, one bit before it starts. */
-static inline void prefetch_next_nibble(lmz_bytemodel *m)
+static inline void prefetch_next_nibble(lmz_bytemodel *m, bm_ctx *s)
 {
     for (int y = 0; y < 2; y++) {
-        uint64_t c0 = (m->c0 << 1) | (uint32_t)y;
-        hash_prefetch(m, m->ctx, c0 * 0x9E3779B97F4A7C15ull, m->next_h[y]);
+        uint64_t c0 = (s->c0 << 1) | (uint32_t)y;
+        hash_prefetch(m, s->ctx, c0 * 0x9E3779B97F4A7C15ull, s->next_h[y]);
     }
 }
 
-static void byte_update(lmz_bytemodel *m, int c)
+static void byte_update(bm_ctx *s, int c)
 {
-    m->c8 = (m->c8 << 8) | (uint64_t)c;
-    m->pos++;
-    word_step(c, &m->word, &m->word1);
+    s->c8 = (s->c8 << 8) | (uint64_t)c;
+    s->pos++;
+    word_step(c, &s->word, &s->word1);
 
     /* match model: extend, or look up a new candidate */
-    if (m->mlen && m->buf[m->mptr] == c) {
-        if (m->mlen < 65535) m->mlen++;
-        m->mptr++;
+    if (s->mlen && s->buf[s->mptr] == c) {
+        if (s->mlen < 65535) s->mlen++;
+        s->mptr++;
     } else {
-        m->mlen = 0;
+        s->mlen = 0;
     }
-    if (m->pos >= MATCH_MIN) {
-        uint32_t h = match_hash(m, m->c8);
-        if (m->mlen == 0) {
-            uint32_t cand = m->mtab[h];
+    if (s->pos >= MATCH_MIN) {
+        uint32_t h = match_hash(s, s->c8);
+        if (s->mlen == 0) {
+            uint32_t cand = s->mtab[h];
             if (cand) {
                 size_t p = cand; /* the byte after the earlier occurrence */
                 uint32_t len = 0;
-                while (len < MATCH_VERIFY && len < p && m->buf[p - 1 - len] == m->buf[m->pos - 1 - len])
+                while (len < MATCH_VERIFY && len < p && s->buf[p - 1 - len] == s->buf[s->pos - 1 - len])
                     len++;
                 if (len >= MATCH_MIN) {
-                    m->mlen = len;
-                    m->mptr = p;
+                    s->mlen = len;
+                    s->mptr = p;
                 }
             }
         }
-        m->mtab[h] = (uint32_t)m->pos;
+        s->mtab[h] = (uint32_t)s->pos;
     }
-    contexts(m->c8, m->word, m->word1, m->ctx);
+    contexts(s->c8, s->word, s->word1, s->ctx);
 }
 
 static inline uint32_t match_bucket(uint32_t len)
@@ -531,33 +535,33 @@ static inline uint32_t match_bucket(uint32_t len)
 
 /* ---- per bit ------------------------------------------------------------ */
 
-static inline __attribute__((always_inline)) int predict(lmz_bytemodel *m)
+static inline __attribute__((always_inline)) int predict(lmz_bytemodel *m, bm_ctx *s)
 {
     int32_t *x = m->x;
-    uint32_t c0 = m->c0, c1 = (uint32_t)(m->c8 & 0xFF);
+    uint32_t c0 = s->c0, c1 = (uint32_t)(s->c8 & 0xFF);
     m->o1_cur = &m->o1[(c1 << 8) | c0];
     x[0] = stretch(ctr_p(*m->o1_cur));
     x[2 + N_HASHED] = stretch(ctr_p(m->o0[c0]));
     x[4 + N_HASHED] = 256;
     for (int i = 0; i < N_HASHED; i++) {
-        m->sm_cur[i] = &m->sm[i][m->slot[i][m->nib]];
+        m->sm_cur[i] = &m->sm[i][s->slot[i][s->nib]];
         x[1 + i] = stretch(ctr_p(*m->sm_cur[i]));
     }
 
     /* match: the expected bit, with a confidence learned per length */
     uint32_t mb = 0;
     m->mbit = -1;
-    if (m->mlen) {
-        int expect = m->buf[m->mptr] | 256;
-        if ((uint32_t)(expect >> (8 - m->bitpos)) == c0) {
-            m->mbit = (expect >> (7 - m->bitpos)) & 1;
-            mb = match_bucket(m->mlen);
+    if (s->mlen) {
+        int expect = s->buf[s->mptr] | 256;
+        if ((uint32_t)(expect >> (8 - s->bitpos)) == c0) {
+            m->mbit = (expect >> (7 - s->bitpos)) & 1;
+            mb = match_bucket(s->mlen);
             m->msm_cur = &m->msm[mb * 2 + (uint32_t)m->mbit];
             int st = stretch(ctr_p(*m->msm_cur));
             x[1 + N_HASHED] = st;
             x[3 + N_HASHED] = m->mbit ? 256 : -256;
         } else {
-            m->mlen = 0;
+            s->mlen = 0;
         }
     }
     if (m->mbit < 0) {
@@ -567,8 +571,8 @@ static inline __attribute__((always_inline)) int predict(lmz_bytemodel *m)
 
     uint32_t ml = m->mbit < 0 ? 0 : (mb < 15 ? mb + 1 : 16 + (mb >> 3));
     m->wsel[0] = m->w[0] + c0 * N_INPUTS_PAD;
-    m->wsel[1] = m->w[1] + ((size_t)(ml * 2 + (uint32_t)(m->mbit > 0)) * 8 + (size_t)m->bitpos) * N_INPUTS_PAD;
-    m->wsel[2] = m->w[2] + ((size_t)(c1 << 3) | (size_t)m->bitpos) * N_INPUTS_PAD;
+    m->wsel[1] = m->w[1] + ((size_t)(ml * 2 + (uint32_t)(m->mbit > 0)) * 8 + (size_t)s->bitpos) * N_INPUTS_PAD;
+    m->wsel[2] = m->w[2] + ((size_t)(c1 << 3) | (size_t)s->bitpos) * N_INPUTS_PAD;
     for (int k = 0; k < N_MIX; k++) {
         int d = dot(m->wsel[k], x);
         if (d > 2047) d = 2047;
@@ -579,9 +583,9 @@ static inline __attribute__((always_inline)) int predict(lmz_bytemodel *m)
     m->xf[N_MIX] = 256;
     int d = 0;
     {
-        int64_t s = 0;
-        for (int k = 0; k <= N_MIX; k++) s += (int64_t)m->wf[k] * m->xf[k];
-        d = (int)(s >> 16);
+        int64_t acc = 0;
+        for (int k = 0; k <= N_MIX; k++) acc += (int64_t)m->wf[k] * m->xf[k];
+        d = (int)(acc >> 16);
     }
     int p = squash_fast(d);
     m->pr_mix = p;
@@ -605,7 +609,7 @@ static inline __attribute__((always_inline)) int predict(lmz_bytemodel *m)
     return p;
 }
 
-static inline __attribute__((always_inline)) void update(lmz_bytemodel *m, int y)
+static inline __attribute__((always_inline)) void update(lmz_bytemodel *m, bm_ctx *s, int y)
 {
     /* mixers */
     int err = ((y << 12) - m->pr_mix) * 2;
@@ -619,53 +623,57 @@ static inline __attribute__((always_inline)) void update(lmz_bytemodel *m, int y
 
     /* counters */
     ctr_update(m->o1_cur, y, LIMIT_LOW);
-    ctr_update(&m->o0[m->c0], y, LIMIT_LOW);
+    ctr_update(&m->o0[s->c0], y, LIMIT_LOW);
     for (int i = 0; i < N_HASHED; i++) {
-        uint8_t *h = &m->slot[i][m->nib];
+        uint8_t *h = &s->slot[i][s->nib];
         ctr_update(m->sm_cur[i], y, LIMIT_SM);
         *h = hist_next[*h][y];
     }
     if (m->mbit >= 0) ctr_update(m->msm_cur, y, 1023);
 
-    m->c0 = (m->c0 << 1) | (uint32_t)y;
-    m->nib = (m->nib << 1) | (uint32_t)y;
-    m->bitpos++;
-    if (m->bitpos == 3) {
-        prefetch_next_nibble(m);
-    } else if (m->bitpos == 4) {
-        m->nib = 1;
-        set_slots(m, m->next_h[y]);
-    } else if (m->bitpos == 7) {
-        prefetch_next_byte(m);
-    } else if (m->bitpos == 8) {
-        byte_update(m, (int)(m->c0 & 0xFF));
-        set_slots(m, m->next_h[y]);
-        m->c0 = 1;
-        m->nib = 1;
-        m->bitpos = 0;
+    s->c0 = (s->c0 << 1) | (uint32_t)y;
+    s->nib = (s->nib << 1) | (uint32_t)y;
+    s->bitpos++;
+    if (s->bitpos == 3) {
+        prefetch_next_nibble(m, s);
+    } else if (s->bitpos == 4) {
+        s->nib = 1;
+        set_slots(m, s, s->next_h[y]);
+    } else if (s->bitpos == 7) {
+        prefetch_next_byte(m, s);
+    } else if (s->bitpos == 8) {
+        byte_update(s, (int)(s->c0 & 0xFF));
+        set_slots(m, s, s->next_h[y]);
+        s->c0 = 1;
+        s->nib = 1;
+        s->bitpos = 0;
     }
 }
 
-static void start(lmz_bytemodel *m, const uint8_t *buf)
+static void start(lmz_bytemodel *m, bm_ctx *s, const uint8_t *buf)
 {
-    m->buf = buf;
-    m->pos = 0;
-    byte_update(m, 0); /* a virtual leading zero byte gives every context a start */
-    m->pos = 0;
-    hash_prefetch(m, m->ctx, 0, m->next_h[0]);
-    set_slots(m, m->next_h[0]);
+    s->buf = buf;
+    s->pos = 0;
+    s->c0 = 1;
+    s->nib = 1;
+    s->bitpos = 0;
+    byte_update(s, 0); /* a virtual leading zero byte gives every context a start */
+    s->pos = 0;
+    hash_prefetch(m, s->ctx, 0, s->next_h[0]);
+    set_slots(m, s, s->next_h[0]);
 }
 
 LMZ_MULTIVERSION
 void lmz_bytemodel_encode(lmz_bytemodel *m, lmz_rc_enc *rc, const uint8_t *src, size_t n)
 {
-    start(m, src);
+    bm_ctx *s = &m->own;
+    start(m, s, src);
     for (size_t i = 0; i < n; i++) {
         int c = src[i];
         for (int b = 7; b >= 0; b--) {
             int y = (c >> b) & 1;
-            lmz_rc_encode_bit(rc, (uint32_t)predict(m) << 4, y);
-            update(m, y);
+            lmz_rc_encode_bit(rc, (uint32_t)predict(m, s) << 4, y);
+            update(m, s, y);
         }
     }
 }
@@ -673,17 +681,80 @@ void lmz_bytemodel_encode(lmz_bytemodel *m, lmz_rc_enc *rc, const uint8_t *src, 
 LMZ_MULTIVERSION
 void lmz_bytemodel_decode(lmz_bytemodel *m, lmz_rc_dec *rc, uint8_t *dst, size_t n)
 {
-    start(m, dst);
+    bm_ctx *s = &m->own;
+    start(m, s, dst);
     for (size_t i = 0; i < n; i++) {
         if (rc->overrun || rc->corrupt) { /* damaged: stop early, keep dst defined */
             memset(dst + i, 0, n - i);
             return;
         }
         for (int b = 7; b >= 0; b--) {
-            int y = lmz_rc_decode_bit(rc, (uint32_t)predict(m) << 4);
-            if (b == 0) dst[i] = (uint8_t)((m->c0 << 1) | (uint32_t)y);
-            update(m, y);
+            int y = lmz_rc_decode_bit(rc, (uint32_t)predict(m, s) << 4);
+            if (b == 0) dst[i] = (uint8_t)((s->c0 << 1) | (uint32_t)y);
+            update(m, s, y);
         }
     }
 }
 
+/* ======================================================================== */
+/* streams over a shared model                                               */
+/* ======================================================================== */
+
+struct lmz_bm_stream {
+    bm_ctx c;
+    uint8_t *data; /* the bytes so far; c.buf points here */
+    size_t cap;
+};
+
+lmz_bm_stream *lmz_bm_stream_new(lmz_bytemodel *m, size_t expect)
+{
+    lmz_bm_stream *s = calloc(1, sizeof *s);
+    if (!s) return NULL;
+    unsigned mb = match_bits(lmz_bytemodel_table_bits(expect, LMZ_BM_TABLE_BITS_MAX));
+    s->cap = expect < 256 ? 256 : expect;
+    s->data = calloc(s->cap, 1);
+    s->c.mtab = calloc((size_t)1 << mb, sizeof *s->c.mtab);
+    if (!s->data || !s->c.mtab) {
+        lmz_bm_stream_free(s);
+        return NULL;
+    }
+    s->c.mmask = (uint32_t)(((size_t)1 << mb) - 1);
+    start(m, &s->c, s->data);
+    return s;
+}
+
+void lmz_bm_stream_free(lmz_bm_stream *s)
+{
+    if (!s) return;
+    free(s->data);
+    free(s->c.mtab);
+    free(s);
+}
+
+LMZ_MULTIVERSION
+int lmz_bm_stream_predict(lmz_bytemodel *m, lmz_bm_stream *s, int st)
+{
+    m->x[N_INPUTS] = st < -2047 ? -2047 : st > 2047 ? 2047 : st;
+    return predict(m, &s->c);
+}
+
+LMZ_MULTIVERSION
+int lmz_bm_stream_update(lmz_bytemodel *m, lmz_bm_stream *s, int bit)
+{
+    bm_ctx *c = &s->c;
+    if (c->bitpos == 7) { /* the byte completes: into the history before the match model reads it */
+        if (c->pos == s->cap) {
+            size_t cap = 2 * s->cap;
+            uint8_t *d = realloc(s->data, cap);
+            if (!d) return -1;
+            s->data = d;
+            s->cap = cap;
+            c->buf = d;
+        }
+        s->data[c->pos] = (uint8_t)((c->c0 << 1) | (uint32_t)bit);
+    }
+    update(m, c, bit);
+    return 0;
+}
+
+int lmz_bm_stretch(int p) { return stretch(p < 0 ? 0 : p > 4095 ? 4095 : p); }

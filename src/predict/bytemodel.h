@@ -56,4 +56,26 @@ void lmz_bytemodel_encode(lmz_bytemodel *m, lmz_rc_enc *rc,
 void lmz_bytemodel_decode(lmz_bytemodel *m, lmz_rc_dec *rc, uint8_t *dst,
                           size_t n);
 
+/* Streams over one shared model (profile det-f32-v4 mixes the byte model into
+ * the coding of tokens, the text of a group's frames in lockstep): each
+ * stream has its own history, place in the byte and match model; the hashed
+ * table, counters, mixers and maps are the model's and learn from all. The
+ * order of the calls across streams is part of the format. A stream starts
+ * as lmz_bytemodel_encode does, with a virtual zero byte; `expect` (bytes the
+ * stream will probably see) sizes its match table, and its history grows as
+ * needed. A stream's predict and update alternate, one bit at a time, most
+ * significant first; another stream's calls may come between them. */
+typedef struct lmz_bm_stream lmz_bm_stream;
+lmz_bm_stream *lmz_bm_stream_new(lmz_bytemodel *m, size_t expect);
+void lmz_bm_stream_free(lmz_bm_stream *s);
+/* P(next bit = 1) in units of 2^-12, 1..4095, with one more input to the
+ * mixers than lmz_bytemodel_encode has: another model's stretch of the same
+ * probability, st = ln(p / (1 - p)) * 256 (clamped to -2047..2047; 0: none,
+ * and then the prediction is the frame coder's). Its weights start at 0. */
+int lmz_bm_stream_predict(lmz_bytemodel *m, lmz_bm_stream *s, int st);
+/* Learn the bit. @return 0, or -1 when memory is short. */
+int lmz_bm_stream_update(lmz_bytemodel *m, lmz_bm_stream *s, int bit);
+/* ln(p / (1 - p)) * 256 of a 12-bit probability, in -2047..2047 (the model's own table) */
+int lmz_bm_stretch(int p12);
+
 #endif

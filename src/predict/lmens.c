@@ -102,7 +102,7 @@ struct lmz_ens {
 
 void lmz_ens_params_default(lmz_ens_params *p)
 {
-    p->profile = LMZ_ENS_V3;
+    p->profile = LMZ_ENS_V4;
     p->parts = LMZ_ENS_ALL;
     p->mixer = LMZ_MIX_LOG;
     p->ngram_bits = 20;
@@ -114,7 +114,7 @@ void lmz_ens_params_default(lmz_ens_params *p)
 
 int lmz_ens_params_check(const lmz_ens_params *p, uint32_t vocab)
 {
-    if (p->profile != LMZ_ENS_V1 && p->profile != LMZ_ENS_V2 && p->profile != LMZ_ENS_V3) return -1;
+    if (p->profile < LMZ_ENS_V1 || p->profile > LMZ_ENS_V4) return -1;
     if (p->parts == 0 || p->parts > LMZ_ENS_ALL || p->mixer > LMZ_MIX_LOG) return -1;
     if (p->ngram_bits < LMZ_ENS_NGRAM_BITS_MIN || p->ngram_bits > LMZ_ENS_NGRAM_BITS_MAX) return -1;
     if (p->cdf_bits < 16 || p->cdf_bits > LMZ_CDF_BITS || vocab < 2 || vocab >= (1u << p->cdf_bits)) return -1;

@@ -56,9 +56,11 @@
 #define LMZ_ENS_V1 1u /* det-f32-v1: sums over the vocabulary in index order */
 #define LMZ_ENS_V2 2u /* det-f32-v2: the same sums in 8 interleaved partial sums */
 #define LMZ_ENS_V3 3u /* det-f32-v3: v2 + each stream's own match model */
+#define LMZ_ENS_V4 4u /* det-f32-v4: v3's tables, each token coded bit by bit with the
+                         byte model (src/codec/tokbits.h); the ensemble is v3's */
 
 typedef struct {
-    unsigned profile;    /* LMZ_ENS_V1, LMZ_ENS_V2 or LMZ_ENS_V3 */
+    unsigned profile;    /* LMZ_ENS_V1 .. LMZ_ENS_V4 */
     unsigned parts;      /* LMZ_ENS_* */
     unsigned mixer;      /* LMZ_MIX_* */
     unsigned ngram_bits; /* buckets per order at most 2^ngram_bits (32 bytes each) */
@@ -71,7 +73,7 @@ typedef struct {
                             (0: never; at most 16000) */
 } lmz_ens_params;
 
-/* Defaults: profile 3, all parts, log mixer, 2^20 buckets, 24-bit tables, rates. */
+/* Defaults: profile 4, all parts, log mixer, 2^20 buckets, 24-bit tables, rates. */
 void lmz_ens_params_default(lmz_ens_params *p);
 /* @return 0 when every field is in range */
 int lmz_ens_params_check(const lmz_ens_params *p, uint32_t vocab);

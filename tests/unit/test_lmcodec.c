@@ -252,7 +252,7 @@ TEST(ens_params_checked)
     CHECK(lmz_ens_params_check(&p, 70000) != 0); /* more symbols than the total */
     lmz_ens_params_default(&p);
     size_t ten = 10, many[LMZ_ENS_STREAMS_MAX + 1] = {0};
-    p.profile = 4;
+    p.profile = 5;
     CHECK(lmz_ens_params_check(&p, V) != 0);
     lmz_ens_params_default(&p);
     CHECK(lmz_ens_new(&p, V, 0, &ten) == NULL);

@@ -1,0 +1,319 @@
+/*
+ * tokbits.c — tokens coded as the bits of their bytes (see tokbits.h).
+ *
+ * Probabilities here are integers: the table's decisions are ratios of two
+ * integer masses, taken to the logistic domain ("stretch", ln(p / (1 - p))
+ * in units of 1/256, -4095..4095) through a table of logarithms; the mixer's
+ * weights are 16.16 fixed point; its output goes back to a probability in
+ * units of 2^-16 through a table of the logistic function. Both tables are
+ * computed once with the profile's own exp and log (detmath), which give the
+ * same bits on every machine.
+ */
+#include "tokbits.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../predict/bytemodel.h"
+#include "../tensor/detmath.h"
+
+/* ---- fixed tables -------------------------------------------------------- */
+
+#define ST_MAX 4095 /* stretch range: p from about 1e-7 to 1 - 1e-7 */
+#define LN2_Q 2839  /* ln 2 * 4096 */
+
+static int32_t squash16[2 * ST_MAX + 1]; /* 65536 / (1 + e^(-d/256)), 1..65535 */
+static int32_t ln_mant[2048];            /* ln(m) * 4096 for m = 2048..4095 */
+static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
+
+static void tables_init(void)
+{
+    for (int d = -ST_MAX; d <= ST_MAX; d++) {
+        float p = 65536.0f / (1.0f + lmz_expf((float)-d / 256.0f));
+        int v = (int)(p + 0.5f);
+        squash16[d + ST_MAX] = v < 1 ? 1 : v > 65535 ? 65535 : v;
+    }
+    for (int m = 2048; m < 4096; m++) ln_mant[m - 2048] = (int32_t)(lmz_logf((float)m) * 4096.0f + 0.5f);
+}
+
+/* ln(n) * 4096 for n >= 1, from its 12 leading bits */
+static inline int32_t ln_q(uint32_t n)
+{
+    int e = 31 - __builtin_clz(n);
+    uint32_t m = e >= 11 ? n >> (e - 11) : n << (11 - e);
+    return ln_mant[m - 2048] + (e - 11) * LN2_Q;
+}
+
+/* stretch of the probability n1 / (n0 + n1), both >= 1 */
+static inline int stretch_ratio(uint32_t n1, uint32_t n0)
+{
+    int v = (ln_q(n1) - ln_q(n0)) / 16;
+    return v > ST_MAX ? ST_MAX : v < -ST_MAX ? -ST_MAX : v;
+}
+
+/* ---- the vocabulary in byte order ----------------------------------------- */
+
+struct lmz_tb_vocab {
+    uint32_t n;
+    int32_t *ord;          /* token at each place of the order */
+    uint32_t *rank;        /* place of each token */
+    const uint8_t **str;   /* bytes at each place (the tokenizer's) */
+    uint32_t *len;
+};
+
+typedef struct {
+    const uint8_t *s;
+    uint32_t len;
+    int32_t id;
+} entry;
+
+static int entry_cmp(const void *a, const void *b)
+{
+    const entry *x = a, *y = b;
+    uint32_t k = x->len < y->len ? x->len : y->len;
+    int c = k ? memcmp(x->s, y->s, k) : 0;
+    if (c) return c;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1; /* a prefix comes first */
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
+void lmz_tb_vocab_free(lmz_tb_vocab *v)
+{
+    if (!v) return;
+    free(v->ord);
+    free(v->rank);
+    free(v->str);
+    free(v->len);
+    free(v);
+}
+
+lmz_tb_vocab *lmz_tb_vocab_from(const uint8_t *const *str, const uint32_t *len, uint32_t n)
+{
+    lmz_tb_vocab *v = calloc(1, sizeof *v);
+    entry *e = malloc((size_t)(n ? n : 1) * sizeof *e);
+    if (!v || !e) goto fail;
+    v->n = n;
+    v->ord = malloc((size_t)(n ? n : 1) * sizeof *v->ord);
+    v->rank = malloc((size_t)(n ? n : 1) * sizeof *v->rank);
+    v->str = malloc((size_t)(n ? n : 1) * sizeof *v->str);
+    v->len = malloc((size_t)(n ? n : 1) * sizeof *v->len);
+    if (!v->ord || !v->rank || !v->str || !v->len) goto fail;
+    for (uint32_t i = 0; i < n; i++) {
+        e[i].s = str[i];
+        e[i].len = str[i] ? len[i] : 0;
+        e[i].id = (int32_t)i;
+    }
+    qsort(e, n, sizeof *e, entry_cmp);
+    for (uint32_t i = 0; i < n; i++) {
+        v->ord[i] = e[i].id;
+        v->rank[e[i].id] = i;
+        v->str[i] = e[i].s;
+        v->len[i] = e[i].len;
+    }
+    free(e);
+    return v;
+fail:
+    free(e);
+    lmz_tb_vocab_free(v);
+    return NULL;
+}
+
+lmz_tb_vocab *lmz_tb_vocab_new(const lmz_tokenizer *t, uint32_t n)
+{
+    const uint8_t **str = malloc((size_t)(n ? n : 1) * sizeof *str);
+    uint32_t *len = malloc((size_t)(n ? n : 1) * sizeof *len);
+    lmz_tb_vocab *v = NULL;
+    if (str && len) {
+        for (uint32_t i = 0; i < n; i++) {
+            size_t l;
+            str[i] = lmz_tokenizer_token_bytes(t, (int32_t)i, &l);
+            len[i] = (uint32_t)l;
+        }
+        v = lmz_tb_vocab_from(str, len, n);
+    }
+    free(str);
+    free(len);
+    return v;
+}
+
+/* first place in [lo, hi) whose byte d is >= c (every token there is longer than d) */
+static inline uint32_t byte_bound(const lmz_tb_vocab *v, uint32_t lo, uint32_t hi, uint32_t d, uint32_t c)
+{
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (v->str[mid][d] < c) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
+/* ---- the mixer ------------------------------------------------------------ */
+
+#define NX 4           /* inputs: the table, the byte model, a bias, 0 */
+#define CONF 8         /* the table's confidence, |stretch| / 512 */
+#define SETS_BIT (CONF * 8 * 2) /* x bit of the byte x first byte of the token or not */
+#define SETS_STOP (CONF * 4)    /* x depth 0, 1, 2, 3 and more */
+#define MIX_SHIFT 15   /* weight step: input x error (units 2^-16) >> MIX_SHIFT */
+#define W_LIM (16 << 16)
+
+struct lmz_tb {
+    const lmz_tb_vocab *v;
+    lmz_bytemodel *bm;
+    lmz_bm_stream **bs;
+    size_t streams;
+    uint32_t *sum;         /* (n + 1) the table's masses summed in byte order */
+    int32_t w[(SETS_BIT + SETS_STOP) * NX];
+};
+
+void lmz_tb_free(lmz_tb *h)
+{
+    if (!h) return;
+    for (size_t i = 0; h->bs && i < h->streams; i++) lmz_bm_stream_free(h->bs[i]);
+    free(h->bs);
+    lmz_bytemodel_free(h->bm);
+    free(h->sum);
+    free(h);
+}
+
+lmz_tb *lmz_tb_new(const lmz_tb_vocab *v, unsigned table_bits, size_t streams, const size_t *text_bytes)
+{
+    pthread_once(&tables_once, tables_init);
+    lmz_tb *h = calloc(1, sizeof *h);
+    if (!h) return NULL;
+    h->v = v;
+    h->streams = streams;
+    size_t total = 0;
+    for (size_t i = 0; i < streams; i++) total += text_bytes[i];
+    h->bm = lmz_bytemodel_create(lmz_bytemodel_table_bits(total, table_bits));
+    h->bs = calloc(streams, sizeof *h->bs);
+    h->sum = malloc(((size_t)v->n + 1) * sizeof *h->sum);
+    if (!h->bm || !h->bs || !h->sum) goto fail;
+    for (size_t i = 0; i < streams; i++)
+        if (!(h->bs[i] = lmz_bm_stream_new(h->bm, text_bytes[i]))) goto fail;
+    for (size_t i = 0; i < SETS_BIT + SETS_STOP; i++) {
+        h->w[i * NX] = 1 << 16; /* the table alone at first */
+        h->w[i * NX + 1] = h->w[i * NX + 2] = h->w[i * NX + 3] = 0;
+    }
+    return h;
+fail:
+    lmz_tb_free(h);
+    return NULL;
+}
+
+static inline int conf_of(int st) { return (st < 0 ? -st : st) >> 9; }
+
+static inline int mix(const int32_t *w, const int32_t *x)
+{
+    int64_t s = 0;
+    for (int i = 0; i < NX; i++) s += (int64_t)w[i] * x[i];
+    int64_t d = s >> 16;
+    d = d > ST_MAX ? ST_MAX : d < -ST_MAX ? -ST_MAX : d;
+    return squash16[d + ST_MAX];
+}
+
+static inline void learn(int32_t *w, const int32_t *x, int p, int y)
+{
+    int64_t err = ((int64_t)y << 16) - p;
+    for (int i = 0; i < NX; i++) {
+        int64_t v = w[i] + ((x[i] * err) >> MIX_SHIFT);
+        w[i] = (int32_t)(v > W_LIM ? W_LIM : v < -W_LIM ? -W_LIM : v);
+    }
+}
+
+/* one binary decision: P(1) = p1 / 2^16 */
+static inline int code_bit(lmz_rc_enc *enc, lmz_rc_dec *dec, int p1, int y, double *bits)
+{
+    if (!enc) return lmz_rc_decode_bit(dec, (uint32_t)p1);
+    lmz_rc_encode_bit(enc, (uint32_t)p1, y);
+    if (bits) *bits -= log2((y ? p1 : 65536 - p1) / 65536.0);
+    return y;
+}
+
+/* Encode tok (enc) or decode a token (dec) of stream si. */
+static int32_t walk(lmz_tb *h, size_t si, const uint32_t *cum, int32_t tok, lmz_rc_enc *enc, lmz_rc_dec *dec,
+                    double *bits)
+{
+    const lmz_tb_vocab *v = h->v;
+    const uint32_t n = v->n;
+    uint32_t *S = h->sum;
+    S[0] = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t t = (uint32_t)v->ord[i];
+        S[i + 1] = S[i] + (cum[t + 1] - cum[t]);
+    }
+    const uint8_t *ts = NULL;
+    uint32_t tl = 0, r = 0;
+    if (enc) {
+        r = v->rank[tok];
+        ts = v->str[r];
+        tl = v->len[r];
+    }
+    lmz_bm_stream *bs = h->bs[si];
+    uint32_t lo = 0, hi = n;
+    for (uint32_t d = 0;; d++) {
+        /* the tokens that end here come first in the run */
+        uint32_t e = lo;
+        while (e < hi && v->len[e] == d) e++;
+        if (e > lo) {
+            int stop = 1;
+            if (e < hi) {
+                int32_t x[NX] = {stretch_ratio(S[e] - S[lo], S[hi] - S[e]), 0, 256, 0};
+                int32_t *w = h->w + (size_t)(SETS_BIT + conf_of(x[0]) * 4 + (d < 3 ? d : 3)) * NX;
+                int p = mix(w, x);
+                stop = code_bit(enc, dec, p, enc ? tl == d : 0, bits);
+                learn(w, x, p, stop);
+            }
+            if (stop) {
+                uint32_t tot = S[e] - S[lo];
+                if (e - lo == 1) return v->ord[lo];
+                /* tokens of the same bytes: by the table alone */
+                if (enc) {
+                    lmz_rc_encode(enc, S[r] - S[lo], S[r + 1] - S[r], tot);
+                    if (bits) *bits += log2((double)tot / (S[r + 1] - S[r]));
+                    return tok;
+                }
+                uint32_t target = lmz_rc_decode_target(dec, tot);
+                uint32_t k = lo;
+                while (k + 1 < e && S[k + 1] - S[lo] <= target) k++;
+                lmz_rc_decode_update(dec, S[k] - S[lo], S[k + 1] - S[k], tot);
+                return v->ord[k];
+            }
+            lo = e;
+        }
+        /* byte d, most significant bit first */
+        uint32_t c0 = 1;
+        for (int k = 0; k < 8; k++) {
+            uint32_t mid = byte_bound(v, lo, hi, d, ((c0 << 1 | 1) << (7 - k)) & 0xFF);
+            uint32_t n0 = S[mid] - S[lo], n1 = S[hi] - S[mid];
+            /* the byte model also takes the table's prediction as an input */
+            int stl = n0 && n1 ? stretch_ratio(n1, n0) : n1 ? ST_MAX : -ST_MAX;
+            int pb = lmz_bm_stream_predict(h->bm, bs, stl);
+            int y;
+            if (n0 && n1) {
+                int32_t x[NX] = {stl, lmz_bm_stretch(pb), 256, 0};
+                int32_t *w = h->w + (size_t)((conf_of(x[0]) * 8 + k) * 2 + (d == 0)) * NX;
+                int p = mix(w, x);
+                y = code_bit(enc, dec, p, enc ? (ts[d] >> (7 - k)) & 1 : 0, bits);
+                learn(w, x, p, y);
+            } else {
+                y = n1 != 0; /* one side has no token */
+            }
+            if (lmz_bm_stream_update(h->bm, bs, y) != 0) return -1;
+            if (y) lo = mid;
+            else hi = mid;
+            c0 = c0 << 1 | (uint32_t)y;
+        }
+    }
+}
+
+int lmz_tb_encode(lmz_tb *h, size_t s, const uint32_t *cum, int32_t tok, lmz_rc_enc *rc, double *bits)
+{
+    return walk(h, s, cum, tok, rc, NULL, bits) < 0 ? -1 : 0;
+}
+
+int32_t lmz_tb_decode(lmz_tb *h, size_t s, const uint32_t *cum, lmz_rc_dec *rc)
+{
+    return walk(h, s, cum, 0, NULL, rc, NULL);
+}
