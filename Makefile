@@ -167,4 +167,5 @@ clean:
 	rm -rf build build-asan build-ubsan build-fuzz
 
 .PHONY: arm all deps test asan ubsan fuzz bench demo install clean
--include $(LIB_OBJ:.o=.d) $(TRAIN_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(TRAIN_OBJ:.o=.d) $(TEST_OBJ:.o=.d) \
+    $(wildcard $(BUILD)/programs/*.d $(BUILD)/tests/fuzz/*.d $(BUILD)/bench/*.d)
