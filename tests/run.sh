@@ -11,8 +11,10 @@ fail=0
 suite() {
     name=$1; prefix=$2; shift 2
     echo "== $name"
+    t0=$(date +%s)
     out=$("$@" 2>&1); st=$?
     echo "$out"
+    echo "($(($(date +%s) - t0)) s)"
     line=$(echo "$out" | tail -n 1)
     p=$(echo "$line" | sed -n "s/^$prefix\([0-9]*\) passed, \([0-9]*\) failed\$/\1/p")
     f=$(echo "$line" | sed -n "s/^$prefix\([0-9]*\) passed, \([0-9]*\) failed\$/\2/p")

@@ -186,16 +186,13 @@ lmz_tb *lmz_tb_new(const lmz_tb_vocab *v, unsigned table_bits, size_t streams, c
     h->streams = streams;
     size_t total = 0;
     for (size_t i = 0; i < streams; i++) total += text_bytes[i];
-    h->bm = lmz_bytemodel_create(lmz_bytemodel_table_bits(total, table_bits));
+    h->bm = lmz_bytemodel_create_shared(lmz_bytemodel_table_bits(total, table_bits));
     h->bs = calloc(streams, sizeof *h->bs);
     h->sum = malloc(((size_t)v->n + 1) * sizeof *h->sum);
     if (!h->bm || !h->bs || !h->sum) goto fail;
     for (size_t i = 0; i < streams; i++)
         if (!(h->bs[i] = lmz_bm_stream_new(h->bm, text_bytes[i]))) goto fail;
-    for (size_t i = 0; i < SETS_BIT + SETS_STOP; i++) {
-        h->w[i * NX] = 1 << 16; /* the table alone at first */
-        h->w[i * NX + 1] = h->w[i * NX + 2] = h->w[i * NX + 3] = 0;
-    }
+    for (size_t i = 0; i < SETS_BIT + SETS_STOP; i++) h->w[i * NX] = 1 << 16; /* the table alone at first */
     return h;
 fail:
     lmz_tb_free(h);

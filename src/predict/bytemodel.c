@@ -342,7 +342,9 @@ static uint8_t *table_alloc(size_t bytes)
     return p;
 }
 
-lmz_bytemodel *lmz_bytemodel_create(unsigned table_bits)
+/* own: the frame coder's stream (lmz_bytemodel_encode / _decode) gets its
+ * match table; a model only for lmz_bm_stream's has none */
+static lmz_bytemodel *model_new(unsigned table_bits, int own)
 {
     if (table_bits < LMZ_BM_TABLE_BITS_MIN || table_bits > LMZ_BM_TABLE_BITS_MAX)
         return NULL;
@@ -353,8 +355,8 @@ lmz_bytemodel *lmz_bytemodel_create(unsigned table_bits)
     m->table_size = slots * 16;
     m->table = table_alloc(m->table_size);
     m->o1 = malloc(65536 * sizeof *m->o1);
-    m->own.mtab = calloc((size_t)1 << match_bits(table_bits), sizeof *m->own.mtab);
-    int ok = m->table && m->o1 && m->own.mtab;
+    if (own) m->own.mtab = calloc((size_t)1 << match_bits(table_bits), sizeof *m->own.mtab);
+    int ok = m->table && m->o1 && (!own || m->own.mtab);
     for (int i = 0; i < N_MIX && ok; i++) {
         m->w[i] = malloc(mixer_sets[i] * N_INPUTS_PAD * sizeof(int32_t));
         ok = m->w[i] != NULL;
@@ -379,6 +381,10 @@ lmz_bytemodel *lmz_bytemodel_create(unsigned table_bits)
     m->pr = 2048;
     return m;
 }
+
+lmz_bytemodel *lmz_bytemodel_create(unsigned table_bits) { return model_new(table_bits, 1); }
+
+lmz_bytemodel *lmz_bytemodel_create_shared(unsigned table_bits) { return model_new(table_bits, 0); }
 
 /* ---- hashing ------------------------------------------------------------ */
 

@@ -45,6 +45,9 @@ size_t lmz_bytemodel_mem(unsigned table_bits);
 
 /* @return a fresh model, or NULL when memory is short. Owned by the caller. */
 lmz_bytemodel *lmz_bytemodel_create(unsigned table_bits);
+/* The same for streams only (lmz_bm_stream_*): it lacks the match table of
+ * lmz_bytemodel_encode / _decode's stream, which must not be called on it. */
+lmz_bytemodel *lmz_bytemodel_create_shared(unsigned table_bits);
 void lmz_bytemodel_free(lmz_bytemodel *m);
 
 /* Code src[0..n) with the model. The model must be fresh. */

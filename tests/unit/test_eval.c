@@ -32,6 +32,8 @@ TEST(eval_harness_matches_each_request_alone)
     CHECK(m1 && m2);
     if (!m1 || !m2) goto out;
     for (size_t f = 0; f < sizeof tiny_files / sizeof *tiny_files; f++) {
+        /* sanitizers, qemu: one task of each kind (multiple choice, partial, LAMBADA) */
+        if (test_quick() && f != 1 && f != 3 && f != 5) continue;
         lmz_task t;
         char err[256];
         if (lmz_task_load(test_eval_path(tiny_files[f]), 0, &t, err, sizeof err) != 0) {

@@ -19,7 +19,7 @@ static uint8_t vbuf[NV][24];
 static const uint8_t *vstr[NV];
 static uint32_t vlen[NV];
 
-static void make_vocab(void)
+static lmz_tb_vocab *make_vocab(void)
 {
     static const char *words[] = {"the", " the", " th", "th", "he", " and", " a", "an", "and", "ing", " wor",
                                   " world", " wo", "\n\n", "  ", "   ", "ab", "abc", "abcd", "abcde"};
@@ -45,6 +45,7 @@ static void make_vocab(void)
         vlen[n++] = 2;
     }
     for (uint32_t i = 0; i < NV; i++) vstr[i] = vlen[i] ? vbuf[i] : NULL;
+    return lmz_tb_vocab_from(vstr, vlen, NV);
 }
 
 /* a table of 2^24 with every frequency >= 1; skewed toward `hot` */
@@ -64,8 +65,7 @@ static void make_table(uint32_t *cum, int32_t hot, unsigned long long *s)
 
 TEST(tokbits_round_trip_two_streams)
 {
-    make_vocab();
-    lmz_tb_vocab *v = lmz_tb_vocab_from(vstr, vlen, NV);
+    lmz_tb_vocab *v = make_vocab();
     CHECK(v != NULL);
     enum { N = 3000 };
     int32_t *tok = malloc(2 * N * sizeof *tok);
@@ -112,8 +112,8 @@ TEST(tokbits_round_trip_two_streams)
  * says (every decision is the table's ratio, up to 16-bit probabilities). */
 TEST(tokbits_first_token_costs_the_table)
 {
-    make_vocab();
-    lmz_tb_vocab *v = lmz_tb_vocab_from(vstr, vlen, NV);
+    lmz_tb_vocab *v = make_vocab();
+    CHECK(v != NULL);
     uint32_t cum[NV + 1];
     unsigned long long s = 3;
     size_t text = 100;
@@ -139,8 +139,8 @@ TEST(tokbits_first_token_costs_the_table)
 
 TEST(tokbits_damaged_input_decodes_some_tokens)
 {
-    make_vocab();
-    lmz_tb_vocab *v = lmz_tb_vocab_from(vstr, vlen, NV);
+    lmz_tb_vocab *v = make_vocab();
+    CHECK(v != NULL);
     uint32_t cum[NV + 1];
     unsigned long long s = 11;
     uint8_t junk[512];
@@ -181,7 +181,7 @@ TEST(bytemodel_stream_equals_the_frame_coder)
     size_t la = lmz_rc_enc_finish(&e);
     lmz_bytemodel_free(m);
 
-    m = lmz_bytemodel_create(14);
+    m = lmz_bytemodel_create_shared(14); /* no match table of its own */
     lmz_bm_stream *st = lmz_bm_stream_new(m, 16384); /* the same match table; the history grows */
     CHECK(st != NULL);
     lmz_rc_enc_init(&e, b, n);
