@@ -304,6 +304,15 @@ unsigned lmz_bytemodel_table_bits(size_t len, unsigned table_bits_max)
 
 static unsigned match_bits(unsigned table_bits) { return table_bits - 2; }
 
+/* A stream's match table, for a model of 2^table_bits slots. @return 0, or -1 */
+static int match_alloc(bm_ctx *s, unsigned table_bits)
+{
+    size_t n = (size_t)1 << match_bits(table_bits);
+    s->mtab = calloc(n, sizeof *s->mtab);
+    s->mmask = (uint32_t)(n - 1);
+    return s->mtab ? 0 : -1;
+}
+
 static const size_t mixer_sets[N_MIX] = {256, 64 * 8, 2048};
 
 size_t lmz_bytemodel_mem(unsigned table_bits)
@@ -355,8 +364,7 @@ static lmz_bytemodel *model_new(unsigned table_bits, int own)
     m->table_size = slots * 16;
     m->table = table_alloc(m->table_size);
     m->o1 = malloc(65536 * sizeof *m->o1);
-    if (own) m->own.mtab = calloc((size_t)1 << match_bits(table_bits), sizeof *m->own.mtab);
-    int ok = m->table && m->o1 && (!own || m->own.mtab);
+    int ok = m->table && m->o1 && (!own || match_alloc(&m->own, table_bits) == 0);
     for (int i = 0; i < N_MIX && ok; i++) {
         m->w[i] = malloc(mixer_sets[i] * N_INPUTS_PAD * sizeof(int32_t));
         ok = m->w[i] != NULL;
@@ -371,7 +379,6 @@ static lmz_bytemodel *model_new(unsigned table_bits, int own)
     for (int i = 0; i < 256; i++) m->o0[i] = CTR_INIT;
     for (int i = 0; i < 128; i++) m->msm[i] = CTR_INIT;
     for (int i = 0; i < N_HASHED; i++) statemap_init(m->sm[i]);
-    m->own.mmask = (uint32_t)(((size_t)1 << match_bits(table_bits)) - 1);
     for (int k = 0; k < N_MIX; k++)
         for (size_t i = 0; i < mixer_sets[k] * N_INPUTS_PAD; i++)
             m->w[k][i] = (i % N_INPUTS_PAD) < N_INPUTS ? 20000 : 0;
@@ -716,15 +723,12 @@ lmz_bm_stream *lmz_bm_stream_new(lmz_bytemodel *m, size_t expect)
 {
     lmz_bm_stream *s = calloc(1, sizeof *s);
     if (!s) return NULL;
-    unsigned mb = match_bits(lmz_bytemodel_table_bits(expect, LMZ_BM_TABLE_BITS_MAX));
     s->cap = expect < 256 ? 256 : expect;
     s->data = calloc(s->cap, 1);
-    s->c.mtab = calloc((size_t)1 << mb, sizeof *s->c.mtab);
-    if (!s->data || !s->c.mtab) {
+    if (!s->data || match_alloc(&s->c, lmz_bytemodel_table_bits(expect, LMZ_BM_TABLE_BITS_MAX)) != 0) {
         lmz_bm_stream_free(s);
         return NULL;
     }
-    s->c.mmask = (uint32_t)(((size_t)1 << mb) - 1);
     start(m, &s->c, s->data);
     return s;
 }
