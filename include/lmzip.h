@@ -1,9 +1,9 @@
 /*
  * lmzip.h — the public API of the lmzip library, and nothing else public.
  *
- * lmzip is a lossless compressor whose predictor is a model (a language model
- * in later versions; today the byte-level context-mixing model "none")
- * driving a range coder. Its .lmz format is described in docs/FORMAT.md and
+ * lmzip is a lossless compressor whose predictor is a model (a language
+ * model in a GGUF file, llama or DSRN architecture, or the built-in
+ * byte-level context-mixing model "none") driving a range coder. Its .lmz format is described in docs/FORMAT.md and
  * at the top of src/codec/format.h.
  *
  * Conventions (zstd style):
@@ -50,6 +50,7 @@ typedef enum {
     LMZ_ERROR_THREAD = 16,       /* a thread could not be started */
     LMZ_ERROR_DST_SIZE = 17,     /* destination buffer too small */
     LMZ_ERROR_EMPTY = 18,        /* no data at all where a stream was expected */
+    LMZ_ERROR_MEMLIMIT = 19,     /* decoding needs more memory than the limit allows */
     LMZ_ERROR_COUNT_
 } lmz_error;
 
@@ -60,7 +61,9 @@ const char *lmz_error_name(int code);
 #define LMZ_SIZE_UNKNOWN UINT64_MAX
 #define LMZ_FRAME_SIZE_MIN (1u << 10)
 #define LMZ_FRAME_SIZE_MAX (1u << 30)
-#define LMZ_FRAME_SIZE_DEFAULT (4u << 20)
+#define LMZ_FRAME_SIZE_DEFAULT (4u << 20)   /* without a model */
+#define LMZ_LM_FRAME_SIZE_MAX (64u << 20)   /* with a model */
+#define LMZ_GROUP_MAX_FRAMES 64             /* frames of a group */
 
 /* Statistics of a compression with a language model (optional output). */
 typedef struct {
@@ -80,15 +83,37 @@ typedef struct {
 #define LMZ_PART_BIAS  4u
 #define LMZ_PART_MATCH 8u
 
+/* ---- a loaded model ------------------------------------------------------ */
+
+/* A GGUF model loaded once (mapped read-only, checked, its identity hashed)
+ * and shared by any number of calls, streams and threads, as zstd's
+ * dictionaries are: compression and decompression open their own working
+ * copies from it (threads, window), never change it. */
+typedef struct lmz_model_ref lmz_model_ref;
+
+/* Load the model at path. @return LMZ_OK, or LMZ_ERROR_MODEL with the reason
+ * in err naming the file (missing, not GGUF, an architecture or tokenizer
+ * this build cannot run). err may be NULL. */
+int lmz_model_load(const char *path, lmz_model_ref **out, char *err, size_t errlen);
+void lmz_model_unload(lmz_model_ref *m);
+/* The name a stream records (the file name without .gguf, at most 63 bytes). */
+const char *lmz_model_ref_name(const lmz_model_ref *m);
+
 typedef struct {
-    uint32_t frame_size;   /* bytes of input per independent frame (with a
-                              language model at most 64 MiB) */
-    unsigned threads;      /* worker threads; 0 = one per online core */
+    uint32_t frame_size;   /* bytes of input per independent frame; 0 (the
+                              default) = automatic: 4 MiB without a model;
+                              with one a sixteenth of size_hint, in steps of
+                              4K from 16K to 256K (256K when the size is
+                              unknown). With a model at most 64 MiB */
+    unsigned threads;      /* worker threads; 0 = one per available core;
+                              capped at the available cores (the affinity
+                              mask, a cgroup's quota) unless force_threads */
     unsigned table_bits;   /* byte model: log2 of its 16-byte context slots
                               (12..24); table memory per thread at most
                               16 << table_bits bytes (64 MiB at 22) */
     const char *model;     /* "none" (the byte model), or the path of a GGUF
-                              model (llama or dsrn architecture) */
+                              model (llama or dsrn architecture); ignored
+                              when model_ref is set */
     uint64_t size_hint;    /* total input size if known, else LMZ_SIZE_UNKNOWN;
                               recorded in the header for `lmzip -l` */
     /* language-model streams only; all recorded in the header */
@@ -106,13 +131,16 @@ typedef struct {
     unsigned group;        /* frames per group whose text shares one ensemble:
                               they learn from each other and still decode side
                               by side (1..64, group x frame_size at most 64 MiB;
-                              default 1) */
+                              0, the default: 64, or as many as fit in 64 MiB) */
     lmz_stats *stats;      /* if not NULL, filled when compression ends (the
                               ensemble's own cross-entropy, ideal_bits, takes
                               one more pass over the vocabulary per token) */
     unsigned lm_profile;   /* arithmetic profile of a language-model stream:
                               0 = the newest (4, det-f32-v4), or 3 (det-f32-v3,
                               which older builds read) */
+    const lmz_model_ref *model_ref; /* a loaded model to use instead of
+                              opening `model` (NULL: open `model`) */
+    unsigned force_threads; /* 1: `threads` as given, even beyond the cores */
 } lmz_params;
 
 /* Open the model at path as compression would, and close it: LMZ_OK, or
@@ -120,8 +148,8 @@ typedef struct {
  * an architecture or tokenizer this build cannot run). */
 int lmz_model_check(const char *path, char *err, size_t errlen);
 
-/* Fill p with the defaults (4 MiB frames, 1 thread, table_bits 22, "none",
- * the language-model settings above). */
+/* Fill p with the defaults (automatic frames and groups, 1 thread,
+ * table_bits 22, "none", the language-model settings above). */
 void lmz_params_default(lmz_params *p);
 
 /* ---- I/O callbacks ------------------------------------------------------ */
@@ -151,13 +179,36 @@ int lmz_decompress_stream(unsigned threads, const lmz_io *io);
  * differs from the file's gives LMZ_ERROR_MODEL; lmz_peek_header names the
  * model it needs. */
 typedef struct {
-    unsigned threads;
+    unsigned threads;      /* as lmz_params.threads (capped at the cores) */
     const char *model;
-    /* Optional: when model is NULL, asked for the path of the model a stream
-     * names (its file name without .gguf); NULL return: not found. */
+    /* Optional: when model and model_ref are NULL, asked for the path of the
+     * model a stream names (its file name without .gguf); NULL return: not
+     * found. Each path is loaded once per call. */
     const char *(*find_model)(void *opaque, const char *name);
     void *find_opaque;
+    const lmz_model_ref *model_ref; /* a loaded model (before model) */
+    /* Optional, before find_model: a loaded model for the name a stream
+     * names (NULL: not found); the caller keeps it alive. */
+    const lmz_model_ref *(*find_ref)(void *opaque, const char *name);
+    /* Memory the decoder may use, in bytes: 0 = lmz_memlimit_default(),
+     * UINT64_MAX = no limit. Frames decoded side by side are fewer when they
+     * would not fit; a frame or group that alone needs more gives
+     * LMZ_ERROR_MEMLIMIT, and *mem_needed (if not NULL) the bytes it needs.
+     * The count covers frame buffers, byte-model tables and language-model
+     * working memory, not the model's mapped weights. */
+    uint64_t memlimit;
+    uint64_t *mem_needed;
+    unsigned force_threads;
+    unsigned *frames_at_once; /* optional out: most frames decoded side by side */
 } lmz_dparams;
+
+/* The default memory limit of decompression: half of what this process may
+ * use (the smaller of physical memory and its cgroup's limit), at least
+ * 64 MiB. */
+uint64_t lmz_memlimit_default(void);
+
+/* Cores this process may run on (the affinity mask and a cgroup quota). */
+unsigned lmz_cores_available(void);
 int lmz_decompress_stream_ex(const lmz_dparams *p, const lmz_io *io);
 
 /* ---- listing without decoding ------------------------------------------- */

@@ -7,7 +7,7 @@
  * to a temporary file beside the target and renamed only when complete, so
  * no partial output is ever left behind. Exit status 0 on success, 1 on error.
  */
-#define _POSIX_C_SOURCE 200809L
+#define _GNU_SOURCE /* renameat2 */
 #include <errno.h>
 #include <signal.h>
 #include <fcntl.h>
@@ -30,37 +30,20 @@ typedef enum { MODE_COMPRESS, MODE_DECOMPRESS, MODE_TEST, MODE_LIST } mode_t_;
 typedef struct {
     mode_t_ mode;
     int to_stdout, force, remove_input, verbose, quiet;
-    int frame_set;          /* -B given */
-    int group_set;          /* --group given */
+    const char *lm_opt;     /* the first option given that only a model stream uses */
+    const char *comp_opt;   /* the first option given that only compression uses */
     const char *out_path;
     const char *model_arg;  /* -m as given; NULL: the default */
     char model_path[PATH_MAX];
     lmz_params params;
+    lmz_model_ref *ref;     /* the model, loaded once for the whole run */
+    uint64_t memlimit;      /* --memlimit; 0: the library's default */
+    mode_t umask_bits;
 } options;
 
 #ifndef LMZIP_MODELS_DIR
 #define LMZIP_MODELS_DIR "/usr/local/share/lmzip/models"
 #endif
-/* With a model and no -B, a file is cut into LM_FRAMES_WANTED frames (decoded
- * side by side, so decompression has that many streams to batch), each of
- * LM_FRAME_MIN .. LM_FRAME_MAX bytes in steps of 4K; input of unknown size
- * takes LM_FRAME_MAX. The frames of a group share their statistics, so
- * smaller frames cost less ratio than they would alone (docs/BENCHMARKS.md). */
-#define LM_FRAMES_WANTED 16
-#define LM_FRAME_MIN (16u << 10)
-#define LM_FRAME_MAX (256u << 10)
-#define LM_GROUP_DEFAULT 64
-
-static void lm_frames(lmz_params *p)
-{
-    uint64_t f = LM_FRAME_MAX;
-    if (p->size_hint != LMZ_SIZE_UNKNOWN) {
-        f = (p->size_hint / LM_FRAMES_WANTED + 4095) / 4096 * 4096;
-        f = f < LM_FRAME_MIN ? LM_FRAME_MIN : f > LM_FRAME_MAX ? LM_FRAME_MAX : f;
-    }
-    p->frame_size = (uint32_t)f; /* the group main() chose for 256K frames still fits */
-}
-
 static const char *prog = "lmzip";
 
 static void msg(const options *o, const char *fmt, ...)
@@ -83,6 +66,31 @@ static void fail(const char *name, const char *fmt, ...)
     va_end(ap);
 }
 
+/* s with every byte outside printable ASCII (and the backslash) as \xHH,
+ * so a name read from a file cannot reach the terminal raw. */
+static const char *esc(const char *s, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (; *s && o + 5 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c >= 0x20 && c < 0x7F && c != '\\') out[o++] = (char)c;
+        else o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
+    }
+    out[o] = 0;
+    return out;
+}
+
+/* Standard output flushed and closed: a write error (a full disk, a closed
+ * pipe) is an error of the run. @return the exit status. */
+static int close_stdout(int status)
+{
+    if (fflush(stdout) != 0 || ferror(stdout) || fclose(stdout) != 0) {
+        fprintf(stderr, "%s: (stdout): write error: %s\n", prog, strerror(errno));
+        return 1;
+    }
+    return status;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -98,7 +106,12 @@ static void usage(FILE *f)
             "  -k, --keep            keep input files (default)\n"
             "      --rm              remove input files after success\n"
             "  -f, --force           overwrite existing output, write to a terminal\n"
-            "  -T N, --threads=N     worker threads, 0 = all cores (default 1)\n"
+            "  -T N, --threads=N     worker threads, 0 = all available cores (default 1);\n"
+            "                        at most the cores this process may use\n"
+            "      --force-threads   use -T's count even beyond the available cores\n"
+            "      --memlimit=SIZE   memory decompression may use (K/M/G suffixes;\n"
+            "                        default half the memory available, 0 = that\n"
+            "                        default, max = no limit)\n"
             "  -m MODEL, --model=MODEL  a GGUF model file (llama or dsrn), a model name\n"
             "                        found in the models folders, or 'none' (the built-in\n"
             "                        byte model); default: the folders' 'default' model,\n"
@@ -222,14 +235,18 @@ static void catch_signals(void)
     for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) sigaction(sigs[i], &sa, NULL);
 }
 
-/* Open a temporary file beside `target`. @return FILE or NULL (errno set). */
+/* Open a temporary file beside `target`: TARGET.tmp-XXXXXX, the name's last
+ * part cut short so that it fits NAME_MAX. @return FILE or NULL (errno set). */
 static FILE *open_temp(const char *target, char **tmp_path)
 {
     size_t n = strlen(target);
-    char *t = malloc(n + 16);
+    const char *slash = strrchr(target, '/');
+    size_t dir = slash ? (size_t)(slash - target) + 1 : 0, base = n - dir;
+    if (base + 11 > NAME_MAX) base = NAME_MAX - 11;
+    char *t = malloc(dir + base + 12);
     if (!t) return NULL;
-    memcpy(t, target, n);
-    memcpy(t + n, ".tmp-XXXXXX", 12);
+    memcpy(t, target, dir + base);
+    memcpy(t + dir + base, ".tmp-XXXXXX", 12);
     int fd = mkstemp(t);
     if (fd < 0) {
         free(t);
@@ -244,6 +261,26 @@ static FILE *open_temp(const char *target, char **tmp_path)
     }
     *tmp_path = t;
     return f;
+}
+
+/* Move the finished temporary file to target. Without force, a file that
+ * appeared at target meanwhile is never replaced (RENAME_NOREPLACE, or a
+ * hard link where the file system lacks it). @return 0, or -1 (errno). */
+static int install(const char *tmp, const char *target, int force)
+{
+    if (force) return rename(tmp, target);
+#ifdef RENAME_NOREPLACE
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, target, RENAME_NOREPLACE) == 0) return 0;
+    if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) return -1;
+#endif
+    if (link(tmp, target) == 0) return unlink(tmp), 0;
+    if (errno == EEXIST) return -1;
+    struct stat st; /* no hard links either (FAT): the best there is */
+    if (lstat(target, &st) == 0) {
+        errno = EEXIST;
+        return -1;
+    }
+    return rename(tmp, target);
 }
 
 /* ======================================================================== */
@@ -292,12 +329,33 @@ static int find_in_folders(const char *name, char *out, size_t cap)
     return try_dir(LMZIP_MODELS_DIR, strlen(LMZIP_MODELS_DIR), name, out, cap);
 }
 
-static char found_model[PATH_MAX];
+/* Models that decompression found in the folders, each loaded once a run. */
+#define MAX_FOUND 8
+static struct {
+    char name[64];
+    lmz_model_ref *ref; /* NULL: found but cannot be loaded (said once) */
+} found[MAX_FOUND];
+static int n_found;
 
-static const char *find_model_cb(void *opaque, const char *name)
+static const lmz_model_ref *find_ref_cb(void *opaque, const char *name)
 {
     (void)opaque;
-    return find_in_folders(name, found_model, sizeof found_model) ? found_model : NULL;
+    for (int i = 0; i < n_found; i++)
+        if (!strcmp(found[i].name, name)) return found[i].ref;
+    char path[PATH_MAX], err[512], e1[128], e2[1100];
+    if (!find_in_folders(name, path, sizeof path)) return NULL;
+    lmz_model_ref *r = NULL;
+    if (lmz_model_load(path, &r, err, sizeof err) != LMZ_OK)
+        fprintf(stderr, "%s: %s\n", prog, esc(err, e2, sizeof e2));
+    if (n_found == MAX_FOUND) { /* forget the oldest */
+        lmz_model_unload(found[0].ref);
+        memmove(found, found + 1, sizeof found[0] * (MAX_FOUND - 1));
+        n_found--;
+    }
+    snprintf(found[n_found].name, sizeof found[n_found].name, "%s", name);
+    found[n_found++].ref = r;
+    (void)e1;
+    return r;
 }
 
 /* -m as given: none, a file, or a name in the folders; no -m: the folders'
@@ -313,15 +371,25 @@ static int resolve_model(options *o)
         o->params.model = "none";
         return 0;
     }
-    if (is_file(m) || find_in_folders(m, o->model_path, sizeof o->model_path)) {
-        if (is_file(m)) snprintf(o->model_path, sizeof o->model_path, "%s", m);
-        o->params.model = o->model_path;
-        return 0;
+    char e[PATH_MAX * 4 + 16];
+    struct stat st;
+    if (stat(m, &st) == 0) {
+        if (!S_ISREG(st.st_mode)) {
+            fprintf(stderr, "%s: %s: the model is not a regular file\n", prog, esc(m, e, sizeof e));
+            return -1;
+        }
+        snprintf(o->model_path, sizeof o->model_path, "%s", m);
+    } else if (strchr(m, '/') || has_suffix(m, ".gguf") || !find_in_folders(m, o->model_path, sizeof o->model_path)) {
+        if (strchr(m, '/') || has_suffix(m, ".gguf"))
+            fprintf(stderr, "%s: %s: %s\n", prog, esc(m, e, sizeof e), strerror(ENOENT));
+        else
+            fprintf(stderr, "%s: model '%s' not found: not a file, and no %s.gguf in the models folders "
+                            "($LMZIP_MODELS, models/ beside the program, %s)\n",
+                    prog, esc(m, e, sizeof e), esc(m, e, sizeof e), LMZIP_MODELS_DIR);
+        return -1;
     }
-    fprintf(stderr, "%s: model '%s' not found: not a file, and no %s.gguf in the models folders "
-                    "($LMZIP_MODELS, models/ beside the program, %s)\n",
-            prog, m, m, LMZIP_MODELS_DIR);
-    return -1;
+    o->params.model = o->model_path;
+    return 0;
 }
 
 /* A stream needs what this build lacks: name it (the header is read again
@@ -337,18 +405,21 @@ static void explain_unsupported(const char *name, const char *path, int e, const
         fclose(f);
     }
     if (n && lmz_peek_header(head, n, &si) == LMZ_OK) {
+        char em[300], ep[300], eg[PATH_MAX * 4 + 16];
+        esc(si.model, em, sizeof em);
+        esc(si.profile, ep, sizeof ep);
         if (e == LMZ_ERROR_MODEL) {
             char id[17];
             for (int i = 0; i < 8; i++) snprintf(id + 2 * i, 3, "%02x", si.model_hash[i]);
             if (given)
-                fail(name, "needs model '%s' (identity %s...), and %s is another model (or cannot be read)",
-                     si.model, id, given);
+                fail(name, "needs model '%s' (identity %s...), and %s is another model", em, id,
+                     esc(given, eg, sizeof eg));
             else
                 fail(name, "needs model '%s' (identity %s...): give its file with -m, or put %s.gguf in a "
                            "models folder",
-                     si.model, id, si.model);
+                     em, id, em);
         } else if (e == LMZ_ERROR_PROFILE)
-            fail(name, "needs arithmetic profile '%s', which this build does not have", si.profile);
+            fail(name, "needs arithmetic profile '%s', which this build does not have", ep);
         else
             fail(name, "uses a setting this version of lmzip does not know (made by a newer version?)");
         return;
@@ -361,26 +432,27 @@ typedef struct {
     const options *opt;
     const char *name;
     uint64_t frames, orig, comp;
-    char model[64];
+    char model[300]; /* escaped */
 } list_ctx;
 
 static void li_stream(void *o, const lmz_stream_info *s)
 {
     list_ctx *l = o;
-    snprintf(l->model, sizeof l->model, "%s", s->model);
+    char ep[300];
+    esc(s->model, l->model, sizeof l->model);
     if (l->opt->verbose)
         printf("%s: stream %u: format %u, profile %s, model %s, frame size %u, group %u, table bits %u\n",
-               l->name, s->stream_index, s->format_version, s->profile, s->model, s->frame_size,
-               s->group, s->table_bits);
+               l->name, s->stream_index, s->format_version, esc(s->profile, ep, sizeof ep), l->model,
+               s->frame_size, s->group, s->table_bits);
 }
 
 static void li_frame(void *o, const lmz_frame_info *f)
 {
     list_ctx *l = o;
-    static const char *const how[3] = {"stored", "bytes", "lm"}; /* the frame's method */
+    static const char *const how[4] = {"stored", "bytes", "lm", "runs"}; /* the frame's method */
     if (l->opt->verbose)
         printf("  frame %4llu  %-7s %12llu -> %12llu  %.4f bpb  xxh64 %016llx\n",
-               (unsigned long long)f->frame_index, f->method < 3 ? how[f->method] : "?",
+               (unsigned long long)f->frame_index, f->method < 4 ? how[f->method] : "?",
                (unsigned long long)f->orig_size, (unsigned long long)f->comp_size,
                8.0 * (double)f->comp_size / (double)f->orig_size, (unsigned long long)f->checksum);
 }
@@ -392,6 +464,17 @@ static void li_end(void *o, unsigned si, uint64_t frames, uint64_t orig, uint64_
     l->frames += frames;
     l->orig += orig;
     l->comp += comp;
+}
+
+/* "1.5 GiB" and the like, for messages */
+static const char *human(uint64_t v, char *buf, size_t cap)
+{
+    static const char *const unit[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+    double x = (double)v;
+    int u = 0;
+    while (x >= 1024 && u < 4) x /= 1024, u++;
+    snprintf(buf, cap, u ? "%.1f %s" : "%.0f %s", x, unit[u]);
+    return buf;
 }
 
 static int process(const options *o, const char *path, int *listed_header)
@@ -409,6 +492,10 @@ static int process(const options *o, const char *path, int *listed_header)
         }
         if (S_ISDIR(st.st_mode)) {
             fail(name, "is a directory");
+            return 1;
+        }
+        if (!S_ISREG(st.st_mode) && !o->force) { /* as gzip: devices and FIFOs only when asked */
+            fail(name, "is not a regular file -- ignored (use -f to read it)");
             return 1;
         }
         in = fopen(path, "rb");
@@ -452,9 +539,11 @@ static int process(const options *o, const char *path, int *listed_header)
         return rc;
     }
 
-    /* choose the output */
+    /* choose the output: stdout, a special file written in place (a device,
+     * a FIFO: never renamed over), or a temporary file renamed when done */
     char *out_path = NULL, *tmp_path = NULL;
     FILE *out = NULL;
+    int special = 0;
     int use_stdout = o->to_stdout || (from_stdin && !o->out_path);
     if (o->mode == MODE_TEST) {
         out = NULL;
@@ -492,20 +581,35 @@ static int process(const options *o, const char *path, int *listed_header)
                 fail(name, "input and output are the same file");
                 goto done;
             }
-            if (!o->force) {
-                fail(out_path, "already exists (use -f to overwrite)");
-                goto done;
-            }
             if (S_ISDIR(ost.st_mode)) {
                 fail(out_path, "is a directory");
                 goto done;
             }
+            if (S_ISREG(ost.st_mode) && !o->force) {
+                fail(out_path, "already exists (use -f to overwrite)");
+                goto done;
+            }
+            if (S_ISBLK(ost.st_mode) && !o->force) {
+                fail(out_path, "is a block device (use -f to write into it)");
+                goto done;
+            }
+            special = !S_ISREG(ost.st_mode);
         }
-        out = open_temp(out_path, &tmp_path);
-        pending_tmp = tmp_path;
-        if (!out) {
-            fail(out_path, "cannot create: %s", strerror(errno));
-            goto done;
+        if (special) { /* /dev/null, a FIFO, a terminal: written as it is */
+            int fd = open(out_path, O_WRONLY | O_NOCTTY | O_CLOEXEC);
+            out = fd >= 0 ? fdopen(fd, "wb") : NULL;
+            if (!out) {
+                if (fd >= 0) close(fd);
+                fail(out_path, "cannot open: %s", strerror(errno));
+                goto done;
+            }
+        } else {
+            out = open_temp(out_path, &tmp_path);
+            pending_tmp = tmp_path;
+            if (!out) {
+                fail(out_path, "cannot create: %s", strerror(errno));
+                goto done;
+            }
         }
     }
     c.out = out;
@@ -513,6 +617,8 @@ static int process(const options *o, const char *path, int *listed_header)
 
     lmz_io io = {&c, cb_read, cb_write, cb_progress};
     int e;
+    uint64_t needed = 0;
+    unsigned at_once = 0;
     lmz_stats stats;
     memset(&stats, 0, sizeof stats);
     if (o->mode == MODE_COMPRESS) {
@@ -520,13 +626,20 @@ static int process(const options *o, const char *path, int *listed_header)
         if (o->verbose) p.stats = &stats; /* the statistics cost a little time */
         p.size_hint = c.in_size ? c.in_size : (from_stdin ? LMZ_SIZE_UNKNOWN : 0);
         if (!from_stdin && !S_ISREG(st.st_mode)) p.size_hint = LMZ_SIZE_UNKNOWN;
-        if (strcmp(p.model, "none") != 0 && !o->frame_set) lm_frames(&p);
+        p.model_ref = o->ref;
         e = lmz_compress_stream(&p, &io);
     } else {
         /* -m names the model; else the folders are searched for the one a
          * stream names */
-        int given = o->model_arg && strcmp(o->params.model, "none") != 0;
-        lmz_dparams dp = {o->params.threads, given ? o->params.model : NULL, given ? NULL : find_model_cb, NULL};
+        lmz_dparams dp;
+        memset(&dp, 0, sizeof dp);
+        dp.threads = o->params.threads;
+        dp.force_threads = o->params.force_threads;
+        dp.model_ref = o->ref;
+        if (!o->ref) dp.find_ref = find_ref_cb;
+        dp.memlimit = o->memlimit;
+        dp.mem_needed = &needed;
+        dp.frames_at_once = &at_once;
         e = lmz_decompress_stream_ex(&dp, &io);
     }
     if (c.show_progress) fprintf(stderr, "\r%*s\r", 79, "");
@@ -536,16 +649,22 @@ static int process(const options *o, const char *path, int *listed_header)
             fail(name, "read error: %s", strerror(errno));
         else if (e == LMZ_ERROR_WRITE)
             fail(out_path ? out_path : "(stdout)", "write error: %s", strerror(errno));
-        else if (e == LMZ_ERROR_MODEL || e == LMZ_ERROR_PROFILE || e == LMZ_ERROR_SETTING)
-            explain_unsupported(name, from_stdin ? NULL : path, e,
-                                o->model_arg && strcmp(o->params.model, "none") ? o->params.model : NULL);
+        else if (e == LMZ_ERROR_MEMLIMIT) {
+            char h1[32], h2[32];
+            fail(name, "decoding needs %s of memory, more than the limit of %s (--memlimit=SIZE raises it)",
+                 human(needed, h1, sizeof h1), human(o->memlimit ? o->memlimit : lmz_memlimit_default(), h2, sizeof h2));
+        } else if (e == LMZ_ERROR_MODEL || e == LMZ_ERROR_PROFILE || e == LMZ_ERROR_SETTING)
+            explain_unsupported(name, from_stdin ? NULL : path, e, o->ref ? o->params.model : NULL);
         else
             fail(name, "%s", lmz_error_name(e));
         goto done;
     }
     if (out && out != stdout) {
-        if (!from_stdin) fchmod(fileno(out), st.st_mode & 07777);
-        if (fflush(out) != 0 || fsync(fileno(out)) != 0) {
+        if (tmp_path) {
+            if (!from_stdin) fchmod(fileno(out), st.st_mode & 07777);
+            else fchmod(fileno(out), 0666 & ~o->umask_bits);
+        }
+        if (fflush(out) != 0 || (tmp_path && fsync(fileno(out)) != 0)) {
             fail(out_path, "write error: %s", strerror(errno));
             goto done;
         }
@@ -555,17 +674,22 @@ static int process(const options *o, const char *path, int *listed_header)
             fail(out_path, "write error: %s", strerror(errno));
             goto done;
         }
-        if (!from_stdin) {
-            struct timespec times[2] = {st.st_atim, st.st_mtim};
-            utimensat(AT_FDCWD, tmp_path, times, 0);
+        if (tmp_path) {
+            if (!from_stdin) {
+                struct timespec times[2] = {st.st_atim, st.st_mtim};
+                utimensat(AT_FDCWD, tmp_path, times, 0);
+            }
+            if (install(tmp_path, out_path, o->force) != 0) {
+                if (errno == EEXIST)
+                    fail(out_path, "appeared while lmzip ran: not replaced (use -f to overwrite)");
+                else
+                    fail(out_path, "cannot rename temporary file: %s", strerror(errno));
+                goto done;
+            }
+            pending_tmp = NULL;
+            free(tmp_path);
+            tmp_path = NULL;
         }
-        if (rename(tmp_path, out_path) != 0) {
-            fail(out_path, "cannot rename temporary file: %s", strerror(errno));
-            goto done;
-        }
-        pending_tmp = NULL;
-        free(tmp_path);
-        tmp_path = NULL;
     } else if (out == stdout) {
         if (fflush(stdout) != 0) {
             fail("(stdout)", "write error: %s", strerror(errno));
@@ -578,6 +702,7 @@ static int process(const options *o, const char *path, int *listed_header)
     uint64_t raw = compressing ? c.bytes_read : c.bytes_written;
     uint64_t packed = compressing ? c.bytes_written : c.bytes_read;
     double bpb = raw ? 8.0 * (double)packed / (double)raw : 0.0;
+    if (!compressing && o->verbose > 1) msg(o, "%s: up to %u frames decoded side by side\n", name, at_once);
     if (o->mode == MODE_TEST) {
         if (o->verbose) msg(o, "%s: OK (%llu bytes, %.4f bpb)\n", name, (unsigned long long)raw, bpb);
     } else if (o->verbose || (!o->quiet && isatty(STDERR_FILENO))) {
@@ -599,7 +724,12 @@ static int process(const options *o, const char *path, int *listed_header)
                 (unsigned long long)stats.binary_bytes, (unsigned long long)stats.binary_coded);
     }
     if (o->remove_input && !from_stdin && o->mode != MODE_TEST && out_path) {
-        if (unlink(path) != 0) fail(name, "cannot remove input: %s", strerror(errno));
+        if (special) {
+            msg(o, "%s: kept: the output %s is not a regular file\n", name, out_path);
+        } else if (unlink(path) != 0) {
+            fail(name, "cannot remove input: %s", strerror(errno));
+            rc = 1;
+        }
     }
 
 done:
@@ -689,6 +819,13 @@ int main(int argc, char **argv)
     char **files = argv + 1;
     int nfiles = 0, only_files = 0;
 
+    {
+        mode_t um = umask(0);
+        umask(um);
+        o.umask_bits = um;
+    }
+    int frame_set = 0, group_set = 0;
+
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (only_files || a[0] != '-' || a[1] == 0) {
@@ -701,21 +838,36 @@ int main(int argc, char **argv)
 #define LONG(name) (klen == strlen(name) && strncmp(a, name, klen) == 0)
 #define VALUE()                                                                   \
     (val ? val + 1 : (i + 1 < argc ? argv[++i] : (fprintf(stderr, "%s: option %s needs a value\n", prog, a), exit(1), "")))
+/* a flag: --name=VALUE is refused, not ignored */
+#define FLAG(name) (LONG(name) && (!val || (fprintf(stderr, "%s: option %s takes no value\n", prog, name), exit(1), 0)))
+/* an option of language-model streams only, or of compression only */
+#define LMOPT(name) (LONG(name) && (o.lm_opt = o.lm_opt ? o.lm_opt : name, o.comp_opt = o.comp_opt ? o.comp_opt : name, 1))
+#define COMPOPT(name) (LONG(name) && (o.comp_opt = o.comp_opt ? o.comp_opt : name, 1))
             if (a[2] == 0) only_files = 1;
-            else if (LONG("--compress")) o.mode = MODE_COMPRESS;
-            else if (LONG("--decompress") || LONG("--uncompress")) o.mode = MODE_DECOMPRESS;
-            else if (LONG("--test")) o.mode = MODE_TEST;
-            else if (LONG("--list")) o.mode = MODE_LIST;
-            else if (LONG("--stdout")) o.to_stdout = 1;
-            else if (LONG("--keep")) o.remove_input = 0;
-            else if (LONG("--rm")) o.remove_input = 1;
-            else if (LONG("--force")) o.force = 1;
-            else if (LONG("--verbose")) o.verbose++;
-            else if (LONG("--quiet")) o.quiet = 1;
-            else if (LONG("--help")) { usage(stdout); return 0; }
-            else if (LONG("--version")) {
+            else if (FLAG("--compress")) o.mode = MODE_COMPRESS;
+            else if (FLAG("--decompress") || FLAG("--uncompress")) o.mode = MODE_DECOMPRESS;
+            else if (FLAG("--test")) o.mode = MODE_TEST;
+            else if (FLAG("--list")) o.mode = MODE_LIST;
+            else if (FLAG("--stdout")) o.to_stdout = 1;
+            else if (FLAG("--keep")) o.remove_input = 0;
+            else if (FLAG("--rm")) o.remove_input = 1;
+            else if (FLAG("--force")) o.force = 1;
+            else if (FLAG("--force-threads")) o.params.force_threads = 1;
+            else if (FLAG("--verbose")) o.verbose++;
+            else if (FLAG("--quiet")) o.quiet = 1;
+            else if (FLAG("--help")) { usage(stdout); return close_stdout(0); }
+            else if (FLAG("--version")) {
                 printf("lmzip %s (format %d, profiles int-v1 det-f32-v1 det-f32-v2 det-f32-v3 det-f32-v4)\n", LMZ_VERSION_STRING, 1);
-                return 0;
+                return close_stdout(0);
+            } else if (LONG("--memlimit")) {
+                const char *v = VALUE();
+                uint64_t m;
+                if (!strcmp(v, "max")) o.memlimit = UINT64_MAX;
+                else if (parse_size(v, &m) == 0) o.memlimit = m;
+                else {
+                    fprintf(stderr, "%s: bad --memlimit (a size with K/M/G, 0 for the default, or max)\n", prog);
+                    return 1;
+                }
             } else if (LONG("--threads")) {
                 if (parse_uint(VALUE(), 256, &o.params.threads)) {
                     fprintf(stderr, "%s: bad thread count (0..256)\n", prog);
@@ -723,12 +875,12 @@ int main(int argc, char **argv)
                 }
             } else if (LONG("--model")) {
                 o.model_arg = VALUE();
-            } else if (LONG("--parts")) {
+            } else if (LMOPT("--parts")) {
                 if (parse_parts(VALUE(), &o.params.parts)) {
                     fprintf(stderr, "%s: bad --parts (a list of model,ngram,bias,match, or all)\n", prog);
                     return 1;
                 }
-            } else if (LONG("--mixer")) {
+            } else if (LMOPT("--mixer")) {
                 const char *v = VALUE();
                 if (!strcmp(v, "prob")) o.params.mixer = 0;
                 else if (!strcmp(v, "log")) o.params.mixer = 1;
@@ -736,29 +888,29 @@ int main(int argc, char **argv)
                     fprintf(stderr, "%s: bad --mixer (prob or log)\n", prog);
                     return 1;
                 }
-            } else if (LONG("--ngram-bits")) {
+            } else if (LMOPT("--ngram-bits")) {
                 if (parse_uint(VALUE(), 24, &o.params.ngram_bits) || o.params.ngram_bits < 8) {
                     fprintf(stderr, "%s: bad n-gram bits (8..24)\n", prog);
                     return 1;
                 }
-            } else if (LONG("--cdf-bits")) {
+            } else if (LMOPT("--cdf-bits")) {
                 if (parse_uint(VALUE(), 24, &o.params.cdf_bits) || o.params.cdf_bits < 16) {
                     fprintf(stderr, "%s: bad CDF bits (16..24)\n", prog);
                     return 1;
                 }
-            } else if (LONG("--text-min")) {
+            } else if (LMOPT("--text-min")) {
                 if (parse_uint(VALUE(), 65536, &o.params.text_min) || o.params.text_min < 1) {
                     fprintf(stderr, "%s: bad --text-min (1..65536)\n", prog);
                     return 1;
                 }
-            } else if (LONG("--window")) {
+            } else if (LMOPT("--window")) {
                 unsigned w;
                 if (parse_uint(VALUE(), 1u << 20, &w) || w < 1) {
                     fprintf(stderr, "%s: bad --window (1..1048576 tokens)\n", prog);
                     return 1;
                 }
                 o.params.window = w;
-            } else if (LONG("--profile")) {
+            } else if (LMOPT("--profile")) {
                 const char *v = VALUE();
                 unsigned pv = !strcmp(v, "det-f32-v3") ? 3 : !strcmp(v, "det-f32-v4") ? 4 : 0;
                 if (pv != 3 && pv != 4) {
@@ -766,20 +918,20 @@ int main(int argc, char **argv)
                     return 1;
                 }
                 o.params.lm_profile = pv;
-            } else if (LONG("--group")) {
+            } else if (LMOPT("--group")) {
                 if (parse_uint(VALUE(), 64, &o.params.group) || o.params.group < 1) {
                     fprintf(stderr, "%s: bad --group (1..64 frames)\n", prog);
                     return 1;
                 }
-                o.group_set = 1;
-            } else if (LONG("--skip")) {
+                group_set = 1;
+            } else if (LMOPT("--skip")) {
                 double x;
                 if (parse_real(VALUE(), 16, &x)) {
                     fprintf(stderr, "%s: bad --skip (entropy in bits, 0..16)\n", prog);
                     return 1;
                 }
                 o.params.skip_mbits = (uint32_t)(x * 1000.0 + 0.5);
-            } else if (LONG("--bias-lr") || LONG("--mix-lr")) {
+            } else if (LMOPT("--bias-lr") || LMOPT("--mix-lr")) {
                 int bias = LONG("--bias-lr");
                 double x;
                 if (parse_real(VALUE(), 1, &x)) {
@@ -788,15 +940,15 @@ int main(int argc, char **argv)
                 }
                 if (bias) o.params.bias_lr = (float)x;
                 else o.params.mix_lr = (float)x;
-            } else if (LONG("--frame-size")) {
+            } else if (COMPOPT("--frame-size")) {
                 uint64_t v;
                 if (parse_size(VALUE(), &v) || v < LMZ_FRAME_SIZE_MIN || v > LMZ_FRAME_SIZE_MAX) {
                     fprintf(stderr, "%s: bad frame size (1K..1G)\n", prog);
                     return 1;
                 }
                 o.params.frame_size = (uint32_t)v;
-                o.frame_set = 1;
-            } else if (LONG("--table-bits")) {
+                frame_set = 1;
+            } else if (COMPOPT("--table-bits")) {
                 if (parse_uint(VALUE(), 24, &o.params.table_bits) || o.params.table_bits < 12) {
                     fprintf(stderr, "%s: bad table bits (12..24)\n", prog);
                     return 1;
@@ -807,6 +959,9 @@ int main(int argc, char **argv)
             }
 #undef LONG
 #undef VALUE
+#undef FLAG
+#undef LMOPT
+#undef COMPOPT
             continue;
         }
         /* bundled short options: -dc, -T2, -T 2, -o out */
@@ -830,8 +985,11 @@ int main(int argc, char **argv)
             case 'f': o.force = 1; break;
             case 'v': o.verbose++; break;
             case 'q': o.quiet = 1; break;
-            case 'h': usage(stdout); return 0;
-            case 'V': printf("lmzip %s (format %d, profiles int-v1 det-f32-v1 det-f32-v2 det-f32-v3 det-f32-v4)\n", LMZ_VERSION_STRING, 1); return 0;
+            case 'h': usage(stdout); return close_stdout(0);
+            case 'V':
+                printf("lmzip %s (format %d, profiles int-v1 det-f32-v1 det-f32-v2 det-f32-v3 det-f32-v4)\n",
+                       LMZ_VERSION_STRING, 1);
+                return close_stdout(0);
             case 'T':
                 if (parse_uint(val, 256, &o.params.threads)) {
                     fprintf(stderr, "%s: bad thread count (0..256)\n", prog);
@@ -847,7 +1005,8 @@ int main(int argc, char **argv)
                     return 1;
                 }
                 o.params.frame_size = (uint32_t)v;
-                o.frame_set = 1;
+                frame_set = 1;
+                if (!o.comp_opt) o.comp_opt = "-B";
                 break;
             }
             default:
@@ -859,25 +1018,44 @@ int main(int argc, char **argv)
     }
 
     if (resolve_model(&o) != 0) return 1;
-    if (strcmp(o.params.model, "none") != 0 && o.mode == MODE_COMPRESS) {
-        char err[512];
-        if (lmz_model_check(o.params.model, err, sizeof err) != LMZ_OK) {
-            fprintf(stderr, "%s: %s\n", prog, err);
-            return 1;
-        }
-        if (!o.frame_set) o.params.frame_size = LM_FRAME_MAX; /* per file: lm_frames */
-        if (o.params.frame_size > (64u << 20)) {
-            fprintf(stderr, "%s: with a model, frames are at most 64M\n", prog);
-            return 1;
-        }
-        uint32_t fit = (64u << 20) / o.params.frame_size; /* frames of a group: 64M at most */
-        if (!o.group_set) o.params.group = fit < LM_GROUP_DEFAULT ? fit : LM_GROUP_DEFAULT;
-        if (o.params.group > 1 && o.params.group > fit) {
-            fprintf(stderr, "%s: --group x --frame-size is at most 64M\n", prog);
+    int with_model = strcmp(o.params.model, "none") != 0;
+    if (o.mode == MODE_COMPRESS && !with_model && o.lm_opt) {
+        fprintf(stderr, "%s: %s applies to language-model streams, and the model is 'none' (give one with -m)\n", prog,
+                o.lm_opt);
+        return 1;
+    }
+    if (o.mode != MODE_COMPRESS && o.comp_opt)
+        fprintf(stderr, "%s: %s is ignored: a compressed stream records its own settings\n", prog, o.comp_opt);
+    if (with_model && (o.mode == MODE_COMPRESS || (o.model_arg && (o.mode == MODE_DECOMPRESS || o.mode == MODE_TEST)))) {
+        char err[PATH_MAX + 512], e2[sizeof err * 4];
+        if (lmz_model_load(o.params.model, &o.ref, err, sizeof err) != LMZ_OK) {
+            fprintf(stderr, "%s: %s\n", prog, esc(err, e2, sizeof e2));
             return 1;
         }
     }
+    if (with_model && o.mode == MODE_COMPRESS) { /* frames and groups: the library's policy unless given */
+        if (!frame_set) o.params.frame_size = 0;
+        if (!group_set) o.params.group = 0;
+        if (o.params.frame_size > LMZ_LM_FRAME_SIZE_MAX) {
+            fprintf(stderr, "%s: with a model, frames are at most 64M\n", prog);
+            return 1;
+        }
+        if (frame_set && group_set && o.params.group > 1 && (uint64_t)o.params.group * o.params.frame_size > (64u << 20)) {
+            fprintf(stderr, "%s: --group x --frame-size is at most 64M\n", prog);
+            return 1;
+        }
+        if (frame_set && !group_set) { /* as many frames as fit in 64M, 64 at most */
+            uint32_t fit = (64u << 20) / o.params.frame_size;
+            o.params.group = fit < LMZ_GROUP_MAX_FRAMES ? fit : LMZ_GROUP_MAX_FRAMES;
+        }
+    }
 
+    {
+        unsigned cores = lmz_cores_available(), t = o.params.threads;
+        if (o.verbose && o.mode != MODE_LIST && !o.params.force_threads && t > cores)
+            fprintf(stderr, "%s: -T %u: %u core%s available, using %u thread%s (--force-threads for more)\n", prog,
+                    t, cores, cores == 1 ? "" : "s", cores, cores == 1 ? "" : "s");
+    }
     if (o.out_path && nfiles > 1) {
         fprintf(stderr, "%s: -o takes a single input file\n", prog);
         return 1;
@@ -888,5 +1066,7 @@ int main(int argc, char **argv)
     int status = 0, listed = 0;
     if (nfiles == 0) status = process(&o, "-", &listed);
     for (int i = 0; i < nfiles; i++) status |= process(&o, files[i], &listed);
-    return status ? 1 : 0;
+    lmz_model_unload(o.ref);
+    for (int i = 0; i < n_found; i++) lmz_model_unload(found[i].ref);
+    return close_stdout(status ? 1 : 0);
 }

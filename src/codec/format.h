@@ -37,9 +37,21 @@
  *   1   method   0 = stored (payload is the original bytes)
  *                1 = byte model ("none") + range coder
  *                2 = language model: segments (src/codec/lmcodec.h)
+ *                3 = runs + byte model (since lmzip 0.2; int-v1 streams):
+ *                    varint  number of runs R (>= 1)
+ *                    R times: varint gap (literal bytes since the end of
+ *                             the previous run, or the frame start),
+ *                             varint run length - LMZ_RUN_MIN, 1 byte value
+ *                    then the byte model + range coder stream of the
+ *                    literal bytes (the frame without its runs, in order;
+ *                    absent when there are none). Varints are LEB128.
  *   4   original size    1 .. frame_size
  *   4   payload size     1 .. original size (a frame never expands:
- *                        it is stored instead)
+ *                        it is stored instead); for method 1, at least
+ *                        original size / 4096 - 16 (the byte model codes a
+ *                        bit in no less than -log2(4095/4096) bits, so no
+ *                        real frame is smaller: a decoder rejects it
+ *                        before allocating anything)
  *   8   XXH64(seed 0) of the original bytes of this frame
  *   4   block check      low 32 bits of XXH64 of the 18 bytes above
  *   payload
@@ -109,6 +121,10 @@ const char *lmz_profile_lm_name(unsigned version);
 #define LMZ_METHOD_STORED 0
 #define LMZ_METHOD_BYTEMODEL 1
 #define LMZ_METHOD_LM 2 /* segments: text by the model, binary alone (lmcodec.h) */
+#define LMZ_METHOD_RUNS 3 /* runs of one byte cut out, the rest by the byte model */
+#define LMZ_RUN_MIN 512  /* shortest run method 3 cuts out */
+/* most original bytes a method-1 payload of comp bytes can hold */
+#define LMZ_BM_MAX_RATIO 4096u
 
 #define LMZ_FRAME_HEADER_SIZE 22
 #define LMZ_END_BLOCK_SIZE 29

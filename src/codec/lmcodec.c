@@ -36,58 +36,140 @@ struct lmz_lm {
 /* the model                                                                 */
 /* ------------------------------------------------------------------------ */
 
-int lmz_lm_open(const char *path, const lmz_lm_params *p, lmz_lm **out, char *err, size_t errlen)
-{
-    *out = NULL;
-    lmz_lm *lm = calloc(1, sizeof *lm);
-    if (!lm) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    lm->p = *p;
-    lmz_model_opts mo = {p->threads ? p->threads : 1, p->window};
-    if (lmz_model_open(path, &mo, &lm->m, err, errlen) != 0) {
-        free(lm);
-        return -1;
-    }
-    lm->tok = lmz_model_tokenizer(lm->m);
-    if (!lm->tok) {
-        snprintf(err, errlen, "%s: the model's tokenizer cannot be used: %s", path,
-                 lmz_model_tokenizer_note(lm->m));
-        lmz_lm_free(lm);
-        return -1;
-    }
-    lm->V = lmz_model_vocab(lm->m);
-    lm->pool = lmz_model_pool(lm->m); /* one set of threads: no idle ones spinning */
-    if (lmz_ens_params_check(&p->ens, lm->V) != 0) {
-        snprintf(err, errlen, "%s: settings out of range for a vocabulary of %u", path, lm->V);
-        lmz_lm_free(lm);
-        return -1;
-    }
-    if (p->ens.profile >= LMZ_ENS_V4 && !(lm->tbv = lmz_tb_vocab_new(lm->tok, lm->V))) {
-        snprintf(err, errlen, "out of memory");
-        lmz_lm_free(lm);
-        return -1;
-    }
-    int32_t bos = lmz_tokenizer_bos(lm->tok), eos = lmz_tokenizer_eos(lm->tok);
-    lm->start = bos >= 0 && (uint32_t)bos < lm->V ? bos : eos >= 0 && (uint32_t)eos < lm->V ? eos : 0;
+/* ------------------------------------------------------------------------ */
+/* a loaded model: the file mapped, checked and hashed once                  */
+/* ------------------------------------------------------------------------ */
 
-    const lmz_gguf *g = lmz_model_gguf(lm->m);
+struct lmz_model_ref {
+    lmz_gguf g;                    /* the mapped file; every lmz_lm reads it */
+    uint8_t hash[32];
+    char name[LMZ_NAME_MAX + 1];
+    char path[];
+};
+
+int lmz_model_load(const char *path, lmz_model_ref **out, char *err, size_t errlen)
+{
+    char scratch[8];
+    if (!err) err = scratch, errlen = sizeof scratch;
+    if (!out) return LMZ_ERROR_PARAM;
+    *out = NULL;
+    if (!path) {
+        snprintf(err, errlen, "no model path");
+        return LMZ_ERROR_PARAM;
+    }
+    size_t plen = strlen(path);
+    lmz_model_ref *r = calloc(1, sizeof *r + plen + 1);
+    if (!r) {
+        snprintf(err, errlen, "out of memory");
+        return LMZ_ERROR_NOMEM;
+    }
+    memcpy(r->path, path, plen + 1);
+    char why[256];
+    if (lmz_gguf_open(path, &r->g, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s: %s", path, why);
+        free(r);
+        return LMZ_ERROR_MODEL;
+    }
     for (int s = 0; s < 2; s++) {
         XXH128_canonical_t c;
-        XXH128_canonicalFromHash(&c, XXH3_128bits_withSeed(g->base, g->size, (XXH64_hash_t)s));
-        memcpy(lm->hash + 16 * s, c.digest, 16);
+        XXH128_canonicalFromHash(&c, XXH3_128bits_withSeed(r->g.base, r->g.size, (XXH64_hash_t)s));
+        memcpy(r->hash + 16 * s, c.digest, 16);
     }
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
     size_t n = strlen(base);
     if (n > 5 && !strcmp(base + n - 5, ".gguf")) n -= 5;
     if (n > LMZ_NAME_MAX) n = LMZ_NAME_MAX;
-    if (n == 0) memcpy(lm->name, "model", (n = 5));
-    for (size_t i = 0; i < n; i++) lm->name[i] = base[i] > 0x20 && base[i] < 0x7F ? base[i] : '_';
-    lm->name[n] = 0;
+    if (n == 0) memcpy(r->name, "model", (n = 5));
+    for (size_t i = 0; i < n; i++) r->name[i] = base[i] > 0x20 && base[i] < 0x7F ? base[i] : '_';
+    r->name[n] = 0;
+    /* that it runs: an architecture and a tokenizer this build has */
+    lmz_model *m;
+    lmz_model_opts mo = {1, 0};
+    if (lmz_model_open_buffer(r->g.base, r->g.size, &mo, &m, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s: %s", path, why);
+        lmz_model_unload(r);
+        return LMZ_ERROR_MODEL;
+    }
+    int tok_ok = lmz_model_tokenizer(m) != NULL;
+    if (!tok_ok) snprintf(err, errlen, "%s: the model's tokenizer cannot be used: %s", path, lmz_model_tokenizer_note(m));
+    lmz_model_free(m);
+    if (!tok_ok) {
+        lmz_model_unload(r);
+        return LMZ_ERROR_MODEL;
+    }
+    *out = r;
+    return LMZ_OK;
+}
+
+void lmz_model_unload(lmz_model_ref *r)
+{
+    if (!r) return;
+    lmz_gguf_close(&r->g);
+    free(r);
+}
+
+const char *lmz_model_ref_name(const lmz_model_ref *r) { return r ? r->name : ""; }
+const char *lmz_model_ref_path(const lmz_model_ref *r) { return r ? r->path : ""; }
+const uint8_t *lmz_model_ref_hash(const lmz_model_ref *r) { return r->hash; }
+
+int lmz_lm_open(const lmz_model_ref *ref, const lmz_lm_params *p, const uint8_t *want_hash, lmz_lm **out,
+                char *err, size_t errlen)
+{
+    *out = NULL;
+    if (want_hash && memcmp(want_hash, ref->hash, 32) != 0) {
+        snprintf(err, errlen, "%s: another model than the one the stream was made with", ref->path);
+        return LMZ_ERROR_MODEL;
+    }
+    lmz_lm *lm = calloc(1, sizeof *lm);
+    if (!lm) {
+        snprintf(err, errlen, "out of memory");
+        return LMZ_ERROR_NOMEM;
+    }
+    lm->p = *p;
+    memcpy(lm->hash, ref->hash, 32);
+    memcpy(lm->name, ref->name, sizeof lm->name);
+    lmz_model_opts mo = {p->threads ? p->threads : 1, p->window};
+    char why[256];
+    if (lmz_model_open_buffer(ref->g.base, ref->g.size, &mo, &lm->m, why, sizeof why) != 0) {
+        /* lmz_model_load ran this file: what fails now is the settings */
+        snprintf(err, errlen, "%s: %s", ref->path, why);
+        free(lm);
+        return want_hash ? LMZ_ERROR_HEADER : LMZ_ERROR_PARAM;
+    }
+    lm->tok = lmz_model_tokenizer(lm->m);
+    lm->V = lmz_model_vocab(lm->m);
+    lm->pool = lmz_model_pool(lm->m); /* one set of threads: no idle ones spinning */
+    if (!lm->tok || lmz_ens_params_check(&p->ens, lm->V) != 0) {
+        snprintf(err, errlen, "%s: settings out of range for a vocabulary of %u", ref->path, lm->V);
+        lmz_lm_free(lm);
+        return want_hash ? LMZ_ERROR_HEADER : LMZ_ERROR_PARAM;
+    }
+    if (p->ens.profile >= LMZ_ENS_V4 && !(lm->tbv = lmz_tb_vocab_new(lm->tok, lm->V))) {
+        snprintf(err, errlen, "out of memory");
+        lmz_lm_free(lm);
+        return LMZ_ERROR_NOMEM;
+    }
+    int32_t bos = lmz_tokenizer_bos(lm->tok), eos = lmz_tokenizer_eos(lm->tok);
+    lm->start = bos >= 0 && (uint32_t)bos < lm->V ? bos : eos >= 0 && (uint32_t)eos < lm->V ? eos : 0;
     *out = lm;
-    return 0;
+    return LMZ_OK;
+}
+
+uint64_t lmz_lm_mem_frame(const lmz_lm *lm, uint64_t orig)
+{
+    /* tokens (at most 3 a byte, 4 bytes each) and segment tables, the
+     * frame's logits and states: an estimate that errs high */
+    return 16 * orig + 8 * (uint64_t)lm->V + (1u << 20);
+}
+
+uint64_t lmz_lm_mem_group(const lmz_lm *lm, uint64_t bytes)
+{
+    uint64_t buckets = (uint64_t)1 << lm->p.ens.ngram_bits, pow2 = 1024;
+    while (pow2 < bytes && pow2 < buckets) pow2 <<= 1; /* the tables scale with the tokens */
+    uint64_t bias = 1024 * 4 * (uint64_t)lm->V;
+    if (bias > (32u << 20)) bias = 32u << 20;
+    return 4 * 32 * pow2 + bias + lmz_bytemodel_mem(lmz_bytemodel_table_bits((size_t)bytes, lm->p.table_bits));
 }
 
 void lmz_lm_free(lmz_lm *lm)

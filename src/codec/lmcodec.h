@@ -38,6 +38,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "lmzip.h"
 #include "../predict/lmens.h"
 #include "format.h"
 
@@ -58,9 +59,27 @@ typedef struct {
 
 typedef struct lmz_lm lmz_lm;
 
-/* Open the GGUF model at path. @return 0, or -1 with a message in err. */
-int lmz_lm_open(const char *path, const lmz_lm_params *p, lmz_lm **out, char *err, size_t errlen);
+/* The loaded model's file name (lmzip.h: lmz_model_load) and identity. */
+const char *lmz_model_ref_path(const lmz_model_ref *r);
+const uint8_t *lmz_model_ref_hash(const lmz_model_ref *r);
+
+/* A codec over the loaded model ref with the settings p (the model's own
+ * instance: threads and window as p says; ref must outlive it). want_hash
+ * (32 bytes, or NULL for any model) is the identity a stream names.
+ * @return LMZ_OK, or with a message naming the file in err: LMZ_ERROR_MODEL
+ * (another model than want_hash), LMZ_ERROR_HEADER (when decoding: the
+ * settings do not fit the very model the stream names, so the header is
+ * damaged), LMZ_ERROR_PARAM (when encoding: settings that do not fit the
+ * model), LMZ_ERROR_NOMEM. */
+int lmz_lm_open(const lmz_model_ref *ref, const lmz_lm_params *p, const uint8_t *want_hash, lmz_lm **out,
+                char *err, size_t errlen);
 void lmz_lm_free(lmz_lm *lm);
+
+/* Working memory decoding needs, an estimate that errs high (the model's
+ * mapped weights not counted): for one frame of orig bytes beside its
+ * buffers, and once for a group whose frames hold `bytes` in all. */
+uint64_t lmz_lm_mem_frame(const lmz_lm *lm, uint64_t orig);
+uint64_t lmz_lm_mem_group(const lmz_lm *lm, uint64_t bytes);
 
 /* Readable name (the file name without .gguf, at most 63 bytes) and
  * identity (XXH3-128 of the whole file with seeds 0 and 1: weights and

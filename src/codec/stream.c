@@ -4,7 +4,9 @@
  * Input is cut into frames of `frame_size` bytes. Up to `threads` frames are
  * held at once and coded in parallel, one thread per frame; results are
  * written in input order, so the output does not depend on the thread count.
- * Memory is bounded by threads x (2 frames + one model).
+ * Buffers grow with what is read, never with what a size field or a thread
+ * count promises; decompression counts what a batch of frames needs against
+ * the caller's memory limit before allocating it.
  */
 #define _DEFAULT_SOURCE
 #include <pthread.h>
@@ -17,14 +19,26 @@
 #include "format.h"
 #include "rangecoder.h"
 #include "lmcodec.h"
+#include "../common/sysinfo.h"
 #include "../model/model.h"
 #include "../predict/bytemodel.h"
 
 #define MAX_THREADS 256
 
+/* With a model and automatic frames, a file is cut into LM_FRAMES_WANTED
+ * frames (decoded side by side, so decompression has that many streams to
+ * batch), each of LM_FRAME_MIN .. LM_FRAME_MAX bytes in steps of 4K; input
+ * of unknown size takes LM_FRAME_MAX. The frames of a group share their
+ * statistics, so smaller frames cost less ratio than they would alone
+ * (docs/BENCHMARKS.md). */
+#define LM_FRAMES_WANTED 16
+#define LM_FRAME_MIN (16u << 10)
+#define LM_FRAME_MAX (256u << 10)
+
 void lmz_params_default(lmz_params *p)
 {
-    p->frame_size = LMZ_FRAME_SIZE_DEFAULT;
+    memset(p, 0, sizeof *p);
+    p->frame_size = 0; /* automatic */
     p->threads = 1;
     p->table_bits = LMZ_BM_TABLE_BITS_DEFAULT;
     p->model = "none";
@@ -41,22 +55,24 @@ void lmz_params_default(lmz_params *p)
     p->mix_lr = e.mix_lr;
     p->stats = NULL;
     p->skip_mbits = 0;
-    p->group = 1;
+    p->group = 0; /* automatic */
     p->lm_profile = 0;
 }
 
 int lmz_model_check(const char *path, char *err, size_t errlen)
 {
-    lmz_lm_params lp;
-    memset(&lp, 0, sizeof lp);
-    lmz_ens_params_default(&lp.ens);
-    lp.text_min = LMZ_LM_TEXT_MIN_DEFAULT;
-    lp.table_bits = LMZ_BM_TABLE_BITS_DEFAULT;
-    lp.threads = 1;
-    lmz_lm *lm;
-    if (!path || lmz_lm_open(path, &lp, &lm, err, errlen) != 0) return LMZ_ERROR_MODEL;
-    lmz_lm_free(lm);
-    return LMZ_OK;
+    lmz_model_ref *r;
+    int e = lmz_model_load(path, &r, err, errlen);
+    lmz_model_unload(r);
+    return e == LMZ_OK ? LMZ_OK : LMZ_ERROR_MODEL;
+}
+
+unsigned lmz_cores_available(void) { return lmz_sys_cores(); }
+
+uint64_t lmz_memlimit_default(void)
+{
+    uint64_t m = lmz_sys_memory() / 2;
+    return m < (64u << 20) ? (64u << 20) : m;
 }
 
 /* the language-model settings of a header, as the codec takes them */
@@ -77,12 +93,12 @@ static void lm_params_from_header(const lmz_header *h, unsigned threads, lmz_lm_
     lp->ideal = 0;
 }
 
-static unsigned resolve_threads(unsigned t)
+/* 0: one per available core; more than the cores only when forced */
+static unsigned resolve_threads(unsigned t, unsigned force)
 {
-    if (t == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        t = n > 0 ? (unsigned)n : 1;
-    }
+    unsigned cores = lmz_sys_cores();
+    if (t == 0) t = cores;
+    if (!force && t > cores) t = cores;
     return t > MAX_THREADS ? MAX_THREADS : t;
 }
 
@@ -137,13 +153,32 @@ static int rd_at_end(reader *r)
     return r->pos == r->len;
 }
 
+/* Grow *buf (of *cap bytes) to hold at least `need` bytes, doubling from
+ * 64K and never past `most`. */
+static int grow(uint8_t **buf, size_t *cap, size_t need, size_t most)
+{
+    if (need <= *cap) return LMZ_OK;
+    size_t nc = *cap ? *cap : (size_t)1 << 16;
+    while (nc < need) nc *= 2;
+    if (nc > most) nc = most;
+    if (nc < need) nc = need;
+    uint8_t *nb = realloc(*buf, nc);
+    if (!nb) return LMZ_ERROR_NOMEM;
+    *buf = nb;
+    *cap = nc;
+    return LMZ_OK;
+}
+
 /* Read up to n bytes (fewer only at end of input) straight from the
- * callback, for frame input. */
-static int read_full(const lmz_io *io, uint8_t *dst, size_t n, size_t *got)
+ * callback into *buf, which grows as bytes arrive. */
+static int read_frame(const lmz_io *io, uint8_t **buf, size_t *cap, size_t n, size_t *got)
 {
     size_t k = 0;
     while (k < n) {
-        long r = io->read(io->opaque, dst + k, n - k);
+        size_t want = n - k < ((size_t)1 << 20) ? n - k : (size_t)1 << 20;
+        int e = grow(buf, cap, k + want, n);
+        if (e) return e;
+        long r = io->read(io->opaque, *buf + k, want);
         if (r < 0) return LMZ_ERROR_READ;
         if (r == 0) break;
         k += (size_t)r;
@@ -153,16 +188,163 @@ static int read_full(const lmz_io *io, uint8_t *dst, size_t n, size_t *got)
 }
 
 /* ======================================================================== */
+/* runs of one byte (method 3)                                               */
+/* ======================================================================== */
+
+static size_t put_varint(uint8_t *o, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        o[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    o[n++] = (uint8_t)v;
+    return n;
+}
+
+/* @return bytes read (1..10), or 0 when damaged */
+static size_t get_varint(const uint8_t *in, size_t len, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (size_t i = 0; i < len && i < 10; i++) {
+        x |= (uint64_t)(in[i] & 0x7F) << (7 * i);
+        if (!(in[i] & 0x80)) {
+            *v = x;
+            return i + 1;
+        }
+    }
+    return 0;
+}
+
+/* Length of the run of src[i] starting at i (at most n - i). */
+static size_t run_at(const uint8_t *src, size_t i, size_t n)
+{
+    size_t j = i + 1;
+    uint8_t c = src[i];
+    if (n - i >= 16) { /* whole words where the run is long */
+        uint64_t w;
+        memset(&w, c, 8);
+        while (j + 8 <= n) {
+            uint64_t x;
+            memcpy(&x, src + j, 8);
+            if (x != w) break;
+            j += 8;
+        }
+    }
+    while (j < n && src[j] == c) j++;
+    return j - i;
+}
+
+/* The runs of at least LMZ_RUN_MIN bytes in src[0..n): their table into
+ * out (varints, at most cap bytes) and the other bytes, in order, into lit.
+ * @return the table's size, 0 when there is no run or the table does not
+ * fit; *nlit = literal bytes. */
+static size_t runs_split(const uint8_t *src, size_t n, uint8_t *out, size_t cap, uint8_t *lit, size_t *nlit)
+{
+    uint8_t tmp[10];
+    size_t nr = 0, o = 10, l = 0, last = 0; /* room for the count in front */
+    size_t i = 0;
+    while (i < n) {
+        /* a run can only start where 8 bytes ahead holds the same byte */
+        if (i + LMZ_RUN_MIN <= n && src[i] == src[i + LMZ_RUN_MIN - 1]) {
+            size_t r = run_at(src, i, n);
+            if (r >= LMZ_RUN_MIN) {
+                if (o + 21 > cap) return 0;
+                o += put_varint(out + o, i - last);
+                o += put_varint(out + o, r - LMZ_RUN_MIN);
+                out[o++] = src[i];
+                nr++;
+                i += r;
+                last = i;
+                continue;
+            }
+        }
+        lit[l++] = src[i++];
+    }
+    if (!nr) return 0;
+    size_t cn = put_varint(tmp, nr);
+    memmove(out + cn, out + 10, o - 10); /* the count goes in front */
+    memcpy(out, tmp, cn);
+    *nlit = l;
+    return cn + o - 10;
+}
+
+/* Expand a method-3 payload into dst[0..n). @return LMZ_OK or
+ * LMZ_ERROR_CORRUPT (never writes outside dst). */
+static int runs_decode(const uint8_t *in, size_t len, uint8_t *dst, size_t n, unsigned table_bits)
+{
+    uint64_t nr, covered = 0, pos = 0;
+    size_t o = get_varint(in, len, &nr);
+    if (!o || nr == 0 || nr > n / LMZ_RUN_MIN) return LMZ_ERROR_CORRUPT;
+    size_t table = o;
+    for (uint64_t k = 0; k < nr; k++) { /* check the table before any byte is written */
+        uint64_t gap = 0, extra = 0;
+        size_t a = get_varint(in + o, len - o, &gap);
+        if (!a) return LMZ_ERROR_CORRUPT;
+        o += a;
+        size_t b = get_varint(in + o, len - o, &extra);
+        if (!b) return LMZ_ERROR_CORRUPT;
+        o += b;
+        if (o >= len) return LMZ_ERROR_CORRUPT; /* the run's byte */
+        o++;
+        if (gap > n || extra > n || pos + gap + extra + LMZ_RUN_MIN > n) return LMZ_ERROR_CORRUPT;
+        pos += gap + extra + LMZ_RUN_MIN;
+        covered += extra + LMZ_RUN_MIN;
+    }
+    size_t nlit = n - (size_t)covered;
+    if (nlit == 0) {
+        if (o != len) return LMZ_ERROR_CORRUPT;
+    } else {
+        if (o >= len) return LMZ_ERROR_CORRUPT;
+        lmz_bytemodel *m = lmz_bytemodel_create(lmz_bytemodel_table_bits(nlit, table_bits));
+        if (!m) return LMZ_ERROR_NOMEM;
+        lmz_rc_dec rc;
+        lmz_rc_dec_init(&rc, in + o, len - o);
+        lmz_bytemodel_decode(m, &rc, dst + (n - nlit), nlit); /* the literals at the end */
+        lmz_bytemodel_free(m);
+        if (!lmz_rc_dec_finished_cleanly(&rc)) return LMZ_ERROR_CORRUPT;
+    }
+    /* move the literals forward to their places (never past their source),
+     * then fill the runs */
+    size_t src = n - nlit;
+    o = table;
+    pos = 0;
+    for (uint64_t k = 0; k < nr; k++) {
+        uint64_t gap = 0, extra = 0;
+        o += get_varint(in + o, len - o, &gap);
+        o += get_varint(in + o, len - o, &extra);
+        o++;
+        memmove(dst + pos, dst + src, (size_t)gap);
+        src += (size_t)gap;
+        pos += gap + extra + LMZ_RUN_MIN;
+    }
+    memmove(dst + pos, dst + src, n - (size_t)pos);
+    o = table;
+    pos = 0;
+    for (uint64_t k = 0; k < nr; k++) {
+        uint64_t gap = 0, extra = 0;
+        o += get_varint(in + o, len - o, &gap);
+        o += get_varint(in + o, len - o, &extra);
+        uint8_t c = in[o++];
+        memset(dst + pos + gap, c, (size_t)(extra + LMZ_RUN_MIN));
+        pos += gap + extra + LMZ_RUN_MIN;
+    }
+    return LMZ_OK;
+}
+
+/* ======================================================================== */
 /* one frame                                                                 */
 /* ======================================================================== */
 
 typedef struct {
     /* input */
-    const uint8_t *src;
+    uint8_t *src;
+    size_t src_cap;
     uint32_t n;
     unsigned table_bits;
     /* output */
     uint8_t *out;            /* n bytes of capacity */
+    size_t out_cap;
     uint32_t out_len;
     unsigned method;
     int err;
@@ -183,25 +365,51 @@ static int group_compress(lmz_lm *lm, cjob *jobs, unsigned k)
     return err;
 }
 
+/* src[0..n) with the byte model into out[0..cap): @return the coded size,
+ * 0 if it does not fit, or (size_t)-1 when memory is short. */
+static size_t bm_encode(const uint8_t *src, size_t n, unsigned table_bits, uint8_t *out, size_t cap)
+{
+    lmz_bytemodel *m = lmz_bytemodel_create(lmz_bytemodel_table_bits(n, table_bits));
+    if (!m) return (size_t)-1;
+    lmz_rc_enc rc;
+    lmz_rc_enc_init(&rc, out, cap);
+    lmz_bytemodel_encode(m, &rc, src, n);
+    size_t len = lmz_rc_enc_finish(&rc);
+    lmz_bytemodel_free(m);
+    return len;
+}
+
 static void frame_compress(cjob *j)
 {
     j->method = LMZ_METHOD_STORED;
     j->out_len = j->n;
     j->err = LMZ_OK;
-    lmz_bytemodel *m = lmz_bytemodel_create(lmz_bytemodel_table_bits(j->n, j->table_bits));
-    if (!m) {
+    if (j->n < 2) return;
+    /* long runs of one byte are cut out first (method 3): zeros, sparse
+     * files and padding go at memory speed, not through the model */
+    uint8_t *lit = malloc(j->n);
+    if (!lit) {
         j->err = LMZ_ERROR_NOMEM;
         return;
     }
-    lmz_rc_enc rc;
-    lmz_rc_enc_init(&rc, j->out, j->n);
-    lmz_bytemodel_encode(m, &rc, j->src, j->n);
-    size_t len = lmz_rc_enc_finish(&rc);
-    lmz_bytemodel_free(m);
-    if (len > 0 && len < j->n) {
-        j->method = LMZ_METHOD_BYTEMODEL;
-        j->out_len = (uint32_t)len;
+    size_t nlit = 0, tn = runs_split(j->src, j->n, j->out, j->n - 1, lit, &nlit);
+    size_t len;
+    if (tn) {
+        len = nlit ? bm_encode(lit, nlit, j->table_bits, j->out + tn, j->n - 1 - tn) : 0;
+        if (len == (size_t)-1) j->err = LMZ_ERROR_NOMEM;
+        else if (nlit == 0 || len > 0) {
+            j->method = LMZ_METHOD_RUNS;
+            j->out_len = (uint32_t)(tn + len);
+        }
+    } else {
+        len = bm_encode(j->src, j->n, j->table_bits, j->out, j->n);
+        if (len == (size_t)-1) j->err = LMZ_ERROR_NOMEM;
+        else if (len > 0 && len < j->n) {
+            j->method = LMZ_METHOD_BYTEMODEL;
+            j->out_len = (uint32_t)len;
+        }
     }
+    free(lit);
 }
 
 typedef struct {
@@ -217,6 +425,9 @@ static void frame_decompress(djob *j)
     j->err = LMZ_OK;
     if (j->fh.method == LMZ_METHOD_STORED) {
         memcpy(j->dst, j->payload, j->fh.orig_size);
+    } else if (j->fh.method == LMZ_METHOD_RUNS) {
+        if ((j->err = runs_decode(j->payload, j->fh.comp_size, j->dst, j->fh.orig_size, j->table_bits)) != LMZ_OK)
+            return;
     } else {
         lmz_bytemodel *m =
             lmz_bytemodel_create(lmz_bytemodel_table_bits(j->fh.orig_size, j->table_bits));
@@ -263,25 +474,53 @@ static void *djob_thread(void *p) { frame_decompress(p); return NULL; }
 /* compression                                                               */
 /* ======================================================================== */
 
+/* The frame size and group a model stream gets when p leaves them to the
+ * library (0): frames of a sixteenth of the input within 16K..256K, as many
+ * per group as fit in 64 MiB, 64 at most. */
+static void lm_policy(const lmz_params *p, uint32_t *frame, unsigned *group)
+{
+    uint64_t f = p->frame_size;
+    if (!f) {
+        f = LM_FRAME_MAX;
+        if (p->size_hint != LMZ_SIZE_UNKNOWN) {
+            f = (p->size_hint / LM_FRAMES_WANTED + 4095) / 4096 * 4096;
+            f = f < LM_FRAME_MIN ? LM_FRAME_MIN : f > LM_FRAME_MAX ? LM_FRAME_MAX : f;
+        }
+    }
+    *frame = (uint32_t)f;
+    unsigned g = p->group;
+    if (!g) {
+        uint64_t fit = LMZ_GROUP_BYTES_MAX / (f ? f : 1);
+        g = fit < LMZ_GROUP_MAX ? (unsigned)(fit ? fit : 1) : LMZ_GROUP_MAX;
+    }
+    *group = g;
+}
+
 int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
 {
     if (!p || !io || !io->read || !io->write) return LMZ_ERROR_PARAM;
-    if (p->frame_size < LMZ_FRAME_SIZE_MIN || p->frame_size > LMZ_FRAME_SIZE_MAX) return LMZ_ERROR_PARAM;
+    int with_model = p->model_ref || (p->model && strcmp(p->model, "none") != 0);
+    if (!p->model_ref && !p->model) return LMZ_ERROR_MODEL;
+    uint32_t frame_size = p->frame_size ? p->frame_size : LMZ_FRAME_SIZE_DEFAULT;
+    unsigned group = 1;
+    if (with_model) lm_policy(p, &frame_size, &group);
+    if (frame_size < LMZ_FRAME_SIZE_MIN || frame_size > LMZ_FRAME_SIZE_MAX) return LMZ_ERROR_PARAM;
     if (p->table_bits < LMZ_BM_TABLE_BITS_MIN || p->table_bits > LMZ_BM_TABLE_BITS_MAX) return LMZ_ERROR_PARAM;
-    if (!p->model) return LMZ_ERROR_MODEL;
     if (p->stats) memset(p->stats, 0, sizeof *p->stats);
+    unsigned threads = resolve_threads(p->threads, p->force_threads);
 
     lmz_header h;
     memset(&h, 0, sizeof h);
     h.version = LMZ_FORMAT_VERSION;
     strcpy(h.profile, LMZ_PROFILE_INT_V1);
     strcpy(h.model, "none");
-    h.frame_size = p->frame_size;
+    h.frame_size = frame_size;
     h.table_bits = p->table_bits;
     h.size_hint = p->size_hint;
     lmz_lm *lm = NULL;
-    if (strcmp(p->model, "none") != 0) {
-        if (p->frame_size > LMZ_LM_FRAME_MAX || p->text_min == 0 || p->text_min > 65536) return LMZ_ERROR_PARAM;
+    lmz_model_ref *own_ref = NULL;
+    if (with_model) {
+        if (frame_size > LMZ_LM_FRAME_MAX || p->text_min == 0 || p->text_min > 65536) return LMZ_ERROR_PARAM;
         h.parts = p->parts;
         h.mixer = p->mixer;
         h.ngram_bits = p->ngram_bits;
@@ -291,19 +530,27 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
         h.text_min = p->text_min;
         h.window = p->window;
         h.skip_mbits = p->skip_mbits;
-        h.group = p->group;
+        h.group = group;
         const char *prof = lmz_profile_lm_name(p->lm_profile ? p->lm_profile : LMZ_LM_PROFILE_NEWEST);
         if (!prof || p->lm_profile == 1 || p->lm_profile == 2) return LMZ_ERROR_PARAM; /* v1, v2: read only */
         strcpy(h.profile, prof);
-        if (p->group == 0 || p->group > LMZ_GROUP_MAX ||
-            (p->group > 1 && (uint64_t)p->group * p->frame_size > LMZ_GROUP_BYTES_MAX))
+        if (group == 0 || group > LMZ_GROUP_MAX || (group > 1 && (uint64_t)group * frame_size > LMZ_GROUP_BYTES_MAX))
             return LMZ_ERROR_PARAM;
         lmz_lm_params lp;
-        lm_params_from_header(&h, resolve_threads(p->threads), &lp);
+        lm_params_from_header(&h, threads, &lp);
         lp.ideal = p->stats != NULL;
         if (lmz_ens_params_check(&lp.ens, 2) != 0) return LMZ_ERROR_PARAM;
-        char msg[256];
-        if (lmz_lm_open(p->model, &lp, &lm, msg, sizeof msg) != 0) return LMZ_ERROR_MODEL;
+        char msg[512];
+        const lmz_model_ref *ref = p->model_ref;
+        if (!ref) {
+            if (lmz_model_load(p->model, &own_ref, msg, sizeof msg) != LMZ_OK) return LMZ_ERROR_MODEL;
+            ref = own_ref;
+        }
+        int e = lmz_lm_open(ref, &lp, NULL, &lm, msg, sizeof msg);
+        if (e != LMZ_OK) {
+            lmz_model_unload(own_ref);
+            return e;
+        }
         strcpy(h.model, lmz_lm_name(lm));
         memcpy(h.model_hash, lmz_lm_hash(lm), 32);
         h.window = lmz_lm_window(lm);
@@ -311,32 +558,15 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
 
     uint8_t hb[LMZ_STREAM_HEADER_MAX];
     size_t hn = lmz_header_write(&h, hb);
-    if (io->write(io->opaque, hb, hn)) {
-        lmz_lm_free(lm);
-        return LMZ_ERROR_WRITE;
-    }
+    int err = io->write(io->opaque, hb, hn) ? LMZ_ERROR_WRITE : LMZ_OK;
 
     /* with a model, a group of frames at a time, the model's products and
      * the frames' ensembles spread over the threads; without, one frame
-     * per thread */
-    unsigned nt = lm ? p->group : resolve_threads(p->threads);
+     * per thread. Each frame's buffers grow with what is read. */
+    unsigned nt = lm ? group : threads;
     cjob *jobs = calloc(nt, sizeof *jobs);
-    uint8_t *mem = NULL;
-    if (jobs) mem = malloc((size_t)nt * 2 * p->frame_size);
-    if (!jobs || !mem) {
-        free(jobs);
-        free(mem);
-        lmz_lm_free(lm);
-        return LMZ_ERROR_NOMEM;
-    }
-    for (unsigned i = 0; i < nt; i++) {
-        jobs[i].src = mem + (size_t)i * 2 * p->frame_size;
-        jobs[i].out = mem + ((size_t)i * 2 + 1) * p->frame_size;
-        jobs[i].table_bits = p->table_bits;
-    }
-
     XXH64_state_t *xs = XXH64_createState();
-    int err = xs ? LMZ_OK : LMZ_ERROR_NOMEM;
+    if (!err && (!jobs || !xs)) err = LMZ_ERROR_NOMEM;
     if (xs) XXH64_reset(xs, 0);
     uint64_t total_in = 0, total_out = hn, frames = 0;
     int done = 0;
@@ -344,11 +574,15 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
         unsigned k = 0;
         while (k < nt) {
             size_t got;
-            err = read_full(io, (uint8_t *)jobs[k].src, p->frame_size, &got);
+            cjob *j = &jobs[k];
+            err = read_frame(io, &j->src, &j->src_cap, frame_size, &got);
             if (err) break;
-            if (got < p->frame_size) done = 1;
+            if (got < frame_size) done = 1;
             if (got == 0) break;
-            jobs[k++].n = (uint32_t)got;
+            if ((err = grow(&j->out, &j->out_cap, got, got)) != LMZ_OK) break;
+            j->n = (uint32_t)got;
+            j->table_bits = p->table_bits;
+            k++;
             if (done) break;
         }
         if (err || k == 0) break;
@@ -380,8 +614,12 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
         lmz_end_block_write(total_in, frames, XXH64_digest(xs), eb);
         if (io->write(io->opaque, eb, sizeof eb)) err = LMZ_ERROR_WRITE;
     }
-    XXH64_freeState(xs);
-    free(mem);
+    if (xs) XXH64_freeState(xs);
+    if (jobs)
+        for (unsigned i = 0; i < nt; i++) {
+            free(jobs[i].src);
+            free(jobs[i].out);
+        }
     free(jobs);
     if (lm && p->stats) {
         lmz_lm_stats st;
@@ -396,6 +634,7 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
         p->stats->binary_coded = st.binary_coded;
     }
     lmz_lm_free(lm);
+    lmz_model_unload(own_ref);
     return err;
 }
 
@@ -502,6 +741,7 @@ static int header_read(reader *r, lmz_header *h, int check_support)
         return LMZ_OK;
     }
     if (!lmz_profile_is_lm(h->profile)) return LMZ_ERROR_PROFILE;
+    if (!strcmp(h->model, "none")) return LMZ_ERROR_HEADER; /* a model stream that names no model */
     if (have_lm != (1u << LMZ_LM_SETTINGS) - 1 || h->frame_size > LMZ_LM_FRAME_MAX) return LMZ_ERROR_HEADER;
     if ((uint64_t)h->group * h->frame_size > LMZ_GROUP_BYTES_MAX && h->group > 1) return LMZ_ERROR_HEADER;
     return LMZ_OK;
@@ -598,41 +838,71 @@ static void decode_batch(lmz_lm *lm, unsigned group, djob *jobs, unsigned k, uns
     }
 }
 
-/* The model a stream needs, from the caller's file; LMZ_ERROR_MODEL when
- * there is none or it is another model. */
-static int stream_model(const lmz_header *h, const lmz_dparams *dp, unsigned nt, lmz_lm **out)
+/* The models one decompression call has loaded itself (from a path), kept
+ * for the streams after the first. */
+typedef struct {
+    lmz_model_ref *own;
+} model_cache;
+
+static const lmz_model_ref *cache_get(model_cache *c, const char *path)
+{
+    if (c->own && !strcmp(lmz_model_ref_path(c->own), path)) return c->own;
+    lmz_model_unload(c->own);
+    c->own = NULL;
+    char msg[512];
+    return lmz_model_load(path, &c->own, msg, sizeof msg) == LMZ_OK ? c->own : NULL;
+}
+
+/* The model a stream needs, from the caller: LMZ_ERROR_MODEL when there is
+ * none or it is another model, LMZ_ERROR_HEADER when its settings do not
+ * fit the very model the stream names. */
+static int stream_model(const lmz_header *h, const lmz_dparams *dp, unsigned nt, model_cache *mc, lmz_lm **out)
 {
     *out = NULL;
     if (!lmz_profile_is_lm(h->profile)) return LMZ_OK;
-    const char *path = dp->model ? dp->model : dp->find_model ? dp->find_model(dp->find_opaque, h->model) : NULL;
-    if (!path) return LMZ_ERROR_MODEL;
+    const lmz_model_ref *ref = dp->model_ref;
+    if (!ref && dp->model) ref = cache_get(mc, dp->model);
+    else if (!ref && dp->find_ref) ref = dp->find_ref(dp->find_opaque, h->model);
+    if (!ref && !dp->model_ref && !dp->model && dp->find_model) {
+        const char *path = dp->find_model(dp->find_opaque, h->model);
+        if (path) ref = cache_get(mc, path);
+    }
+    if (!ref) return LMZ_ERROR_MODEL;
     lmz_lm_params lp;
     lm_params_from_header(h, nt, &lp);
-    char msg[256];
-    lmz_lm *lm;
-    if (lmz_lm_open(path, &lp, &lm, msg, sizeof msg) != 0) return LMZ_ERROR_MODEL;
-    if (memcmp(lmz_lm_hash(lm), h->model_hash, 32) != 0) {
-        lmz_lm_free(lm);
-        return LMZ_ERROR_MODEL;
-    }
-    *out = lm;
-    return LMZ_OK;
+    char msg[512];
+    return lmz_lm_open(ref, &lp, h->model_hash, out, msg, sizeof msg);
 }
 
 /* original bytes gathered for one lockstep batch of frames apart (groups of
  * one): each has its own ensemble, up to ~40 MB for a 256K frame */
 #define BATCH_BYTES (8u << 20)
 
+/* Memory one frame takes while its batch decodes: its buffers, a byte
+ * model's tables, a language model's working memory. */
+static uint64_t frame_need(const lmz_frame_header *fh, unsigned table_bits, const lmz_lm *lm)
+{
+    uint64_t m = (uint64_t)fh->comp_size + fh->orig_size;
+    if (fh->method == LMZ_METHOD_BYTEMODEL || fh->method == LMZ_METHOD_RUNS)
+        m += lmz_bytemodel_mem(lmz_bytemodel_table_bits(fh->orig_size, table_bits));
+    if (fh->method == LMZ_METHOD_LM && lm) m += lmz_lm_mem_frame(lm, fh->orig_size);
+    return m;
+}
+
 static int decompress_limited(const lmz_dparams *dp, const lmz_io *io, uint64_t out_limit)
 {
     if (!dp || !io || !io->read || !io->write) return LMZ_ERROR_PARAM;
-    unsigned nt = resolve_threads(dp->threads);
+    unsigned nt = resolve_threads(dp->threads, dp->force_threads);
+    uint64_t memlimit = dp->memlimit ? dp->memlimit : lmz_memlimit_default();
+    if (dp->mem_needed) *dp->mem_needed = 0;
+    if (dp->frames_at_once) *dp->frames_at_once = 0;
     unsigned nj = nt > LMZ_LM_BATCH ? nt : LMZ_LM_BATCH;
     reader *r = malloc(sizeof *r);
     djob *jobs = calloc(nj, sizeof *jobs);
     dbuf *bufs = calloc(nj, sizeof *bufs);
     lmz_lm_frame *lf = calloc(nj, sizeof *lf);
     lmz_lm *lm = NULL;
+    model_cache mc = {NULL};
     XXH64_state_t *xs = XXH64_createState();
     int err = (r && jobs && bufs && lf && xs) ? LMZ_OK : LMZ_ERROR_NOMEM;
     if (r) {
@@ -649,34 +919,55 @@ static int decompress_limited(const lmz_dparams *dp, const lmz_io *io, uint64_t 
         lmz_header h;
         if ((err = stream_begin(r, &h, si == 0)) != LMZ_OK) break;
         lmz_lm_free(lm);
-        if ((err = stream_model(&h, dp, nt, &lm)) != LMZ_OK) break;
+        if ((err = stream_model(&h, dp, nt, &mc, &lm)) != LMZ_OK) break;
         XXH64_reset(xs, 0);
         uint64_t total = 0, frames = 0;
-        int stream_done = 0;
-        /* with a model: a group, or with groups of one, a batch of frames */
+        int stream_done = 0, carried = 0;
+        lmz_frame_header next;
+        /* with a model: a group, or with groups of one, a batch of frames;
+         * fewer when the memory limit says so (not inside a group) */
         unsigned nb = !lm ? nt : h.group > 1 ? h.group : LMZ_LM_BATCH;
         while (!err && !stream_done) {
             unsigned k = 0;
-            uint64_t batch_bytes = 0;
-            while (k < nb && (h.group > 1 || batch_bytes < BATCH_BYTES)) { /* gather a batch of frames */
-                uint8_t type;
-                if ((err = rd_exact(r, &type, 1)) != LMZ_OK) break;
-                if (type == LMZ_BLOCK_END) {
-                    stream_done = 1;
-                    break;
-                }
-                if (type != LMZ_BLOCK_FRAME) {
-                    err = LMZ_ERROR_CORRUPT;
-                    break;
-                }
-                uint8_t fb[LMZ_FRAME_HEADER_SIZE - 1];
+            uint64_t batch_bytes = 0, need = 0;
+            if (lm && h.group > 1) need = lmz_lm_mem_group(lm, (uint64_t)h.frame_size * h.group);
+            while (k < nb && (!lm || h.group > 1 || batch_bytes < BATCH_BYTES)) { /* gather a batch of frames */
                 djob *j = &jobs[k];
-                if ((err = rd_exact(r, fb, sizeof fb)) != LMZ_OK) break;
-                if ((err = lmz_frame_header_parse(fb, &h, &j->fh)) != LMZ_OK) break;
+                if (carried) {
+                    j->fh = next;
+                    carried = 0;
+                } else {
+                    uint8_t type;
+                    if ((err = rd_exact(r, &type, 1)) != LMZ_OK) break;
+                    if (type == LMZ_BLOCK_END) {
+                        stream_done = 1;
+                        break;
+                    }
+                    if (type != LMZ_BLOCK_FRAME) {
+                        err = LMZ_ERROR_CORRUPT;
+                        break;
+                    }
+                    uint8_t fb[LMZ_FRAME_HEADER_SIZE - 1];
+                    if ((err = rd_exact(r, fb, sizeof fb)) != LMZ_OK) break;
+                    if ((err = lmz_frame_header_parse(fb, &h, &j->fh)) != LMZ_OK) break;
+                }
                 if (out_total + j->fh.orig_size > out_limit) {
                     err = LMZ_ERROR_DST_SIZE;
                     break;
                 }
+                uint64_t fneed = frame_need(&j->fh, h.table_bits, lm);
+                if (lm && h.group == 1 && j->fh.method == LMZ_METHOD_LM) fneed += lmz_lm_mem_group(lm, j->fh.orig_size);
+                if (need + fneed > memlimit) {
+                    if (k > 0 && (!lm || h.group == 1)) { /* this frame starts the next batch */
+                        next = j->fh;
+                        carried = 1;
+                        break;
+                    }
+                    if (dp->mem_needed) *dp->mem_needed = need + fneed;
+                    err = LMZ_ERROR_MEMLIMIT;
+                    break;
+                }
+                need += fneed;
                 dbuf *b = &bufs[k];
                 if ((err = payload_read(r, &b->payload, &b->payload_cap, j->fh.comp_size)) != LMZ_OK)
                     break;
@@ -698,6 +989,8 @@ static int decompress_limited(const lmz_dparams *dp, const lmz_io *io, uint64_t 
             }
             if (err) break;
             if (k) decode_batch(lm, h.group, jobs, k, nt, lf);
+            if (dp->frames_at_once && (lm ? k : k < nt ? k : nt) > *dp->frames_at_once)
+                *dp->frames_at_once = lm ? k : k < nt ? k : nt;
             for (unsigned i = 0; i < k && !err; i++) {
                 if ((err = jobs[i].err) != LMZ_OK) break;
                 if (io->write(io->opaque, jobs[i].dst, jobs[i].fh.orig_size)) {
@@ -717,6 +1010,7 @@ static int decompress_limited(const lmz_dparams *dp, const lmz_io *io, uint64_t 
         else if (e_hash != XXH64_digest(xs)) err = LMZ_ERROR_CHECKSUM;
     }
     lmz_lm_free(lm);
+    lmz_model_unload(mc.own);
     free(lf);
     if (bufs)
         for (unsigned i = 0; i < nj; i++) {
@@ -732,7 +1026,9 @@ static int decompress_limited(const lmz_dparams *dp, const lmz_io *io, uint64_t 
 
 int lmz_decompress_stream(unsigned threads, const lmz_io *io)
 {
-    lmz_dparams dp = {threads, NULL, NULL, NULL};
+    lmz_dparams dp;
+    memset(&dp, 0, sizeof dp);
+    dp.threads = threads;
     return decompress_limited(&dp, io, UINT64_MAX);
 }
 
@@ -891,7 +1187,9 @@ int lmz_compress_buffer(const lmz_params *p, const void *src, size_t n, void *ds
 int lmz_decompress_buffer(unsigned threads, const void *src, size_t n, void *dst, size_t cap,
                           size_t *out_len)
 {
-    lmz_dparams dp = {threads, NULL, NULL, NULL};
+    lmz_dparams dp;
+    memset(&dp, 0, sizeof dp);
+    dp.threads = threads;
     return lmz_decompress_buffer_ex(&dp, src, n, dst, cap, out_len);
 }
 

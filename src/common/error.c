@@ -23,6 +23,7 @@ const char *lmz_error_name(int code)
         [LMZ_ERROR_THREAD] = "cannot start thread",
         [LMZ_ERROR_DST_SIZE] = "destination buffer too small",
         [LMZ_ERROR_EMPTY] = "empty input (no .lmz stream)",
+        [LMZ_ERROR_MEMLIMIT] = "memory limit exceeded",
     };
     if (code < 0 || code >= LMZ_ERROR_COUNT_ || !names[code]) return "unknown error code";
     return names[code];

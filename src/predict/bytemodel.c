@@ -697,10 +697,7 @@ void lmz_bytemodel_decode(lmz_bytemodel *m, lmz_rc_dec *rc, uint8_t *dst, size_t
     bm_ctx *s = &m->own;
     start(m, s, dst);
     for (size_t i = 0; i < n; i++) {
-        if (rc->overrun || rc->corrupt) { /* damaged: stop early, keep dst defined */
-            memset(dst + i, 0, n - i);
-            return;
-        }
+        if (rc->overrun || rc->corrupt) return; /* damaged: stop at once (the caller drops dst) */
         for (int b = 7; b >= 0; b--) {
             int y = lmz_rc_decode_bit(rc, (uint32_t)predict(m, s) << 4);
             if (b == 0) dst[i] = (uint8_t)((s->c0 << 1) | (uint32_t)y);

@@ -55,7 +55,8 @@ void lmz_bytemodel_encode(lmz_bytemodel *m, lmz_rc_enc *rc,
                           const uint8_t *src, size_t n);
 
 /* Decode n bytes into dst[0..n); never writes outside it, whatever the input.
- * Damage shows up in the decoder's flags and in the frame checksum. */
+ * Damage shows up in the decoder's flags (decoding stops at the first sign
+ * of it: the rest of dst is then undefined) and in the frame checksum. */
 void lmz_bytemodel_decode(lmz_bytemodel *m, lmz_rc_dec *rc, uint8_t *dst,
                           size_t n);
 

@@ -50,8 +50,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(d);
     }
     /* the same input through the decoder with a model at hand */
-    const char *model = getenv("LMZ_FUZZ_MODEL");
-    lmz_dparams dp = {1, model ? model : "tests/models/tiny-dsrn.gguf", NULL, NULL};
+    static lmz_model_ref *ref; /* loaded once, shared by every input */
+    static int loaded;
+    if (!loaded) {
+        const char *model = getenv("LMZ_FUZZ_MODEL");
+        lmz_model_load(model ? model : "tests/models/tiny-dsrn.gguf", &ref, NULL, 0);
+        loaded = 1;
+    }
+    lmz_dparams dp;
+    memset(&dp, 0, sizeof dp);
+    dp.threads = 1;
+    dp.model_ref = ref;
+    dp.model = ref ? NULL : "tests/models/tiny-dsrn.gguf";
+    dp.memlimit = 512u << 20;
     e = lmz_decompress_buffer_ex(&dp, data, size, dst, DST_CAP, &out);
     if (e < 0 || e >= LMZ_ERROR_COUNT_ || out > DST_CAP) abort();
     lmz_list_callbacks cb = {NULL, on_frame, NULL, NULL};

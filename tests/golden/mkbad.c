@@ -6,7 +6,11 @@
  *
  *   mkbad MODE IN.lmz OUT.lmz
  *   MODE: setting | profile | model | frame-too-big | comp-too-big |
- *         frame-xxh | end-count | end-hash | block-type | frame-size-zero
+ *         frame-xxh | end-count | end-hash | block-type | frame-size-zero |
+ *         set:ID:VALUE (a setting's value, the header check recomputed) |
+ *         name:NAME (the model name, any bytes but NUL) |
+ *         bomb (the first frame and the frame size setting declare 1 GiB,
+ *               the payload stays as it is)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +52,36 @@ int main(int argc, char **argv)
 
     static uint8_t out[sizeof buf + 64];
     size_t m = 0;
+    if (!strncmp(mode, "set:", 4) || !strcmp(mode, "bomb")) {
+        unsigned id = 1;
+        unsigned long long v = 1ull << 30;
+        if (mode[0] == 's' && sscanf(mode + 4, "%u:%llu", &id, &v) != 2) return 1;
+        memcpy(out, buf, n);
+        m = n;
+        int hit = 0;
+        for (size_t i = 0; i < buf[nset]; i++)
+            if (out[nset + 1 + 9 * i] == id) lmz_put_u64(out + nset + 2 + 9 * i, v), hit = 1;
+        if (!hit) return 1;
+        recheck(out, hend);
+        if (!strcmp(mode, "bomb")) {
+            lmz_put_u32(out + frame + 2, 1u << 30);
+            recheck(out + frame, 18);
+        }
+    } else if (!strncmp(mode, "name:", 5)) {
+        const char *name = mode + 5;
+        memcpy(out, buf, model);
+        m = model;
+        out[m++] = (uint8_t)strlen(name);
+        memcpy(out + m, name, strlen(name));
+        m += strlen(name);
+        size_t skip = model + 1 + buf[model];
+        memcpy(out + m, buf + skip, hend - skip);
+        m += hend - skip;
+        recheck(out, m);
+        m += 4;
+        memcpy(out + m, buf + frame, n - frame);
+        m += n - frame;
+    } else
     if (!strcmp(mode, "setting") || !strcmp(mode, "profile") || !strcmp(mode, "model") ||
         !strcmp(mode, "frame-size-zero")) {
         /* rebuild the header with one change */

@@ -321,3 +321,91 @@ TEST(stream_list_and_peek)
     free(c);
     free(src);
 }
+
+/* Method 3: runs of one byte cut out, wherever they sit in a frame. */
+TEST(stream_runs_round_trip)
+{
+    size_t n = 200000;
+    uint8_t *src = random_bytes(n, 77);
+    /* a run at the start, one of exactly LMZ_RUN_MIN, one a byte short of it,
+     * two touching runs of different bytes, one at the very end */
+    memset(src, 0, 3000);
+    memset(src + 10000, 0xAB, LMZ_RUN_MIN);
+    memset(src + 20000, 0xCD, LMZ_RUN_MIN - 1);
+    memset(src + 30000, 1, 5000);
+    memset(src + 35000, 2, 7000);
+    memset(src + n - 4000, 0, 4000);
+    size_t c1 = round_trip(src, n, 64 << 10, 2);
+    CHECK(c1 < n - 15000); /* the runs cost next to nothing */
+    /* a frame of one byte alone: no literals at all */
+    memset(src, 'z', n);
+    CHECK(round_trip(src, n, 1 << 20, 1) < 200);
+    CHECK(round_trip(src, 1, 1 << 20, 1) > 0);
+    free(src);
+}
+
+TEST(stream_memlimit)
+{
+    size_t n = 300000, clen, dlen;
+    uint8_t *src = random_bytes(n, 5), *d = malloc(n);
+    for (size_t i = 0; i < n; i++) src[i] &= 0x1F; /* compressible: byte model frames */
+    uint8_t *c = compress_buf(src, n, 64 << 10, 1, &clen);
+    lmz_dparams dp;
+    memset(&dp, 0, sizeof dp);
+    uint64_t needed = 0;
+    unsigned at_once = 0;
+    dp.threads = 4;
+    dp.force_threads = 1;
+    dp.memlimit = 1 << 20;
+    dp.mem_needed = &needed;
+    dp.frames_at_once = &at_once;
+    CHECK_EQ_U64(lmz_decompress_buffer_ex(&dp, c, clen, d, n, &dlen), LMZ_ERROR_MEMLIMIT);
+    CHECK(needed > dp.memlimit && needed < (64u << 20));
+    dp.memlimit = needed + needed / 2; /* one frame at a time fits, not two */
+    CHECK_EQ_U64(lmz_decompress_buffer_ex(&dp, c, clen, d, n, &dlen), LMZ_OK);
+    CHECK(dlen == n && memcmp(d, src, n) == 0);
+    CHECK_EQ_U64(at_once, 1);
+    dp.memlimit = UINT64_MAX; /* all four threads */
+    CHECK_EQ_U64(lmz_decompress_buffer_ex(&dp, c, clen, d, n, &dlen), LMZ_OK);
+    CHECK_EQ_U64(at_once, 4);
+    CHECK(lmz_memlimit_default() >= (64u << 20));
+    CHECK(lmz_cores_available() >= 1);
+    free(src);
+    free(c);
+    free(d);
+}
+
+/* One loaded model serves compression and decompression; a path that is
+ * not a model gives an error naming it. */
+TEST(stream_model_ref)
+{
+    char err[512];
+    lmz_model_ref *r = NULL;
+    CHECK_EQ_U64(lmz_model_load("tests/models/no-such.gguf", &r, err, sizeof err), LMZ_ERROR_MODEL);
+    CHECK(r == NULL && strstr(err, "tests/models/no-such.gguf: ") != NULL);
+    CHECK_EQ_U64(lmz_model_load("tests/models/tiny-dsrn.gguf", &r, err, sizeof err), LMZ_OK);
+    if (!r) return;
+    CHECK(strcmp(lmz_model_ref_name(r), "tiny-dsrn") == 0);
+    const char *text = "It was the best of times, it was the worst of times, it was the age of wisdom. ";
+    size_t n = strlen(text) * 30, clen, dlen;
+    uint8_t *src = malloc(n), *d = malloc(n);
+    for (size_t i = 0; i < n; i++) src[i] = (uint8_t)text[i % strlen(text)];
+    lmz_params p;
+    lmz_params_default(&p);
+    p.model_ref = r;
+    size_t cap = lmz_compress_bound(n, LMZ_FRAME_SIZE_MIN);
+    uint8_t *c = malloc(cap);
+    CHECK_EQ_U64(lmz_compress_buffer(&p, src, n, c, cap, &clen), LMZ_OK);
+    lmz_stream_info si;
+    CHECK_EQ_U64(lmz_peek_header(c, clen, &si), LMZ_OK);
+    CHECK(strcmp(si.model, "tiny-dsrn") == 0 && si.frame_size == (16u << 10) && si.group == 64);
+    lmz_dparams dp;
+    memset(&dp, 0, sizeof dp);
+    dp.model_ref = r;
+    CHECK_EQ_U64(lmz_decompress_buffer_ex(&dp, c, clen, d, n, &dlen), LMZ_OK);
+    CHECK(dlen == n && memcmp(d, src, n) == 0);
+    lmz_model_unload(r);
+    free(src);
+    free(c);
+    free(d);
+}
