@@ -112,38 +112,277 @@ static float reduce16(const float *l)
     return c[0] + c[1];
 }
 
+/* Four exact FMAs side by side (lmz_fma_exact, lane by lane the same
+ * operations), in GCC/Clang vector extensions: plain IEEE double arithmetic
+ * that compiles to SSE2 on any x86-64 and to NEON on AArch64, so the
+ * portable path runs at vector speed without an FMA unit or a libm call. */
+#if !defined(__GNUC__)
+#error "the portable kernels use GCC/Clang vector extensions"
+#endif
+typedef double v4d __attribute__((vector_size(32)));
+typedef double v2d __attribute__((vector_size(16)));
+typedef int64_t v2l __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+typedef float v4f __attribute__((vector_size(16)));
+
+/* p + c rounded to odd, two lanes (16-byte vectors: the compares stay
+ * vector compares on SSE2) */
+static inline v2d sum_odd2(v2d p, v2d cd)
+{
+    v2d s = p + cd;
+    v2d bp = s - p;
+    v2d e = (p - (s - bp)) + (cd - bp);
+    v2l u = (v2l)s;
+    v2l inexact = (e < 0) | (e > 0);         /* -1 where s lost something (never for NaN e) */
+    v2l even = (u & 1) - 1;                  /* -1 where the last bit is 0 */
+    v2l same = ~((e > 0) ^ (s > 0));         /* -1 where p + c lies beyond s, away from zero */
+    v2l step = (same & 2) - 1;               /* +1 away from zero, -1 toward it */
+    u += inexact & even & step;
+    return (v2d)u;
+}
+
+static inline v4f fma_exact4(v4f a, v4f b, v4f c)
+{
+    v4d p = __builtin_convertvector(a, v4d) * __builtin_convertvector(b, v4d);
+    v4d cd = __builtin_convertvector(c, v4d);
+    v2d ph[2], ch[2];
+    memcpy(ph, &p, sizeof p);
+    memcpy(ch, &cd, sizeof cd);
+    ph[0] = sum_odd2(ph[0], ch[0]);
+    ph[1] = sum_odd2(ph[1], ch[1]);
+    memcpy(&p, ph, sizeof p);
+    return __builtin_convertvector(p, v4f);
+}
+
+/* The portable kernels are SSE2 code without VEX encoding. On a CPU with
+ * AVX, code elsewhere (the C library, the AVX2 clones) may leave the upper
+ * halves of the vector registers dirty, and every legacy SSE instruction
+ * then waits on them (measured here: 3x slower). vzeroupper on entry
+ * clears them; CPUs without AVX have nothing to clear (and no such
+ * instruction). */
+#if defined(__x86_64__) && defined(__GNUC__)
+static inline void clean_upper(void)
+{
+    static int avx = -1;
+    if (avx < 0) avx = __builtin_cpu_supports("avx") ? 1 : 0;
+    if (avx) __asm__ volatile("vzeroupper" ::: "memory");
+}
+#else
+static inline void clean_upper(void) {}
+#endif
+
+/* 16 lanes as doubles holding floats (exactly): widened weights and
+ * activations, and the running sums of the portable dot products. On
+ * x86-64 in SSE2 registers (part of every x86-64 CPU), elsewhere in the
+ * compiler's vector extensions. */
+#if defined(__SSE2__)
+#include <emmintrin.h>
+typedef struct {
+    __m128d v[8];
+} lanes16;
+
+static inline void widen16(const float *w, lanes16 *d)
+{
+    for (int j = 0; j < 4; j++) {
+        __m128 f = _mm_loadu_ps(w + 4 * j);
+        d->v[2 * j] = _mm_cvtps_pd(f);
+        d->v[2 * j + 1] = _mm_cvtps_pd(_mm_movehl_ps(f, f));
+    }
+}
+
+static inline void narrow16(const lanes16 *acc, float *l)
+{
+    for (int j = 0; j < 4; j++)
+        _mm_storeu_ps(l + 4 * j, _mm_movelh_ps(_mm_cvtpd_ps(acc->v[2 * j]), _mm_cvtpd_ps(acc->v[2 * j + 1])));
+}
+
+/* acc = fma(w, x, acc) lane by lane, exactly. Fast path: s = w x + acc in
+ * double (the product is exact), rounded to float. That is the correctly
+ * rounded fma unless s sits exactly on a midpoint between two floats (its
+ * low 29 bits 1000...0: the exact sum may lie on either side of it) or is
+ * a nonzero sum in float's subnormal range (fewer bits kept): anywhere else
+ * the exact sum lies within half a double unit of s and never across a
+ * float midpoint. A block with such a lane (rare) is done again with
+ * lmz_fma_exact. Only 32-bit compares (SSE2 has no 64-bit one). */
+static inline void step16(lanes16 *restrict acc, const lanes16 *restrict w, const lanes16 *restrict x)
+{
+    const __m128i low29 = _mm_set1_epi32(0x1FFFFFFF), mid = _mm_set1_epi32(0x10000000);
+    const __m128 absm = _mm_castsi128_ps(_mm_set1_epi32(INT32_MAX)), tiny = _mm_set1_ps(0x1p-126f);
+    __m128 risky = _mm_setzero_ps(), small = _mm_setzero_ps();
+    __m128d nv[8];
+    for (int j = 0; j < 8; j += 2) {
+        __m128d s0 = _mm_add_pd(_mm_mul_pd(w->v[j], x->v[j]), acc->v[j]);
+        __m128d s1 = _mm_add_pd(_mm_mul_pd(w->v[j + 1], x->v[j + 1]), acc->v[j + 1]);
+        /* the low 32 bits of the four sums side by side */
+        __m128i lo = _mm_castps_si128(_mm_shuffle_ps(_mm_castpd_ps(s0), _mm_castpd_ps(s1), _MM_SHUFFLE(2, 0, 2, 0)));
+        risky = _mm_or_ps(risky, _mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(lo, low29), mid)));
+        __m128 f = _mm_movelh_ps(_mm_cvtpd_ps(s0), _mm_cvtpd_ps(s1));
+        small = _mm_or_ps(small, _mm_cmplt_ps(_mm_and_ps(f, absm), tiny)); /* subnormal, or zero */
+        nv[j] = _mm_cvtps_pd(f);
+        nv[j + 1] = _mm_cvtps_pd(_mm_movehl_ps(f, f));
+    }
+    int bad = _mm_movemask_ps(risky);
+    if (__builtin_expect(_mm_movemask_ps(small) != 0, 0)) { /* exact zeros are exact: look closer */
+        const __m128d absd = _mm_castsi128_pd(_mm_set1_epi64x(INT64_MAX)), tinyd = _mm_set1_pd(0x1p-126);
+        for (int j = 0; j < 8; j++) {
+            __m128d a = _mm_and_pd(_mm_add_pd(_mm_mul_pd(w->v[j], x->v[j]), acc->v[j]), absd);
+            bad |= _mm_movemask_pd(_mm_and_pd(_mm_cmplt_pd(a, tinyd), _mm_cmpgt_pd(a, _mm_setzero_pd())));
+        }
+    }
+    if (__builtin_expect(!bad, 1)) {
+        memcpy(acc->v, nv, sizeof nv);
+        return;
+    }
+    float a[16], b[16], c[16];
+    narrow16(w, a);
+    narrow16(x, b);
+    narrow16(acc, c);
+    for (int j = 0; j < 16; j++) c[j] = lmz_fma_exact(a[j], b[j], c[j]);
+    widen16(c, acc);
+}
+#else
+typedef struct {
+    v4d v[4];
+} lanes16;
+
+static inline void widen16(const float *w, lanes16 *d)
+{
+    for (int j = 0; j < 4; j++) {
+        v4f a;
+        memcpy(&a, w + 4 * j, 16);
+        d->v[j] = __builtin_convertvector(a, v4d);
+    }
+}
+
+static inline void narrow16(const lanes16 *acc, float *l)
+{
+    for (int j = 0; j < 4; j++) {
+        v4f f = __builtin_convertvector(acc->v[j], v4f);
+        memcpy(l + 4 * j, &f, 16);
+    }
+}
+
+/* as the SSE2 step16 above, in vector extensions */
+static inline void step16(lanes16 *restrict acc, const lanes16 *restrict w, const lanes16 *restrict x)
+{
+    const v4i low29 = {0x1FFFFFFF, 0, 0x1FFFFFFF, 0}, mid = {0x10000000, 1, 0x10000000, 1};
+    const v4i absm = {INT32_MAX, INT32_MAX, INT32_MAX, INT32_MAX};
+    const v4f tiny = {0x1p-126f, 0x1p-126f, 0x1p-126f, 0x1p-126f};
+    v4d nv[4], sv[4];
+    v4i risky = {0, 0, 0, 0}, small = {0, 0, 0, 0};
+    for (int j = 0; j < 4; j++) {
+        v4d sd = w->v[j] * x->v[j] + acc->v[j];
+        v4i sh[2];
+        memcpy(sh, &sd, sizeof sd);
+        risky |= ((sh[0] & low29) == mid) | ((sh[1] & low29) == mid);
+        v4f f = __builtin_convertvector(sd, v4f);
+        small |= (v4f)((v4i)f & absm) < tiny; /* subnormal, or zero */
+        nv[j] = __builtin_convertvector(f, v4d);
+        sv[j] = sd;
+    }
+    if (__builtin_expect(small[0] | small[1] | small[2] | small[3], 0)) { /* exact zeros are exact: look closer */
+        const v2l absd = {INT64_MAX, INT64_MAX};
+        const v2d tinyd = {0x1p-126, 0x1p-126}, zero = {0, 0};
+        v2l sub = {0, 0};
+        v2d h[8];
+        memcpy(h, sv, sizeof sv);
+        for (int i = 0; i < 8; i++) {
+            v2d a = (v2d)((v2l)h[i] & absd);
+            sub |= (a < tinyd) & (a > zero);
+        }
+        risky |= (v4i)sub;
+    }
+    if (__builtin_expect(!(risky[0] | risky[1] | risky[2] | risky[3]), 1)) {
+        memcpy(acc->v, nv, sizeof nv);
+        return;
+    }
+    float a[16], b[16], c[16];
+    narrow16(w, a);
+    narrow16(x, b);
+    narrow16(acc, c);
+    for (int j = 0; j < 16; j++) c[j] = lmz_fma_exact(a[j], b[j], c[j]);
+    widen16(c, acc);
+}
+#endif
+
+/* l[j] = fma(w[j], x[j], l[j]) for the 16 lanes, exactly */
+static inline void fma16(float *restrict l, const float *restrict w, const float *restrict x)
+{
+    lanes16 a, b, c;
+    widen16(w, &a);
+    widen16(x, &b);
+    widen16(l, &c);
+    step16(&c, &a, &b);
+    narrow16(&c, l);
+}
+
+/* y[i] = fma(a, x[i], y[i]) for i < n, exactly */
+static void axpy_exact(float a, const float *x, float *y, size_t n)
+{
+    clean_upper();
+    size_t i = 0;
+    v4f av = {a, a, a, a};
+    for (; i + 4 <= n; i += 4) {
+        v4f b, c;
+        memcpy(&b, x + i, 16);
+        memcpy(&c, y + i, 16);
+        c = fma_exact4(av, b, c);
+        memcpy(y + i, &c, 16);
+    }
+    for (; i < n; i++) y[i] = lmz_fma_exact(a, x[i], y[i]);
+}
+
+/* elements k0 .. k0+m-1 (m <= 16) of a row as floats, exactly */
+static void row_block(const uint8_t *w, uint32_t type, size_t k0, size_t m, float *out)
+{
+    switch (type) {
+    case LMZ_GGML_F32: memcpy(out, w + 4 * k0, 4 * m); break;
+    case LMZ_GGML_F16:
+        for (size_t i = 0; i < m; i++) {
+            size_t k = k0 + i;
+            out[i] = lmz_f16_to_f32((uint16_t)(w[2 * k] | w[2 * k + 1] << 8));
+        }
+        break;
+    case LMZ_GGML_BF16:
+        for (size_t i = 0; i < m; i++) {
+            size_t k = k0 + i;
+            out[i] = lmz_bf16_to_f32((uint16_t)(w[2 * k] | w[2 * k + 1] << 8));
+        }
+        break;
+    default: /* Q8_0: 16 elements never straddle a 32-element block */
+        for (size_t i = 0; i < m; i++) {
+            size_t k = k0 + i;
+            const uint8_t *blk = w + 34 * (k / 32);
+            float d = lmz_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
+            out[i] = d * (float)(int8_t)blk[2 + k % 32]; /* exact */
+        }
+    }
+}
+
 static float dot_scalar(const void *wrow, uint32_t type, const float *x, size_t n)
 {
-    float l[16] = {0};
+    clean_upper();
+    float l[16], v[16];
+    lanes16 acc, wd, xd;
+    memset(&acc, 0, sizeof acc);
     const uint8_t *w = wrow;
-    switch (type) {
-    case LMZ_GGML_F32:
-        for (size_t k = 0; k < n; k++) {
-            float v;
-            memcpy(&v, w + 4 * k, 4);
-            l[k & 15] = fmaf(v, x[k], l[k & 15]);
+    if (!lmz_kernels_type_ok(type)) return NAN;
+    if (type == LMZ_GGML_Q8_0) n -= n % 32; /* whole blocks only */
+    size_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        if (type == LMZ_GGML_F32) {
+            widen16((const float *)(const void *)(w + 4 * k), &wd);
+        } else {
+            row_block(w, type, k, 16, v);
+            widen16(v, &wd);
         }
-        break;
-    case LMZ_GGML_F16:
-    case LMZ_GGML_BF16:
-        for (size_t k = 0; k < n; k++) {
-            uint16_t h = (uint16_t)(w[2 * k] | w[2 * k + 1] << 8);
-            float v = type == LMZ_GGML_F16 ? lmz_f16_to_f32(h) : lmz_bf16_to_f32(h);
-            l[k & 15] = fmaf(v, x[k], l[k & 15]);
-        }
-        break;
-    case LMZ_GGML_Q8_0:
-        for (size_t b = 0; b < n / 32; b++) {
-            const uint8_t *blk = w + 34 * b;
-            float d = lmz_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
-            for (size_t i = 0; i < 32; i++) {
-                size_t k = 32 * b + i;
-                float v = d * (float)(int8_t)blk[2 + i]; /* exact */
-                l[k & 15] = fmaf(v, x[k], l[k & 15]);
-            }
-        }
-        break;
-    default: return NAN;
+        widen16(x + k, &xd);
+        step16(&acc, &wd, &xd);
+    }
+    narrow16(&acc, l);
+    if (k < n) { /* the tail: missing elements are zeros, which leave a lane as it is */
+        row_block(w, type, k, n - k, v);
+        for (size_t j = 0; j < n - k; j++) l[j] = lmz_fma_exact(v[j], x[k + j], l[j]);
     }
     return reduce16(l);
 }
@@ -180,7 +419,24 @@ void lmz_dot4_f32(lmz_kpath p, const float *w, const float *const x[4], size_t n
         return;
     }
 #endif
-    for (int i = 0; i < 4; i++) out[i] = dot_scalar(w, LMZ_GGML_F32, x[i], n);
+    clean_upper();
+    lanes16 acc[4];
+    memset(acc, 0, sizeof acc);
+    size_t k = 0;
+    for (; k + 16 <= n; k += 16) { /* each weight block read and widened once for the four */
+        lanes16 wd, xd;
+        widen16(w + k, &wd);
+        for (int i = 0; i < 4; i++) {
+            widen16(x[i] + k, &xd);
+            step16(&acc[i], &wd, &xd);
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        float l[16];
+        narrow16(&acc[i], l);
+        for (size_t q = k; q < n; q++) l[q & 15] = lmz_fma_exact(w[q], x[i][q], l[q & 15]);
+        out[i] = reduce16(l);
+    }
 }
 
 void lmz_row_to_f32(lmz_kpath path, const void *wrow, uint32_t type, size_t n, float *out)
@@ -211,6 +467,36 @@ void lmz_row_to_f32(lmz_kpath path, const void *wrow, uint32_t type, size_t n, f
     }
 }
 
+/* The 16 dot products of 4 rows and 4 tokens on the portable path: each
+ * block of 16 weights and activations widened to double once for the whole
+ * tile, the 256 lanes kept as doubles holding floats (exactly), each step
+ * s = w x + l in double, rounded to float and back; a lane's block where
+ * that rounding may differ from the fused one (fma16d) is done again from
+ * its saved lanes through the round-to-odd sum. Same bits as 16 dots. */
+static void dot4x4_portable(const float *const w[4], const float *const x[4], size_t n, float *y, size_t ldy)
+{
+    clean_upper();
+    lanes16 acc[4][4];
+    memset(acc, 0, sizeof acc);
+    size_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        lanes16 wd[4], xd[4];
+        for (int i = 0; i < 4; i++) {
+            widen16(w[i] + k, &wd[i]);
+            widen16(x[i] + k, &xd[i]);
+        }
+        for (int r = 0; r < 4; r++)
+            for (int t = 0; t < 4; t++) step16(&acc[r][t], &wd[r], &xd[t]);
+    }
+    for (int r = 0; r < 4; r++)
+        for (int t = 0; t < 4; t++) {
+            float l[16];
+            narrow16(&acc[r][t], l);
+            for (size_t q = k; q < n; q++) l[q & 15] = lmz_fma_exact(w[r][q], x[t][q], l[q & 15]);
+            y[t * ldy + (size_t)r] = reduce16(l);
+        }
+}
+
 void lmz_dot4x4_f32(lmz_kpath p, const float *const w[4], const float *const x[4], size_t n, float *y,
                     size_t ldy)
 {
@@ -220,6 +506,10 @@ void lmz_dot4x4_f32(lmz_kpath p, const float *const w[4], const float *const x[4
         return;
     }
 #endif
+    if (p == LMZ_KPATH_SCALAR) {
+        dot4x4_portable(w, x, n, y, ldy);
+        return;
+    }
     float o[4];
     for (int r = 0; r < 4; r++) {
         lmz_dot4_f32(p, w[r], x, n, o);
@@ -242,7 +532,7 @@ void lmz_axpy(lmz_kpath p, float a, const float *x, float *y, size_t n)
     }
 #endif
     (void)p;
-    for (size_t i = 0; i < n; i++) y[i] = fmaf(a, x[i], y[i]);
+    axpy_exact(a, x, y, n);
 }
 
 void lmz_weighted_sum(lmz_kpath p, const float *w, size_t ws, size_t nq, const float *const *v,
@@ -278,12 +568,20 @@ void lmz_dot_keys16(lmz_kpath p, const float *kt, const float *q, size_t qs, siz
         return;
     }
 #endif
-    for (size_t h = 0; h < nq; h++)
+    clean_upper();
+    for (size_t h = 0; h < nq; h++) {
+        float lt[16][16] = {{0}}; /* lt[lane][key]: the keys side by side, for the compiler to vectorise */
+        for (size_t k = 0; k < n; k++) {
+            float qk[16];
+            for (int j = 0; j < 16; j++) qk[j] = q[h * qs + k];
+            fma16(lt[k & 15], kt + 16 * k, qk);
+        }
         for (size_t j = 0; j < 16; j++) {
-            float l[16] = {0};
-            for (size_t k = 0; k < n; k++) l[k & 15] = fmaf(kt[16 * k + j], q[h * qs + k], l[k & 15]);
+            float l[16];
+            for (int i = 0; i < 16; i++) l[i] = lt[i][j];
             out[h * ldo + j] = reduce16(l);
         }
+    }
 }
 
 void lmz_exp_array(lmz_kpath p, const float *x, float *y, size_t n)

@@ -59,3 +59,51 @@ TEST(detmath_bits_are_fixed)
     printf("  %08x %08x %08x %08x\n", u[0], u[1], u[2], u[3]);
     CHECK(u[0] == 0x402df854u && u[1] == 0x40135d8eu && u[2] == 0xbf01a12eu && u[3] == 0x3f5cc0eeu);
 }
+
+/* The portable exact FMA against the C library's fmaf (an FMA instruction
+ * or a correctly rounded routine): random operands over every exponent,
+ * cancellations, sums that land near a midpoint between two floats (where
+ * rounding twice goes wrong), subnormals, overflow, signed zeros. */
+static float rnd_float(unsigned long long *s, int emin, int emax)
+{
+    unsigned long long r = test_rand(s);
+    int e = emin + (int)(r % (unsigned)(emax - emin + 1));
+    uint32_t u = ((uint32_t)(r >> 8) & 0x7FFFFFu) | ((uint32_t)(e + 127) << 23) | ((r >> 40) & 1 ? 0x80000000u : 0);
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+static int same_bits(float a, float b) { return memcmp(&a, &b, 4) == 0; }
+
+TEST(fma_exact_matches_fmaf)
+{
+    unsigned long long s = 12345;
+    long bad = 0;
+    for (int i = 0; i < 2000000; i++) {
+        float a = rnd_float(&s, -30, 30), b = rnd_float(&s, -30, 30), c;
+        switch (i % 4) {
+        case 0: c = rnd_float(&s, -60, 60); break;
+        case 1: c = -(float)((double)a * b); break; /* cancellation: the rounding error is left */
+        case 2: { /* p near half a unit of c: a midpoint of c's neighbours */
+            int k = (int)(test_rand(&s) % 7) - 3;
+            c = ldexpf((float)((double)a * b), 24 + k) * ((test_rand(&s) & 1) ? 1.0f : -1.0f);
+            break;
+        }
+        default: c = rnd_float(&s, -126, -100); a = rnd_float(&s, -70, -50); b = rnd_float(&s, -70, -50); /* subnormal sums */
+        }
+        if (!same_bits(lmz_fma_exact(a, b, c), fmaf(a, b, c))) bad++;
+    }
+    CHECK_EQ_U64(bad, 0);
+    /* hand-made cases: just above and below the midpoint 1 + 2^-24 */
+    float one = 1.0f, up = 1.0f + ldexpf(1, -23), lo = 1.0f - ldexpf(1, -23), q = ldexpf(1, -24);
+    CHECK(same_bits(lmz_fma_exact(up, q, one), fmaf(up, q, one)));
+    CHECK(same_bits(lmz_fma_exact(lo, q, one), fmaf(lo, q, one)));
+    CHECK(same_bits(lmz_fma_exact(up, q, one), up));
+    CHECK(same_bits(lmz_fma_exact(0.0f, -1.0f, 0.0f), 0.0f));
+    CHECK(same_bits(lmz_fma_exact(-0.0f, 1.0f, -0.0f), -0.0f));
+    CHECK(same_bits(lmz_fma_exact(2.0f, 1.0f, -2.0f), 0.0f));
+    CHECK(same_bits(lmz_fma_exact(3e38f, 10.0f, 0.0f), INFINITY));
+    CHECK(same_bits(lmz_fma_exact(3e38f, 10.0f, -INFINITY), fmaf(3e38f, 10.0f, -INFINITY)));
+    CHECK(same_bits(lmz_fma_exact(ldexpf(1, -75), ldexpf(1, -75), 0.0f), fmaf(ldexpf(1, -75), ldexpf(1, -75), 0.0f)));
+}

@@ -261,3 +261,84 @@ TEST(kernels_weighted_sum_same_bits)
         }
     CHECK_EQ_U64(differ, 0);
 }
+
+/* The portable path's fast sum (double, rounded once) is checked lane by
+ * lane for the cases where it would differ from a fused multiply-add: sums
+ * on a midpoint between two floats and sums in the subnormal range. Rows
+ * built to hit both, every path against a plain fmaf loop in the order of
+ * kernels.h. */
+static float dot_ref(const float *w, const float *x, size_t n)
+{
+    float l[16] = {0};
+    for (size_t k = 0; k < n; k++) l[k & 15] = fmaf(w[k], x[k], l[k & 15]);
+    float a[8], b[4], c[2];
+    for (int j = 0; j < 8; j++) a[j] = l[j] + l[j + 8];
+    for (int j = 0; j < 4; j++) b[j] = a[j] + a[j + 4];
+    for (int j = 0; j < 2; j++) c[j] = b[j] + b[j + 2];
+    return c[0] + c[1];
+}
+
+TEST(kernels_portable_rounding_cases)
+{
+    unsigned long long seed = 99;
+    size_t n = 64 * 16;
+    float *w[4], *x[4];
+    for (int i = 0; i < 4; i++) {
+        w[i] = malloc(n * sizeof(float));
+        x[i] = malloc(n * sizeof(float));
+    }
+    int bad = 0, runs = 0;
+    for (int rep = 0; rep < 50; rep++) {
+        for (int i = 0; i < 4; i++)
+            for (size_t k = 0; k < n; k++) {
+                size_t blk = k / 16, lane = k % 16;
+                unsigned kind = (unsigned)((blk + (size_t)i + (size_t)rep) % 4);
+                if (blk == 0) { /* lanes start at c = 1 + 2^-23 */
+                    w[i][k] = 1.0f + 0x1p-23f;
+                    x[i][k] = 1.0f;
+                } else if (kind == 0 && (lane & 1)) {
+                    /* c + (1 + 2^-23)(2^-24 - 2^-47) = c + 2^-24 - 2^-70: just below the
+                     * midpoint c + 2^-24, so the fma keeps c; the double sum rounds onto
+                     * the midpoint and then to the even neighbour c + 2^-23 */
+                    w[i][k] = 1.0f + 0x1p-23f;
+                    x[i][k] = 0x1p-24f - 0x1p-47f;
+                } else if (kind == 0) { /* and the same just above: c - 2^-24 + 2^-70 */
+                    w[i][k] = -(1.0f + 0x1p-23f);
+                    x[i][k] = 0x1p-24f - 0x1p-47f;
+                } else if (kind == 1) { /* tiny products: subnormal partial sums */
+                    w[i][k] = (float)(int)(test_rand(&seed) % 17 - 8) * 0x1p-70f;
+                    x[i][k] = (float)(int)(test_rand(&seed) % 17 - 8) * 0x1p-70f;
+                } else if (kind == 2) { /* cancel the lane back to about 1 */
+                    w[i][k] = -1.0f;
+                    x[i][k] = 0.0f;
+                } else {
+                    w[i][k] = (float)((double)(test_rand(&seed) % 20001) / 10000.0 - 1.0);
+                    x[i][k] = (float)((double)(test_rand(&seed) % 20001) / 10000.0 - 1.0);
+                }
+            }
+        float want[4][4];
+        for (int r = 0; r < 4; r++)
+            for (int t = 0; t < 4; t++) want[r][t] = dot_ref(w[r], x[t], n);
+        for (int p = 0; p < LMZ_KPATH_COUNT; p++) {
+            if (!lmz_kpath_supported((lmz_kpath)p)) continue;
+            float y[16], o[4];
+            lmz_dot4x4_f32((lmz_kpath)p, (const float *const *)w, (const float *const *)x, n, y, 4);
+            for (int r = 0; r < 4; r++) {
+                lmz_dot4_f32((lmz_kpath)p, w[r], (const float *const *)x, n, o);
+                for (int t = 0; t < 4; t++) {
+                    float d = lmz_dot((lmz_kpath)p, w[r], LMZ_GGML_F32, x[t], n);
+                    bad += memcmp(&y[t * 4 + r], &want[r][t], 4) != 0;
+                    bad += memcmp(&o[t], &want[r][t], 4) != 0;
+                    bad += memcmp(&d, &want[r][t], 4) != 0;
+                    runs += 3;
+                }
+            }
+        }
+    }
+    CHECK_EQ_U64(bad, 0);
+    CHECK(runs > 0);
+    for (int i = 0; i < 4; i++) {
+        free(w[i]);
+        free(x[i]);
+    }
+}
