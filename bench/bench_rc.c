@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-#include "codec/cdf.h"
-#include "codec/rangecoder.h"
+#include "predict/cdf.h"
+#include "common/rangecoder.h"
 
 static double now(void)
 {

@@ -143,6 +143,26 @@ typedef struct {
     unsigned force_threads; /* 1: `threads` as given, even beyond the cores */
 } lmz_params;
 
+/* ---- the settings a stream records (one table: lmz_settings) ------------ */
+typedef struct {
+    const char *name;      /* lmzip's option without the dashes: "ngram-bits" */
+    unsigned id;           /* its id in a stream header (docs/FORMAT.md) */
+    int model_only;        /* recorded by language-model streams only */
+    double min, max;       /* bounds of the value */
+    double def;            /* default (0 for frame-size and group: chosen per file) */
+    const char *help;
+} lmz_setting;
+
+/* The table, in header id order. @return count entries (static storage). */
+const lmz_setting *lmz_settings(size_t *count);
+
+/* Set the setting `name` of p to value after checking it against its
+ * bounds (zstd's ZSTD_CCtx_setParameter): frame-size, table-bits, parts,
+ * mixer, ngram-bits, cdf-bits, bias-lr, mix-lr, text-min, window, skip (in
+ * bits), group; 0 for frame-size and group asks for the automatic choice.
+ * @return LMZ_OK or LMZ_ERROR_PARAM (unknown name, value out of bounds). */
+int lmz_params_set(lmz_params *p, const char *name, double value);
+
 /* Open the model at path as compression would, and close it: LMZ_OK, or
  * LMZ_ERROR_MODEL with the reason in err (a missing file, a broken GGUF,
  * an architecture or tokenizer this build cannot run). */

@@ -30,8 +30,8 @@ typedef enum { MODE_COMPRESS, MODE_DECOMPRESS, MODE_TEST, MODE_LIST } mode_t_;
 typedef struct {
     mode_t_ mode;
     int to_stdout, force, remove_input, verbose, quiet;
-    const char *lm_opt;     /* the first option given that only a model stream uses */
-    const char *comp_opt;   /* the first option given that only compression uses */
+    const char *lm_opt;     /* the first option given that only a model stream uses (no dashes) */
+    const char *comp_opt;   /* the first option given that only compression uses (no dashes) */
     const char *out_path;
     const char *model_arg;  /* -m as given; NULL: the default */
     char model_path[PATH_MAX];
@@ -91,6 +91,55 @@ static int close_stdout(int status)
     return status;
 }
 
+/* a setting's bounds as -h and the messages write them */
+static const char *bounds(const lmz_setting *st, char *buf, size_t cap)
+{
+    if (!strcmp(st->name, "frame-size")) snprintf(buf, cap, "1K..1G");
+    else snprintf(buf, cap, "%.15g..%.15g", st->min, st->max);
+    return buf;
+}
+
+/* text wrapped to the right of column 24 */
+static void wrapped(FILE *f, const char *text)
+{
+    size_t col = 24;
+    while (*text) {
+        size_t n = strcspn(text, " ");
+        if (col + n + 1 > 79 && col > 24) {
+            fprintf(f, "\n%24s", "");
+            col = 24;
+        }
+        fprintf(f, "%s%.*s", col > 24 ? " " : "", (int)n, text);
+        col += n + (col > 24);
+        text += n;
+        while (*text == ' ') text++;
+    }
+    fputc('\n', f);
+}
+
+/* the settings a stream records, from the library's table */
+static void settings_help(FILE *f)
+{
+    size_t n;
+    const lmz_setting *t = lmz_settings(&n);
+    fprintf(f, "Settings recorded in the file (-B is --frame-size; the others after\n"
+               "--table-bits are for language-model streams):\n");
+    for (size_t i = 0; i < n; i++) {
+        char opt[40], b[64], text[512];
+        snprintf(opt, sizeof opt, "--%s=%s", t[i].name,
+                 !strcmp(t[i].name, "parts") ? "LIST" : !strcmp(t[i].name, "mixer") ? "prob|log" : "N");
+        if (!strcmp(t[i].name, "frame-size") || !strcmp(t[i].name, "group") || !strcmp(t[i].name, "parts") ||
+            !strcmp(t[i].name, "mixer"))
+            snprintf(text, sizeof text, "%s", t[i].help);
+        else
+            snprintf(text, sizeof text, "%s (%s, default %.15g)", t[i].help, bounds(&t[i], b, sizeof b), t[i].def);
+        fprintf(f, "      %-17s", opt);
+        if (strlen(opt) > 17) fprintf(f, "\n%24s", "");
+        else fputc(' ', f);
+        wrapped(f, text);
+    }
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -117,25 +166,9 @@ static void usage(FILE *f)
             "                        byte model); default: the folders' 'default' model,\n"
             "                        else none. Decompression finds the model a file\n"
             "                        names in the folders unless -m is given\n"
-            "  -B SIZE, --frame-size=SIZE  bytes per independent frame, with K/M/G\n"
-            "                        suffixes (default 4M; with a model a sixteenth of\n"
-            "                        the file, 16K..256K; 1K..1G, with a model at most 64M)\n"
-            "Language-model settings (recorded in the file):\n"
-            "      --parts=LIST      ensemble parts: model,ngram,bias,match or all\n"
-            "      --mixer=prob|log  mixing in probability space or log domain (default log)\n"
-            "      --ngram-bits=N    n-gram memory: 2^N 32-byte buckets per order at most\n"
-            "                        (8..24, default 20)\n"
-            "      --cdf-bits=N      frequency total 2^N (16..24, default 24)\n"
-            "      --text-min=N      shortest text segment in bytes (default 64)\n"
-            "      --window=N        llama KV window in tokens (default the model's)\n"
-            "      --bias-lr=X, --mix-lr=X  learning rates (default 0.3, 0.00025)\n"
-            "      --profile=NAME    det-f32-v4 (default), or det-f32-v3 for older lmzip\n"
-            "      --group=N         frames whose text shares one ensemble, decoded side\n"
-            "                        by side (1..64, at most 64M of frames; default 64)\n"
-            "      --skip=BITS       code a token without the model when the n-gram and\n"
-            "                        match blend's entropy is below BITS (default 0: never)\n"
-            "      --table-bits=N    byte model memory: 2^N 16-byte slots (12..24,\n"
-            "                        default 22 = 64 MiB per thread at most)\n"
+            "      --profile=NAME    det-f32-v4 (default), or det-f32-v3 for older lmzip\n");
+    settings_help(f);
+    fprintf(f,
             "  -v, --verbose         more messages (-l: every frame)\n"
             "  -q, --quiet           no messages but errors\n"
             "  -h, --help            this help\n"
@@ -776,15 +809,6 @@ static int parse_uint(const char *s, unsigned max, unsigned *v)
     return 0;
 }
 
-/* a number in [0, max] */
-static int parse_real(const char *s, double max, double *x)
-{
-    char *end;
-    errno = 0;
-    *x = strtod(s, &end);
-    return errno || end == s || *end || !(*x >= 0 && *x <= max) ? -1 : 0;
-}
-
 /* "model,ngram,bias,match" or "all" into LMZ_PART_* bits */
 static int parse_parts(const char *s, unsigned *out)
 {
@@ -806,6 +830,44 @@ static int parse_parts(const char *s, unsigned *out)
     }
     if (!bits) return -1;
     *out = bits;
+    return 0;
+}
+
+/* a finite number, the whole string */
+static int parse_number(const char *s, double *x)
+{
+    char *end;
+    errno = 0;
+    *x = strtod(s, &end);
+    return errno || end == s || *end || !(*x - *x == 0) ? -1 : 0;
+}
+
+/* the setting called name[0..len) in the library's table, or NULL */
+static const lmz_setting *setting_named(const char *name, size_t len)
+{
+    size_t n;
+    const lmz_setting *t = lmz_settings(&n);
+    for (size_t i = 0; i < n; i++)
+        if (strlen(t[i].name) == len && !strncmp(t[i].name, name, len)) return &t[i];
+    return NULL;
+}
+
+/* --NAME=v for a setting of the table: parsed (a size with K/M/G for
+ * frame-size, a number otherwise), checked against the table's bounds by
+ * the library. @return 0, or -1 after a message. */
+static int set_option(options *o, const lmz_setting *st, const char *v)
+{
+    double x = 0;
+    uint64_t sz;
+    int ok = !strcmp(st->name, "frame-size") ? parse_size(v, &sz) == 0 && (x = (double)sz) > 0 : parse_number(v, &x) == 0;
+    if (ok && !strcmp(st->name, "group") && x == 0) ok = 0; /* automatic: leave it out */
+    if (!ok || lmz_params_set(&o->params, st->name, x) != LMZ_OK) {
+        char b[64];
+        fprintf(stderr, "%s: bad --%s (%s)\n", prog, st->name, bounds(st, b, sizeof b));
+        return -1;
+    }
+    if (!o->comp_opt) o->comp_opt = st->name;
+    if (st->model_only && !o->lm_opt) o->lm_opt = st->name;
     return 0;
 }
 
@@ -833,6 +895,7 @@ int main(int argc, char **argv)
             continue;
         }
         if (a[1] == '-') {
+            const lmz_setting *st;
             const char *val = strchr(a, '=');
             size_t klen = val ? (size_t)(val - a) : strlen(a);
 #define LONG(name) (klen == strlen(name) && strncmp(a, name, klen) == 0)
@@ -841,8 +904,7 @@ int main(int argc, char **argv)
 /* a flag: --name=VALUE is refused, not ignored */
 #define FLAG(name) (LONG(name) && (!val || (fprintf(stderr, "%s: option %s takes no value\n", prog, name), exit(1), 0)))
 /* an option of language-model streams only, or of compression only */
-#define LMOPT(name) (LONG(name) && (o.lm_opt = o.lm_opt ? o.lm_opt : name, o.comp_opt = o.comp_opt ? o.comp_opt : name, 1))
-#define COMPOPT(name) (LONG(name) && (o.comp_opt = o.comp_opt ? o.comp_opt : name, 1))
+#define LMOPT(name) (LONG(name) && (o.lm_opt = o.lm_opt ? o.lm_opt : name + 2, o.comp_opt = o.comp_opt ? o.comp_opt : name + 2, 1))
             if (a[2] == 0) only_files = 1;
             else if (FLAG("--compress")) o.mode = MODE_COMPRESS;
             else if (FLAG("--decompress") || FLAG("--uncompress")) o.mode = MODE_DECOMPRESS;
@@ -888,28 +950,6 @@ int main(int argc, char **argv)
                     fprintf(stderr, "%s: bad --mixer (prob or log)\n", prog);
                     return 1;
                 }
-            } else if (LMOPT("--ngram-bits")) {
-                if (parse_uint(VALUE(), 24, &o.params.ngram_bits) || o.params.ngram_bits < 8) {
-                    fprintf(stderr, "%s: bad n-gram bits (8..24)\n", prog);
-                    return 1;
-                }
-            } else if (LMOPT("--cdf-bits")) {
-                if (parse_uint(VALUE(), 24, &o.params.cdf_bits) || o.params.cdf_bits < 16) {
-                    fprintf(stderr, "%s: bad CDF bits (16..24)\n", prog);
-                    return 1;
-                }
-            } else if (LMOPT("--text-min")) {
-                if (parse_uint(VALUE(), 65536, &o.params.text_min) || o.params.text_min < 1) {
-                    fprintf(stderr, "%s: bad --text-min (1..65536)\n", prog);
-                    return 1;
-                }
-            } else if (LMOPT("--window")) {
-                unsigned w;
-                if (parse_uint(VALUE(), 1u << 20, &w) || w < 1) {
-                    fprintf(stderr, "%s: bad --window (1..1048576 tokens)\n", prog);
-                    return 1;
-                }
-                o.params.window = w;
             } else if (LMOPT("--profile")) {
                 const char *v = VALUE();
                 unsigned pv = !strcmp(v, "det-f32-v3") ? 3 : !strcmp(v, "det-f32-v4") ? 4 : 0;
@@ -918,41 +958,10 @@ int main(int argc, char **argv)
                     return 1;
                 }
                 o.params.lm_profile = pv;
-            } else if (LMOPT("--group")) {
-                if (parse_uint(VALUE(), 64, &o.params.group) || o.params.group < 1) {
-                    fprintf(stderr, "%s: bad --group (1..64 frames)\n", prog);
-                    return 1;
-                }
-                group_set = 1;
-            } else if (LMOPT("--skip")) {
-                double x;
-                if (parse_real(VALUE(), 16, &x)) {
-                    fprintf(stderr, "%s: bad --skip (entropy in bits, 0..16)\n", prog);
-                    return 1;
-                }
-                o.params.skip_mbits = (uint32_t)(x * 1000.0 + 0.5);
-            } else if (LMOPT("--bias-lr") || LMOPT("--mix-lr")) {
-                int bias = LONG("--bias-lr");
-                double x;
-                if (parse_real(VALUE(), 1, &x)) {
-                    fprintf(stderr, "%s: bad learning rate (0..1)\n", prog);
-                    return 1;
-                }
-                if (bias) o.params.bias_lr = (float)x;
-                else o.params.mix_lr = (float)x;
-            } else if (COMPOPT("--frame-size")) {
-                uint64_t v;
-                if (parse_size(VALUE(), &v) || v < LMZ_FRAME_SIZE_MIN || v > LMZ_FRAME_SIZE_MAX) {
-                    fprintf(stderr, "%s: bad frame size (1K..1G)\n", prog);
-                    return 1;
-                }
-                o.params.frame_size = (uint32_t)v;
-                frame_set = 1;
-            } else if (COMPOPT("--table-bits")) {
-                if (parse_uint(VALUE(), 24, &o.params.table_bits) || o.params.table_bits < 12) {
-                    fprintf(stderr, "%s: bad table bits (12..24)\n", prog);
-                    return 1;
-                }
+            } else if (klen > 2 && (st = setting_named(a + 2, klen - 2)) != NULL) { /* the table's settings */
+                if (set_option(&o, st, VALUE()) != 0) return 1;
+                if (!strcmp(st->name, "group")) group_set = 1;
+                if (!strcmp(st->name, "frame-size")) frame_set = 1;
             } else {
                 fprintf(stderr, "%s: unknown option %s (see --help)\n", prog, a);
                 return 1;
@@ -961,7 +970,6 @@ int main(int argc, char **argv)
 #undef VALUE
 #undef FLAG
 #undef LMOPT
-#undef COMPOPT
             continue;
         }
         /* bundled short options: -dc, -T2, -T 2, -o out */
@@ -998,17 +1006,10 @@ int main(int argc, char **argv)
                 break;
             case 'o': o.out_path = val; break;
             case 'm': o.model_arg = val; break;
-            case 'B': {
-                uint64_t v;
-                if (parse_size(val, &v) || v < LMZ_FRAME_SIZE_MIN || v > LMZ_FRAME_SIZE_MAX) {
-                    fprintf(stderr, "%s: bad frame size (1K..1G)\n", prog);
-                    return 1;
-                }
-                o.params.frame_size = (uint32_t)v;
+            case 'B':
+                if (set_option(&o, setting_named("frame-size", 10), val) != 0) return 1;
                 frame_set = 1;
-                if (!o.comp_opt) o.comp_opt = "-B";
                 break;
-            }
             default:
                 fprintf(stderr, "%s: unknown option -%c (see --help)\n", prog, *p);
                 return 1;
@@ -1020,12 +1021,12 @@ int main(int argc, char **argv)
     if (resolve_model(&o) != 0) return 1;
     int with_model = strcmp(o.params.model, "none") != 0;
     if (o.mode == MODE_COMPRESS && !with_model && o.lm_opt) {
-        fprintf(stderr, "%s: %s applies to language-model streams, and the model is 'none' (give one with -m)\n", prog,
+        fprintf(stderr, "%s: --%s applies to language-model streams, and the model is 'none' (give one with -m)\n", prog,
                 o.lm_opt);
         return 1;
     }
     if (o.mode != MODE_COMPRESS && o.comp_opt)
-        fprintf(stderr, "%s: %s is ignored: a compressed stream records its own settings\n", prog, o.comp_opt);
+        fprintf(stderr, "%s: --%s is ignored: a compressed stream records its own settings\n", prog, o.comp_opt);
     if (with_model && (o.mode == MODE_COMPRESS || (o.model_arg && (o.mode == MODE_DECOMPRESS || o.mode == MODE_TEST)))) {
         char err[PATH_MAX + 512], e2[sizeof err * 4];
         if (lmz_model_load(o.params.model, &o.ref, err, sizeof err) != LMZ_OK) {

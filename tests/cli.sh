@@ -209,6 +209,17 @@ cp "$ROOT/tests/fuzz/corpus/lm-ctrl-name.lmz" ctrl.lmz
 ! grep -q "$(printf '\033')" err && grep -q 'x1b\[31mEVIL' err && ok || no "names from a file are printed escaped"
 "$LMZIP" -t -m "$MODEL" ctrl.lmz && ok || no "the crafted name decodes with its model"
 
+# one table of settings: -h prints it from the library, the man page names each
+missing=""
+for n in $("$LMZIP" -h | sed -n 's/^      --\([a-z-]*\)=.*/\1/p'); do
+    pat=$(printf '%s' "--$n" | sed 's/-/\\-/g') # as roff writes it: \-\-ngram\-bits
+    grep -qF -- "$pat" "$ROOT/docs/lmzip.1" || missing="$missing $n"
+done
+[ -z "$missing" ] && ok || no "the man page lacks settings from -h:$missing"
+"$LMZIP" -q -c --window=0 -m none text.orig > /dev/null 2>&1 && no "--window with -m none must be refused" || ok
+refuse "a setting out of its table's bounds" "$LMZIP" -m "$MODEL" --ngram-bits=25 -c text.orig
+refuse "a setting that is not a number" "$LMZIP" -m "$MODEL" --bias-lr=fast -c text.orig
+
 # ---- golden files: old streams decode, broken ones fail cleanly ---------
 for f in "$GOLDEN"/ok/*.lmz; do
     [ -e "$f" ] || continue

@@ -5,7 +5,9 @@
 #include <string.h>
 #include <xxhash.h>
 
+#include "lmcodec.h"
 #include "lmzip.h"
+#include "settings.h"
 
 const uint8_t lmz_magic[LMZ_MAGIC_LEN] = {0x89, 'L', 'M', 'Z', 0x0D, 0x0A, 0x1A, 0x0A};
 
@@ -29,37 +31,77 @@ size_t lmz_header_write(const lmz_header *h, uint8_t *out)
     memcpy(out + o, h->model_hash, 32);
     o += 32;
     int lm = strcmp(h->profile, LMZ_PROFILE_INT_V1) != 0;
-    uint64_t set[4 + LMZ_LM_SETTINGS][2] = {{LMZ_SET_FRAME_SIZE, h->frame_size}, {LMZ_SET_TABLE_BITS, h->table_bits}};
-    unsigned ns = 2;
-    if (lm) {
-        uint32_t blr, mlr;
-        memcpy(&blr, &h->bias_lr, 4);
-        memcpy(&mlr, &h->mix_lr, 4);
-        uint64_t more[LMZ_LM_SETTINGS][2] = {{LMZ_SET_PARTS, h->parts},   {LMZ_SET_MIXER, h->mixer},
-                                             {LMZ_SET_NGRAM_BITS, h->ngram_bits}, {LMZ_SET_CDF_BITS, h->cdf_bits},
-                                             {LMZ_SET_BIAS_LR, blr},      {LMZ_SET_MIX_LR, mlr},
-                                             {LMZ_SET_TEXT_MIN, h->text_min}, {LMZ_SET_WINDOW, h->window}};
-        memcpy(set[2], more, sizeof more);
-        ns += LMZ_LM_SETTINGS;
-        if (h->skip_mbits) {
-            set[ns][0] = LMZ_SET_SKIP;
-            set[ns++][1] = h->skip_mbits;
-        }
-        if (h->group > 1) {
-            set[ns][0] = LMZ_SET_GROUP;
-            set[ns++][1] = h->group;
-        }
-    }
+    unsigned ns;
+    size_t len = lmz_settings_write(h, lm, out + o + 1, &ns);
     out[o++] = (uint8_t)ns;
-    for (unsigned i = 0; i < ns; i++) {
-        out[o++] = (uint8_t)set[i][0];
-        lmz_put_u64(out + o, set[i][1]);
-        o += 8;
-    }
+    o += len;
     lmz_put_u64(out + o, h->size_hint);
     o += 8;
     lmz_put_u32(out + o, check32(out, o));
     return o + 4;
+}
+
+int lmz_header_read(lmz_fetch_fn get, void *ctx, lmz_header *h, int check_support)
+{
+    uint8_t b[LMZ_STREAM_HEADER_MAX];
+    size_t o = LMZ_MAGIC_LEN;
+    int e;
+    memcpy(b, lmz_magic, LMZ_MAGIC_LEN);
+    memset(h, 0, sizeof *h);
+    h->group = 1;
+#define NEED(n)                                                              \
+    do {                                                                     \
+        if ((e = get(ctx, b + o, (n))) != LMZ_OK) return e;                  \
+        o += (n);                                                            \
+    } while (0)
+    NEED(2);
+    h->version = b[8];
+    if (h->version != LMZ_FORMAT_VERSION) return LMZ_ERROR_VERSION;
+    if (b[9] != 0) return LMZ_ERROR_HEADER;
+    char *names[2] = {h->profile, h->model};
+    for (int s = 0; s < 2; s++) {
+        NEED(1);
+        size_t n = b[o - 1];
+        if (n == 0 || n > LMZ_NAME_MAX) return LMZ_ERROR_HEADER;
+        NEED(n);
+        memcpy(names[s], b + o - n, n);
+        names[s][n] = 0;
+        if (memchr(names[s], 0, n)) return LMZ_ERROR_HEADER;
+    }
+    NEED(32);
+    memcpy(h->model_hash, b + o - 32, 32);
+    NEED(1);
+    unsigned ns = b[o - 1];
+    if (ns > LMZ_SETTINGS_MAX) return LMZ_ERROR_HEADER;
+    uint64_t seen = 0;
+    int unknown = 0;
+    for (unsigned i = 0; i < ns; i++) {
+        NEED(9);
+        int model_only, optional;
+        int r = lmz_settings_read(h, b[o - 9], lmz_get_u64(b + o - 8), &seen, &model_only, &optional);
+        if (r < 0) return LMZ_ERROR_HEADER; /* out of bounds */
+        if (r == 0) unknown = 1;            /* an id this build lacks, or one seen twice */
+    }
+    NEED(8);
+    h->size_hint = lmz_get_u64(b + o - 8);
+    uint8_t cb[4];
+    if ((e = get(ctx, cb, 4)) != LMZ_OK) return e;
+    if (lmz_get_u32(cb) != check32(b, o)) return LMZ_ERROR_HEADER;
+#undef NEED
+    /* the check holds, so the fields are what the writer meant */
+    if (!check_support) return LMZ_OK;
+    if (unknown) return LMZ_ERROR_SETTING;
+    if (!(seen >> LMZ_SET_FRAME_SIZE & 1) || !(seen >> LMZ_SET_TABLE_BITS & 1)) return LMZ_ERROR_HEADER;
+    if (!strcmp(h->profile, LMZ_PROFILE_INT_V1)) {
+        if (!lmz_settings_complete(seen, 0)) return LMZ_ERROR_HEADER;
+        if (strcmp(h->model, "none") != 0) return LMZ_ERROR_MODEL;
+        return LMZ_OK;
+    }
+    if (!lmz_profile_is_lm(h->profile)) return LMZ_ERROR_PROFILE;
+    if (!strcmp(h->model, "none")) return LMZ_ERROR_HEADER; /* a model stream that names no model */
+    if (!lmz_settings_complete(seen, 1) || h->frame_size > LMZ_LM_FRAME_MAX) return LMZ_ERROR_HEADER;
+    if ((uint64_t)h->group * h->frame_size > LMZ_GROUP_BYTES_MAX && h->group > 1) return LMZ_ERROR_HEADER;
+    return LMZ_OK;
 }
 
 void lmz_frame_header_write(const lmz_frame_header *f, uint8_t *out)

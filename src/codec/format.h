@@ -10,15 +10,17 @@
  *   1   format version   1
  *   1   flags            0 (any other value: unsupported)
  *   1   n = profile length (1..63), then n bytes: arithmetic profile id
- *       ("int-v1": integer byte model; "det-f32-v1", "det-f32-v2" for
- *       language models)
- *   1   n = model name length (1..63), then n bytes: model name ("none")
+ *       ("int-v1": integer byte model; "det-f32-v1" .. "det-f32-v4" for
+ *       language models: v4 written, v3 on request, v1 and v2 read only)
+ *   1   n = model name length (1..63), then n bytes: model name ("none"
+ *       for int-v1; a model stream naming "none" is damaged)
  *   32  model identity   hash of weights + tokenizer; zeros for "none"
  *   1   n = number of settings (0..32), then n times:
  *         1  setting id
  *         8  value
- *       Every setting that changes probabilities is here. A decoder refuses
- *       ids it does not know. Version 1 ids:
+ *       Every setting that changes probabilities is here, in id order;
+ *       src/codec/settings.c is their one table (ids, bounds, defaults). A
+ *       decoder refuses ids it does not know. Version 1 ids:
  *         1  frame_size   bytes per frame (1 KiB .. 1 GiB)
  *         2  table_bits   byte model hash table: 2^table_bits_max 16-byte
  *                         slots at most (12..24); a frame of L bytes uses
@@ -77,6 +79,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../common/endian.h"
+
 #define LMZ_MAGIC_LEN 8
 extern const uint8_t lmz_magic[LMZ_MAGIC_LEN];
 
@@ -106,7 +110,7 @@ const char *lmz_profile_lm_name(unsigned version);
 #define LMZ_SET_MIX_LR     8  /* log mixer rate: IEEE-754 binary32 bits */
 #define LMZ_SET_TEXT_MIN   9  /* shortest text segment in bytes (1..65536) */
 #define LMZ_SET_WINDOW     10 /* llama KV window in tokens (1..2^20); 0 for dsrn */
-#define LMZ_LM_SETTINGS    8  /* ids 3..10: present in every det-f32 stream */
+/* (ids 3..10: present in every det-f32 stream; src/codec/settings.c is the table) */
 #define LMZ_SET_SKIP       11 /* optional (absent = 0): confidence skip threshold in
                                  thousandths of a bit (0..16000) */
 #define LMZ_SET_GROUP      12 /* optional (absent = 1): frames per group, whose text
@@ -153,26 +157,16 @@ typedef struct {
     uint64_t checksum;
 } lmz_frame_header;
 
-/* little-endian helpers */
-static inline void lmz_put_u32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static inline void lmz_put_u64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static inline uint32_t lmz_get_u32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static inline uint64_t lmz_get_u64(const uint8_t *p)
-{
-    return (uint64_t)lmz_get_u32(p) | (uint64_t)lmz_get_u32(p + 4) << 32;
-}
-
 /* Serialise a header into out (LMZ_STREAM_HEADER_MAX bytes). @return size. */
 size_t lmz_header_write(const lmz_header *h, uint8_t *out);
+
+/* Read and check one stream header whose magic was read already, its
+ * bytes fetched from get (exactly n bytes into dst, or an lmz_error such as
+ * LMZ_ERROR_TRUNCATED). With check_support 0, a well-formed header of a
+ * model, profile or setting this build lacks is LMZ_OK (for naming what is
+ * missing). @return LMZ_OK or an lmz_error. */
+typedef int (*lmz_fetch_fn)(void *ctx, uint8_t *dst, size_t n);
+int lmz_header_read(lmz_fetch_fn get, void *ctx, lmz_header *h, int check_support);
 
 /* Serialise a frame header (LMZ_FRAME_HEADER_SIZE bytes, type byte first). */
 void lmz_frame_header_write(const lmz_frame_header *f, uint8_t *out);

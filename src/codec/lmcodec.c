@@ -7,16 +7,17 @@
 #include <string.h>
 #include <xxhash.h>
 
-#include "cdf.h"
+#include "../predict/cdf.h"
 #include "lmzip.h"
-#include "rangecoder.h"
+#include "../common/rangecoder.h"
+#include "segment.h"
 #include "tokbits.h"
 #include "../common/pool.h"
+#include "../common/varint.h"
 #include "../model/model.h"
 #include "../predict/bytemodel.h"
 
 #define PREFILL_CHUNK 64
-#define BINARY_GAP 8       /* binary runs shorter than this inside text are text */
 #define TOKENS_PER_BYTE 3  /* an escaped byte takes three tokens */
 
 struct lmz_lm {
@@ -186,99 +187,6 @@ uint32_t lmz_lm_window(const lmz_lm *lm) { return lmz_model_window(lm->m); }
 void lmz_lm_stats_get(const lmz_lm *lm, lmz_lm_stats *s) { *s = lm->st; }
 void lmz_lm_stats_reset(lmz_lm *lm) { memset(&lm->st, 0, sizeof lm->st); }
 
-/* ------------------------------------------------------------------------ */
-/* varints                                                                   */
-/* ------------------------------------------------------------------------ */
-
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        p[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    p[n++] = (uint8_t)v;
-    return n;
-}
-
-static int get_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *v)
-{
-    uint64_t x = 0;
-    for (unsigned sh = 0; sh < 64; sh += 7) {
-        if (*pos >= len) return -1;
-        uint8_t b = p[(*pos)++];
-        x |= (uint64_t)(b & 0x7F) << sh;
-        if (!(b & 0x80)) {
-            *v = x;
-            return 0;
-        }
-    }
-    return -1;
-}
-
-/* ------------------------------------------------------------------------ */
-/* the segmenter                                                             */
-/* ------------------------------------------------------------------------ */
-
-static int cont(uint8_t b) { return (b & 0xC0) == 0x80; }
-
-/* length of the text character at s (printable ASCII, tab, newlines, form
- * feed, or a valid UTF-8 sequence that is not a C1 control), or 0 */
-static size_t text_char(const uint8_t *s, size_t n)
-{
-    uint8_t c = s[0];
-    if ((c >= 0x20 && c < 0x7F) || c == '\t' || c == '\n' || c == '\r' || c == '\f') return 1;
-    if (c < 0xC2 || c > 0xF4) return 0;
-    if (c < 0xE0) return n >= 2 && cont(s[1]) && (((c & 0x1Fu) << 6) | (s[1] & 0x3Fu)) >= 0xA0 ? 2 : 0;
-    if (c < 0xF0) {
-        if (n < 3 || !cont(s[1]) || !cont(s[2])) return 0;
-        uint32_t cp = ((c & 0x0Fu) << 12) | ((s[1] & 0x3Fu) << 6) | (s[2] & 0x3Fu);
-        return cp >= 0x800 && (cp < 0xD800 || cp > 0xDFFF) ? 3 : 0;
-    }
-    if (n < 4 || !cont(s[1]) || !cont(s[2]) || !cont(s[3])) return 0;
-    uint32_t cp = ((c & 0x07u) << 18) | ((s[1] & 0x3Fu) << 12) | ((s[2] & 0x3Fu) << 6) | (s[3] & 0x3Fu);
-    return cp >= 0x10000 && cp <= 0x10FFFF ? 4 : 0;
-}
-
-/* join neighbours of the same kind */
-static size_t merge(uint8_t *kind, size_t *len, size_t n)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (o && kind[o - 1] == kind[i]) {
-            len[o - 1] += len[i];
-        } else {
-            kind[o] = kind[i];
-            len[o++] = len[i];
-        }
-    }
-    return o;
-}
-
-size_t lmz_segment(const uint8_t *src, size_t n, unsigned text_min, uint8_t *kind, size_t *len)
-{
-    size_t ns = 0;
-    for (size_t i = 0; i < n;) {
-        size_t t = text_char(src + i, n - i);
-        uint8_t k = t ? LMZ_SEG_TEXT : LMZ_SEG_BYTEMODEL;
-        if (!t) t = 1;
-        if (ns && kind[ns - 1] == k) {
-            len[ns - 1] += t;
-        } else {
-            kind[ns] = k;
-            len[ns++] = t;
-        }
-        i += t;
-    }
-    for (size_t i = 1; i + 1 < ns; i++) /* short binary gaps inside text */
-        if (kind[i] != LMZ_SEG_TEXT && len[i] < BINARY_GAP && kind[i - 1] == LMZ_SEG_TEXT &&
-            kind[i + 1] == LMZ_SEG_TEXT)
-            kind[i] = LMZ_SEG_TEXT;
-    ns = merge(kind, len, ns);
-    for (size_t i = 0; i < ns; i++)
-        if (kind[i] == LMZ_SEG_TEXT && len[i] < text_min) kind[i] = LMZ_SEG_BYTEMODEL;
-    return merge(kind, len, ns);
-}
 
 /* ------------------------------------------------------------------------ */
 /* binary segments                                                           */
@@ -435,12 +343,12 @@ static void frame_head(lmz_lm *lm, cframe *c)
         memcpy(out + o, (p), (k));                                           \
         o += (k);                                                            \
     } while (0)
-    size_t vn = put_varint(vb, ns);
+    size_t vn = lmz_put_varint(vb, ns);
     EMIT(vb, vn);
     for (size_t i = 0; i < ns; i++) {
         vb[0] = seg[i].kind;
-        vn = 1 + put_varint(vb + 1, seg[i].len);
-        vn += put_varint(vb + vn, seg[i].count);
+        vn = 1 + lmz_put_varint(vb + 1, seg[i].len);
+        vn += lmz_put_varint(vb + vn, seg[i].count);
         EMIT(vb, vn);
     }
     EMIT(bin, nbin);
@@ -662,14 +570,14 @@ static int frame_open(lmz_lm *lm, lmz_lm_frame *f, dframe *d)
     size_t len = f->comp_size, pos = 0;
     uint64_t ns, a, b;
     /* a segment takes at least 3 bytes of the table: no large allocation on a lying count */
-    if (get_varint(p, len, &pos, &ns) || ns == 0 || ns > f->orig_size || ns > len / 3) return LMZ_ERROR_CORRUPT;
+    if (lmz_get_varint(p, len, &pos, &ns) || ns == 0 || ns > f->orig_size || ns > len / 3) return LMZ_ERROR_CORRUPT;
     if (!(d->seg = calloc(ns, sizeof *d->seg))) return LMZ_ERROR_NOMEM;
     d->ns = ns;
     uint64_t total = 0, bin = 0, ntok = 0;
     for (size_t i = 0; i < ns; i++) {
         if (pos >= len) return LMZ_ERROR_CORRUPT;
         uint8_t k = p[pos++];
-        if (k > LMZ_SEG_STORED || get_varint(p, len, &pos, &a) || get_varint(p, len, &pos, &b)) return LMZ_ERROR_CORRUPT;
+        if (k > LMZ_SEG_STORED || lmz_get_varint(p, len, &pos, &a) || lmz_get_varint(p, len, &pos, &b)) return LMZ_ERROR_CORRUPT;
         if (a == 0 || a > f->orig_size - total) return LMZ_ERROR_CORRUPT;
         d->seg[i].kind = k;
         d->seg[i].len = (size_t)a;

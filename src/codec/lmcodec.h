@@ -2,7 +2,7 @@
  * lmcodec.h — frames coded with a language model (method 2, profile
  * det-f32-v4, or det-f32-v3 on request; det-f32-v1 and det-f32-v2 are read).
  *
- * A frame is cut into segments by the segmenter: text-like runs (printable
+ * A frame is cut into segments by the segmenter (segment.h): text-like runs (printable
  * ASCII, tab, newlines and valid UTF-8 of any script, at least text_min
  * bytes long, binary gaps under 8 bytes absorbed) and binary runs. Text
  * segments are tokenised by the model's tokenizer and coded token by token
@@ -46,7 +46,7 @@
 #define LMZ_LM_FRAME_MAX (64u << 20) /* tokens stay below 2^32 */
 #define LMZ_LM_BATCH 64              /* frames decoded in lockstep at most */
 
-enum { LMZ_SEG_TEXT = 0, LMZ_SEG_BYTEMODEL = 1, LMZ_SEG_LZMA = 2, LMZ_SEG_STORED = 3 };
+#include "segment.h"
 
 typedef struct {
     lmz_ens_params ens;
@@ -89,10 +89,6 @@ const uint8_t *lmz_lm_hash(const lmz_lm *lm);
 /* The model's window as the header records it. */
 uint32_t lmz_lm_window(const lmz_lm *lm);
 
-/* Segments of src[0..n): kinds (LMZ_SEG_TEXT or LMZ_SEG_BYTEMODEL for
- * binary) and lengths into the caller's arrays of n entries at most.
- * @return the number of segments. */
-size_t lmz_segment(const uint8_t *src, size_t n, unsigned text_min, uint8_t *kind, size_t *len);
 
 /* One frame to compress: src[0..n) into out[0..cap). */
 typedef struct {

@@ -17,9 +17,11 @@
 
 #include "lmzip.h"
 #include "format.h"
-#include "rangecoder.h"
+#include "../common/rangecoder.h"
 #include "lmcodec.h"
+#include "settings.h"
 #include "../common/sysinfo.h"
+#include "../common/varint.h"
 #include "../model/model.h"
 #include "../predict/bytemodel.h"
 
@@ -191,31 +193,6 @@ static int read_frame(const lmz_io *io, uint8_t **buf, size_t *cap, size_t n, si
 /* runs of one byte (method 3)                                               */
 /* ======================================================================== */
 
-static size_t put_varint(uint8_t *o, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        o[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    o[n++] = (uint8_t)v;
-    return n;
-}
-
-/* @return bytes read (1..10), or 0 when damaged */
-static size_t get_varint(const uint8_t *in, size_t len, uint64_t *v)
-{
-    uint64_t x = 0;
-    for (size_t i = 0; i < len && i < 10; i++) {
-        x |= (uint64_t)(in[i] & 0x7F) << (7 * i);
-        if (!(in[i] & 0x80)) {
-            *v = x;
-            return i + 1;
-        }
-    }
-    return 0;
-}
-
 /* Length of the run of src[i] starting at i (at most n - i). */
 static size_t run_at(const uint8_t *src, size_t i, size_t n)
 {
@@ -250,8 +227,8 @@ static size_t runs_split(const uint8_t *src, size_t n, uint8_t *out, size_t cap,
             size_t r = run_at(src, i, n);
             if (r >= LMZ_RUN_MIN) {
                 if (o + 21 > cap) return 0;
-                o += put_varint(out + o, i - last);
-                o += put_varint(out + o, r - LMZ_RUN_MIN);
+                o += lmz_put_varint(out + o, i - last);
+                o += lmz_put_varint(out + o, r - LMZ_RUN_MIN);
                 out[o++] = src[i];
                 nr++;
                 i += r;
@@ -262,34 +239,37 @@ static size_t runs_split(const uint8_t *src, size_t n, uint8_t *out, size_t cap,
         lit[l++] = src[i++];
     }
     if (!nr) return 0;
-    size_t cn = put_varint(tmp, nr);
+    size_t cn = lmz_put_varint(tmp, nr);
     memmove(out + cn, out + 10, o - 10); /* the count goes in front */
     memcpy(out, tmp, cn);
     *nlit = l;
     return cn + o - 10;
 }
 
+/* The next run of a method-3 table at in[*o]: its gap, length and byte.
+ * @return 0, or -1 when the table is damaged (runs past len). */
+static int next_run(const uint8_t *in, size_t len, size_t *o, uint64_t *gap, uint64_t *run, uint8_t *c)
+{
+    if (lmz_get_varint(in, len, o, gap) || lmz_get_varint(in, len, o, run) || *o >= len) return -1;
+    *run += LMZ_RUN_MIN;
+    *c = in[(*o)++];
+    return 0;
+}
+
 /* Expand a method-3 payload into dst[0..n). @return LMZ_OK or
  * LMZ_ERROR_CORRUPT (never writes outside dst). */
 static int runs_decode(const uint8_t *in, size_t len, uint8_t *dst, size_t n, unsigned table_bits)
 {
-    uint64_t nr, covered = 0, pos = 0;
-    size_t o = get_varint(in, len, &nr);
-    if (!o || nr == 0 || nr > n / LMZ_RUN_MIN) return LMZ_ERROR_CORRUPT;
+    uint64_t nr, covered = 0, pos = 0, gap, run;
+    uint8_t c;
+    size_t o = 0;
+    if (lmz_get_varint(in, len, &o, &nr) || nr == 0 || nr > n / LMZ_RUN_MIN) return LMZ_ERROR_CORRUPT;
     size_t table = o;
-    for (uint64_t k = 0; k < nr; k++) { /* check the table before any byte is written */
-        uint64_t gap = 0, extra = 0;
-        size_t a = get_varint(in + o, len - o, &gap);
-        if (!a) return LMZ_ERROR_CORRUPT;
-        o += a;
-        size_t b = get_varint(in + o, len - o, &extra);
-        if (!b) return LMZ_ERROR_CORRUPT;
-        o += b;
-        if (o >= len) return LMZ_ERROR_CORRUPT; /* the run's byte */
-        o++;
-        if (gap > n || extra > n || pos + gap + extra + LMZ_RUN_MIN > n) return LMZ_ERROR_CORRUPT;
-        pos += gap + extra + LMZ_RUN_MIN;
-        covered += extra + LMZ_RUN_MIN;
+    for (uint64_t k = 0; k < nr; k++) { /* the whole table checked before any byte is written */
+        if (next_run(in, len, &o, &gap, &run, &c) || gap > n || run > n || pos + gap + run > n)
+            return LMZ_ERROR_CORRUPT;
+        pos += gap + run;
+        covered += run;
     }
     size_t nlit = n - (size_t)covered;
     if (nlit == 0) {
@@ -304,31 +284,20 @@ static int runs_decode(const uint8_t *in, size_t len, uint8_t *dst, size_t n, un
         lmz_bytemodel_free(m);
         if (!lmz_rc_dec_finished_cleanly(&rc)) return LMZ_ERROR_CORRUPT;
     }
-    /* move the literals forward to their places (never past their source),
-     * then fill the runs */
+    /* move the literals forward to their places (never past their source,
+     * so in increasing order nothing unread is overwritten), filling each
+     * run behind them */
     size_t src = n - nlit;
     o = table;
     pos = 0;
     for (uint64_t k = 0; k < nr; k++) {
-        uint64_t gap = 0, extra = 0;
-        o += get_varint(in + o, len - o, &gap);
-        o += get_varint(in + o, len - o, &extra);
-        o++;
+        next_run(in, len, &o, &gap, &run, &c);
         memmove(dst + pos, dst + src, (size_t)gap);
         src += (size_t)gap;
-        pos += gap + extra + LMZ_RUN_MIN;
+        memset(dst + pos + gap, c, (size_t)run);
+        pos += gap + run;
     }
     memmove(dst + pos, dst + src, n - (size_t)pos);
-    o = table;
-    pos = 0;
-    for (uint64_t k = 0; k < nr; k++) {
-        uint64_t gap = 0, extra = 0;
-        o += get_varint(in + o, len - o, &gap);
-        o += get_varint(in + o, len - o, &extra);
-        uint8_t c = in[o++];
-        memset(dst + pos + gap, c, (size_t)(extra + LMZ_RUN_MIN));
-        pos += gap + extra + LMZ_RUN_MIN;
-    }
     return LMZ_OK;
 }
 
@@ -505,7 +474,7 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
     unsigned group = 1;
     if (with_model) lm_policy(p, &frame_size, &group);
     if (frame_size < LMZ_FRAME_SIZE_MIN || frame_size > LMZ_FRAME_SIZE_MAX) return LMZ_ERROR_PARAM;
-    if (p->table_bits < LMZ_BM_TABLE_BITS_MIN || p->table_bits > LMZ_BM_TABLE_BITS_MAX) return LMZ_ERROR_PARAM;
+    if (lmz_settings_check(p) != LMZ_OK) return LMZ_ERROR_PARAM; /* every setting within its bounds */
     if (p->stats) memset(p->stats, 0, sizeof *p->stats);
     unsigned threads = resolve_threads(p->threads, p->force_threads);
 
@@ -520,16 +489,9 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
     lmz_lm *lm = NULL;
     lmz_model_ref *own_ref = NULL;
     if (with_model) {
-        if (frame_size > LMZ_LM_FRAME_MAX || p->text_min == 0 || p->text_min > 65536) return LMZ_ERROR_PARAM;
-        h.parts = p->parts;
-        h.mixer = p->mixer;
-        h.ngram_bits = p->ngram_bits;
-        h.cdf_bits = p->cdf_bits;
-        h.bias_lr = p->bias_lr;
-        h.mix_lr = p->mix_lr;
-        h.text_min = p->text_min;
-        h.window = p->window;
-        h.skip_mbits = p->skip_mbits;
+        if (frame_size > LMZ_LM_FRAME_MAX) return LMZ_ERROR_PARAM;
+        lmz_settings_to_header(p, &h);
+        h.frame_size = frame_size;
         h.group = group;
         const char *prof = lmz_profile_lm_name(p->lm_profile ? p->lm_profile : LMZ_LM_PROFILE_NEWEST);
         if (!prof || p->lm_profile == 1 || p->lm_profile == 2) return LMZ_ERROR_PARAM; /* v1, v2: read only */
@@ -642,109 +604,12 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
 /* stream header                                                             */
 /* ======================================================================== */
 
-/* Read and check one stream header; the magic is already consumed. With
- * check_support 0, a well-formed header of a model, profile or setting this
- * build lacks is returned as LMZ_OK (for naming what is missing). */
+/* the reader as the header parser's byte source (format.h) */
+static int rd_fetch(void *r, uint8_t *dst, size_t n) { return rd_exact(r, dst, n); }
+
 static int header_read(reader *r, lmz_header *h, int check_support)
 {
-    uint8_t b[LMZ_STREAM_HEADER_MAX];
-    size_t o = LMZ_MAGIC_LEN;
-    int e;
-    memcpy(b, lmz_magic, LMZ_MAGIC_LEN);
-    memset(h, 0, sizeof *h);
-    h->group = 1;
-#define NEED(n)                                                              \
-    do {                                                                     \
-        if ((e = rd_exact(r, b + o, (n))) != LMZ_OK) return e;               \
-        o += (n);                                                            \
-    } while (0)
-    NEED(2);
-    h->version = b[8];
-    if (h->version != LMZ_FORMAT_VERSION) return LMZ_ERROR_VERSION;
-    if (b[9] != 0) return LMZ_ERROR_HEADER;
-    char *names[2] = {h->profile, h->model};
-    for (int s = 0; s < 2; s++) {
-        NEED(1);
-        size_t n = b[o - 1];
-        if (n == 0 || n > LMZ_NAME_MAX) return LMZ_ERROR_HEADER;
-        NEED(n);
-        memcpy(names[s], b + o - n, n);
-        names[s][n] = 0;
-        if (memchr(names[s], 0, n)) return LMZ_ERROR_HEADER;
-    }
-    NEED(32);
-    memcpy(h->model_hash, b + o - 32, 32);
-    NEED(1);
-    unsigned ns = b[o - 1];
-    if (ns > LMZ_SETTINGS_MAX) return LMZ_ERROR_HEADER;
-    int have_fs = 0, have_tb = 0, unknown = 0;
-    unsigned have_lm = 0; /* bit (id - LMZ_SET_PARTS) per language-model setting */
-    int have_skip = 0, have_group = 0;
-    for (unsigned i = 0; i < ns; i++) {
-        NEED(9);
-        unsigned id = b[o - 9];
-        uint64_t v = lmz_get_u64(b + o - 8);
-        unsigned bit = id >= LMZ_SET_PARTS && id < LMZ_SET_PARTS + LMZ_LM_SETTINGS ? 1u << (id - LMZ_SET_PARTS) : 0;
-        uint32_t v32 = (uint32_t)v;
-        float f;
-        memcpy(&f, &v32, 4);
-        if (id == LMZ_SET_FRAME_SIZE && !have_fs) {
-            if (v < LMZ_FRAME_SIZE_MIN || v > LMZ_FRAME_SIZE_MAX) return LMZ_ERROR_HEADER;
-            h->frame_size = (uint32_t)v;
-            have_fs = 1;
-        } else if (id == LMZ_SET_TABLE_BITS && !have_tb) {
-            if (v < LMZ_BM_TABLE_BITS_MIN || v > LMZ_BM_TABLE_BITS_MAX) return LMZ_ERROR_HEADER;
-            h->table_bits = (unsigned)v;
-            have_tb = 1;
-        } else if (bit && !(have_lm & bit)) {
-            have_lm |= bit;
-            int bad = 0;
-            switch (id) {
-            case LMZ_SET_PARTS: bad = v == 0 || v > LMZ_ENS_ALL; h->parts = (unsigned)v; break;
-            case LMZ_SET_MIXER: bad = v > LMZ_MIX_LOG; h->mixer = (unsigned)v; break;
-            case LMZ_SET_NGRAM_BITS:
-                bad = v < LMZ_ENS_NGRAM_BITS_MIN || v > LMZ_ENS_NGRAM_BITS_MAX;
-                h->ngram_bits = (unsigned)v;
-                break;
-            case LMZ_SET_CDF_BITS: bad = v < 16 || v > 24; h->cdf_bits = (unsigned)v; break;
-            case LMZ_SET_BIAS_LR: bad = v > UINT32_MAX || !(f >= 0 && f <= 1); h->bias_lr = f; break;
-            case LMZ_SET_MIX_LR: bad = v > UINT32_MAX || !(f >= 0 && f <= 1); h->mix_lr = f; break;
-            case LMZ_SET_TEXT_MIN: bad = v == 0 || v > 65536; h->text_min = (unsigned)v; break;
-            default: bad = v > LMZ_MAX_WINDOW; h->window = (uint32_t)v; break;
-            }
-            if (bad) return LMZ_ERROR_HEADER;
-        } else if (id == LMZ_SET_SKIP && !have_skip) {
-            if (v > 16000) return LMZ_ERROR_HEADER;
-            h->skip_mbits = (uint32_t)v;
-            have_skip = 1;
-        } else if (id == LMZ_SET_GROUP && !have_group) {
-            if (v == 0 || v > LMZ_GROUP_MAX) return LMZ_ERROR_HEADER;
-            h->group = (unsigned)v;
-            have_group = 1;
-        } else {
-            unknown = 1;
-        }
-    }
-    NEED(8);
-    h->size_hint = lmz_get_u64(b + o - 8);
-    uint8_t cb[4];
-    if ((e = rd_exact(r, cb, 4)) != LMZ_OK) return e;
-    if (lmz_get_u32(cb) != (uint32_t)XXH64(b, o, 0)) return LMZ_ERROR_HEADER;
-#undef NEED
-    /* the checksum holds, so the fields are what the writer meant */
-    if (!check_support) return LMZ_OK;
-    if (unknown) return LMZ_ERROR_SETTING;
-    if (!have_fs || !have_tb) return LMZ_ERROR_HEADER;
-    if (!strcmp(h->profile, LMZ_PROFILE_INT_V1)) {
-        if (have_lm || have_skip || have_group) return LMZ_ERROR_HEADER;
-        if (strcmp(h->model, "none") != 0) return LMZ_ERROR_MODEL;
-        return LMZ_OK;
-    }
-    if (!lmz_profile_is_lm(h->profile)) return LMZ_ERROR_PROFILE;
-    if (!strcmp(h->model, "none")) return LMZ_ERROR_HEADER; /* a model stream that names no model */
-    if (have_lm != (1u << LMZ_LM_SETTINGS) - 1 || h->frame_size > LMZ_LM_FRAME_MAX) return LMZ_ERROR_HEADER;
-    if ((uint64_t)h->group * h->frame_size > LMZ_GROUP_BYTES_MAX && h->group > 1) return LMZ_ERROR_HEADER;
-    return LMZ_OK;
+    return lmz_header_read(rd_fetch, r, h, check_support);
 }
 
 /* Start of a stream: magic, then header. first: this is the first stream,

@@ -30,7 +30,7 @@
 #include <stdint.h>
 
 #include "../model/tokenizer.h"
-#include "rangecoder.h"
+#include "../common/rangecoder.h"
 
 /* The model's vocabulary of n tokens in the order of their bytes (made once
  * per model; ids the tokenizer does not know count as empty). */

@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../common/endian.h"
+
 /* ======================================================================== */
 /* ggml types                                                                */
 /* ======================================================================== */
@@ -63,11 +65,6 @@ const char *lmz_gguf_value_type_name(uint32_t t)
 /* reader                                                                    */
 /* ======================================================================== */
 
-static uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t rd64(const uint8_t *p) { return rd32(p) | (uint64_t)rd32(p + 4) << 32; }
 
 typedef struct {
     const uint8_t *b;
@@ -99,7 +96,7 @@ static int need(cursor *c, uint64_t n, const char *what)
 static int get32(cursor *c, uint32_t *v, const char *what)
 {
     if (need(c, 4, what)) return -1;
-    *v = rd32(c->b + c->pos);
+    *v = lmz_get_u32(c->b + c->pos);
     c->pos += 4;
     return 0;
 }
@@ -107,7 +104,7 @@ static int get32(cursor *c, uint32_t *v, const char *what)
 static int get64(cursor *c, uint64_t *v, const char *what)
 {
     if (need(c, 8, what)) return -1;
-    *v = rd64(c->b + c->pos);
+    *v = lmz_get_u64(c->b + c->pos);
     c->pos += 8;
     return 0;
 }
@@ -256,7 +253,7 @@ static int parse(const void *buf, size_t size, lmz_gguf *g, char *err, size_t er
                 return fail(&c, "duplicate key '%.*s'", (int)(kv->key.len > 64 ? 64 : kv->key.len), kv->key.ptr);
         if (lmz_str_eq(kv->key, "general.alignment")) {
             if (kv->type != LMZ_GGUF_UINT32) return fail(&c, "general.alignment is not a uint32");
-            uint32_t a = rd32(kv->data);
+            uint32_t a = lmz_get_u32(kv->data);
             if (a == 0 || (a & (a - 1)) || a > (1u << 20))
                 return fail(&c, "general.alignment %u is not a power of two up to 1 MiB", a);
             g->alignment = a;
@@ -351,12 +348,12 @@ int lmz_gguf_get_u64(const lmz_gguf *g, const char *key, uint64_t *v)
     switch (kv->type) {
     case LMZ_GGUF_UINT8: *v = d[0]; return 0;
     case LMZ_GGUF_UINT16: *v = (uint64_t)d[0] | (uint64_t)d[1] << 8; return 0;
-    case LMZ_GGUF_UINT32: *v = rd32(d); return 0;
-    case LMZ_GGUF_UINT64: *v = rd64(d); return 0;
+    case LMZ_GGUF_UINT32: *v = lmz_get_u32(d); return 0;
+    case LMZ_GGUF_UINT64: *v = lmz_get_u64(d); return 0;
     case LMZ_GGUF_INT8: s = (int8_t)d[0]; break;
     case LMZ_GGUF_INT16: s = (int16_t)(uint16_t)((uint16_t)d[0] | (uint16_t)(d[1] << 8)); break;
-    case LMZ_GGUF_INT32: s = (int32_t)rd32(d); break;
-    case LMZ_GGUF_INT64: s = (int64_t)rd64(d); break;
+    case LMZ_GGUF_INT32: s = (int32_t)lmz_get_u32(d); break;
+    case LMZ_GGUF_INT64: s = (int64_t)lmz_get_u64(d); break;
     default: return -1;
     }
     if (s < 0) return -1;
@@ -369,12 +366,12 @@ int lmz_gguf_get_f32(const lmz_gguf *g, const char *key, float *v)
     const lmz_gguf_kv *kv = lmz_gguf_find(g, key);
     if (!kv) return -1;
     if (kv->type == LMZ_GGUF_FLOAT32) {
-        uint32_t u = rd32(kv->data);
+        uint32_t u = lmz_get_u32(kv->data);
         memcpy(v, &u, 4);
         return 0;
     }
     if (kv->type == LMZ_GGUF_FLOAT64) {
-        uint64_t u = rd64(kv->data);
+        uint64_t u = lmz_get_u64(kv->data);
         double d;
         memcpy(&d, &u, 8);
         *v = (float)d;
@@ -387,7 +384,7 @@ int lmz_gguf_get_str(const lmz_gguf *g, const char *key, lmz_str *v)
 {
     const lmz_gguf_kv *kv = lmz_gguf_find(g, key);
     if (!kv || kv->type != LMZ_GGUF_STRING) return -1;
-    v->len = (size_t)rd64(kv->data);
+    v->len = (size_t)lmz_get_u64(kv->data);
     v->ptr = (const char *)kv->data + 8;
     return 0;
 }
@@ -397,7 +394,7 @@ lmz_str lmz_gguf_arr_str(const lmz_gguf_kv *kv, uint64_t i)
     lmz_str s = {"", 0};
     if (kv->type != LMZ_GGUF_ARRAY || kv->elem_type != LMZ_GGUF_STRING || i >= kv->count) return s;
     const uint8_t *p = kv->data + kv->str_off[i];
-    s.len = (size_t)rd64(p);
+    s.len = (size_t)lmz_get_u64(p);
     s.ptr = (const char *)p + 8;
     return s;
 }
@@ -454,7 +451,8 @@ static void put(lmz_gguf_writer *w, const void *p, size_t n)
 
 static void put32(lmz_gguf_writer *w, uint32_t v)
 {
-    uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    uint8_t b[4];
+    lmz_put_u32(b, v);
     put(w, b, 4);
 }
 
@@ -540,13 +538,13 @@ void lmz_gguf_w_copy(lmz_gguf_writer *w, const lmz_gguf_kv *kv)
     put32(w, kv->type);
     w->n_kv++;
     if (kv->type == LMZ_GGUF_STRING) {
-        put(w, kv->data, 8 + (size_t)rd64(kv->data));
+        put(w, kv->data, 8 + (size_t)lmz_get_u64(kv->data));
     } else if (kv->type == LMZ_GGUF_ARRAY) {
         put32(w, kv->elem_type);
         put64(w, kv->count);
         uint64_t n = kv->count * scalar_size(kv->elem_type);
         if (kv->elem_type == LMZ_GGUF_STRING)
-            n = kv->count ? kv->str_off[kv->count - 1] + 8 + rd64(kv->data + kv->str_off[kv->count - 1]) : 0;
+            n = kv->count ? kv->str_off[kv->count - 1] + 8 + lmz_get_u64(kv->data + kv->str_off[kv->count - 1]) : 0;
         put(w, kv->data, (size_t)n);
     } else {
         put(w, kv->data, (size_t)scalar_size(kv->type));

@@ -44,9 +44,8 @@ enum {
     LMZ_GGUF_FLOAT64 = 12, LMZ_GGUF_TYPE_COUNT
 };
 
-/* ggml tensor types this project computes with (others are listed by
- * `dsrn info` but refused by the engine) */
-enum { LMZ_GGML_F32 = 0, LMZ_GGML_F16 = 1, LMZ_GGML_Q8_0 = 8, LMZ_GGML_BF16 = 30 };
+/* the ggml tensor types the engine computes with: LMZ_GGML_* */
+#include "../tensor/types.h"
 
 #define LMZ_GGUF_MAX_DIMS 4
 

@@ -3,8 +3,10 @@
  *
  * An architecture's model struct begins with a struct lmz_model (its ops,
  * the parsed file, the tokenizer, the kernel path), its state struct with a
- * struct lmz_state; model.c opens the file, loads the tokenizer, and hands
- * over to the architecture named by general.architecture.
+ * struct lmz_state; model.c parses the file (opened and mapped there, or a
+ * caller's mapping: the codec's loaded model, lmz_model_load), loads the
+ * tokenizer, and hands over to the architecture named by
+ * general.architecture.
  */
 #ifndef LMZ_MODEL_IMPL_H
 #define LMZ_MODEL_IMPL_H
@@ -35,7 +37,7 @@ struct lmz_model {
     char tok_note[160];
     lmz_kpath kp;
     uint32_t n_vocab;
-    uint32_t window;             /* attention window in tokens */
+    uint32_t window;             /* llama: the KV window in tokens; dsrn: its attention window */
     struct lmz_pool *pool;       /* the architecture's threads (owned by it) */
 };
 

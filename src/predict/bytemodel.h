@@ -29,7 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../codec/rangecoder.h"
+#include "../common/rangecoder.h"
 
 #define LMZ_BM_TABLE_BITS_MIN     12
 #define LMZ_BM_TABLE_BITS_MAX     24   /* 2^24 slots of 16 bytes = 256 MiB */

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../codec/cdf.h"
+#include "cdf.h"
 #include "../tensor/detmath.h"
 #include "../tensor/kernels.h"
 

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/gguf.h"
+#include "types.h"
 #include "detmath.h"
 
 const char *lmz_kpath_name(lmz_kpath p)
@@ -180,6 +180,7 @@ static inline void clean_upper(void) {}
 typedef struct {
     __m128d v[8];
 } lanes16;
+static void step16_exact(lanes16 *restrict acc, const lanes16 *restrict w, const lanes16 *restrict x);
 
 static inline void widen16(const float *w, lanes16 *d)
 {
@@ -233,17 +234,13 @@ static inline void step16(lanes16 *restrict acc, const lanes16 *restrict w, cons
         memcpy(acc->v, nv, sizeof nv);
         return;
     }
-    float a[16], b[16], c[16];
-    narrow16(w, a);
-    narrow16(x, b);
-    narrow16(acc, c);
-    for (int j = 0; j < 16; j++) c[j] = lmz_fma_exact(a[j], b[j], c[j]);
-    widen16(c, acc);
+    step16_exact(acc, w, x);
 }
 #else
 typedef struct {
     v4d v[4];
 } lanes16;
+static void step16_exact(lanes16 *restrict acc, const lanes16 *restrict w, const lanes16 *restrict x);
 
 static inline void widen16(const float *w, lanes16 *d)
 {
@@ -296,6 +293,13 @@ static inline void step16(lanes16 *restrict acc, const lanes16 *restrict w, cons
         memcpy(acc->v, nv, sizeof nv);
         return;
     }
+    step16_exact(acc, w, x);
+}
+#endif
+
+/* the slow way, lane by lane (step16's rare blocks) */
+static void step16_exact(lanes16 *restrict acc, const lanes16 *restrict w, const lanes16 *restrict x)
+{
     float a[16], b[16], c[16];
     narrow16(w, a);
     narrow16(x, b);
@@ -303,7 +307,6 @@ static inline void step16(lanes16 *restrict acc, const lanes16 *restrict w, cons
     for (int j = 0; j < 16; j++) c[j] = lmz_fma_exact(a[j], b[j], c[j]);
     widen16(c, acc);
 }
-#endif
 
 /* l[j] = fma(w[j], x[j], l[j]) for the 16 lanes, exactly */
 static inline void fma16(float *restrict l, const float *restrict w, const float *restrict x)

@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "types.h"
+
 typedef enum {
     LMZ_KPATH_SCALAR = 0,
     LMZ_KPATH_AVX2 = 1,
@@ -77,9 +79,6 @@ void lmz_dot_keys16(lmz_kpath p, const float *kt, const float *q, size_t qs, siz
 /* A weight row as floats, exactly (F32 copies, F16/BF16 widen, Q8_0 d*q). */
 void lmz_row_to_f32(lmz_kpath p, const void *wrow, uint32_t type, size_t n, float *out);
 
-/* exact conversions */
-float lmz_f16_to_f32(uint16_t h);
-float lmz_bf16_to_f32(uint16_t h);
 
 /* path implementations (kernels_avx2.c, kernels_avx512.c) */
 float lmz_dot_avx2(const void *wrow, uint32_t type, const float *x, size_t n);

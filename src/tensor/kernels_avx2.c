@@ -7,7 +7,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "model/gguf.h"
+#include "types.h"
 
 #define T_AVX2 __attribute__((target("avx2,fma,f16c")))
 

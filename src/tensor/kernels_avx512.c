@@ -7,7 +7,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "model/gguf.h"
+#include "types.h"
 
 #define T_512 __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
 

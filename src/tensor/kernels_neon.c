@@ -9,7 +9,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "model/gguf.h"
+#include "types.h"
 
 /* l[j] + l[j+8], then + [j+4], + [j+2], [0] + [1]: the reference tree */
 static float reduce(float32x4_t l0, float32x4_t l1, float32x4_t l2, float32x4_t l3)

@@ -67,23 +67,9 @@ int main(int argc, char **argv)
             lmz_put_u32(out + frame + 2, 1u << 30);
             recheck(out + frame, 18);
         }
-    } else if (!strncmp(mode, "name:", 5)) {
-        const char *name = mode + 5;
-        memcpy(out, buf, model);
-        m = model;
-        out[m++] = (uint8_t)strlen(name);
-        memcpy(out + m, name, strlen(name));
-        m += strlen(name);
-        size_t skip = model + 1 + buf[model];
-        memcpy(out + m, buf + skip, hend - skip);
-        m += hend - skip;
-        recheck(out, m);
-        m += 4;
-        memcpy(out + m, buf + frame, n - frame);
-        m += n - frame;
     } else
     if (!strcmp(mode, "setting") || !strcmp(mode, "profile") || !strcmp(mode, "model") ||
-        !strcmp(mode, "frame-size-zero")) {
+        !strcmp(mode, "frame-size-zero") || !strncmp(mode, "name:", 5)) {
         /* rebuild the header with one change */
         size_t at = !strcmp(mode, "setting") ? nset : !strcmp(mode, "profile") ? prof : model;
         memcpy(out, buf, at);
@@ -103,7 +89,7 @@ int main(int argc, char **argv)
             lmz_put_u64(out + (nset + 2), 0);
             m += hend - at;
         } else {
-            const char *name = !strcmp(mode, "profile") ? "det-f32-v9" : "smollm2-135m";
+            const char *name = !strcmp(mode, "profile") ? "det-f32-v9" : !strcmp(mode, "model") ? "smollm2-135m" : mode + 5;
             out[m++] = (uint8_t)strlen(name);
             memcpy(out + m, name, strlen(name));
             m += strlen(name);

@@ -4,9 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec/cdf.h"
+#include "predict/cdf.h"
 #include "codec/lmcodec.h"
-#include "codec/rangecoder.h"
+#include "common/rangecoder.h"
 #include "model/model.h"
 #include "predict/lmens.h"
 #include "test.h"

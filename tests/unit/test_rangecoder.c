@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec/cdf.h"
-#include "codec/rangecoder.h"
+#include "predict/cdf.h"
+#include "common/rangecoder.h"
 #include "test.h"
 
 /* Zipf-like distribution over n symbols, quantised to a 2^24 table. */

@@ -4,7 +4,7 @@
 #include <xxhash.h>
 
 #include "codec/format.h"
-#include "codec/rangecoder.h"
+#include "common/rangecoder.h"
 #include "lmzip.h"
 #include "predict/bytemodel.h"
 #include "test.h"
@@ -408,4 +408,38 @@ TEST(stream_model_ref)
     free(src);
     free(c);
     free(d);
+}
+
+/* One table: lmz_params_set checks bounds by name, the header carries what
+ * it set, and the header reader rejects what the table bounds. */
+TEST(stream_settings_table)
+{
+    size_t n = 0;
+    const lmz_setting *t = lmz_settings(&n);
+    CHECK(n == 12 && t[0].id == 1 && strcmp(t[0].name, "frame-size") == 0);
+    for (size_t i = 1; i < n; i++) CHECK(t[i].id > t[i - 1].id); /* id order: the header's order */
+    lmz_params p;
+    lmz_params_default(&p);
+    CHECK_EQ_U64(lmz_params_set(&p, "ngram-bits", 25), LMZ_ERROR_PARAM);
+    CHECK_EQ_U64(lmz_params_set(&p, "ngram-bits", 12.5), LMZ_ERROR_PARAM);
+    CHECK_EQ_U64(lmz_params_set(&p, "no-such", 1), LMZ_ERROR_PARAM);
+    CHECK_EQ_U64(lmz_params_set(&p, "ngram-bits", 12), LMZ_OK);
+    CHECK_EQ_U64(p.ngram_bits, 12);
+    CHECK_EQ_U64(lmz_params_set(&p, "skip", 2.5), LMZ_OK);
+    CHECK_EQ_U64(p.skip_mbits, 2500);
+    CHECK_EQ_U64(lmz_params_set(&p, "mix-lr", 0.5), LMZ_OK);
+    CHECK(p.mix_lr == 0.5f);
+    CHECK_EQ_U64(lmz_params_set(&p, "frame-size", 0), LMZ_OK); /* automatic */
+    CHECK_EQ_U64(lmz_params_set(&p, "frame-size", 512), LMZ_ERROR_PARAM);
+    CHECK_EQ_U64(lmz_params_set(&p, "table-bits", 14), LMZ_OK);
+    /* a value set behind the table's back is refused by compression */
+    uint8_t src[100] = {1}, dst[400];
+    size_t len;
+    p.cdf_bits = 30;
+    CHECK_EQ_U64(lmz_compress_buffer(&p, src, sizeof src, dst, sizeof dst, &len), LMZ_ERROR_PARAM);
+    p.cdf_bits = 24;
+    CHECK_EQ_U64(lmz_compress_buffer(&p, src, sizeof src, dst, sizeof dst, &len), LMZ_OK);
+    lmz_stream_info si;
+    CHECK_EQ_U64(lmz_peek_header(dst, len, &si), LMZ_OK);
+    CHECK_EQ_U64(si.table_bits, 14);
 }

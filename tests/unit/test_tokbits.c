@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec/rangecoder.h"
+#include "common/rangecoder.h"
 #include "codec/tokbits.h"
 #include "predict/bytemodel.h"
 #include "test.h"

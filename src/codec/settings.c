@@ -1,0 +1,196 @@
+/* settings.c — see settings.h: the one table of the settings a stream records. */
+#include "settings.h"
+
+#include <math.h>
+#include <stddef.h>
+#include <string.h>
+
+#include "../model/model.h"
+#include "../predict/bytemodel.h"
+#include "../predict/lmens.h"
+#include "lmcodec.h"
+
+enum { U32, REAL, MILLI }; /* how a value is kept: an integer, binary32 bits, thousandths */
+
+typedef struct {
+    lmz_setting pub;   /* name, id, model_only, bounds, default, help */
+    size_t hoff;       /* its lmz_header field (32 bits) */
+    size_t poff;       /* its lmz_params field (32 bits), or (size_t)-1 */
+    int kind;
+    int optional;      /* written only when not `absent` */
+    uint32_t absent;   /* the value an optional setting has when absent */
+    int auto0;         /* 0 in lmz_params: chosen by the library */
+} setting;
+
+#define H(f) offsetof(lmz_header, f)
+#define P(f) offsetof(lmz_params, f)
+static const setting table[] = {
+    {{"frame-size", LMZ_SET_FRAME_SIZE, 0, LMZ_FRAME_SIZE_MIN, LMZ_FRAME_SIZE_MAX, 0,
+      "bytes per independent frame (default 4M; with a model a sixteenth of the file, 16K..256K; "
+      "with a model at most 64M)"},
+     H(frame_size), P(frame_size), U32, 0, 0, 1},
+    {{"table-bits", LMZ_SET_TABLE_BITS, 0, LMZ_BM_TABLE_BITS_MIN, LMZ_BM_TABLE_BITS_MAX, LMZ_BM_TABLE_BITS_DEFAULT,
+      "byte model memory: 2^N 16-byte slots per thread at most, 64 MiB at 22"},
+     H(table_bits), P(table_bits), U32, 0, 0, 0},
+    {{"parts", LMZ_SET_PARTS, 1, 1, LMZ_ENS_ALL, LMZ_ENS_ALL,
+      "ensemble parts: a list of model,ngram,bias,match, or all (bits 1,2,4,8)"},
+     H(parts), P(parts), U32, 0, 0, 0},
+    {{"mixer", LMZ_SET_MIXER, 1, 0, LMZ_MIX_LOG, LMZ_MIX_LOG, "prob (0) or log (1): mixing in probability space or in the log domain"},
+     H(mixer), P(mixer), U32, 0, 0, 0},
+    {{"ngram-bits", LMZ_SET_NGRAM_BITS, 1, LMZ_ENS_NGRAM_BITS_MIN, LMZ_ENS_NGRAM_BITS_MAX, 20,
+      "n-gram memory: 2^N 32-byte buckets per order at most"},
+     H(ngram_bits), P(ngram_bits), U32, 0, 0, 0},
+    {{"cdf-bits", LMZ_SET_CDF_BITS, 1, 16, 24, 24, "frequency total 2^N of the coded tables"},
+     H(cdf_bits), P(cdf_bits), U32, 0, 0, 0},
+    {{"bias-lr", LMZ_SET_BIAS_LR, 1, 0, 1, 0.3, "learning rate of the bias head"},
+     H(bias_lr), P(bias_lr), REAL, 0, 0, 0},
+    {{"mix-lr", LMZ_SET_MIX_LR, 1, 0, 1, 0.00025, "learning rate of the log mixer"},
+     H(mix_lr), P(mix_lr), REAL, 0, 0, 0},
+    {{"text-min", LMZ_SET_TEXT_MIN, 1, 1, 65536, LMZ_LM_TEXT_MIN_DEFAULT, "shortest text segment in bytes"},
+     H(text_min), P(text_min), U32, 0, 0, 0},
+    {{"window", LMZ_SET_WINDOW, 1, 0, LMZ_MAX_WINDOW, 0, "llama KV window in tokens, 0 for the model's context"},
+     H(window), P(window), U32, 0, 0, 0},
+    {{"skip", LMZ_SET_SKIP, 1, 0, 16, 0,
+      "code a token without the model when the n-gram and match blend's entropy is below this many bits, "
+      "0 for never"},
+     H(skip_mbits), P(skip_mbits), MILLI, 1, 0, 0},
+    {{"group", LMZ_SET_GROUP, 1, 1, LMZ_GROUP_MAX, 0,
+      "frames whose text shares one ensemble, decoded side by side (group x frame size at most 64M; "
+      "default 64 or as many as fit)"},
+     H(group), P(group), U32, 1, 1, 1},
+};
+#undef H
+#undef P
+#define N_SETTINGS (sizeof table / sizeof *table)
+_Static_assert(sizeof(((lmz_params *)0)->group) == 4 && sizeof(((lmz_params *)0)->bias_lr) == 4 &&
+                   sizeof(((lmz_header *)0)->table_bits) == 4 && sizeof(((lmz_header *)0)->mix_lr) == 4,
+               "the table's fields are 32 bits");
+
+const lmz_setting *lmz_settings(size_t *count)
+{
+    static lmz_setting pub[N_SETTINGS];
+    for (size_t i = 0; i < N_SETTINGS; i++) pub[i] = table[i].pub;
+    if (count) *count = N_SETTINGS;
+    return pub;
+}
+
+static uint32_t get32(const void *base, size_t off)
+{
+    uint32_t v;
+    memcpy(&v, (const char *)base + off, 4);
+    return v;
+}
+
+static void set32(void *base, size_t off, uint32_t v) { memcpy((char *)base + off, &v, 4); }
+
+static const setting *by_id(unsigned id)
+{
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        if (table[i].pub.id == id) return &table[i];
+    return NULL;
+}
+
+static const setting *by_name(const char *name)
+{
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        if (!strcmp(table[i].pub.name, name)) return &table[i];
+    return NULL;
+}
+
+/* a value as the header holds it (binary32 bits, thousandths), in bounds? */
+static int in_bounds(const setting *s, uint64_t v)
+{
+    if (v > UINT32_MAX) return 0;
+    if (s->kind == REAL) {
+        float f;
+        uint32_t u = (uint32_t)v;
+        memcpy(&f, &u, 4);
+        return f >= s->pub.min && f <= s->pub.max; /* false for NaN */
+    }
+    double x = s->kind == MILLI ? (double)v / 1000.0 : (double)v;
+    return x >= s->pub.min && x <= s->pub.max;
+}
+
+size_t lmz_settings_write(const lmz_header *h, int lm, uint8_t *out, unsigned *count)
+{
+    size_t o = 0;
+    unsigned n = 0;
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const setting *s = &table[i];
+        if (s->pub.model_only && !lm) continue;
+        uint32_t v = get32(h, s->hoff); /* floats: their bits */
+        if (s->optional && v == s->absent) continue;
+        out[o++] = (uint8_t)s->pub.id;
+        lmz_put_u64(out + o, v);
+        o += 8;
+        n++;
+    }
+    *count = n;
+    return o;
+}
+
+int lmz_settings_read(lmz_header *h, unsigned id, uint64_t v, uint64_t *seen, int *model_only, int *optional)
+{
+    const setting *s = id < 64 ? by_id(id) : NULL;
+    if (!s || (*seen >> id & 1)) return 0;
+    *seen |= 1ull << id;
+    *model_only = s->pub.model_only;
+    *optional = s->optional;
+    if (!in_bounds(s, v)) return -1;
+    set32(h, s->hoff, (uint32_t)v);
+    return 1;
+}
+
+int lmz_settings_complete(uint64_t seen, int lm)
+{
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const setting *s = &table[i];
+        int present = (int)(seen >> s->pub.id & 1);
+        if (!lm && s->pub.model_only && present) return 0; /* model settings in a byte-model stream */
+        if ((lm || !s->pub.model_only) && !s->optional && !present) return 0;
+    }
+    return 1;
+}
+
+/* the value of a setting in p, as the header holds it */
+static uint64_t param_value(const lmz_params *p, const setting *s) { return get32(p, s->poff); }
+
+int lmz_settings_check(const lmz_params *p)
+{
+    for (size_t i = 0; i < N_SETTINGS; i++) {
+        const setting *s = &table[i];
+        uint64_t v = param_value(p, s);
+        if (s->auto0 && v == 0) continue;
+        if (!in_bounds(s, v)) return LMZ_ERROR_PARAM;
+    }
+    return LMZ_OK;
+}
+
+void lmz_settings_to_header(const lmz_params *p, lmz_header *h)
+{
+    for (size_t i = 0; i < N_SETTINGS; i++) set32(h, table[i].hoff, get32(p, table[i].poff));
+    if (!h->group) h->group = 1;
+}
+
+int lmz_params_set(lmz_params *p, const char *name, double value)
+{
+    const setting *s = p && name ? by_name(name) : NULL;
+    if (!s || !(value == value)) return LMZ_ERROR_PARAM;
+    if (s->auto0 && value == 0) {
+        set32(p, s->poff, 0);
+        return LMZ_OK;
+    }
+    if (value < s->pub.min || value > s->pub.max) return LMZ_ERROR_PARAM;
+    if (s->kind == REAL) {
+        float f = (float)value;
+        uint32_t u;
+        memcpy(&u, &f, 4);
+        set32(p, s->poff, u);
+    } else if (s->kind == MILLI) {
+        set32(p, s->poff, (uint32_t)(value * 1000.0 + 0.5));
+    } else {
+        if (value != floor(value)) return LMZ_ERROR_PARAM;
+        set32(p, s->poff, (uint32_t)value);
+    }
+    return LMZ_OK;
+}

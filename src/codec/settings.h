@@ -1,0 +1,42 @@
+/*
+ * settings.h — the settings a stream records, in one table (settings.c):
+ * each setting's header id, the lmz_header and lmz_params fields it fills,
+ * its bounds and default. The stream header's writer and reader, the
+ * library's parameter checks (lmz_params_set, lmz_compress_stream), lmzip's
+ * options and its -h read this table; tests/cli.sh checks the man page names
+ * every entry.
+ */
+#ifndef LMZ_SETTINGS_H
+#define LMZ_SETTINGS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "format.h"
+#include "lmzip.h"
+
+/* Append the settings of h to out (id byte, 8-byte value each, in id
+ * order; language-model ones only for model streams, optional ones only
+ * when not at their absent value). @return bytes written; *count the
+ * number of settings. */
+size_t lmz_settings_write(const lmz_header *h, int lm, uint8_t *out, unsigned *count);
+
+/* Take one (id, value) pair of a header into h. @return 1 when the id is
+ * known and the value in bounds, 0 for an id this build does not know or
+ * one seen before (seen: a bit per id, updated), -1 for a value out of
+ * bounds (damage). *model_only tells whether the id belongs to model
+ * streams only, *optional whether it may be absent. */
+int lmz_settings_read(lmz_header *h, unsigned id, uint64_t v, uint64_t *seen, int *model_only, int *optional);
+
+/* Check every setting of p against its bounds. @return LMZ_OK or
+ * LMZ_ERROR_PARAM. */
+int lmz_settings_check(const lmz_params *p);
+
+/* The header's settings from p (model streams: lm 1). Automatic frame
+ * size and group must be resolved before. */
+void lmz_settings_to_header(const lmz_params *p, lmz_header *h);
+
+/* the bit of `seen` that says every required setting of a stream kind was read */
+int lmz_settings_complete(uint64_t seen, int lm);
+
+#endif
