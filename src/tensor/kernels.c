@@ -112,10 +112,9 @@ static float reduce16(const float *l)
     return c[0] + c[1];
 }
 
-/* Four exact FMAs side by side (lmz_fma_exact, lane by lane the same
- * operations), in GCC/Clang vector extensions: plain IEEE double arithmetic
- * that compiles to SSE2 on any x86-64 and to NEON on AArch64, so the
- * portable path runs at vector speed without an FMA unit or a libm call. */
+/* Vector types of GCC/Clang's vector extensions: plain IEEE arithmetic lane
+ * by lane, for the portable path where SSE2 is not there (AArch64 and
+ * others); x86-64 uses SSE2 below. */
 #if !defined(__GNUC__)
 #error "the portable kernels use GCC/Clang vector extensions"
 #endif
@@ -124,35 +123,6 @@ typedef double v2d __attribute__((vector_size(16)));
 typedef int64_t v2l __attribute__((vector_size(16)));
 typedef int32_t v4i __attribute__((vector_size(16)));
 typedef float v4f __attribute__((vector_size(16)));
-
-/* p + c rounded to odd, two lanes (16-byte vectors: the compares stay
- * vector compares on SSE2) */
-static inline v2d sum_odd2(v2d p, v2d cd)
-{
-    v2d s = p + cd;
-    v2d bp = s - p;
-    v2d e = (p - (s - bp)) + (cd - bp);
-    v2l u = (v2l)s;
-    v2l inexact = (e < 0) | (e > 0);         /* -1 where s lost something (never for NaN e) */
-    v2l even = (u & 1) - 1;                  /* -1 where the last bit is 0 */
-    v2l same = ~((e > 0) ^ (s > 0));         /* -1 where p + c lies beyond s, away from zero */
-    v2l step = (same & 2) - 1;               /* +1 away from zero, -1 toward it */
-    u += inexact & even & step;
-    return (v2d)u;
-}
-
-static inline v4f fma_exact4(v4f a, v4f b, v4f c)
-{
-    v4d p = __builtin_convertvector(a, v4d) * __builtin_convertvector(b, v4d);
-    v4d cd = __builtin_convertvector(c, v4d);
-    v2d ph[2], ch[2];
-    memcpy(ph, &p, sizeof p);
-    memcpy(ch, &cd, sizeof cd);
-    ph[0] = sum_odd2(ph[0], ch[0]);
-    ph[1] = sum_odd2(ph[1], ch[1]);
-    memcpy(&p, ph, sizeof p);
-    return __builtin_convertvector(p, v4f);
-}
 
 /* The portable kernels are SSE2 code without VEX encoding. On a CPU with
  * AVX, code elsewhere (the C library, the AVX2 clones) may leave the upper
@@ -222,15 +192,19 @@ static inline void step16(lanes16 *restrict acc, const lanes16 *restrict w, cons
         nv[j] = _mm_cvtps_pd(f);
         nv[j + 1] = _mm_cvtps_pd(_mm_movehl_ps(f, f));
     }
+    if (__builtin_expect(!_mm_movemask_ps(_mm_or_ps(risky, small)), 1)) { /* the common case: one test */
+        memcpy(acc->v, nv, sizeof nv);
+        return;
+    }
     int bad = _mm_movemask_ps(risky);
-    if (__builtin_expect(_mm_movemask_ps(small) != 0, 0)) { /* exact zeros are exact: look closer */
+    if (_mm_movemask_ps(small)) { /* exact zeros are exact: look closer */
         const __m128d absd = _mm_castsi128_pd(_mm_set1_epi64x(INT64_MAX)), tinyd = _mm_set1_pd(0x1p-126);
         for (int j = 0; j < 8; j++) {
             __m128d a = _mm_and_pd(_mm_add_pd(_mm_mul_pd(w->v[j], x->v[j]), acc->v[j]), absd);
             bad |= _mm_movemask_pd(_mm_and_pd(_mm_cmplt_pd(a, tinyd), _mm_cmpgt_pd(a, _mm_setzero_pd())));
         }
     }
-    if (__builtin_expect(!bad, 1)) {
+    if (!bad) {
         memcpy(acc->v, nv, sizeof nv);
         return;
     }
@@ -324,13 +298,15 @@ static void axpy_exact(float a, const float *x, float *y, size_t n)
 {
     clean_upper();
     size_t i = 0;
-    v4f av = {a, a, a, a};
-    for (; i + 4 <= n; i += 4) {
-        v4f b, c;
-        memcpy(&b, x + i, 16);
-        memcpy(&c, y + i, 16);
-        c = fma_exact4(av, b, c);
-        memcpy(y + i, &c, 16);
+    lanes16 ad, xd, yd;
+    float af[16];
+    for (int j = 0; j < 16; j++) af[j] = a;
+    widen16(af, &ad);
+    for (; i + 16 <= n; i += 16) { /* 16 at a time through step16's fast path */
+        widen16(x + i, &xd);
+        widen16(y + i, &yd);
+        step16(&yd, &ad, &xd);
+        narrow16(&yd, y + i);
     }
     for (; i < n; i++) y[i] = lmz_fma_exact(a, x[i], y[i]);
 }
