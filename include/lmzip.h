@@ -63,7 +63,6 @@ const char *lmz_error_name(int code);
 #define LMZ_FRAME_SIZE_MAX (1u << 30)
 #define LMZ_FRAME_SIZE_DEFAULT (4u << 20)   /* without a model */
 #define LMZ_LM_FRAME_SIZE_MAX (64u << 20)   /* with a model */
-#define LMZ_GROUP_MAX_FRAMES 64             /* frames of a group */
 
 /* Statistics of a compression with a language model (optional output). */
 typedef struct {

@@ -375,7 +375,7 @@ static const lmz_model_ref *find_ref_cb(void *opaque, const char *name)
     (void)opaque;
     for (int i = 0; i < n_found; i++)
         if (!strcmp(found[i].name, name)) return found[i].ref;
-    char path[PATH_MAX], err[512], e1[128], e2[1100];
+    char path[PATH_MAX], err[512], e2[1100];
     if (!find_in_folders(name, path, sizeof path)) return NULL;
     lmz_model_ref *r = NULL;
     if (lmz_model_load(path, &r, err, sizeof err) != LMZ_OK)
@@ -387,7 +387,6 @@ static const lmz_model_ref *find_ref_cb(void *opaque, const char *name)
     }
     snprintf(found[n_found].name, sizeof found[n_found].name, "%s", name);
     found[n_found++].ref = r;
-    (void)e1;
     return r;
 }
 
@@ -406,19 +405,21 @@ static int resolve_model(options *o)
     }
     char e[PATH_MAX * 4 + 16];
     struct stat st;
+    int pathlike = strchr(m, '/') || has_suffix(m, ".gguf"); /* a file, never a name to look up */
+    esc(m, e, sizeof e);
     if (stat(m, &st) == 0) {
         if (!S_ISREG(st.st_mode)) {
-            fprintf(stderr, "%s: %s: the model is not a regular file\n", prog, esc(m, e, sizeof e));
+            fprintf(stderr, "%s: %s: the model is not a regular file\n", prog, e);
             return -1;
         }
         snprintf(o->model_path, sizeof o->model_path, "%s", m);
-    } else if (strchr(m, '/') || has_suffix(m, ".gguf") || !find_in_folders(m, o->model_path, sizeof o->model_path)) {
-        if (strchr(m, '/') || has_suffix(m, ".gguf"))
-            fprintf(stderr, "%s: %s: %s\n", prog, esc(m, e, sizeof e), strerror(ENOENT));
+    } else if (pathlike || !find_in_folders(m, o->model_path, sizeof o->model_path)) {
+        if (pathlike)
+            fprintf(stderr, "%s: %s: %s\n", prog, e, strerror(ENOENT));
         else
             fprintf(stderr, "%s: model '%s' not found: not a file, and no %s.gguf in the models folders "
                             "($LMZIP_MODELS, models/ beside the program, %s)\n",
-                    prog, esc(m, e, sizeof e), esc(m, e, sizeof e), LMZIP_MODELS_DIR);
+                    prog, e, e, LMZIP_MODELS_DIR);
         return -1;
     }
     o->params.model = o->model_path;
@@ -833,6 +834,14 @@ static int parse_parts(const char *s, unsigned *out)
     return 0;
 }
 
+/* -V: @return the exit status */
+static int version(void)
+{
+    printf("lmzip %s (format %d, profiles int-v1 det-f32-v1 det-f32-v2 det-f32-v3 det-f32-v4)\n", LMZ_VERSION_STRING,
+           1);
+    return close_stdout(0);
+}
+
 /* a finite number, the whole string */
 static int parse_number(const char *s, double *x)
 {
@@ -886,7 +895,6 @@ int main(int argc, char **argv)
         umask(um);
         o.umask_bits = um;
     }
-    int frame_set = 0, group_set = 0;
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -918,10 +926,7 @@ int main(int argc, char **argv)
             else if (FLAG("--verbose")) o.verbose++;
             else if (FLAG("--quiet")) o.quiet = 1;
             else if (FLAG("--help")) { usage(stdout); return close_stdout(0); }
-            else if (FLAG("--version")) {
-                printf("lmzip %s (format %d, profiles int-v1 det-f32-v1 det-f32-v2 det-f32-v3 det-f32-v4)\n", LMZ_VERSION_STRING, 1);
-                return close_stdout(0);
-            } else if (LONG("--memlimit")) {
+            else if (FLAG("--version")) return version(); else if (LONG("--memlimit")) {
                 const char *v = VALUE();
                 uint64_t m;
                 if (!strcmp(v, "max")) o.memlimit = UINT64_MAX;
@@ -960,8 +965,6 @@ int main(int argc, char **argv)
                 o.params.lm_profile = pv;
             } else if (klen > 2 && (st = setting_named(a + 2, klen - 2)) != NULL) { /* the table's settings */
                 if (set_option(&o, st, VALUE()) != 0) return 1;
-                if (!strcmp(st->name, "group")) group_set = 1;
-                if (!strcmp(st->name, "frame-size")) frame_set = 1;
             } else {
                 fprintf(stderr, "%s: unknown option %s (see --help)\n", prog, a);
                 return 1;
@@ -994,10 +997,7 @@ int main(int argc, char **argv)
             case 'v': o.verbose++; break;
             case 'q': o.quiet = 1; break;
             case 'h': usage(stdout); return close_stdout(0);
-            case 'V':
-                printf("lmzip %s (format %d, profiles int-v1 det-f32-v1 det-f32-v2 det-f32-v3 det-f32-v4)\n",
-                       LMZ_VERSION_STRING, 1);
-                return close_stdout(0);
+            case 'V': return version();
             case 'T':
                 if (parse_uint(val, 256, &o.params.threads)) {
                     fprintf(stderr, "%s: bad thread count (0..256)\n", prog);
@@ -1008,7 +1008,6 @@ int main(int argc, char **argv)
             case 'm': o.model_arg = val; break;
             case 'B':
                 if (set_option(&o, setting_named("frame-size", 10), val) != 0) return 1;
-                frame_set = 1;
                 break;
             default:
                 fprintf(stderr, "%s: unknown option -%c (see --help)\n", prog, *p);
@@ -1034,20 +1033,17 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    if (with_model && o.mode == MODE_COMPRESS) { /* frames and groups: the library's policy unless given */
-        if (!frame_set) o.params.frame_size = 0;
-        if (!group_set) o.params.group = 0;
+    /* frames and groups left at 0 are the library's choice (lmz_params);
+     * what the library would refuse gets its own message here */
+    if (with_model && o.mode == MODE_COMPRESS) {
         if (o.params.frame_size > LMZ_LM_FRAME_SIZE_MAX) {
             fprintf(stderr, "%s: with a model, frames are at most 64M\n", prog);
             return 1;
         }
-        if (frame_set && group_set && o.params.group > 1 && (uint64_t)o.params.group * o.params.frame_size > (64u << 20)) {
+        if (o.params.frame_size && o.params.group > 1 &&
+            (uint64_t)o.params.group * o.params.frame_size > (64u << 20)) {
             fprintf(stderr, "%s: --group x --frame-size is at most 64M\n", prog);
             return 1;
-        }
-        if (frame_set && !group_set) { /* as many frames as fit in 64M, 64 at most */
-            uint32_t fit = (64u << 20) / o.params.frame_size;
-            o.params.group = fit < LMZ_GROUP_MAX_FRAMES ? fit : LMZ_GROUP_MAX_FRAMES;
         }
     }
 

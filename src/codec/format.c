@@ -77,8 +77,7 @@ int lmz_header_read(lmz_fetch_fn get, void *ctx, lmz_header *h, int check_suppor
     int unknown = 0;
     for (unsigned i = 0; i < ns; i++) {
         NEED(9);
-        int model_only, optional;
-        int r = lmz_settings_read(h, b[o - 9], lmz_get_u64(b + o - 8), &seen, &model_only, &optional);
+        int r = lmz_settings_read(h, b[o - 9], lmz_get_u64(b + o - 8), &seen);
         if (r < 0) return LMZ_ERROR_HEADER; /* out of bounds */
         if (r == 0) unknown = 1;            /* an id this build lacks, or one seen twice */
     }

@@ -26,8 +26,7 @@ struct lmz_lm {
     uint32_t V;
     int32_t start;
     lmz_lm_params p;
-    char name[LMZ_NAME_MAX + 1];
-    uint8_t hash[32];
+    const struct lmz_model_ref *ref; /* the loaded model: its name and identity */
     lmz_lm_stats st;
     lmz_pool *pool; /* the model's threads, also for the frames' ensembles */
     lmz_tb_vocab *tbv; /* det-f32-v4: the vocabulary in byte order */
@@ -112,7 +111,6 @@ void lmz_model_unload(lmz_model_ref *r)
 
 const char *lmz_model_ref_name(const lmz_model_ref *r) { return r ? r->name : ""; }
 const char *lmz_model_ref_path(const lmz_model_ref *r) { return r ? r->path : ""; }
-const uint8_t *lmz_model_ref_hash(const lmz_model_ref *r) { return r->hash; }
 
 int lmz_lm_open(const lmz_model_ref *ref, const lmz_lm_params *p, const uint8_t *want_hash, lmz_lm **out,
                 char *err, size_t errlen)
@@ -128,8 +126,7 @@ int lmz_lm_open(const lmz_model_ref *ref, const lmz_lm_params *p, const uint8_t 
         return LMZ_ERROR_NOMEM;
     }
     lm->p = *p;
-    memcpy(lm->hash, ref->hash, 32);
-    memcpy(lm->name, ref->name, sizeof lm->name);
+    lm->ref = ref;
     lmz_model_opts mo = {p->threads ? p->threads : 1, p->window};
     char why[256];
     if (lmz_model_open_buffer(ref->g.base, ref->g.size, &mo, &lm->m, why, sizeof why) != 0) {
@@ -181,8 +178,8 @@ void lmz_lm_free(lmz_lm *lm)
     free(lm);
 }
 
-const char *lmz_lm_name(const lmz_lm *lm) { return lm->name; }
-const uint8_t *lmz_lm_hash(const lmz_lm *lm) { return lm->hash; }
+const char *lmz_lm_name(const lmz_lm *lm) { return lm->ref->name; }
+const uint8_t *lmz_lm_hash(const lmz_lm *lm) { return lm->ref->hash; }
 uint32_t lmz_lm_window(const lmz_lm *lm) { return lmz_model_window(lm->m); }
 void lmz_lm_stats_get(const lmz_lm *lm, lmz_lm_stats *s) { *s = lm->st; }
 void lmz_lm_stats_reset(lmz_lm *lm) { memset(&lm->st, 0, sizeof lm->st); }

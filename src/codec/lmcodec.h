@@ -59,9 +59,8 @@ typedef struct {
 
 typedef struct lmz_lm lmz_lm;
 
-/* The loaded model's file name (lmzip.h: lmz_model_load) and identity. */
+/* The path a model was loaded from (lmzip.h: lmz_model_load). */
 const char *lmz_model_ref_path(const lmz_model_ref *r);
-const uint8_t *lmz_model_ref_hash(const lmz_model_ref *r);
 
 /* A codec over the loaded model ref with the settings p (the model's own
  * instance: threads and window as p says; ref must outlive it). want_hash

@@ -129,13 +129,11 @@ size_t lmz_settings_write(const lmz_header *h, int lm, uint8_t *out, unsigned *c
     return o;
 }
 
-int lmz_settings_read(lmz_header *h, unsigned id, uint64_t v, uint64_t *seen, int *model_only, int *optional)
+int lmz_settings_read(lmz_header *h, unsigned id, uint64_t v, uint64_t *seen)
 {
     const setting *s = id < 64 ? by_id(id) : NULL;
     if (!s || (*seen >> id & 1)) return 0;
     *seen |= 1ull << id;
-    *model_only = s->pub.model_only;
-    *optional = s->optional;
     if (!in_bounds(s, v)) return -1;
     set32(h, s->hoff, (uint32_t)v);
     return 1;
@@ -152,14 +150,11 @@ int lmz_settings_complete(uint64_t seen, int lm)
     return 1;
 }
 
-/* the value of a setting in p, as the header holds it */
-static uint64_t param_value(const lmz_params *p, const setting *s) { return get32(p, s->poff); }
-
 int lmz_settings_check(const lmz_params *p)
 {
     for (size_t i = 0; i < N_SETTINGS; i++) {
         const setting *s = &table[i];
-        uint64_t v = param_value(p, s);
+        uint64_t v = get32(p, s->poff); /* as the header holds it */
         if (s->auto0 && v == 0) continue;
         if (!in_bounds(s, v)) return LMZ_ERROR_PARAM;
     }

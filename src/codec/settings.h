@@ -24,9 +24,8 @@ size_t lmz_settings_write(const lmz_header *h, int lm, uint8_t *out, unsigned *c
 /* Take one (id, value) pair of a header into h. @return 1 when the id is
  * known and the value in bounds, 0 for an id this build does not know or
  * one seen before (seen: a bit per id, updated), -1 for a value out of
- * bounds (damage). *model_only tells whether the id belongs to model
- * streams only, *optional whether it may be absent. */
-int lmz_settings_read(lmz_header *h, unsigned id, uint64_t v, uint64_t *seen, int *model_only, int *optional);
+ * bounds (damage). */
+int lmz_settings_read(lmz_header *h, unsigned id, uint64_t v, uint64_t *seen);
 
 /* Check every setting of p against its bounds. @return LMZ_OK or
  * LMZ_ERROR_PARAM. */
@@ -36,7 +35,8 @@ int lmz_settings_check(const lmz_params *p);
  * size and group must be resolved before. */
 void lmz_settings_to_header(const lmz_params *p, lmz_header *h);
 
-/* the bit of `seen` that says every required setting of a stream kind was read */
+/* Does `seen` (lmz_settings_read's bits) hold every setting a stream of
+ * this kind (lm: a model stream) requires, and none it must not have? */
 int lmz_settings_complete(uint64_t seen, int lm);
 
 #endif

@@ -470,11 +470,10 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
     if (!p || !io || !io->read || !io->write) return LMZ_ERROR_PARAM;
     int with_model = p->model_ref || (p->model && strcmp(p->model, "none") != 0);
     if (!p->model_ref && !p->model) return LMZ_ERROR_MODEL;
+    if (lmz_settings_check(p) != LMZ_OK) return LMZ_ERROR_PARAM; /* every setting within its bounds */
     uint32_t frame_size = p->frame_size ? p->frame_size : LMZ_FRAME_SIZE_DEFAULT;
     unsigned group = 1;
-    if (with_model) lm_policy(p, &frame_size, &group);
-    if (frame_size < LMZ_FRAME_SIZE_MIN || frame_size > LMZ_FRAME_SIZE_MAX) return LMZ_ERROR_PARAM;
-    if (lmz_settings_check(p) != LMZ_OK) return LMZ_ERROR_PARAM; /* every setting within its bounds */
+    if (with_model) lm_policy(p, &frame_size, &group); /* from settings in bounds: in bounds too */
     if (p->stats) memset(p->stats, 0, sizeof *p->stats);
     unsigned threads = resolve_threads(p->threads, p->force_threads);
 
@@ -496,8 +495,7 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
         const char *prof = lmz_profile_lm_name(p->lm_profile ? p->lm_profile : LMZ_LM_PROFILE_NEWEST);
         if (!prof || p->lm_profile == 1 || p->lm_profile == 2) return LMZ_ERROR_PARAM; /* v1, v2: read only */
         strcpy(h.profile, prof);
-        if (group == 0 || group > LMZ_GROUP_MAX || (group > 1 && (uint64_t)group * frame_size > LMZ_GROUP_BYTES_MAX))
-            return LMZ_ERROR_PARAM;
+        if (group > 1 && (uint64_t)group * frame_size > LMZ_GROUP_BYTES_MAX) return LMZ_ERROR_PARAM;
         lmz_lm_params lp;
         lm_params_from_header(&h, threads, &lp);
         lp.ideal = p->stats != NULL;
@@ -649,16 +647,8 @@ static int payload_read(reader *r, uint8_t **buf, size_t *cap, size_t n)
     while (have < n) {
         size_t want = n - have;
         if (want > (8u << 20)) want = 8u << 20;
-        if (have + want > *cap) {
-            size_t nc = *cap ? *cap : 1u << 16;
-            while (nc < have + want) nc *= 2;
-            if (nc > n) nc = n;
-            uint8_t *nb = realloc(*buf, nc);
-            if (!nb) return LMZ_ERROR_NOMEM;
-            *buf = nb;
-            *cap = nc;
-        }
-        int e = rd_exact(r, *buf + have, want);
+        int e = grow(buf, cap, have + want, n);
+        if (!e) e = rd_exact(r, *buf + have, want);
         if (e) return e;
         have += want;
     }
@@ -727,8 +717,8 @@ static int stream_model(const lmz_header *h, const lmz_dparams *dp, unsigned nt,
     if (!lmz_profile_is_lm(h->profile)) return LMZ_OK;
     const lmz_model_ref *ref = dp->model_ref;
     if (!ref && dp->model) ref = cache_get(mc, dp->model);
-    else if (!ref && dp->find_ref) ref = dp->find_ref(dp->find_opaque, h->model);
-    if (!ref && !dp->model_ref && !dp->model && dp->find_model) {
+    if (!ref && !dp->model && dp->find_ref) ref = dp->find_ref(dp->find_opaque, h->model);
+    if (!ref && !dp->model && dp->find_model) {
         const char *path = dp->find_model(dp->find_opaque, h->model);
         if (path) ref = cache_get(mc, path);
     }
@@ -854,8 +844,8 @@ static int decompress_limited(const lmz_dparams *dp, const lmz_io *io, uint64_t 
             }
             if (err) break;
             if (k) decode_batch(lm, h.group, jobs, k, nt, lf);
-            if (dp->frames_at_once && (lm ? k : k < nt ? k : nt) > *dp->frames_at_once)
-                *dp->frames_at_once = lm ? k : k < nt ? k : nt;
+            unsigned side = lm || k < nt ? k : nt; /* frames decoded side by side */
+            if (dp->frames_at_once && side > *dp->frames_at_once) *dp->frames_at_once = side;
             for (unsigned i = 0; i < k && !err; i++) {
                 if ((err = jobs[i].err) != LMZ_OK) break;
                 if (io->write(io->opaque, jobs[i].dst, jobs[i].fh.orig_size)) {

@@ -311,58 +311,32 @@ static void axpy_exact(float a, const float *x, float *y, size_t n)
     for (; i < n; i++) y[i] = lmz_fma_exact(a, x[i], y[i]);
 }
 
-/* elements k0 .. k0+m-1 (m <= 16) of a row as floats, exactly */
-static void row_block(const uint8_t *w, uint32_t type, size_t k0, size_t m, float *out)
-{
-    switch (type) {
-    case LMZ_GGML_F32: memcpy(out, w + 4 * k0, 4 * m); break;
-    case LMZ_GGML_F16:
-        for (size_t i = 0; i < m; i++) {
-            size_t k = k0 + i;
-            out[i] = lmz_f16_to_f32((uint16_t)(w[2 * k] | w[2 * k + 1] << 8));
-        }
-        break;
-    case LMZ_GGML_BF16:
-        for (size_t i = 0; i < m; i++) {
-            size_t k = k0 + i;
-            out[i] = lmz_bf16_to_f32((uint16_t)(w[2 * k] | w[2 * k + 1] << 8));
-        }
-        break;
-    default: /* Q8_0: 16 elements never straddle a 32-element block */
-        for (size_t i = 0; i < m; i++) {
-            size_t k = k0 + i;
-            const uint8_t *blk = w + 34 * (k / 32);
-            float d = lmz_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
-            out[i] = d * (float)(int8_t)blk[2 + k % 32]; /* exact */
-        }
-    }
-}
-
 static float dot_scalar(const void *wrow, uint32_t type, const float *x, size_t n)
 {
-    clean_upper();
-    float l[16], v[16];
-    lanes16 acc, wd, xd;
-    memset(&acc, 0, sizeof acc);
-    const uint8_t *w = wrow;
     if (!lmz_kernels_type_ok(type)) return NAN;
     if (type == LMZ_GGML_Q8_0) n -= n % 32; /* whole blocks only */
-    size_t k = 0;
-    for (; k + 16 <= n; k += 16) {
-        if (type == LMZ_GGML_F32) {
-            widen16((const float *)(const void *)(w + 4 * k), &wd);
-        } else {
-            row_block(w, type, k, 16, v);
-            widen16(v, &wd);
+    clean_upper();
+    const uint8_t *w = wrow;
+    float l[16], v[32];
+    lanes16 acc, wd, xd;
+    memset(&acc, 0, sizeof acc);
+    size_t k = 0, m = 0;
+    const float *wf = v;
+    for (; k < n; k += m) { /* chunks of 32 (a Q8_0 block), the weights as floats (lmz_row_to_f32) */
+        m = n - k < 32 ? n - k : 32;
+        size_t at = type == LMZ_GGML_F32 ? 4 * k : type == LMZ_GGML_Q8_0 ? 34 * (k / 32) : 2 * k; /* bytes */
+        if (type == LMZ_GGML_F32) wf = (const float *)(const void *)(w + at);
+        else lmz_row_to_f32(LMZ_KPATH_SCALAR, w + at, type, m, v);
+        for (size_t b = 0; b + 16 <= m; b += 16) {
+            widen16(wf + b, &wd);
+            widen16(x + k + b, &xd);
+            step16(&acc, &wd, &xd);
         }
-        widen16(x + k, &xd);
-        step16(&acc, &wd, &xd);
     }
     narrow16(&acc, l);
-    if (k < n) { /* the tail: missing elements are zeros, which leave a lane as it is */
-        row_block(w, type, k, n - k, v);
-        for (size_t j = 0; j < n - k; j++) l[j] = lmz_fma_exact(v[j], x[k + j], l[j]);
-    }
+    /* the last chunk's tail, element by element: missing elements are zeros,
+     * which leave a lane as it is */
+    for (size_t j = m / 16 * 16; j < m; j++) l[j & 15] = lmz_fma_exact(wf[j], x[k - m + j], l[j & 15]);
     return reduce16(l);
 }
 
@@ -450,7 +424,7 @@ void lmz_row_to_f32(lmz_kpath path, const void *wrow, uint32_t type, size_t n, f
  * block of 16 weights and activations widened to double once for the whole
  * tile, the 256 lanes kept as doubles holding floats (exactly), each step
  * s = w x + l in double, rounded to float and back; a lane's block where
- * that rounding may differ from the fused one (fma16d) is done again from
+ * that rounding may differ from the fused one (step16) is done again from
  * its saved lanes through the round-to-odd sum. Same bits as 16 dots. */
 static void dot4x4_portable(const float *const w[4], const float *const x[4], size_t n, float *y, size_t ldy)
 {
