@@ -406,7 +406,7 @@ static void attend(dsrn_model *m, size_t b, uint32_t l, unsigned thread)
                 k4[i] = kc + slot * D + (size_t)h * hd;
                 vrows[j + i] = vc + slot * D + (size_t)h * hd;
             }
-            lmz_dot4_f32(m->base.kp, q, k4, hd, sc + j);
+            lmz_dot4_f32(m->base.kp, q, k4, hd, sc + j, 0);
         }
         for (; j < n_ctx; j++) {
             size_t slot = (size_t)((pos + 1 - n_ctx + j) % m->cap);

@@ -38,6 +38,17 @@ const lmz_gguf_tensor *lmz_model_mat(const lmz_model *m, const char *name, uint6
                        lmz_gguf_type_name(t->type));
         return NULL;
     }
+    if (m->tiny) { /* the portable path: one scan now for the test its tiles would repeat */
+        size_t n = (size_t)ne0;
+        float *row = malloc(n * sizeof *row);
+        int tiny = !row;
+        for (uint64_t r = 0; r < ne1 && !tiny; r++) {
+            lmz_model_row(m, t, r, row);
+            tiny = lmz_f32_has_tiny(row, n);
+        }
+        free(row);
+        m->tiny[t - m->g.tensors] = (uint8_t)tiny;
+    }
     return t;
 }
 
@@ -98,13 +109,18 @@ static void mm_rows(void *ctx, size_t r0, size_t r1, unsigned thread)
     const lmz_kpath kp = j->m->kp;
     size_t rb = (size_t)lmz_ggml_row_bytes(j->t->type, j->t->ne[0]), n = (size_t)j->t->ne[0], rows = (size_t)j->t->ne[1], T = j->T;
     const uint8_t *w = j->t->data;
-    if (T == 1) {
+    /* The portable path's tiles test their inputs for tiny values
+     * (lmz_f32_has_tiny): done once per matrix (lmz_model_mat) and here once
+     * per call for the tokens, not once per tile. */
+    int portable = kp == LMZ_KPATH_SCALAR;
+    int plain = portable && !j->m->tiny[j->t - j->m->g.tensors] && !lmz_f32_has_tiny(j->x, T * n);
+    if (T == 1 && !portable) {
         for (size_t r = r0; r < r1; r++) j->y[r] = lmz_dot(kp, w + r * rb, j->t->type, j->x, n);
         return;
     }
-    /* several tokens: 4 rows as floats once (exact, so the same bits as the
-     * typed dot), then tiles of 4 rows x 4 tokens (groups of 8 rows sharing
-     * each tile's tokens measured no faster) */
+    /* 4 rows as floats once (exact, so the same bits as the typed dot), then
+     * tiles of 4 rows x 4 tokens (groups of 8 rows sharing each tile's tokens
+     * measured no faster) */
     int convert = j->t->type != LMZ_GGML_F32;
     float *tmp = j->wrows + (size_t)thread * 4 * j->wmax;
     for (size_t r = r0; r < r1; r += 4) {
@@ -117,27 +133,32 @@ static void mm_rows(void *ctx, size_t r0, size_t r1, unsigned thread)
                 wf[i] = tmp + i * n;
             }
         }
+        size_t t = 0;
+        if (T == 1 && R == 4) { /* the portable path, one token: four rows against it at
+                                 * once, the token widened once for the four (a dot
+                                 * product is the same bits either way round) */
+            lmz_dot4_f32(kp, j->x, wf, n, j->y + r, plain);
+            continue;
+        }
         /* the next group's weights come from memory while this group's tiles
          * run: each tile asks for a slice of them */
         size_t ahead = r + 4 < r1 ? (r1 - r - 4 < 4 ? r1 - r - 4 : 4) * rb : 0;
         size_t slice = T >= 4 ? (ahead / (T / 4) + 63) / 64 * 64 : 0;
         const uint8_t *next = w + (r + 4) * rb;
-        size_t t = 0;
         if (R == 4)
             for (; t + 4 <= T; t += 4) {
                 for (size_t o = t / 4 * slice; o < (t / 4 + 1) * slice && o < ahead; o += 64) PREFETCH(next + o);
                 const float *xs[4] = {j->x + t * n, j->x + (t + 1) * n, j->x + (t + 2) * n, j->x + (t + 3) * n};
-                lmz_dot4x4_f32(kp, wf, xs, n, j->y + t * rows + r, rows);
+                lmz_dot4x4_f32(kp, wf, xs, n, j->y + t * rows + r, rows, plain);
             }
-        if (R == 4) /* tokens the tiles left: four rows at a time (a dot product
-                     * is the same bits either way round) */
-            for (; t < T; t++) lmz_dot4_f32(kp, j->x + t * n, wf, n, j->y + t * rows + r);
+        if (R == 4) /* tokens the tiles left: four rows at a time */
+            for (; t < T; t++) lmz_dot4_f32(kp, j->x + t * n, wf, n, j->y + t * rows + r, plain);
         for (size_t i = 0; i < R; i++) { /* fewer rows: row by row */
             size_t u = t;
             for (; u + 4 <= T; u += 4) {
                 const float *xs[4] = {j->x + u * n, j->x + (u + 1) * n, j->x + (u + 2) * n, j->x + (u + 3) * n};
                 float o[4];
-                lmz_dot4_f32(kp, wf[i], xs, n, o);
+                lmz_dot4_f32(kp, wf[i], xs, n, o, plain);
                 for (int b = 0; b < 4; b++) j->y[(u + (size_t)b) * rows + r + i] = o[b];
             }
             for (; u < T; u++) j->y[u * rows + r + i] = lmz_dot(kp, wf[i], LMZ_GGML_F32, j->x + u * n, n);
@@ -173,6 +194,14 @@ static int finish_open(lmz_model *base, const lmz_model_opts *opts, lmz_model **
                        arch.ptr);
         goto fail;
     }
+    if (base->kp == LMZ_KPATH_SCALAR) {
+        base->tiny = malloc(base->g.n_tensors ? (size_t)base->g.n_tensors : 1);
+        if (!base->tiny) {
+            lmz_model_errf(err, errlen, "%s", "out of memory");
+            goto fail;
+        }
+        memset(base->tiny, 1, base->g.n_tensors ? (size_t)base->g.n_tensors : 1);
+    }
     int trc = lmz_tokenizer_load(&base->g, &base->tok, base->tok_note, sizeof base->tok_note);
     const lmz_gguf_tensor *te = lmz_gguf_tensor_find(&base->g, "token_embd.weight");
     if (trc == LMZ_TOKENIZER_UNSUPPORTED && te && te->n_dims == 2 && te->ne[1] > 0 && te->ne[1] <= (1u << 24)) {
@@ -186,6 +215,7 @@ static int finish_open(lmz_model *base, const lmz_model_opts *opts, lmz_model **
     rc = llama ? lmz_llama_open(base, opts, out, err, errlen) : lmz_dsrn_open(base, opts, out, err, errlen);
     if (rc == 0) return 0;
 fail:
+    free(base->tiny);
     lmz_tokenizer_free(base->tok);
     lmz_gguf_close(&base->g);
     *out = NULL;
@@ -217,7 +247,9 @@ void lmz_model_free(lmz_model *m)
     if (!m) return;
     lmz_tokenizer_free(m->tok);
     lmz_gguf g = m->g;
+    uint8_t *tiny = m->tiny;
     m->ops->free(m);
+    free(tiny);
     lmz_gguf_close(&g);
 }
 

@@ -39,6 +39,9 @@ struct lmz_model {
     uint32_t n_vocab;
     uint32_t window;             /* llama: the KV window in tokens; dsrn: its attention window */
     struct lmz_pool *pool;       /* the architecture's threads (owned by it) */
+    uint8_t *tiny;               /* portable kernels only (else NULL): per tensor of g, 0
+                                    where lmz_model_mat found no tiny value in the matrix
+                                    (lmz_f32_has_tiny), so its tiles skip that test */
 };
 
 struct lmz_state {

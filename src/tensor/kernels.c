@@ -354,7 +354,9 @@ float lmz_dot(lmz_kpath p, const void *wrow, uint32_t type, const float *x, size
 }
 
 
-void lmz_dot4_f32(lmz_kpath p, const float *w, const float *const x[4], size_t n, float out[4])
+static void dot4_portable(const float *w, const float *const x[4], size_t n, float out[4], int plain);
+
+void lmz_dot4_f32(lmz_kpath p, const float *w, const float *const x[4], size_t n, float out[4], int plain)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
     if (p == LMZ_KPATH_AVX512) {
@@ -372,24 +374,7 @@ void lmz_dot4_f32(lmz_kpath p, const float *w, const float *const x[4], size_t n
         return;
     }
 #endif
-    clean_upper();
-    lanes16 acc[4];
-    memset(acc, 0, sizeof acc);
-    size_t k = 0;
-    for (; k + 16 <= n; k += 16) { /* each weight block read and widened once for the four */
-        lanes16 wd, xd;
-        widen16(w + k, &wd);
-        for (int i = 0; i < 4; i++) {
-            widen16(x[i] + k, &xd);
-            step16(&acc[i], &wd, &xd);
-        }
-    }
-    for (int i = 0; i < 4; i++) {
-        float l[16];
-        narrow16(&acc[i], l);
-        for (size_t q = k; q < n; q++) l[q & 15] = lmz_fma_exact(w[q], x[i][q], l[q & 15]);
-        out[i] = reduce16(l);
-    }
+    dot4_portable(w, x, n, out, plain);
 }
 
 void lmz_row_to_f32(lmz_kpath path, const void *wrow, uint32_t type, size_t n, float *out)
@@ -420,38 +405,155 @@ void lmz_row_to_f32(lmz_kpath path, const void *wrow, uint32_t type, size_t n, f
     }
 }
 
-/* The 16 dot products of 4 rows and 4 tokens on the portable path: each
- * block of 16 weights and activations widened to double once for the whole
- * tile, the 256 lanes kept as doubles holding floats (exactly), each step
- * s = w x + l in double, rounded to float and back; a lane's block where
- * that rounding may differ from the fused one (step16) is done again from
- * its saved lanes through the round-to-odd sum. Same bits as 16 dots. */
-static void dot4x4_portable(const float *const w[4], const float *const x[4], size_t n, float *y, size_t ldy)
+/* Rows without a nonzero value below 2^-66 in magnitude let the tiles
+ * below skip the per-step test of sums in float's subnormal range. Floats of magnitude 2^-66 or more are
+ * multiples of 2^-89, their products multiples of 2^-178, and so is every
+ * partial sum (a float accumulator is a multiple of 2^-149); below 2^-126
+ * such a sum has at most 52 significant bits, is exact in double and so
+ * rounds to float once, correctly. */
+int lmz_f32_has_tiny(const float *v, size_t n)
 {
     clean_upper();
-    lanes16 acc[4][4];
-    memset(acc, 0, sizeof acc);
-    size_t k = 0;
-    for (; k + 16 <= n; k += 16) {
+    const v4f lim = {0x1p-66f, 0x1p-66f, 0x1p-66f, 0x1p-66f}, zero = {0, 0, 0, 0};
+    const v4i absm = {INT32_MAX, INT32_MAX, INT32_MAX, INT32_MAX};
+    v4i t0 = {0, 0, 0, 0}, t1 = t0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) { /* two independent chains */
+        v4f a, b;
+        memcpy(&a, v + i, 16);
+        memcpy(&b, v + i + 4, 16);
+        a = (v4f)((v4i)a & absm);
+        b = (v4f)((v4i)b & absm);
+        t0 |= (a < lim) & (a > zero);
+        t1 |= (b < lim) & (b > zero);
+    }
+    t0 |= t1;
+    int r = (t0[0] | t0[1] | t0[2] | t0[3]) != 0;
+    for (; i < n; i++) r |= fabsf(v[i]) < 0x1p-66f && v[i] != 0.0f;
+    return r;
+}
+
+#if defined(__SSE2__)
+typedef __m128i risk4;
+/* acc[0..16) = w x + acc lane by lane, the sum in double rounded to float,
+ * for inputs without tiny values (lmz_f32_has_tiny): only the midpoint test of step16
+ * remains, or-ed into *risky for the caller to test once per tile. The
+ * accumulators stay floats in memory, widened as they are read. */
+static inline void step16_tile(float *restrict acc, const lanes16 *restrict w, const lanes16 *restrict x,
+                               risk4 *risky)
+{
+    const __m128i low29 = _mm_set1_epi32(0x1FFFFFFF), mid = _mm_set1_epi32(0x10000000);
+    __m128i r = *risky;
+    for (int j = 0; j < 4; j++) {
+        __m128 a = _mm_loadu_ps(acc + 4 * j);
+        __m128d s0 = _mm_add_pd(_mm_mul_pd(w->v[2 * j], x->v[2 * j]), _mm_cvtps_pd(a));
+        __m128d s1 = _mm_add_pd(_mm_mul_pd(w->v[2 * j + 1], x->v[2 * j + 1]), _mm_cvtps_pd(_mm_movehl_ps(a, a)));
+        __m128i lo = _mm_castps_si128(_mm_shuffle_ps(_mm_castpd_ps(s0), _mm_castpd_ps(s1), _MM_SHUFFLE(2, 0, 2, 0)));
+        r = _mm_or_si128(r, _mm_cmpeq_epi32(_mm_and_si128(lo, low29), mid));
+        _mm_storeu_ps(acc + 4 * j, _mm_movelh_ps(_mm_cvtpd_ps(s0), _mm_cvtpd_ps(s1)));
+    }
+    *risky = r;
+}
+static inline int any_risk(risk4 r) { return _mm_movemask_epi8(r) != 0; }
+#else
+typedef v4i risk4;
+/* as the SSE2 step16_tile above, in vector extensions */
+static inline void step16_tile(float *restrict acc, const lanes16 *restrict w, const lanes16 *restrict x,
+                               risk4 *risky)
+{
+    const v4i low29 = {0x1FFFFFFF, 0, 0x1FFFFFFF, 0}, mid = {0x10000000, 1, 0x10000000, 1};
+    v4i r = *risky;
+    for (int j = 0; j < 4; j++) {
+        v4f a;
+        memcpy(&a, acc + 4 * j, 16);
+        v4d sd = w->v[j] * x->v[j] + __builtin_convertvector(a, v4d);
+        v4i sh[2];
+        memcpy(sh, &sd, sizeof sd);
+        r |= ((sh[0] & low29) == mid) | ((sh[1] & low29) == mid);
+        v4f f = __builtin_convertvector(sd, v4f);
+        memcpy(acc + 4 * j, &f, 16);
+    }
+    *risky = r;
+}
+static inline int any_risk(risk4 r) { return (r[0] | r[1] | r[2] | r[3]) != 0; }
+#endif
+
+/* The first k (a multiple of 16) steps of the dot products of R rows (1 or
+ * 4) and 4 tokens into the lanes l[r][t], the fast way: each block of 16
+ * weights and activations widened to double once for the whole tile, each
+ * step one double sum rounded to float. Returns 0, leaving l to be done
+ * again, when an input is tiny or a sum landed on a midpoint (both rare);
+ * plain: the caller found no tiny input. */
+static inline __attribute__((always_inline)) int tile_fast(int R, const float *const w[], const float *const x[4],
+                                                           size_t k, float l[][4][16], int plain)
+{
+    memset(l, 0, (size_t)R * 4 * 16 * sizeof(float));
+    for (int i = 0; i < 4 && !plain; i++)
+        if ((i < R && lmz_f32_has_tiny(w[i], k)) || lmz_f32_has_tiny(x[i], k)) return 0;
+    risk4 risky;
+    memset(&risky, 0, sizeof risky);
+    for (size_t b = 0; b < k; b += 16) {
         lanes16 wd[4], xd[4];
         for (int i = 0; i < 4; i++) {
-            widen16(w[i] + k, &wd[i]);
-            widen16(x[i] + k, &xd[i]);
+            if (i < R) widen16(w[i] + b, &wd[i]);
+            widen16(x[i] + b, &xd[i]);
         }
-        for (int r = 0; r < 4; r++)
+        for (int r = 0; r < R; r++)
+            for (int t = 0; t < 4; t++) step16_tile(l[r][t], &wd[r], &xd[t], &risky);
+    }
+    return !any_risk(risky);
+}
+
+/* the same steps with every block checked (step16) */
+static inline __attribute__((always_inline)) void tile_checked(int R, const float *const w[], const float *const x[4],
+                                                               size_t k, float l[][4][16])
+{
+    lanes16 acc[4][4];
+    memset(acc, 0, sizeof acc);
+    for (size_t b = 0; b < k; b += 16) {
+        lanes16 wd[4], xd[4];
+        for (int i = 0; i < 4; i++) {
+            if (i < R) widen16(w[i] + b, &wd[i]);
+            widen16(x[i] + b, &xd[i]);
+        }
+        for (int r = 0; r < R; r++)
             for (int t = 0; t < 4; t++) step16(&acc[r][t], &wd[r], &xd[t]);
     }
-    for (int r = 0; r < 4; r++)
+    for (int r = 0; r < R; r++)
+        for (int t = 0; t < 4; t++) narrow16(&acc[r][t], l[r][t]);
+}
+
+/* The dot products of R rows and 4 tokens on the portable path, y[t*ldy +
+ * r]: the fast tile, or where it declines the checked one; then the tails,
+ * each element through the round-to-odd sum. Same bits as single dots. */
+static inline __attribute__((always_inline)) void tile_portable(int R, const float *const w[], const float *const x[4],
+                                                                size_t n, float *y, size_t ldy, int plain)
+{
+    clean_upper();
+    size_t k = n / 16 * 16;
+    float l[4][4][16];
+    if (!tile_fast(R, w, x, k, l, plain)) tile_checked(R, w, x, k, l);
+    for (int r = 0; r < R; r++)
         for (int t = 0; t < 4; t++) {
-            float l[16];
-            narrow16(&acc[r][t], l);
-            for (size_t q = k; q < n; q++) l[q & 15] = lmz_fma_exact(w[r][q], x[t][q], l[q & 15]);
-            y[t * ldy + (size_t)r] = reduce16(l);
+            for (size_t q = k; q < n; q++) l[r][t][q & 15] = lmz_fma_exact(w[r][q], x[t][q], l[r][t][q & 15]);
+            y[(size_t)t * ldy + (size_t)r] = reduce16(l[r][t]);
         }
 }
 
+static void dot4x4_portable(const float *const w[4], const float *const x[4], size_t n, float *y, size_t ldy,
+                            int plain)
+{
+    tile_portable(4, w, x, n, y, ldy, plain);
+}
+
+static void dot4_portable(const float *w, const float *const x[4], size_t n, float out[4], int plain)
+{
+    const float *const wr[1] = {w};
+    tile_portable(1, wr, x, n, out, 1, plain);
+}
+
 void lmz_dot4x4_f32(lmz_kpath p, const float *const w[4], const float *const x[4], size_t n, float *y,
-                    size_t ldy)
+                    size_t ldy, int plain)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
     if (p == LMZ_KPATH_AVX512) {
@@ -460,12 +562,12 @@ void lmz_dot4x4_f32(lmz_kpath p, const float *const w[4], const float *const x[4
     }
 #endif
     if (p == LMZ_KPATH_SCALAR) {
-        dot4x4_portable(w, x, n, y, ldy);
+        dot4x4_portable(w, x, n, y, ldy, plain);
         return;
     }
     float o[4];
     for (int r = 0; r < 4; r++) {
-        lmz_dot4_f32(p, w[r], x, n, o);
+        lmz_dot4_f32(p, w[r], x, n, o, plain);
         for (size_t t = 0; t < 4; t++) y[t * ldy + (size_t)r] = o[t];
     }
 }

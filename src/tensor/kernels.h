@@ -48,14 +48,22 @@ int lmz_kernels_type_ok(uint32_t ggml_type);
 float lmz_dot(lmz_kpath p, const void *wrow, uint32_t type, const float *x, size_t n);
 
 /* out[i] = lmz_dot(p, w, F32, x[i], n) for four activation vectors at once:
- * the weight row is loaded once for all four (same bits as four dots). */
-void lmz_dot4_f32(lmz_kpath p, const float *w, const float *const x[4], size_t n, float out[4]);
+ * the weight row is loaded once for all four (same bits as four dots).
+ * plain as for lmz_dot4x4_f32 (w and the four x). */
+void lmz_dot4_f32(lmz_kpath p, const float *w, const float *const x[4], size_t n, float out[4], int plain);
 
 /* y[t*ldy + r] = dot(w[r], x[t]) for 4 F32 rows and 4 tokens (token-major,
  * as a matrix product stores them): each weight and activation vector is
- * loaded once for the whole tile (same bits as sixteen dots). */
+ * loaded once for the whole tile (same bits as sixteen dots). plain = 1
+ * promises that lmz_f32_has_tiny is false for every w and x row, so the
+ * portable path skips that test (callers test each row once, not each
+ * tile); 0 leaves it to the kernel. Other paths ignore it. */
 void lmz_dot4x4_f32(lmz_kpath p, const float *const w[4], const float *const x[4], size_t n, float *y,
-                    size_t ldy);
+                    size_t ldy, int plain);
+
+/* Whether v[0..n) holds a nonzero value below 2^-66 in magnitude (where the
+ * portable path's fast sums would need a test of their own). */
+int lmz_f32_has_tiny(const float *v, size_t n);
 
 /* y[i] = lmz_expf(x[i]) (detmath.h), the same operations lane by lane. */
 void lmz_exp_array(lmz_kpath p, const float *x, float *y, size_t n);

@@ -124,7 +124,7 @@ TEST(kernels_dot4_same_bits_as_dot)
         for (int p = 0; p < LMZ_KPATH_COUNT; p++) {
             if (!lmz_kpath_supported((lmz_kpath)p)) continue;
             float o[4], o16[16];
-            lmz_dot4_f32((lmz_kpath)p, w, xs, n, o);
+            lmz_dot4_f32((lmz_kpath)p, w, xs, n, o, 0);
             for (int i = 0; i < 4; i++) {
                 float ref = lmz_dot(LMZ_KPATH_SCALAR, w, LMZ_GGML_F32, xs[i], n);
                 if (memcmp(&ref, &o[i], 4)) differ++;
@@ -132,7 +132,7 @@ TEST(kernels_dot4_same_bits_as_dot)
             /* a 4 x 4 tile: rows w, x[0], x[3], x[1] (all different, so a
              * transposed result would show), tokens x[0..3] */
             const float *ws[4] = {w, xs[0], xs[3], xs[1]};
-            lmz_dot4x4_f32((lmz_kpath)p, ws, xs, n, o16, 4);
+            lmz_dot4x4_f32((lmz_kpath)p, ws, xs, n, o16, 4, 0);
             for (int r = 0; r < 4; r++)
                 for (int i = 0; i < 4; i++) {
                     float ref = lmz_dot(LMZ_KPATH_SCALAR, ws[r], LMZ_GGML_F32, xs[i], n);
@@ -188,9 +188,9 @@ TEST(kernels_tails_keep_negative_zero)
             if (!lmz_kpath_supported((lmz_kpath)p)) continue;
             float d = lmz_dot((lmz_kpath)p, w, LMZ_GGML_F32, x, n), o4[4], o16[16];
             differ += memcmp(&d, &ref, 4) != 0;
-            lmz_dot4_f32((lmz_kpath)p, w, xs, n, o4);
+            lmz_dot4_f32((lmz_kpath)p, w, xs, n, o4, 0);
             for (int i = 0; i < 4; i++) differ += memcmp(&o4[i], &ref, 4) != 0;
-            lmz_dot4x4_f32((lmz_kpath)p, ws, xs, n, o16, 4);
+            lmz_dot4x4_f32((lmz_kpath)p, ws, xs, n, o16, 4, 0);
             for (int i = 0; i < 16; i++) differ += memcmp(&o16[i], &ref, 4) != 0;
         }
     }
@@ -305,9 +305,13 @@ TEST(kernels_portable_rounding_cases)
                 } else if (kind == 0) { /* and the same just above: c - 2^-24 + 2^-70 */
                     w[i][k] = -(1.0f + 0x1p-23f);
                     x[i][k] = 0x1p-24f - 0x1p-47f;
-                } else if (kind == 1) { /* tiny products: subnormal partial sums */
-                    w[i][k] = (float)(int)(test_rand(&seed) % 17 - 8) * 0x1p-70f;
-                    x[i][k] = (float)(int)(test_rand(&seed) % 17 - 8) * 0x1p-70f;
+                } else if (kind == 1) {
+                    /* tiny products, subnormal partial sums: inputs below 2^-66 on odd
+                     * repetitions (the checked tile), at 2^-66 and above on even ones
+                     * (the fast tile, where such sums are exact in double) */
+                    float sc = rep & 1 ? 0x1p-70f : (rep & 2 ? 0x1p-66f : 0x1p-64f);
+                    w[i][k] = (float)(int)(test_rand(&seed) % 17 - 8) * sc;
+                    x[i][k] = (float)(int)(test_rand(&seed) % 17 - 8) * sc * (1.0f + 0x1p-23f);
                 } else if (kind == 2) { /* cancel the lane back to about 1 */
                     w[i][k] = -1.0f;
                     x[i][k] = 0.0f;
@@ -321,10 +325,17 @@ TEST(kernels_portable_rounding_cases)
             for (int t = 0; t < 4; t++) want[r][t] = dot_ref(w[r], x[t], n);
         for (int p = 0; p < LMZ_KPATH_COUNT; p++) {
             if (!lmz_kpath_supported((lmz_kpath)p)) continue;
-            float y[16], o[4];
-            lmz_dot4x4_f32((lmz_kpath)p, (const float *const *)w, (const float *const *)x, n, y, 4);
+            float y[16], yp[16], o[4];
+            lmz_dot4x4_f32((lmz_kpath)p, (const float *const *)w, (const float *const *)x, n, y, 4, 0);
+            /* with the promise of no tiny input where it holds (even
+             * repetitions): the same bits */
+            int plain = 1;
+            for (int i = 0; i < 4; i++) plain &= !lmz_f32_has_tiny(w[i], n) && !lmz_f32_has_tiny(x[i], n);
+            CHECK(plain == !(rep & 1));
+            lmz_dot4x4_f32((lmz_kpath)p, (const float *const *)w, (const float *const *)x, n, yp, 4, plain);
+            bad += memcmp(y, yp, sizeof y) != 0;
             for (int r = 0; r < 4; r++) {
-                lmz_dot4_f32((lmz_kpath)p, w[r], (const float *const *)x, n, o);
+                lmz_dot4_f32((lmz_kpath)p, w[r], (const float *const *)x, n, o, 0);
                 for (int t = 0; t < 4; t++) {
                     float d = lmz_dot((lmz_kpath)p, w[r], LMZ_GGML_F32, x[t], n);
                     bad += memcmp(&y[t * 4 + r], &want[r][t], 4) != 0;
@@ -341,4 +352,39 @@ TEST(kernels_portable_rounding_cases)
         free(w[i]);
         free(x[i]);
     }
+}
+
+/* A sum in float's subnormal range that double rounding gets wrong: the
+ * lane holds (2^22 + 1) 2^-149 (an odd multiple of float's smallest step),
+ * then adds 2^-150 (1 - 2^-46), just below the midpoint 2^-150. The fma
+ * keeps the lane; the double sum loses the 2^-196, lands on the midpoint and
+ * rounds to even, one step up. The inputs of the second product are below
+ * 2^-66, which sends the portable tile to its checked steps. */
+TEST(kernels_portable_subnormal_midpoint)
+{
+    size_t n = 64;
+    float w[4][64], x[4][64];
+    for (int i = 0; i < 4; i++)
+        for (size_t k = 0; k < n; k++) {
+            size_t blk = k / 16;
+            w[i][k] = blk == 0 ? 0x1p-63f * (1.0f + 0x1p-22f) : blk == 1 ? 0x1p-75f * (1.0f + 0x1p-23f) : 0.0f;
+            x[i][k] = blk == 0 ? 0x1p-64f : blk == 1 ? 0x1p-75f * (1.0f - 0x1p-23f) : 1.0f;
+        }
+    float lane = fmaf(w[0][16], x[0][16], w[0][0] * x[0][0]);
+    float twice = (float)((double)w[0][16] * (double)x[0][16] + (double)(w[0][0] * x[0][0]));
+    CHECK(lane != twice); /* the case is real */
+    const float *wp[4] = {w[0], w[1], w[2], w[3]}, *xp[4] = {x[0], x[1], x[2], x[3]};
+    float want = dot_ref(w[0], x[0], n);
+    int bad = 0;
+    for (int p = 0; p < LMZ_KPATH_COUNT; p++) {
+        if (!lmz_kpath_supported((lmz_kpath)p)) continue;
+        float y[16], o[4];
+        lmz_dot4x4_f32((lmz_kpath)p, wp, xp, n, y, 4, 0);
+        lmz_dot4_f32((lmz_kpath)p, w[0], xp, n, o, 0);
+        float d = lmz_dot((lmz_kpath)p, w[0], LMZ_GGML_F32, x[0], n);
+        for (int j = 0; j < 16; j++) bad += memcmp(&y[j], &want, 4) != 0;
+        for (int j = 0; j < 4; j++) bad += memcmp(&o[j], &want, 4) != 0;
+        bad += memcmp(&d, &want, 4) != 0;
+    }
+    CHECK_EQ_U64(bad, 0);
 }
