@@ -25,7 +25,11 @@ ALL_CFLAGS = -std=c11 $(CFLAGS) -ffp-contract=off -fno-fast-math $(WARN) $(WERRO
              -Iinclude -Isrc -MMD -MP
 XXH_LIB ?= -lxxhash
 LDLIBS  = $(XXH_LIB) -llzma -lpthread -lm
-TRAIN_LIBS = -lopenblas -fopenmp -ljansson
+# oneDNN (libdnnl-dev) for the trainer's bf16 products, where it is installed
+# (the arm cross build goes without: bf16 training is then refused)
+DNNL ?= $(if $(wildcard /usr/include/oneapi/dnnl/dnnl.h),1,0)
+TRAIN_DEFS = $(if $(filter 1,$(DNNL)),-DDSRN_DNNL)
+TRAIN_LIBS = $(if $(filter 1,$(DNNL)),-ldnnl) -lopenblas -fopenmp -ljansson
 
 # the zero-shot tasks (src/eval/tasks.c) read JSON: they go with the model tools
 EVAL_TOOL_SRC = src/eval/tasks.c
@@ -52,10 +56,10 @@ $(BUILD)/liblmzip.a: $(LIB_OBJ)
 $(BUILD)/lmzip: $(BUILD)/programs/lmzip.o $(BUILD)/liblmzip.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
-# the trainer: OpenMP for the elementwise work, OpenBLAS for the products
+# the trainer: OpenMP for the elementwise work, OpenBLAS and oneDNN for the products
 $(BUILD)/src/train/%.o: src/train/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -fopenmp -c $< -o $@
+	$(CC) $(ALL_CFLAGS) $(TRAIN_DEFS) -fopenmp -c $< -o $@
 
 $(BUILD)/libdsrntrain.a: $(TRAIN_OBJ)
 	rm -f $@
@@ -113,7 +117,7 @@ arm:
 	@DEPS_EXTRA="gcc-aarch64-linux-gnu qemu-user libopenblas-dev:arm64 libgomp1:arm64 liblzma-dev:arm64 libjansson-dev:arm64" sh scripts/deps.sh
 	@mkdir -p build-arm/xxh build-arm/qemu
 	ln -sf /usr/include/xxhash.h build-arm/xxh/xxhash.h
-	$(MAKE) BUILD=build-arm CC=$(ARM_CC) XXH_LIB= CFLAGS="-O2 -g -DXXH_INLINE_ALL -Ibuild-arm/xxh" \
+	$(MAKE) BUILD=build-arm CC=$(ARM_CC) XXH_LIB= DNNL=0 CFLAGS="-O2 -g -DXXH_INLINE_ALL -Ibuild-arm/xxh" \
 	    $(ARM_BIN:%=build-arm/%)
 	for b in $(ARM_BIN); do \
 	    printf '#!/bin/sh\nexec qemu-aarch64 -L / "%s" "$$@"\n' "$$(pwd)/build-arm/$$b" > build-arm/qemu/$$b; \

@@ -2,14 +2,19 @@
  * bench_train.c — training throughput of the DSRN trainer against the
  * machine's own matrix-product speed.
  *
- *   bench_train [--threads 1,2] [--presets tiny,small,base] [--steps N] [--vocab V]
+ *   bench_train [--threads 1,2] [--presets tiny,small,base,d384] [--steps N] [--vocab V]
+ *               [--matmul f32|bf16] [--reps N]
  *
  * First the GEMM rate: C (2048 x 2048) += A B^T in float through the
  * trainer's product (OpenBLAS, split over the OpenMP threads), the best of 5.
  * Then, per preset and thread count, full training steps (forward, backward,
  * AdamW) of batch 16 x 128 tokens on random tokens, after 2 warm-up steps:
  * tokens/s, and the FLOP/s they stand for (6 per matrix parameter per token,
- * plus attention's 12 x window x width per block) as a share of the GEMM rate.
+ * plus attention's 12 x window x width per block) as a share of the GEMM rate;
+ * with --reps, the median of that many timed runs. The preset d384 is a
+ * larger model for the table (D 384, 6 blocks: about 24M parameters).
+ * --matmul picks the trainer's products (f32: OpenBLAS; bf16: oneDNN). With
+ * LMZ_TRAIN_PROFILE=1 the time shares of the step's parts go to stderr.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
@@ -73,18 +78,29 @@ static double flops_per_token(const dsrn_net *n)
 int main(int argc, char **argv)
 {
     const char *threads = "1,2", *presets = "tiny,small,base";
-    int steps = 8;
+    int steps = 8, reps = 1;
     uint32_t vocab = 8192;
+    const char *matmul = "f32";
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--threads")) threads = argv[i + 1];
         else if (!strcmp(argv[i], "--presets")) presets = argv[i + 1];
         else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--vocab")) vocab = (uint32_t)atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--matmul")) matmul = argv[i + 1];
+        else if (!strcmp(argv[i], "--reps")) reps = atoi(argv[i + 1]);
         else {
-            fprintf(stderr, "usage: bench_train [--threads 1,2] [--presets tiny,small,base] [--steps N] [--vocab V]\n");
+            fprintf(stderr, "usage: bench_train [--threads 1,2] [--presets tiny,small,base,d384] [--steps N] [--vocab V]"
+                            " [--matmul f32|bf16] [--reps N]\n");
             return 1;
         }
     }
+    dsrn_mm_kind mm;
+    char err[160];
+    if (reps < 1 || reps > 15 || dsrn_mm_choose(matmul, &mm, err, sizeof err) != 0) {
+        fprintf(stderr, "bench_train: %s\n", reps < 1 || reps > 15 ? "--reps: 1 to 15" : err);
+        return 1;
+    }
+    printf("matrix products: %s\n", dsrn_mm_describe(mm));
     int tl[8], ntl = 0;
     for (const char *p = threads; *p && ntl < 8;) {
         tl[ntl++] = atoi(p);
@@ -103,7 +119,10 @@ int main(int argc, char **argv)
     for (char *name = strtok(list, ","); name; name = strtok(NULL, ",")) {
         dsrn_train_opts o;
         dsrn_train_defaults(&o);
-        if (dsrn_train_preset(&o, name) != 0) {
+        if (!strcmp(name, "d384")) { /* the larger model of the table */
+            dsrn_train_preset(&o, "base");
+            o.cfg.L = 6;
+        } else if (dsrn_train_preset(&o, name) != 0) {
             fprintf(stderr, "unknown preset %s\n", name);
             return 1;
         }
@@ -117,6 +136,7 @@ int main(int argc, char **argv)
             return 1;
         }
         dsrn_net_init(n, 1);
+        dsrn_net_set_matmul(n, mm);
         int32_t *tok = malloc((size_t)B * T * sizeof *tok), *tgt = malloc((size_t)B * T * sizeof *tgt);
         uint64_t s = 1;
         for (int i = 0; i < B * T; i++) {
@@ -127,17 +147,41 @@ int main(int argc, char **argv)
         size_t np = dsrn_net_n_params(n);
         for (int k = 0; k < ntl; k++) {
             omp_set_num_threads(tl[k]);
-            double t0 = 0;
-            for (int st = 0; st < steps + 2; st++) {
-                if (st == 2) t0 = now();
-                memset(dsrn_net_grads(n), 0, np * sizeof(real));
-                dsrn_forward(n, c, tok, tgt, NULL);
-                dsrn_backward(n, c, tok, tgt, (real)(1.0 / (B * T)));
-                dsrn_carry_advance(n, c);
-                double gn;
-                dsrn_adamw(n, &o, 1e-3, (uint64_t)st + 1, &gn);
+            double sec[15];
+            for (int rep = 0; rep < reps; rep++) {
+                double t0 = 0;
+                for (int st = 0; st < steps + 2; st++) {
+                    if (st == 2) {
+                        t0 = now();
+                        dsrn_prof_reset();
+                    }
+                    memset(dsrn_net_grads(n), 0, np * sizeof(real));
+                    dsrn_forward(n, c, tok, tgt, NULL);
+                    dsrn_backward(n, c, tok, tgt, (real)(1.0 / (B * T)));
+                    dsrn_carry_advance(n, c);
+                    double gn;
+                    dsrn_adamw(n, &o, 1e-3, (uint64_t)st + 1, &gn);
+                }
+                sec[rep] = now() - t0;
             }
-            double tps = (double)steps * B * T / (now() - t0), fl = tps * flops_per_token(n);
+            if (dsrn_prof_enabled()) { /* the last run's shares */
+                double part[DSRN_PROF_COUNT], sum = 0;
+                dsrn_prof_get(part);
+                fprintf(stderr, "%s, %d thread%s, time shares:", name, tl[k], tl[k] > 1 ? "s" : "");
+                for (int i = 0; i < DSRN_PROF_COUNT; i++) {
+                    fprintf(stderr, " %s %.1f %%,", dsrn_prof_name(i), 100 * part[i] / sec[reps - 1]);
+                    sum += part[i];
+                }
+                fprintf(stderr, " other %.1f %%\n", 100 * (1 - sum / sec[reps - 1]));
+            }
+            for (int a = 0; a < reps; a++) /* sorted: the median */
+                for (int b = a + 1; b < reps; b++)
+                    if (sec[b] < sec[a]) {
+                        double x = sec[a];
+                        sec[a] = sec[b];
+                        sec[b] = x;
+                    }
+            double tps = (double)steps * B * T / sec[reps / 2], fl = tps * flops_per_token(n);
             printf("| %s | %.2fM | %d | %.0f | %.1f | %.0f %% |\n", name, (double)np / 1e6, tl[k], tps, fl / 1e9,
                    100.0 * fl / rate[k]);
             fflush(stdout);
@@ -147,5 +191,6 @@ int main(int argc, char **argv)
         dsrn_carry_free(c);
         dsrn_net_free(n);
     }
+    dsrn_mm_release();
     return 0;
 }

@@ -44,7 +44,7 @@ refuse "tokenizer with a tiny vocabulary" "$DSRN" tokenizer --data data --vocab 
 # ---- training lowers the validation loss ------------------------------------
 SMALL="--dim 32 --layers 2 --ffn 64 --slow-heads 2 --heads 2 --window 16 --batch 4 --bptt 32 --cache $T/cache"
 "$DSRN" train --data data --tokenizer tok.gguf $SMALL --steps 300 --lr 0.01 --warmup 20 --eval-every 100 \
-    --log-every 100 --val-frac 0.05 -o m.gguf 2> train.log
+    --log-every 100 --val-frac 0.05 --matmul f32 -o m.gguf 2> train.log
 st=$?
 [ "$st" -eq 0 ] && ok || { no "train (status $st)"; cat train.log; }
 first=$(grep "validation" train.log | head -n 1 | sed 's/.*validation: \([0-9.]*\) nats.*/\1/')
@@ -56,6 +56,27 @@ grep -q "tok/s" train.log && grep -q "bits/byte" train.log && grep -q "ETA" trai
 ls cache/tokens-*.bin >/dev/null 2>&1 && ok || no "tokenised corpus cached"
 "$DSRN" train --data data --tokenizer tok.gguf $SMALL --steps 2 -o m2.gguf 2> again.log
 grep -q "from the cache" again.log && ok || no "the second run reads the cache"
+
+# ---- the bf16 products (oneDNN) train as well -------------------------------
+"$DSRN" train --data data --tokenizer tok.gguf $SMALL --steps 300 --lr 0.01 --warmup 20 --eval-every 100 \
+    --log-every 100 --val-frac 0.05 --matmul bf16 -o mb.gguf 2> trainb.log
+st=$?
+if [ "$st" -ne 0 ] && grep -q "neither AMX-BF16 nor AVX512-BF16\|has no oneDNN" trainb.log; then
+    echo "  skipped: bf16 training ($(grep -m 1 'neither AMX-BF16\|has no oneDNN' trainb.log | sed 's/^dsrn[a-z ]*: //'))"
+else
+    [ "$st" -eq 0 ] && ok || { no "train --matmul bf16 (status $st)"; cat trainb.log; }
+    fb=$(grep "validation" trainb.log | head -n 1 | sed 's/.*validation: \([0-9.]*\) nats.*/\1/')
+    lb=$(grep "validation" trainb.log | tail -n 1 | sed 's/.*validation: \([0-9.]*\) nats.*/\1/')
+    echo "  bf16 validation loss: $fb at step 100, $lb at step 300 (f32: $first, $last)"
+    awk -v a="$fb" -v b="$lb" 'BEGIN { exit !(b + 0 > 0 && b < a && b < 3.0) }' && ok || no "bf16 validation loss did not fall ($fb -> $lb)"
+    # the same run in f32 and bf16 end within 5 % of each other (tiny model, 300 steps)
+    awk -v a="$last" -v b="$lb" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d < 0.05 * a) }' && ok ||
+        no "f32 and bf16 runs disagree ($last vs $lb nats)"
+    "$DSRN" info mb.gguf | grep -q "dsrn.train.matmul *'bf16 (oneDNN" && ok || no "the model names its bf16 products"
+    grep -q "matrix products in bf16 (oneDNN" trainb.log && ok || no "the start-up line names the products"
+fi
+"$DSRN" info m.gguf | grep -q "dsrn.train.matmul *'f32 (OpenBLAS" && ok || no "the model names its f32 products"
+refuse "train with --matmul fp8" "$DSRN" train --data data --tokenizer tok.gguf $SMALL --steps 3 --matmul fp8 -o x.gguf
 
 # ---- resume, SIGINT, config file --------------------------------------------
 check "resume" "$DSRN" train -q --data data $SMALL --steps 320 --resume m.gguf -o m.gguf

@@ -16,13 +16,16 @@
  * and the input norm. Gradients through the carried state stop at the chunk
  * start.
  */
+#define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "mm.h"
 #include "net.h"
 #include "tensor/kernels.h"
 
@@ -57,17 +60,44 @@ static void exp_array(real *x, size_t n)
 #endif
 }
 
-/* a . b over n values in eight running sums (the order vectorises; the
- * trainer needs no fixed summation order, the engine has its own kernels) */
-static real dot8(const real *a, const real *b, size_t n)
+/* ======================================================================== */
+/* time shares (LMZ_TRAIN_PROFILE=1)                                         */
+/* ======================================================================== */
+
+static double prof_sec[DSRN_PROF_COUNT];
+static int prof_on = -1;
+
+int dsrn_prof_enabled(void)
 {
-    real acc[8] = {0};
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (size_t k = 0; k < 8; k++) acc[k] += a[i + k] * b[i + k];
-    real s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (; i < n; i++) s += a[i] * b[i];
-    return s;
+    if (prof_on < 0) {
+        const char *e = getenv("LMZ_TRAIN_PROFILE");
+        prof_on = e && *e && strcmp(e, "0") != 0;
+    }
+    return prof_on;
+}
+
+double dsrn_prof_start(void)
+{
+    if (!dsrn_prof_enabled()) return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void dsrn_prof_stop(int part, double t0)
+{
+    if (prof_on > 0 && part >= 0 && part < DSRN_PROF_COUNT) prof_sec[part] += dsrn_prof_start() - t0;
+}
+
+void dsrn_prof_get(double out[DSRN_PROF_COUNT]) { memcpy(out, prof_sec, sizeof prof_sec); }
+void dsrn_prof_reset(void) { memset(prof_sec, 0, sizeof prof_sec); }
+void dsrn_prof_set(const double in[DSRN_PROF_COUNT]) { memcpy(prof_sec, in, sizeof prof_sec); }
+
+const char *dsrn_prof_name(int part)
+{
+    static const char *const names[DSRN_PROF_COUNT] = {"products", "attention", "scans", "norms", "head",
+                                                       "elementwise", "optimizer", "data"};
+    return part >= 0 && part < DSRN_PROF_COUNT ? names[part] : "?";
 }
 
 /* activations of one block, each (N, width) */
@@ -78,6 +108,7 @@ enum {
 
 struct dsrn_net {
     dsrn_config cfg;
+    dsrn_mm_kind mm;             /* the matrix products: f32 (OpenBLAS) or bf16 (oneDNN) */
     int Bt, T;
     size_t N;                    /* Bt * T rows */
     dsrn_tensor *t;              /* the parameter tensors */
@@ -97,7 +128,11 @@ struct dsrn_net {
     real *dhd1, *dhd2;           /* (N, H * D) */
     real *df1, *df2;             /* (N, F) */
     real *de;                    /* (N) */
-    real *attn_tmp;              /* (threads, W) */
+    real *etmp;                  /* (threads, etmp_n): tanh_array's scratch */
+    size_t etmp_n;               /* max(D, H * D) */
+    real *sp;                    /* (H * D) softplus(λ) of the block at hand */
+    double *inv_freq;            /* (D / A / 2) RoPE: base^(-2i / head size) */
+    real *att_buf;               /* (threads, 2, T, W + T) attention's dense scores */
     real *vtmp;                  /* (threads, vocab) */
 };
 
@@ -105,14 +140,23 @@ struct dsrn_net {
 /* small helpers                                                             */
 /* ======================================================================== */
 
-/* C (M, N) = alpha op(A) op(B) + beta C, row-major. OpenBLAS runs single-
+/* C (M, N) = alpha op(A) op(B) + beta C, row-major: in bf16 through oneDNN
+ * (mm.c) when the net is set so, else OpenBLAS. OpenBLAS runs single-
  * threaded (dsrn_net_new); the product is split here over the OpenMP
  * threads along its larger side, so one team of threads does all the work
  * (two pools, OpenBLAS's and OpenMP's, spinning against each other on two
  * cores spent most of the time in sched_yield). */
-static void gemm(int ta, int tb, int M, int N, int K, real alpha, const real *A, int lda, const real *B, int ldb,
-                 real beta, real *C, int ldc)
+static void gemm_run(const dsrn_net *n, int ta, int tb, int M, int N, int K, real alpha, const real *A, int lda,
+                     const real *B, int ldb, real beta, real *C, int ldc)
 {
+#ifndef DSRN_F64
+    if (n->mm == DSRN_MM_BF16 && alpha == 1 && (beta == 0 || beta == 1)) {
+        dsrn_mm_bf16(ta, tb, M, N, K, A, lda, B, ldb, beta == 1, C, ldc);
+        return;
+    }
+#else
+    (void)n;
+#endif
     const enum CBLAS_TRANSPOSE TA = ta ? CblasTrans : CblasNoTrans, TB = tb ? CblasTrans : CblasNoTrans;
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
     if (nt < 2 || (double)M * N * K < 1e6) {
@@ -133,26 +177,63 @@ static void gemm(int ta, int tb, int M, int N, int K, real alpha, const real *A,
     }
 }
 
-/* Y (N, out) = X (N, in) W^T, W: (out, in) */
-static void lin(const real *X, size_t N, size_t in, const real *W, size_t out, real *Y)
+static void gemm(const dsrn_net *n, int ta, int tb, int M, int N, int K, real alpha, const real *A, int lda,
+                 const real *B, int ldb, real beta, real *C, int ldc)
 {
-    gemm(0, 1, (int)N, (int)out, (int)in, 1, X, (int)in, W, (int)in, 0, Y, (int)out);
+    double t0 = dsrn_prof_start();
+    gemm_run(n, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    dsrn_prof_stop(DSRN_PROF_PRODUCTS, t0);
+}
+
+/* Y (N, out) = X (N, in) W^T, W: (out, in) */
+static void lin(const dsrn_net *n, const real *X, size_t N, size_t in, const real *W, size_t out, real *Y)
+{
+    gemm(n, 0, 1, (int)N, (int)out, (int)in, 1, X, (int)in, W, (int)in, 0, Y, (int)out);
 }
 
 /* dX (N, in) (= or +=) dY (N, out) W */
-static void lin_dx(const real *dY, size_t N, size_t out, const real *W, size_t in, real *dX, int add)
+static void lin_dx(const dsrn_net *n, const real *dY, size_t N, size_t out, const real *W, size_t in, real *dX, int add)
 {
-    gemm(0, 0, (int)N, (int)in, (int)out, 1, dY, (int)out, W, (int)in, add ? 1 : 0, dX, (int)in);
+    gemm(n, 0, 0, (int)N, (int)in, (int)out, 1, dY, (int)out, W, (int)in, add ? 1 : 0, dX, (int)in);
 }
 
 /* dW (out, in) += dY^T X */
-static void lin_dw(const real *dY, size_t N, size_t out, const real *X, size_t in, real *dW)
+static void lin_dw(const dsrn_net *n, const real *dY, size_t N, size_t out, const real *X, size_t in, real *dW)
 {
-    gemm(1, 0, (int)out, (int)in, (int)N, 1, dY, (int)out, X, (int)in, 1, dW, (int)in);
+    gemm(n, 1, 0, (int)out, (int)in, (int)N, 1, dY, (int)out, X, (int)in, 1, dW, (int)in);
 }
 
 static real sigm(real x) { return 1 / (1 + EXP(-x)); }
 static real softplus(real x) { return x > 20 ? x : LOG(1 + EXP(x)); }
+
+/* x = σ(x) over n values, through the vectorised exp */
+static void sigm_array(real *x, size_t n)
+{
+#ifdef DSRN_F64
+    for (size_t i = 0; i < n; i++) x[i] = sigm(x[i]);
+#else
+    for (size_t i = 0; i < n; i++) x[i] = -x[i];
+    exp_array(x, n);
+    for (size_t i = 0; i < n; i++) x[i] = 1 / (1 + x[i]);
+#endif
+}
+
+/* x = tanh(x) over n values: sign(x) (1 - t) / (1 + t), t = exp(-2|x|) by
+ * the vectorised exp into tmp (n values) */
+static void tanh_array(real *x, real *tmp, size_t n)
+{
+#ifdef DSRN_F64
+    (void)tmp;
+    for (size_t i = 0; i < n; i++) x[i] = TANH(x[i]);
+#else
+    for (size_t i = 0; i < n; i++) tmp[i] = -2 * fabsf(x[i]);
+    exp_array(tmp, n);
+    for (size_t i = 0; i < n; i++) {
+        real y = (1 - tmp[i]) / (1 + tmp[i]);
+        x[i] = x[i] < 0 ? -y : y;
+    }
+#endif
+}
 
 static uint64_t splitmix(uint64_t *s)
 {
@@ -255,9 +336,10 @@ void dsrn_net_free(dsrn_net *n)
     free(n->loff);
     free(n->mem);
     free(n->acts);
+    free(n->inv_freq);
     real *bufs[] = {n->xf, n->xnf, n->mu_f, n->rs_f, n->logits, n->lse, n->rot, n->r_buf, n->o_buf, n->f_buf,
                     n->dx, n->dxn, n->dh, n->dhp, n->dt1, n->dq, n->dk, n->dv, n->datt, n->dkc, n->dvc,
-                    n->dhd1, n->dhd2, n->df1, n->df2, n->de, n->attn_tmp, n->vtmp};
+                    n->dhd1, n->dhd2, n->df1, n->df2, n->de, n->vtmp, n->etmp, n->sp, n->att_buf};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(n);
 }
@@ -308,9 +390,14 @@ dsrn_net *dsrn_net_new(const dsrn_config *cfg, int Bt, int T)
                       N * D, N * D, N * D, N * D, N * D, N * D, KT, KT, N * HD, N * HD, N * F, N * F, N};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
         if (!(*bufs[i] = malloc(sizes[i] * sizeof(real)))) goto fail;
-    if (!n->acts || !(n->attn_tmp = malloc((size_t)omp_get_max_threads() * cfg->W * sizeof(real))) ||
+    n->etmp_n = HD > D ? HD : D;
+    if (!n->acts || !(n->etmp = malloc((size_t)omp_get_max_threads() * n->etmp_n * sizeof(real))) ||
+        !(n->sp = malloc(HD * sizeof(real))) ||
+        !(n->att_buf = malloc((size_t)omp_get_max_threads() * 2 * T * (cfg->W + T) * sizeof(real))) || !(n->inv_freq = malloc(D / cfg->A / 2 * sizeof(double))) ||
         !(n->vtmp = malloc((size_t)omp_get_max_threads() * V * sizeof(real))))
         goto fail;
+    for (size_t i = 0; i < D / cfg->A / 2; i++)
+        n->inv_freq[i] = pow((double)cfg->rope_base, -(double)(2 * i) / (double)(D / cfg->A));
     return n;
 fail:
     dsrn_net_free(n);
@@ -318,6 +405,7 @@ fail:
 }
 
 const dsrn_config *dsrn_net_config(const dsrn_net *n) { return &n->cfg; }
+void dsrn_net_set_matmul(dsrn_net *n, dsrn_mm_kind kind) { n->mm = kind; }
 size_t dsrn_net_n_params(const dsrn_net *n) { return n->n_params; }
 const dsrn_tensor *dsrn_net_tensors(const dsrn_net *n, size_t *count)
 {
@@ -457,6 +545,7 @@ static void norm_fwd(const dsrn_net *n, const real *x, size_t N, const real *w, 
     const size_t D = n->cfg.D;
     const int ln = n->cfg.layer_norm;
     const real eps = (real)n->cfg.eps;
+    double t0 = dsrn_prof_start();
 #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < N; r++) {
         const real *xr = x + r * D;
@@ -472,6 +561,7 @@ static void norm_fwd(const dsrn_net *n, const real *x, size_t N, const real *w, 
         mu[r] = m;
         rs[r] = s;
     }
+    dsrn_prof_stop(DSRN_PROF_NORMS, t0);
 }
 
 /* dx += the input gradient of a norm; dw, db += its parameter gradients */
@@ -480,6 +570,7 @@ static void norm_bwd(const dsrn_net *n, const real *dy, const real *x, size_t N,
 {
     const size_t D = n->cfg.D;
     const int ln = n->cfg.layer_norm;
+    double t0 = dsrn_prof_start();
 #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < N; r++) {
         const real *dyr = dy + r * D, *xr = x + r * D;
@@ -507,6 +598,7 @@ static void norm_bwd(const dsrn_net *n, const real *dy, const real *x, size_t N,
         dw[i] += gw;
         if (ln) db[i] += gb;
     }
+    dsrn_prof_stop(DSRN_PROF_NORMS, t0);
 }
 
 static void rope_rows(const dsrn_net *n, real *x, size_t stride, size_t rows, const real *rot, int inverse)
@@ -531,6 +623,28 @@ static real *kv_rows(const dsrn_net *n, real *base, const dsrn_carry *c, size_t 
     return base + (l * (size_t)c->Bt + b) * (n->cfg.W + (size_t)n->T) * n->cfg.D;
 }
 
+/* s_t = (1 - a_t) s_{t-1} + a_t v_t for T steps of Bt streams of w values
+ * (rows b * T + t): prev gets s_{t-1}, out s_t; state (Bt, w) carries in and
+ * out. Time in the outer loop, the width inner (it vectorises). */
+static void scan_fwd(real *state, const real *a, const real *v, real *prev, real *out, size_t Bt, size_t T,
+                     size_t w)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t b = 0; b < Bt; b++) {
+        real *s = state + b * w;
+        for (size_t t = 0; t < T; t++) {
+            size_t r = (b * T + t) * w;
+            const real *ar = a + r, *vr = v + r;
+            real *pr = prev + r, *o = out + r;
+            for (size_t i = 0; i < w; i++) {
+                pr[i] = s[i];
+                s[i] = (1 - ar[i]) * s[i] + ar[i] * vr[i];
+                o[i] = s[i];
+            }
+        }
+    }
+}
+
 static void block_fwd(dsrn_net *n, dsrn_carry *cr, size_t l, const int32_t *tok, int Bt, real *xout)
 {
     const dsrn_config *cf = &n->cfg;
@@ -545,30 +659,26 @@ static void block_fwd(dsrn_net *n, dsrn_carry *cr, size_t l, const int32_t *tok,
 
     norm_fwd(n, X, N, PRM(n, l, P_NORM_IN_W), cf->layer_norm ? PRM(n, l, P_NORM_IN_B) : NULL, XN, ACT(n, l, A_MU_IN),
              ACT(n, l, A_RS_IN));
-    lin(XN, N, D, PRM(n, l, P_WZ), D, Z);
-    lin(XN, N, D, PRM(n, l, P_WN), D, NN);
+    lin(n, XN, N, D, PRM(n, l, P_WZ), D, Z);
+    lin(n, XN, N, D, PRM(n, l, P_WN), D, NN);
+    double t_gates = dsrn_prof_start();
 #pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < N; r++)
-        for (size_t i = 0; i < D; i++) {
-            Z[r * D + i] = tok[r] == eod ? 1 : sigm(Z[r * D + i]);
-            NN[r * D + i] = TANH(NN[r * D + i]);
-        }
-    /* fast scan */
-#pragma omp parallel for schedule(static)
-    for (size_t bi = 0; bi < (size_t)Bt * D; bi++) {
-        size_t b = bi / D, i = bi % D;
-        real h = cr->h[(l * (size_t)cr->Bt + b) * D + i];
-        for (size_t t = 0; t < T; t++) {
-            size_t r = (b * T + t) * D + i;
-            HP[r] = h;
-            h = (1 - Z[r]) * h + Z[r] * NN[r];
-            H[r] = h;
-        }
-        cr->h[(l * (size_t)cr->Bt + b) * D + i] = h;
+    for (size_t r = 0; r < N; r++) {
+        real *z = Z + r * D, *nn = NN + r * D;
+        sigm_array(z, D);
+        if (tok[r] == eod)
+            for (size_t i = 0; i < D; i++) z[i] = 1;
+        tanh_array(nn, n->etmp + (size_t)omp_get_thread_num() * n->etmp_n, D);
     }
+    dsrn_prof_stop(DSRN_PROF_ELEMENTWISE, t_gates);
+    /* fast scan */
+    double t_fast = dsrn_prof_start();
+    scan_fwd(cr->h + l * (size_t)cr->Bt * D, Z, NN, HP, H, (size_t)Bt, T, D);
+    dsrn_prof_stop(DSRN_PROF_SCANS, t_fast);
     /* surprise */
-    lin(HP, N, D, PRM(n, l, P_WP), D, P);
+    lin(n, HP, N, D, PRM(n, l, P_WP), D, P);
     const real clip = (real)cf->clip;
+    double t_surprise = dsrn_prof_start();
 #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < N; r++) {
         real s = 0;
@@ -578,78 +688,88 @@ static void block_fwd(dsrn_net *n, dsrn_carry *cr, size_t l, const int32_t *tok,
         }
         E[r] = s / (real)D;
     }
+    dsrn_prof_stop(DSRN_PROF_ELEMENTWISE, t_surprise);
     /* slow gate and scan */
-    lin(H, N, D, PRM(n, l, P_WG), HD, G);
-    lin(H, N, D, PRM(n, l, P_WM), HD, M);
+    lin(n, H, N, D, PRM(n, l, P_WG), HD, G);
+    lin(n, H, N, D, PRM(n, l, P_WM), HD, M);
     const real *lam = PRM(n, l, P_LAMBDA);
+    double t_slow_gates = dsrn_prof_start();
+    for (size_t i = 0; i < HD; i++) n->sp[i] = softplus(lam[i]);
 #pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < N; r++)
-        for (size_t i = 0; i < HD; i++) {
-            G[r * HD + i] = tok[r] == eod ? 0 : sigm(G[r * HD + i] + E[r] * softplus(lam[i]));
-            M[r * HD + i] = TANH(M[r * HD + i]);
-        }
-#pragma omp parallel for schedule(static)
-    for (size_t bi = 0; bi < (size_t)Bt * HD; bi++) {
-        size_t b = bi / HD, i = bi % HD;
-        real c = cr->c[(l * (size_t)cr->Bt + b) * HD + i];
-        for (size_t t = 0; t < T; t++) {
-            size_t r = (b * T + t) * HD + i;
-            CP[r] = c;
-            c = (1 - G[r]) * c + G[r] * M[r];
-            C[r] = c;
-        }
-        cr->c[(l * (size_t)cr->Bt + b) * HD + i] = c;
+    for (size_t r = 0; r < N; r++) {
+        real *g = G + r * HD;
+        for (size_t i = 0; i < HD; i++) g[i] += E[r] * n->sp[i];
+        sigm_array(g, HD);
+        if (tok[r] == eod)
+            for (size_t i = 0; i < HD; i++) g[i] = 0;
+        tanh_array(M + r * HD, n->etmp + (size_t)omp_get_thread_num() * n->etmp_n, HD);
     }
-    lin(C, N, HD, PRM(n, l, P_WREAD), D, n->r_buf);
+    dsrn_prof_stop(DSRN_PROF_ELEMENTWISE, t_slow_gates);
+    double t_slow = dsrn_prof_start();
+    scan_fwd(cr->c + l * (size_t)cr->Bt * HD, G, M, CP, C, (size_t)Bt, T, HD);
+    dsrn_prof_stop(DSRN_PROF_SCANS, t_slow);
+    lin(n, C, N, HD, PRM(n, l, P_WREAD), D, n->r_buf);
     /* attention: q, k, v; k and v into the chunk rows of the cache */
-    lin(XN, N, D, PRM(n, l, P_WQ), D, Q);
-    lin(XN, N, D, PRM(n, l, P_WK), D, n->dk); /* dk, dv: scratch until the backward */
-    lin(XN, N, D, PRM(n, l, P_WV), D, n->dv);
+    lin(n, XN, N, D, PRM(n, l, P_WQ), D, Q);
+    lin(n, XN, N, D, PRM(n, l, P_WK), D, n->dk); /* dk, dv: scratch until the backward */
+    lin(n, XN, N, D, PRM(n, l, P_WV), D, n->dv);
+    double t_att = dsrn_prof_start();
     rope_rows(n, Q, D, N, n->rot, 0);
     rope_rows(n, n->dk, D, N, n->rot, 0);
     for (size_t b = 0; b < (size_t)Bt; b++) {
         memcpy(kv_rows(n, cr->kc, cr, l, b) + W * D, n->dk + b * T * D, T * D * sizeof(real));
         memcpy(kv_rows(n, cr->vc, cr, l, b) + W * D, n->dv + b * T * D, T * D * sizeof(real));
     }
+    /* per stream and head: the scores of all T queries against the W + T
+     * keys of the cache and the chunk in one product, each query's keys
+     * outside its window [lo, W + t] then masked, the softmax, and the
+     * output as a second product */
     const real scale = 1 / SQRT((real)hd);
+    const size_t S = W + T;
 #pragma omp parallel for schedule(dynamic)
     for (size_t bh = 0; bh < (size_t)Bt * A; bh++) {
-        size_t b = bh / A, h = bh % A;
+        size_t b = bh / A, h = bh % A, lo0 = W - cr->valid[b];
         const real *K = kv_rows(n, cr->kc, cr, l, b), *V = kv_rows(n, cr->vc, cr, l, b);
-        size_t lo0 = W - cr->valid[b];
+        real *Pd = n->att_buf + (size_t)omp_get_thread_num() * 2 * T * S; /* (T, S) */
+        GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)S, (int)hd, scale, Q + b * T * D + h * hd, (int)D,
+             K + h * hd, (int)D, 0, Pd, (int)S);
         for (size_t t = 0; t < T; t++) {
             size_t r = b * T + t, lo = t + 1 > lo0 ? t + 1 : lo0, hi = W + t; /* keys [lo, hi] */
-            const real *q = Q + r * D + h * hd;
-            real *pr = PROB + (r * A + h) * W, mx = -INFINITY;
-            for (size_t j = t + 1; j < lo; j++) pr[j - t - 1] = 0;
-            for (size_t j = lo; j <= hi; j++) {
-                const real *k = K + j * D + h * hd;
-                real s = dot8(q, k, hd) * scale;
-                pr[j - t - 1] = s;
-                if (s > mx) mx = s;
-            }
-            real sum = 0;
-            for (size_t j = lo; j <= hi; j++) sum += pr[j - t - 1] = EXP(pr[j - t - 1] - mx);
-            real *o = ATT + r * D + h * hd;
-            for (size_t i = 0; i < hd; i++) o[i] = 0;
-            for (size_t j = lo; j <= hi; j++) {
-                real p = pr[j - t - 1] /= sum;
-                const real *v = V + j * D + h * hd;
-                for (size_t i = 0; i < hd; i++) o[i] += p * v[i];
-            }
+            real *p = Pd + t * S, mx = -INFINITY, sum = 0;
+            for (size_t j = lo; j <= hi; j++) mx = p[j] > mx ? p[j] : mx;
+            for (size_t j = lo; j <= hi; j++) p[j] -= mx;
+            exp_array(p + lo, hi + 1 - lo);
+            for (size_t j = lo; j <= hi; j++) sum += p[j];
+            for (size_t j = lo; j <= hi; j++) p[j] /= sum;
+            for (size_t j = 0; j < lo; j++) p[j] = 0;
+            for (size_t j = hi + 1; j < S; j++) p[j] = 0;
+            memcpy(PROB + (r * A + h) * W, p + t + 1, W * sizeof(real)); /* keys t + 1 .. W + t */
         }
+        GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)hd, (int)S, 1, Pd, (int)S, V + h * hd, (int)D, 0,
+             ATT + b * T * D + h * hd, (int)D);
     }
-    lin(ATT, N, D, PRM(n, l, P_WO), D, n->o_buf);
+    dsrn_prof_stop(DSRN_PROF_ATTENTION, t_att);
+    lin(n, ATT, N, D, PRM(n, l, P_WO), D, n->o_buf);
     /* MLP */
     norm_fwd(n, H, N, PRM(n, l, P_NORM_MLP_W), cf->layer_norm ? PRM(n, l, P_NORM_MLP_B) : NULL, U, ACT(n, l, A_MU_MLP),
              ACT(n, l, A_RS_MLP));
-    lin(U, N, D, PRM(n, l, P_GATE), F, GA);
-    lin(U, N, D, PRM(n, l, P_UP), F, UP);
+    lin(n, U, N, D, PRM(n, l, P_GATE), F, GA);
+    lin(n, U, N, D, PRM(n, l, P_UP), F, UP);
+    double t_mlp = dsrn_prof_start();
 #pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < N * F; r++) ACTV[r] = GA[r] * sigm(GA[r]) * UP[r];
-    lin(ACTV, N, F, PRM(n, l, P_DOWN), D, n->f_buf);
+    for (size_t r = 0; r < N; r++) {
+        real *a = ACTV + r * F;
+        const real *ga = GA + r * F, *up = UP + r * F;
+        memcpy(a, ga, F * sizeof *a);
+        sigm_array(a, F);
+        for (size_t i = 0; i < F; i++) a[i] = ga[i] * a[i] * up[i];
+    }
+    dsrn_prof_stop(DSRN_PROF_ELEMENTWISE, t_mlp);
+    lin(n, ACTV, N, F, PRM(n, l, P_DOWN), D, n->f_buf);
+    double t_residual = dsrn_prof_start();
 #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < N * D; r++) xout[r] = ((X[r] + n->f_buf[r]) + n->r_buf[r]) + n->o_buf[r];
+    dsrn_prof_stop(DSRN_PROF_ELEMENTWISE, t_residual);
 }
 
 double dsrn_forward(dsrn_net *n, dsrn_carry *cr, const int32_t *tok, const int32_t *tgt, double *tok_loss)
@@ -658,37 +778,50 @@ double dsrn_forward(dsrn_net *n, dsrn_carry *cr, const int32_t *tok, const int32
     const dsrn_config *cf = &n->cfg;
     const size_t T = (size_t)n->T, N = (size_t)Bt * T, D = cf->D, V = cf->vocab, hd = D / cf->A;
     /* RoPE angles of each row's position (in double, then rounded) */
+    double t_rope = dsrn_prof_start();
     for (size_t r = 0; r < N; r++) {
         double pos = (double)(cr->pos[r / T] + r % T);
         for (size_t i = 0; i < hd / 2; i++) {
-            double a = pos * pow((double)cf->rope_base, -(double)(2 * i) / (double)hd);
+            double a = pos * n->inv_freq[i];
             n->rot[r * hd + 2 * i] = (real)cos(a);
             n->rot[r * hd + 2 * i + 1] = (real)sin(a);
         }
     }
+    dsrn_prof_stop(DSRN_PROF_ATTENTION, t_rope);
     const real *E = n->mem + n->off_embd;
     real *X0 = ACT(n, 0, A_X);
+    double t_embd = dsrn_prof_start();
     for (size_t r = 0; r < N; r++) memcpy(X0 + r * D, E + (size_t)tok[r] * D, D * sizeof(real));
+    dsrn_prof_stop(DSRN_PROF_ELEMENTWISE, t_embd);
     for (size_t l = 0; l < cf->L; l++) block_fwd(n, cr, l, tok, Bt, l + 1 < cf->L ? ACT(n, l + 1, A_X) : n->xf);
     norm_fwd(n, n->xf, N, n->mem + n->off_out_w, cf->layer_norm ? n->mem + n->off_out_b : NULL, n->xnf, n->mu_f,
              n->rs_f);
-    lin(n->xnf, N, D, n->mem + n->off_out, V, n->logits);
+    lin(n, n->xnf, N, D, n->mem + n->off_out, V, n->logits);
     double total = 0;
+    double t_head = dsrn_prof_start();
 #pragma omp parallel for schedule(static) reduction(+ : total)
     for (size_t r = 0; r < N; r++) {
         const real *z = n->logits + r * V;
-        real mx = z[0], *e = n->vtmp + (size_t)omp_get_thread_num() * V;
-        for (size_t v = 1; v < V; v++)
-            if (z[v] > mx) mx = z[v];
-        for (size_t v = 0; v < V; v++) e[v] = z[v] - mx;
+        real *e = n->vtmp + (size_t)omp_get_thread_num() * V, m8[8], mx = z[0];
+        double s8[8] = {0}, s = 0;
+        size_t v = 0;
+        for (int k = 0; k < 8; k++) m8[k] = z[0];
+        for (; v + 8 <= V; v += 8) /* eight running maxima and sums: independent chains */
+            for (int k = 0; k < 8; k++) m8[k] = z[v + k] > m8[k] ? z[v + k] : m8[k];
+        for (; v < V; v++) mx = z[v] > mx ? z[v] : mx;
+        for (int k = 0; k < 8; k++) mx = m8[k] > mx ? m8[k] : mx;
+        for (v = 0; v < V; v++) e[v] = z[v] - mx;
         exp_array(e, V);
-        double s = 0;
-        for (size_t v = 0; v < V; v++) s += e[v];
+        for (v = 0; v + 8 <= V; v += 8)
+            for (int k = 0; k < 8; k++) s8[k] += e[v + k];
+        for (; v < V; v++) s += e[v];
+        for (int k = 0; k < 8; k++) s += s8[k];
         n->lse[r] = mx + (real)log(s);
         double loss = (double)n->lse[r] - (double)z[tgt[r]];
         if (tok_loss) tok_loss[r] = loss;
         total += loss;
     }
+    dsrn_prof_stop(DSRN_PROF_HEAD, t_head);
     return total;
 }
 
@@ -710,55 +843,66 @@ static void block_bwd(dsrn_net *n, dsrn_carry *cr, size_t l, const int32_t *tok,
     const int32_t eod = cf->eod;
 
     /* MLP: f = Wdown act */
-    lin_dw(dx, N, D, ACTV, F, GRD(n, l, P_DOWN));
-    lin_dx(dx, N, D, PRM(n, l, P_DOWN), F, n->df1, 0);
+    lin_dw(n, dx, N, D, ACTV, F, GRD(n, l, P_DOWN));
+    lin_dx(n, dx, N, D, PRM(n, l, P_DOWN), F, n->df1, 0);
+    double t_mlp = dsrn_prof_start();
 #pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < N * F; r++) {
-        real s = sigm(GA[r]), d = n->df1[r];
-        n->df1[r] = d * UP[r] * s * (1 + GA[r] * (1 - s)); /* d gate */
-        n->df2[r] = d * GA[r] * s;                          /* d up */
+    for (size_t r = 0; r < N; r++) {
+        real *d1 = n->df1 + r * F, *d2 = n->df2 + r * F;
+        const real *ga = GA + r * F, *up = UP + r * F;
+        memcpy(d2, ga, F * sizeof *d2);
+        sigm_array(d2, F);
+        for (size_t i = 0; i < F; i++) {
+            real s = d2[i], d = d1[i];
+            d1[i] = d * up[i] * s * (1 + ga[i] * (1 - s)); /* d gate */
+            d2[i] = d * ga[i] * s;                         /* d up */
+        }
     }
-    lin_dw(n->df1, N, F, U, D, GRD(n, l, P_GATE));
-    lin_dw(n->df2, N, F, U, D, GRD(n, l, P_UP));
-    lin_dx(n->df1, N, F, PRM(n, l, P_GATE), D, n->dt1, 0);
-    lin_dx(n->df2, N, F, PRM(n, l, P_UP), D, n->dt1, 1);
+    dsrn_prof_stop(DSRN_PROF_ELEMENTWISE, t_mlp);
+    lin_dw(n, n->df1, N, F, U, D, GRD(n, l, P_GATE));
+    lin_dw(n, n->df2, N, F, U, D, GRD(n, l, P_UP));
+    lin_dx(n, n->df1, N, F, PRM(n, l, P_GATE), D, n->dt1, 0);
+    lin_dx(n, n->df2, N, F, PRM(n, l, P_UP), D, n->dt1, 1);
     memset(n->dh, 0, N * D * sizeof(real));
     norm_bwd(n, n->dt1, H, N, PRM(n, l, P_NORM_MLP_W), ACT(n, l, A_MU_MLP), ACT(n, l, A_RS_MLP), n->dh,
              GRD(n, l, P_NORM_MLP_W), cf->layer_norm ? GRD(n, l, P_NORM_MLP_B) : NULL);
 
     /* attention: a = Wo att */
-    lin_dw(dx, N, D, ATT, D, GRD(n, l, P_WO));
-    lin_dx(dx, N, D, PRM(n, l, P_WO), D, n->datt, 0);
+    lin_dw(n, dx, N, D, ATT, D, GRD(n, l, P_WO));
+    lin_dx(n, dx, N, D, PRM(n, l, P_WO), D, n->datt, 0);
+    double t_att = dsrn_prof_start();
     memset(n->dkc, 0, (size_t)Bt * S * D * sizeof(real));
     memset(n->dvc, 0, (size_t)Bt * S * D * sizeof(real));
+    /* per stream and head, as products: dP = dA V^T; dS = P (dP - rowsum(P dP))
+     * scale; dQ = dS K; and for the chunk's keys (the cache's are constants)
+     * dK = dS^T Q, dV = P^T dA */
     const real scale = 1 / SQRT((real)hd);
 #pragma omp parallel for schedule(dynamic)
     for (size_t bh = 0; bh < (size_t)Bt * A; bh++) {
         size_t b = bh / A, h = bh % A;
         const real *K = kv_rows(n, cr->kc, cr, l, b), *V = kv_rows(n, cr->vc, cr, l, b);
         real *dK = n->dkc + b * S * D, *dV = n->dvc + b * S * D;
-        size_t lo0 = W - cr->valid[b];
+        real *Pd = n->att_buf + (size_t)omp_get_thread_num() * 2 * T * S, *dP = Pd + T * S; /* (T, S) each */
+        const real *Qb = Q + b * T * D + h * hd, *dA = n->datt + b * T * D + h * hd;
         for (size_t t = 0; t < T; t++) {
-            size_t r = b * T + t, lo = t + 1 > lo0 ? t + 1 : lo0, hi = W + t;
-            const real *q = Q + r * D + h * hd, *da = n->datt + r * D + h * hd, *pr = PROB + (r * A + h) * W;
-            real *dq = n->dq + r * D + h * hd, *dp = n->attn_tmp + (size_t)omp_get_thread_num() * W, sdp = 0;
-            for (size_t i = 0; i < hd; i++) dq[i] = 0;
-            for (size_t j = lo; j <= hi; j++) { /* dP_j = da . v_j */
-                const real *v = V + j * D + h * hd;
-                real s = dot8(da, v, hd);
-                dp[j - t - 1] = s;
-                sdp += pr[j - t - 1] * s;
-            }
-            for (size_t j = lo; j <= hi; j++) {
-                const real *k = K + j * D + h * hd;
-                real p = pr[j - t - 1], ds = p * (dp[j - t - 1] - sdp) * scale;
-                real *dk = dK + j * D + h * hd, *dv = dV + j * D + h * hd;
-                /* three loops, not one: each vectorises on its own */
-                for (size_t i = 0; i < hd; i++) dq[i] += ds * k[i];
-                for (size_t i = 0; i < hd; i++) dk[i] += ds * q[i];
-                for (size_t i = 0; i < hd; i++) dv[i] += p * da[i];
-            }
+            real *p = Pd + t * S;
+            memset(p, 0, S * sizeof *p);
+            memcpy(p + t + 1, PROB + ((b * T + t) * A + h) * W, W * sizeof(real));
         }
+        GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, (int)T, (int)S, (int)hd, 1, dA, (int)D, V + h * hd, (int)D, 0, dP,
+             (int)S);
+        for (size_t t = 0; t < T; t++) {
+            const real *p = Pd + t * S;
+            real *dp = dP + t * S, sdp = 0;
+            for (size_t j = t + 1; j <= W + t; j++) sdp += p[j] * dp[j];
+            for (size_t j = 0; j < S; j++) dp[j] = p[j] * (dp[j] - sdp) * scale;
+        }
+        GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)T, (int)hd, (int)S, 1, dP, (int)S, K + h * hd, (int)D, 0,
+             n->dq + b * T * D + h * hd, (int)D);
+        GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)hd, (int)T, 1, dP + W, (int)S, Qb, (int)D, 1,
+             dK + W * D + h * hd, (int)D);
+        GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, (int)T, (int)hd, (int)T, 1, Pd + W, (int)S, dA, (int)D, 1,
+             dV + W * D + h * hd, (int)D);
     }
     for (size_t b = 0; b < (size_t)Bt; b++) { /* the chunk's rows; the cache's are constants */
         memcpy(n->dk + b * T * D, n->dkc + (b * S + W) * D, T * D * sizeof(real));
@@ -766,35 +910,45 @@ static void block_bwd(dsrn_net *n, dsrn_carry *cr, size_t l, const int32_t *tok,
     }
     rope_rows(n, n->dq, D, N, n->rot, 1);
     rope_rows(n, n->dk, D, N, n->rot, 1);
-    lin_dw(n->dq, N, D, XN, D, GRD(n, l, P_WQ));
-    lin_dw(n->dk, N, D, XN, D, GRD(n, l, P_WK));
-    lin_dw(n->dv, N, D, XN, D, GRD(n, l, P_WV));
-    lin_dx(n->dq, N, D, PRM(n, l, P_WQ), D, n->dxn, 0);
-    lin_dx(n->dk, N, D, PRM(n, l, P_WK), D, n->dxn, 1);
-    lin_dx(n->dv, N, D, PRM(n, l, P_WV), D, n->dxn, 1);
+    dsrn_prof_stop(DSRN_PROF_ATTENTION, t_att);
+    lin_dw(n, n->dq, N, D, XN, D, GRD(n, l, P_WQ));
+    lin_dw(n, n->dk, N, D, XN, D, GRD(n, l, P_WK));
+    lin_dw(n, n->dv, N, D, XN, D, GRD(n, l, P_WV));
+    lin_dx(n, n->dq, N, D, PRM(n, l, P_WQ), D, n->dxn, 0);
+    lin_dx(n, n->dk, N, D, PRM(n, l, P_WK), D, n->dxn, 1);
+    lin_dx(n, n->dv, N, D, PRM(n, l, P_WV), D, n->dxn, 1);
 
     /* read-out: Wread c, then the slow scan backwards */
-    lin_dw(dx, N, D, C, HD, GRD(n, l, P_WREAD));
-    lin_dx(dx, N, D, PRM(n, l, P_WREAD), HD, n->dhd1, 0);
+    lin_dw(n, dx, N, D, C, HD, GRD(n, l, P_WREAD));
+    lin_dx(n, dx, N, D, PRM(n, l, P_WREAD), HD, n->dhd1, 0);
+    double t_slow = dsrn_prof_start();
 #pragma omp parallel for schedule(static)
-    for (size_t bi = 0; bi < (size_t)Bt * HD; bi++) {
-        size_t b = bi / HD, i = bi % HD;
-        real carry = 0;
+    for (size_t b = 0; b < (size_t)Bt; b++) { /* time in reverse, the width in the inner loop */
+        real *carry = n->etmp + (size_t)omp_get_thread_num() * n->etmp_n;
+        memset(carry, 0, HD * sizeof *carry);
         for (size_t t = T; t-- > 0;) {
-            size_t r = (b * T + t) * HD + i;
-            real dc = n->dhd1[r] + carry, g = G[r], m = M[r];
-            real dg = dc * (m - CP[r]), dm = dc * g;
-            n->dhd1[r] = dm * (1 - m * m);                       /* d (Wm h) */
-            n->dhd2[r] = tok[b * T + t] == eod ? 0 : dg * g * (1 - g); /* d (Wg h + e sp) */
-            carry = dc * (1 - g);
+            size_t r = (b * T + t) * HD;
+            const real *g = G + r, *m = M + r, *cp = CP + r;
+            real *d1 = n->dhd1 + r, *d2 = n->dhd2 + r;
+            int e = tok[b * T + t] == eod;
+            for (size_t i = 0; i < HD; i++) {
+                real dc = d1[i] + carry[i];
+                real dg = dc * (m[i] - cp[i]), dm = dc * g[i];
+                d1[i] = dm * (1 - m[i] * m[i]);                   /* d (Wm h) */
+                d2[i] = e ? 0 : dg * g[i] * (1 - g[i]);           /* d (Wg h + e sp) */
+                carry[i] = dc * (1 - g[i]);
+            }
         }
     }
-    lin_dw(n->dhd1, N, HD, H, D, GRD(n, l, P_WM));
-    lin_dw(n->dhd2, N, HD, H, D, GRD(n, l, P_WG));
-    lin_dx(n->dhd1, N, HD, PRM(n, l, P_WM), D, n->dh, 1);
-    lin_dx(n->dhd2, N, HD, PRM(n, l, P_WG), D, n->dh, 1);
+    dsrn_prof_stop(DSRN_PROF_SCANS, t_slow);
+    lin_dw(n, n->dhd1, N, HD, H, D, GRD(n, l, P_WM));
+    lin_dw(n, n->dhd2, N, HD, H, D, GRD(n, l, P_WG));
+    lin_dx(n, n->dhd1, N, HD, PRM(n, l, P_WM), D, n->dh, 1);
+    lin_dx(n, n->dhd2, N, HD, PRM(n, l, P_WG), D, n->dh, 1);
     const real *lam = PRM(n, l, P_LAMBDA);
     real *glam = GRD(n, l, P_LAMBDA);
+    double t_lambda = dsrn_prof_start();
+    for (size_t i = 0; i < HD; i++) n->sp[i] = softplus(lam[i]);
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < HD; i++) {
         real s = 0;
@@ -804,11 +958,13 @@ static void block_bwd(dsrn_net *n, dsrn_carry *cr, size_t l, const int32_t *tok,
 #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < N; r++) {
         real s = 0;
-        for (size_t i = 0; i < HD; i++) s += n->dhd2[r * HD + i] * softplus(lam[i]);
+        for (size_t i = 0; i < HD; i++) s += n->dhd2[r * HD + i] * n->sp[i];
         n->de[r] = s;
     }
+    dsrn_prof_stop(DSRN_PROF_ELEMENTWISE, t_lambda);
     /* surprise: e = mean min((x - p)², clip), p = Wp hp */
     const real clip = (real)cf->clip;
+    double t_surprise = dsrn_prof_start();
 #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < N; r++)
         for (size_t i = 0; i < D; i++) {
@@ -817,27 +973,33 @@ static void block_bwd(dsrn_net *n, dsrn_carry *cr, size_t l, const int32_t *tok,
             dx[r * D + i] += g;  /* x feeds the block output too: dx already holds that */
             n->dt1[r * D + i] = -g; /* d p */
         }
-    lin_dw(n->dt1, N, D, HP, D, GRD(n, l, P_WP));
-    lin_dx(n->dt1, N, D, PRM(n, l, P_WP), D, n->dhp, 0);
+    dsrn_prof_stop(DSRN_PROF_ELEMENTWISE, t_surprise);
+    lin_dw(n, n->dt1, N, D, HP, D, GRD(n, l, P_WP));
+    lin_dx(n, n->dt1, N, D, PRM(n, l, P_WP), D, n->dhp, 0);
     /* the fast scan backwards: dh of row t also gets dhp of row t + 1 */
+    double t_fast = dsrn_prof_start();
 #pragma omp parallel for schedule(static)
-    for (size_t bi = 0; bi < (size_t)Bt * D; bi++) {
-        size_t b = bi / D, i = bi % D;
-        real carry = 0;
+    for (size_t b = 0; b < (size_t)Bt; b++) {
+        real *carry = n->etmp + (size_t)omp_get_thread_num() * n->etmp_n;
+        memset(carry, 0, D * sizeof *carry);
         for (size_t t = T; t-- > 0;) {
-            size_t r = (b * T + t) * D + i;
-            real dh = n->dh[r] + carry + (t + 1 < T ? n->dhp[r + D] : 0);
-            real z = Z[r], nn = NN[r];
+            size_t r = (b * T + t) * D;
+            const real *z = Z + r, *nn = NN + r, *hp = HP + r, *next = t + 1 < T ? n->dhp + r + D : NULL;
+            real *dhr = n->dh + r, *d1 = n->dt1 + r;
             int e = tok[b * T + t] == eod;
-            n->dh[r] = e ? 0 : dh * (nn - HP[r]) * z * (1 - z); /* d (Wz x̂) */
-            n->dt1[r] = dh * z * (1 - nn * nn);                 /* d (Wn x̂) */
-            carry = e ? 0 : dh * (1 - z);
+            for (size_t i = 0; i < D; i++) {
+                real dh = dhr[i] + carry[i] + (next ? next[i] : 0);
+                dhr[i] = e ? 0 : dh * (nn[i] - hp[i]) * z[i] * (1 - z[i]); /* d (Wz x̂) */
+                d1[i] = dh * z[i] * (1 - nn[i] * nn[i]);                   /* d (Wn x̂) */
+                carry[i] = e ? 0 : dh * (1 - z[i]);
+            }
         }
     }
-    lin_dw(n->dh, N, D, XN, D, GRD(n, l, P_WZ));
-    lin_dw(n->dt1, N, D, XN, D, GRD(n, l, P_WN));
-    lin_dx(n->dh, N, D, PRM(n, l, P_WZ), D, n->dxn, 1);
-    lin_dx(n->dt1, N, D, PRM(n, l, P_WN), D, n->dxn, 1);
+    dsrn_prof_stop(DSRN_PROF_SCANS, t_fast);
+    lin_dw(n, n->dh, N, D, XN, D, GRD(n, l, P_WZ));
+    lin_dw(n, n->dt1, N, D, XN, D, GRD(n, l, P_WN));
+    lin_dx(n, n->dh, N, D, PRM(n, l, P_WZ), D, n->dxn, 1);
+    lin_dx(n, n->dt1, N, D, PRM(n, l, P_WN), D, n->dxn, 1);
     norm_bwd(n, n->dxn, X, N, PRM(n, l, P_NORM_IN_W), ACT(n, l, A_MU_IN), ACT(n, l, A_RS_IN), dx,
              GRD(n, l, P_NORM_IN_W), cf->layer_norm ? GRD(n, l, P_NORM_IN_B) : NULL);
 }
@@ -848,6 +1010,7 @@ void dsrn_backward(dsrn_net *n, dsrn_carry *cr, const int32_t *tok, const int32_
     const int Bt = cr->Bt;
     const size_t T = (size_t)n->T, N = (size_t)Bt * T, D = cf->D, V = cf->vocab;
     real *grad = n->mem + n->n_params;
+    double t_head = dsrn_prof_start();
 #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < N; r++) {
         real *z = n->logits + r * V;
@@ -856,16 +1019,19 @@ void dsrn_backward(dsrn_net *n, dsrn_carry *cr, const int32_t *tok, const int32_
         for (size_t v = 0; v < V; v++) z[v] *= scale;
         z[tgt[r]] -= scale;
     }
-    lin_dw(n->logits, N, V, n->xnf, D, grad + n->off_out);
-    lin_dx(n->logits, N, V, n->mem + n->off_out, D, n->dxn, 0);
+    dsrn_prof_stop(DSRN_PROF_HEAD, t_head);
+    lin_dw(n, n->logits, N, V, n->xnf, D, grad + n->off_out);
+    lin_dx(n, n->logits, N, V, n->mem + n->off_out, D, n->dxn, 0);
     memset(n->dx, 0, N * D * sizeof(real));
     norm_bwd(n, n->dxn, n->xf, N, n->mem + n->off_out_w, n->mu_f, n->rs_f, n->dx, grad + n->off_out_w,
              cf->layer_norm ? grad + n->off_out_b : NULL);
     for (size_t l = cf->L; l-- > 0;) block_bwd(n, cr, l, tok, Bt);
     real *gE = grad + n->off_embd;
+    double t_embd = dsrn_prof_start();
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < D; i++)
         for (size_t r = 0; r < N; r++) gE[(size_t)tok[r] * D + i] += n->dx[r * D + i];
+    dsrn_prof_stop(DSRN_PROF_ELEMENTWISE, t_embd);
 }
 
 /* ======================================================================== */

@@ -21,6 +21,7 @@
 #include <stdio.h>
 
 #include "model/gguf.h"
+#include "mm.h"
 
 #ifdef DSRN_F64
 typedef double real;
@@ -75,6 +76,9 @@ int dsrn_config_check(const dsrn_config *cfg, char *err, size_t errlen);
 dsrn_net *dsrn_net_new(const dsrn_config *cfg, int Bt, int T);
 void dsrn_net_free(dsrn_net *n);
 const dsrn_config *dsrn_net_config(const dsrn_net *n);
+/* The matrix products: DSRN_MM_F32 (the default; OpenBLAS) or DSRN_MM_BF16
+ * (mm.h). The float64 build (the gradient check) always uses f64. */
+void dsrn_net_set_matmul(dsrn_net *n, dsrn_mm_kind kind);
 size_t dsrn_net_n_params(const dsrn_net *n);
 const dsrn_tensor *dsrn_net_tensors(const dsrn_net *n, size_t *count);
 real *dsrn_net_params(dsrn_net *n);  /* (n_params) */
@@ -98,6 +102,29 @@ void dsrn_backward(dsrn_net *n, dsrn_carry *c, const int32_t *tokens, const int3
 /* After a forward (and backward): the chunk's last W keys and values become
  * the cache before the next chunk. */
 void dsrn_carry_advance(const dsrn_net *n, dsrn_carry *c);
+
+/* Time shares of a step: seconds spent in each part of the forward and
+ * backward passes (and in the optimizer, dsrn_adamw) since the last reset,
+ * summed only when the environment has LMZ_TRAIN_PROFILE=1 (a clock read per
+ * part; bench/bench_train prints them). */
+enum {
+    DSRN_PROF_PRODUCTS,    /* the matrix products (bf16: with the conversions) */
+    DSRN_PROF_ATTENTION,   /* scores, softmax and sums over the window, RoPE */
+    DSRN_PROF_SCANS,       /* the fast and slow recurrences */
+    DSRN_PROF_NORMS,
+    DSRN_PROF_HEAD,        /* softmax and cross-entropy over the vocabulary */
+    DSRN_PROF_ELEMENTWISE, /* gates, MLP activation, surprise, residuals, embedding */
+    DSRN_PROF_OPTIMIZER,
+    DSRN_PROF_DATA,        /* the batch from the token stream (dsrn train) */
+    DSRN_PROF_COUNT
+};
+int dsrn_prof_enabled(void);
+double dsrn_prof_start(void);
+void dsrn_prof_stop(int part, double t0);
+void dsrn_prof_get(double out[DSRN_PROF_COUNT]);
+void dsrn_prof_reset(void);
+void dsrn_prof_set(const double in[DSRN_PROF_COUNT]); /* back to a dsrn_prof_get (leaving work out) */
+const char *dsrn_prof_name(int part);
 
 /* GGUF: the model's metadata and its tensors as F32 (the parameters are
  * converted into buf, n_params floats, which must stay valid until written) */

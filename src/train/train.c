@@ -65,6 +65,7 @@ void dsrn_train_defaults(dsrn_train_opts *o)
     o->log_every = 10;
     o->seed = 1;
     o->threads = 0;
+    o->matmul = "auto";
 }
 
 int dsrn_train_preset(dsrn_train_opts *o, const char *name)
@@ -143,6 +144,7 @@ static const setting settings[] = {
     {"log-every", "steps between progress lines", K_U64, O(log_every)},
     {"seed", "seed of the initialisation and the shuffles", K_U64, O(seed)},
     {"threads", "threads (0: all cores)", K_INT, O(threads)},
+    {"matmul", "matrix products: auto (bf16 where the CPU has AMX or AVX512-BF16), bf16, f32", K_STR, O(matmul)},
 };
 #undef O
 
@@ -531,6 +533,7 @@ typedef struct {
     uint64_t step, tokens_seen, epoch, data_key;
     double elapsed;            /* seconds of training before this run */
     uint32_t *row_pos;         /* (batch) */
+    const char *matmul;        /* what the products run on (dsrn_mm_describe) */
 } progress;
 
 /* through a temporary file renamed into place: never a partial file */
@@ -573,6 +576,7 @@ static int save_checkpoint(const dsrn_train_opts *o, dsrn_net *net, const tokeni
     lmz_gguf_w_str(w, "general.name", name);
     lmz_gguf_w_u64(w, "dsrn.train.tokens", pg->tokens_seen);
     lmz_gguf_w_u64(w, "dsrn.train.steps", pg->step);
+    if (pg->matmul) lmz_gguf_w_str(w, "dsrn.train.matmul", pg->matmul);
     for (uint64_t i = 0; i < tk->g.n_kv; i++) {
         const lmz_gguf_kv *kv = &tk->g.kv[i];
         if (kv->key.len > 10 && !memcmp(kv->key.ptr, "tokenizer.", 10)) lmz_gguf_w_copy(w, kv);
@@ -735,6 +739,7 @@ static double schedule_lr(const dsrn_train_opts *o, uint64_t step, double frac)
 
 void dsrn_adamw(dsrn_net *net, const dsrn_train_opts *o, double lr, uint64_t step, double *gnorm_out)
 {
+    double t0 = dsrn_prof_start();
     size_t np = dsrn_net_n_params(net), nt;
     real *p = dsrn_net_params(net), *g = dsrn_net_grads(net), *m = dsrn_net_moments(net), *v = m + np;
     const dsrn_tensor *t = dsrn_net_tensors(net, &nt);
@@ -757,6 +762,7 @@ void dsrn_adamw(dsrn_net *net, const dsrn_train_opts *o, double lr, uint64_t ste
             p[i] -= step_lr * m[i] / (sqrtf(v[i] * inv_bc2) + eps) + decay * p[i];
         }
     }
+    dsrn_prof_stop(DSRN_PROF_OPTIMIZER, t0);
 }
 
 static void fmt_time(double s, char *buf, size_t n)
@@ -831,6 +837,11 @@ int dsrn_train(dsrn_train_opts *o, char *err, size_t errlen)
         goto out;
     }
     size_t np = dsrn_net_n_params(net);
+    dsrn_mm_kind mm;
+    if (dsrn_mm_choose(o->matmul, &mm, err, errlen) != 0) goto out;
+    dsrn_net_set_matmul(net, mm);
+    pg.matmul = dsrn_mm_describe(mm);
+    if (!o->quiet) fprintf(stderr, "dsrn train: matrix products in %s\n", pg.matmul);
     if (have_resume) {
         if (dsrn_net_read_gguf(net, &resume_g, err, errlen) != 0 ||
             load_optimizer(o->resume, net, o, &pg, err, errlen) != 0)
@@ -880,12 +891,14 @@ int dsrn_train(dsrn_train_opts *o, char *err, size_t errlen)
     const double t_start = now(), elapsed0 = pg.elapsed;
     double t_log = t_start, loss_acc = 0, val_nats = 0, val_bpb = 0;
     uint64_t loss_n = 0, tok_log = 0;
+    double step_sec = 0; /* LMZ_TRAIN_PROFILE: the steps' time, for the shares */
     int done = 0;
     while (!done) {
         double el = elapsed0 + (now() - t_start);
         double prog = total_steps ? (double)pg.step / (double)total_steps : el / (o->minutes * 60.0);
         if ((total_steps && pg.step >= total_steps) || (!total_steps && prog >= 1.0)) break;
         if (stop_signal) break;
+        double t_step = dsrn_prof_start(), t_data = t_step;
         /* the next chunk of every row; at the end of the stream, a new epoch */
         if ((size_t)pg.row_pos[0] + (size_t)o->bptt + 1 > ts.row_len) {
             pg.epoch++;
@@ -901,6 +914,7 @@ int dsrn_train(dsrn_train_opts *o, char *err, size_t errlen)
                 tok[b * o->bptt + t] = ts.tok[p];
                 tgt[b * o->bptt + t] = ts.tok[p + 1];
             }
+        dsrn_prof_stop(DSRN_PROF_DATA, t_data);
         memset(dsrn_net_grads(net), 0, np * sizeof(real));
         double loss = dsrn_forward(net, carry, tok, tgt, NULL);
         dsrn_backward(net, carry, tok, tgt, (real)(1.0 / (double)per_step));
@@ -908,6 +922,7 @@ int dsrn_train(dsrn_train_opts *o, char *err, size_t errlen)
         pg.step++;
         double lr = schedule_lr(o, pg.step - 1, prog), gnorm;
         dsrn_adamw(net, o, lr, pg.step, &gnorm);
+        if (dsrn_prof_enabled()) step_sec += dsrn_prof_start() - t_step;
         for (int b = 0; b < o->batch; b++) pg.row_pos[b] += (uint32_t)o->bptt;
         pg.tokens_seen += per_step;
         loss_acc += loss / (double)per_step;
@@ -931,7 +946,10 @@ int dsrn_train(dsrn_train_opts *o, char *err, size_t errlen)
             t_log = t;
         }
         if ((o->eval_every && pg.step % o->eval_every == 0) || last) {
+            double kept[DSRN_PROF_COUNT]; /* the shares are the training steps' */
+            dsrn_prof_get(kept);
             validate(net, vcarry, &vs, &tk, o, tok, tgt, &val_nats, &val_bpb);
+            dsrn_prof_set(kept);
             if (!o->quiet)
                 fprintf(stderr, "step %llu | validation: %.4f nats/token, %.4f bits/byte\n", (unsigned long long)pg.step,
                         val_nats, val_bpb);
@@ -945,6 +963,16 @@ int dsrn_train(dsrn_train_opts *o, char *err, size_t errlen)
     }
     pg.elapsed = elapsed0 + (now() - t_start);
     if (save_checkpoint(o, net, &tk, &pg, o->out, err, errlen) != 0) goto out;
+    if (!o->quiet && dsrn_prof_enabled() && step_sec > 0) {
+        double part[DSRN_PROF_COUNT], sum = 0;
+        dsrn_prof_get(part);
+        fprintf(stderr, "dsrn train: time shares of the steps (%.1f s):", step_sec);
+        for (int i = 0; i < DSRN_PROF_COUNT; i++) {
+            fprintf(stderr, " %s %.1f %%,", dsrn_prof_name(i), 100 * part[i] / step_sec);
+            sum += part[i];
+        }
+        fprintf(stderr, " other %.1f %%\n", 100 * (1 - sum / step_sec));
+    }
     if (!o->quiet) {
         char op[4200];
         opt_path(o->out, op, sizeof op);
@@ -966,6 +994,7 @@ out:
     dsrn_carry_free(carry);
     dsrn_carry_free(vcarry);
     dsrn_net_free(net);
+    dsrn_mm_release();
     free(ts.tok);
     free(vs.tok);
     free(order);

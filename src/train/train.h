@@ -47,6 +47,7 @@ typedef struct {
     uint64_t eval_every, save_every, log_every;
     uint64_t seed;
     int threads;
+    const char *matmul;       /* the products: "auto", "bf16" or "f32" (mm.h) */
     int quiet;
 } dsrn_train_opts;
 
