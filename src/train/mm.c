@@ -31,6 +31,8 @@ unsigned short dsrn_bf16(float f)
     return (unsigned short)(u >> 16);
 }
 
+#ifdef DSRN_DNNL
+
 /* one row: the same rounding as dsrn_bf16, written without branches so
  * that the loop vectorises (in AVX2 where the CPU has it) */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(LMZ_NO_MULTIVERSION)
@@ -53,8 +55,6 @@ static void to_bf16(const float *x, size_t rows, size_t cols, size_t ld, uint16_
 #pragma omp parallel for schedule(static) if (rows * cols >= 32768)
     for (size_t r = 0; r < rows; r++) row_to_bf16(x + r * ld, cols, y + r * cols);
 }
-
-#ifdef DSRN_DNNL
 
 typedef struct {
     int ta, tb, M, N, K, ldc, acc, nthr;
