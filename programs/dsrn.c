@@ -5,7 +5,7 @@
  *   dsrn tokenize -m MODEL.gguf (TEXT | -f FILE) [--ids]
  *   dsrn logits -m MODEL.gguf --ids 1,2,3 [-o OUT.f32]
  *   dsrn generate -m MODEL.gguf -p PROMPT -n N [--temp T] [--seed S]
- *   dsrn eval -m MODEL.gguf --tasks LIST [--limit N] [--json OUT] | --bpb FILE...
+ *   dsrn eval -m MODEL.gguf --tasks LIST [--limit N] [--json OUT] | --bpb FILE... | --copy
  *
  * (logits, generate, train, eval and tokenizer come with the engine and the
  * DSRN issues.) Exit status 0 on success, 1 on error.
@@ -53,7 +53,10 @@ static int usage(FILE *f)
                "                                                sciq piqa hellaswag winogrande arc_easy\n"
                "                                                arc_challenge lambada, or FILE.jsonl\n"
                "  dsrn eval -m MODEL.gguf --bpb FILE... [-t THREADS]\n"
-               "                                                bits per byte of the model alone\n");
+               "                                                bits per byte of the model alone\n"
+               "  dsrn eval -m MODEL.gguf --copy\n"
+               "                                                copy probes: does the model repeat\n"
+               "                                                what its window holds?\n");
     return f == stdout ? 0 : 1;
 }
 
@@ -589,6 +592,41 @@ static int eval_bpb(lmz_model *m, const char **files, size_t nf)
     return rc;
 }
 
+/* ---- dsrn eval --copy ----------------------------------------------------- */
+
+/* Copy probes: a context that states something, then starts to state it
+ * again; the continuation is what the window already holds. A model that
+ * copies gives it a high probability (lm-eval's scoring, one request each:
+ * lmz_task_score_alone). */
+static const char *const copy_probes[][2] = {
+    {"The cat sat on the mat. The dog sat on the mat. The bird sat on the", " mat"},
+    {"My name is Zorblat Quenstrup. I said it before and I say it again: my name is Zorblat", " Quenstrup"},
+    {"The password is orange-kite-42. To log in, type orange-kite", "-42"},
+    {"alpha, beta, gamma, delta, epsilon. Once more: alpha, beta, gamma, delta,", " epsilon"},
+    {"Order 7391 was shipped to Ms. Okonkwo in Lagos. Order 7391 was shipped to Ms.", " Okonkwo"},
+    {"def frobnicate_widget(x):\n    return x\n\nprint(frobnicate_", "widget"},
+};
+
+static int eval_copy(lmz_model *m)
+{
+    size_t n = sizeof copy_probes / sizeof *copy_probes, copied = 0;
+    double sum = 0;
+    printf("%-6s %-12s %7s %6s %s\n", "probe", "p", "tokens", "greedy", "continuation");
+    for (size_t i = 0; i < n; i++) {
+        lmz_req_score r;
+        if (lmz_task_score_alone(m, copy_probes[i][0], copy_probes[i][1], &r) != 0) {
+            fprintf(stderr, "dsrn eval: the copy probes need the model's tokenizer\n");
+            return 1;
+        }
+        double p = exp(r.ll);
+        sum += p;
+        copied += p > 0.5;
+        printf("%-6zu %-12.4g %7u %6s \"%s\"\n", i + 1, p, r.tokens, r.greedy ? "yes" : "no", copy_probes[i][1]);
+    }
+    printf("copy probes: mean p %.4g, %zu of %zu above 0.5\n", sum / (double)n, copied, n);
+    return 0;
+}
+
 /* ---- dsrn eval --tasks ---------------------------------------------------- */
 
 /* the tasks of the Echo-DSRN table and lm-eval's usual zero-shot set */
@@ -777,7 +815,7 @@ static int cmd_eval(int argc, char **argv)
     const char **files = calloc((size_t)argc + 1, sizeof *files);
     size_t nf = 0, limit = 0;
     unsigned threads = 1, batch = 0;
-    int in_bpb = 0, quiet = 0;
+    int in_bpb = 0, quiet = 0, copy = 0;
     if (!files) return 1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -788,6 +826,7 @@ static int cmd_eval(int argc, char **argv)
         }
         in_bpb = 0;
         if (!strcmp(a, "--bpb")) in_bpb = 1;
+        else if (!strcmp(a, "--copy")) copy = 1;
         else if (!strcmp(a, "-q")) quiet = 1;
         else if (!v) goto bad;
         else if (!strcmp(a, "-m")) model = v, i++;
@@ -809,8 +848,8 @@ static int cmd_eval(int argc, char **argv)
         free(files);
         return 1;
     }
-    if (!model || (!nf && !tasks) || (nf && tasks)) {
-        fprintf(stderr, "dsrn eval: needs -m MODEL.gguf and either --tasks LIST or --bpb FILE...\n");
+    if (!model || (nf != 0) + (tasks != NULL) + copy != 1) {
+        fprintf(stderr, "dsrn eval: needs -m MODEL.gguf and one of --tasks LIST, --bpb FILE... or --copy\n");
         free(files);
         return 1;
     }
@@ -822,8 +861,9 @@ static int cmd_eval(int argc, char **argv)
         free(files);
         return 1;
     }
-    int rc = nf ? eval_bpb(m, files, nf)
-                : eval_tasks(m, model, tasks, dir, limit, batch, json_out, samples_out, quiet || !isatty(2));
+    int rc = copy ? eval_copy(m)
+             : nf ? eval_bpb(m, files, nf)
+                  : eval_tasks(m, model, tasks, dir, limit, batch, json_out, samples_out, quiet || !isatty(2));
     lmz_model_free(m);
     free(files);
     return rc;

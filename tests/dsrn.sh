@@ -115,6 +115,9 @@ check "logits" "$DSRN" logits -m m.gguf --ids 1,2,3 -o l.f32
 b=$(sed -n 's/.* \([0-9.]*\) bits\/byte$/\1/p' bpb.txt)
 awk -v b="$b" 'BEGIN { exit !(b > 0.05 && b < 2.0) }' && ok || no "the trained model codes its own text in under 2 bits/byte ($b)"
 refuse "eval of a missing file" "$DSRN" eval -m m.gguf --bpb nothing.txt
+"$DSRN" eval -m m.gguf --copy > copy.txt 2>&1 && [ "$(grep -c '^[1-6] ' copy.txt)" -eq 6 ] &&
+    grep -q "^copy probes: mean p [0-9.e+-]*, [0-6] of 6 above 0.5" copy.txt && ok || { no "eval --copy"; cat copy.txt; }
+refuse "eval --copy with --bpb" "$DSRN" eval -m m.gguf --copy --bpb data/book.txt
 
 # ---- dsrn eval --tasks: zero-shot scoring ------------------------------------
 # one request of each kind, on the trained model
