@@ -94,6 +94,9 @@ printf '# a small model\npreset = tiny\ndim = 32\nlayers = 1\nffn = 48\nwindow =
 check "config file" "$DSRN" train -q --data data --tokenizer tok.gguf --config cfg.txt --steps 3 --cache "$T/cache" -o c.gguf
 "$DSRN" info c.gguf | grep -q "dsrn.feed_forward_length *48" && ok || no "config file settings used"
 check "layernorm, untied head" "$DSRN" train -q --data data --tokenizer tok.gguf $SMALL --layernorm 1 --tied 0 --steps 3 -o ln.gguf
+check "gate biases" "$DSRN" train -q --data data --tokenizer tok.gguf $SMALL --biases 1 --gate-bias -2 --steps 3 -o gb.gguf
+"$DSRN" info gb.gguf | grep -q "blk.1.slow_g.bias" && "$DSRN" generate -m gb.gguf -p "the" -n 3 > /dev/null 2>&1 && ok ||
+    no "a model with the gate biases"
 "$DSRN" info ln.gguf | grep -q "output.weight" && "$DSRN" info ln.gguf | grep -q "'layer'" && ok || no "untied LayerNorm model"
 refuse "train without a length" "$DSRN" train --data data -o x.gguf
 refuse "train with an unknown setting" "$DSRN" train --data data --steps 3 --colour blue -o x.gguf

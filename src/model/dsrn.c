@@ -4,10 +4,12 @@
  *
  *   x = E[tok]                                          E: (n_vocab, D)
  *   per block (x: the block input, x̂ = norm_in(x), h, c: the stream's state):
- *     z = σ(Wz x̂)   n = tanh(Wn x̂)                     Wz, Wn: (D, D)
+ *     z = σ(Wz x̂ + bz)   n = tanh(Wn x̂ + bn)           Wz, Wn: (D, D)
  *     e = mean_d min((x − Wp h_prev)², clip)            Wp: (D, D), a scalar
  *     h = (1 − z) h_prev + z n                          end of document: z = 1
- *     g = σ(Wg h + e softplus(λ))   m = tanh(Wm h)      Wg, Wm: (H·D, D), λ: (H·D)
+ *     g = σ(Wg h + bg + e softplus(λ))   m = tanh(Wm h + bm)
+ *                                                       Wg, Wm: (H·D, D), λ: (H·D)
+ *     (the four biases are optional tensors: absent in older files, zero)
  *     c = (1 − g) c_prev + g m                          end of document: g = 0
  *     a = Wo SWA(x̂)     causal softmax attention over the last W tokens,
  *                       RoPE on q and k, A heads of D / A
@@ -46,6 +48,8 @@ typedef struct {
     const lmz_gguf_tensor *wq, *wk, *wv, *wo;  /* (D) -> (D) */
     const lmz_gguf_tensor *gate, *up, *down;   /* (D) -> (F), (F) -> (D) */
     float *sp;                                 /* (H·D) softplus(λ) */
+    float *bz, *bn, *bg, *bm;                  /* the gate biases: (D), (D), (H·D), (H·D); NULL
+                                                  where the file has none (older models) */
 } block;
 
 typedef struct dsrn_state dsrn_state;
@@ -100,7 +104,8 @@ static void dsrn_free(lmz_model *mb)
     if (m->blocks)
         for (uint32_t l = 0; l < m->L; l++) {
             block *B = &m->blocks[l];
-            free(B->in.w), free(B->in.b), free(B->mlp.w), free(B->mlp.b), free(B->sp);
+            free(B->in.w), free(B->in.b), free(B->mlp.w), free(B->mlp.b), free(B->sp), free(B->bz), free(B->bn),
+                free(B->bg), free(B->bm);
         }
     free(m->blocks);
     free(m->out_norm.w);
@@ -175,6 +180,14 @@ static int load_block(dsrn_model *m, uint32_t l, char *err, size_t errlen)
         !(B->down = lmz_model_mat(b, NAME("ffn_down.weight"), F, D, err, errlen)))
         return -1;
     if (!(B->sp = lmz_model_vec(b, NAME("slow_lambda"), HD, err, errlen))) return -1;
+    /* the gate biases, each optional: a file without one adds nothing there */
+    float **bias[4] = {&B->bz, &B->bn, &B->bg, &B->bm};
+    const char *bname[4] = {"gru_z.bias", "gru_n.bias", "slow_g.bias", "slow_m.bias"};
+    for (int k = 0; k < 4; k++) {
+        snprintf(nm, sizeof nm, "blk.%u.%s", l, bname[k]);
+        if (lmz_gguf_tensor_find(&b->g, nm) && !(*bias[k] = lmz_model_vec(b, nm, k < 2 ? D : HD, err, errlen)))
+            return -1;
+    }
 #undef NAME
     for (uint32_t i = 0; i < HD; i++) { /* softplus, once */
         float x = B->sp[i];
@@ -440,7 +453,11 @@ static void tok_rows(void *ctx, size_t b0, size_t b1, unsigned thread)
             lmz_model_row(&m->base, m->embd, (uint64_t)m->tokens[b], x);
             rope_angles(m, m->pos[b], m->rot + b * m->hd);
             break;
-        case TOK_GATES: /* after norm_in: x̂; after Wz, Wn: z, n */
+        case TOK_GATES: /* after norm_in: x̂; after Wz, Wn: z, n (plus the biases) */
+            if (B->bz)
+                for (uint32_t i = 0; i < D; i++) m->z[b * D + i] += B->bz[i];
+            if (B->bn)
+                for (uint32_t i = 0; i < D; i++) m->n[b * D + i] += B->bn[i];
             sigmoid_array(m, m->z + b * D, D);
             tanh_array(m, m->n + b * D, D);
             break;
@@ -456,6 +473,10 @@ static void tok_rows(void *ctx, size_t b0, size_t b1, unsigned thread)
         }
         case TOK_SLOW: { /* g, m from Wg h, Wm h */
             float *g = m->g + b * HD;
+            if (B->bg)
+                for (uint32_t i = 0; i < HD; i++) g[i] += B->bg[i];
+            if (B->bm)
+                for (uint32_t i = 0; i < HD; i++) m->m[b * HD + i] += B->bm[i];
             for (uint32_t i = 0; i < HD; i++) g[i] = g[i] + m->e[b] * B->sp[i];
             sigmoid_array(m, g, HD);
             tanh_array(m, m->m + b * HD, HD);

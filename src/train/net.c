@@ -270,15 +270,16 @@ int dsrn_config_check(const dsrn_config *c, char *err, size_t errlen)
 static const char *const block_names[P_COUNT] = {
     "norm_in.weight", "norm_in.bias", "gru_z.weight", "gru_n.weight", "surprise.weight", "slow_g.weight",
     "slow_m.weight", "slow_lambda", "slow_read.weight", "attn_q.weight", "attn_k.weight", "attn_v.weight",
-    "attn_output.weight", "norm_mlp.weight", "norm_mlp.bias", "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight"};
+    "attn_output.weight", "norm_mlp.weight", "norm_mlp.bias", "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight",
+    "gru_z.bias", "gru_n.bias", "slow_g.bias", "slow_m.bias"};
 
 static void block_shape(const dsrn_config *c, int k, uint32_t *rows, uint32_t *cols)
 {
     uint32_t D = c->D, HD = c->H * c->D, F = c->F;
     static const int vec[P_COUNT] = {[P_NORM_IN_W] = 1, [P_NORM_IN_B] = 1, [P_LAMBDA] = 1, [P_NORM_MLP_W] = 1,
-                                     [P_NORM_MLP_B] = 1};
+                                     [P_NORM_MLP_B] = 1, [P_BZ] = 1, [P_BN] = 1, [P_BG] = 1, [P_BM] = 1};
     *rows = vec[k] ? 1 : D;
-    *cols = k == P_LAMBDA ? HD : D;
+    *cols = k == P_LAMBDA || k == P_BG || k == P_BM ? HD : D;
     if (k == P_WG || k == P_WM) *rows = HD;
     if (k == P_WREAD) *cols = HD;
     if (k == P_GATE || k == P_UP) *rows = F;
@@ -309,6 +310,7 @@ size_t dsrn_tensors(const dsrn_config *c, dsrn_tensor *out, size_t cap, size_t *
     for (uint32_t l = 0; l < c->L; l++)
         for (int k = 0; k < P_COUNT; k++) {
             if ((k == P_NORM_IN_B || k == P_NORM_MLP_B) && !c->layer_norm) continue;
+            if (k >= P_BZ && k <= P_BM && !c->biases) continue;
             char name[48];
             uint32_t rows, cols;
             snprintf(name, sizeof name, "blk.%u.%s", l, block_names[k]);
@@ -454,6 +456,8 @@ void dsrn_net_init(dsrn_net *n, uint64_t seed)
         double std = 1.0 / sqrt((double)t->cols);
         if (strstr(nm, "norm") && strstr(nm, ".weight")) {
             for (size_t k = 0; k < cnt; k++) w[k] = 1;
+        } else if (!strcmp(nm, "slow_g.bias")) {
+            for (size_t k = 0; k < cnt; k++) w[k] = (real)c->gate_bias;
         } else if (t->rows == 1 || !strcmp(nm, "ffn_down.weight") || !strcmp(nm, "slow_read.weight")) {
             memset(w, 0, cnt * sizeof *w); /* biases, λ, and the two zero-started projections */
         } else if (!strcmp(nm, "surprise.weight")) {
@@ -665,6 +669,11 @@ static void block_fwd(dsrn_net *n, dsrn_carry *cr, size_t l, const int32_t *tok,
 #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < N; r++) {
         real *z = Z + r * D, *nn = NN + r * D;
+        if (cf->biases) {
+            const real *bz = PRM(n, l, P_BZ), *bn = PRM(n, l, P_BN);
+            for (size_t i = 0; i < D; i++) z[i] += bz[i];
+            for (size_t i = 0; i < D; i++) nn[i] += bn[i];
+        }
         sigm_array(z, D);
         if (tok[r] == eod)
             for (size_t i = 0; i < D; i++) z[i] = 1;
@@ -698,6 +707,11 @@ static void block_fwd(dsrn_net *n, dsrn_carry *cr, size_t l, const int32_t *tok,
 #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < N; r++) {
         real *g = G + r * HD;
+        if (cf->biases) {
+            const real *bg = PRM(n, l, P_BG), *bm = PRM(n, l, P_BM);
+            for (size_t i = 0; i < HD; i++) g[i] += bg[i];
+            for (size_t i = 0; i < HD; i++) M[r * HD + i] += bm[i];
+        }
         for (size_t i = 0; i < HD; i++) g[i] += E[r] * n->sp[i];
         sigm_array(g, HD);
         if (tok[r] == eod)
@@ -829,6 +843,20 @@ double dsrn_forward(dsrn_net *n, dsrn_carry *cr, const int32_t *tok, const int32
 /* backward                                                                  */
 /* ======================================================================== */
 
+/* g += the column sums of d (N rows of w): a bias's gradient, from the
+ * gradient of the sum it is added into */
+static void bias_grad(const real *d, size_t N, size_t w, real *g)
+{
+    double t_bias = dsrn_prof_start();
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < w; i++) {
+        real s = 0;
+        for (size_t r = 0; r < N; r++) s += d[r * w + i];
+        g[i] += s;
+    }
+    dsrn_prof_stop(DSRN_PROF_ELEMENTWISE, t_bias);
+}
+
 static void block_bwd(dsrn_net *n, dsrn_carry *cr, size_t l, const int32_t *tok, int Bt)
 {
     const dsrn_config *cf = &n->cfg;
@@ -941,6 +969,10 @@ static void block_bwd(dsrn_net *n, dsrn_carry *cr, size_t l, const int32_t *tok,
         }
     }
     dsrn_prof_stop(DSRN_PROF_SCANS, t_slow);
+    if (cf->biases) {
+        bias_grad(n->dhd1, N, HD, GRD(n, l, P_BM));
+        bias_grad(n->dhd2, N, HD, GRD(n, l, P_BG));
+    }
     lin_dw(n, n->dhd1, N, HD, H, D, GRD(n, l, P_WM));
     lin_dw(n, n->dhd2, N, HD, H, D, GRD(n, l, P_WG));
     lin_dx(n, n->dhd1, N, HD, PRM(n, l, P_WM), D, n->dh, 1);
@@ -996,6 +1028,10 @@ static void block_bwd(dsrn_net *n, dsrn_carry *cr, size_t l, const int32_t *tok,
         }
     }
     dsrn_prof_stop(DSRN_PROF_SCANS, t_fast);
+    if (cf->biases) {
+        bias_grad(n->dh, N, D, GRD(n, l, P_BZ));
+        bias_grad(n->dt1, N, D, GRD(n, l, P_BN));
+    }
     lin_dw(n, n->dh, N, D, XN, D, GRD(n, l, P_WZ));
     lin_dw(n, n->dt1, N, D, XN, D, GRD(n, l, P_WN));
     lin_dx(n, n->dh, N, D, PRM(n, l, P_WZ), D, n->dxn, 1);
@@ -1088,6 +1124,7 @@ int dsrn_config_from_gguf(const lmz_gguf *g, dsrn_config *c, char *err, size_t e
     }
     c->vocab = (uint32_t)te->ne[1];
     c->tied = lmz_gguf_tensor_find(g, "output.weight") == NULL;
+    c->biases = lmz_gguf_tensor_find(g, "blk.0.gru_z.bias") != NULL;
     c->layer_norm = lmz_gguf_get_str(g, "dsrn.norm", &s) == 0 && lmz_str_eq(s, "layer");
     c->eps = 1e-5f;
     c->clip = 10.0f;

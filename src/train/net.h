@@ -41,12 +41,15 @@ typedef struct {
     int tied;           /* output head = token embedding */
     float eps, clip, rope_base;
     int32_t eod;        /* end-of-document token, -1: none */
+    int biases;         /* the biases b_z, b_n, b_g, b_m of DSRN.md (0: none, as older models) */
+    float gate_bias;    /* b_g's initial value */
 } dsrn_config;
 
 /* per-block parameter tensors, in file order */
 enum {
     P_NORM_IN_W, P_NORM_IN_B, P_WZ, P_WN, P_WP, P_WG, P_WM, P_LAMBDA, P_WREAD,
-    P_WQ, P_WK, P_WV, P_WO, P_NORM_MLP_W, P_NORM_MLP_B, P_GATE, P_UP, P_DOWN, P_COUNT
+    P_WQ, P_WK, P_WV, P_WO, P_NORM_MLP_W, P_NORM_MLP_B, P_GATE, P_UP, P_DOWN,
+    P_BZ, P_BN, P_BG, P_BM, P_COUNT
 };
 
 typedef struct {

@@ -45,7 +45,7 @@ void dsrn_train_defaults(dsrn_train_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->vocab = 8192;
-    dsrn_config c = {0, 64, 3, 256, 2, 2, 64, 0, 1, 1e-5f, 10.0f, 10000.0f, -1};
+    dsrn_config c = {0, 64, 3, 256, 2, 2, 64, 0, 1, 1e-5f, 10.0f, 10000.0f, -1, 0, 0.0f};
     o->cfg = c;
     o->batch = 16;
     o->bptt = 128;
@@ -98,7 +98,7 @@ static char *keep(const char *s)
     return kept[n++] = strdup(s);
 }
 
-typedef enum { K_U32, K_INT, K_U64, K_DBL, K_FLT, K_STR } kind;
+typedef enum { K_U32, K_INT, K_U64, K_DBL, K_FLT, K_SFLT, K_STR } kind; /* K_SFLT: a float of either sign */
 
 typedef struct {
     const char *key, *help;
@@ -119,6 +119,8 @@ static const setting settings[] = {
     {"window", "attention window in tokens", K_U32, O(cfg.W)},
     {"tied", "1: output head tied to the embedding, 0: separate", K_INT, O(cfg.tied)},
     {"layernorm", "1: LayerNorm, 0: RMSNorm", K_INT, O(cfg.layer_norm)},
+    {"biases", "1: the gate biases b_z, b_n, b_g, b_m (DSRN.md); 0: none", K_INT, O(cfg.biases)},
+    {"gate-bias", "the slow gate's bias b_g at the start (with --biases 1)", K_SFLT, O(cfg.gate_bias)},
     {"norm-eps", "norm epsilon", K_FLT, O(cfg.eps)},
     {"surprise-clip", "surprise clip", K_FLT, O(cfg.clip)},
     {"rope-base", "RoPE base", K_FLT, O(cfg.rope_base)},
@@ -168,6 +170,13 @@ int dsrn_train_set(dsrn_train_opts *o, const char *key, const char *value, char 
         errno = 0;
         if (s->k == K_STR) {
             if (!(*(const char **)p = keep(value))) return errf(err, errlen, "%s", "out of memory");
+            return 0;
+        }
+        if (s->k == K_SFLT) {
+            double d = strtod(value, &end);
+            if (end == value || *end || errno || !isfinite(d) || fabs(d) > 1e6)
+                return errf(err, errlen, "--%s: '%s' is not a number", key, value);
+            *(float *)p = (float)d;
             return 0;
         }
         if (s->k == K_DBL || s->k == K_FLT) {

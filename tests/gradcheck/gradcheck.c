@@ -1,7 +1,7 @@
 /*
  * gradcheck.c — every backward of the DSRN trainer against central finite
  * differences, in float64 (src/train/net.c built with -DDSRN_F64), on tiny
- * models: RMSNorm and LayerNorm, tied and untied heads, end-of-document
+ * models: RMSNorm and LayerNorm, tied and untied heads, gate biases, end-of-document
  * tokens inside the chunk, a chunk that starts from a carried state (the
  * fast and slow states and a full attention cache) and one that starts a stream. For each
  * parameter tensor, on up to 24 of its entries:
@@ -57,9 +57,9 @@ static uint64_t rng(uint64_t *s)
     return z ^ (z >> 31);
 }
 
-static void check_model(const char *label, int layer_norm, int tied, float clip, int carried)
+static void check_model(const char *label, int layer_norm, int tied, float clip, int carried, int biases)
 {
-    dsrn_config cf = {23, 8, 2, 12, 2, 2, 5, layer_norm, tied, 1e-5f, clip, 10000.0f, 3};
+    dsrn_config cf = {23, 8, 2, 12, 2, 2, 5, layer_norm, tied, 1e-5f, clip, 10000.0f, 3, biases, -1.5f};
     const int Bt = 2, T = 7;
     dsrn_net *n = dsrn_net_new(&cf, Bt, T);
     dsrn_carry *c = dsrn_carry_new(n, Bt);
@@ -137,10 +137,11 @@ static void check_model(const char *label, int layer_norm, int tied, float clip,
 
 int main(void)
 {
-    check_model("rmsnorm, tied head", 0, 1, 10.0f, 1);
-    check_model("layernorm, untied head", 1, 0, 10.0f, 1);
-    check_model("rmsnorm, untied, surprise clipped", 0, 0, 0.05f, 1);
-    check_model("layernorm, first chunk (empty cache)", 1, 1, 10.0f, 0);
+    check_model("rmsnorm, tied head", 0, 1, 10.0f, 1, 0);
+    check_model("layernorm, untied head", 1, 0, 10.0f, 1, 0);
+    check_model("rmsnorm, untied, surprise clipped", 0, 0, 0.05f, 1, 0);
+    check_model("layernorm, first chunk (empty cache)", 1, 1, 10.0f, 0, 0);
+    check_model("rmsnorm, gate biases", 0, 1, 10.0f, 1, 1);
     printf("gradcheck: %d passed, %d failed\n", pass, fail);
     return fail ? 1 : 0;
 }

@@ -18,7 +18,8 @@ enum { T = 16, NTOK = 96 };
 /* a DSRN GGUF in memory: the trainer's network (initialised, then every
  * parameter moved a little so the zero-started ones matter) and a BPE
  * tokenizer trained on a sentence */
-static uint8_t *make_model(dsrn_config *cf, int layer_norm, int tied, int fixed, size_t *len, dsrn_net **net_out)
+static uint8_t *make_model_b(dsrn_config *cf, int layer_norm, int tied, int fixed, int biases, size_t *len,
+                             dsrn_net **net_out)
 {
     const char *text = "the cat sat on the mat; the dog sat on the log. the end.";
     lmz_corpus c;
@@ -31,7 +32,7 @@ static uint8_t *make_model(dsrn_config *cf, int layer_norm, int tied, int fixed,
     CHECK(lmz_bpe_train(&c, &bo, w, &st, err, sizeof err) == 0);
     lmz_corpus_free(&c);
     dsrn_config cfg = {st.n_tokens, 16, 3, 24, 2, 2, 8, layer_norm, tied, 1e-5f, 10.0f, 10000.0f,
-                       (int32_t)st.n_tokens - 1};
+                       (int32_t)st.n_tokens - 1, biases, 0.0f};
     *cf = cfg;
     dsrn_net *n = dsrn_net_new(&cfg, 3, T);
     CHECK(n != NULL);
@@ -55,6 +56,11 @@ static uint8_t *make_model(dsrn_config *cf, int layer_norm, int tied, int fixed,
     fclose(f);
     *net_out = n;
     return file;
+}
+
+static uint8_t *make_model(dsrn_config *cf, int layer_norm, int tied, int fixed, size_t *len, dsrn_net **net_out)
+{
+    return make_model_b(cf, layer_norm, tied, fixed, 0, len, net_out);
 }
 
 static void tokens(const dsrn_config *cf, int32_t *tok, size_t n, unsigned long long seed)
@@ -91,11 +97,11 @@ static float *engine_logits(const uint8_t *file, size_t len, const int32_t *tok,
 
 TEST(dsrn_engine_equals_trainer_forward)
 {
-    for (int variant = 0; variant < 2; variant++) {
+    for (int variant = 0; variant < 3; variant++) { /* 2: with the gate biases */
         dsrn_config cf;
         dsrn_net *n;
         size_t len;
-        uint8_t *file = make_model(&cf, variant, !variant, 0, &len, &n);
+        uint8_t *file = make_model_b(&cf, variant == 1, variant != 1, 0, variant == 2, &len, &n);
         int32_t tok[NTOK], tgt[NTOK];
         tokens(&cf, tok, NTOK, 17);
         for (size_t i = 0; i < NTOK; i++) tgt[i] = i + 1 < NTOK ? tok[i + 1] : 0;
@@ -117,7 +123,7 @@ TEST(dsrn_engine_equals_trainer_forward)
             worst = fmax(worst, fabs(l - loss[i]));
         }
         printf("  %s: engine vs trainer, worst per-token loss difference %.2g nats\n",
-               variant ? "layernorm, untied" : "rmsnorm, tied", worst);
+               variant == 1 ? "layernorm, untied" : variant ? "rmsnorm, tied, gate biases" : "rmsnorm, tied", worst);
         CHECK(lg && worst < 1e-4);
         free(lg);
         dsrn_carry_free(c);
