@@ -92,6 +92,7 @@ typedef struct {
     const float *x;
     size_t T;
     float *y;
+    int plain;                   /* the portable path: no tiny value in t or x (lmz_dot4x4_f32) */
 } mm_job;
 
 /* weights asked for ahead go to L2 (prefetcht1 on x86), not L1: with F32
@@ -109,11 +110,7 @@ static void mm_rows(void *ctx, size_t r0, size_t r1, unsigned thread)
     const lmz_kpath kp = j->m->kp;
     size_t rb = (size_t)lmz_ggml_row_bytes(j->t->type, j->t->ne[0]), n = (size_t)j->t->ne[0], rows = (size_t)j->t->ne[1], T = j->T;
     const uint8_t *w = j->t->data;
-    /* The portable path's tiles test their inputs for tiny values
-     * (lmz_f32_has_tiny): done once per matrix (lmz_model_mat) and here once
-     * per call for the tokens, not once per tile. */
-    int portable = kp == LMZ_KPATH_SCALAR;
-    int plain = portable && !j->m->tiny[j->t - j->m->g.tensors] && !lmz_f32_has_tiny(j->x, T * n);
+    const int portable = kp == LMZ_KPATH_SCALAR, plain = j->plain;
     if (T == 1 && !portable) {
         for (size_t r = r0; r < r1; r++) j->y[r] = lmz_dot(kp, w + r * rb, j->t->type, j->x, n);
         return;
@@ -171,7 +168,11 @@ static void mm_rows(void *ctx, size_t r0, size_t r1, unsigned thread)
 void lmz_model_matmul(const lmz_model *m, lmz_pool *pool, float *wrows, size_t wmax, const lmz_gguf_tensor *t,
                       const float *x, size_t T, float *y)
 {
-    mm_job j = {m, wrows, wmax, t, x, T, y};
+    /* The portable path's tiles test their inputs for tiny values
+     * (lmz_f32_has_tiny): done once per matrix (lmz_model_mat) and here once
+     * per product for the tokens, not once per tile. */
+    int plain = m->kp == LMZ_KPATH_SCALAR && !m->tiny[t - m->g.tensors] && !lmz_f32_has_tiny(x, T * (size_t)t->ne[0]);
+    mm_job j = {m, wrows, wmax, t, x, T, y, plain};
     lmz_pool_for_work(pool, (size_t)t->ne[1], (double)t->ne[0] * (double)t->ne[1] * (double)T, mm_rows, &j);
 }
 

@@ -478,6 +478,16 @@ static inline void step16_tile(float *restrict acc, const lanes16 *restrict w, c
 static inline int any_risk(risk4 r) { return (r[0] | r[1] | r[2] | r[3]) != 0; }
 #endif
 
+/* the block of 16 at b of the R weight rows and the 4 tokens, widened */
+static inline __attribute__((always_inline)) void widen_block(int R, const float *const w[], const float *const x[4],
+                                                              size_t b, lanes16 wd[4], lanes16 xd[4])
+{
+    for (int i = 0; i < 4; i++) {
+        if (i < R) widen16(w[i] + b, &wd[i]);
+        widen16(x[i] + b, &xd[i]);
+    }
+}
+
 /* The first k (a multiple of 16) steps of the dot products of R rows (1 or
  * 4) and 4 tokens into the lanes l[r][t], the fast way: each block of 16
  * weights and activations widened to double once for the whole tile, each
@@ -494,10 +504,7 @@ static inline __attribute__((always_inline)) int tile_fast(int R, const float *c
     memset(&risky, 0, sizeof risky);
     for (size_t b = 0; b < k; b += 16) {
         lanes16 wd[4], xd[4];
-        for (int i = 0; i < 4; i++) {
-            if (i < R) widen16(w[i] + b, &wd[i]);
-            widen16(x[i] + b, &xd[i]);
-        }
+        widen_block(R, w, x, b, wd, xd);
         for (int r = 0; r < R; r++)
             for (int t = 0; t < 4; t++) step16_tile(l[r][t], &wd[r], &xd[t], &risky);
     }
@@ -512,10 +519,7 @@ static inline __attribute__((always_inline)) void tile_checked(int R, const floa
     memset(acc, 0, sizeof acc);
     for (size_t b = 0; b < k; b += 16) {
         lanes16 wd[4], xd[4];
-        for (int i = 0; i < 4; i++) {
-            if (i < R) widen16(w[i] + b, &wd[i]);
-            widen16(x[i] + b, &xd[i]);
-        }
+        widen_block(R, w, x, b, wd, xd);
         for (int r = 0; r < R; r++)
             for (int t = 0; t < 4; t++) step16(&acc[r][t], &wd[r], &xd[t]);
     }

@@ -202,24 +202,19 @@ int dsrn_mm_bf16_native(void)
     return ((unsigned)isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) == (unsigned)dnnl_cpu_isa_avx512_core_bf16;
 }
 
-const char *dsrn_mm_describe(dsrn_mm_kind kind)
+/* the bf16 path's description into buf */
+static void describe_bf16(char *buf, size_t n)
 {
-    static char buf[160];
-    if (kind == DSRN_MM_F32) {
-        snprintf(buf, sizeof buf, "f32 (OpenBLAS, %s)", openblas_get_corename());
-        return buf;
-    }
     if (!dsrn_mm_bf16_native()) {
-        snprintf(buf, sizeof buf, "%s", "bf16 (not on this CPU: neither AMX-BF16 nor AVX512-BF16)");
-        return buf;
+        snprintf(buf, n, "%s", "bf16 (not on this CPU: neither AMX-BF16 nor AVX512-BF16)");
+        return;
     }
     if (!g.impl[0]) { /* a small product names the implementation */
         float x[64 * 64] = {0}, y[64 * 64];
         dsrn_mm_bf16(0, 1, 64, 64, 64, x, 64, x, 64, 0, y, 64);
     }
     const dnnl_version_t *v = dnnl_version();
-    snprintf(buf, sizeof buf, "bf16 (oneDNN %d.%d.%d, %s)", v->major, v->minor, v->patch, g.impl);
-    return buf;
+    snprintf(buf, n, "bf16 (oneDNN %d.%d.%d, %s)", v->major, v->minor, v->patch, g.impl);
 }
 
 #else /* built without oneDNN */
@@ -237,15 +232,17 @@ void dsrn_mm_release(void) {}
 
 int dsrn_mm_bf16_native(void) { return 0; }
 
-const char *dsrn_mm_describe(dsrn_mm_kind kind)
-{
-    static char buf[96];
-    if (kind == DSRN_MM_F32) snprintf(buf, sizeof buf, "f32 (OpenBLAS, %s)", openblas_get_corename());
-    else snprintf(buf, sizeof buf, "bf16 (unavailable: built without oneDNN)");
-    return buf;
-}
+static void describe_bf16(char *buf, size_t n) { snprintf(buf, n, "%s", "bf16 (unavailable: built without oneDNN)"); }
 
 #endif
+
+const char *dsrn_mm_describe(dsrn_mm_kind kind)
+{
+    static char buf[160];
+    if (kind == DSRN_MM_F32) snprintf(buf, sizeof buf, "f32 (OpenBLAS, %s)", openblas_get_corename());
+    else describe_bf16(buf, sizeof buf);
+    return buf;
+}
 
 int dsrn_mm_choose(const char *name, dsrn_mm_kind *kind, char *err, size_t errlen)
 {

@@ -857,6 +857,24 @@ static void bias_grad(const real *d, size_t N, size_t w, real *g)
     dsrn_prof_stop(DSRN_PROF_ELEMENTWISE, t_bias);
 }
 
+/* The backward of two gates read from the same input X (N rows of D, N =
+ * the chunk's streams x T, which may be fewer than the net was made for):
+ * pre-activation gradients d1, d2 (N rows of w) of the matrices k1, k2 (and
+ * their biases b1, b2 when the model has them); dX += d1 W1 + d2 W2. */
+static void gates_bwd(dsrn_net *n, size_t l, size_t N, const real *d1, const real *d2, size_t w, const real *X, int k1,
+                      int k2, int b1, int b2, real *dX)
+{
+    const size_t D = n->cfg.D;
+    if (n->cfg.biases) {
+        bias_grad(d1, N, w, GRD(n, l, b1));
+        bias_grad(d2, N, w, GRD(n, l, b2));
+    }
+    lin_dw(n, d1, N, w, X, D, GRD(n, l, k1));
+    lin_dw(n, d2, N, w, X, D, GRD(n, l, k2));
+    lin_dx(n, d1, N, w, PRM(n, l, k1), D, dX, 1);
+    lin_dx(n, d2, N, w, PRM(n, l, k2), D, dX, 1);
+}
+
 static void block_bwd(dsrn_net *n, dsrn_carry *cr, size_t l, const int32_t *tok, int Bt)
 {
     const dsrn_config *cf = &n->cfg;
@@ -969,14 +987,7 @@ static void block_bwd(dsrn_net *n, dsrn_carry *cr, size_t l, const int32_t *tok,
         }
     }
     dsrn_prof_stop(DSRN_PROF_SCANS, t_slow);
-    if (cf->biases) {
-        bias_grad(n->dhd1, N, HD, GRD(n, l, P_BM));
-        bias_grad(n->dhd2, N, HD, GRD(n, l, P_BG));
-    }
-    lin_dw(n, n->dhd1, N, HD, H, D, GRD(n, l, P_WM));
-    lin_dw(n, n->dhd2, N, HD, H, D, GRD(n, l, P_WG));
-    lin_dx(n, n->dhd1, N, HD, PRM(n, l, P_WM), D, n->dh, 1);
-    lin_dx(n, n->dhd2, N, HD, PRM(n, l, P_WG), D, n->dh, 1);
+    gates_bwd(n, l, N, n->dhd1, n->dhd2, HD, H, P_WM, P_WG, P_BM, P_BG, n->dh);
     const real *lam = PRM(n, l, P_LAMBDA);
     real *glam = GRD(n, l, P_LAMBDA);
     double t_lambda = dsrn_prof_start();
@@ -1028,14 +1039,7 @@ static void block_bwd(dsrn_net *n, dsrn_carry *cr, size_t l, const int32_t *tok,
         }
     }
     dsrn_prof_stop(DSRN_PROF_SCANS, t_fast);
-    if (cf->biases) {
-        bias_grad(n->dh, N, D, GRD(n, l, P_BZ));
-        bias_grad(n->dt1, N, D, GRD(n, l, P_BN));
-    }
-    lin_dw(n, n->dh, N, D, XN, D, GRD(n, l, P_WZ));
-    lin_dw(n, n->dt1, N, D, XN, D, GRD(n, l, P_WN));
-    lin_dx(n, n->dh, N, D, PRM(n, l, P_WZ), D, n->dxn, 1);
-    lin_dx(n, n->dt1, N, D, PRM(n, l, P_WN), D, n->dxn, 1);
+    gates_bwd(n, l, N, n->dh, n->dt1, D, XN, P_WZ, P_WN, P_BZ, P_BN, n->dxn);
     norm_bwd(n, n->dxn, X, N, PRM(n, l, P_NORM_IN_W), ACT(n, l, A_MU_IN), ACT(n, l, A_RS_IN), dx,
              GRD(n, l, P_NORM_IN_W), cf->layer_norm ? GRD(n, l, P_NORM_IN_B) : NULL);
 }
