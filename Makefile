@@ -8,7 +8,7 @@
 #   make fuzz       build the libFuzzer decoder target (clang) in build-fuzz/
 #   make bench      run bench/compare (other compressors side by side)
 #   make demo       build, then compress and decompress samples/ with the default model
-#   make install    lmzip, lmzip.h, liblmzip.a, lmzip.pc, lmzip.1 under PREFIX
+#   make install    lmzip, lmzip.h, liblmzip.a, lmzip.pc, lmzip.1, models/ under PREFIX
 #   make arm        cross-build for AArch64 (NEON kernels) in build-arm/ and run
 #                   every test there under qemu-user: the same bits on ARM
 
@@ -23,6 +23,7 @@ WARN    = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wvla -Wcast-align \
 CFLAGS  ?= $(OPT) -g
 ALL_CFLAGS = -std=c11 $(CFLAGS) -ffp-contract=off -fno-fast-math $(WARN) $(WERROR) $(SAN) \
              -Iinclude -Isrc -MMD -MP
+PREFIX  ?= /usr/local
 XXH_LIB ?= -lxxhash
 LDLIBS  = $(XXH_LIB) -llzma -lpthread -lm
 # oneDNN (libdnnl-dev) for the trainer's bf16 products, where it is installed
@@ -53,6 +54,8 @@ $(BUILD)/liblmzip.a: $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
+# the installed models folder follows PREFIX (make install puts models/ there)
+$(BUILD)/programs/lmzip.o: ALL_CFLAGS += -DLMZIP_MODELS_DIR='"$(PREFIX)/share/lmzip/models"'
 $(BUILD)/lmzip: $(BUILD)/programs/lmzip.o $(BUILD)/liblmzip.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
@@ -156,7 +159,6 @@ demo: deps
 	$(MAKE) all
 	sh scripts/demo.sh $(BUILD)
 
-PREFIX  ?= /usr/local
 DESTDIR ?=
 install: $(BUILD)/lmzip $(BUILD)/liblmzip.a
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \
@@ -166,6 +168,8 @@ install: $(BUILD)/lmzip $(BUILD)/liblmzip.a
 	install -m 644 $(BUILD)/liblmzip.a $(DESTDIR)$(PREFIX)/lib/liblmzip.a
 	sed 's|@PREFIX@|$(PREFIX)|' lmzip.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/lmzip.pc
 	install -m 644 docs/lmzip.1 $(DESTDIR)$(PREFIX)/share/man/man1/lmzip.1
+	install -d $(DESTDIR)$(PREFIX)/share/lmzip/models
+	for m in models/*.gguf; do [ ! -f "$$m" ] || install -m 644 "$$m" $(DESTDIR)$(PREFIX)/share/lmzip/models/; done
 
 clean:
 	rm -rf build build-asan build-ubsan build-fuzz

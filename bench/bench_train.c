@@ -135,7 +135,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "out of memory\n");
             return 1;
         }
-        dsrn_net_init(n, 1);
+        dsrn_net_init(n, 1, 0);
         dsrn_net_set_matmul(n, mm);
         int32_t *tok = malloc((size_t)B * T * sizeof *tok), *tgt = malloc((size_t)B * T * sizeof *tgt);
         uint64_t s = 1;

@@ -179,7 +179,10 @@ typedef struct {
     /* Write all n bytes. @return 0, or -1 on error. */
     int (*write)(void *opaque, const void *buf, size_t n);
     /* Optional (may be NULL): called after each frame with running totals of
-     * bytes consumed from read and bytes produced by write. */
+     * bytes consumed from read and bytes produced by write, and with a
+     * language model also while frames are coded, every few hundred tokens,
+     * with estimates: the input share done and, compressing, the code
+     * length so far. */
     void (*progress)(void *opaque, uint64_t in_bytes, uint64_t out_bytes);
 } lmz_io;
 

@@ -6,6 +6,7 @@
  *   dsrn logits -m MODEL.gguf --ids 1,2,3 [-o OUT.f32]
  *   dsrn generate -m MODEL.gguf -p PROMPT -n N [--temp T] [--seed S]
  *   dsrn eval -m MODEL.gguf --tasks LIST [--limit N] [--json OUT] | --bpb FILE... | --copy
+ *   dsrn quantize MODEL.gguf --type f16|q8_0|f32 -o OUT.gguf
  *
  * (logits, generate, train, eval and tokenizer come with the engine and the
  * DSRN issues.) Exit status 0 on success, 1 on error.
@@ -25,6 +26,8 @@
 #include "model/model.h"
 #include "model/tokenizer.h"
 #include "tensor/detmath.h"
+#include "tensor/kernels.h"
+#include "tensor/types.h"
 #include "train/bpe.h"
 #include "train/corpus.h"
 #include "train/train.h"
@@ -40,6 +43,9 @@ static int usage(FILE *f)
                "                                                n x vocab, little-endian)\n"
                "  dsrn generate -m MODEL.gguf -p PROMPT -n N [--temp T] [--seed S]\n"
                "                                                sample N tokens (temp 0: greedy)\n"
+               "  dsrn quantize MODEL.gguf --type f16|q8_0|f32 -o OUT.gguf\n"
+               "                                                the weight matrices in another type\n"
+               "                                                (vectors stay F32; metadata kept)\n"
                "  dsrn tokenizer --data PATH... --vocab N -o TOK.gguf\n"
                "                                                train a byte-level BPE tokenizer\n"
                "                                                (files or folders of .txt)\n"
@@ -196,6 +202,110 @@ static uint8_t *read_all(const char *path, size_t *n)
     if (f != stdin) fclose(f);
     *n = len;
     return b;
+}
+
+/* The weight matrices (2-D float tensors) of a model in another type; every
+ * other tensor and every metadata key as they are. Q8_0 needs rows of whole
+ * 32-element blocks; a matrix whose rows are not stays as it is. */
+static int cmd_quantize(int argc, char **argv)
+{
+    const char *in = NULL, *out = NULL, *type = NULL;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--type") && i + 1 < argc) type = argv[++i];
+        else if (!strcmp(argv[i], "-o") && i + 1 < argc) out = argv[++i];
+        else if (argv[i][0] != '-' && !in) in = argv[i];
+        else return usage(stderr);
+    }
+    if (!in || !out || !type) return usage(stderr);
+    uint32_t to;
+    if (!strcmp(type, "f16")) to = LMZ_GGML_F16;
+    else if (!strcmp(type, "q8_0")) to = LMZ_GGML_Q8_0;
+    else if (!strcmp(type, "f32")) to = LMZ_GGML_F32;
+    else {
+        fprintf(stderr, "dsrn quantize: unknown type '%s' (f16, q8_0 or f32)\n", type);
+        return 1;
+    }
+    lmz_gguf g;
+    char err[512];
+    if (lmz_gguf_open(in, &g, err, sizeof err) != 0) {
+        fprintf(stderr, "dsrn: %s: %s\n", in, err);
+        return 1;
+    }
+    lmz_gguf_writer *w = lmz_gguf_writer_new();
+    void **bufs = calloc(g.n_tensors ? g.n_tensors : 1, sizeof *bufs);
+    char **names = calloc(g.n_tensors ? g.n_tensors : 1, sizeof *names);
+    int rc = !w || !bufs || !names;
+    for (uint64_t i = 0; i < g.n_kv && !rc; i++) lmz_gguf_w_copy(w, &g.kv[i]);
+    uint64_t before = 0, after = 0;
+    for (uint64_t i = 0; i < g.n_tensors && !rc; i++) {
+        const lmz_gguf_tensor *t = &g.tensors[i];
+        names[i] = strndup(t->name.ptr, t->name.len);
+        if (!names[i]) {
+            rc = 1;
+            break;
+        }
+        uint64_t cols = t->ne[0], rows = t->n_elements / (cols ? cols : 1);
+        int convert = t->n_dims == 2 && t->type != to && lmz_kernels_type_ok(t->type) &&
+                      (to != LMZ_GGML_Q8_0 || cols % 32 == 0);
+        before += t->n_bytes;
+        if (!convert) {
+            lmz_gguf_w_tensor(w, names[i], t->type, t->n_dims, t->ne, t->data);
+            after += t->n_bytes;
+            continue;
+        }
+        size_t rb = (size_t)lmz_ggml_row_bytes(to, cols);
+        uint8_t *dst = malloc(rb * rows);
+        float *row = malloc(cols * sizeof *row);
+        if (!dst || !row) {
+            free(dst);
+            free(row);
+            rc = 1;
+            break;
+        }
+        size_t srb = (size_t)lmz_ggml_row_bytes(t->type, cols);
+        for (uint64_t r = 0; r < rows; r++) {
+            lmz_row_to_f32(LMZ_KPATH_SCALAR, (const uint8_t *)t->data + r * srb, t->type, (size_t)cols, row);
+            uint8_t *o = dst + r * rb;
+            if (to == LMZ_GGML_Q8_0) {
+                lmz_quantize_q8_0(row, (size_t)cols, o);
+            } else if (to == LMZ_GGML_F16) {
+                for (uint64_t c = 0; c < cols; c++) {
+                    uint16_t h = lmz_f32_to_f16(row[c]);
+                    o[2 * c] = (uint8_t)h, o[2 * c + 1] = (uint8_t)(h >> 8);
+                }
+            } else {
+                memcpy(o, row, cols * 4); /* little-endian hosts only (as the reader) */
+            }
+        }
+        free(row);
+        bufs[i] = dst;
+        lmz_gguf_w_tensor(w, names[i], to, t->n_dims, t->ne, dst);
+        after += rb * rows;
+    }
+    if (rc) {
+        fprintf(stderr, "dsrn quantize: out of memory\n");
+    } else {
+        char *tmp = malloc(strlen(out) + 8);
+        FILE *f = tmp ? (sprintf(tmp, "%s.tmp", out), fopen(tmp, "wb")) : NULL;
+        if (!f || lmz_gguf_writer_write(w, f) != 0 || fclose(f) != 0 || rename(tmp, out) != 0) {
+            fprintf(stderr, "dsrn quantize: %s: cannot write\n", out);
+            if (tmp) remove(tmp);
+            rc = 1;
+        } else {
+            printf("%s: %llu tensors, weights %.1f MB -> %.1f MB (%s)\n", out, (unsigned long long)g.n_tensors,
+                   (double)before / 1e6, (double)after / 1e6, lmz_gguf_type_name(to));
+        }
+        free(tmp);
+    }
+    for (uint64_t i = 0; i < g.n_tensors; i++) {
+        if (bufs) free(bufs[i]);
+        if (names) free(names[i]);
+    }
+    free(bufs);
+    free(names);
+    lmz_gguf_writer_free(w);
+    lmz_gguf_close(&g);
+    return rc;
 }
 
 static int cmd_tokenize(int argc, char **argv)
@@ -879,6 +989,7 @@ int main(int argc, char **argv)
     if (!strcmp(argv[1], "tokenizer")) return cmd_tokenizer(argc - 2, argv + 2);
     if (!strcmp(argv[1], "train")) return cmd_train(argc - 2, argv + 2);
     if (!strcmp(argv[1], "eval")) return cmd_eval(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "quantize")) return cmd_quantize(argc - 2, argv + 2);
     if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) return usage(stdout);
     fprintf(stderr, "dsrn: unknown command '%s'\n", argv[1]);
     return usage(stderr);

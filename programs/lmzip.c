@@ -38,6 +38,8 @@ typedef struct {
     lmz_params params;
     lmz_model_ref *ref;     /* the model, loaded once for the whole run */
     uint64_t memlimit;      /* --memlimit; 0: the library's default */
+    int level;              /* -1 .. -9; 0: none given (the default level, 6) */
+    uint64_t given;         /* the table's settings given on the command line (bit: header id) */
     mode_t umask_bits;
 } options;
 
@@ -147,6 +149,8 @@ static void usage(FILE *f)
             "Compress or decompress FILEs with a model-driven range coder (.lmz).\n"
             "With no FILE, or when FILE is -, read standard input.\n\n"
             "  -z, --compress        compress (default)\n"
+            "  -1 .. -9              speed against ratio (see the table below); -6 is\n"
+            "                        the default; --fast = -1, --best = -9\n"
             "  -d, --decompress      decompress\n"
             "  -t, --test            test the integrity of compressed files\n"
             "  -l, --list            list frames, sizes, ratio and bits per byte\n"
@@ -173,6 +177,12 @@ static void usage(FILE *f)
             "  -q, --quiet           no messages but errors\n"
             "  -h, --help            this help\n"
             "  -V, --version         version\n\n"
+            "Levels: -1 -2 -3 the byte model alone (MB/s; 2^18, 2^20, 2^22 table\n"
+            "slots), -4 -5 the default model skipping it where the n-gram and match\n"
+            "models are sure (--skip 3, 1.5), -6 the default model, -7 -8 with\n"
+            "frames of 1M and 4M, -9 the 'max' model (else 'default') with 4M frames.\n"
+            "-m and the settings above win over a level's choices. $LMZIP_LEVEL sets\n"
+            "the level when no option does.\n\n"
             "Models folders: $LMZIP_MODELS (':'-separated), then models/ beside or\n"
             "above the program, then " LMZIP_MODELS_DIR ".\n"
             "Exit status: 0 on success, 1 on any error.\n");
@@ -186,8 +196,9 @@ typedef struct {
     FILE *in, *out;
     const options *opt;
     const char *name;
-    int show_progress;
-    double t0;
+    int show_progress; /* 1: a line redrawn on the terminal, 2: lines (-v, not a terminal) */
+    int shown;         /* a line was drawn */
+    double t0, t_shown;
     uint64_t in_size; /* for ETA; 0 if unknown */
     uint64_t in_done, out_done;   /* as last reported by the library */
     uint64_t bytes_read, bytes_written;
@@ -217,23 +228,47 @@ static int cb_write(void *o, const void *buf, size_t n)
     return fwrite(buf, 1, n, c->out) == n ? 0 : -1;
 }
 
+/* sizes and speeds as people read them: 812 B, 45.3 KB, 1.21 MB, 3.40 GB */
+static const char *size_str(double b, char *buf, size_t n)
+{
+    if (b < 1000) snprintf(buf, n, "%.0f B", b);
+    else if (b < 1e6) snprintf(buf, n, "%.1f KB", b / 1e3);
+    else if (b < 1e9) snprintf(buf, n, "%.2f MB", b / 1e6);
+    else snprintf(buf, n, "%.2f GB", b / 1e9);
+    return buf;
+}
+
+/* The progress line: on a terminal (stderr), redrawn in place at most five
+ * times a second once a file has taken a second; with -v and stderr not a
+ * terminal, a line every five seconds. Bytes done, the size so far and its
+ * bits per byte, speed, and the time left when the input's size is known. */
 static void cb_progress(void *o, uint64_t in, uint64_t out)
 {
     io_ctx *c = o;
     c->in_done = in;
     c->out_done = out;
     if (!c->show_progress) return;
-    double dt = now_s() - c->t0;
+    double t = now_s(), dt = t - c->t0;
+    if (dt < 1.0 || t - c->t_shown < (c->show_progress == 1 ? 0.2 : 5.0)) return;
+    c->t_shown = t;
     int compressing = c->opt->mode == MODE_COMPRESS;
     uint64_t raw = compressing ? in : out, packed = compressing ? out : in;
-    double rate = dt > 0 ? (double)raw / dt / 1e6 : 0;
-    fprintf(stderr, "\r%s: %.1f MB -> %.1f MB  %.2f MB/s  %.3f bpb", c->name, raw / 1e6,
-            packed / 1e6, rate, raw ? 8.0 * (double)packed / (double)raw : 0.0);
-    if (c->in_size && in < c->in_size && in > 0) {
-        double eta = dt * (double)(c->in_size - in) / (double)in;
-        fprintf(stderr, "  ETA %.0fs", eta);
+    char a[32], b[32], r[32], line[256];
+    int len = snprintf(line, sizeof line, "%s: ", c->name);
+    if (c->in_size && in <= c->in_size)
+        len += snprintf(line + len, sizeof line - (size_t)len, "%3.0f%% ", 100.0 * (double)in / (double)c->in_size);
+    len += snprintf(line + len, sizeof line - (size_t)len, "%s %s %s", size_str((double)raw, a, sizeof a),
+                    compressing ? "->" : "<-", size_str((double)packed, b, sizeof b));
+    if (raw) len += snprintf(line + len, sizeof line - (size_t)len, " (%.3f bpb)", 8.0 * (double)packed / (double)raw);
+    len += snprintf(line + len, sizeof line - (size_t)len, "  %s/s", size_str((double)raw / dt, r, sizeof r));
+    if (c->in_size && in > 0 && in < c->in_size) {
+        double left = dt * (double)(c->in_size - in) / (double)in;
+        if (left < 3600) snprintf(line + len, sizeof line - (size_t)len, "  %d:%02d left", (int)left / 60, (int)left % 60);
+        else snprintf(line + len, sizeof line - (size_t)len, "  %dh%02d left", (int)(left / 3600), (int)left / 60 % 60);
     }
-    fprintf(stderr, "   ");
+    if (c->show_progress == 1) fprintf(stderr, "\r%-79.79s", line);
+    else fprintf(stderr, "%s\n", line);
+    c->shown = 1;
     fflush(stderr);
 }
 
@@ -647,7 +682,7 @@ static int process(const options *o, const char *path, int *listed_header)
         }
     }
     c.out = out;
-    c.show_progress = !o->quiet && isatty(STDERR_FILENO);
+    c.show_progress = o->quiet ? 0 : isatty(STDERR_FILENO) ? 1 : o->verbose ? 2 : 0;
 
     lmz_io io = {&c, cb_read, cb_write, cb_progress};
     int e;
@@ -676,7 +711,7 @@ static int process(const options *o, const char *path, int *listed_header)
         dp.frames_at_once = &at_once;
         e = lmz_decompress_stream_ex(&dp, &io);
     }
-    if (c.show_progress) fprintf(stderr, "\r%*s\r", 79, "");
+    if (c.show_progress == 1 && c.shown) fprintf(stderr, "\r%*s\r", 79, "");
     if (!e && ferror(in)) e = LMZ_ERROR_READ;
     if (e) {
         if (e == LMZ_ERROR_READ)
@@ -741,10 +776,11 @@ static int process(const options *o, const char *path, int *listed_header)
         if (o->verbose) msg(o, "%s: OK (%llu bytes, %.4f bpb)\n", name, (unsigned long long)raw, bpb);
     } else if (o->verbose || (!o->quiet && isatty(STDERR_FILENO))) {
         double dt = now_s() - c.t0;
-        msg(o, "%s: %llu -> %llu bytes, %.4f bpb, %.2f MB/s%s%s\n", name,
+        char sp[32];
+        msg(o, "%s: %llu -> %llu bytes, %.4f bpb, %s/s%s%s\n", name,
             (unsigned long long)(compressing ? raw : packed),
             (unsigned long long)(compressing ? packed : raw), bpb,
-            dt > 0 ? (double)raw / dt / 1e6 : 0.0, out_path ? " -> " : "", out_path ? out_path : "");
+            size_str(dt > 0 ? (double)raw / dt : 0.0, sp, sizeof sp), out_path ? " -> " : "", out_path ? out_path : "");
         if (compressing && o->verbose && stats.tokens)
             msg(o,
                 "%s: text %llu bytes, %llu tokens (%llu without the model), %.4f bits/token, %.4f bpb (coded %llu "
@@ -877,7 +913,49 @@ static int set_option(options *o, const lmz_setting *st, const char *v)
     }
     if (!o->comp_opt) o->comp_opt = st->name;
     if (st->model_only && !o->lm_opt) o->lm_opt = st->name;
+    if (st->id < 64) o->given |= 1ull << st->id;
     return 0;
+}
+
+/* The levels: a model and the settings that trade speed for ratio. */
+typedef struct {
+    const char *model;    /* "none", "default", or "max" (else "default") */
+    const char *set[2][2]; /* settings given to the level: name, value */
+} level_def;
+
+static const level_def levels[10] = {
+    [1] = {"none", {{"table-bits", "18"}, {NULL, NULL}}},
+    [2] = {"none", {{"table-bits", "20"}, {NULL, NULL}}},
+    [3] = {"none", {{NULL, NULL}, {NULL, NULL}}},
+    [4] = {"default", {{"skip", "3"}, {NULL, NULL}}},
+    [5] = {"default", {{"skip", "1.5"}, {NULL, NULL}}},
+    [6] = {"default", {{NULL, NULL}, {NULL, NULL}}},
+    [7] = {"default", {{"frame-size", "1048576"}, {NULL, NULL}}},
+    [8] = {"default", {{"frame-size", "4194304"}, {NULL, NULL}}},
+    [9] = {"max", {{"frame-size", "4194304"}, {NULL, NULL}}},
+};
+
+/* A level's model (unless -m was given) and its settings (unless given,
+ * and the model settings only with a model). Called after the options are
+ * read, before the model is resolved. */
+static void apply_level(options *o)
+{
+    const level_def *l = &levels[o->level];
+    if (!o->model_arg) {
+        char path[PATH_MAX];
+        if (!strcmp(l->model, "max") && find_in_folders("max", path, sizeof path)) o->model_arg = "max";
+        else if (!strcmp(l->model, "none")) o->model_arg = "none";
+        /* "default": left to resolve_model (the default model, else none) */
+    }
+    int none = o->model_arg ? !strcmp(o->model_arg, "none") : !find_in_folders("default", (char[PATH_MAX]){0}, PATH_MAX);
+    size_t n;
+    const lmz_setting *all = lmz_settings(&n);
+    for (int k = 0; k < 2 && l->set[k][0]; k++)
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(all[i].name, l->set[k][0]) || (all[i].id < 64 && (o->given >> all[i].id & 1))) continue;
+            if (all[i].model_only && none) continue;
+            lmz_params_set(&o->params, all[i].name, strtod(l->set[k][1], NULL));
+        }
 }
 
 int main(int argc, char **argv)
@@ -889,6 +967,12 @@ int main(int argc, char **argv)
      * argument being read, so no allocation is needed */
     char **files = argv + 1;
     int nfiles = 0, only_files = 0;
+    {
+        /* the level when none is given, as zstd's ZSTD_CLEVEL */
+        const char *lv = getenv("LMZIP_LEVEL");
+        if (lv && lv[0] >= '1' && lv[0] <= '9' && !lv[1]) o.level = lv[0] - '0';
+        else if (lv && *lv) fprintf(stderr, "%s: LMZIP_LEVEL=%s ignored (a level 1..9)\n", prog, lv);
+    }
 
     {
         mode_t um = umask(0);
@@ -925,6 +1009,8 @@ int main(int argc, char **argv)
             else if (FLAG("--force-threads")) o.params.force_threads = 1;
             else if (FLAG("--verbose")) o.verbose++;
             else if (FLAG("--quiet")) o.quiet = 1;
+            else if (FLAG("--fast")) o.level = 1;
+            else if (FLAG("--best")) o.level = 9;
             else if (FLAG("--help")) { usage(stdout); return close_stdout(0); }
             else if (FLAG("--version")) return version(); else if (LONG("--memlimit")) {
                 const char *v = VALUE();
@@ -996,6 +1082,9 @@ int main(int argc, char **argv)
             case 'f': o.force = 1; break;
             case 'v': o.verbose++; break;
             case 'q': o.quiet = 1; break;
+            case '1': case '2': case '3': case '4': case '5': case '6': case '7': case '8': case '9':
+                o.level = *p - '0';
+                break;
             case 'h': usage(stdout); return close_stdout(0);
             case 'V': return version();
             case 'T':
@@ -1017,6 +1106,7 @@ int main(int argc, char **argv)
         }
     }
 
+    if (o.level && o.mode == MODE_COMPRESS) apply_level(&o);
     if (resolve_model(&o) != 0) return 1;
     int with_model = strcmp(o.params.model, "none") != 0;
     if (o.mode == MODE_COMPRESS && !with_model && o.lm_opt) {

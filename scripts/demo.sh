@@ -1,25 +1,35 @@
 #!/bin/sh
-# demo.sh — the main job on the default predictor: compress and decompress a
-# sample text from the repository, check the round trip, print sizes and bpb.
+# demo.sh — the main job: compress and decompress a sample text with the
+# default model (models/default.gguf) and with the byte model alone (-m none),
+# check both round trips, print sizes, bits per byte and speeds side by side.
+#   sh scripts/demo.sh [BUILD] [FILE]      (THREADS: -T, default 2)
 set -e
 BUILD=${1:-build}
+SAMPLE=${2:-samples/alice29.txt}
+THREADS=${THREADS:-2}
 LMZIP="$BUILD/lmzip"
-SAMPLE=samples/alice29.txt
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
-t0=$(date +%s.%N)
-"$LMZIP" -q -c "$SAMPLE" > "$TMP/sample.lmz"
-t1=$(date +%s.%N)
-"$LMZIP" -q -d -c "$TMP/sample.lmz" > "$TMP/sample.out"
-t2=$(date +%s.%N)
-cmp "$SAMPLE" "$TMP/sample.out"
-
 orig=$(wc -c < "$SAMPLE")
-comp=$(wc -c < "$TMP/sample.lmz")
-awk -v o="$orig" -v c="$comp" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v f="$SAMPLE" 'BEGIN {
-    tc = t1 - t0; td = t2 - t1
-    printf "%s: %d bytes -> %d bytes (%.2f%%), %.4f bits per byte, round trip exact\n", f, o, c, 100 * c / o, 8 * c / o
-    if (tc > 0 && td > 0) printf "compress %.2f MB/s, decompress %.2f MB/s (1 thread, model none)\n", o / tc / 1e6, o / td / 1e6
-}'
-"$LMZIP" -l "$TMP/sample.lmz"
+echo "$SAMPLE: $orig bytes, $THREADS threads ($(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //'))"
+run() { # NAME MODEL-OPTION
+    t0=$(date +%s.%N)
+    "$LMZIP" -q -T "$THREADS" $2 -c "$SAMPLE" > "$TMP/$1.lmz"
+    t1=$(date +%s.%N)
+    "$LMZIP" -q -T "$THREADS" -d -c "$TMP/$1.lmz" > "$TMP/$1.out"
+    t2=$(date +%s.%N)
+    cmp "$SAMPLE" "$TMP/$1.out"
+    comp=$(wc -c < "$TMP/$1.lmz")
+    awk -v n="$1" -v o="$orig" -v c="$comp" -v t0="$t0" -v t1="$t1" -v t2="$t2" 'BEGIN {
+        tc = t1 - t0; td = t2 - t1
+        printf "  %-22s %8d bytes  %6.2f%%  %.4f bpb  compress %8.1f KB/s  decompress %8.1f KB/s  exact\n",
+            n, c, 100 * c / o, 8 * c / o, o / tc / 1024, o / td / 1024
+    }'
+}
+if [ -f models/default.gguf ] || [ -n "${LMZIP_MODELS:-}" ]; then
+    run "default model" ""
+else
+    echo "  (no models/default.gguf: the default model is missing from this checkout)"
+fi
+run "byte model (-m none)" "-m none"

@@ -7,6 +7,9 @@ GOLDEN="$ROOT/tests/golden"
 T=$(mktemp -d)
 trap 'chmod -R u+w "$T" 2>/dev/null; rm -rf "$T"' EXIT
 cd "$T" || exit 1
+# the byte model where no -m is given (models/default.gguf is tests/models.sh's)
+export LMZIP_LEVEL=3
+unset LMZIP_MODELS
 pass=0
 fail=0
 

@@ -14,6 +14,9 @@ LLAMA="$DATA/../reference/tiny-llama-f32.gguf"
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 cd "$T" || exit 1
+# the byte model where no -m is given (models/default.gguf is tests/models.sh's)
+export LMZIP_LEVEL=3
+unset LMZIP_MODELS
 pass=0
 fail=0
 ok() { pass=$((pass + 1)); }

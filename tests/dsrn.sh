@@ -163,6 +163,27 @@ refuse "eval with both --tasks and --bpb" "$DSRN" eval -m m.gguf --tasks mc.json
 printf 'not json\n' > broken.jsonl
 refuse "eval of a broken task file" "$DSRN" eval -m m.gguf --tasks broken.jsonl
 
+# ---- dsrn quantize: the matrices as F16 or Q8_0, the rest as it was ----
+check "quantize f16" "$DSRN" quantize m.gguf --type f16 -o m16.gguf
+check "quantize q8_0" "$DSRN" quantize m.gguf --type q8_0 -o m8.gguf
+"$DSRN" info m16.gguf | grep -q "gru_z.weight  *F16" && "$DSRN" info m8.gguf | grep -q "gru_z.weight  *Q8_0" &&
+    "$DSRN" info m8.gguf | grep -q "norm_in.weight  *F32" && ok || no "quantize converts the matrices only"
+[ "$(wc -c < m8.gguf)" -lt "$(wc -c < m16.gguf)" ] && [ "$(wc -c < m16.gguf)" -lt "$(wc -c < m.gguf)" ] && ok ||
+    no "Q8_0 < F16 < F32 in size"
+"$DSRN" info m.gguf | grep -v "^m.gguf\|bytes at\|general.name" | grep dsrn.train > k32.txt
+"$DSRN" info m16.gguf | grep -v "^m16.gguf\|bytes at\|general.name" | grep dsrn.train > k16.txt
+cmp -s k32.txt k16.txt && ok || no "quantize keeps the metadata"
+LMZIP="$(dirname "$DSRN")/lmzip"
+if [ -x "$LMZIP" ]; then
+    for q in m16 m8; do
+        "$LMZIP" -q -c -m $q.gguf data/book.txt > b.lmz && "$LMZIP" -q -d -c -m $q.gguf b.lmz | cmp -s - data/book.txt && ok ||
+            no "lmzip round trip with the $q model"
+    done
+fi
+refuse "quantize to an unknown type" "$DSRN" quantize m.gguf --type q4_0 -o x.gguf
+refuse "quantize a missing file" "$DSRN" quantize nothing.gguf --type f16 -o x.gguf
+[ ! -e x.gguf ] && ok || no "no output left after a refused quantize"
+
 # an untrained model (learning rate 0: its random start) scores near chance
 # on the real tasks: 300 items each, within 0.1 of chance (more than three
 # standard errors), LAMBADA's greedy accuracy near 0. Not in the quick runs

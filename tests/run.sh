@@ -41,6 +41,8 @@ suite "golden files and command line ($BUILD/lmzip)" "cli: " sh tests/cli.sh "$B
 
 suite "the language-model codec ($BUILD/lmzip -m)" "codec: " sh tests/codec.sh "$BUILD/lmzip"
 
+suite "the shipped default model, levels, progress ($BUILD/lmzip)" "models: " sh tests/models.sh "$BUILD/lmzip"
+
 suite "the model tool ($BUILD/dsrn): tokenizer, training, generation" "dsrn: " sh tests/dsrn.sh "$BUILD/dsrn"
 
 echo "total: $pass passed, $fail failed"

@@ -30,7 +30,15 @@ struct lmz_lm {
     lmz_lm_stats st;
     lmz_pool *pool; /* the model's threads, also for the frames' ensembles */
     lmz_tb_vocab *tbv; /* det-f32-v4: the vocabulary in byte order */
+    lmz_lm_progress_fn progress;
+    void *progress_opaque;
 };
+
+void lmz_lm_set_progress(lmz_lm *lm, lmz_lm_progress_fn fn, void *opaque)
+{
+    lm->progress = fn;
+    lm->progress_opaque = opaque;
+}
 
 /* ------------------------------------------------------------------------ */
 /* the model                                                                 */
@@ -411,13 +419,14 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
 {
     const uint32_t V = lm->V;
     const int need_model = (lm->p.ens.parts & LMZ_ENS_MODEL) != 0;
-    size_t m = 0, longest = 0, max_tokens[LMZ_ENS_STREAMS_MAX];
+    size_t m = 0, longest = 0, all_tokens = 0, max_tokens[LMZ_ENS_STREAMS_MAX];
     size_t act[LMZ_ENS_STREAMS_MAX], row[LMZ_ENS_STREAMS_MAX], who[LMZ_ENS_STREAMS_MAX];
     for (size_t i = 0; i < k; i++)
         if (c[i].in && c[i].ntok) {
             c[i].sidx = m;
             who[m] = i;
             max_tokens[m++] = c[i].ntok;
+            all_tokens += c[i].ntok;
             if (c[i].ntok > longest) longest = c[i].ntok;
         }
     if (m == 0) return LMZ_OK;
@@ -471,6 +480,16 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
                 }
                 lmz_ens_update(ens, x->sidx, tok);
             }
+        }
+        if (lm->progress && !err) {
+            size_t done = 0;
+            double bits = 0;
+            for (size_t s = 0; s < m; s++) {
+                const cframe *x = &c[who[s]];
+                done += x->ntok < at + chunk ? x->ntok : at + chunk;
+                bits += x->st.text_bits;
+            }
+            lm->progress(lm->progress_opaque, (double)done / (double)all_tokens, bits);
         }
     }
     if (ens) c[who[0]].st.skipped = lmz_ens_skipped(ens); /* the group's, counted once */
@@ -752,7 +771,14 @@ void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k)
         if (!f[i].err && d[i].ntok) act[na++] = i;
     }
     const int need_model = (lm->p.ens.parts & LMZ_ENS_MODEL) != 0;
+    size_t all_tokens = 0, steps = 0;
+    for (size_t j = 0; j < na; j++) all_tokens += d[act[j]].ntok;
     while (na) {
+        if (lm->progress && ++steps % 64 == 0) {
+            size_t done = 0;
+            for (size_t i = 0; i < k; i++) done += d[i].done;
+            lm->progress(lm->progress_opaque, (double)done / (double)all_tokens, 0);
+        }
         if (need_model) { /* every stream reads its token; the skipped ones get no logits */
             for (size_t j = 0; j < na; j++) {
                 states[j] = d[act[j]].st;

@@ -118,6 +118,14 @@ typedef struct {
  * outside each dst[0..orig_size). */
 void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k);
 
+/* Progress within one call of lmz_lm_compress_group or
+ * lmz_lm_decompress_frames: fn(opaque, frac, bits), frac the share of the
+ * call's tokens done (0..1), bits the code length of the text so far
+ * (compression; 0 in decompression). Called on the calling thread between
+ * steps, every few hundred tokens; NULL: never. */
+typedef void (*lmz_lm_progress_fn)(void *opaque, double frac, double bits);
+void lmz_lm_set_progress(lmz_lm *lm, lmz_lm_progress_fn fn, void *opaque);
+
 /* Statistics of the last compressed frames (for -v and the benchmarks):
  * text bytes, tokens and their code length in bits, binary bytes and their
  * coded bytes. Reset by lmz_lm_stats_reset. */

@@ -319,6 +319,24 @@ typedef struct {
     int err;
 } cjob;
 
+/* progress inside a group or batch of frames coded with the model: the
+ * totals before it, and its size in and out */
+typedef struct {
+    const lmz_io *io;
+    uint64_t in0, out0, in_bytes, out_bytes;
+    int compressing;
+} lm_progress_ctx;
+
+static void lm_progress(void *o, double frac, double bits)
+{
+    const lm_progress_ctx *p = o;
+    if (p->compressing)
+        p->io->progress(p->io->opaque, p->in0 + (uint64_t)(frac * (double)p->in_bytes), p->out0 + (uint64_t)(bits / 8));
+    else
+        p->io->progress(p->io->opaque, p->in0 + (uint64_t)(frac * (double)p->in_bytes),
+                        p->out0 + (uint64_t)(frac * (double)p->out_bytes));
+}
+
 /* The k frames of one group with the model (their text shares an ensemble). */
 static int group_compress(lmz_lm *lm, cjob *jobs, unsigned k)
 {
@@ -546,8 +564,15 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
             if (done) break;
         }
         if (err || k == 0) break;
-        if (lm) group_compress(lm, jobs, k);
-        else run_parallel(cjob_thread, jobs, sizeof *jobs, k);
+        if (lm) {
+            lm_progress_ctx pc = {io, total_in, total_out, 0, 0, 1};
+            for (unsigned i = 0; i < k; i++) pc.in_bytes += jobs[i].n;
+            lmz_lm_set_progress(lm, io->progress ? lm_progress : NULL, &pc);
+            group_compress(lm, jobs, k);
+            lmz_lm_set_progress(lm, NULL, NULL);
+        } else {
+            run_parallel(cjob_thread, jobs, sizeof *jobs, k);
+        }
         for (unsigned i = 0; i < k && !err; i++) {
             cjob *j = &jobs[i];
             if (j->err) {
@@ -784,7 +809,7 @@ static int decompress_limited(const lmz_dparams *dp, const lmz_io *io, uint64_t 
         unsigned nb = !lm ? nt : h.group > 1 ? h.group : LMZ_LM_BATCH;
         while (!err && !stream_done) {
             unsigned k = 0;
-            uint64_t batch_bytes = 0, need = 0;
+            uint64_t batch_bytes = 0, need = 0, batch_in0 = r->consumed;
             if (lm && h.group > 1) need = lmz_lm_mem_group(lm, (uint64_t)h.frame_size * h.group);
             while (k < nb && (!lm || h.group > 1 || batch_bytes < BATCH_BYTES)) { /* gather a batch of frames */
                 djob *j = &jobs[k];
@@ -843,7 +868,12 @@ static int decompress_limited(const lmz_dparams *dp, const lmz_io *io, uint64_t 
                 k++;
             }
             if (err) break;
-            if (k) decode_batch(lm, h.group, jobs, k, nt, lf);
+            if (k) {
+                lm_progress_ctx pc = {io, batch_in0, out_total - batch_bytes, r->consumed - batch_in0, batch_bytes, 0};
+                if (lm) lmz_lm_set_progress(lm, io->progress ? lm_progress : NULL, &pc);
+                decode_batch(lm, h.group, jobs, k, nt, lf);
+                if (lm) lmz_lm_set_progress(lm, NULL, NULL);
+            }
             unsigned side = lm || k < nt ? k : nt; /* frames decoded side by side */
             if (dp->frames_at_once && side > *dp->frames_at_once) *dp->frames_at_once = side;
             for (unsigned i = 0; i < k && !err; i++) {

@@ -99,6 +99,39 @@ float lmz_f16_to_f32(uint16_t h)
 
 float lmz_bf16_to_f32(uint16_t h) { return from_bits((uint32_t)h << 16); }
 
+uint16_t lmz_f32_to_f16(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint16_t sign = (uint16_t)(u >> 16 & 0x8000);
+    uint32_t a = u & 0x7FFFFFFFu;
+    if (a > 0x7F800000u) return (uint16_t)(sign | 0x7E00 | (a >> 13 & 0x3FF)); /* NaN, kept quiet */
+    if (a >= 0x477FF000u) return (uint16_t)(sign | 0x7C00); /* rounds beyond 65504, or infinity */
+    if (a < 0x38800000u) { /* below 2^-14: a subnormal half, units of 2^-24 */
+        float v;
+        memcpy(&v, &a, 4);
+        /* v * 2^24 is exact; rint rounds ties to even in the default mode */
+        return (uint16_t)(sign | (uint16_t)rintf(v * 16777216.0f));
+    }
+    uint32_t m = a + 0xFFFu + (a >> 13 & 1); /* round the 13 dropped bits, ties to even */
+    return (uint16_t)(sign | (uint16_t)((m - 0x38000000u) >> 13));
+}
+
+void lmz_quantize_q8_0(const float *x, size_t n, uint8_t *out)
+{
+    for (size_t b = 0; b < n / 32; b++, x += 32, out += 34) {
+        float amax = 0;
+        for (int i = 0; i < 32; i++) amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+        uint16_t dh = lmz_f32_to_f16(amax / 127.0f);
+        float d = lmz_f16_to_f32(dh);
+        out[0] = (uint8_t)dh, out[1] = (uint8_t)(dh >> 8);
+        for (int i = 0; i < 32; i++) {
+            long q = d > 0 ? lroundf(x[i] / d) : 0;
+            out[2 + i] = (uint8_t)(int8_t)(q > 127 ? 127 : q < -127 ? -127 : q);
+        }
+    }
+}
+
 /* ======================================================================== */
 /* scalar reference                                                          */
 /* ======================================================================== */

@@ -442,7 +442,7 @@ static void orthogonal(real *w, size_t d, double gain, uint64_t *s)
     free(q);
 }
 
-void dsrn_net_init(dsrn_net *n, uint64_t seed)
+void dsrn_net_init(dsrn_net *n, uint64_t seed, double init_std)
 {
     const dsrn_config *c = &n->cfg;
     real *p = n->mem;
@@ -458,13 +458,17 @@ void dsrn_net_init(dsrn_net *n, uint64_t seed)
             for (size_t k = 0; k < cnt; k++) w[k] = 1;
         } else if (!strcmp(nm, "slow_g.bias")) {
             for (size_t k = 0; k < cnt; k++) w[k] = (real)c->gate_bias;
-        } else if (t->rows == 1 || !strcmp(nm, "ffn_down.weight") || !strcmp(nm, "slow_read.weight")) {
+        } else if (t->rows == 1 || !strcmp(nm, "ffn_down.weight") || (init_std <= 0 && !strcmp(nm, "slow_read.weight"))) {
             memset(w, 0, cnt * sizeof *w); /* biases, λ, and the two zero-started projections */
         } else if (!strcmp(nm, "surprise.weight")) {
             orthogonal(w, t->rows, 0.1, &s);
         } else {
-            if (!strcmp(nm, "token_embd.weight") || !strcmp(nm, "output.weight")) std = 0.02;
-            if (!strcmp(nm, "attn_output.weight")) std /= sqrt(2.0 * c->L);
+            if (init_std > 0) {
+                std = init_std; /* the reference: every linear layer N(0, 0.02) */
+            } else {
+                if (!strcmp(nm, "token_embd.weight") || !strcmp(nm, "output.weight")) std = 0.02;
+                if (!strcmp(nm, "attn_output.weight")) std /= sqrt(2.0 * c->L);
+            }
             for (size_t k = 0; k < cnt; k++) w[k] = (real)(std * gauss(&s));
         }
     }

@@ -90,7 +90,7 @@ real *dsrn_net_moments(dsrn_net *n); /* (2, n_params): AdamW m, then v */
 
 /* Initialise the parameters (DSRN.md: W_p orthogonal with gain 0.1, the
  * MLP down-projection and W_read zero, lambda zero). */
-void dsrn_net_init(dsrn_net *n, uint64_t seed);
+void dsrn_net_init(dsrn_net *n, uint64_t seed, double init_std);
 
 dsrn_carry *dsrn_carry_new(const dsrn_net *n, int Bt);
 void dsrn_carry_free(dsrn_carry *c);

@@ -145,6 +145,7 @@ static const setting settings[] = {
     {"save-every", "steps between checkpoints", K_U64, O(save_every)},
     {"log-every", "steps between progress lines", K_U64, O(log_every)},
     {"seed", "seed of the initialisation and the shuffles", K_U64, O(seed)},
+    {"init-std", "0: matrices N(0, 1/fan-in), W_read zero; S > 0: every matrix N(0, S), W_read too (the reference's 0.02)", K_DBL, O(init_std)},
     {"threads", "threads (0: all cores)", K_INT, O(threads)},
     {"matmul", "matrix products: auto (bf16 where the CPU has AMX or AVX512-BF16), bf16, f32", K_STR, O(matmul)},
 };
@@ -856,7 +857,7 @@ int dsrn_train(dsrn_train_opts *o, char *err, size_t errlen)
             load_optimizer(o->resume, net, o, &pg, err, errlen) != 0)
             goto out;
     } else {
-        dsrn_net_init(net, o->seed);
+        dsrn_net_init(net, o->seed, o->init_std);
     }
 
     /* documents: shuffled with the seed; the first val_frac of the tokens held out */

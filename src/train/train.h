@@ -46,6 +46,7 @@ typedef struct {
     uint64_t val_tokens;      /* tokens evaluated per validation (0: all) */
     uint64_t eval_every, save_every, log_every;
     uint64_t seed;
+    double init_std;          /* 0: N(0, 1/fan-in), W_read 0; > 0: every matrix N(0, init_std) */
     int threads;
     const char *matmul;       /* the products: "auto", "bf16" or "f32" (mm.h) */
     int quiet;

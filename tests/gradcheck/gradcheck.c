@@ -68,7 +68,7 @@ static void check_model(const char *label, int layer_norm, int tied, float clip,
         fail++;
         return;
     }
-    dsrn_net_init(n, 7);
+    dsrn_net_init(n, 7, 0);
     real *p = dsrn_net_params(n), *g = dsrn_net_grads(n);
     size_t np = dsrn_net_n_params(n);
     uint64_t s = 11;

@@ -36,7 +36,7 @@ static uint8_t *make_model_b(dsrn_config *cf, int layer_norm, int tied, int fixe
     *cf = cfg;
     dsrn_net *n = dsrn_net_new(&cfg, 3, T);
     CHECK(n != NULL);
-    dsrn_net_init(n, 3);
+    dsrn_net_init(n, 3, 0);
     float *p = dsrn_net_params(n);
     unsigned long long s = 9;
     for (size_t i = 0; i < dsrn_net_n_params(n); i++) { /* integers only: the same file on every machine */

@@ -97,6 +97,37 @@ TEST(kernels_reference_is_accurate)
     free(x);
 }
 
+/* writing half floats and Q8_0 blocks (dsrn quantize): every half value
+ * comes back to itself, midpoints go to the even neighbour, and Q8_0 blocks
+ * read back within half a step */
+TEST(kernels_f16_and_q8_0_writers)
+{
+    for (uint32_t h = 0; h < 0x10000; h++) {
+        if ((h & 0x7C00) == 0x7C00 && (h & 0x3FF)) continue; /* NaNs: checked apart */
+        CHECK(lmz_f32_to_f16(lmz_f16_to_f32((uint16_t)h)) == h);
+    }
+    CHECK(isnan(lmz_f16_to_f32(lmz_f32_to_f16(NAN))));
+    CHECK(lmz_f32_to_f16(1.0f + 0x1p-11f) == 0x3C00);          /* a tie: to even (down) */
+    CHECK(lmz_f32_to_f16(1.0f + 3 * 0x1p-11f) == 0x3C02);      /* a tie: to even (up) */
+    CHECK(lmz_f32_to_f16(1.0f + 0x1p-11f + 0x1p-20f) == 0x3C01); /* above the tie */
+    CHECK(lmz_f32_to_f16(0x1p-25f) == 0x0000 && lmz_f32_to_f16(0x1.8p-25f) == 0x0001); /* subnormal ties */
+    CHECK(lmz_f32_to_f16(65519.0f) == 0x7BFF && lmz_f32_to_f16(65520.0f) == 0x7C00);
+    CHECK(lmz_f32_to_f16(-0x1p-30f) == 0x8000);
+    float x[64];
+    uint8_t q[68];
+    unsigned long long seed = 9;
+    for (int i = 0; i < 64; i++) x[i] = (float)((double)(test_rand(&seed) % 2001) / 1000.0 - 1.0) * (i < 32 ? 1.0f : 0.01f);
+    x[5] = 0;
+    lmz_quantize_q8_0(x, 64, q);
+    for (int b = 0; b < 2; b++) {
+        float d = lmz_f16_to_f32((uint16_t)(q[34 * b] | q[34 * b + 1] << 8)), amax = 0;
+        for (int i = 0; i < 32; i++) amax = fmaxf(amax, fabsf(x[32 * b + i]));
+        CHECK(fabsf(d - amax / 127) <= amax / 127 * 0x1p-10f);
+        for (int i = 0; i < 32; i++) CHECK(fabsf(d * (float)(int8_t)q[34 * b + 2 + i] - x[32 * b + i]) <= 0.5f * d * 1.01f);
+    }
+    CHECK(q[2 + 5] == 0);
+}
+
 TEST(kernels_select_honours_env)
 {
     char err[128];

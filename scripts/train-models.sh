@@ -1,0 +1,68 @@
+#!/bin/sh
+# train-models.sh — reproduces models/default.gguf: the tokenizer, the
+# training run (resumable: run it again after an interruption and it goes on
+# from the last checkpoint), the conversion to the shipped type, and a record
+# of what was done (docs/MODEL.md has the figures of the shipped run).
+#
+#   sh scripts/train-models.sh [default]
+#
+# Environment: OUT (work folder for checkpoints and logs, default
+# train-out/; keep it out of git), DATA (default ../shared/data/train),
+# THREADS (default 2), MINUTES (training time, default 75: the shipped
+# run's), TYPE (f16 or q8_0, default q8_0: the shipped type).
+#
+# The training run is timed, not counted in steps: a machine that does more
+# tokens per second trains on more tokens. The tokens, steps and wall time of
+# a run are in its model's metadata (dsrn info) and its log.
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${OUT:-$ROOT/train-out}
+DATA=${DATA:-$ROOT/../shared/data/train}
+THREADS=${THREADS:-2}
+MINUTES=${MINUTES:-75}
+TYPE=${TYPE:-q8_0}
+WHICH=${1:-default}
+DSRN=$ROOT/build/dsrn
+mkdir -p "$OUT"
+[ -x "$DSRN" ] || make -C "$ROOT" -j"$THREADS" all >/dev/null
+
+# the training corpus: books, Wikipedia and code (never the bench or eval files)
+MIX="$DATA/wiki $DATA/gutenberg $DATA/code"
+
+# 1. the tokenizer: byte-level BPE, 8192 tokens, trained on the whole mix
+[ -f "$OUT/tok8k.gguf" ] || "$DSRN" tokenizer --data $MIX --vocab 8192 -o "$OUT/tok8k.gguf"
+
+case $WHICH in
+default)
+    # 2. the model: the sweep's choice (docs/MODEL.md)
+    SETTINGS="--dim 192 --layers 4 --ffn 768 --slow-heads 2 --heads 4 --window 128 --biases 1 --gate-bias -2"
+    SCHEDULE="--lr 3e-3 --min-lr 3e-4 --warmup 200 --wsd 1 --wsd-decay 0.2 --batch 16 --bptt 128"
+    ;;
+*)
+    echo "$0: unknown model '$WHICH' (default)" >&2
+    exit 1
+    ;;
+esac
+
+ck="$OUT/$WHICH-f32.gguf"
+resume=""
+[ -f "$ck" ] && [ -f "${ck%.gguf}.opt.gguf" ] && resume="--resume $ck"
+# 3. training: a checkpoint about every 15 minutes (--save-every in steps),
+# validation every 1000 steps for the learning curve; the log is
+# $OUT/$WHICH.log (follow it with tail -f)
+# shellcheck disable=SC2086
+"$DSRN" train --data $MIX --tokenizer "$OUT/tok8k.gguf" --cache "$OUT/cache" --threads "$THREADS" \
+    $SETTINGS $SCHEDULE --time "$MINUTES" --seed 1 --eval-every 1000 --val-tokens 262144 \
+    --save-every 3000 --log-every 100 $resume -o "$ck" >>"$OUT/$WHICH.log" 2>&1 ||
+    { tail -n 5 "$OUT/$WHICH.log" >&2; exit 1; }
+tail -n 3 "$OUT/$WHICH.log"
+
+# 4. the shipped file: weight matrices in $TYPE, everything else as trained
+"$DSRN" quantize "$ck" --type "$TYPE" -o "$ROOT/models/$WHICH.gguf"
+{
+    echo "model: models/$WHICH.gguf ($TYPE), from $ck"
+    echo "commit: $(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
+    echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
+    echo "settings: $SETTINGS $SCHEDULE --time $MINUTES --seed 1"
+    "$DSRN" info "$ck" | grep -E 'general.name|dsrn.train'
+} | tee "$OUT/$WHICH.recipe"

@@ -1,0 +1,100 @@
+#!/bin/sh
+# models.sh LMZIP — the shipped default model: `lmzip FILE` uses it, the
+# bench corpus's small files round-trip with it (a slice under sanitizers and
+# qemu), the levels pick the models and settings they promise, and the
+# progress line shows where it should and nowhere else.
+# Ends with "models: N passed, N failed".
+LMZIP=$(cd "$(dirname "$1")" && pwd)/$(basename "$1")
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DEFAULT="$ROOT/models/default.gguf"
+DATA=${LMZ_DATA:-$ROOT/../shared/data}
+TINY="$ROOT/tests/models/tiny-dsrn.gguf"
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+cd "$T" || exit 1
+unset LMZIP_LEVEL LMZIP_MODELS
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); }
+no() { fail=$((fail + 1)); echo "FAIL: $*"; }
+# model FILE.lmz: the model a stream names
+model() { "$LMZIP" -l -v "$1" 2>/dev/null | sed -n 's/.*, model \([^,]*\),.*/\1/p' | head -n 1; }
+
+if [ ! -f "$DEFAULT" ]; then
+    no "models/default.gguf is missing"
+    echo "models: $pass passed, $fail failed"
+    exit 1
+fi
+
+# ---- no -m: the default model; decompression finds it by the name the file gives
+# sanitizers and qemu (LMZ_TEST_QUICK): short texts, the model's products run
+# tens of times slower there
+q=1; [ -n "$LMZ_TEST_QUICK" ] && q=10
+head -c $((6000 / q)) "$ROOT/samples/alice29.txt" > a.txt
+"$LMZIP" -q -T 2 a.txt && [ "$(model a.txt.lmz)" = default ] && ok || no "lmzip FILE compresses with models/default.gguf"
+"$LMZIP" -q -d -c a.txt.lmz | cmp -s - a.txt && ok || no "the default model's file decodes without -m"
+"$LMZIP" -q -c -m none a.txt > none.lmz
+[ "$(wc -c < a.txt.lmz)" -lt "$(wc -c < none.lmz)" ] && ok || no "the default model beats the byte model on English"
+
+# ---- the bench corpus's small files (up to 20K: fields.c, grammar.lsp, xargs.1,
+# paper4, paper5, enwik4) with the default model (sanitizers, qemu: slices)
+if [ -d "$DATA/bench" ]; then
+    if [ -n "$LMZ_TEST_QUICK" ]; then
+        head -c 1000 "$DATA/bench/canterbury/fields.c" > fields.c
+        head -c 1000 "$DATA/bench/calgary/paper1" > paper1
+        files="$T/fields.c $T/paper1"
+    else
+        files=$(find "$DATA/bench" -type f -size -21k ! -name SHA1SUM ! -name '*.md' | sort) # up to 20K
+    fi
+    for f in $files; do
+        "$LMZIP" -q -T 2 -c "$f" > b.lmz && "$LMZIP" -q -T 2 -d -c b.lmz | cmp -s - "$f" && ok ||
+            no "bench file ${f#"$DATA"/bench/} round trip with the default model"
+    done
+fi
+
+# ---- levels: the model and settings each picks; -m and settings win
+lv() { # LEVEL EXPECTED-MODEL [OPTIONS...]
+    l=$1 want=$2
+    shift 2
+    "$LMZIP" -q -c "$l" "$@" a.txt > l.lmz && LMZIP_MODELS="$ROOT/tests/models" "$LMZIP" -q -d -c l.lmz | cmp -s - a.txt &&
+        [ "$(model l.lmz)" = "$want" ] &&
+        ok || no "level $l $* (model $(model l.lmz), expected $want)"
+}
+lv -1 none
+lv -3 none
+lv -4 default
+lv -6 default
+max=default; [ -f "$ROOT/models/max.gguf" ] && max=max
+lv -9 "$max"
+lv --fast none
+lv -9 none -m none
+lv -1 tiny-dsrn -m "$TINY"
+"$LMZIP" -q -c -6 a.txt | cmp -s - a.txt.lmz && ok || no "-6 is the default level"
+"$LMZIP" -q -c -4 a.txt > l4.lmz && "$LMZIP" -q -c -4 --skip 0 a.txt | cmp -s - a.txt.lmz && ok ||
+    no "--skip given beside -4 wins over the level's"
+[ "$(wc -c < l4.lmz)" -ne "$(wc -c < a.txt.lmz)" ] && ok || no "-4 codes with other settings than -6"
+LMZIP_LEVEL=3 "$LMZIP" -q -c a.txt > e.lmz && [ "$(model e.lmz)" = none ] && ok || no "LMZIP_LEVEL=3 makes the byte model the default"
+LMZIP_LEVEL=3 "$LMZIP" -q -c -6 a.txt | cmp -s - a.txt.lmz && ok || no "a level option wins over LMZIP_LEVEL"
+LMZIP_LEVEL=x "$LMZIP" -c a.txt 2>err >/dev/null && grep -q "LMZIP_LEVEL" err && ok || no "a bad LMZIP_LEVEL is named"
+
+# ---- progress: lines on stderr with -v when it is not a terminal, once a file
+# takes a second; none without -v or with -q
+n=40000; [ -n "$LMZ_TEST_QUICK" ] && n=1600
+head -c $n "$ROOT/samples/alice29.txt" > p.txt
+t0=$(date +%s.%N)
+"$LMZIP" -v -T 1 -c p.txt 2>prog.err >p.lmz
+t1=$(date +%s.%N)
+if awk -v a="$t0" -v b="$t1" 'BEGIN { exit !(b - a > 1.5) }'; then
+    grep -q "p.txt: .*%.*B/s" prog.err && ok || { no "-v shows progress when stderr is a file"; cat prog.err; }
+else
+    echo "(compression took under 1.5 s: the progress line is not expected)"
+fi
+"$LMZIP" -T 1 -c p.txt 2>quiet.err >/dev/null
+[ ! -s quiet.err ] && ok || no "no progress without -v when stderr is not a terminal"
+if command -v script >/dev/null 2>&1; then
+    script -qec "'$LMZIP' -q -T 1 -c p.txt >/dev/null" /dev/null >tty.out 2>&1
+    ! grep -q "B/s" tty.out && ok || no "-q silences the progress line on a terminal"
+fi
+
+echo "models: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
