@@ -917,45 +917,40 @@ static int set_option(options *o, const lmz_setting *st, const char *v)
     return 0;
 }
 
-/* The levels: a model and the settings that trade speed for ratio. */
+/* The levels: a model and the one setting that trades speed for ratio. */
 typedef struct {
-    const char *model;    /* "none", "default", or "max" (else "default") */
-    const char *set[2][2]; /* settings given to the level: name, value */
+    const char *model;   /* "none", "default", or "max" (else "default") */
+    const char *setting; /* NULL: none */
+    double value;
 } level_def;
 
 static const level_def levels[10] = {
-    [1] = {"none", {{"table-bits", "18"}, {NULL, NULL}}},
-    [2] = {"none", {{"table-bits", "20"}, {NULL, NULL}}},
-    [3] = {"none", {{NULL, NULL}, {NULL, NULL}}},
-    [4] = {"default", {{"skip", "3"}, {NULL, NULL}}},
-    [5] = {"default", {{"skip", "1.5"}, {NULL, NULL}}},
-    [6] = {"default", {{NULL, NULL}, {NULL, NULL}}},
-    [7] = {"default", {{"frame-size", "1048576"}, {NULL, NULL}}},
-    [8] = {"default", {{"frame-size", "4194304"}, {NULL, NULL}}},
-    [9] = {"max", {{"frame-size", "4194304"}, {NULL, NULL}}},
+    [1] = {"none", "table-bits", 18},   [2] = {"none", "table-bits", 20},
+    [3] = {"none", NULL, 0},            [4] = {"default", "skip", 3},
+    [5] = {"default", "skip", 1.5},     [6] = {"default", NULL, 0},
+    [7] = {"default", "frame-size", 1048576}, [8] = {"default", "frame-size", 4194304},
+    [9] = {"max", "frame-size", 4194304},
 };
 
-/* A level's model (unless -m was given) and its settings (unless given,
- * and the model settings only with a model). Called after the options are
- * read, before the model is resolved. */
-static void apply_level(options *o)
+/* A level's model, unless -m was given (before the model is resolved). */
+static void level_model(options *o)
 {
     const level_def *l = &levels[o->level];
-    if (!o->model_arg) {
-        char path[PATH_MAX];
-        if (!strcmp(l->model, "max") && find_in_folders("max", path, sizeof path)) o->model_arg = "max";
-        else if (!strcmp(l->model, "none")) o->model_arg = "none";
-        /* "default": left to resolve_model (the default model, else none) */
-    }
-    int none = o->model_arg ? !strcmp(o->model_arg, "none") : !find_in_folders("default", (char[PATH_MAX]){0}, PATH_MAX);
-    size_t n;
-    const lmz_setting *all = lmz_settings(&n);
-    for (int k = 0; k < 2 && l->set[k][0]; k++)
-        for (size_t i = 0; i < n; i++) {
-            if (strcmp(all[i].name, l->set[k][0]) || (all[i].id < 64 && (o->given >> all[i].id & 1))) continue;
-            if (all[i].model_only && none) continue;
-            lmz_params_set(&o->params, all[i].name, strtod(l->set[k][1], NULL));
-        }
+    char path[PATH_MAX];
+    if (o->model_arg) return;
+    if (!strcmp(l->model, "max") && find_in_folders("max", path, sizeof path)) o->model_arg = "max";
+    else if (!strcmp(l->model, "none")) o->model_arg = "none";
+    /* "default": left to resolve_model (the default model, else none) */
+}
+
+/* A level's setting, unless given on the command line, and a model setting
+ * only with a model (after the model is resolved). */
+static void level_setting(options *o, int with_model)
+{
+    const level_def *l = &levels[o->level];
+    const lmz_setting *st = l->setting ? setting_named(l->setting, strlen(l->setting)) : NULL;
+    if (!st || (st->id < 64 && (o->given >> st->id & 1)) || (st->model_only && !with_model)) return;
+    lmz_params_set(&o->params, st->name, l->value);
 }
 
 int main(int argc, char **argv)
@@ -1106,9 +1101,10 @@ int main(int argc, char **argv)
         }
     }
 
-    if (o.level && o.mode == MODE_COMPRESS) apply_level(&o);
+    if (o.level && o.mode == MODE_COMPRESS) level_model(&o);
     if (resolve_model(&o) != 0) return 1;
     int with_model = strcmp(o.params.model, "none") != 0;
+    if (o.level && o.mode == MODE_COMPRESS) level_setting(&o, with_model);
     if (o.mode == MODE_COMPRESS && !with_model && o.lm_opt) {
         fprintf(stderr, "%s: --%s applies to language-model streams, and the model is 'none' (give one with -m)\n", prog,
                 o.lm_opt);
