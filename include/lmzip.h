@@ -25,9 +25,9 @@ extern "C" {
 #endif
 
 #define LMZ_VERSION_MAJOR 0
-#define LMZ_VERSION_MINOR 1
+#define LMZ_VERSION_MINOR 2
 #define LMZ_VERSION_PATCH 0
-#define LMZ_VERSION_STRING "0.1.0"
+#define LMZ_VERSION_STRING "0.2.0"
 
 /* ---- errors (values are pinned: they never change meaning) -------------- */
 typedef enum {
@@ -131,6 +131,10 @@ typedef struct {
                               they learn from each other and still decode side
                               by side (1..64, group x frame_size at most 64 MiB;
                               0, the default: 64, or as many as fit in 64 MiB) */
+    unsigned binary;       /* 1 (default): the frames of a group that the model
+                              does not code (binary data, stored frames) share
+                              one byte model, in frame order, as one frame of
+                              the byte model would; 0: each frame its own */
     lmz_stats *stats;      /* if not NULL, filled when compression ends (the
                               ensemble's own cross-entropy, ideal_bits, takes
                               one more pass over the vocabulary per token) */

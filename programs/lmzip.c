@@ -518,10 +518,10 @@ static void li_stream(void *o, const lmz_stream_info *s)
 static void li_frame(void *o, const lmz_frame_info *f)
 {
     list_ctx *l = o;
-    static const char *const how[4] = {"stored", "bytes", "lm", "runs"}; /* the frame's method */
+    static const char *const how[5] = {"stored", "bytes", "lm", "runs", "lzma"}; /* the frame's method */
     if (l->opt->verbose)
         printf("  frame %4llu  %-7s %12llu -> %12llu  %.4f bpb  xxh64 %016llx\n",
-               (unsigned long long)f->frame_index, f->method < 4 ? how[f->method] : "?",
+               (unsigned long long)f->frame_index, f->method < 5 ? how[f->method] : "?",
                (unsigned long long)f->orig_size, (unsigned long long)f->comp_size,
                8.0 * (double)f->comp_size / (double)f->orig_size, (unsigned long long)f->checksum);
 }

@@ -8,8 +8,9 @@
 #
 # Environment: OUT (work folder for checkpoints and logs, default
 # train-out/; keep it out of git), DATA (default ../shared/data/train),
-# THREADS (default 2), MINUTES (training time, default 75: the shipped
-# run's), TYPE (f16 or q8_0, default q8_0: the shipped type).
+# THREADS (default 2), MINUTES (the first stage's training time, default
+# 75), TOTAL (minutes of both stages, default 180: the shipped run's; TOTAL
+# = MINUTES: one stage), TYPE (f16 or q8_0, default q8_0: the shipped type).
 #
 # The training run is timed, not counted in steps: a machine that does more
 # tokens per second trains on more tokens. The tokens, steps and wall time of
@@ -36,7 +37,6 @@ case $WHICH in
 default)
     # 2. the model: the sweep's choice (docs/MODEL.md)
     SETTINGS="--dim 192 --layers 4 --ffn 768 --slow-heads 2 --heads 4 --window 128 --biases 1 --gate-bias -2"
-    SCHEDULE="--lr 3e-3 --min-lr 3e-4 --warmup 200 --wsd 1 --wsd-decay 0.2 --batch 16 --bptt 128"
     ;;
 *)
     echo "$0: unknown model '$WHICH' (default)" >&2
@@ -44,18 +44,42 @@ default)
     ;;
 esac
 
+# 3. training, in two stages (docs/MODEL.md): MINUTES (75) with a peak rate
+# of 3e-3 decayed to 3e-4 over its last 20 %, then the same run continued
+# to TOTAL minutes (180) with a fresh schedule: the rate back up to 2e-3,
+# decayed to 1e-4 over the last 30 % of the whole. A checkpoint about every
+# 15 minutes (--save-every in steps); an interrupted stage goes on from its
+# last checkpoint when the script runs again. Validation every 1000 steps
+# for the learning curve; the logs are $OUT/$WHICH.log and $OUT/$WHICH-2.log
+# (follow them with tail -f).
+TOTAL=${TOTAL:-180}
+ck1="$OUT/$WHICH-stage1.gguf"
 ck="$OUT/$WHICH-f32.gguf"
-resume=""
-[ -f "$ck" ] && [ -f "${ck%.gguf}.opt.gguf" ] && resume="--resume $ck"
-# 3. training: a checkpoint about every 15 minutes (--save-every in steps),
-# validation every 1000 steps for the learning curve; the log is
-# $OUT/$WHICH.log (follow it with tail -f)
-# shellcheck disable=SC2086
-"$DSRN" train --data $MIX --tokenizer "$OUT/tok8k.gguf" --cache "$OUT/cache" --threads "$THREADS" \
-    $SETTINGS $SCHEDULE --time "$MINUTES" --seed 1 --eval-every 1000 --val-tokens 262144 \
-    --save-every 3000 --log-every 100 $resume -o "$ck" >>"$OUT/$WHICH.log" 2>&1 ||
-    { tail -n 5 "$OUT/$WHICH.log" >&2; exit 1; }
-tail -n 3 "$OUT/$WHICH.log"
+train() { # CHECKPOINT LOG SCHEDULE...
+    c=$1 log=$2
+    shift 2
+    resume=""
+    [ -f "$c" ] && [ -f "${c%.gguf}.opt.gguf" ] && resume="--resume $c"
+    # shellcheck disable=SC2086
+    "$DSRN" train --data $MIX --tokenizer "$OUT/tok8k.gguf" --cache "$OUT/cache" --threads "$THREADS" \
+        $SETTINGS "$@" --batch 16 --bptt 128 --warmup 200 --wsd 1 --seed 1 --eval-every 1000 \
+        --val-tokens 262144 --save-every 3000 --log-every 100 $resume -o "$c" >>"$log" 2>&1 ||
+        { tail -n 5 "$log" >&2; exit 1; }
+    tail -n 3 "$log"
+}
+if [ ! -f "$OUT/$WHICH-stage1.done" ]; then
+    train "$ck1" "$OUT/$WHICH.log" --lr 3e-3 --min-lr 3e-4 --wsd-decay 0.2 --time "$MINUTES"
+    touch "$OUT/$WHICH-stage1.done"
+fi
+if [ "$TOTAL" -gt "$MINUTES" ]; then
+    if [ ! -f "$ck" ]; then
+        cp "$ck1" "$ck"
+        cp "${ck1%.gguf}.opt.gguf" "${ck%.gguf}.opt.gguf"
+    fi
+    train "$ck" "$OUT/$WHICH-2.log" --lr 2e-3 --min-lr 1e-4 --wsd-decay 0.3 --time "$TOTAL"
+else
+    cp "$ck1" "$ck"
+fi
 
 # 4. the shipped file: weight matrices in $TYPE, everything else as trained
 "$DSRN" quantize "$ck" --type "$TYPE" -o "$ROOT/models/$WHICH.gguf"
@@ -63,6 +87,7 @@ tail -n 3 "$OUT/$WHICH.log"
     echo "model: models/$WHICH.gguf ($TYPE), from $ck"
     echo "commit: $(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
     echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
-    echo "settings: $SETTINGS $SCHEDULE --time $MINUTES --seed 1"
+    echo "settings: $SETTINGS; stage 1: --lr 3e-3 --min-lr 3e-4 --wsd-decay 0.2 --time $MINUTES;" \
+        "stage 2: --lr 2e-3 --min-lr 1e-4 --wsd-decay 0.3 --time $TOTAL (--batch 16 --bptt 128 --warmup 200 --wsd 1 --seed 1)"
     "$DSRN" info "$ck" | grep -E 'general.name|dsrn.train'
 } | tee "$OUT/$WHICH.recipe"

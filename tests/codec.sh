@@ -164,6 +164,35 @@ for at in 250 $((size / 3)) $((size / 2)) $((size - 60)); do
     refuse "byte $at of $size changed" flip.out "$LMZIP" -d -m "$TINY" flip.lmz -o flip.out
 done
 
+# ---- binary data in a model's stream: one byte-model chain per group -----------
+# (tests/golden/lm/binary-chain: frames of methods 1, 3 and stored between
+# text frames). Damage to any of its binary frames fails cleanly.
+G=$LMDIR/binary-chain.lmz
+size=$(wc -c < "$G")
+frames=$("$LMZIP" -lv "$G" | awk '$1 == "frame" { print $3 " " $6 }')
+at=$((size - 29 - $(echo "$frames" | awk '{ s += $2 } END { print s }')))
+echo "$frames" | while read -r method len; do
+    if [ "$method" != lm ]; then
+        pos=$((at + 22 + (len - 22) / 2))
+        cp "$G" flip.lmz
+        b=$(od -An -tu1 -j $pos -N1 "$G" | tr -d ' ')
+        printf "\\$(printf '%03o' $(((b + 1) % 256)))" | dd of=flip.lmz bs=1 seek=$pos conv=notrunc 2>/dev/null
+        "$LMZIP" -d -m "$TINY" flip.lmz -o flip.out >/dev/null 2>err; st=$?
+        [ "$st" -eq 1 ] && grep -q "^lmzip: " err && [ ! -e flip.out ] && echo ok || echo "no $method frame at $at: byte $pos changed (status $st)"
+    fi
+    at=$((at + len))
+done > chain.res
+nb=$(echo "$frames" | grep -vc '^lm ')
+[ "$nb" -ge 5 ] && [ "$(grep -c '^ok' chain.res)" -eq "$nb" ] && ok || { no "damaged binary frames of a chain ($nb)"; cat chain.res; }
+# a fax image (calgary/pic, 128K from its middle): frames of the byte model,
+# of runs and of raw LZMA2 where that is smaller, one chain across them
+pic="$DATA/bench/calgary/pic"
+if [ -f "$pic" ]; then
+    dd if="$pic" bs=1024 skip=256 count=128 2>/dev/null > pic.bin
+    roundtrip "image frames with a model" pic.bin -m "$TINY"
+    "$LMZIP" -lv rt.lmz | grep -q ' lzma ' && ok || no "raw LZMA2 frames where they are smaller"
+fi
+
 # ---- the llama engine (the reference's tiny random llama, when present) -------
 if [ -f "$LLAMA" ]; then
     rt="text.txt tar.bin ctrl.txt"; [ -n "$LMZ_TEST_QUICK" ] && rt="tar.bin ctrl.txt" # (text: the window test below)

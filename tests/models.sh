@@ -52,6 +52,18 @@ if [ -d "$DATA/bench" ]; then
     done
 fi
 
+# ---- binary data: a file of machine code goes to the byte model, its frames
+# one chain; the stream stays within 2 % of -m none's (the difference: frame
+# headers) and the chain beats frames coded apart (--binary=0)
+obj="$DATA/bench/calgary/obj1"
+if [ -f "$obj" ]; then
+    a=$("$LMZIP" -q -T 2 -c "$obj" | tee o.lmz | wc -c)
+    "$LMZIP" -q -d -c o.lmz | cmp -s - "$obj" && ok || no "obj1 round trip with the default model"
+    b=$("$LMZIP" -q -T 2 -c --binary=0 "$obj" | wc -c)
+    c=$("$LMZIP" -q -c -m none "$obj" | wc -c)
+    [ "$a" -lt "$b" ] && [ $((a * 100)) -le $((c * 102)) ] && ok || no "obj1: $a bytes with the chain, $b without, $c with -m none"
+fi
+
 # ---- levels: the model and settings each picks; -m and settings win
 lv() { # LEVEL EXPECTED-MODEL [OPTIONS...]
     l=$1 want=$2

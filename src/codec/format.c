@@ -125,8 +125,10 @@ int lmz_frame_header_parse(const uint8_t *in, const lmz_header *h, lmz_frame_hea
     f->comp_size = lmz_get_u32(in + 5);
     f->checksum = lmz_get_u64(in + 9);
     int lm = strcmp(h->profile, LMZ_PROFILE_INT_V1) != 0;
+    /* runs: byte-model streams, and language-model streams with the binary
+     * chain; raw LZMA2: the latter only */
     if (f->method != LMZ_METHOD_STORED && f->method != LMZ_METHOD_BYTEMODEL && !(lm && f->method == LMZ_METHOD_LM) &&
-        !(!lm && f->method == LMZ_METHOD_RUNS))
+        !(f->method == LMZ_METHOD_RUNS && (!lm || h->binary)) && !(f->method == LMZ_METHOD_LZMA && lm && h->binary))
         return LMZ_ERROR_CORRUPT;
     if (f->orig_size == 0 || f->orig_size > h->frame_size) return LMZ_ERROR_SIZE;
     if (f->comp_size == 0 || f->comp_size > f->orig_size) return LMZ_ERROR_SIZE;

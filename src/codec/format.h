@@ -47,6 +47,10 @@
  *                    then the byte model + range coder stream of the
  *                    literal bytes (the frame without its runs, in order;
  *                    absent when there are none). Varints are LEB128.
+ *                    Also in det-f32 streams with the binary setting.
+ *                4 = raw LZMA2 (det-f32 streams with the binary setting)
+ *                With the binary setting, the byte model of methods 1 and
+ *                3 is the group's chain (docs/FORMAT.md, "The binary chain").
  *   4   original size    1 .. frame_size
  *   4   payload size     1 .. original size (a frame never expands:
  *                        it is stored instead); for method 1, at least
@@ -116,6 +120,9 @@ const char *lmz_profile_lm_name(unsigned version);
 #define LMZ_SET_GROUP      12 /* optional (absent = 1): frames per group, whose text
                                  shares one ensemble (1..64; group x frame_size
                                  at most LMZ_GROUP_BYTES_MAX) */
+#define LMZ_SET_BINARY     13 /* optional (absent = 0): 1 = the frames of a group
+                                 that the model does not code (methods 0 and 1)
+                                 form one byte-model chain, in frame order */
 #define LMZ_GROUP_MAX 64
 #define LMZ_GROUP_BYTES_MAX (64u << 20)
 
@@ -126,6 +133,7 @@ const char *lmz_profile_lm_name(unsigned version);
 #define LMZ_METHOD_BYTEMODEL 1
 #define LMZ_METHOD_LM 2 /* segments: text by the model, binary alone (lmcodec.h) */
 #define LMZ_METHOD_RUNS 3 /* runs of one byte cut out, the rest by the byte model */
+#define LMZ_METHOD_LZMA 4 /* raw LZMA2 (det-f32 streams with the binary setting) */
 #define LMZ_RUN_MIN 512  /* shortest run method 3 cuts out */
 /* most original bytes a method-1 payload of comp bytes can hold */
 #define LMZ_BM_MAX_RATIO 4096u
@@ -148,6 +156,7 @@ typedef struct {
     float bias_lr, mix_lr;
     uint32_t skip_mbits;
     unsigned group; /* 1 when absent */
+    unsigned binary; /* 0 when absent */
 } lmz_header;
 
 typedef struct {

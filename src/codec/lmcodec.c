@@ -205,6 +205,26 @@ static void lzma_opts(lzma_options_lzma *o, size_t len)
     o->dict_size = d;
 }
 
+size_t lmz_lzma_encode(const uint8_t *src, size_t n, uint8_t *out, size_t cap)
+{
+    lzma_options_lzma o;
+    lzma_opts(&o, n);
+    lzma_filter f[2] = {{LZMA_FILTER_LZMA2, &o}, {LZMA_VLI_UNKNOWN, NULL}};
+    size_t pos = 0;
+    return lzma_raw_buffer_encode(f, NULL, src, n, out, &pos, cap) == LZMA_OK ? pos : 0;
+}
+
+int lmz_lzma_decode(const uint8_t *in, size_t c, uint8_t *dst, size_t n)
+{
+    lzma_options_lzma o;
+    lzma_opts(&o, n);
+    lzma_filter f[2] = {{LZMA_FILTER_LZMA2, &o}, {LZMA_VLI_UNKNOWN, NULL}};
+    size_t ip = 0, op = 0;
+    lzma_ret r = lzma_raw_buffer_decode(f, NULL, in, &ip, c, dst, &op, n);
+    if (r == LZMA_MEM_ERROR) return LMZ_ERROR_NOMEM;
+    return r == LZMA_OK && ip == c && op == n ? LMZ_OK : LMZ_ERROR_CORRUPT;
+}
+
 /* the smallest coding of src[0..n) into out[0..n): @return its kind and size */
 static uint8_t binary_encode(const lmz_lm *lm, const uint8_t *src, size_t n, uint8_t *out, uint8_t *tmp,
                              size_t *size)
@@ -223,11 +243,8 @@ static uint8_t binary_encode(const lmz_lm *lm, const uint8_t *src, size_t n, uin
             *size = c;
         }
     }
-    lzma_options_lzma o;
-    lzma_opts(&o, n);
-    lzma_filter f[2] = {{LZMA_FILTER_LZMA2, &o}, {LZMA_VLI_UNKNOWN, NULL}};
-    size_t pos = 0;
-    if (lzma_raw_buffer_encode(f, NULL, src, n, tmp, &pos, n) == LZMA_OK && pos < *size) {
+    size_t pos = lmz_lzma_encode(src, n, tmp, n);
+    if (pos > 0 && pos < *size) {
         kind = LMZ_SEG_LZMA;
         *size = pos;
         memcpy(out, tmp, pos);
@@ -252,13 +269,7 @@ static int binary_decode(const lmz_lm *lm, uint8_t kind, const uint8_t *in, size
         lmz_bytemodel_free(bm);
         return lmz_rc_dec_finished_cleanly(&rc) ? LMZ_OK : LMZ_ERROR_CORRUPT;
     }
-    lzma_options_lzma o;
-    lzma_opts(&o, n);
-    lzma_filter f[2] = {{LZMA_FILTER_LZMA2, &o}, {LZMA_VLI_UNKNOWN, NULL}};
-    size_t ip = 0, op = 0;
-    lzma_ret r = lzma_raw_buffer_decode(f, NULL, in, &ip, c, dst, &op, n);
-    if (r == LZMA_MEM_ERROR) return LMZ_ERROR_NOMEM;
-    return r == LZMA_OK && ip == c && op == n ? LMZ_OK : LMZ_ERROR_CORRUPT;
+    return lmz_lzma_decode(in, c, dst, n);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -288,6 +299,94 @@ typedef struct {
     lmz_rc_enc rc;
 } cframe;
 
+/* Tokens per byte above which a printable run is not text the model reads:
+ * a tokenizer with merges spells such runs (bytes of code, tables of
+ * numbers, compressed data that happens to be printable) nearly one token
+ * a byte, where prose, code and markup take 0.3-0.6 (docs/BENCHMARKS.md).
+ * The byte model codes them better and far faster. Vocabularies of fewer
+ * than SPELL_VOCAB_MIN tokens spell everything and are not judged. */
+#define SPELL_NUM 4
+#define SPELL_DEN 5
+#define SPELL_VOCAB_MIN 1024
+
+/* A frame goes to the model when at least 1/TEXT_FRAME_DEN of it is text:
+ * the model gains on its text, the binary rest goes to the byte model all
+ * the same (the binary setting's chain), and the group's other frames
+ * learn from its text (docs/BENCHMARKS.md: the Calgary and Canterbury tars
+ * measured with 1/2, 1/8 and 1/32). Part of the format with the binary
+ * setting: a stored frame's chain bytes depend on it. */
+#define TEXT_FRAME_DEN 8
+
+/* The segments of src[0..n) as the codec codes them: kinds, lengths and,
+ * for text, token counts in seg[]; @return their number, *ntok the tokens
+ * of all text segments. kinds and lens: scratch of n entries. */
+static size_t plan_segments(const lmz_lm *lm, const uint8_t *src, size_t n, uint8_t *kinds, size_t *lens,
+                            segment *seg, size_t *ntok)
+{
+    const int judge = lmz_tokenizer_vocab_size(lm->tok) >= SPELL_VOCAB_MIN;
+    size_t ns = lmz_segment(src, n, lm->p.text_min, kinds, lens), pos = 0, o = 0;
+    *ntok = 0;
+    for (size_t i = 0; i < ns; i++) { /* token counts; a text the vocabulary cannot say is binary */
+        uint8_t kind = kinds[i];
+        size_t count = 0;
+        if (kind == LMZ_SEG_TEXT) {
+            long k = lmz_tokenizer_encode(lm->tok, src + pos, lens[i], NULL, 0);
+            if (k <= 0 || (size_t)k > lens[i] * TOKENS_PER_BYTE ||
+                (judge && (size_t)k * SPELL_DEN > lens[i] * SPELL_NUM))
+                kind = LMZ_SEG_BYTEMODEL;
+            else
+                count = (size_t)k;
+        }
+        if (o && kind != LMZ_SEG_TEXT && seg[o - 1].kind == kind) { /* binary beside binary: one segment */
+            seg[o - 1].len += lens[i];
+        } else {
+            seg[o++] = (segment){kind, lens[i], count, pos};
+            *ntok += count;
+        }
+        pos += lens[i];
+    }
+    return o;
+}
+
+int lmz_lm_frame_is_text(const lmz_lm *lm, const uint8_t *src, size_t n)
+{
+    uint8_t *kinds = malloc(n ? n : 1);
+    size_t *lens = malloc((n ? n : 1) * sizeof *lens);
+    segment *seg = malloc((n ? n : 1) * sizeof *seg);
+    int text = 1; /* short of memory: the model's path, which reports it */
+    if (kinds && lens && seg) {
+        size_t ntok, nt = 0, ns = plan_segments(lm, src, n, kinds, lens, seg, &ntok);
+        for (size_t i = 0; i < ns; i++)
+            if (seg[i].kind == LMZ_SEG_TEXT) nt += seg[i].len;
+        text = nt * TEXT_FRAME_DEN >= n;
+    }
+    free(kinds);
+    free(lens);
+    free(seg);
+    return text;
+}
+
+size_t lmz_lm_binary_bytes(const lmz_lm *lm, const uint8_t *src, size_t n, uint8_t *out)
+{
+    uint8_t *kinds = malloc(n ? n : 1);
+    size_t *lens = malloc((n ? n : 1) * sizeof *lens);
+    segment *seg = malloc((n ? n : 1) * sizeof *seg);
+    size_t o = SIZE_MAX;
+    if (kinds && lens && seg) {
+        size_t ntok, ns = plan_segments(lm, src, n, kinds, lens, seg, &ntok);
+        o = 0;
+        for (size_t i = 0; i < ns; i++)
+            if (seg[i].kind != LMZ_SEG_TEXT) {
+                memcpy(out + o, src + seg[i].off, seg[i].len);
+                o += seg[i].len;
+            }
+    }
+    free(kinds);
+    free(lens);
+    free(seg);
+    return o;
+}
+
 /* Segment table and binary segments of one frame into out; its tokens. */
 static void frame_head(lmz_lm *lm, cframe *c)
 {
@@ -303,18 +402,7 @@ static void frame_head(lmz_lm *lm, cframe *c)
         c->err = LMZ_ERROR_NOMEM;
         goto out;
     }
-    size_t ns = lmz_segment(src, n, lm->p.text_min, kinds, lens);
-    size_t ntok = 0, nbin = 0, pos = 0;
-    for (size_t i = 0; i < ns; i++) { /* token counts; a text the vocabulary cannot say is binary */
-        seg[i].kind = kinds[i];
-        seg[i].len = lens[i];
-        seg[i].off = pos;
-        pos += lens[i];
-        if (kinds[i] != LMZ_SEG_TEXT) continue;
-        long k = lmz_tokenizer_encode(lm->tok, src + seg[i].off, lens[i], NULL, 0);
-        if (k <= 0 || (size_t)k > lens[i] * TOKENS_PER_BYTE) seg[i].kind = LMZ_SEG_BYTEMODEL;
-        else ntok += (size_t)(seg[i].count = (size_t)k);
-    }
+    size_t ntok, nbin = 0, ns = plan_segments(lm, src, n, kinds, lens, seg, &ntok);
     if (ntok && !(c->toks = malloc(ntok * sizeof *c->toks))) {
         c->err = LMZ_ERROR_NOMEM;
         goto out;
@@ -329,6 +417,10 @@ static void frame_head(lmz_lm *lm, cframe *c)
             seg[i].off = t;
             t += seg[i].count;
             c->st.text_bytes += seg[i].len;
+        } else if (lm->p.binary) { /* in the chain's piece (the caller's) */
+            seg[i].kind = LMZ_SEG_CHAIN;
+            seg[i].count = 0;
+            c->st.binary_bytes += seg[i].len;
         } else {
             size_t k;
             seg[i].kind = binary_encode(lm, x, seg[i].len, bin + nbin, tmp, &k);
@@ -338,6 +430,12 @@ static void frame_head(lmz_lm *lm, cframe *c)
             c->st.binary_bytes += seg[i].len;
             c->st.binary_coded += k;
         }
+    }
+    int chained = 0;
+    for (size_t i = 0; i < ns; i++) chained |= seg[i].kind == LMZ_SEG_CHAIN;
+    if (chained != (c->f->chain_len > 0)) { /* the caller's piece is not of this plan */
+        c->err = LMZ_ERROR_PARAM;
+        goto out;
     }
     /* the segment table, then the binary bytes */
     uint8_t vb[32];
@@ -355,6 +453,12 @@ static void frame_head(lmz_lm *lm, cframe *c)
         vn = 1 + lmz_put_varint(vb + 1, seg[i].len);
         vn += lmz_put_varint(vb + vn, seg[i].count);
         EMIT(vb, vn);
+    }
+    if (chained) {
+        vn = lmz_put_varint(vb, c->f->chain_len);
+        EMIT(vb, vn);
+        EMIT(c->f->chain, c->f->chain_len);
+        c->st.binary_coded += vn + c->f->chain_len;
     }
     EMIT(bin, nbin);
 #undef EMIT
@@ -579,51 +683,108 @@ typedef struct {
     int32_t last;
 } dframe;
 
+/* what a method-2 payload's segment table says */
+typedef struct {
+    size_t ns;
+    uint64_t ntok, text_bytes;
+    size_t chain_off, chain_len, chain_bytes; /* the chain's piece (kind 4) */
+    size_t bin_off, bin_len;                  /* the coded bytes of kinds 1-3 */
+    size_t text_off;                          /* the tokens' range coder stream */
+} table_info;
+
+/* Parse and check the segment table of payload p[0..len) for a frame of
+ * orig bytes; the segments into seg when not NULL (room for t->ns, which
+ * a first call without seg finds). @return LMZ_OK or LMZ_ERROR_CORRUPT. */
+static int parse_table(const lmz_lm *lm, const uint8_t *p, size_t len, uint64_t orig, segment *seg, table_info *t)
+{
+    size_t pos = 0;
+    uint64_t ns, a, b, total = 0, bin = 0, chained = 0;
+    memset(t, 0, sizeof *t);
+    /* a segment takes at least 3 bytes of the table: no large allocation on a lying count */
+    if (lmz_get_varint(p, len, &pos, &ns) || ns == 0 || ns > orig || ns > len / 3) return LMZ_ERROR_CORRUPT;
+    t->ns = (size_t)ns;
+    for (size_t i = 0; i < ns; i++) {
+        if (pos >= len) return LMZ_ERROR_CORRUPT;
+        uint8_t k = p[pos++];
+        if (k > LMZ_SEG_CHAIN || (k == LMZ_SEG_CHAIN && !lm->p.binary) || lmz_get_varint(p, len, &pos, &a) ||
+            lmz_get_varint(p, len, &pos, &b))
+            return LMZ_ERROR_CORRUPT;
+        if (a == 0 || a > orig - total) return LMZ_ERROR_CORRUPT;
+        segment sg = {k, (size_t)a, (size_t)b, 0};
+        total += a;
+        if (k == LMZ_SEG_TEXT) {
+            if (b == 0 || b > a * TOKENS_PER_BYTE) return LMZ_ERROR_CORRUPT;
+            t->text_bytes += a;
+            sg.off = (size_t)t->ntok;
+            t->ntok += b;
+        } else if (k == LMZ_SEG_CHAIN) {
+            if (b != 0) return LMZ_ERROR_CORRUPT;
+            sg.off = (size_t)chained;
+            chained += a;
+        } else {
+            if (b == 0 || b > len) return LMZ_ERROR_CORRUPT;
+            sg.off = (size_t)bin;
+            bin += b;
+        }
+        if (seg) seg[i] = sg;
+    }
+    if (total != orig) return LMZ_ERROR_CORRUPT;
+    if (chained) {
+        uint64_t l;
+        if (lmz_get_varint(p, len, &pos, &l) || l == 0 || l > len - pos) return LMZ_ERROR_CORRUPT;
+        t->chain_off = pos;
+        t->chain_len = (size_t)l;
+        t->chain_bytes = (size_t)chained;
+        pos += (size_t)l;
+    }
+    if (bin > len - pos) return LMZ_ERROR_CORRUPT;
+    t->bin_off = pos;
+    t->bin_len = (size_t)bin;
+    t->text_off = pos + (size_t)bin;
+    return LMZ_OK;
+}
+
+int lmz_lm_frame_chain(const lmz_lm *lm, const uint8_t *payload, size_t comp_size, size_t orig_size, size_t *off,
+                       size_t *len, size_t *bytes)
+{
+    table_info t;
+    *off = *len = *bytes = 0;
+    int e = parse_table(lm, payload, comp_size, orig_size, NULL, &t);
+    if (e) return e;
+    *off = t.chain_off;
+    *len = t.chain_len;
+    *bytes = t.chain_bytes;
+    return LMZ_OK;
+}
+
 /* Parse the segment table, decode the binary segments, set up the text. */
 static int frame_open(lmz_lm *lm, lmz_lm_frame *f, dframe *d)
 {
     const uint8_t *p = f->payload;
-    size_t len = f->comp_size, pos = 0;
-    uint64_t ns, a, b;
-    /* a segment takes at least 3 bytes of the table: no large allocation on a lying count */
-    if (lmz_get_varint(p, len, &pos, &ns) || ns == 0 || ns > f->orig_size || ns > len / 3) return LMZ_ERROR_CORRUPT;
-    if (!(d->seg = calloc(ns, sizeof *d->seg))) return LMZ_ERROR_NOMEM;
-    d->ns = ns;
-    uint64_t total = 0, bin = 0, ntok = 0;
-    for (size_t i = 0; i < ns; i++) {
-        if (pos >= len) return LMZ_ERROR_CORRUPT;
-        uint8_t k = p[pos++];
-        if (k > LMZ_SEG_STORED || lmz_get_varint(p, len, &pos, &a) || lmz_get_varint(p, len, &pos, &b)) return LMZ_ERROR_CORRUPT;
-        if (a == 0 || a > f->orig_size - total) return LMZ_ERROR_CORRUPT;
-        d->seg[i].kind = k;
-        d->seg[i].len = (size_t)a;
-        total += a;
-        if (k == LMZ_SEG_TEXT) {
-            if (b == 0 || b > a * TOKENS_PER_BYTE) return LMZ_ERROR_CORRUPT;
-            d->text_bytes += (size_t)a;
-            d->seg[i].off = ntok;
-            ntok += b;
-        } else {
-            if (b == 0 || b > len) return LMZ_ERROR_CORRUPT;
-            d->seg[i].off = bin;
-            bin += b;
-        }
-        d->seg[i].count = (size_t)b;
-    }
-    if (total != f->orig_size || bin > len - pos) return LMZ_ERROR_CORRUPT;
+    const size_t len = f->comp_size;
+    table_info t;
+    int e = parse_table(lm, p, len, f->orig_size, NULL, &t);
+    if (e) return e;
+    if (!(d->seg = calloc(t.ns, sizeof *d->seg))) return LMZ_ERROR_NOMEM;
+    d->ns = t.ns;
+    parse_table(lm, p, len, f->orig_size, d->seg, &t);
+    if (t.chain_bytes && !f->chain_bytes) return LMZ_ERROR_CORRUPT; /* the caller has not decoded the piece */
+    d->text_bytes = (size_t)t.text_bytes;
     size_t at = 0;
-    for (size_t i = 0; i < ns; i++) {
-        if (d->seg[i].kind != LMZ_SEG_TEXT) {
-            int e = binary_decode(lm, d->seg[i].kind, p + pos + d->seg[i].off, d->seg[i].count, f->dst + at,
-                                  d->seg[i].len);
+    for (size_t i = 0; i < t.ns; i++) {
+        const segment *sg = &d->seg[i];
+        if (sg->kind == LMZ_SEG_CHAIN) {
+            memcpy(f->dst + at, f->chain_bytes + sg->off, sg->len);
+        } else if (sg->kind != LMZ_SEG_TEXT) {
+            e = binary_decode(lm, sg->kind, p + t.bin_off + sg->off, sg->count, f->dst + at, sg->len);
             if (e) return e;
         }
-        at += d->seg[i].len;
+        at += sg->len;
     }
-    pos += bin;
-    d->ntok = ntok;
-    if (ntok == 0) return pos == len ? LMZ_OK : LMZ_ERROR_CORRUPT;
-    d->toks = malloc(ntok * sizeof *d->toks);
+    size_t pos = t.text_off;
+    d->ntok = (size_t)t.ntok;
+    if (d->ntok == 0) return pos == len ? LMZ_OK : LMZ_ERROR_CORRUPT;
+    d->toks = malloc(d->ntok * sizeof *d->toks);
     d->st = lmz_state_new(lm->m);
     if (!d->toks || !d->st) return LMZ_ERROR_NOMEM;
     if (lm->p.ens.profile == LMZ_ENS_V1) lmz_rc_dec_init(&d->rc, p + pos, len - pos);

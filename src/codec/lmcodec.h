@@ -10,15 +10,21 @@
  * det-f32-v4 on, each token as the bits of its bytes, mixed with a byte
  * model that reads the text: src/codec/tokbits.h); the model
  * reads the start token, then every token of the frame's text segments in
- * order. Binary segments are coded alone with the byte model, or with raw
- * LZMA2, or stored: whichever is smallest.
+ * order. Printable runs the tokenizer spells nearly byte by byte are binary.
+ * Binary segments are coded alone with the byte model, or with raw LZMA2, or
+ * stored: whichever is smallest; in streams with the binary setting, all of
+ * a frame's binary segments instead go, as one piece, through the byte-model
+ * chain of the group (stream.c: the chain runs over the group's binary
+ * frames and these pieces in frame order).
  *
  * Payload of a method-2 frame:
  *   varint  number of segments (1 .. frame size)
  *   per segment:
- *     1       kind: 0 text, 1 byte model, 2 LZMA2, 3 stored
+ *     1       kind: 0 text, 1 byte model, 2 LZMA2, 3 stored, 4 the chain
+ *             (binary setting only)
  *     varint  original bytes (>= 1)
- *     varint  text: tokens; other kinds: coded bytes
+ *     varint  text: tokens; kinds 1-3: coded bytes; kind 4: 0
+ *   with kind-4 segments: varint L, then the chain's L coded bytes of them
  *   the binary segments' coded bytes, in order
  *   the range coder stream of all text tokens (the rest of the payload; from
  *   det-f32-v2 on the short form of rangecoder.h, lmz_rc_enc_finish_short)
@@ -53,6 +59,7 @@ typedef struct {
     unsigned text_min;   /* shortest text segment, 1 .. 65536 */
     uint32_t window;     /* llama KV window in tokens (0 = the model's) */
     unsigned table_bits; /* byte model of binary segments */
+    unsigned binary;     /* the binary setting: binary segments through the group's chain (kind 4) */
     unsigned threads;    /* the model's matrix-product threads */
     int ideal;           /* compression sums lmz_lm_stats.ideal_bits (a pass over the vocabulary a token) */
 } lmz_lm_params;
@@ -96,6 +103,8 @@ typedef struct {
     uint8_t *out;
     size_t cap;
     size_t out_len; /* out: the payload's size, or 0: it does not fit in cap, store the frame */
+    const uint8_t *chain; /* binary setting: the chain's coding of the frame's */
+    size_t chain_len;     /* binary segments (lmz_lm_binary_bytes), 0 if none */
 } lmz_lm_cframe;
 
 /* Code the k frames of one group (1 .. LMZ_ENS_STREAMS_MAX): their text
@@ -105,6 +114,30 @@ typedef struct {
  * decoder will see them. @return LMZ_OK or an lmz_error. */
 int lmz_lm_compress_group(lmz_lm *lm, lmz_lm_cframe *f, size_t k);
 
+/* Raw LZMA2 (liblzma preset 6e, dictionary the smallest power of two of at
+ * least 4 KiB holding n bytes, at most the preset's), as binary segments
+ * and method-4 frames use it. encode: @return the size in out[0..cap), 0
+ * when it does not fit; decode: LMZ_OK, LMZ_ERROR_CORRUPT (anything but
+ * exactly c bytes making exactly n) or LMZ_ERROR_NOMEM. */
+size_t lmz_lzma_encode(const uint8_t *src, size_t n, uint8_t *out, size_t cap);
+int lmz_lzma_decode(const uint8_t *in, size_t c, uint8_t *dst, size_t n);
+
+/* Whether the model should code src[0..n): at least an eighth of it is text
+ * the tokenizer reads as words (not printable runs it spells byte by byte).
+ * Frames that are not go to the byte model whole, as without a model. */
+int lmz_lm_frame_is_text(const lmz_lm *lm, const uint8_t *src, size_t n);
+
+/* The bytes of the binary segments of src[0..n), in order, into out (n
+ * bytes of room): what a frame's kind-4 segments hold. @return their
+ * count, or SIZE_MAX when memory is short. */
+size_t lmz_lm_binary_bytes(const lmz_lm *lm, const uint8_t *src, size_t n, uint8_t *out);
+
+/* Where the chain's piece of a method-2 payload lies: at payload[*off ..
+ * *off + *len), coding *bytes original bytes (all 0 when the frame has no
+ * kind-4 segment). @return LMZ_OK or LMZ_ERROR_CORRUPT. */
+int lmz_lm_frame_chain(const lmz_lm *lm, const uint8_t *payload, size_t comp_size, size_t orig_size, size_t *off,
+                       size_t *len, size_t *bytes);
+
 typedef struct {
     const uint8_t *payload;
     size_t comp_size;
@@ -112,6 +145,7 @@ typedef struct {
     size_t orig_size;
     size_t group; /* frames of one group (consecutive here) share an ensemble */
     int err;      /* out: LMZ_OK, LMZ_ERROR_CORRUPT or LMZ_ERROR_NOMEM */
+    const uint8_t *chain_bytes; /* binary setting: the kind-4 segments' bytes, as the chain decoded them */
 } lmz_lm_frame;
 
 /* Decode k frames, the text of all of them in lockstep. Never writes

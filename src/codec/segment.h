@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 /* segment kinds as the method-2 payload records them */
-enum { LMZ_SEG_TEXT = 0, LMZ_SEG_BYTEMODEL = 1, LMZ_SEG_LZMA = 2, LMZ_SEG_STORED = 3 };
+enum { LMZ_SEG_TEXT = 0, LMZ_SEG_BYTEMODEL = 1, LMZ_SEG_LZMA = 2, LMZ_SEG_STORED = 3, LMZ_SEG_CHAIN = 4 };
 
 /* Segments of src[0..n): kinds (LMZ_SEG_TEXT or LMZ_SEG_BYTEMODEL for
  * binary) and lengths into the caller's arrays of n entries at most.

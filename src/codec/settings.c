@@ -58,11 +58,15 @@ static const setting table[] = {
       "frames whose text shares one ensemble, decoded side by side (group x frame size at most 64M; "
       "default 64 or as many as fit)"},
      H(group), P(group), U32, 1, 1, 1},
+    {{"binary", LMZ_SET_BINARY, 1, 0, 1, 1,
+      "1: the frames of a group the model does not code (binary data) share one byte model, in frame "
+      "order; 0: each frame its own"},
+     H(binary), P(binary), U32, 1, 0, 0},
 };
 #undef H
 #undef P
 #define N_SETTINGS (sizeof table / sizeof *table)
-_Static_assert(sizeof(((lmz_params *)0)->group) == 4 && sizeof(((lmz_params *)0)->bias_lr) == 4 &&
+_Static_assert(sizeof(((lmz_params *)0)->group) == 4 && sizeof(((lmz_params *)0)->binary) == 4 && sizeof(((lmz_params *)0)->bias_lr) == 4 &&
                    sizeof(((lmz_header *)0)->table_bits) == 4 && sizeof(((lmz_header *)0)->mix_lr) == 4,
                "the table's fields are 32 bits");
 

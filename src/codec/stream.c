@@ -58,6 +58,7 @@ void lmz_params_default(lmz_params *p)
     p->stats = NULL;
     p->skip_mbits = 0;
     p->group = 0; /* automatic */
+    p->binary = 1;
     p->lm_profile = 0;
 }
 
@@ -91,6 +92,7 @@ static void lm_params_from_header(const lmz_header *h, unsigned threads, lmz_lm_
     lp->text_min = h->text_min;
     lp->window = h->window;
     lp->table_bits = h->table_bits;
+    lp->binary = h->binary;
     lp->threads = threads;
     lp->ideal = 0;
 }
@@ -256,9 +258,11 @@ static int next_run(const uint8_t *in, size_t len, size_t *o, uint64_t *gap, uin
     return 0;
 }
 
-/* Expand a method-3 payload into dst[0..n). @return LMZ_OK or
- * LMZ_ERROR_CORRUPT (never writes outside dst). */
-static int runs_decode(const uint8_t *in, size_t len, uint8_t *dst, size_t n, unsigned table_bits)
+/* Expand a method-3 payload into dst[0..n), its literals with a fresh byte
+ * model or, given one, the group's chain. @return LMZ_OK, LMZ_ERROR_NOMEM
+ * or LMZ_ERROR_CORRUPT (never writes outside dst). */
+static int runs_decode(const uint8_t *in, size_t len, uint8_t *dst, size_t n, unsigned table_bits,
+                       lmz_bytemodel *chain)
 {
     uint64_t nr, covered = 0, pos = 0, gap, run;
     uint8_t c;
@@ -276,12 +280,16 @@ static int runs_decode(const uint8_t *in, size_t len, uint8_t *dst, size_t n, un
         if (o != len) return LMZ_ERROR_CORRUPT;
     } else {
         if (o >= len) return LMZ_ERROR_CORRUPT;
-        lmz_bytemodel *m = lmz_bytemodel_create(lmz_bytemodel_table_bits(nlit, table_bits));
-        if (!m) return LMZ_ERROR_NOMEM;
         lmz_rc_dec rc;
         lmz_rc_dec_init(&rc, in + o, len - o);
-        lmz_bytemodel_decode(m, &rc, dst + (n - nlit), nlit); /* the literals at the end */
-        lmz_bytemodel_free(m);
+        if (chain) {
+            if (lmz_bytemodel_decode_next(chain, &rc, dst + (n - nlit), nlit)) return LMZ_ERROR_NOMEM;
+        } else {
+            lmz_bytemodel *m = lmz_bytemodel_create(lmz_bytemodel_table_bits(nlit, table_bits));
+            if (!m) return LMZ_ERROR_NOMEM;
+            lmz_bytemodel_decode(m, &rc, dst + (n - nlit), nlit); /* the literals at the end */
+            lmz_bytemodel_free(m);
+        }
         if (!lmz_rc_dec_finished_cleanly(&rc)) return LMZ_ERROR_CORRUPT;
     }
     /* move the literals forward to their places (never past their source,
@@ -337,21 +345,6 @@ static void lm_progress(void *o, double frac, double bits)
                         p->out0 + (uint64_t)(frac * (double)p->out_bytes));
 }
 
-/* The k frames of one group with the model (their text shares an ensemble). */
-static int group_compress(lmz_lm *lm, cjob *jobs, unsigned k)
-{
-    lmz_lm_cframe f[LMZ_GROUP_MAX];
-    for (unsigned i = 0; i < k; i++) f[i] = (lmz_lm_cframe){jobs[i].src, jobs[i].n, jobs[i].out, jobs[i].n - 1, 0};
-    int err = lmz_lm_compress_group(lm, f, k);
-    for (unsigned i = 0; i < k; i++) {
-        cjob *j = &jobs[i];
-        j->err = err;
-        j->method = f[i].out_len ? LMZ_METHOD_LM : LMZ_METHOD_STORED;
-        j->out_len = f[i].out_len ? (uint32_t)f[i].out_len : j->n;
-    }
-    return err;
-}
-
 /* src[0..n) with the byte model into out[0..cap): @return the coded size,
  * 0 if it does not fit, or (size_t)-1 when memory is short. */
 static size_t bm_encode(const uint8_t *src, size_t n, unsigned table_bits, uint8_t *out, size_t cap)
@@ -364,6 +357,171 @@ static size_t bm_encode(const uint8_t *src, size_t n, unsigned table_bits, uint8
     size_t len = lmz_rc_enc_finish(&rc);
     lmz_bytemodel_free(m);
     return len;
+}
+
+/* The byte model of a group's frames that the model does not code
+ * (setting binary = 1): one chain over them in frame order, its table sized
+ * for the group's bytes as a frame of that size would have it. */
+static unsigned chain_bits(const lmz_header *h)
+{
+    uint64_t len = (uint64_t)h->frame_size * (h->group ? h->group : 1);
+    if (h->size_hint != LMZ_SIZE_UNKNOWN && h->size_hint < len) len = h->size_hint;
+    if (len > LMZ_BM_CHAIN_MAX) len = LMZ_BM_CHAIN_MAX;
+    return lmz_bytemodel_table_bits((size_t)len, h->table_bits);
+}
+
+/* What a group's chain learns of a frame that is not the model's: its
+ * literals, the frame without its runs of one byte (runs_split), which
+ * method 3 codes with the chain; the whole frame when it has none. Both
+ * sides find them from the frame's bytes, whatever its method.
+ * @return 0, or -1 when memory is short. */
+static int chain_learn(lmz_bytemodel *chain, const uint8_t *src, size_t n)
+{
+    uint8_t *table = malloc(n), *lit = malloc(n);
+    size_t nlit = 0, tn = table && lit ? runs_split(src, n, table, n - 1, lit, &nlit) : 0;
+    int r = !table || !lit ? -1 : lmz_bytemodel_learn_next(chain, tn ? lit : src, tn ? nlit : n);
+    free(table);
+    free(lit);
+    return r;
+}
+
+/* a frame the model would not read (binary data): the byte model (with the
+ * group's chain: runs cut out first where there are any, method 3, else the
+ * whole frame, method 1), or stored */
+static void frame_bytemodel(cjob *j, lmz_bytemodel *chain)
+{
+    j->method = LMZ_METHOD_STORED;
+    j->out_len = j->n;
+    j->err = LMZ_OK;
+    if (!chain) {
+        size_t len = bm_encode(j->src, j->n, j->table_bits, j->out, j->n);
+        if (len == (size_t)-1) j->err = LMZ_ERROR_NOMEM;
+        else if (len > 0 && len < j->n) {
+            j->method = LMZ_METHOD_BYTEMODEL;
+            j->out_len = (uint32_t)len;
+        }
+        return;
+    }
+    uint8_t *lit = malloc(j->n);
+    if (!lit) {
+        j->err = LMZ_ERROR_NOMEM;
+        return;
+    }
+    size_t nlit = 0, tn = runs_split(j->src, j->n, j->out, j->n - 1, lit, &nlit);
+    const uint8_t *x = tn ? lit : j->src;
+    size_t nx = tn ? nlit : j->n, len = 0;
+    lmz_rc_enc rc;
+    lmz_rc_enc_init(&rc, j->out + tn, j->n - 1 - tn);
+    if (nx && lmz_bytemodel_encode_next(chain, &rc, x, nx)) j->err = LMZ_ERROR_NOMEM;
+    else if (nx) len = lmz_rc_enc_finish(&rc);
+    /* stored when it does not fit: the chain has learned the same bytes as
+     * the decoder's will (chain_learn) */
+    if (!j->err && (len > 0 || nx == 0) && tn + len < j->n) {
+        j->method = tn ? LMZ_METHOD_RUNS : LMZ_METHOD_BYTEMODEL;
+        j->out_len = (uint32_t)(tn + len);
+    }
+    /* raw LZMA2 where it is smaller (long repeats far apart: images, tables
+     * of records); the chain has learned the frame either way */
+    uint8_t *alt = j->err ? NULL : malloc(j->out_len);
+    size_t lz = alt && j->out_len > 1 ? lmz_lzma_encode(j->src, j->n, alt, j->out_len - 1) : 0;
+    if (!j->err && !alt) j->err = LMZ_ERROR_NOMEM;
+    if (lz > 0 && lz < j->out_len) {
+        j->method = LMZ_METHOD_LZMA;
+        j->out_len = (uint32_t)lz;
+        memcpy(j->out, alt, lz);
+    }
+    free(alt);
+    free(lit);
+}
+
+/* With the binary setting, the chain of a text frame: its binary segments'
+ * bytes (lmz_lm_binary_bytes) coded with the chain into *piece (malloc'd,
+ * *len bytes; 0 when the frame has none). @return LMZ_OK, LMZ_ERROR_NOMEM,
+ * or -1: the piece outgrew the frame (the chain has learned it: the frame
+ * is stored, as the decoder's chain_learn_text will assume). */
+static int chain_piece(lmz_lm *lm, lmz_bytemodel *chain, const uint8_t *src, size_t n, uint8_t **piece, size_t *len)
+{
+    *piece = NULL;
+    *len = 0;
+    uint8_t *bin = malloc(n), *out = malloc(n);
+    size_t nb = bin ? lmz_lm_binary_bytes(lm, src, n, bin) : SIZE_MAX;
+    int r = LMZ_OK;
+    if (nb == SIZE_MAX || !out) {
+        r = LMZ_ERROR_NOMEM;
+    } else if (nb) {
+        lmz_rc_enc rc;
+        lmz_rc_enc_init(&rc, out, n);
+        if (lmz_bytemodel_encode_next(chain, &rc, bin, nb)) r = LMZ_ERROR_NOMEM;
+        else if ((*len = lmz_rc_enc_finish(&rc)) == 0) r = -1;
+    }
+    free(bin);
+    if (r == LMZ_OK && *len) *piece = out;
+    else free(out);
+    return r;
+}
+
+/* What the chain learns of a stored frame: of a text frame (as the model
+ * would have read it), its binary segments; of another, chain_learn. */
+static int chain_learn_stored(lmz_lm *lm, lmz_bytemodel *chain, const uint8_t *src, size_t n)
+{
+    if (n < 2 || !lmz_lm_frame_is_text(lm, src, n)) return chain_learn(chain, src, n);
+    uint8_t *bin = malloc(n);
+    size_t nb = bin ? lmz_lm_binary_bytes(lm, src, n, bin) : SIZE_MAX;
+    int r = nb == SIZE_MAX ? -1 : lmz_bytemodel_learn_next(chain, bin, nb);
+    free(bin);
+    return r;
+}
+
+/* The k frames of one group: the text frames with the model (their text
+ * shares an ensemble, in frame order, as the decoder meets them), the
+ * others, mostly binary, with the byte model. With the binary setting, one
+ * chain runs in frame order over the binary frames and the text frames'
+ * binary segments (and learns what ends up stored); without, each binary
+ * frame and segment has a model of its own. */
+static int group_compress(lmz_lm *lm, const lmz_header *h, cjob *jobs, unsigned k)
+{
+    lmz_lm_cframe f[LMZ_GROUP_MAX];
+    unsigned idx[LMZ_GROUP_MAX], nf = 0;
+    int text[LMZ_GROUP_MAX], err = LMZ_OK;
+    uint8_t *piece[LMZ_GROUP_MAX] = {NULL};
+    lmz_bytemodel *chain = h->binary ? lmz_bytemodel_create(chain_bits(h)) : NULL;
+    if (h->binary && !chain) err = LMZ_ERROR_NOMEM;
+    for (unsigned i = 0; i < k && !err; i++) {
+        cjob *j = &jobs[i];
+        text[i] = j->n >= 2 && lmz_lm_frame_is_text(lm, j->src, j->n);
+        if (!text[i]) {
+            frame_bytemodel(j, chain);
+            err = j->err;
+            continue;
+        }
+        size_t plen = 0;
+        if (chain) {
+            int r = chain_piece(lm, chain, j->src, j->n, &piece[i], &plen);
+            if (r == -1) { /* stored; the chain has learned its binary segments */
+                text[i] = 0;
+                j->method = LMZ_METHOD_STORED;
+                j->out_len = j->n;
+                continue;
+            }
+            if ((err = r) != LMZ_OK) break;
+        }
+        idx[nf] = i;
+        f[nf++] = (lmz_lm_cframe){j->src, j->n, j->out, j->n - 1, 0, piece[i], plen};
+    }
+    if (!err && nf) {
+        err = lmz_lm_compress_group(lm, f, nf);
+        for (unsigned i = 0; i < nf; i++) { /* stored when it does not fit: the chain has learned */
+            cjob *j = &jobs[idx[i]];           /* its binary segments, as chain_learn_stored does */
+            j->method = f[i].out_len ? LMZ_METHOD_LM : LMZ_METHOD_STORED;
+            j->out_len = f[i].out_len ? (uint32_t)f[i].out_len : j->n;
+        }
+    }
+    for (unsigned i = 0; i < k; i++) {
+        free(piece[i]);
+        jobs[i].err = err;
+    }
+    lmz_bytemodel_free(chain);
+    return err;
 }
 
 static void frame_compress(cjob *j)
@@ -413,7 +571,7 @@ static void frame_decompress(djob *j)
     if (j->fh.method == LMZ_METHOD_STORED) {
         memcpy(j->dst, j->payload, j->fh.orig_size);
     } else if (j->fh.method == LMZ_METHOD_RUNS) {
-        if ((j->err = runs_decode(j->payload, j->fh.comp_size, j->dst, j->fh.orig_size, j->table_bits)) != LMZ_OK)
+        if ((j->err = runs_decode(j->payload, j->fh.comp_size, j->dst, j->fh.orig_size, j->table_bits, NULL)) != LMZ_OK)
             return;
     } else {
         lmz_bytemodel *m =
@@ -568,7 +726,7 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
             lm_progress_ctx pc = {io, total_in, total_out, 0, 0, 1};
             for (unsigned i = 0; i < k; i++) pc.in_bytes += jobs[i].n;
             lmz_lm_set_progress(lm, io->progress ? lm_progress : NULL, &pc);
-            group_compress(lm, jobs, k);
+            group_compress(lm, &h, jobs, k);
             lmz_lm_set_progress(lm, NULL, NULL);
         } else {
             run_parallel(cjob_thread, jobs, sizeof *jobs, k);
@@ -691,31 +849,96 @@ typedef struct {
     size_t dst_cap;
 } dbuf;
 
+/* A stored, byte-model or runs frame of a group's chain (setting binary = 1). */
+static void frame_decompress_chained(lmz_lm *lm, djob *j, lmz_bytemodel *chain)
+{
+    const size_t n = j->fh.orig_size;
+    j->err = LMZ_OK;
+    if (j->fh.method == LMZ_METHOD_STORED) {
+        memcpy(j->dst, j->payload, n);
+        if (chain_learn_stored(lm, chain, j->dst, n)) j->err = LMZ_ERROR_NOMEM;
+    } else if (j->fh.method == LMZ_METHOD_LZMA) { /* a binary frame: the chain learns as it coded */
+        if ((j->err = lmz_lzma_decode(j->payload, j->fh.comp_size, j->dst, n)) == LMZ_OK && chain_learn(chain, j->dst, n))
+            j->err = LMZ_ERROR_NOMEM;
+    } else if (j->fh.method == LMZ_METHOD_RUNS) {
+        j->err = runs_decode(j->payload, j->fh.comp_size, j->dst, n, j->table_bits, chain);
+    } else {
+        lmz_rc_dec rc;
+        lmz_rc_dec_init(&rc, j->payload, j->fh.comp_size);
+        if (lmz_bytemodel_decode_next(chain, &rc, j->dst, n)) j->err = LMZ_ERROR_NOMEM;
+        else if (!lmz_rc_dec_finished_cleanly(&rc)) j->err = LMZ_ERROR_CORRUPT;
+    }
+    if (!j->err && XXH64(j->dst, n, 0) != j->fh.checksum) j->err = LMZ_ERROR_CHECKSUM;
+}
+
+/* The chain's piece of a method-2 frame into *bytes (malloc'd; NULL when
+ * the frame has none). @return LMZ_OK or an lmz_error. */
+static int chain_piece_decode(lmz_lm *lm, const djob *j, lmz_bytemodel *chain, uint8_t **bytes)
+{
+    size_t off, len, nb;
+    *bytes = NULL;
+    int e = lmz_lm_frame_chain(lm, j->payload, j->fh.comp_size, j->fh.orig_size, &off, &len, &nb);
+    if (e || nb == 0) return e;
+    if (!(*bytes = malloc(nb))) return LMZ_ERROR_NOMEM;
+    lmz_rc_dec rc;
+    lmz_rc_dec_init(&rc, j->payload + off, len);
+    if (lmz_bytemodel_decode_next(chain, &rc, *bytes, nb)) return LMZ_ERROR_NOMEM;
+    return lmz_rc_dec_finished_cleanly(&rc) ? LMZ_OK : LMZ_ERROR_CORRUPT;
+}
+
 /* Decode the k frames of jobs: with a model, its frames in lockstep and
- * the others (stored, byte model) one by one; without, in parallel. */
-static void decode_batch(lmz_lm *lm, unsigned group, djob *jobs, unsigned k, unsigned nt, lmz_lm_frame *lf)
+ * the others (stored, byte model) one by one; with the binary setting,
+ * first each group's chain in frame order over its binary frames and the
+ * pieces of its text frames. Without a model, frames in parallel. */
+static void decode_batch(lmz_lm *lm, const lmz_header *h, djob *jobs, unsigned k, unsigned nt, lmz_lm_frame *lf)
 {
     if (!lm) {
         for (unsigned i = 0; i < k; i += nt) run_parallel(djob_thread, jobs + i, sizeof *jobs, k - i < nt ? k - i : nt);
         return;
     }
-    unsigned nl = 0;
+    const unsigned group = h->group;
+    unsigned nl = 0, chain_group = 0;
+    int broken = 0; /* the chain met damage: the rest of its group fails */
+    lmz_bytemodel *chain = NULL;
+    uint8_t **pieces = calloc(k, sizeof *pieces);
     for (unsigned i = 0; i < k; i++) {
         djob *j = &jobs[i];
-        if (j->fh.method != LMZ_METHOD_LM) {
+        j->err = LMZ_OK;
+        if (!pieces) {
+            j->err = LMZ_ERROR_NOMEM;
+            continue;
+        }
+        if (h->binary) {
+            if (chain && chain_group != i / group) {
+                lmz_bytemodel_free(chain);
+                chain = NULL;
+                broken = 0;
+            }
+            chain_group = i / group;
+            if (!chain && !(chain = lmz_bytemodel_create(chain_bits(h)))) j->err = LMZ_ERROR_NOMEM;
+            else if (broken) j->err = LMZ_ERROR_CORRUPT;
+            else if (j->fh.method != LMZ_METHOD_LM) frame_decompress_chained(lm, j, chain);
+            else j->err = chain_piece_decode(lm, j, chain, &pieces[i]);
+            if (j->err) broken = 1;
+            if (j->err || j->fh.method != LMZ_METHOD_LM) continue;
+        } else if (j->fh.method != LMZ_METHOD_LM) {
             frame_decompress(j);
             continue;
         }
-        lf[nl++] = (lmz_lm_frame){j->payload, j->fh.comp_size, j->dst, j->fh.orig_size, i / group, LMZ_OK};
+        lf[nl++] = (lmz_lm_frame){j->payload, j->fh.comp_size, j->dst, j->fh.orig_size, i / group, LMZ_OK, pieces[i]};
     }
+    lmz_bytemodel_free(chain);
     lmz_lm_decompress_frames(lm, lf, nl);
     nl = 0;
     for (unsigned i = 0; i < k; i++) {
         djob *j = &jobs[i];
-        if (j->fh.method != LMZ_METHOD_LM) continue;
+        if (j->fh.method != LMZ_METHOD_LM || j->err) continue;
         j->err = lf[nl++].err;
         if (!j->err && XXH64(j->dst, j->fh.orig_size, 0) != j->fh.checksum) j->err = LMZ_ERROR_CHECKSUM;
     }
+    if (pieces)
+        for (unsigned i = 0; i < k; i++) free(pieces[i]);
+    free(pieces);
 }
 
 /* The models one decompression call has loaded itself (from a path), kept
@@ -766,6 +989,7 @@ static uint64_t frame_need(const lmz_frame_header *fh, unsigned table_bits, cons
     if (fh->method == LMZ_METHOD_BYTEMODEL || fh->method == LMZ_METHOD_RUNS)
         m += lmz_bytemodel_mem(lmz_bytemodel_table_bits(fh->orig_size, table_bits));
     if (fh->method == LMZ_METHOD_LM && lm) m += lmz_lm_mem_frame(lm, fh->orig_size);
+    if (fh->method == LMZ_METHOD_LZMA) m += 2 * (uint64_t)fh->orig_size + (1u << 20); /* dictionary and state */
     return m;
 }
 
@@ -811,6 +1035,7 @@ static int decompress_limited(const lmz_dparams *dp, const lmz_io *io, uint64_t 
             unsigned k = 0;
             uint64_t batch_bytes = 0, need = 0, batch_in0 = r->consumed;
             if (lm && h.group > 1) need = lmz_lm_mem_group(lm, (uint64_t)h.frame_size * h.group);
+            if (lm && h.binary) need += lmz_bytemodel_mem(chain_bits(&h)) + LMZ_BM_CHAIN_MAX;
             while (k < nb && (!lm || h.group > 1 || batch_bytes < BATCH_BYTES)) { /* gather a batch of frames */
                 djob *j = &jobs[k];
                 if (carried) {
@@ -871,7 +1096,7 @@ static int decompress_limited(const lmz_dparams *dp, const lmz_io *io, uint64_t 
             if (k) {
                 lm_progress_ctx pc = {io, batch_in0, out_total - batch_bytes, r->consumed - batch_in0, batch_bytes, 0};
                 if (lm) lmz_lm_set_progress(lm, io->progress ? lm_progress : NULL, &pc);
-                decode_batch(lm, h.group, jobs, k, nt, lf);
+                decode_batch(lm, &h, jobs, k, nt, lf);
                 if (lm) lmz_lm_set_progress(lm, NULL, NULL);
             }
             unsigned side = lm || k < nt ? k : nt; /* frames decoded side by side */

@@ -277,6 +277,9 @@ struct lmz_bytemodel {
     uint32_t *o1_cur;
 
     bm_ctx own;             /* the stream of lmz_bytemodel_encode / _decode */
+    uint8_t *hist;          /* lmz_bytemodel_*_next: the bytes of the chain so far */
+    size_t hist_cap;
+    int chained;            /* own has started a chain */
 
     /* match model's confidence */
     int mbit;               /* predicted bit, or -1 */
@@ -332,6 +335,7 @@ void lmz_bytemodel_free(lmz_bytemodel *m)
     if (m->table) munmap(m->table, m->table_size);
     free(m->o1);
     free(m->own.mtab);
+    free(m->hist);
     for (int i = 0; i < N_MIX; i++) free(m->w[i]);
     free(m->a1.t);
     free(m->a2.t);
@@ -676,11 +680,11 @@ static void start(lmz_bytemodel *m, bm_ctx *s, const uint8_t *buf)
     set_slots(m, s, s->next_h[0]);
 }
 
-LMZ_MULTIVERSION
-void lmz_bytemodel_encode(lmz_bytemodel *m, lmz_rc_enc *rc, const uint8_t *src, size_t n)
+/* the coding loop of the model's own stream (inlined into each clone) */
+static inline __attribute__((always_inline)) void encode_bytes(lmz_bytemodel *m, lmz_rc_enc *rc,
+                                                               const uint8_t *src, size_t n)
 {
     bm_ctx *s = &m->own;
-    start(m, s, src);
     for (size_t i = 0; i < n; i++) {
         int c = src[i];
         for (int b = 7; b >= 0; b--) {
@@ -689,6 +693,13 @@ void lmz_bytemodel_encode(lmz_bytemodel *m, lmz_rc_enc *rc, const uint8_t *src, 
             update(m, s, y);
         }
     }
+}
+
+LMZ_MULTIVERSION
+void lmz_bytemodel_encode(lmz_bytemodel *m, lmz_rc_enc *rc, const uint8_t *src, size_t n)
+{
+    start(m, &m->own, src);
+    encode_bytes(m, rc, src, n);
 }
 
 LMZ_MULTIVERSION
@@ -704,6 +715,78 @@ void lmz_bytemodel_decode(lmz_bytemodel *m, lmz_rc_dec *rc, uint8_t *dst, size_t
             update(m, s, y);
         }
     }
+}
+
+/* ---- chains: buffers coded one after another as one ----------------------- */
+
+/* Room for n more bytes of the chain: a chain that would pass
+ * LMZ_BM_CHAIN_MAX starts again (empty history and match table; the
+ * model's tables, counters, mixers and maps keep what they learned).
+ * @return the place of the n bytes, or NULL when memory is short. */
+static uint8_t *chain_room(lmz_bytemodel *m, size_t n)
+{
+    bm_ctx *s = &m->own;
+    if (m->chained && (s->pos + n > LMZ_BM_CHAIN_MAX || s->pos + n < s->pos)) {
+        m->chained = 0;
+        memset(s->mtab, 0, ((size_t)s->mmask + 1) * sizeof *s->mtab);
+        s->mlen = 0;
+    }
+    size_t have = m->chained ? s->pos : 0, want = have + n;
+    if (want > m->hist_cap) {
+        size_t cap = m->hist_cap ? m->hist_cap : 4096;
+        while (cap < want) cap *= 2;
+        uint8_t *h = realloc(m->hist, cap);
+        if (!h) return NULL;
+        m->hist = h;
+        m->hist_cap = cap;
+    }
+    if (!m->chained) {
+        start(m, s, m->hist);
+        m->chained = 1;
+    }
+    s->buf = m->hist;
+    return m->hist + have;
+}
+
+LMZ_MULTIVERSION
+int lmz_bytemodel_encode_next(lmz_bytemodel *m, lmz_rc_enc *rc, const uint8_t *src, size_t n)
+{
+    if (n == 0) return 0;
+    uint8_t *h = chain_room(m, n);
+    if (!h) return -1;
+    memcpy(h, src, n); /* the match model reads only bytes before the one coded */
+    encode_bytes(m, rc, src, n);
+    return 0;
+}
+
+int lmz_bytemodel_learn_next(lmz_bytemodel *m, const uint8_t *src, size_t n)
+{
+    lmz_rc_enc rc;
+    uint8_t none;
+    lmz_rc_enc_init(&rc, &none, 0); /* writes nothing */
+    return lmz_bytemodel_encode_next(m, &rc, src, n);
+}
+
+LMZ_MULTIVERSION
+int lmz_bytemodel_decode_next(lmz_bytemodel *m, lmz_rc_dec *rc, uint8_t *dst, size_t n)
+{
+    if (n == 0) return 0;
+    uint8_t *h = chain_room(m, n);
+    if (!h) return -1;
+    bm_ctx *s = &m->own;
+    for (size_t i = 0; i < n; i++) {
+        if (rc->overrun || rc->corrupt) { /* damaged: the chain ends here */
+            m->chained = 0;
+            return 0;
+        }
+        for (int b = 7; b >= 0; b--) {
+            int y = lmz_rc_decode_bit(rc, (uint32_t)predict(m, s) << 4);
+            if (b == 0) h[i] = (uint8_t)((s->c0 << 1) | (uint32_t)y);
+            update(m, s, y);
+        }
+    }
+    memcpy(dst, h, n);
+    return 0;
 }
 
 /* ======================================================================== */

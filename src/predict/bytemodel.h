@@ -60,6 +60,22 @@ void lmz_bytemodel_encode(lmz_bytemodel *m, lmz_rc_enc *rc,
 void lmz_bytemodel_decode(lmz_bytemodel *m, lmz_rc_dec *rc, uint8_t *dst,
                           size_t n);
 
+/* Chains: buffers coded one after another as if they were one (binary
+ * frames of a language-model stream share a model this way). The first
+ * call starts the chain as lmz_bytemodel_encode does; later calls go on
+ * with every context and the match model over the bytes before. A chain
+ * that would pass LMZ_BM_CHAIN_MAX bytes starts again before the buffer
+ * (history and match table emptied, what the model learned kept), so its
+ * memory stays bounded. _learn_next runs the model over bytes known to
+ * both sides (no coded output). A model coded with _next must not be
+ * passed to lmz_bytemodel_encode / _decode. @return 0, or -1 when memory
+ * is short (the chain is then unusable). A damaged input ends decoding at
+ * once, as lmz_bytemodel_decode does; the caller drops the stream. */
+#define LMZ_BM_CHAIN_MAX (4u << 20)
+int lmz_bytemodel_encode_next(lmz_bytemodel *m, lmz_rc_enc *rc, const uint8_t *src, size_t n);
+int lmz_bytemodel_learn_next(lmz_bytemodel *m, const uint8_t *src, size_t n);
+int lmz_bytemodel_decode_next(lmz_bytemodel *m, lmz_rc_dec *rc, uint8_t *dst, size_t n);
+
 /* Streams over one shared model (profile det-f32-v4 mixes the byte model into
  * the coding of tokens, the text of a group's frames in lockstep): each
  * stream has its own history, place in the byte and match model; the hashed

@@ -78,6 +78,81 @@ TEST(bytemodel_round_trip_and_determinism)
     free(back);
 }
 
+/* binary records, 4 bytes each, counting from `from` */
+static void records(uint8_t *b, size_t n, unsigned from)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned r = from + (unsigned)(i / 4);
+        b[i] = (uint8_t)(i % 4 == 0 ? r : i % 4 == 1 ? r >> 8 : i % 4 == 2 ? 2 : 1);
+    }
+}
+
+/* code pieces[0..k) with one chain (the learned ones without output) and
+ * decode them with another; @return the coded size of the last piece */
+static size_t chain_round_trip(uint8_t **piece, const size_t *len, const int *learned, size_t k)
+{
+    lmz_bytemodel *e = lmz_bytemodel_create(16), *d = lmz_bytemodel_create(16);
+    CHECK(e && d);
+    size_t last = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (learned[i]) {
+            CHECK_EQ_U64(lmz_bytemodel_learn_next(e, piece[i], len[i]), 0);
+            CHECK_EQ_U64(lmz_bytemodel_learn_next(d, piece[i], len[i]), 0);
+            continue;
+        }
+        uint8_t *c = malloc(len[i] + 64), *back = malloc(len[i]);
+        lmz_rc_enc rc;
+        lmz_rc_enc_init(&rc, c, len[i] + 64);
+        CHECK_EQ_U64(lmz_bytemodel_encode_next(e, &rc, piece[i], len[i]), 0);
+        last = lmz_rc_enc_finish(&rc);
+        CHECK(last > 0);
+        lmz_rc_dec rd;
+        lmz_rc_dec_init(&rd, c, last);
+        CHECK_EQ_U64(lmz_bytemodel_decode_next(d, &rd, back, len[i]), 0);
+        CHECK(lmz_rc_dec_finished_cleanly(&rd) && memcmp(back, piece[i], len[i]) == 0);
+        free(c);
+        free(back);
+    }
+    lmz_bytemodel_free(e);
+    lmz_bytemodel_free(d);
+    return last;
+}
+
+/* A chain codes buffers one after another as one: the third piece, the
+ * first again after random bytes the chain only learned, costs far less
+ * than it does alone (the match model reaches back over the pieces); the pieces decode with a chain of their own. A chain past
+ * LMZ_BM_CHAIN_MAX starts again on both sides alike (not under
+ * LMZ_TEST_QUICK: it takes a few seconds). */
+TEST(bytemodel_chain)
+{
+    size_t len[3] = {8192, 4096, 8192};
+    uint8_t *piece[3] = {malloc(len[0]), random_bytes(len[1], 5), malloc(len[2])};
+    records(piece[0], len[0], 0);
+    records(piece[2], len[2], 0); /* piece 0 again: the match model finds it */
+    int learned[3] = {0, 1, 0};
+    size_t chained = chain_round_trip(piece, len, learned, 3);
+    uint8_t *c = malloc(len[2] + 64);
+    lmz_bytemodel *m = lmz_bytemodel_create(16);
+    lmz_rc_enc rc;
+    lmz_rc_enc_init(&rc, c, len[2] + 64);
+    lmz_bytemodel_encode(m, &rc, piece[2], len[2]);
+    size_t alone = lmz_rc_enc_finish(&rc);
+    lmz_bytemodel_free(m);
+    CHECK(chained > 0 && chained * 4 < alone);
+    free(c);
+    for (int i = 0; i < 3; i++) free(piece[i]);
+    if (getenv("LMZ_TEST_QUICK")) return;
+    size_t big[3] = {1800000, 1800000, 1800000}; /* the third passes 4 MiB: a new chain */
+    uint8_t *bp[3];
+    for (int i = 0; i < 3; i++) {
+        bp[i] = malloc(big[i]);
+        records(bp[i], big[i], (unsigned)i * 7919);
+    }
+    int none[3] = {0, 0, 0};
+    chain_round_trip(bp, big, none, 3);
+    for (int i = 0; i < 3; i++) free(bp[i]);
+}
+
 TEST(bytemodel_table_bits_rule)
 {
     CHECK_EQ_U64(lmz_bytemodel_table_bits(1, 22), 12);
@@ -416,7 +491,7 @@ TEST(stream_settings_table)
 {
     size_t n = 0;
     const lmz_setting *t = lmz_settings(&n);
-    CHECK(n == 12 && t[0].id == 1 && strcmp(t[0].name, "frame-size") == 0);
+    CHECK(n == 13 && t[0].id == 1 && strcmp(t[0].name, "frame-size") == 0);
     for (size_t i = 1; i < n; i++) CHECK(t[i].id > t[i - 1].id); /* id order: the header's order */
     lmz_params p;
     lmz_params_default(&p);
