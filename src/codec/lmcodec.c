@@ -348,43 +348,30 @@ static size_t plan_segments(const lmz_lm *lm, const uint8_t *src, size_t n, uint
     return o;
 }
 
-int lmz_lm_frame_is_text(const lmz_lm *lm, const uint8_t *src, size_t n)
+int lmz_lm_frame_plan(const lmz_lm *lm, const uint8_t *src, size_t n, uint8_t *bin, size_t *nbin)
 {
-    uint8_t *kinds = malloc(n ? n : 1);
-    size_t *lens = malloc((n ? n : 1) * sizeof *lens);
-    segment *seg = malloc((n ? n : 1) * sizeof *seg);
-    int text = 1; /* short of memory: the model's path, which reports it */
+    if (nbin) *nbin = 0;
+    if (n < 2) return 0;
+    uint8_t *kinds = malloc(n);
+    size_t *lens = malloc(n * sizeof *lens);
+    segment *seg = malloc(n * sizeof *seg);
+    int text = -1;
     if (kinds && lens && seg) {
-        size_t ntok, nt = 0, ns = plan_segments(lm, src, n, kinds, lens, seg, &ntok);
+        size_t ntok, nt = 0, nb = 0, ns = plan_segments(lm, src, n, kinds, lens, seg, &ntok);
         for (size_t i = 0; i < ns; i++)
             if (seg[i].kind == LMZ_SEG_TEXT) nt += seg[i].len;
         text = nt * TEXT_FRAME_DEN >= n;
+        for (size_t i = 0; text && bin && i < ns; i++)
+            if (seg[i].kind != LMZ_SEG_TEXT) {
+                memcpy(bin + nb, src + seg[i].off, seg[i].len);
+                nb += seg[i].len;
+            }
+        if (nbin) *nbin = nb;
     }
     free(kinds);
     free(lens);
     free(seg);
     return text;
-}
-
-size_t lmz_lm_binary_bytes(const lmz_lm *lm, const uint8_t *src, size_t n, uint8_t *out)
-{
-    uint8_t *kinds = malloc(n ? n : 1);
-    size_t *lens = malloc((n ? n : 1) * sizeof *lens);
-    segment *seg = malloc((n ? n : 1) * sizeof *seg);
-    size_t o = SIZE_MAX;
-    if (kinds && lens && seg) {
-        size_t ntok, ns = plan_segments(lm, src, n, kinds, lens, seg, &ntok);
-        o = 0;
-        for (size_t i = 0; i < ns; i++)
-            if (seg[i].kind != LMZ_SEG_TEXT) {
-                memcpy(out + o, src + seg[i].off, seg[i].len);
-                o += seg[i].len;
-            }
-    }
-    free(kinds);
-    free(lens);
-    free(seg);
-    return o;
 }
 
 /* Segment table and binary segments of one frame into out; its tokens. */

@@ -104,7 +104,7 @@ typedef struct {
     size_t cap;
     size_t out_len; /* out: the payload's size, or 0: it does not fit in cap, store the frame */
     const uint8_t *chain; /* binary setting: the chain's coding of the frame's */
-    size_t chain_len;     /* binary segments (lmz_lm_binary_bytes), 0 if none */
+    size_t chain_len;     /* binary segments (lmz_lm_frame_plan), 0 if none */
 } lmz_lm_cframe;
 
 /* Code the k frames of one group (1 .. LMZ_ENS_STREAMS_MAX): their text
@@ -123,14 +123,13 @@ size_t lmz_lzma_encode(const uint8_t *src, size_t n, uint8_t *out, size_t cap);
 int lmz_lzma_decode(const uint8_t *in, size_t c, uint8_t *dst, size_t n);
 
 /* Whether the model should code src[0..n): at least an eighth of it is text
- * the tokenizer reads as words (not printable runs it spells byte by byte).
- * Frames that are not go to the byte model whole, as without a model. */
-int lmz_lm_frame_is_text(const lmz_lm *lm, const uint8_t *src, size_t n);
-
-/* The bytes of the binary segments of src[0..n), in order, into out (n
- * bytes of room): what a frame's kind-4 segments hold. @return their
- * count, or SIZE_MAX when memory is short. */
-size_t lmz_lm_binary_bytes(const lmz_lm *lm, const uint8_t *src, size_t n, uint8_t *out);
+ * the tokenizer reads as words (not printable runs it spells byte by byte),
+ * and it has two bytes or more. Frames that are not go to the byte model
+ * whole, as without a model. For a text frame and a bin (n bytes of room)
+ * that is not NULL, the bytes of its binary segments in order, what its
+ * kind-4 segments hold, go to bin and their count to *nbin (nbin may be
+ * NULL; 0 otherwise). @return 1 text, 0 not, -1 when memory is short. */
+int lmz_lm_frame_plan(const lmz_lm *lm, const uint8_t *src, size_t n, uint8_t *bin, size_t *nbin);
 
 /* Where the chain's piece of a method-2 payload lies: at payload[*off ..
  * *off + *len), coding *bytes original bytes (all 0 when the frame has no

@@ -258,6 +258,16 @@ static int next_run(const uint8_t *in, size_t len, size_t *o, uint64_t *gap, uin
     return 0;
 }
 
+/* Decode n bytes of the chain from in[0..len) into dst: @return LMZ_OK,
+ * LMZ_ERROR_NOMEM or LMZ_ERROR_CORRUPT (the stream not used exactly). */
+static int chain_decode(lmz_bytemodel *chain, const uint8_t *in, size_t len, uint8_t *dst, size_t n)
+{
+    lmz_rc_dec rc;
+    lmz_rc_dec_init(&rc, in, len);
+    if (lmz_bytemodel_decode_next(chain, &rc, dst, n)) return LMZ_ERROR_NOMEM;
+    return lmz_rc_dec_finished_cleanly(&rc) ? LMZ_OK : LMZ_ERROR_CORRUPT;
+}
+
 /* Expand a method-3 payload into dst[0..n), its literals with a fresh byte
  * model or, given one, the group's chain. @return LMZ_OK, LMZ_ERROR_NOMEM
  * or LMZ_ERROR_CORRUPT (never writes outside dst). */
@@ -280,17 +290,18 @@ static int runs_decode(const uint8_t *in, size_t len, uint8_t *dst, size_t n, un
         if (o != len) return LMZ_ERROR_CORRUPT;
     } else {
         if (o >= len) return LMZ_ERROR_CORRUPT;
-        lmz_rc_dec rc;
-        lmz_rc_dec_init(&rc, in + o, len - o);
-        if (chain) {
-            if (lmz_bytemodel_decode_next(chain, &rc, dst + (n - nlit), nlit)) return LMZ_ERROR_NOMEM;
+        if (chain) { /* the literals at the end */
+            int e = chain_decode(chain, in + o, len - o, dst + (n - nlit), nlit);
+            if (e) return e;
         } else {
             lmz_bytemodel *m = lmz_bytemodel_create(lmz_bytemodel_table_bits(nlit, table_bits));
             if (!m) return LMZ_ERROR_NOMEM;
-            lmz_bytemodel_decode(m, &rc, dst + (n - nlit), nlit); /* the literals at the end */
+            lmz_rc_dec rc;
+            lmz_rc_dec_init(&rc, in + o, len - o);
+            lmz_bytemodel_decode(m, &rc, dst + (n - nlit), nlit);
             lmz_bytemodel_free(m);
+            if (!lmz_rc_dec_finished_cleanly(&rc)) return LMZ_ERROR_CORRUPT;
         }
-        if (!lmz_rc_dec_finished_cleanly(&rc)) return LMZ_ERROR_CORRUPT;
     }
     /* move the literals forward to their places (never past their source,
      * so in increasing order nothing unread is overwritten), filling each
@@ -359,6 +370,18 @@ static size_t bm_encode(const uint8_t *src, size_t n, unsigned table_bits, uint8
     return len;
 }
 
+/* The whole frame with a fresh byte model (method 1) where that shrinks it;
+ * j stays as it is (stored) otherwise. */
+static void frame_bm(cjob *j)
+{
+    size_t len = bm_encode(j->src, j->n, j->table_bits, j->out, j->n);
+    if (len == (size_t)-1) j->err = LMZ_ERROR_NOMEM;
+    else if (len > 0 && len < j->n) {
+        j->method = LMZ_METHOD_BYTEMODEL;
+        j->out_len = (uint32_t)len;
+    }
+}
+
 /* The byte model of a group's frames that the model does not code
  * (setting binary = 1): one chain over them in frame order, its table sized
  * for the group's bytes as a frame of that size would have it. */
@@ -394,12 +417,7 @@ static void frame_bytemodel(cjob *j, lmz_bytemodel *chain)
     j->out_len = j->n;
     j->err = LMZ_OK;
     if (!chain) {
-        size_t len = bm_encode(j->src, j->n, j->table_bits, j->out, j->n);
-        if (len == (size_t)-1) j->err = LMZ_ERROR_NOMEM;
-        else if (len > 0 && len < j->n) {
-            j->method = LMZ_METHOD_BYTEMODEL;
-            j->out_len = (uint32_t)len;
-        }
+        frame_bm(j);
         return;
     }
     uint8_t *lit = malloc(j->n);
@@ -434,28 +452,25 @@ static void frame_bytemodel(cjob *j, lmz_bytemodel *chain)
     free(lit);
 }
 
-/* With the binary setting, the chain of a text frame: its binary segments'
- * bytes (lmz_lm_binary_bytes) coded with the chain into *piece (malloc'd,
- * *len bytes; 0 when the frame has none). @return LMZ_OK, LMZ_ERROR_NOMEM,
- * or -1: the piece outgrew the frame (the chain has learned it: the frame
- * is stored, as the decoder's chain_learn_text will assume). */
-static int chain_piece(lmz_lm *lm, lmz_bytemodel *chain, const uint8_t *src, size_t n, uint8_t **piece, size_t *len)
+/* With the binary setting, a text frame's piece of the chain: the bytes of
+ * its binary segments, bin[0..nb) (lmz_lm_frame_plan), coded with the
+ * chain into *piece (malloc'd, *len bytes; none when nb is 0). @return
+ * LMZ_OK, LMZ_ERROR_NOMEM, or -1: the piece outgrew the frame of n bytes
+ * (the chain has learned it: the frame is stored, as the decoder's
+ * chain_learn_stored will assume). */
+static int chain_piece(lmz_bytemodel *chain, const uint8_t *bin, size_t nb, size_t n, uint8_t **piece, size_t *len)
 {
     *piece = NULL;
     *len = 0;
-    uint8_t *bin = malloc(n), *out = malloc(n);
-    size_t nb = bin ? lmz_lm_binary_bytes(lm, src, n, bin) : SIZE_MAX;
+    if (nb == 0) return LMZ_OK;
+    uint8_t *out = malloc(n);
+    if (!out) return LMZ_ERROR_NOMEM;
+    lmz_rc_enc rc;
+    lmz_rc_enc_init(&rc, out, n);
     int r = LMZ_OK;
-    if (nb == SIZE_MAX || !out) {
-        r = LMZ_ERROR_NOMEM;
-    } else if (nb) {
-        lmz_rc_enc rc;
-        lmz_rc_enc_init(&rc, out, n);
-        if (lmz_bytemodel_encode_next(chain, &rc, bin, nb)) r = LMZ_ERROR_NOMEM;
-        else if ((*len = lmz_rc_enc_finish(&rc)) == 0) r = -1;
-    }
-    free(bin);
-    if (r == LMZ_OK && *len) *piece = out;
+    if (lmz_bytemodel_encode_next(chain, &rc, bin, nb)) r = LMZ_ERROR_NOMEM;
+    else if ((*len = lmz_rc_enc_finish(&rc)) == 0) r = -1;
+    if (r == LMZ_OK) *piece = out;
     else free(out);
     return r;
 }
@@ -464,10 +479,10 @@ static int chain_piece(lmz_lm *lm, lmz_bytemodel *chain, const uint8_t *src, siz
  * would have read it), its binary segments; of another, chain_learn. */
 static int chain_learn_stored(lmz_lm *lm, lmz_bytemodel *chain, const uint8_t *src, size_t n)
 {
-    if (n < 2 || !lmz_lm_frame_is_text(lm, src, n)) return chain_learn(chain, src, n);
-    uint8_t *bin = malloc(n);
-    size_t nb = bin ? lmz_lm_binary_bytes(lm, src, n, bin) : SIZE_MAX;
-    int r = nb == SIZE_MAX ? -1 : lmz_bytemodel_learn_next(chain, bin, nb);
+    uint8_t *bin = malloc(n ? n : 1);
+    size_t nb = 0;
+    int t = bin ? lmz_lm_frame_plan(lm, src, n, bin, &nb) : -1;
+    int r = t < 0 ? -1 : t ? lmz_bytemodel_learn_next(chain, bin, nb) : chain_learn(chain, src, n);
     free(bin);
     return r;
 }
@@ -482,23 +497,27 @@ static int group_compress(lmz_lm *lm, const lmz_header *h, cjob *jobs, unsigned 
 {
     lmz_lm_cframe f[LMZ_GROUP_MAX];
     unsigned idx[LMZ_GROUP_MAX], nf = 0;
-    int text[LMZ_GROUP_MAX], err = LMZ_OK;
+    int err = LMZ_OK;
     uint8_t *piece[LMZ_GROUP_MAX] = {NULL};
     lmz_bytemodel *chain = h->binary ? lmz_bytemodel_create(chain_bits(h)) : NULL;
-    if (h->binary && !chain) err = LMZ_ERROR_NOMEM;
+    uint8_t *bin = h->binary ? malloc(h->frame_size) : NULL; /* a text frame's binary segments */
+    if (h->binary && (!chain || !bin)) err = LMZ_ERROR_NOMEM;
     for (unsigned i = 0; i < k && !err; i++) {
         cjob *j = &jobs[i];
-        text[i] = j->n >= 2 && lmz_lm_frame_is_text(lm, j->src, j->n);
-        if (!text[i]) {
+        size_t nb, plen = 0;
+        int text = lmz_lm_frame_plan(lm, j->src, j->n, bin, &nb);
+        if (text < 0) {
+            err = LMZ_ERROR_NOMEM;
+            break;
+        }
+        if (!text) {
             frame_bytemodel(j, chain);
             err = j->err;
             continue;
         }
-        size_t plen = 0;
         if (chain) {
-            int r = chain_piece(lm, chain, j->src, j->n, &piece[i], &plen);
+            int r = chain_piece(chain, bin, nb, j->n, &piece[i], &plen);
             if (r == -1) { /* stored; the chain has learned its binary segments */
-                text[i] = 0;
                 j->method = LMZ_METHOD_STORED;
                 j->out_len = j->n;
                 continue;
@@ -520,6 +539,7 @@ static int group_compress(lmz_lm *lm, const lmz_header *h, cjob *jobs, unsigned 
         free(piece[i]);
         jobs[i].err = err;
     }
+    free(bin);
     lmz_bytemodel_free(chain);
     return err;
 }
@@ -547,12 +567,7 @@ static void frame_compress(cjob *j)
             j->out_len = (uint32_t)(tn + len);
         }
     } else {
-        len = bm_encode(j->src, j->n, j->table_bits, j->out, j->n);
-        if (len == (size_t)-1) j->err = LMZ_ERROR_NOMEM;
-        else if (len > 0 && len < j->n) {
-            j->method = LMZ_METHOD_BYTEMODEL;
-            j->out_len = (uint32_t)len;
-        }
+        frame_bm(j);
     }
     free(lit);
 }
@@ -863,10 +878,7 @@ static void frame_decompress_chained(lmz_lm *lm, djob *j, lmz_bytemodel *chain)
     } else if (j->fh.method == LMZ_METHOD_RUNS) {
         j->err = runs_decode(j->payload, j->fh.comp_size, j->dst, n, j->table_bits, chain);
     } else {
-        lmz_rc_dec rc;
-        lmz_rc_dec_init(&rc, j->payload, j->fh.comp_size);
-        if (lmz_bytemodel_decode_next(chain, &rc, j->dst, n)) j->err = LMZ_ERROR_NOMEM;
-        else if (!lmz_rc_dec_finished_cleanly(&rc)) j->err = LMZ_ERROR_CORRUPT;
+        j->err = chain_decode(chain, j->payload, j->fh.comp_size, j->dst, n);
     }
     if (!j->err && XXH64(j->dst, n, 0) != j->fh.checksum) j->err = LMZ_ERROR_CHECKSUM;
 }
@@ -880,10 +892,7 @@ static int chain_piece_decode(lmz_lm *lm, const djob *j, lmz_bytemodel *chain, u
     int e = lmz_lm_frame_chain(lm, j->payload, j->fh.comp_size, j->fh.orig_size, &off, &len, &nb);
     if (e || nb == 0) return e;
     if (!(*bytes = malloc(nb))) return LMZ_ERROR_NOMEM;
-    lmz_rc_dec rc;
-    lmz_rc_dec_init(&rc, j->payload + off, len);
-    if (lmz_bytemodel_decode_next(chain, &rc, *bytes, nb)) return LMZ_ERROR_NOMEM;
-    return lmz_rc_dec_finished_cleanly(&rc) ? LMZ_OK : LMZ_ERROR_CORRUPT;
+    return chain_decode(chain, j->payload + off, len, *bytes, nb);
 }
 
 /* Decode the k frames of jobs: with a model, its frames in lockstep and

@@ -702,19 +702,28 @@ void lmz_bytemodel_encode(lmz_bytemodel *m, lmz_rc_enc *rc, const uint8_t *src, 
     encode_bytes(m, rc, src, n);
 }
 
-LMZ_MULTIVERSION
-void lmz_bytemodel_decode(lmz_bytemodel *m, lmz_rc_dec *rc, uint8_t *dst, size_t n)
+/* the decoding loop of the model's own stream (inlined into each clone):
+ * @return 0, or -1 at the first sign of damage (decoding stops at once) */
+static inline __attribute__((always_inline)) int decode_bytes(lmz_bytemodel *m, lmz_rc_dec *rc, uint8_t *dst,
+                                                              size_t n)
 {
     bm_ctx *s = &m->own;
-    start(m, s, dst);
     for (size_t i = 0; i < n; i++) {
-        if (rc->overrun || rc->corrupt) return; /* damaged: stop at once (the caller drops dst) */
+        if (rc->overrun || rc->corrupt) return -1;
         for (int b = 7; b >= 0; b--) {
             int y = lmz_rc_decode_bit(rc, (uint32_t)predict(m, s) << 4);
             if (b == 0) dst[i] = (uint8_t)((s->c0 << 1) | (uint32_t)y);
             update(m, s, y);
         }
     }
+    return 0;
+}
+
+LMZ_MULTIVERSION
+void lmz_bytemodel_decode(lmz_bytemodel *m, lmz_rc_dec *rc, uint8_t *dst, size_t n)
+{
+    start(m, &m->own, dst);
+    decode_bytes(m, rc, dst, n); /* damaged: the caller drops dst */
 }
 
 /* ---- chains: buffers coded one after another as one ----------------------- */
@@ -773,17 +782,9 @@ int lmz_bytemodel_decode_next(lmz_bytemodel *m, lmz_rc_dec *rc, uint8_t *dst, si
     if (n == 0) return 0;
     uint8_t *h = chain_room(m, n);
     if (!h) return -1;
-    bm_ctx *s = &m->own;
-    for (size_t i = 0; i < n; i++) {
-        if (rc->overrun || rc->corrupt) { /* damaged: the chain ends here */
-            m->chained = 0;
-            return 0;
-        }
-        for (int b = 7; b >= 0; b--) {
-            int y = lmz_rc_decode_bit(rc, (uint32_t)predict(m, s) << 4);
-            if (b == 0) h[i] = (uint8_t)((s->c0 << 1) | (uint32_t)y);
-            update(m, s, y);
-        }
+    if (decode_bytes(m, rc, h, n)) { /* damaged: the chain ends here */
+        m->chained = 0;
+        return 0;
     }
     memcpy(dst, h, n);
     return 0;
