@@ -5,8 +5,10 @@
  *
  *   build/bench_engine [--types f32,f16,q8_0] [--threads 1,2] [--prefill 512]
  *                      [--streams 1,8,32] [--steps 16] [--reps 5] [--dir /tmp]
- *                      [--model FILE.gguf]
+ *                      [--model FILE.gguf] [--profiles f32,i8]
  *
+ * --profiles: det-f32 (f32) and/or det-i8-v1 (i8: the products in exact int8
+ * sums, the weights quantized when the model opens), a row each.
  * --model measures a given model (llama or DSRN) instead of the random one.
  * --tokenizer FILE gives the random model the tokenizer of FILE (a GGUF with
  * a 49152-token vocabulary, e.g. SmolLM2's), and --write-only writes the
@@ -238,7 +240,7 @@ static int parse_list(const char *s, long *out, int max)
 
 int main(int argc, char **argv)
 {
-    const char *types = "f32,f16,q8_0", *dir = "/tmp", *model_path = NULL;
+    const char *types = "f32,f16,q8_0", *dir = "/tmp", *model_path = NULL, *profiles = "f32";
     int write_only = 0;
     long threads[4] = {1, 2}, streams[8] = {1, 8, 32}, prefill = 512, steps = 16, reps = 5;
     int nth = 2, nst = 3;
@@ -253,10 +255,11 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--model") && i + 1 < argc) model_path = argv[++i];
         else if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) tok_path = argv[++i];
         else if (!strcmp(argv[i], "--write-only")) write_only = 1;
+        else if (!strcmp(argv[i], "--profiles") && i + 1 < argc) profiles = argv[++i];
         else {
             fprintf(stderr, "usage: bench_engine [--types f32,f16,q8_0] [--threads 1,2] [--prefill N] "
                             "[--streams 1,8,32] [--steps N] [--reps N] [--dir DIR] [--model FILE]\n"
-                            "       [--tokenizer FILE --write-only]\n");
+                            "       [--tokenizer FILE --write-only] [--profiles f32,i8]\n");
             return 1;
         }
     }
@@ -265,11 +268,11 @@ int main(int argc, char **argv)
                 MAXREPS);
         return 1;
     }
-    printf("| weights | threads | prefill %ld tok/s |", prefill);
+    printf("| weights | profile | threads | prefill %ld tok/s |", prefill);
     for (int s = 0; s < nst; s++) printf(" %ld stream%s tok/s |", streams[s], streams[s] > 1 ? "s" : "");
     printf(" %ld streams / prefill | peak RSS |\n|---|---|---|", streams[nst - 1]);
     for (int s = 0; s < nst; s++) printf("---|");
-    printf("---|---|\n");
+    printf("---|---|---|\n");
     static const struct { const char *name; uint32_t type; } all[] = {
         {"f32", LMZ_GGML_F32}, {"f16", LMZ_GGML_F16}, {"q8_0", LMZ_GGML_Q8_0}, {"bf16", LMZ_GGML_BF16}};
     for (int t = 0; t < 4; t++) {
@@ -287,8 +290,10 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_engine: wrote %s\n", path);
             continue;
         }
-        for (int th = 0; th < nth; th++) {
-            lmz_model_opts o = {(unsigned)threads[th], 0};
+        for (int run = 0; run < 2 * nth; run++) {
+            int th = run % nth, int8 = run / nth;
+            if (!strstr(profiles, int8 ? "i8" : "f32")) continue;
+            lmz_model_opts o = {(unsigned)threads[th], 0, int8};
             lmz_model *m;
             char err[256];
             if (lmz_model_open(path, &o, &m, err, sizeof err) != 0) {
@@ -331,7 +336,8 @@ int main(int argc, char **argv)
                     ratio[r] = rate[nst][r] / rate[0][r];
                 }
             }
-            printf("| %s | %ld |", model_path ? lmz_model_arch(m) : all[t].name, threads[th]);
+            printf("| %s | %s | %ld |", model_path ? lmz_model_arch(m) : all[t].name, int8 ? "det-i8-v1" : "det-f32",
+                   threads[th]);
             for (int c = 0; c <= nst; c++) printf(" %.1f |", median(rate[c], reps));
             printf(" %.0f %% |", 100.0 * median(ratio, reps));
             for (long j = 0; j < kmax; j++) lmz_state_free(st[j]);

@@ -25,9 +25,9 @@ extern "C" {
 #endif
 
 #define LMZ_VERSION_MAJOR 0
-#define LMZ_VERSION_MINOR 2
+#define LMZ_VERSION_MINOR 3
 #define LMZ_VERSION_PATCH 0
-#define LMZ_VERSION_STRING "0.2.0"
+#define LMZ_VERSION_STRING "0.3.0"
 
 /* ---- errors (values are pinned: they never change meaning) -------------- */
 typedef enum {
@@ -139,8 +139,9 @@ typedef struct {
                               ensemble's own cross-entropy, ideal_bits, takes
                               one more pass over the vocabulary per token) */
     unsigned lm_profile;   /* arithmetic profile of a language-model stream:
-                              0 = the newest (4, det-f32-v4), or 3 (det-f32-v3,
-                              which older builds read) */
+                              0 = the default (4, det-f32-v4), 5 (det-i8-v1:
+                              the model's products in exact int8 sums), or 3
+                              (det-f32-v3, which older builds read) */
     const lmz_model_ref *model_ref; /* a loaded model to use instead of
                               opening `model` (NULL: open `model`) */
     unsigned force_threads; /* 1: `threads` as given, even beyond the cores */

@@ -54,7 +54,7 @@ static int usage(FILE *f)
                "             [--SETTING VALUE...] -o OUT.gguf\n"
                "                                                train a DSRN model (dsrn train --help)\n"
                "  dsrn eval -m MODEL.gguf --tasks LIST|all [--limit N] [--json OUT] [--samples OUT.jsonl]\n"
-               "            [--data DIR] [--batch N] [-t THREADS] [-q]\n"
+               "            [--data DIR] [--batch N] [-t THREADS] [--profile det-i8-v1] [-q]\n"
                "                                                zero-shot tasks, scored as lm-eval does:\n"
                "                                                sciq piqa hellaswag winogrande arc_easy\n"
                "                                                arc_challenge lambada, or FILE.jsonl\n"
@@ -925,7 +925,7 @@ static int cmd_eval(int argc, char **argv)
     const char **files = calloc((size_t)argc + 1, sizeof *files);
     size_t nf = 0, limit = 0;
     unsigned threads = 1, batch = 0;
-    int in_bpb = 0, quiet = 0, copy = 0;
+    int in_bpb = 0, quiet = 0, copy = 0, int8 = 0;
     if (!files) return 1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -944,6 +944,8 @@ static int cmd_eval(int argc, char **argv)
         else if (!strcmp(a, "--data")) dir = v, i++;
         else if (!strcmp(a, "--json")) json_out = v, i++;
         else if (!strcmp(a, "--samples")) samples_out = v, i++;
+        else if (!strcmp(a, "--profile") && (!strcmp(v, "det-i8-v1") || !strcmp(v, "det-f32"))) /* the engine's products */
+            int8 = !strcmp(v, "det-i8-v1"), i++;
         else if (!strcmp(a, "-t") || !strcmp(a, "--limit") || !strcmp(a, "--batch")) {
             unsigned long long x = strtoull(v, &end, 10);
             if (!*v || *end || v[0] == '-' || x > 1000000000ull) goto bad;
@@ -963,7 +965,7 @@ static int cmd_eval(int argc, char **argv)
         free(files);
         return 1;
     }
-    lmz_model_opts o = {threads ? threads : 1, 0};
+    lmz_model_opts o = {threads ? threads : 1, 0, int8};
     lmz_model *m;
     char err[512];
     if (lmz_model_open(model, &o, &m, err, sizeof err) != 0) {

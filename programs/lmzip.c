@@ -170,7 +170,7 @@ static void usage(FILE *f)
             "                        byte model); default: the folders' 'default' model,\n"
             "                        else none. Decompression finds the model a file\n"
             "                        names in the folders unless -m is given\n"
-            "      --profile=NAME    det-f32-v4 (default), or det-f32-v3 for older lmzip\n");
+            "      --profile=NAME    det-f32-v4 (default), det-i8-v1 (integer products), or det-f32-v3\n");
     settings_help(f);
     fprintf(f,
             "  -v, --verbose         more messages (-l: every frame)\n"
@@ -873,7 +873,7 @@ static int parse_parts(const char *s, unsigned *out)
 /* -V: @return the exit status */
 static int version(void)
 {
-    printf("lmzip %s (format %d, profiles int-v1 det-f32-v1 det-f32-v2 det-f32-v3 det-f32-v4)\n", LMZ_VERSION_STRING,
+    printf("lmzip %s (format %d, profiles int-v1 det-f32-v1 det-f32-v2 det-f32-v3 det-f32-v4 det-i8-v1)\n", LMZ_VERSION_STRING,
            1);
     return close_stdout(0);
 }
@@ -1038,9 +1038,12 @@ int main(int argc, char **argv)
                 }
             } else if (LMOPT("--profile")) {
                 const char *v = VALUE();
-                unsigned pv = !strcmp(v, "det-f32-v3") ? 3 : !strcmp(v, "det-f32-v4") ? 4 : 0;
-                if (pv != 3 && pv != 4) {
-                    fprintf(stderr, "%s: bad --profile (det-f32-v4, the default, or det-f32-v3)\n", prog);
+                unsigned pv = !strcmp(v, "det-f32-v3")   ? 3
+                              : !strcmp(v, "det-f32-v4") ? 4
+                              : !strcmp(v, "det-i8-v1")  ? 5
+                                                         : 0;
+                if (pv < 3) {
+                    fprintf(stderr, "%s: bad --profile (det-f32-v4, the default, det-i8-v1 or det-f32-v3)\n", prog);
                     return 1;
                 }
                 o.params.lm_profile = pv;

@@ -121,6 +121,17 @@ for p in $paths; do for t in 1 2; do
     LMZIP_KERNELS=$p "$LMZIP" -q -d -c -m "$TINY" -T $t m-scalar-1.lmz | cmp -s - matrix.bin && ok ||
         no "decompress under $p, -T $t"
 done; done
+# the same matrix with det-i8-v1 (integer products: scalar, AVX2, AVX512-VNNI, NEON sdot)
+for p in $paths; do for t in 1 2; do
+    LMZIP_KERNELS=$p "$LMZIP" -q -c -m "$TINY" --profile=det-i8-v1 -B 2K -T $t matrix.bin > "i-$p-$t.lmz" ||
+        no "det-i8-v1: compress with $p, -T $t"
+done; done
+for f in i-*.lmz; do cmp -s "$f" i-scalar-1.lmz && ok || no "det-i8-v1: $f differs from i-scalar-1.lmz"; done
+cmp -s i-scalar-1.lmz m-scalar-1.lmz && no "det-i8-v1 gives det-f32-v4's bytes" || ok
+for p in $paths; do for t in 1 2; do
+    LMZIP_KERNELS=$p "$LMZIP" -q -d -c -m "$TINY" -T $t i-scalar-1.lmz | cmp -s - matrix.bin && ok ||
+        no "det-i8-v1: decompress under $p, -T $t"
+done; done
 
 # ---- golden LM files: decode, and re-encode to the same bytes (det-f32-v4 in
 # lm, det-f32-v3 in lm-v3: both written); the files of the read-only profiles
@@ -202,6 +213,10 @@ if [ -f "$LLAMA" ]; then
         cmp -s "l-$p.lmz" l-scalar.lmz && ok || no "llama: $p gives other bytes"
         LMZIP_KERNELS=$p "$LMZIP" -q -d -c -m "$LLAMA" -T 2 l-scalar.lmz | cmp -s - matrix.bin && ok ||
             no "llama: decompress under $p"
+        LMZIP_KERNELS=$p "$LMZIP" -q -c -m "$LLAMA" --profile=det-i8-v1 -B 2K matrix.bin > "li-$p.lmz"
+        cmp -s "li-$p.lmz" li-scalar.lmz && ok || no "llama, det-i8-v1: $p gives other bytes"
+        LMZIP_KERNELS=$p "$LMZIP" -q -d -c -m "$LLAMA" -T 2 li-scalar.lmz | cmp -s - matrix.bin && ok ||
+            no "llama, det-i8-v1: decompress under $p"
     done
     # (sanitizers, qemu: 6000 bytes are still many windows of 64 tokens)
     win=alice.txt; [ -n "$LMZ_TEST_QUICK" ] && win=text.txt

@@ -117,6 +117,10 @@ check "logits" "$DSRN" logits -m m.gguf --ids 1,2,3 -o l.f32
 "$DSRN" eval -m m.gguf --bpb data/book.txt > bpb.txt 2>&1 && grep -q "bits/byte" bpb.txt && ok || { no "eval --bpb"; cat bpb.txt; }
 b=$(sed -n 's/.* \([0-9.]*\) bits\/byte$/\1/p' bpb.txt)
 awk -v b="$b" 'BEGIN { exit !(b > 0.05 && b < 2.0) }' && ok || no "the trained model codes its own text in under 2 bits/byte ($b)"
+# the integer products (det-i8-v1): within 2 % of the float ones
+"$DSRN" eval -m m.gguf --bpb data/book.txt --profile det-i8-v1 > bpb8.txt 2>&1 || { no "eval --profile det-i8-v1"; cat bpb8.txt; }
+b8=$(sed -n 's/.* \([0-9.]*\) bits\/byte$/\1/p' bpb8.txt)
+awk -v b="$b" -v c="$b8" 'BEGIN { exit !(c > 0 && c < 1.02 * b && c > 0.98 * b) }' && ok || no "det-i8-v1 bits/byte $b8 against $b"
 refuse "eval of a missing file" "$DSRN" eval -m m.gguf --bpb nothing.txt
 "$DSRN" eval -m m.gguf --copy > copy.txt 2>&1 && [ "$(grep -c '^[1-6] ' copy.txt)" -eq 6 ] &&
     grep -q "^copy probes: mean p [0-9.e+-]*, [0-6] of 6 above 0.5" copy.txt && ok || { no "eval --copy"; cat copy.txt; }

@@ -149,7 +149,7 @@ void lmz_end_block_write(uint64_t total, uint64_t frames, uint64_t hash, uint8_t
 }
 
 static const char *const lm_profiles[] = {LMZ_PROFILE_DET_F32_V1, LMZ_PROFILE_DET_F32_V2, LMZ_PROFILE_DET_F32_V3,
-                                          LMZ_PROFILE_DET_F32_V4};
+                                          LMZ_PROFILE_DET_F32_V4, LMZ_PROFILE_DET_I8_V1};
 
 unsigned lmz_profile_lm_version(const char *profile)
 {

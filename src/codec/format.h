@@ -93,11 +93,13 @@ extern const uint8_t lmz_magic[LMZ_MAGIC_LEN];
 #define LMZ_PROFILE_DET_F32_V1 "det-f32-v1" /* read only: the first language-model files */
 #define LMZ_PROFILE_DET_F32_V2 "det-f32-v2" /* read only: before the streams' own match models and the probability map */
 #define LMZ_PROFILE_DET_F32_V3 "det-f32-v3" /* written on request (lmz_params.lm_profile 3) */
-#define LMZ_PROFILE_DET_F32_V4 "det-f32-v4" /* what the compressor writes: tokens bit by bit with the byte model */
+#define LMZ_PROFILE_DET_F32_V4 "det-f32-v4" /* tokens bit by bit with the byte model */
+#define LMZ_PROFILE_DET_I8_V1 "det-i8-v1"   /* det-f32-v4's ensemble, the engine's matrix products in exact int8 sums */
 #define LMZ_LM_PROFILE_NEWEST 4
+#define LMZ_LM_PROFILE_I8_V1 5 /* lmz_params.lm_profile of det-i8-v1 */
 /* 1 for the language-model profiles (all carry the same settings) */
 int lmz_profile_is_lm(const char *profile);
-/* det-f32-vN -> N (the ensemble's LMZ_ENS_VN), 0 for any other name; and back (NULL out of range) */
+/* det-f32-vN -> N (the ensemble's LMZ_ENS_VN), det-i8-v1 -> 5, 0 for any other name; and back (NULL out of range) */
 unsigned lmz_profile_lm_version(const char *profile);
 const char *lmz_profile_lm_name(unsigned version);
 #define LMZ_NAME_MAX 63

@@ -93,7 +93,7 @@ int lmz_model_load(const char *path, lmz_model_ref **out, char *err, size_t errl
     r->name[n] = 0;
     /* that it runs: an architecture and a tokenizer this build has */
     lmz_model *m;
-    lmz_model_opts mo = {1, 0};
+    lmz_model_opts mo = {1, 0, 0};
     if (lmz_model_open_buffer(r->g.base, r->g.size, &mo, &m, why, sizeof why) != 0) {
         snprintf(err, errlen, "%s: %s", path, why);
         lmz_model_unload(r);
@@ -135,7 +135,7 @@ int lmz_lm_open(const lmz_model_ref *ref, const lmz_lm_params *p, const uint8_t 
     }
     lm->p = *p;
     lm->ref = ref;
-    lmz_model_opts mo = {p->threads ? p->threads : 1, p->window};
+    lmz_model_opts mo = {p->threads ? p->threads : 1, p->window, p->int8};
     char why[256];
     if (lmz_model_open_buffer(ref->g.base, ref->g.size, &mo, &lm->m, why, sizeof why) != 0) {
         /* lmz_model_load ran this file: what fails now is the settings */

@@ -60,6 +60,7 @@ typedef struct {
     uint32_t window;     /* llama KV window in tokens (0 = the model's) */
     unsigned table_bits; /* byte model of binary segments */
     unsigned binary;     /* the binary setting: binary segments through the group's chain (kind 4) */
+    int int8;            /* det-i8-v1: the model's products in int8 (lmz_model_opts.int8) */
     unsigned threads;    /* the model's matrix-product threads */
     int ideal;           /* compression sums lmz_lm_stats.ideal_bits (a pass over the vocabulary a token) */
 } lmz_lm_params;

@@ -81,7 +81,9 @@ uint64_t lmz_memlimit_default(void)
 /* the language-model settings of a header, as the codec takes them */
 static void lm_params_from_header(const lmz_header *h, unsigned threads, lmz_lm_params *lp)
 {
-    lp->ens.profile = lmz_profile_lm_version(h->profile);
+    unsigned v = lmz_profile_lm_version(h->profile);
+    lp->int8 = v == LMZ_LM_PROFILE_I8_V1;
+    lp->ens.profile = lp->int8 ? LMZ_ENS_V4 : v; /* det-i8-v1: det-f32-v4's ensemble */
     lp->ens.parts = h->parts;
     lp->ens.mixer = h->mixer;
     lp->ens.ngram_bits = h->ngram_bits;

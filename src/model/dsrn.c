@@ -108,6 +108,7 @@ static void dsrn_free(lmz_model *mb)
                 free(B->bg), free(B->bm);
         }
     free(m->blocks);
+    lmz_model_qscratch_free(&m->base);
     free(m->out_norm.w);
     free(m->out_norm.b);
     free(m->rope_freq);
@@ -141,6 +142,7 @@ static int reserve(dsrn_model *m, size_t b)
     dsrn_state **rows = realloc(m->rows, b * sizeof *rows);
     if (!rows) return -1;
     m->rows = rows;
+    if (lmz_model_qreserve(&m->base, b) != 0) return -1;
     m->cap_b = b;
     return 0;
 }
@@ -179,6 +181,10 @@ static int load_block(dsrn_model *m, uint32_t l, char *err, size_t errlen)
         !(B->up = lmz_model_mat(b, NAME("ffn_up.weight"), D, F, err, errlen)) ||
         !(B->down = lmz_model_mat(b, NAME("ffn_down.weight"), F, D, err, errlen)))
         return -1;
+    const lmz_gguf_tensor *mats[] = {B->wz, B->wn, B->wp, B->wg, B->wm, B->wread, B->wq,
+                                     B->wk, B->wv, B->wo, B->gate, B->up, B->down};
+    for (size_t i = 0; i < sizeof mats / sizeof *mats; i++)
+        if (lmz_model_qprep(&m->base, mats[i], err, errlen) != 0) return -1;
     if (!(B->sp = lmz_model_vec(b, NAME("slow_lambda"), HD, err, errlen))) return -1;
     /* the gate biases, each optional: a file without one adds nothing there */
     float **bias[4] = {&B->bz, &B->bn, &B->bg, &B->bm};
@@ -248,7 +254,9 @@ int lmz_dsrn_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model *
     m->output = lmz_gguf_tensor_find(g, "output.weight")
                     ? lmz_model_mat(&m->base, "output.weight", m->D, m->base.n_vocab, err, errlen)
                     : m->embd;
-    if (!m->output || load_norm(m, "output_norm", &m->out_norm, err, errlen) != 0) goto fail;
+    if (!m->output || load_norm(m, "output_norm", &m->out_norm, err, errlen) != 0 ||
+        lmz_model_qprep(&m->base, m->output, err, errlen) != 0)
+        goto fail;
     if (!(m->blocks = calloc(m->L, sizeof *m->blocks))) goto oom;
     for (uint32_t l = 0; l < m->L; l++)
         if (load_block(m, l, err, errlen) != 0) goto fail;

@@ -98,6 +98,7 @@ static void llama_free(lmz_model *mb)
             free(m->layers[l].ffn_norm);
         }
     free(m->layers);
+    lmz_model_qscratch_free(&m->base);
     free(m->out_norm);
     free(m->rope_freq);
     free(m->x);
@@ -139,6 +140,7 @@ static int reserve(llama_model *m, size_t b)
     llama_state **rows = realloc(m->rows, b * sizeof *rows);
     if (!rows) return -1;
     m->rows = rows;
+    if (lmz_model_qreserve(&m->base, b) != 0) return -1;
     m->cap_b = b;
     return 0;
 }
@@ -208,6 +210,13 @@ int lmz_llama_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model 
              (L->up = mat(m, NAME("ffn_up.weight"), m->dim, m->ffn, err, errlen)) &&
              (L->down = mat(m, NAME("ffn_down.weight"), m->ffn, m->dim, err, errlen));
 #undef NAME
+    }
+    ok = ok && lmz_model_qprep(&m->base, m->output, err, errlen) == 0;
+    for (uint32_t l = 0; l < m->n_layer && ok; l++) {
+        layer *L = &m->layers[l];
+        const lmz_gguf_tensor *mats[] = {L->wq, L->wk, L->wv, L->wo, L->gate, L->up, L->down};
+        for (size_t i = 0; i < sizeof mats / sizeof *mats && ok; i++)
+            ok = lmz_model_qprep(&m->base, mats[i], err, errlen) == 0;
     }
     if (!ok) {
         llama_free(&m->base);

@@ -163,11 +163,90 @@ static void mm_rows(void *ctx, size_t r0, size_t r1, unsigned thread)
     }
 }
 
+/* det-i8-v1: the activations quantized token by token, then blocks of 16
+ * rows split over the threads (qmat.h) */
+typedef struct {
+    const lmz_model *m;
+    const lmz_qmat *w;
+    const float *x;
+    size_t T;
+    float *y;
+} qmm_job;
+
+static void qact_rows(void *ctx, size_t t0, size_t t1, unsigned thread)
+{
+    const qmm_job *j = ctx;
+    (void)thread;
+    size_t n = j->w->n, G = j->w->groups;
+    lmz_qact(j->m->kp, j->x + t0 * n, t1 - t0, n, G, j->m->qx + t0 * 4 * G, j->m->qxs + t0);
+}
+
+static void qmm_blocks(void *ctx, size_t b0, size_t b1, unsigned thread)
+{
+    const qmm_job *j = ctx;
+    (void)thread;
+    lmz_qmm(j->m->kp, j->w, b0, b1, j->m->qx, j->m->qxs, j->T, j->y, j->w->rows);
+}
+
+static void qrow(void *ctx, size_t r, float *out)
+{
+    const lmz_model *m = ((const void *const *)ctx)[0];
+    const lmz_gguf_tensor *t = ((const void *const *)ctx)[1];
+    lmz_model_row(m, t, r, out);
+}
+
+int lmz_model_qprep(lmz_model *m, const lmz_gguf_tensor *t, char *err, size_t errlen)
+{
+    if (!m->qm) return 0;
+    lmz_qmat *w = &m->qm[t - m->g.tensors];
+    if (w->q) return 0;
+    size_t n = (size_t)t->ne[0];
+    if (n > LMZ_QMAT_MAX_N)
+        return lmz_model_errf(err, errlen, "tensor '%.*s': rows of %zu values are too long for det-i8-v1 (at most %u)",
+                              (int)(t->name.len > 60 ? 60 : t->name.len), t->name.ptr, n, LMZ_QMAT_MAX_N);
+    float *row = malloc(n * sizeof *row);
+    const void *ctx[2] = {m, t};
+    int rc = row ? lmz_qmat_init(w, (size_t)t->ne[1], n, qrow, ctx, row) : -1;
+    free(row);
+    if (rc != 0) return lmz_model_errf(err, errlen, "%s", "out of memory");
+    if (4 * w->groups > m->q_width) m->q_width = 4 * w->groups;
+    return 0;
+}
+
+int lmz_model_qreserve(lmz_model *m, size_t T)
+{
+    if (!m->qm || T <= m->qx_cap) return 0;
+    int8_t *qx = realloc(m->qx, T * (m->q_width ? m->q_width : 4));
+    if (!qx) return -1;
+    m->qx = qx;
+    float *qxs = realloc(m->qxs, T * sizeof *qxs);
+    if (!qxs) return -1;
+    m->qxs = qxs;
+    m->qx_cap = T;
+    return 0;
+}
+
+void lmz_model_qscratch_free(lmz_model *m)
+{
+    free(m->qx);
+    free(m->qxs);
+    m->qx = NULL;
+    m->qxs = NULL;
+    m->qx_cap = 0;
+}
+
 /* Y (T x rows) = X (T x n) times the matrix's rows, rows split over threads */
 
 void lmz_model_matmul(const lmz_model *m, lmz_pool *pool, float *wrows, size_t wmax, const lmz_gguf_tensor *t,
                       const float *x, size_t T, float *y)
 {
+    if (m->qm) {
+        const lmz_qmat *w = &m->qm[t - m->g.tensors];
+        qmm_job q = {m, w, x, T, y};
+        lmz_pool_for_work(pool, T, 4.0 * (double)T * (double)w->n, qact_rows, &q);
+        lmz_pool_for_work(pool, w->blocks, (double)w->n * (double)w->rows * (double)T, qmm_blocks, &q);
+        return;
+    }
     /* The portable path's tiles test their inputs for tiny values
      * (lmz_f32_has_tiny): done once per matrix (lmz_model_mat) and here once
      * per product for the tokens, not once per tile. */
@@ -179,6 +258,13 @@ void lmz_model_matmul(const lmz_model *m, lmz_pool *pool, float *wrows, size_t w
 /* ======================================================================== */
 /* opening                                                                   */
 /* ======================================================================== */
+
+static void qm_free(lmz_qmat *qm, uint64_t n)
+{
+    if (!qm) return;
+    for (uint64_t i = 0; i < n; i++) lmz_qmat_free(&qm[i]);
+    free(qm);
+}
 
 /* the parsed file in base.g: the tokenizer, the vocabulary, then the architecture */
 static int finish_open(lmz_model *base, const lmz_model_opts *opts, lmz_model **out, char *err, size_t errlen)
@@ -195,7 +281,13 @@ static int finish_open(lmz_model *base, const lmz_model_opts *opts, lmz_model **
                        arch.ptr);
         goto fail;
     }
-    if (base->kp == LMZ_KPATH_SCALAR) {
+    if (opts && opts->int8) {
+        base->qm = calloc(base->g.n_tensors ? (size_t)base->g.n_tensors : 1, sizeof *base->qm);
+        if (!base->qm) {
+            lmz_model_errf(err, errlen, "%s", "out of memory");
+            goto fail;
+        }
+    } else if (base->kp == LMZ_KPATH_SCALAR) {
         base->tiny = malloc(base->g.n_tensors ? (size_t)base->g.n_tensors : 1);
         if (!base->tiny) {
             lmz_model_errf(err, errlen, "%s", "out of memory");
@@ -216,6 +308,7 @@ static int finish_open(lmz_model *base, const lmz_model_opts *opts, lmz_model **
     rc = llama ? lmz_llama_open(base, opts, out, err, errlen) : lmz_dsrn_open(base, opts, out, err, errlen);
     if (rc == 0) return 0;
 fail:
+    qm_free(base->qm, base->g.n_tensors);
     free(base->tiny);
     lmz_tokenizer_free(base->tok);
     lmz_gguf_close(&base->g);
@@ -249,8 +342,10 @@ void lmz_model_free(lmz_model *m)
     lmz_tokenizer_free(m->tok);
     lmz_gguf g = m->g;
     uint8_t *tiny = m->tiny;
+    lmz_qmat *qm = m->qm;
     m->ops->free(m);
     free(tiny);
+    qm_free(qm, g.n_tensors);
     lmz_gguf_close(&g);
 }
 

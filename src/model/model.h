@@ -6,7 +6,8 @@
  *   prefill(state, tokens[n])          a known sequence (compression);
  *   step(states[k], tokens[k])         k independent streams, one token each,
  *                                      in lockstep (decompression).
- * Both compute every number in the same order (profile det-f32-v1), so the
+ * Both compute every number in the same order (profile det-f32-v1, or
+ * det-i8-v1 with lmz_model_opts.int8), so the
  * same history gives the same bits of logits either way, with any thread
  * count and any kernel path.
  */
@@ -29,6 +30,9 @@ typedef struct {
     unsigned threads;   /* worker threads for the matrix products (1 = none) */
     uint32_t window;    /* KV window in tokens, 1..LMZ_MAX_WINDOW (0 = the model's
                            context length, at most LMZ_MAX_WINDOW) */
+    int int8;           /* 1: profile det-i8-v1, every matrix product as exact
+                           int8 x int8 sums (tensor/qmat.h), the weights
+                           quantized at open; 0: det-f32 */
 } lmz_model_opts;
 
 /* Open a GGUF model (general.architecture llama or dsrn). @return 0, or -1 with a

@@ -13,6 +13,7 @@
 
 #include "model.h"
 #include "tensor/kernels.h"
+#include "tensor/qmat.h"
 
 typedef struct {
     const char *arch;
@@ -42,6 +43,13 @@ struct lmz_model {
     uint8_t *tiny;               /* portable kernels only (else NULL): per tensor of g, 0
                                     where lmz_model_mat found no tiny value in the matrix
                                     (lmz_f32_has_tiny), so its tiles skip that test */
+    lmz_qmat *qm;                /* det-i8-v1 only (else NULL): per tensor of g, the
+                                    quantized matrix of each one lmz_model_qprep was
+                                    given (the others empty) */
+    size_t q_width;              /* the widest input of those, in bytes (4 * groups) */
+    int8_t *qx;                  /* (qx_cap, q_width): a product's quantized activations */
+    float *qxs;                  /* (qx_cap): their scales */
+    size_t qx_cap;
 };
 
 struct lmz_state {
@@ -61,6 +69,14 @@ __attribute__((format(printf, 3, 4))) int lmz_model_errf(char *err, size_t errle
 /* a (ne0 x ne1) matrix of a computable type, or NULL with a message */
 const lmz_gguf_tensor *lmz_model_mat(const lmz_model *m, const char *name, uint64_t ne0, uint64_t ne1, char *err,
                                      size_t errlen);
+/* det-i8-v1: quantize matrix t (one the architecture multiplies by) now, at
+ * open; nothing without the profile. @return 0, or -1 with a message. */
+int lmz_model_qprep(lmz_model *m, const lmz_gguf_tensor *t, char *err, size_t errlen);
+/* det-i8-v1: room for the activations of products of up to T tokens (the
+ * architectures' reserve); 0 without the profile. @return 0 or -1. */
+int lmz_model_qreserve(lmz_model *m, size_t T);
+/* frees what lmz_model_qreserve took (the architectures' free) */
+void lmz_model_qscratch_free(lmz_model *m);
 /* a float vector of n as a malloc'd F32 copy, or NULL with a message */
 float *lmz_model_vec(const lmz_model *m, const char *name, uint64_t n, char *err, size_t errlen);
 /* row r of a matrix as floats (exact) */
@@ -69,7 +85,9 @@ void lmz_model_row(const lmz_model *m, const lmz_gguf_tensor *t, uint64_t r, flo
  * computable type), rows split over the pool's threads; wrows: (threads, 4,
  * wmax) scratch for rows widened to F32, wmax >= n. T = 1 takes each row's
  * typed dot product; more tokens go in tiles of 4 rows x 4 tokens: the same
- * sums in the same order either way (det-f32-v1). */
+ * sums in the same order either way (det-f32-v1). With det-i8-v1 (m->qm),
+ * the activations are quantized and the product is qmat.h's, the same bits
+ * for any T, thread count and path. */
 struct lmz_pool;
 /* Move the rows b of x (B rows of dim floats) with need[b] != 0 to the
  * front, in order (need NULL: all). @return how many. For the output product

@@ -44,7 +44,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             lmz_tokenizer_free(t);
         }
         lmz_gguf_close(&g);
-        lmz_model_opts o = {1, 16};
+        lmz_model_opts o = {1, 16, 0};
         lmz_model *m;
         err[0] = 0;
         if (lmz_model_open_buffer(copy, size, &o, &m, err, sizeof err) == 0) {

@@ -1,6 +1,6 @@
 #!/bin/sh
 # make_golden_lm.sh BUILD — makes tests/golden/lm: streams of the current
-# language-model profile (det-f32-v4) made with tests/models/tiny-dsrn.gguf,
+# language-model profiles (det-f32-v4, det-i8-v1) made with tests/models/tiny-dsrn.gguf,
 # each with the original (.orig) and the options it was made with (.opts).
 # tests/codec.sh checks that they decode and that re-encoding gives the same
 # bytes on every machine and kernel path. Makes only the files that are
@@ -53,6 +53,13 @@ echo "-B 1K --group=4 --binary=0" > $G/group.opts
                for (k = 0; k < 4; k++) for (i = 0; i < 256; i++) printf "%c", r[i] }'
   tail -c 2000 samples/alice29.txt; } > $G/binary-chain.orig
 echo "-B 1K --group=12" > $G/binary-chain.opts
+# det-i8-v1 (lmzip 0.3: the engine's products in exact int8 sums): text in
+# 1K frames, two groups, binary bytes through the chain, a skip threshold
+{ head -c 5000 samples/alice29.txt | tail -c 3000; printf '\000\377\001\376'; head -c 200 /dev/zero
+  tail -c 2600 samples/alice29.txt; } > $G/i8-group.orig
+echo "--profile=det-i8-v1 -B 1K --group=3" > $G/i8-group.opts
+head -c 9000 samples/alice29.txt | tail -c 2500 > $G/i8-skip.orig
+echo "--profile=det-i8-v1 --skip=3 -B 256K" > $G/i8-skip.opts
 for f in $G/*.orig; do
     b=${f%.orig}
     [ -e "$b.lmz" ] && continue

@@ -71,10 +71,12 @@ static void tokens(const dsrn_config *cf, int32_t *tok, size_t n, unsigned long 
     tok[70] = cf->eod;
 }
 
+static int g_int8; /* engine_logits with det-i8-v1 */
+
 static float *engine_logits(const uint8_t *file, size_t len, const int32_t *tok, size_t n, int stepwise,
                             unsigned threads)
 {
-    lmz_model_opts o = {threads, 0};
+    lmz_model_opts o = {threads, 0, g_int8};
     lmz_model *m;
     char err[256];
     if (lmz_model_open_buffer(file, len, &o, &m, err, sizeof err) != 0) {
@@ -162,7 +164,7 @@ TEST(dsrn_prefill_steps_lockstep_threads_paths_same_bits)
     CHECK(th && memcmp(base, th, NTOK * V * sizeof(float)) == 0);
     free(th);
     /* three streams in lockstep: each as it is alone */
-    lmz_model_opts o = {2, 0};
+    lmz_model_opts o = {2, 0, 0};
     lmz_model *m;
     char err[256];
     CHECK(lmz_model_open_buffer(file, len, &o, &m, err, sizeof err) == 0);
@@ -193,6 +195,73 @@ TEST(dsrn_prefill_steps_lockstep_threads_paths_same_bits)
     free(base);
     free(step);
     free(file);
+}
+
+/* det-i8-v1: the integer products give one set of bits for prefill, steps,
+ * lockstep streams, threads and kernel paths (make arm: AArch64 too), and
+ * stay close to det-f32's predictions. */
+TEST(dsrn_int8_same_bits_everywhere)
+{
+    dsrn_config cf;
+    dsrn_net *n;
+    size_t len;
+    uint8_t *file = make_model_b(&cf, 0, 1, 1, 1, &len, &n);
+    dsrn_net_free(n);
+    const size_t V = cf.vocab;
+    int32_t tok[2][NTOK];
+    for (int k = 0; k < 2; k++) tokens(&cf, tok[k], NTOK, 300 + (unsigned long long)k);
+    float *f32 = engine_logits(file, len, tok[0], NTOK, 0, 1);
+    g_int8 = 1;
+    setenv("LMZIP_KERNELS", "scalar", 1);
+    float *base = engine_logits(file, len, tok[0], NTOK, 0, 1);
+    float *step = engine_logits(file, len, tok[0], NTOK, 1, 2);
+    CHECK(base && step && memcmp(base, step, NTOK * V * sizeof(float)) == 0);
+    uint64_t h = base ? XXH64(base, NTOK * V * sizeof(float), 0) : 0;
+    if (h != 0x1c927cb39c710f8eull) printf("  det-i8-v1 logits hash %016llx\n", (unsigned long long)h);
+    CHECK_EQ_U64(h, 0x1c927cb39c710f8eull);
+    for (int p = 1; p < LMZ_KPATH_COUNT; p++) {
+        if (!lmz_kpath_supported((lmz_kpath)p)) continue;
+        setenv("LMZIP_KERNELS", lmz_kpath_name((lmz_kpath)p), 1);
+        for (int stepwise = 0; stepwise < 2; stepwise++) {
+            float *o = engine_logits(file, len, tok[0], NTOK, stepwise, stepwise ? 3 : 2);
+            CHECK(o && memcmp(base, o, NTOK * V * sizeof(float)) == 0);
+            free(o);
+        }
+    }
+    unsetenv("LMZIP_KERNELS");
+    /* two streams in lockstep: each as it is alone */
+    lmz_model_opts o = {2, 0, 1};
+    lmz_model *m;
+    char err[256];
+    CHECK(lmz_model_open_buffer(file, len, &o, &m, err, sizeof err) == 0);
+    lmz_state *s[2] = {lmz_state_new(m), lmz_state_new(m)};
+    float *lock = malloc(2 * NTOK * V * sizeof *lock), *row = malloc(2 * V * sizeof *row);
+    for (size_t i = 0; i < NTOK; i++) {
+        int32_t t2[2] = {tok[0][i], tok[1][i]};
+        CHECK(lmz_model_step(m, s, t2, 2, row) == 0);
+        for (int k = 0; k < 2; k++) memcpy(lock + ((size_t)k * NTOK + i) * V, row + k * V, V * sizeof(float));
+    }
+    for (int k = 0; k < 2; k++) {
+        float *alone = engine_logits(file, len, tok[k], NTOK, 0, 1);
+        CHECK(alone && memcmp(alone, lock + (size_t)k * NTOK * V, NTOK * V * sizeof(float)) == 0);
+        free(alone);
+    }
+    for (int k = 0; k < 2; k++) lmz_state_free(s[k]);
+    lmz_model_free(m);
+    g_int8 = 0;
+    /* close to det-f32: the mean cross-entropy of the next token */
+    double ce[2] = {0, 0};
+    for (int q = 0; q < 2 && f32 && base; q++)
+        for (size_t i = 0; i + 1 < NTOK; i++) {
+            const float *z = (q ? base : f32) + i * V;
+            double mx = z[0], sum = 0;
+            for (size_t v = 1; v < V; v++) mx = fmax(mx, z[v]);
+            for (size_t v = 0; v < V; v++) sum += exp(z[v] - mx);
+            ce[q] += (mx + log(sum) - z[tok[0][i + 1]]) / (NTOK - 1);
+        }
+    printf("  cross-entropy: det-f32 %.4f, det-i8-v1 %.4f nats\n", ce[0], ce[1]);
+    CHECK(fabs(ce[1] - ce[0]) < 0.02 * ce[0]);
+    free(lock), free(row), free(base), free(step), free(f32), free(file);
 }
 
 /* The bf16 products (oneDNN) against a double-precision product of the same

@@ -14,7 +14,7 @@
 
 static lmz_model *open_model(const char *path, unsigned threads, uint32_t window)
 {
-    lmz_model_opts o = {threads, window};
+    lmz_model_opts o = {threads, window, 0};
     lmz_model *m;
     char err[256];
     if (!path || lmz_model_open(path, &o, &m, err, sizeof err) != 0) return NULL;

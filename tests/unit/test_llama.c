@@ -31,7 +31,7 @@ static int32_t *tiny_tokens(size_t *n)
     return ids;
 }
 
-static lmz_model_opts run_opts = {1, 0};
+static lmz_model_opts run_opts = {1, 0, 0};
 
 static float *run(const char *model, const int32_t *ids, size_t n, int stepwise)
 {
@@ -148,6 +148,55 @@ TEST(llama_prefill_step_and_paths_same_bits)
     free(ids);
 }
 
+/* det-i8-v1: integer products, one set of bits for prefill, steps, threads
+ * and paths (make arm: AArch64 too); near the F32 reference's logits */
+TEST(llama_int8_same_bits_everywhere)
+{
+    size_t n;
+    int32_t *ids = test_ref_path("tokens_tiny.txt") ? tiny_tokens(&n) : NULL;
+    if (!ids) return;
+    const char *models[] = {"tiny-llama-f32.gguf", "tiny-llama-f16.gguf", "tiny-llama-q8_0.gguf"};
+    static const uint64_t golden[3] = {0xa7666f03b06c2562ull, 0xa0c3d6137976b913ull, 0xa6174868bdc30788ull};
+    size_t len;
+    double *f64 = (double *)test_read_file(test_ref_path("tiny_ref_f64.logits.f64"), &len);
+    for (int k = 0; k < 3; k++) {
+        run_opts.int8 = 1;
+        setenv("LMZIP_KERNELS", "scalar", 1);
+        float *base = run(models[k], ids, n, 0);
+        float *step = run(models[k], ids, n, 1);
+        CHECK(base && step && memcmp(base, step, n * 512 * sizeof(float)) == 0);
+        uint64_t h = base ? XXH64(base, n * 512 * sizeof(float), 0) : 0;
+        if (h != golden[k]) printf("  %s: det-i8-v1 logits hash %016llx\n", models[k], (unsigned long long)h);
+        CHECK_EQ_U64(h, golden[k]);
+        for (int p = 1; p < LMZ_KPATH_COUNT; p++) {
+            if (!lmz_kpath_supported((lmz_kpath)p)) continue;
+            setenv("LMZIP_KERNELS", lmz_kpath_name((lmz_kpath)p), 1);
+            run_opts.threads = p == 1 ? 1 : 2;
+            float *o = run(models[k], ids, n, p == 1);
+            CHECK(o && memcmp(base, o, n * 512 * sizeof(float)) == 0);
+            free(o);
+        }
+        unsetenv("LMZIP_KERNELS");
+        run_opts.threads = 7;
+        float *th = run(models[k], ids, n, 1);
+        CHECK(th && memcmp(base, th, n * 512 * sizeof(float)) == 0);
+        run_opts.threads = 1;
+        run_opts.int8 = 0;
+        if (base && f64) {
+            double d = 0, mag = 0;
+            for (size_t i = 0; i < n * 512; i++) {
+                d = fmax(d, fabs((double)base[i] - f64[i]));
+                mag = fmax(mag, fabs(f64[i]));
+            }
+            printf("  %s: det-i8-v1 max |ours - float64| %.3g (largest logit %.3g)\n", models[k], d, mag);
+            CHECK(d < 0.05 * mag);
+        }
+        free(th), free(base), free(step);
+    }
+    free(f64);
+    free(ids);
+}
+
 TEST(llama_lockstep_streams_and_window)
 {
     size_t n;
@@ -155,7 +204,7 @@ TEST(llama_lockstep_streams_and_window)
     if (!ids) return;
     lmz_model *m;
     char err[256];
-    lmz_model_opts o = {1, 16};
+    lmz_model_opts o = {1, 16, 0};
     CHECK(lmz_model_open(test_ref_path("tiny-llama-f32.gguf"), &o, &m, err, sizeof err) == 0);
     CHECK_EQ_U64(lmz_model_window(m), 16);
     /* three streams with different histories, advanced together, equal

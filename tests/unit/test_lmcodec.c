@@ -317,7 +317,7 @@ TEST(model_step_some_matches_step)
 {
     lmz_model *m;
     char err[256];
-    lmz_model_opts o = {1, 0};
+    lmz_model_opts o = {1, 0, 0};
     if (lmz_model_open("tests/models/tiny-dsrn.gguf", &o, &m, err, sizeof err) != 0) {
         fprintf(stderr, "  %s\n", err);
         test_failures++;
