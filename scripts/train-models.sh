@@ -9,8 +9,10 @@
 # Environment: OUT (work folder for checkpoints and logs, default
 # train-out/; keep it out of git), DATA (default ../shared/data/train),
 # THREADS (default 2), MINUTES (the first stage's training time, default
-# 75), TOTAL (minutes of both stages, default 180: the shipped run's; TOTAL
-# = MINUTES: one stage), TYPE (f16 or q8_0, default q8_0: the shipped type).
+# 75), TOTAL (minutes of the first two stages, default 180), TOTAL3
+# (minutes of all three, default 305: the shipped run's; TOTAL3 = TOTAL: two
+# stages, TOTAL = MINUTES: one), TYPE (f16 or q8_0, default q8_0: the
+# shipped type).
 #
 # The training run is timed, not counted in steps: a machine that does more
 # tokens per second trains on more tokens. The tokens, steps and wall time of
@@ -44,15 +46,18 @@ default)
     ;;
 esac
 
-# 3. training, in two stages (docs/MODEL.md): MINUTES (75) with a peak rate
-# of 3e-3 decayed to 3e-4 over its last 20 %, then the same run continued
-# to TOTAL minutes (180) with a fresh schedule: the rate back up to 2e-3,
-# decayed to 1e-4 over the last 30 % of the whole. A checkpoint about every
-# 15 minutes (--save-every in steps); an interrupted stage goes on from its
-# last checkpoint when the script runs again. Validation every 1000 steps
-# for the learning curve; the logs are $OUT/$WHICH.log and $OUT/$WHICH-2.log
-# (follow them with tail -f).
+# 3. training, in three stages (docs/MODEL.md): MINUTES (75) with a peak
+# rate of 3e-3 decayed to 3e-4 over its last 20 %, then the same run
+# continued to TOTAL minutes (180) with a fresh schedule: the rate back up to
+# 2e-3, decayed to 1e-4 over the last 30 % of the whole; then on to TOTAL3
+# (305): 1.2e-3, decayed to 5e-5 over the last 25 % of the whole. A
+# checkpoint about every 15 minutes (--save-every in steps); an interrupted
+# stage goes on from its last checkpoint when the script runs again.
+# Validation every 1000 steps for the learning curve; the logs are
+# $OUT/$WHICH.log, $OUT/$WHICH-2.log and $OUT/$WHICH-3.log (follow them with
+# tail -f).
 TOTAL=${TOTAL:-180}
+TOTAL3=${TOTAL3:-305}
 ck1="$OUT/$WHICH-stage1.gguf"
 ck="$OUT/$WHICH-f32.gguf"
 train() { # CHECKPOINT LOG SCHEDULE...
@@ -76,7 +81,13 @@ if [ "$TOTAL" -gt "$MINUTES" ]; then
         cp "$ck1" "$ck"
         cp "${ck1%.gguf}.opt.gguf" "${ck%.gguf}.opt.gguf"
     fi
-    train "$ck" "$OUT/$WHICH-2.log" --lr 2e-3 --min-lr 1e-4 --wsd-decay 0.3 --time "$TOTAL"
+    if [ ! -f "$OUT/$WHICH-stage2.done" ]; then
+        train "$ck" "$OUT/$WHICH-2.log" --lr 2e-3 --min-lr 1e-4 --wsd-decay 0.3 --time "$TOTAL"
+        touch "$OUT/$WHICH-stage2.done"
+    fi
+    if [ "$TOTAL3" -gt "$TOTAL" ]; then
+        train "$ck" "$OUT/$WHICH-3.log" --lr 1.2e-3 --min-lr 5e-5 --wsd-decay 0.25 --time "$TOTAL3"
+    fi
 else
     cp "$ck1" "$ck"
 fi
@@ -88,6 +99,7 @@ fi
     echo "commit: $(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)"
     echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')"
     echo "settings: $SETTINGS; stage 1: --lr 3e-3 --min-lr 3e-4 --wsd-decay 0.2 --time $MINUTES;" \
-        "stage 2: --lr 2e-3 --min-lr 1e-4 --wsd-decay 0.3 --time $TOTAL (--batch 16 --bptt 128 --warmup 200 --wsd 1 --seed 1)"
+        "stage 2: --lr 2e-3 --min-lr 1e-4 --wsd-decay 0.3 --time $TOTAL;" \
+        "stage 3: --lr 1.2e-3 --min-lr 5e-5 --wsd-decay 0.25 --time $TOTAL3 (--batch 16 --bptt 128 --warmup 200 --wsd 1 --seed 1)"
     "$DSRN" info "$ck" | grep -E 'general.name|dsrn.train'
 } | tee "$OUT/$WHICH.recipe"
