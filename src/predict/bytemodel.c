@@ -18,11 +18,7 @@
 
 /* The per-bit work is integer only, so code compiled for AVX2 computes the
  * same bits as the baseline build; the loader picks the clone at run time. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(LMZ_NO_MULTIVERSION)
-#define LMZ_MULTIVERSION __attribute__((target_clones("avx2", "default")))
-#else
-#define LMZ_MULTIVERSION
-#endif
+#include "../common/multiversion.h"
 
 static uint32_t rate_tab[1024];   /* 65536 * 2 / (2n + 3) */
 
@@ -695,7 +691,7 @@ static inline __attribute__((always_inline)) void encode_bytes(lmz_bytemodel *m,
     }
 }
 
-LMZ_MULTIVERSION
+LMZ_CLONES_INT
 void lmz_bytemodel_encode(lmz_bytemodel *m, lmz_rc_enc *rc, const uint8_t *src, size_t n)
 {
     start(m, &m->own, src);
@@ -719,7 +715,7 @@ static inline __attribute__((always_inline)) int decode_bytes(lmz_bytemodel *m, 
     return 0;
 }
 
-LMZ_MULTIVERSION
+LMZ_CLONES_INT
 void lmz_bytemodel_decode(lmz_bytemodel *m, lmz_rc_dec *rc, uint8_t *dst, size_t n)
 {
     start(m, &m->own, dst);
@@ -757,7 +753,7 @@ static uint8_t *chain_room(lmz_bytemodel *m, size_t n)
     return m->hist + have;
 }
 
-LMZ_MULTIVERSION
+LMZ_CLONES_INT
 int lmz_bytemodel_encode_next(lmz_bytemodel *m, lmz_rc_enc *rc, const uint8_t *src, size_t n)
 {
     if (n == 0) return 0;
@@ -776,7 +772,7 @@ int lmz_bytemodel_learn_next(lmz_bytemodel *m, const uint8_t *src, size_t n)
     return lmz_bytemodel_encode_next(m, &rc, src, n);
 }
 
-LMZ_MULTIVERSION
+LMZ_CLONES_INT
 int lmz_bytemodel_decode_next(lmz_bytemodel *m, lmz_rc_dec *rc, uint8_t *dst, size_t n)
 {
     if (n == 0) return 0;
@@ -822,14 +818,14 @@ void lmz_bm_stream_free(lmz_bm_stream *s)
     free(s);
 }
 
-LMZ_MULTIVERSION
+LMZ_CLONES_INT
 int lmz_bm_stream_predict(lmz_bytemodel *m, lmz_bm_stream *s, int st)
 {
     m->x[N_INPUTS] = st < -2047 ? -2047 : st > 2047 ? 2047 : st;
     return predict(m, &s->c);
 }
 
-LMZ_MULTIVERSION
+LMZ_CLONES_INT
 int lmz_bm_stream_update(lmz_bytemodel *m, lmz_bm_stream *s, int bit)
 {
     bm_ctx *c = &s->c;

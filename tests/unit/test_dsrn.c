@@ -134,6 +134,22 @@ TEST(dsrn_engine_equals_trainer_forward)
     }
 }
 
+/* every kernel path but the scalar one, prefill (2 threads) and step by
+ * step (3 threads): base's bits (with g_int8's profile) */
+static void check_every_path(const uint8_t *file, size_t len, const int32_t *tok, const float *base, size_t V)
+{
+    for (int p = 1; p < LMZ_KPATH_COUNT; p++) {
+        if (!lmz_kpath_supported((lmz_kpath)p)) continue;
+        setenv("LMZIP_KERNELS", lmz_kpath_name((lmz_kpath)p), 1);
+        for (int stepwise = 0; stepwise < 2; stepwise++) {
+            float *o = engine_logits(file, len, tok, NTOK, stepwise, stepwise ? 3 : 2);
+            CHECK(o && base && memcmp(base, o, NTOK * V * sizeof(float)) == 0);
+            free(o);
+        }
+    }
+    unsetenv("LMZIP_KERNELS");
+}
+
 TEST(dsrn_prefill_steps_lockstep_threads_paths_same_bits)
 {
     dsrn_config cf;
@@ -152,14 +168,7 @@ TEST(dsrn_prefill_steps_lockstep_threads_paths_same_bits)
     uint64_t h = base ? XXH64(base, NTOK * V * sizeof(float), 0) : 0;
     if (h != 0x13c2d53d975cf305ull) printf("  logits hash %016llx\n", (unsigned long long)h);
     CHECK_EQ_U64(h, 0x13c2d53d975cf305ull);
-    for (int p = 1; p < LMZ_KPATH_COUNT; p++) {
-        if (!lmz_kpath_supported((lmz_kpath)p)) continue;
-        setenv("LMZIP_KERNELS", lmz_kpath_name((lmz_kpath)p), 1);
-        float *o = engine_logits(file, len, tok[0], NTOK, p == 1, p == 2 ? 2 : 1);
-        CHECK(o && memcmp(base, o, NTOK * V * sizeof(float)) == 0);
-        free(o);
-    }
-    unsetenv("LMZIP_KERNELS");
+    check_every_path(file, len, tok[0], base, V);
     float *th = engine_logits(file, len, tok[0], NTOK, 0, 3);
     CHECK(th && memcmp(base, th, NTOK * V * sizeof(float)) == 0);
     free(th);
@@ -219,16 +228,7 @@ TEST(dsrn_int8_same_bits_everywhere)
     uint64_t h = base ? XXH64(base, NTOK * V * sizeof(float), 0) : 0;
     if (h != 0x1c927cb39c710f8eull) printf("  det-i8-v1 logits hash %016llx\n", (unsigned long long)h);
     CHECK_EQ_U64(h, 0x1c927cb39c710f8eull);
-    for (int p = 1; p < LMZ_KPATH_COUNT; p++) {
-        if (!lmz_kpath_supported((lmz_kpath)p)) continue;
-        setenv("LMZIP_KERNELS", lmz_kpath_name((lmz_kpath)p), 1);
-        for (int stepwise = 0; stepwise < 2; stepwise++) {
-            float *o = engine_logits(file, len, tok[0], NTOK, stepwise, stepwise ? 3 : 2);
-            CHECK(o && memcmp(base, o, NTOK * V * sizeof(float)) == 0);
-            free(o);
-        }
-    }
-    unsetenv("LMZIP_KERNELS");
+    check_every_path(file, len, tok[0], base, V);
     /* two streams in lockstep: each as it is alone */
     lmz_model_opts o = {2, 0, 1};
     lmz_model *m;

@@ -99,100 +99,72 @@ TEST(llama_logits_match_llamacpp)
     free(ids);
 }
 
+/* det-f32 (the float products) and det-i8-v1 (exact int8 sums): each one
+ * set of bits for prefill, steps, threads, paths and windows, pinned by a
+ * hash of the logits (taken once on x86-64, checked on AArch64 by make
+ * arm); det-i8-v1 also near the float64 reference's logits */
 TEST(llama_prefill_step_and_paths_same_bits)
 {
     size_t n;
     int32_t *ids = test_ref_path("tokens_tiny.txt") ? tiny_tokens(&n) : NULL;
     if (!ids) return;
     const char *models[] = {"tiny-llama-f32.gguf", "tiny-llama-f16.gguf", "tiny-llama-q8_0.gguf"};
-    static const uint64_t golden[3] = {0xbcb229a80a9e6453ull, 0xd09672c263c520e5ull, 0xf08dc2ac20509b04ull};
-    for (int k = 0; k < 3; k++) {
-        setenv("LMZIP_KERNELS", "scalar", 1);
-        float *base = run(models[k], ids, n, 0);
-        float *step = run(models[k], ids, n, 1);
-        CHECK(base && step && memcmp(base, step, n * 512 * sizeof(float)) == 0);
-        /* the same bits on every machine: det-f32-v1's logits for these
-         * tokens, hashed once (x86-64) and checked on AArch64 by make arm */
-        uint64_t h = base ? XXH64(base, n * 512 * sizeof(float), 0) : 0;
-        if (h != golden[k]) printf("  %s: logits hash %016llx\n", models[k], (unsigned long long)h);
-        CHECK_EQ_U64(h, golden[k]);
-        for (int p = 1; p < LMZ_KPATH_COUNT; p++) {
-            if (!lmz_kpath_supported((lmz_kpath)p)) continue;
-            setenv("LMZIP_KERNELS", lmz_kpath_name((lmz_kpath)p), 1);
-            float *o = run(models[k], ids, n, p == 1);
-            CHECK(o && memcmp(base, o, n * 512 * sizeof(float)) == 0);
-            free(o);
-        }
-        /* threads split rows only; a short window is the same in prefill
-         * chunks as step by step */
-        run_opts.threads = 2;
-        float *th = run(models[k], ids, n, 0);
-        CHECK(th && memcmp(base, th, n * 512 * sizeof(float)) == 0);
-        free(th);
-        run_opts.threads = 7;
-        th = run(models[k], ids, n, 1);
-        CHECK(th && memcmp(base, th, n * 512 * sizeof(float)) == 0);
-        run_opts.threads = 1;
-        run_opts.window = 8;
-        float *wp = run(models[k], ids, n, 0), *ws = run(models[k], ids, n, 1);
-        CHECK(wp && ws && memcmp(wp, ws, n * 512 * sizeof(float)) == 0);
-        CHECK(wp && memcmp(wp, base, n * 512 * sizeof(float)) != 0); /* the window matters */
-        run_opts.window = 0;
-        free(th);
-        free(wp);
-        free(ws);
-        free(base);
-        free(step);
-    }
-    unsetenv("LMZIP_KERNELS");
-    free(ids);
-}
-
-/* det-i8-v1: integer products, one set of bits for prefill, steps, threads
- * and paths (make arm: AArch64 too); near the F32 reference's logits */
-TEST(llama_int8_same_bits_everywhere)
-{
-    size_t n;
-    int32_t *ids = test_ref_path("tokens_tiny.txt") ? tiny_tokens(&n) : NULL;
-    if (!ids) return;
-    const char *models[] = {"tiny-llama-f32.gguf", "tiny-llama-f16.gguf", "tiny-llama-q8_0.gguf"};
-    static const uint64_t golden[3] = {0xa7666f03b06c2562ull, 0xa0c3d6137976b913ull, 0xa6174868bdc30788ull};
+    static const uint64_t golden[2][3] = {{0xbcb229a80a9e6453ull, 0xd09672c263c520e5ull, 0xf08dc2ac20509b04ull},
+                                          {0xa7666f03b06c2562ull, 0xa0c3d6137976b913ull, 0xa6174868bdc30788ull}};
+    const char *profile[2] = {"det-f32", "det-i8-v1"};
     size_t len;
     double *f64 = (double *)test_read_file(test_ref_path("tiny_ref_f64.logits.f64"), &len);
-    for (int k = 0; k < 3; k++) {
-        run_opts.int8 = 1;
-        setenv("LMZIP_KERNELS", "scalar", 1);
-        float *base = run(models[k], ids, n, 0);
-        float *step = run(models[k], ids, n, 1);
-        CHECK(base && step && memcmp(base, step, n * 512 * sizeof(float)) == 0);
-        uint64_t h = base ? XXH64(base, n * 512 * sizeof(float), 0) : 0;
-        if (h != golden[k]) printf("  %s: det-i8-v1 logits hash %016llx\n", models[k], (unsigned long long)h);
-        CHECK_EQ_U64(h, golden[k]);
-        for (int p = 1; p < LMZ_KPATH_COUNT; p++) {
-            if (!lmz_kpath_supported((lmz_kpath)p)) continue;
-            setenv("LMZIP_KERNELS", lmz_kpath_name((lmz_kpath)p), 1);
-            run_opts.threads = p == 1 ? 1 : 2;
-            float *o = run(models[k], ids, n, p == 1);
-            CHECK(o && memcmp(base, o, n * 512 * sizeof(float)) == 0);
-            free(o);
-        }
-        unsetenv("LMZIP_KERNELS");
-        run_opts.threads = 7;
-        float *th = run(models[k], ids, n, 1);
-        CHECK(th && memcmp(base, th, n * 512 * sizeof(float)) == 0);
-        run_opts.threads = 1;
-        run_opts.int8 = 0;
-        if (base && f64) {
-            double d = 0, mag = 0;
-            for (size_t i = 0; i < n * 512; i++) {
-                d = fmax(d, fabs((double)base[i] - f64[i]));
-                mag = fmax(mag, fabs(f64[i]));
+    for (int q = 0; q < 2; q++)
+        for (int k = 0; k < 3; k++) {
+            run_opts.int8 = q;
+            setenv("LMZIP_KERNELS", "scalar", 1);
+            float *base = run(models[k], ids, n, 0);
+            float *step = run(models[k], ids, n, 1);
+            CHECK(base && step && memcmp(base, step, n * 512 * sizeof(float)) == 0);
+            uint64_t h = base ? XXH64(base, n * 512 * sizeof(float), 0) : 0;
+            if (h != golden[q][k])
+                printf("  %s, %s: logits hash %016llx\n", models[k], profile[q], (unsigned long long)h);
+            CHECK_EQ_U64(h, golden[q][k]);
+            for (int p = 1; p < LMZ_KPATH_COUNT; p++) {
+                if (!lmz_kpath_supported((lmz_kpath)p)) continue;
+                setenv("LMZIP_KERNELS", lmz_kpath_name((lmz_kpath)p), 1);
+                run_opts.threads = p == 1 ? 1 : 2;
+                float *o = run(models[k], ids, n, p == 1);
+                CHECK(o && memcmp(base, o, n * 512 * sizeof(float)) == 0);
+                free(o);
             }
-            printf("  %s: det-i8-v1 max |ours - float64| %.3g (largest logit %.3g)\n", models[k], d, mag);
-            CHECK(d < 0.05 * mag);
+            /* threads split rows only; a short window is the same in prefill
+             * chunks as step by step */
+            run_opts.threads = 2;
+            float *th = run(models[k], ids, n, 0);
+            CHECK(th && memcmp(base, th, n * 512 * sizeof(float)) == 0);
+            free(th);
+            run_opts.threads = 7;
+            th = run(models[k], ids, n, 1);
+            CHECK(th && memcmp(base, th, n * 512 * sizeof(float)) == 0);
+            run_opts.threads = 1;
+            run_opts.window = 8;
+            float *wp = run(models[k], ids, n, 0), *ws = run(models[k], ids, n, 1);
+            CHECK(wp && ws && memcmp(wp, ws, n * 512 * sizeof(float)) == 0);
+            CHECK(wp && memcmp(wp, base, n * 512 * sizeof(float)) != 0); /* the window matters */
+            run_opts.window = 0;
+            if (q == 1 && base && f64) {
+                double d = 0, mag = 0;
+                for (size_t i = 0; i < n * 512; i++) {
+                    d = fmax(d, fabs((double)base[i] - f64[i]));
+                    mag = fmax(mag, fabs(f64[i]));
+                }
+                printf("  %s: det-i8-v1 max |ours - float64| %.3g (largest logit %.3g)\n", models[k], d, mag);
+                CHECK(d < 0.05 * mag);
+            }
+            free(th);
+            free(wp);
+            free(ws);
+            free(base);
+            free(step);
         }
-        free(th), free(base), free(step);
-    }
+    run_opts.int8 = 0;
+    unsetenv("LMZIP_KERNELS");
     free(f64);
     free(ids);
 }
