@@ -8,7 +8,8 @@
 #   make fuzz       build the libFuzzer decoder target (clang) in build-fuzz/
 #   make bench      run bench/compare (other compressors side by side)
 #   make demo       build, then compress and decompress samples/ with the default model
-#   make install    lmzip, lmzip.h, liblmzip.a, lmzip.pc, lmzip.1, models/ under PREFIX
+#   make install    lmzip, dsrn, lmzip.h, liblmzip.a and .so, lmzip.pc, the man
+#                   pages, models/ under PREFIX (PREFIX/share/lmzip/models)
 #   make arm        cross-build for AArch64 (NEON kernels) in build-arm/ and run
 #                   every test there under qemu-user: the same bits on ARM
 
@@ -43,7 +44,7 @@ TRAIN_OBJ = $(TRAIN_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC  = $(wildcard tests/unit/*.c)
 TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 
-all: $(BUILD)/lmzip $(BUILD)/dsrn $(BUILD)/unit_tests $(BUILD)/gradcheck $(BUILD)/fuzz_replay $(BUILD)/fuzz_gguf_replay \
+all: $(BUILD)/lmzip $(BUILD)/liblmzip.so $(BUILD)/dsrn $(BUILD)/unit_tests $(BUILD)/gradcheck $(BUILD)/fuzz_replay $(BUILD)/fuzz_gguf_replay \
      $(BUILD)/bench_rc $(BUILD)/bench_engine $(BUILD)/bench_train
 
 $(BUILD)/%.o: %.c
@@ -54,9 +55,27 @@ $(BUILD)/liblmzip.a: $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
+# The shared library: the same objects (position independent, hidden unless
+# lmzip.h marks them LMZ_API). Before 1.0 the soname carries major.minor:
+# lmz_params may grow between minor versions.
+VERSION = $(shell sed -n 's/^\#define LMZ_VERSION_STRING "\(.*\)"/\1/p' include/lmzip.h)
+SOVER   = $(basename $(VERSION))
+SONAME  = liblmzip.so.$(SOVER)
+# A version script names them too: GCC exports target_clones resolvers
+# whatever their visibility.
+$(LIB_OBJ): ALL_CFLAGS += -fPIC -fvisibility=hidden
+$(BUILD)/lmzip.map: include/lmzip.h
+	@mkdir -p $(dir $@)
+	{ echo '{ global:'; sed -n 's/^LMZ_API .*[ *]\(lmz_[a-z0-9_]*\)(.*/  \1;/p' $<; echo 'local: *; };'; } > $@
+$(BUILD)/liblmzip.so: $(LIB_OBJ) $(BUILD)/lmzip.map
+	$(CC) $(SAN) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=$(BUILD)/lmzip.map -Wl,--no-undefined \
+	  -Wl,-z,relro -Wl,-z,now -o $(BUILD)/liblmzip.so.$(VERSION) $(LIB_OBJ) $(LDLIBS)
+	ln -sf liblmzip.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf liblmzip.so.$(VERSION) $@
+
 # the installed models folder follows PREFIX (make install puts models/ there)
-$(BUILD)/programs/lmzip.o: ALL_CFLAGS += -DLMZIP_MODELS_DIR='"$(PREFIX)/share/lmzip/models"'
-$(BUILD)/lmzip: $(BUILD)/programs/lmzip.o $(BUILD)/liblmzip.a
+$(BUILD)/src/codec/modeldir.o: ALL_CFLAGS += -DLMZIP_MODELS_DIR='"$(PREFIX)/share/lmzip/models"'
+$(BUILD)/lmzip: $(BUILD)/programs/lmzip.o $(BUILD)/programs/explain.o $(BUILD)/liblmzip.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 # the trainer: OpenMP for the elementwise work, OpenBLAS and oneDNN for the products
@@ -160,14 +179,19 @@ demo: deps
 	sh scripts/demo.sh $(BUILD)
 
 DESTDIR ?=
-install: $(BUILD)/lmzip $(BUILD)/liblmzip.a
+install: $(BUILD)/lmzip $(BUILD)/dsrn $(BUILD)/liblmzip.a $(BUILD)/liblmzip.so
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/include $(DESTDIR)$(PREFIX)/lib/pkgconfig \
 	  $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 $(BUILD)/lmzip $(DESTDIR)$(PREFIX)/bin/lmzip
+	install -m 755 $(BUILD)/dsrn $(DESTDIR)$(PREFIX)/bin/dsrn
 	install -m 644 include/lmzip.h $(DESTDIR)$(PREFIX)/include/lmzip.h
 	install -m 644 $(BUILD)/liblmzip.a $(DESTDIR)$(PREFIX)/lib/liblmzip.a
-	sed 's|@PREFIX@|$(PREFIX)|' lmzip.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/lmzip.pc
+	install -m 755 $(BUILD)/liblmzip.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/liblmzip.so.$(VERSION)
+	ln -sf liblmzip.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sf liblmzip.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/liblmzip.so
+	sed 's|@PREFIX@|$(PREFIX)|; s|@VERSION@|$(VERSION)|' lmzip.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/lmzip.pc
 	install -m 644 docs/lmzip.1 $(DESTDIR)$(PREFIX)/share/man/man1/lmzip.1
+	install -m 644 docs/dsrn.1 $(DESTDIR)$(PREFIX)/share/man/man1/dsrn.1
 	install -d $(DESTDIR)$(PREFIX)/share/lmzip/models
 	for m in models/*.gguf; do [ ! -f "$$m" ] || install -m 644 "$$m" $(DESTDIR)$(PREFIX)/share/lmzip/models/; done
 

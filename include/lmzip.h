@@ -24,10 +24,18 @@
 extern "C" {
 #endif
 
+/* What liblmzip.so exports: the library is built with hidden visibility,
+ * and only the declarations of this header are marked for export. */
+#if defined(__GNUC__) || defined(__clang__)
+#define LMZ_API __attribute__((visibility("default")))
+#else
+#define LMZ_API
+#endif
+
 #define LMZ_VERSION_MAJOR 0
-#define LMZ_VERSION_MINOR 3
+#define LMZ_VERSION_MINOR 4
 #define LMZ_VERSION_PATCH 0
-#define LMZ_VERSION_STRING "0.3.0"
+#define LMZ_VERSION_STRING "0.4.0"
 
 /* ---- errors (values are pinned: they never change meaning) -------------- */
 typedef enum {
@@ -55,7 +63,10 @@ typedef enum {
 } lmz_error;
 
 /* @return a static, human-readable name for any code (unknown codes too). */
-const char *lmz_error_name(int code);
+LMZ_API const char *lmz_error_name(int code);
+/* @return the library's LMZ_VERSION_STRING (the header a program was built
+ * with may be older). */
+LMZ_API const char *lmz_version_string(void);
 
 /* ---- parameters --------------------------------------------------------- */
 #define LMZ_SIZE_UNKNOWN UINT64_MAX
@@ -93,17 +104,62 @@ typedef struct lmz_model_ref lmz_model_ref;
 /* Load the model at path. @return LMZ_OK, or LMZ_ERROR_MODEL with the reason
  * in err naming the file (missing, not GGUF, an architecture or tokenizer
  * this build cannot run). err may be NULL. */
-int lmz_model_load(const char *path, lmz_model_ref **out, char *err, size_t errlen);
-void lmz_model_unload(lmz_model_ref *m);
+LMZ_API int lmz_model_load(const char *path, lmz_model_ref **out, char *err, size_t errlen);
+LMZ_API void lmz_model_unload(lmz_model_ref *m);
 /* The name a stream records (the file name without .gguf, at most 63 bytes). */
-const char *lmz_model_ref_name(const lmz_model_ref *m);
+LMZ_API const char *lmz_model_ref_name(const lmz_model_ref *m);
+
+/* ---- where the bits go (lmzip --explain) ------------------------------- */
+
+/* A piece of a compression: a token the model's ensemble coded, bytes the
+ * byte model, LZMA or the stored method coded, or overhead (headers, the
+ * tables of a frame, the range coder's last bytes). Pieces come in input
+ * order, overhead where it is written; their bits add up to 8 x the
+ * compressed size exactly. A token's bits are what the coder spent on it
+ * (lmz_stats.text_bits is their sum). Binary segments inside a model
+ * frame that the group's byte-model chain codes together share the
+ * chain's bytes in proportion to their lengths. */
+#define LMZ_PIECE_TOKEN    0
+#define LMZ_PIECE_BINARY   1  /* the byte model, runs or LZMA2 */
+#define LMZ_PIECE_STORED   2
+#define LMZ_PIECE_OVERHEAD 3  /* length 0 */
+
+/* which predictor gave a token the most probability */
+#define LMZ_CARRIER_MODEL 0   /* the language model (through its bias head) */
+#define LMZ_CARRIER_NGRAM 1   /* the token n-gram */
+#define LMZ_CARRIER_MATCH 2   /* the match model over the group's text */
+#define LMZ_CARRIER_LOCAL 3   /* the stream's own match model */
+#define LMZ_CARRIER_BYTES 4   /* the byte model mixed in bit by bit (det-f32-v4 and
+                                 on) made it cost a bit or more less than the
+                                 ensemble's table gave it */
+#define LMZ_CARRIER_NONE  5   /* not a token */
+
+typedef struct {
+    uint64_t offset;          /* its first byte in the input */
+    uint32_t length;          /* bytes of input (0: overhead) */
+    unsigned kind;            /* LMZ_PIECE_* */
+    double bits;              /* what it cost */
+    uint64_t frame;           /* the frame it belongs to (stream header: 0) */
+    /* tokens only (else token -1, carrier LMZ_CARRIER_NONE) */
+    int32_t token;
+    unsigned carrier;
+    float q[4];               /* the probability each of the first four carriers
+                                 gave the token (-1: took no part) */
+    float table_bits;         /* -log2 of the ensemble's table's probability */
+    float top_p[3];           /* the table's three most probable tokens */
+    uint8_t top[3][16];       /* their bytes (at most 16 each) */
+    uint8_t top_len[3];
+} lmz_piece;
+
+typedef void (*lmz_explain_fn)(void *opaque, const lmz_piece *piece);
 
 typedef struct {
     uint32_t frame_size;   /* bytes of input per independent frame; 0 (the
                               default) = automatic: 4 MiB without a model;
-                              with one a sixteenth of size_hint, in steps of
-                              4K from 16K to 256K (256K when the size is
-                              unknown). With a model at most 64 MiB */
+                              with one about a sixteenth of size_hint, from
+                              16K to 256K, in whole frames (the rest shared
+                              out in steps of 1K), 256K when the size is
+                              unknown. With a model at most 64 MiB */
     unsigned threads;      /* worker threads; 0 = one per available core;
                               capped at the available cores (the affinity
                               mask, a cgroup's quota) unless force_threads */
@@ -145,6 +201,21 @@ typedef struct {
     const lmz_model_ref *model_ref; /* a loaded model to use instead of
                               opening `model` (NULL: open `model`) */
     unsigned force_threads; /* 1: `threads` as given, even beyond the cores */
+    unsigned model_always; /* with the binary setting, a group goes whole
+                              through the byte-model chain, text too, where
+                              that is smaller than the model's coding (text
+                              the model knows less well than the byte model
+                              learns it); 1: never, the model codes all text
+                              (to measure a model). Not recorded: decoders
+                              read either */
+    unsigned format_version; /* 0 or 2 (the default): the short form of
+                              lmzip 0.4, with settings only where they differ
+                              from the defaults; 1: the form that lmzip 0.1
+                              to 0.3 read (docs/FORMAT.md) */
+    lmz_explain_fn explain; /* if not NULL, told every piece of the
+                              compression as it is written (slower: a pass
+                              over the vocabulary per token more) */
+    void *explain_opaque;
 } lmz_params;
 
 /* ---- the settings a stream records (one table: lmz_settings) ------------ */
@@ -158,23 +229,38 @@ typedef struct {
 } lmz_setting;
 
 /* The table, in header id order. @return count entries (static storage). */
-const lmz_setting *lmz_settings(size_t *count);
+LMZ_API const lmz_setting *lmz_settings(size_t *count);
 
 /* Set the setting `name` of p to value after checking it against its
  * bounds (zstd's ZSTD_CCtx_setParameter): frame-size, table-bits, parts,
  * mixer, ngram-bits, cdf-bits, bias-lr, mix-lr, text-min, window, skip (in
  * bits), group; 0 for frame-size and group asks for the automatic choice.
  * @return LMZ_OK or LMZ_ERROR_PARAM (unknown name, value out of bounds). */
-int lmz_params_set(lmz_params *p, const char *name, double value);
+LMZ_API int lmz_params_set(lmz_params *p, const char *name, double value);
 
 /* Open the model at path as compression would, and close it: LMZ_OK, or
  * LMZ_ERROR_MODEL with the reason in err (a missing file, a broken GGUF,
  * an architecture or tokenizer this build cannot run). */
-int lmz_model_check(const char *path, char *err, size_t errlen);
+LMZ_API int lmz_model_check(const char *path, char *err, size_t errlen);
+
+/* The presets of the levels 1..9 (lmzip -1 .. -9; 6 is the default): the
+ * name of the model ("none", "default", or "max", which stands for
+ * "default" where no max model is found) and the one setting the level
+ * sets (NULL: none) with its value for lmz_params_set. An explicit model
+ * or setting wins over a level's. @return LMZ_OK or LMZ_ERROR_PARAM. */
+LMZ_API int lmz_level(int level, const char **model, const char **setting, double *value);
+
+/* The path of the model NAME (a name, not a path: no '/') in the models
+ * folders, in order: $LMZIP_MODELS (':'-separated), models/ beside and
+ * above the running program, lmz_models_dir(). @return LMZ_OK with path
+ * filled, LMZ_ERROR_MODEL (not found; path empty) or LMZ_ERROR_PARAM. */
+LMZ_API int lmz_model_find(const char *name, char *path, size_t cap);
+/* The installed models folder (PREFIX/share/lmzip/models). */
+LMZ_API const char *lmz_models_dir(void);
 
 /* Fill p with the defaults (automatic frames and groups, 1 thread,
  * table_bits 22, "none", the language-model settings above). */
-void lmz_params_default(lmz_params *p);
+LMZ_API void lmz_params_default(lmz_params *p);
 
 /* ---- I/O callbacks ------------------------------------------------------ */
 typedef struct {
@@ -193,13 +279,13 @@ typedef struct {
 
 /* Compress everything read from io into one .lmz stream written to io.
  * @return LMZ_OK or an error code; on error the output is incomplete. */
-int lmz_compress_stream(const lmz_params *p, const lmz_io *io);
+LMZ_API int lmz_compress_stream(const lmz_params *p, const lmz_io *io);
 
 /* Decompress one or more concatenated .lmz streams. Each frame is checked
  * against its XXH64 before it is written, so damaged data is never written;
  * on an error, what was written is a prefix of the content (whole frames)
  * and the caller decides whether to keep it. threads: 0 = one per core. */
-int lmz_decompress_stream(unsigned threads, const lmz_io *io);
+LMZ_API int lmz_decompress_stream(unsigned threads, const lmz_io *io);
 
 /* The same for streams made with a language model: model is the path of
  * the GGUF file they need (NULL: none). A stream whose model identity
@@ -232,11 +318,11 @@ typedef struct {
 /* The default memory limit of decompression: half of what this process may
  * use (the smaller of physical memory and its cgroup's limit), at least
  * 64 MiB. */
-uint64_t lmz_memlimit_default(void);
+LMZ_API uint64_t lmz_memlimit_default(void);
 
 /* Cores this process may run on (the affinity mask and a cgroup quota). */
-unsigned lmz_cores_available(void);
-int lmz_decompress_stream_ex(const lmz_dparams *p, const lmz_io *io);
+LMZ_API unsigned lmz_cores_available(void);
+LMZ_API int lmz_decompress_stream_ex(const lmz_dparams *p, const lmz_io *io);
 
 /* ---- listing without decoding ------------------------------------------- */
 typedef struct {
@@ -256,7 +342,8 @@ typedef struct {
     uint64_t frame_index;
     unsigned method;          /* 0 stored, 1 byte model, 2 language model */
     uint64_t orig_size, comp_size;   /* comp_size includes the frame header */
-    uint64_t checksum;        /* XXH64 of the original bytes */
+    uint64_t checksum;        /* XXH64 of the original bytes (format version 2:
+                                 its low 32 bits) */
 } lmz_frame_info;
 
 typedef struct {
@@ -269,33 +356,33 @@ typedef struct {
 } lmz_list_callbacks;
 
 /* lmz_list_stream over a buffer. */
-int lmz_list_buffer(const void *src, size_t n, const lmz_list_callbacks *cb);
+LMZ_API int lmz_list_buffer(const void *src, size_t n, const lmz_list_callbacks *cb);
 
 /* Parse the header at the start of src[0..n) without checking that this
  * build supports it, to name the model, profile or setting a file needs.
  * @return LMZ_OK when the header is well formed (its check holds). */
-int lmz_peek_header(const void *src, size_t n, lmz_stream_info *info);
+LMZ_API int lmz_peek_header(const void *src, size_t n, lmz_stream_info *info);
 
 /* Walk the streams of io, reporting headers and frame index entries; frame
  * payloads are skipped, not decoded. */
-int lmz_list_stream(const lmz_io *io, const lmz_list_callbacks *cb);
+LMZ_API int lmz_list_stream(const lmz_io *io, const lmz_list_callbacks *cb);
 
 /* ---- one-shot buffers --------------------------------------------------- */
 
 /* Largest compressed size of n input bytes (stored frames plus headers). */
-size_t lmz_compress_bound(size_t n, uint32_t frame_size);
+LMZ_API size_t lmz_compress_bound(size_t n, uint32_t frame_size);
 
 /* Compress src[0..n) into dst[0..cap). *out_len = bytes written. */
-int lmz_compress_buffer(const lmz_params *p, const void *src, size_t n,
+LMZ_API int lmz_compress_buffer(const lmz_params *p, const void *src, size_t n,
                         void *dst, size_t cap, size_t *out_len);
 
 /* Decompress src[0..n) into dst[0..cap). Never writes past cap: a frame that
  * would not fit gives LMZ_ERROR_DST_SIZE before it is decoded. */
-int lmz_decompress_buffer(unsigned threads, const void *src, size_t n,
+LMZ_API int lmz_decompress_buffer(unsigned threads, const void *src, size_t n,
                           void *dst, size_t cap, size_t *out_len);
 
 /* The same with a model at hand (lmz_dparams, as lmz_decompress_stream_ex). */
-int lmz_decompress_buffer_ex(const lmz_dparams *p, const void *src, size_t n,
+LMZ_API int lmz_decompress_buffer_ex(const lmz_dparams *p, const void *src, size_t n,
                              void *dst, size_t cap, size_t *out_len);
 
 #ifdef __cplusplus

@@ -21,11 +21,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "explain.h"
 #include "lmzip.h"
 
 #define SUFFIX ".lmz"
 
-typedef enum { MODE_COMPRESS, MODE_DECOMPRESS, MODE_TEST, MODE_LIST } mode_t_;
+typedef enum { MODE_COMPRESS, MODE_DECOMPRESS, MODE_TEST, MODE_LIST, MODE_BENCH, MODE_EXPLAIN } mode_t_;
 
 typedef struct {
     mode_t_ mode;
@@ -39,13 +40,13 @@ typedef struct {
     lmz_model_ref *ref;     /* the model, loaded once for the whole run */
     uint64_t memlimit;      /* --memlimit; 0: the library's default */
     int level;              /* -1 .. -9; 0: none given (the default level, 6) */
+    int bench_lo, bench_hi; /* -b#, -e#: the levels -b runs (0: -N's, or 6) */
+    int explain_tsv;        /* --explain=tsv (else the page) */
+    uint64_t explain_max;   /* --explain-max: bytes of text the page shows */
     uint64_t given;         /* the table's settings given on the command line (bit: header id) */
     mode_t umask_bits;
 } options;
 
-#ifndef LMZIP_MODELS_DIR
-#define LMZIP_MODELS_DIR "/usr/local/share/lmzip/models"
-#endif
 static const char *prog = "lmzip";
 
 static void msg(const options *o, const char *fmt, ...)
@@ -154,6 +155,16 @@ static void usage(FILE *f)
             "  -d, --decompress      decompress\n"
             "  -t, --test            test the integrity of compressed files\n"
             "  -l, --list            list frames, sizes, ratio and bits per byte\n"
+            "      --explain[=tsv]   where the bits go: compress each FILE in memory and\n"
+            "                        write FILE.html (or -o), a page with every token\n"
+            "                        coloured by its cost, its figures on hover, a summary\n"
+            "                        and a plot of bits per byte; tsv: the same pieces as a\n"
+            "                        table on standard output\n"
+            "      --explain-max=SIZE  text the page shows in full (default 256K)\n"
+            "  -b, -b#  [-e#]        benchmark: compress each FILE in memory, decompress,\n"
+            "                        check; size, ratio, bpb and speeds (best of the runs\n"
+            "                        that fit in a second) at the level given, or levels\n"
+            "                        # to -e# (one line each, and a total)\n"
             "  -c, --stdout          write to standard output, keep input files\n"
             "  -o FILE               write the (single) result to FILE\n"
             "  -k, --keep            keep input files (default)\n"
@@ -170,7 +181,11 @@ static void usage(FILE *f)
             "                        byte model); default: the folders' 'default' model,\n"
             "                        else none. Decompression finds the model a file\n"
             "                        names in the folders unless -m is given\n"
-            "      --profile=NAME    det-f32-v4 (default), det-i8-v1 (integer products), or det-f32-v3\n");
+            "      --profile=NAME    det-f32-v4 (default), det-i8-v1 (integer products), or det-f32-v3\n"
+            "      --model-always    keep the model's coding of text even where the byte\n"
+            "                        model alone codes a group smaller (to measure a model)\n"
+            "      --format-version=N  2 (default): the short form; 1: the form lmzip\n"
+            "                        0.1 to 0.3 read (about 100 bytes more a stream)\n");
     settings_help(f);
     fprintf(f,
             "  -v, --verbose         more messages (-l: every frame)\n"
@@ -184,8 +199,9 @@ static void usage(FILE *f)
             "-m and the settings above win over a level's choices. $LMZIP_LEVEL sets\n"
             "the level when no option does.\n\n"
             "Models folders: $LMZIP_MODELS (':'-separated), then models/ beside or\n"
-            "above the program, then " LMZIP_MODELS_DIR ".\n"
-            "Exit status: 0 on success, 1 on any error.\n");
+            "above the program, then %s.\n"
+            "Exit status: 0 on success, 1 on any error.\n",
+            lmz_models_dir());
 }
 
 /* ======================================================================== */
@@ -355,46 +371,9 @@ static int install(const char *tmp, const char *target, int force)
 /* finding models                                                            */
 /* ======================================================================== */
 
-static int is_file(const char *p)
-{
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* NAME.gguf in folder dir, into out */
-static int try_dir(const char *dir, size_t dlen, const char *name, char *out, size_t cap)
-{
-    int n = snprintf(out, cap, "%.*s/%s.gguf", (int)dlen, dir, name);
-    return n > 0 && (size_t)n < cap && is_file(out);
-}
-
-/* The models folders in order: $LMZIP_MODELS, models/ beside and above the
- * program, the installed folder. @return 1 with the path of NAME.gguf. */
 static int find_in_folders(const char *name, char *out, size_t cap)
 {
-    if (!name[0] || strchr(name, '/')) return 0;
-    const char *env = getenv("LMZIP_MODELS");
-    while (env && *env) {
-        const char *c = strchr(env, ':');
-        size_t len = c ? (size_t)(c - env) : strlen(env);
-        if (len && try_dir(env, len, name, out, cap)) return 1;
-        env = c ? c + 1 : NULL;
-    }
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = 0;
-            char dir[PATH_MAX + 16];
-            snprintf(dir, sizeof dir, "%s/models", exe);
-            if (try_dir(dir, strlen(dir), name, out, cap)) return 1;
-            snprintf(dir, sizeof dir, "%s/../models", exe);
-            if (try_dir(dir, strlen(dir), name, out, cap)) return 1;
-        }
-    }
-    return try_dir(LMZIP_MODELS_DIR, strlen(LMZIP_MODELS_DIR), name, out, cap);
+    return lmz_model_find(name, out, cap) == LMZ_OK;
 }
 
 /* Models that decompression found in the folders, each loaded once a run. */
@@ -454,7 +433,7 @@ static int resolve_model(options *o)
         else
             fprintf(stderr, "%s: model '%s' not found: not a file, and no %s.gguf in the models folders "
                             "($LMZIP_MODELS, models/ beside the program, %s)\n",
-                    prog, e, e, LMZIP_MODELS_DIR);
+                    prog, e, e, lmz_models_dir());
         return -1;
     }
     o->params.model = o->model_path;
@@ -501,6 +480,7 @@ typedef struct {
     const options *opt;
     const char *name;
     uint64_t frames, orig, comp;
+    unsigned format; /* the stream's format version: its frames' checksums are 64 or 32 bits */
     char model[300]; /* escaped */
 } list_ctx;
 
@@ -509,6 +489,7 @@ static void li_stream(void *o, const lmz_stream_info *s)
     list_ctx *l = o;
     char ep[300];
     esc(s->model, l->model, sizeof l->model);
+    l->format = s->format_version;
     if (l->opt->verbose)
         printf("%s: stream %u: format %u, profile %s, model %s, frame size %u, group %u, table bits %u\n",
                l->name, s->stream_index, s->format_version, esc(s->profile, ep, sizeof ep), l->model,
@@ -520,10 +501,11 @@ static void li_frame(void *o, const lmz_frame_info *f)
     list_ctx *l = o;
     static const char *const how[5] = {"stored", "bytes", "lm", "runs", "lzma"}; /* the frame's method */
     if (l->opt->verbose)
-        printf("  frame %4llu  %-7s %12llu -> %12llu  %.4f bpb  xxh64 %016llx\n",
+        printf("  frame %4llu  %-7s %12llu -> %12llu  %.4f bpb  xxh64 %0*llx\n",
                (unsigned long long)f->frame_index, f->method < 5 ? how[f->method] : "?",
                (unsigned long long)f->orig_size, (unsigned long long)f->comp_size,
-               8.0 * (double)f->comp_size / (double)f->orig_size, (unsigned long long)f->checksum);
+               8.0 * (double)f->comp_size / (double)f->orig_size, l->format == 1 ? 16 : 8,
+               (unsigned long long)f->checksum);
 }
 
 static void li_end(void *o, unsigned si, uint64_t frames, uint64_t orig, uint64_t comp)
@@ -873,8 +855,8 @@ static int parse_parts(const char *s, unsigned *out)
 /* -V: @return the exit status */
 static int version(void)
 {
-    printf("lmzip %s (format %d, profiles int-v1 det-f32-v1 det-f32-v2 det-f32-v3 det-f32-v4 det-i8-v1)\n", LMZ_VERSION_STRING,
-           1);
+    printf("lmzip %s (formats 1 and 2, profiles int-v1 det-f32-v1 det-f32-v2 det-f32-v3 det-f32-v4 det-i8-v1)\n",
+           LMZ_VERSION_STRING);
     return close_stdout(0);
 }
 
@@ -917,29 +899,15 @@ static int set_option(options *o, const lmz_setting *st, const char *v)
     return 0;
 }
 
-/* The levels: a model and the one setting that trades speed for ratio. */
-typedef struct {
-    const char *model;   /* "none", "default", or "max" (else "default") */
-    const char *setting; /* NULL: none */
-    double value;
-} level_def;
-
-static const level_def levels[10] = {
-    [1] = {"none", "table-bits", 18},   [2] = {"none", "table-bits", 20},
-    [3] = {"none", NULL, 0},            [4] = {"default", "skip", 3},
-    [5] = {"default", "skip", 1.5},     [6] = {"default", NULL, 0},
-    [7] = {"default", "frame-size", 1048576}, [8] = {"default", "frame-size", 4194304},
-    [9] = {"max", "frame-size", 4194304},
-};
-
 /* A level's model, unless -m was given (before the model is resolved). */
 static void level_model(options *o)
 {
-    const level_def *l = &levels[o->level];
+    const char *model = "default";
     char path[PATH_MAX];
     if (o->model_arg) return;
-    if (!strcmp(l->model, "max") && find_in_folders("max", path, sizeof path)) o->model_arg = "max";
-    else if (!strcmp(l->model, "none")) o->model_arg = "none";
+    lmz_level(o->level, &model, NULL, NULL);
+    if (!strcmp(model, "max") && find_in_folders("max", path, sizeof path)) o->model_arg = "max";
+    else if (!strcmp(model, "none")) o->model_arg = "none";
     /* "default": left to resolve_model (the default model, else none) */
 }
 
@@ -947,10 +915,255 @@ static void level_model(options *o)
  * only with a model (after the model is resolved). */
 static void level_setting(options *o, int with_model)
 {
-    const level_def *l = &levels[o->level];
-    const lmz_setting *st = l->setting ? setting_named(l->setting, strlen(l->setting)) : NULL;
+    const char *name = NULL;
+    double value = 0;
+    lmz_level(o->level, NULL, &name, &value);
+    const lmz_setting *st = name ? setting_named(name, strlen(name)) : NULL;
     if (!st || (st->id < 64 && (o->given >> st->id & 1)) || (st->model_only && !with_model)) return;
-    lmz_params_set(&o->params, st->name, l->value);
+    lmz_params_set(&o->params, st->name, value);
+}
+
+/* ======================================================================== */
+/* benchmark mode (-b)                                                       */
+/* ======================================================================== */
+
+/* all of path ("-": standard input) into *out (malloc'd). @return 0, or -1 (errno) */
+static int read_whole(const char *path, uint8_t **out, size_t *n)
+{
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) return -1;
+    uint8_t *d = NULL;
+    size_t len = 0, cap = 0, k;
+    int err = 0;
+    do {
+        if (cap - len < 65536) {
+            uint8_t *g = realloc(d, cap = cap ? cap * 2 : 65536);
+            if (!g) {
+                err = -1;
+                break;
+            }
+            d = g;
+        }
+        len += k = fread(d + len, 1, cap - len, f);
+    } while (k > 0);
+    if (ferror(f)) err = -1;
+    if (f != stdin) fclose(f);
+    if (err) free(d);
+    *out = err ? NULL : d;
+    *n = len;
+    return err;
+}
+
+/* the best of as many runs as fit in a second (one at least) */
+#define BENCH_SECONDS 1.0
+
+/* one run of -b: compression (p set) or decompression (d set), in[0..n) into out[0..cap) */
+typedef struct {
+    const lmz_params *p;
+    const lmz_dparams *d;
+    const uint8_t *in;
+    size_t n;
+    uint8_t *out;
+    size_t cap, len;
+} bench_run;
+
+static int bench_once(bench_run *r)
+{
+    return r->p ? lmz_compress_buffer(r->p, r->in, r->n, r->out, r->cap, &r->len)
+                : lmz_decompress_buffer_ex(r->d, r->in, r->n, r->out, r->cap, &r->len);
+}
+
+/* @return the fastest run's seconds, *err its code (runs stop at an error) */
+static double bench_best(bench_run *r, int *err)
+{
+    double best = 0;
+    for (double spent = 0; best == 0 || spent < BENCH_SECONDS;) {
+        double t0 = now_s();
+        *err = bench_once(r);
+        double t = now_s() - t0;
+        if (*err) return 0;
+        spent += t;
+        if (best == 0 || t < best) best = t > 1e-9 ? t : 1e-9;
+    }
+    return best;
+}
+
+/* One level over every file: compress in memory, decompress, compare.
+ * @return 0, or 1 after a message. Totals are added to *in, *out, *ct, *dt. */
+static int bench_file(const options *o, const char *path, int level, const char *model_name, uint64_t *in,
+                      uint64_t *out, double *ct, double *dt)
+{
+    char e[PATH_MAX * 4 + 16];
+    esc(path, e, sizeof e);
+    uint8_t *src = NULL;
+    size_t n = 0;
+    if (read_whole(path, &src, &n) != 0) {
+        fprintf(stderr, "%s: %s: %s\n", prog, e, strerror(errno ? errno : EIO));
+        return 1;
+    }
+    lmz_params p = o->params;
+    p.size_hint = n;
+    p.model_ref = o->ref;
+    lmz_dparams d;
+    memset(&d, 0, sizeof d);
+    d.threads = o->params.threads;
+    d.force_threads = o->params.force_threads;
+    d.model_ref = o->ref;
+    d.memlimit = o->memlimit;
+    size_t cap = lmz_compress_bound(n, 0);
+    uint8_t *packed = malloc(cap), *back = malloc(n ? n : 1);
+    int r = packed && back ? LMZ_OK : LMZ_ERROR_NOMEM;
+    bench_run rc = {&p, NULL, src, n, packed, cap, 0}, rd = {NULL, &d, packed, 0, back, n, 0};
+    double best_c = r ? 0 : bench_best(&rc, &r);
+    rd.n = rc.len;
+    double best_d = r ? 0 : bench_best(&rd, &r);
+    if (r == LMZ_OK && (rd.len != n || memcmp(back, src, n) != 0)) {
+        fprintf(stderr, "%s: %s: level %d: the decompressed data differ from the input\n", prog, e, level);
+        r = -1;
+    }
+    if (r > 0) fprintf(stderr, "%s: %s: level %d: %s\n", prog, e, level, lmz_error_name(r));
+    if (r == LMZ_OK) {
+        const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+        printf("%d#%-24s :%11zu ->%11zu (x%.3f, %.4f bpb), %9.1f KB/s, %9.1f KB/s  %s\n", level, base, n, rc.len,
+               rc.len ? (double)n / (double)rc.len : 0.0, n ? 8.0 * (double)rc.len / (double)n : 0.0,
+               (double)n / 1024.0 / best_c, (double)n / 1024.0 / best_d, model_name);
+        *in += n;
+        *out += rc.len;
+        *ct += best_c;
+        *dt += best_d;
+    }
+    free(packed);
+    free(back);
+    free(src);
+    return r == LMZ_OK ? 0 : 1;
+}
+
+/* lmzip -b: every level of -b#..-e# (or the one level given) over every file */
+static int bench(const options *o0, char **files, int nfiles)
+{
+    int lo = o0->bench_lo ? o0->bench_lo : o0->level ? o0->level : 6;
+    int hi = o0->bench_hi ? o0->bench_hi : lo;
+    if (hi < lo) hi = lo;
+    if (nfiles == 0) {
+        fprintf(stderr, "%s: -b needs files (it reads each into memory)\n", prog);
+        return 1;
+    }
+    int status = 0;
+    lmz_model_ref *ref = NULL;
+    char ref_path[PATH_MAX] = "";
+    for (int level = lo; level <= hi; level++) {
+        options o = *o0;
+        o.level = level;
+        level_model(&o);
+        if (resolve_model(&o) != 0) return 1;
+        int with_model = strcmp(o.params.model, "none") != 0;
+        level_setting(&o, with_model);
+        if (with_model && strcmp(ref_path, o.params.model) != 0) { /* each model loaded once */
+            char err[PATH_MAX + 512], e2[sizeof err * 4];
+            lmz_model_unload(ref);
+            ref = NULL;
+            if (lmz_model_load(o.params.model, &ref, err, sizeof err) != LMZ_OK) {
+                fprintf(stderr, "%s: %s\n", prog, esc(err, e2, sizeof e2));
+                return 1;
+            }
+            snprintf(ref_path, sizeof ref_path, "%s", o.params.model);
+        }
+        o.ref = with_model ? ref : NULL;
+        const char *name = with_model && ref ? lmz_model_ref_name(ref) : "none";
+        uint64_t in = 0, out = 0;
+        double ct = 0, dt = 0;
+        int ok = 0;
+        for (int i = 0; i < nfiles; i++) {
+            int st = bench_file(&o, files[i], level, name, &in, &out, &ct, &dt);
+            status |= st;
+            ok += !st;
+        }
+        if (ok > 1)
+            printf("%d#%-24s :%11llu ->%11llu (x%.3f, %.4f bpb), %9.1f KB/s, %9.1f KB/s  %s\n", level, "(total)",
+                   (unsigned long long)in, (unsigned long long)out, out ? (double)in / (double)out : 0.0,
+                   in ? 8.0 * (double)out / (double)in : 0.0, (double)in / 1024.0 / ct, (double)in / 1024.0 / dt,
+                   name);
+        fflush(stdout);
+    }
+    lmz_model_unload(ref);
+    return status;
+}
+
+/* ======================================================================== */
+/* --explain                                                                 */
+/* ======================================================================== */
+
+/* Compress path in memory with every piece kept, then write the page (to
+ * -o, else PATH.html) or the table (to -o, else standard output).
+ * @return 0, or 1 after a message. */
+static int explain_one(const options *o, const char *path)
+{
+    char e[PATH_MAX * 4 + 16], target[PATH_MAX + 16];
+    esc(path, e, sizeof e);
+    uint8_t *src = NULL, *packed = NULL;
+    size_t n = 0, len = 0;
+    if (read_whole(path, &src, &n) != 0) {
+        fprintf(stderr, "%s: %s: %s\n", prog, e, strerror(errno ? errno : EIO));
+        return 1;
+    }
+    explain_pieces ps = {0};
+    lmz_params p = o->params;
+    p.size_hint = n;
+    p.model_ref = o->ref;
+    p.explain = explain_collect;
+    p.explain_opaque = &ps;
+    size_t cap = lmz_compress_bound(n, 0);
+    int r = (packed = malloc(cap)) ? LMZ_OK : LMZ_ERROR_NOMEM;
+    double t0 = now_s();
+    if (r == LMZ_OK) r = lmz_compress_buffer(&p, src, n, packed, cap, &len);
+    double secs = now_s() - t0;
+    if (r == LMZ_OK && ps.oom) r = LMZ_ERROR_NOMEM;
+    if (r != LMZ_OK) fprintf(stderr, "%s: %s: %s\n", prog, e, lmz_error_name(r));
+    const char *out = o->out_path;
+    if (!r && !out && !o->explain_tsv) {
+        if (!strcmp(path, "-")) out = "-";
+        else {
+            snprintf(target, sizeof target, "%s.html", path);
+            out = target;
+        }
+    }
+    struct stat st;
+    if (!r && out && strcmp(out, "-") && !o->force && stat(out, &st) == 0 && S_ISREG(st.st_mode)) {
+        fprintf(stderr, "%s: %s: already exists (-f to overwrite)\n", prog, esc(out, e, sizeof e));
+        r = -1;
+    }
+    if (!r) {
+        const char *slash = strrchr(path, '/');
+        explain_meta m = {strcmp(path, "-") ? (slash ? slash + 1 : path) : "(stdin)",
+                          o->ref ? lmz_model_ref_name(o->ref) : "none", n, len, secs};
+        char *tmp = NULL;
+        FILE *f = !out || !strcmp(out, "-") ? stdout : open_temp(out, &tmp);
+        if (f && f != stdout) fchmod(fileno(f), 0666 & ~o->umask_bits);
+        if (!f) {
+            fprintf(stderr, "%s: %s: %s\n", prog, esc(out, e, sizeof e), strerror(errno));
+            r = -1;
+        } else {
+            int w = o->explain_tsv ? explain_tsv(f, src, n, &ps)
+                                   : explain_html(f, src, n, &ps, &m, o->explain_max ? o->explain_max : 256u << 10);
+            if (f != stdout) {
+                w |= fclose(f) ? -1 : 0;
+                if (w || install(tmp, out, o->force)) {
+                    fprintf(stderr, "%s: %s: %s\n", prog, esc(out, e, sizeof e), strerror(errno ? errno : EIO));
+                    unlink(tmp);
+                    r = -1;
+                } else {
+                    msg(o, "%s: %zu -> %zu bytes, %zu pieces: %s\n", e, n, len, ps.n, esc(out, target, sizeof target));
+                }
+                free(tmp);
+            } else if (w) {
+                r = -1;
+            }
+        }
+    }
+    free(ps.p);
+    free(packed);
+    free(src);
+    return r ? 1 : 0;
 }
 
 int main(int argc, char **argv)
@@ -1036,6 +1249,29 @@ int main(int argc, char **argv)
                     fprintf(stderr, "%s: bad --mixer (prob or log)\n", prog);
                     return 1;
                 }
+            } else if (LONG("--explain")) {
+                o.mode = MODE_EXPLAIN;
+                if (val && strcmp(val + 1, "html") && strcmp(val + 1, "tsv")) {
+                    fprintf(stderr, "%s: bad --explain (html or tsv)\n", prog);
+                    return 1;
+                }
+                o.explain_tsv = val && !strcmp(val + 1, "tsv");
+            } else if (LONG("--explain-max")) {
+                if (parse_size(VALUE(), &o.explain_max) != 0 || o.explain_max == 0) {
+                    fprintf(stderr, "%s: bad --explain-max (a size: 64K, 1M, ...)\n", prog);
+                    return 1;
+                }
+            } else if (LONG("--format-version")) {
+                const char *v = VALUE();
+                if (strcmp(v, "1") != 0 && strcmp(v, "2") != 0) {
+                    fprintf(stderr, "%s: bad --format-version (2, the default, or 1 for lmzip 0.1 to 0.3)\n", prog);
+                    return 1;
+                }
+                o.params.format_version = (unsigned)(v[0] - '0');
+                o.comp_opt = o.comp_opt ? o.comp_opt : "format-version";
+            } else if (FLAG("--model-always")) { /* compression only; nothing to keep with -m none */
+                o.params.model_always = 1;
+                o.comp_opt = o.comp_opt ? o.comp_opt : "model-always";
             } else if (LMOPT("--profile")) {
                 const char *v = VALUE();
                 unsigned pv = !strcmp(v, "det-f32-v3")   ? 3
@@ -1075,6 +1311,17 @@ int main(int argc, char **argv)
             case 'd': o.mode = MODE_DECOMPRESS; break;
             case 't': o.mode = MODE_TEST; break;
             case 'l': o.mode = MODE_LIST; break;
+            case 'b': /* -b, -b#: benchmark (from level #) */
+                o.mode = MODE_BENCH;
+                if (p[1] >= '1' && p[1] <= '9') o.bench_lo = *++p - '0';
+                break;
+            case 'e': /* -e#: the last level -b runs */
+                if (p[1] < '1' || p[1] > '9') {
+                    fprintf(stderr, "%s: -e needs a level (-e1 .. -e9)\n", prog);
+                    return 1;
+                }
+                o.bench_hi = *++p - '0';
+                break;
             case 'c': o.to_stdout = 1; break;
             case 'k': o.remove_input = 0; break;
             case 'f': o.force = 1; break;
@@ -1104,18 +1351,30 @@ int main(int argc, char **argv)
         }
     }
 
-    if (o.level && o.mode == MODE_COMPRESS) level_model(&o);
+    if (o.mode == MODE_BENCH) {
+        if (o.comp_opt && o.lm_opt && o.model_arg && !strcmp(o.model_arg, "none")) {
+            fprintf(stderr, "%s: --%s applies to language-model streams, and the model is 'none'\n", prog, o.lm_opt);
+            return 1;
+        }
+        catch_signals();
+        int st = bench(&o, files, nfiles);
+        for (int i = 0; i < n_found; i++) lmz_model_unload(found[i].ref);
+        return close_stdout(st ? 1 : 0);
+    }
+    /* --explain compresses, writing the pieces instead of the stream */
+    const int compressing = o.mode == MODE_COMPRESS || o.mode == MODE_EXPLAIN;
+    if (o.level && compressing) level_model(&o);
     if (resolve_model(&o) != 0) return 1;
     int with_model = strcmp(o.params.model, "none") != 0;
-    if (o.level && o.mode == MODE_COMPRESS) level_setting(&o, with_model);
-    if (o.mode == MODE_COMPRESS && !with_model && o.lm_opt) {
+    if (o.level && compressing) level_setting(&o, with_model);
+    if (compressing && !with_model && o.lm_opt) {
         fprintf(stderr, "%s: --%s applies to language-model streams, and the model is 'none' (give one with -m)\n", prog,
                 o.lm_opt);
         return 1;
     }
-    if (o.mode != MODE_COMPRESS && o.comp_opt)
+    if (!compressing && o.comp_opt)
         fprintf(stderr, "%s: --%s is ignored: a compressed stream records its own settings\n", prog, o.comp_opt);
-    if (with_model && (o.mode == MODE_COMPRESS || (o.model_arg && (o.mode == MODE_DECOMPRESS || o.mode == MODE_TEST)))) {
+    if (with_model && (compressing || (o.model_arg && (o.mode == MODE_DECOMPRESS || o.mode == MODE_TEST)))) {
         char err[PATH_MAX + 512], e2[sizeof err * 4];
         if (lmz_model_load(o.params.model, &o.ref, err, sizeof err) != LMZ_OK) {
             fprintf(stderr, "%s: %s\n", prog, esc(err, e2, sizeof e2));
@@ -1124,7 +1383,7 @@ int main(int argc, char **argv)
     }
     /* frames and groups left at 0 are the library's choice (lmz_params);
      * what the library would refuse gets its own message here */
-    if (with_model && o.mode == MODE_COMPRESS) {
+    if (with_model && compressing) {
         if (o.params.frame_size > LMZ_LM_FRAME_SIZE_MAX) {
             fprintf(stderr, "%s: with a model, frames are at most 64M\n", prog);
             return 1;
@@ -1149,6 +1408,12 @@ int main(int argc, char **argv)
     if (o.to_stdout && o.remove_input) o.remove_input = 0;
 
     catch_signals();
+    if (o.mode == MODE_EXPLAIN) {
+        int st = nfiles ? 0 : explain_one(&o, "-");
+        for (int i = 0; i < nfiles; i++) st |= explain_one(&o, files[i]);
+        lmz_model_unload(o.ref);
+        return close_stdout(st ? 1 : 0);
+    }
     int status = 0, listed = 0;
     if (nfiles == 0) status = process(&o, "-", &listed);
     for (int i = 0; i < nfiles; i++) status |= process(&o, files[i], &listed);

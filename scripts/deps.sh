@@ -1,7 +1,7 @@
 #!/bin/sh
 # deps.sh — install the Debian packages lmzip needs to build and test, when
 # they are missing. Needs root (apt-get); says what to install otherwise.
-PKGS="gcc make libxxhash-dev liblzma-dev libopenblas-dev libdnnl-dev libjansson-dev $DEPS_EXTRA"
+PKGS="gcc make libxxhash-dev liblzma-dev libopenblas-dev libdnnl-dev libjansson-dev pkg-config python3 parallel chromium $DEPS_EXTRA"
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
     echo "deps: not a Debian system; make sure these are installed: $PKGS" >&2

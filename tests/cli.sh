@@ -85,6 +85,37 @@ cat text.orig random.bin > cat.expected
 "$LMZIP" -dc cat.lmz | cmp -s - cat.expected && ok || no "concatenated streams decode to the concatenation"
 check "-t concatenation" "$LMZIP" -t cat.lmz
 
+# ---- benchmark mode (-b) ------------------------------------------------
+n=$(wc -c < text.txt)
+"$LMZIP" -b -2 text.txt > b.out 2>"$T/err" && [ "$(wc -l < b.out)" -eq 1 ] &&
+    grep -Eq "^2#text.txt +: +$n -> +[0-9]+ \(x[0-9.]+, [0-9.]+ bpb\), +[0-9.]+ KB/s, +[0-9.]+ KB/s  none\$" b.out &&
+    c=$(sed -n 's/.*-> *\([0-9]*\) .*/\1/p' b.out) && [ "$c" -eq "$("$LMZIP" -2 -c text.txt | wc -c)" ] && ok ||
+    { no "-b: one line with the size -c makes"; cat b.out "$T/err"; }
+"$LMZIP" -b1 -e3 text.txt one.txt empty.txt > b.out && [ "$(grep -c '^[123]#' b.out)" -eq 12 ] &&
+    [ "$(grep -c '(total)' b.out)" -eq 3 ] && ok || { no "-b1 -e3: three levels of three files and their totals"; cat b.out; }
+ls ./*.lmz > before.ls; "$LMZIP" -b -1 text.txt > /dev/null && ls ./*.lmz | cmp -s - before.ls && ok || no "-b writes no files"
+refuse "-b with a missing file" "$LMZIP" -b missing.txt
+refuse "-b without files" "$LMZIP" -b
+refuse "-e without a level" "$LMZIP" -b -e text.txt
+
+# ---- scale-out: parts compressed apart, then joined (docs/SCALE.md) -----
+cat text.txt random.bin text.txt > big.bin
+size=$(wc -c < big.bin)
+# streams: the per-stream lines of -lv; total: the uncompressed column of -l
+streams() { "$LMZIP" -lv "$1" | grep -c ': stream [0-9]*:'; }
+total() { "$LMZIP" -l "$1" | awk 'NR == 2 { print $3 }'; }
+if command -v parallel >/dev/null 2>&1; then
+    parallel --will-cite --pipe --recend '' --block 100k -k -j 2 "$LMZIP" -q -c < big.bin > par.lmz &&
+        "$LMZIP" -dc par.lmz | cmp -s - big.bin && [ "$(streams par.lmz)" -eq $(((size + 102399) / 102400)) ] &&
+        [ "$(total par.lmz)" -eq "$size" ] && ok || no "parallel --pipe -k lmzip -c: the joined file decodes, -l lists every part"
+else
+    echo "cli: GNU parallel is not installed: its recipe is not tested (scripts/deps.sh installs it)"
+fi
+mkdir parts && split -b 200k -d big.bin parts/part. &&
+    for f in parts/part.*; do "$LMZIP" -q "$f" || break; done && cat parts/part.*.lmz > split.lmz &&
+    "$LMZIP" -dc split.lmz | cmp -s - big.bin && [ "$(streams split.lmz)" -eq "$(ls parts/part.* | grep -vc '\.lmz$')" ] &&
+    [ "$(total split.lmz)" -eq "$size" ] && ok || no "split, compress each part, cat: the joined file decodes, -l lists every part"
+
 # ---- bad arguments and inputs -------------------------------------------
 mkdir adir
 refuse "directory input" "$LMZIP" adir
@@ -237,18 +268,36 @@ for f in "$GOLDEN"/ok/*.lmz; do
 done
 # the encoder is deterministic too: the same input and options give the
 # same bytes as when the golden files were made (on any machine, any SIMD path)
-"$LMZIP" -q -c -B 1K < "$GOLDEN/ok/v1-text-3-frames.orig" | cmp -s - "$GOLDEN/ok/v1-text-3-frames.lmz" && ok ||
+"$LMZIP" -q -c --format-version=1 -B 1K < "$GOLDEN/ok/v1-text-3-frames.orig" | cmp -s - "$GOLDEN/ok/v1-text-3-frames.lmz" && ok ||
     no "re-encoding v1-text-3-frames gives the golden bytes"
 # (v1-zeros-64k and v1-mixed hold runs of 512 bytes and more: since lmzip 0.2
 # these are cut out (method 3), so their re-encodings are the v1-runs files)
-"$LMZIP" -q -c --table-bits=12 < "$GOLDEN/ok/v1-runs-zeros-64k.orig" | cmp -s - "$GOLDEN/ok/v1-runs-zeros-64k.lmz" && ok ||
+"$LMZIP" -q -c --format-version=1 --table-bits=12 < "$GOLDEN/ok/v1-runs-zeros-64k.orig" | cmp -s - "$GOLDEN/ok/v1-runs-zeros-64k.lmz" && ok ||
     no "re-encoding v1-runs-zeros-64k gives the golden bytes"
-"$LMZIP" -q -c -B 16K -T 2 < "$GOLDEN/ok/v1-runs-sparse.orig" | cmp -s - "$GOLDEN/ok/v1-runs-sparse.lmz" && ok ||
+"$LMZIP" -q -c --format-version=1 -B 16K -T 2 < "$GOLDEN/ok/v1-runs-sparse.orig" | cmp -s - "$GOLDEN/ok/v1-runs-sparse.lmz" && ok ||
     no "re-encoding v1-runs-sparse gives the golden bytes"
 "$LMZIP" -q -c -B 1K -T 2 < "$GOLDEN/ok/v1-mixed.orig" | "$LMZIP" -dc | cmp -s - "$GOLDEN/ok/v1-mixed.orig" && ok ||
     no "v1-mixed round trip"
-"$LMZIP" -q -c < "$GOLDEN/ok/v1-text-20k.orig" | cmp -s - "$GOLDEN/ok/v1-text-20k.lmz" && ok ||
+"$LMZIP" -q -c --format-version=1 < "$GOLDEN/ok/v1-text-20k.orig" | cmp -s - "$GOLDEN/ok/v1-text-20k.lmz" && ok ||
     no "re-encoding v1-text-20k (a 2^15-slot table) gives the golden bytes"
+# format version 2 (lmzip 0.4, the default): the same for its golden files,
+# made by tests/golden/make_golden_v2.sh
+while read -r name opts; do
+    # shellcheck disable=SC2086
+    "$LMZIP" -q -c $opts < "$GOLDEN/ok/$name.orig" | cmp -s - "$GOLDEN/ok/$name.lmz" && ok ||
+        no "re-encoding $name gives the golden bytes"
+done <<EOF
+v2-empty
+v2-one-byte
+v2-text-3-frames -B 1K
+v2-text-20k
+v2-runs-sparse -B 16K -T 2
+v2-table-bits --table-bits=12
+EOF
+"$LMZIP" -lv "$GOLDEN/ok/v2-concatenated.lmz" > list.out 2>&1 && [ "$(grep -c ': stream [0-9]*: format' list.out)" = 4 ] && ok ||
+    { no "-l lists the four streams of both versions"; cat list.out; }
+"$LMZIP" -t "$GOLDEN/bad/v2-profile.lmz" 2>&1 | grep -q "profile 'code 200'" && ok || no "an unknown profile code is named"
+"$LMZIP" -t "$GOLDEN/bad/v2-lm-profile.lmz" 2>&1 | grep -q "profile 'code 9'" && ok || no "an unknown model profile code is named"
 for f in "$GOLDEN"/bad/*.lmz; do
     [ -e "$f" ] || continue
     b=$(basename "$f")

@@ -30,10 +30,14 @@ refuse() {
     else no "$name (status $st)"; cat "$T/err"; fi
     if ls -a | grep -q '\.tmp-'; then no "$name: temporary file left"; rm -f ./*.tmp-*; fi
 }
+# What the model makes of text, even where the byte model alone would code
+# a group smaller (the tiny models know less than it learns): every test
+# here compresses with it but the one of that choice
+CX=--model-always
 # roundtrip NAME FILE OPTIONS...: compress with the options, decompress, compare
 roundtrip() {
     name=$1; f=$2; shift 2
-    if "$LMZIP" -q -c "$@" "$f" > rt.lmz 2>err && "$LMZIP" -q -d -c "$@" rt.lmz > rt.out 2>>err &&
+    if "$LMZIP" -q -c $CX "$@" "$f" > rt.lmz 2>err && "$LMZIP" -q -d -c "$@" rt.lmz > rt.out 2>>err &&
         cmp -s "$f" rt.out; then ok; else no "round trip: $name"; cat err; fi
 }
 
@@ -68,7 +72,7 @@ g=2; [ -n "$LMZ_TEST_QUICK" ] && g=1
 roundtrip "frames apart (--group=1)" groups.bin -m "$TINY" -B 1K --group=1
 roundtrip "groups of 3 frames, the last shorter, stored and binary frames inside" groups.bin -m "$TINY" -B 1K --group=3 -T 2
 roundtrip "one group of every frame" groups.bin -m "$TINY" -B 1K --group=64 -T 2
-"$LMZIP" -q -c -m "$TINY" -B 1K --group=1 groups.bin > g1.lmz && "$LMZIP" -q -c -m "$TINY" -B 1K --group=8 groups.bin > g8.lmz &&
+"$LMZIP" -q -c $CX -m "$TINY" -B 1K --group=1 groups.bin > g1.lmz && "$LMZIP" -q -c $CX -m "$TINY" -B 1K --group=8 groups.bin > g8.lmz &&
     [ "$(wc -c < g8.lmz)" -lt "$(wc -c < g1.lmz)" ] && ok || no "frames in a group learn from each other (smaller file)"
 # random 4-byte UTF-8 is text the model cannot say in under 8 bits a byte:
 # those frames are stored and the group is coded again without them
@@ -79,8 +83,49 @@ roundtrip "a group with frames that do not fit" overflow.bin -m "$TINY" -B 1K --
 # (det-f32-v3: its token tables cannot learn such text; det-f32-v4's byte model
 # learns the UTF-8 and codes it under 8 bits a byte, so nothing overflows)
 roundtrip "det-f32-v3: a group with frames that do not fit" overflow.bin -m "$TINY" -B 1K --parts=model --profile=det-f32-v3 -T 2
-"$LMZIP" -q -c -m "$TINY" -B 1K --parts=model --profile=det-f32-v3 overflow.bin > o.lmz &&
+"$LMZIP" -q -c $CX -m "$TINY" -B 1K --parts=model --profile=det-f32-v3 overflow.bin > o.lmz &&
     "$LMZIP" -l -v -m "$TINY" o.lmz | grep -q stored && ok || no "the frames that do not fit are stored"
+# a group whose text the byte model alone codes smaller (the tiny model knows
+# little) goes whole through the chain, text frames too; --model-always and
+# --binary=0 keep the model's coding
+"$LMZIP" -q -c -m "$TINY" -B 2K tar.bin > ch.lmz && "$LMZIP" -q -c $CX -m "$TINY" -B 2K tar.bin > cm.lmz &&
+    "$LMZIP" -q -c -m "$TINY" -B 2K --binary=0 tar.bin > cb.lmz &&
+    ! "$LMZIP" -l -v ch.lmz | grep -q ' lm ' && "$LMZIP" -l -v cm.lmz | grep -q ' lm ' && "$LMZIP" -l -v cb.lmz | grep -q ' lm ' &&
+    [ "$(wc -c < ch.lmz)" -lt "$(wc -c < cm.lmz)" ] && ok ||
+    no "a group goes to the byte-model chain when that is smaller"
+for t in 1 2; do
+    "$LMZIP" -q -d -c -m "$TINY" -T $t ch.lmz | cmp -s - tar.bin && ok || no "the chain's group decodes, -T $t"
+done
+roundtrip "the chain's group, text and binary in 1K frames, groups of 5" tar.bin -m "$TINY" -B 1K --group=5 -T 2
+"$LMZIP" -b -m "$TINY" $CX -B 2K -T 2 text.txt > b.out && grep -q '^[1-9]#text.txt .* tiny-dsrn$' b.out &&
+    [ "$(sed -n 's/.*-> *\([0-9]*\) .*/\1/p' b.out)" -eq "$("$LMZIP" -q -c -m "$TINY" $CX -B 2K text.txt | wc -c)" ] && ok ||
+    { no "-b with a model: the size -c makes"; cat b.out; }
+# ---- --explain: the codec's own numbers, piece by piece -----------------------
+# sum: the bits of every piece; cover: the bytes of every piece; per: bits a token
+tsv_sum() { awk -F'\t' 'NR > 1 { s += $4; c += $2; if ($3 == "token") { t += $4; n++ } }
+    END { printf "%.2f %d %.4f\n", s, c, n ? t / n : 0 }' "$1"; }
+cases="text.txt:$CX tar.bin:-B:2K"
+[ -z "$LMZ_TEST_QUICK" ] && cases="$cases tar.bin:$CX:-B:2K:--group=3 text.txt:$CX:--profile=det-f32-v3 text.txt:$CX:--profile=det-i8-v1:--binary=0"
+for cs in $cases; do
+    cs=$(echo "$cs" | tr ':' ' ')
+    set -- $cs; f=$1; shift
+    if "$LMZIP" -q --explain=tsv -m "$TINY" -T 2 "$@" "$f" > x.tsv && "$LMZIP" -q -c -m "$TINY" "$@" "$f" > x.lmz; then
+        set -- $(tsv_sum x.tsv)
+        [ "$1" = "$(($(wc -c < x.lmz) * 8)).00" ] && [ "$2" -eq "$(wc -c < "$f")" ] && ok ||
+            no "--explain=tsv ($cs): the pieces add up to the file ($1 bits, $2 bytes covered)"
+    else no "--explain=tsv ($cs)"; fi
+done
+"$LMZIP" -q --explain=tsv -m "$TINY" $CX text.txt > x.tsv
+per=$("$LMZIP" -v -c -m "$TINY" $CX text.txt 2>&1 >/dev/null | sed -n 's/.* tokens (.*), \([0-9.]*\) bits\/token.*/\1/p')
+[ -n "$per" ] && [ "$(tsv_sum x.tsv | cut -d' ' -f3)" = "$per" ] && ok || no "--explain: the tokens' bits are -v's ($per bits/token)"
+awk -F'\t' 'NR > 1 && $3 == "token"' x.tsv | cut -f8 | tr -d '\n' | sed 's/\\r/\r/g; s/\\n/\n/g' | cmp -s - text.txt && ok ||
+    no "--explain=tsv: the tokens' texts are the input"
+if "$LMZIP" -q --explain -m "$TINY" $CX text.txt -o x.html && [ "$(grep -o '<span class="t ' x.html | wc -l)" -eq "$(awk -F'\t' '$3 == "token"' x.tsv | wc -l)" ] &&
+    grep -q '<svg id="plot"' x.html && ! grep -qi '<script\|https\?://' x.html; then ok
+else no "--explain: the page has every token, the plot, no scripts and no links"; fi
+"$LMZIP" -q --explain -m "$TINY" $CX text.txt && [ -s text.txt.html ] && ok || no "--explain FILE writes FILE.html"
+refuse "--explain over an existing page" none.out "$LMZIP" --explain -m "$TINY" text.txt -o text.txt.html
+rm -f text.txt.html
 refuse "a group of 65 frames" g.lmz "$LMZIP" -m "$TINY" --group=65 text.txt -o g.lmz
 refuse "a group over 64M" g.lmz "$LMZIP" -m "$TINY" --group=2 -B 64M text.txt -o g.lmz
 
@@ -104,17 +149,17 @@ for s in "--parts=model" "--parts=model,ngram" "--parts=model,ngram,bias" "--par
     # shellcheck disable=SC2086
     roundtrip "$s" $sfile -m "$TINY" $s
 done
-"$LMZIP" -q -c -m "$TINY" text.txt > a.lmz && "$LMZIP" -q -c -m "$TINY" --mixer=prob text.txt > b.lmz &&
+"$LMZIP" -q -c $CX -m "$TINY" text.txt > a.lmz && "$LMZIP" -q -c $CX -m "$TINY" --mixer=prob text.txt > b.lmz &&
     ! cmp -s a.lmz b.lmz && ok || no "the mixer setting changes the output"
 "$LMZIP" -q -c -m "$TINY" --mixer=prob text.txt > c.lmz && "$LMZIP" -q -d -c -m "$TINY" c.lmz | cmp -s - text.txt &&
     ok || no "the header's settings, not the command line's, drive decompression"
 
 # ---- determinism matrix: threads x kernel paths ----------------------------------
 paths="scalar"
-for p in avx2 avx512 neon; do LMZIP_KERNELS=$p "$LMZIP" -q -c -m "$TINY" one.txt > /dev/null 2>&1 && paths="$paths $p"; done
+for p in avx2 avx512 neon; do LMZIP_KERNELS=$p "$LMZIP" -q -c $CX -m "$TINY" one.txt > /dev/null 2>&1 && paths="$paths $p"; done
 { head -c 3000 alice.txt; head -c 300 random.bin; head -c 3000 utf8.txt; } > matrix.bin
 for p in $paths; do for t in 1 2; do # four 2K frames in one group (the default)
-    LMZIP_KERNELS=$p "$LMZIP" -q -c -m "$TINY" -B 2K -T $t matrix.bin > "m-$p-$t.lmz" || no "compress with $p, -T $t"
+    LMZIP_KERNELS=$p "$LMZIP" -q -c $CX -m "$TINY" -B 2K -T $t matrix.bin > "m-$p-$t.lmz" || no "compress with $p, -T $t"
 done; done
 for f in m-*.lmz; do cmp -s "$f" m-scalar-1.lmz && ok || no "$f differs from m-scalar-1.lmz"; done
 for p in $paths; do for t in 1 2; do
@@ -123,7 +168,7 @@ for p in $paths; do for t in 1 2; do
 done; done
 # the same matrix with det-i8-v1 (integer products: scalar, AVX2, AVX512-VNNI, NEON sdot)
 for p in $paths; do for t in 1 2; do
-    LMZIP_KERNELS=$p "$LMZIP" -q -c -m "$TINY" --profile=det-i8-v1 -B 2K -T $t matrix.bin > "i-$p-$t.lmz" ||
+    LMZIP_KERNELS=$p "$LMZIP" -q -c $CX -m "$TINY" --profile=det-i8-v1 -B 2K -T $t matrix.bin > "i-$p-$t.lmz" ||
         no "det-i8-v1: compress with $p, -T $t"
 done; done
 for f in i-*.lmz; do cmp -s "$f" i-scalar-1.lmz && ok || no "det-i8-v1: $f differs from i-scalar-1.lmz"; done
@@ -144,15 +189,24 @@ for f in "$LMDIR"/*.lmz "$LMDIR-v3"/*.lmz; do
     opts=$(cat "$b.opts")
     "$LMZIP" -q -d -c -m "$TINY" "$f" 2>err | cmp -s - "$b.orig" && ok || { no "golden $f decodes"; cat err; }
     # shellcheck disable=SC2086
-    "$LMZIP" -q -c -m "$TINY" $opts "$b.orig" 2>err | cmp -s - "$f" && ok ||
+    "$LMZIP" -q -c $CX -m "$TINY" --format-version=1 $opts "$b.orig" 2>err | cmp -s - "$f" && ok ||
+        { no "golden $f: re-encoding gives the same bytes"; cat err; }
+done
+
+# format version 2 (lmzip 0.4): made without --format-version, re-encoded so
+for f in "$LMDIR-f2"/*.lmz; do
+    b=${f%.lmz}
+    "$LMZIP" -q -d -c -m "$TINY" "$f" 2>err | cmp -s - "$b.orig" && ok || { no "golden $f decodes"; cat err; }
+    # shellcheck disable=SC2046
+    "$LMZIP" -q -c $CX -m "$TINY" $(cat "$b.opts") < "$b.orig" 2>err | cmp -s - "$f" && ok ||
         { no "golden $f: re-encoding gives the same bytes"; cat err; }
 done
 
 # ---- models: by name from the folders, wrong, missing -----------------------------
-"$LMZIP" -q -c -m "$TINY" text.txt > t.lmz
+"$LMZIP" -q -c $CX -m "$TINY" text.txt > t.lmz
 mkdir models && cp "$TINY" models/tiny-dsrn.gguf
 LMZIP_MODELS="$T/models" "$LMZIP" -q -d -c t.lmz | cmp -s - text.txt && ok || no "the model found by name in \$LMZIP_MODELS"
-LMZIP_MODELS="$T/models" "$LMZIP" -q -c -m tiny-dsrn text.txt | cmp -s - t.lmz && ok || no "-m NAME from the folders"
+LMZIP_MODELS="$T/models" "$LMZIP" -q -c $CX -m tiny-dsrn text.txt | cmp -s - t.lmz && ok || no "-m NAME from the folders"
 refuse "decompress with no model at hand" t.out env LMZIP_MODELS="$T/nowhere" "$LMZIP" -d t.lmz -o t.out
 grep -q "needs model 'tiny-dsrn'" err && ok || no "the message names the model needed"
 cp "$TINY" other.gguf && printf 'X' | dd of=other.gguf bs=1 seek=$(($(wc -c < other.gguf) - 5)) conv=notrunc 2>/dev/null
@@ -162,7 +216,7 @@ refuse "compress with a missing model" t2.lmz "$LMZIP" -m "$T/missing.gguf" text
 refuse "compress with a file that is not a model" t2.lmz "$LMZIP" -m text.txt text.txt -o t2.lmz
 
 # ---- damaged files fail cleanly ------------------------------------------------
-"$LMZIP" -q -c -m "$TINY" -B 2K matrix.bin > d.lmz
+"$LMZIP" -q -c $CX -m "$TINY" -B 2K matrix.bin > d.lmz
 size=$(wc -c < d.lmz)
 for cut in 30 200 $((size / 2)) $((size - 40)) $((size - 1)); do
     head -c $cut d.lmz > cut.lmz
@@ -174,6 +228,22 @@ for at in 250 $((size / 3)) $((size / 2)) $((size - 60)); do
     printf "\\$(printf '%03o' $(((b + 1) % 256)))" | dd of=flip.lmz bs=1 seek=$at conv=notrunc 2>/dev/null
     refuse "byte $at of $size changed" flip.out "$LMZIP" -d -m "$TINY" flip.lmz -o flip.out
 done
+
+# ---- an input the byte model codes better: a stream without a model ----------
+# (format version 2: when every frame of an input that is one group went to
+# the byte model, one frame of the byte model alone is written instead where
+# that is smaller; it is -m none's stream, and decodes without the model)
+LC_ALL=C awk 'BEGIN { for (i = 0; i < 3000; i++) printf "%c%c%c%c", 14 + i % 16, 128 + int(i / 16) % 64, 2, 1 }' > recs.bin
+"$LMZIP" -q -c -m "$TINY" recs.bin > recs.lmz
+"$LMZIP" -q -c -m none recs.bin > recs-none.lmz
+cmp -s recs.lmz recs-none.lmz && ok || no "records with a model: the byte model's stream"
+LMZIP_MODELS="$T/nowhere" "$LMZIP" -q -d -c recs.lmz | cmp -s - recs.bin && ok || no "it decodes without the model"
+"$LMZIP" -q -c -m "$TINY" --model-always recs.bin > recs-m.lmz
+"$LMZIP" -l recs-m.lmz | tail -n 1 | grep -q tiny-dsrn && ok || no "--model-always keeps the model's stream"
+"$LMZIP" -q -c -m "$TINY" --format-version=1 recs.bin > recs-1.lmz
+"$LMZIP" -l recs-1.lmz | tail -n 1 | grep -q tiny-dsrn && ok || no "version 1 keeps the model's stream"
+"$LMZIP" -q -d -c -m "$TINY" recs-m.lmz | cmp -s - recs.bin && ok || no "--model-always round trip"
+"$LMZIP" --explain=tsv -m "$TINY" recs.bin -o recs.tsv 2>err && ok || { no "--explain of a stream that became the byte model's"; cat err; }
 
 # ---- binary data in a model's stream: one byte-model chain per group -----------
 # (tests/golden/lm/binary-chain: frames of methods 1, 3 and stored between
@@ -209,11 +279,11 @@ if [ -f "$LLAMA" ]; then
     rt="text.txt tar.bin ctrl.txt"; [ -n "$LMZ_TEST_QUICK" ] && rt="tar.bin ctrl.txt" # (text: the window test below)
     for f in $rt; do roundtrip "llama: $f" $f -m "$LLAMA" -B 4K -T 2; done
     for p in $paths; do
-        LMZIP_KERNELS=$p "$LMZIP" -q -c -m "$LLAMA" -B 2K matrix.bin > "l-$p.lmz"
+        LMZIP_KERNELS=$p "$LMZIP" -q -c $CX -m "$LLAMA" -B 2K matrix.bin > "l-$p.lmz"
         cmp -s "l-$p.lmz" l-scalar.lmz && ok || no "llama: $p gives other bytes"
         LMZIP_KERNELS=$p "$LMZIP" -q -d -c -m "$LLAMA" -T 2 l-scalar.lmz | cmp -s - matrix.bin && ok ||
             no "llama: decompress under $p"
-        LMZIP_KERNELS=$p "$LMZIP" -q -c -m "$LLAMA" --profile=det-i8-v1 -B 2K matrix.bin > "li-$p.lmz"
+        LMZIP_KERNELS=$p "$LMZIP" -q -c $CX -m "$LLAMA" --profile=det-i8-v1 -B 2K matrix.bin > "li-$p.lmz"
         cmp -s "li-$p.lmz" li-scalar.lmz && ok || no "llama, det-i8-v1: $p gives other bytes"
         LMZIP_KERNELS=$p "$LMZIP" -q -d -c -m "$LLAMA" -T 2 li-scalar.lmz | cmp -s - matrix.bin && ok ||
             no "llama, det-i8-v1: decompress under $p"

@@ -80,7 +80,7 @@ max=default; [ -f "$ROOT/models/max.gguf" ] && max=max
 lv -9 "$max"
 lv --fast none
 lv -9 none -m none
-lv -1 tiny-dsrn -m "$TINY"
+lv -1 tiny-dsrn -m "$TINY" --model-always # (the tiny model loses to the byte model here)
 "$LMZIP" -q -c -6 a.txt | cmp -s - a.txt.lmz && ok || no "-6 is the default level"
 "$LMZIP" -q -c -4 a.txt > l4.lmz && "$LMZIP" -q -c -4 --skip 0 a.txt | cmp -s - a.txt.lmz && ok ||
     no "--skip given beside -4 wins over the level's"
@@ -106,6 +106,35 @@ fi
 if command -v script >/dev/null 2>&1; then
     script -qec "'$LMZIP' -q -T 1 -c p.txt >/dev/null" /dev/null >tty.out 2>&1
     ! grep -q "B/s" tty.out && ok || no "-q silences the progress line on a terminal"
+fi
+
+# ---- --explain with the default model, the page rendered by a real browser:
+# the command that made docs/explain-alice29.png (sanitizers, qemu: a slice)
+if [ -n "$LMZ_TEST_QUICK" ]; then head -c 600 "$ROOT/samples/alice29.txt" > alice29.txt
+else cp "$ROOT/samples/alice29.txt" alice29.txt; fi
+"$LMZIP" -q --explain -T 2 alice29.txt -o alice29.html && ok || no "--explain with the default model"
+tokens=$(grep -o '<span class="t ' alice29.html | wc -l)
+if [ -z "$LMZ_TEST_QUICK" ]; then # (sanitizers, qemu: codec.sh checks the sums with the tiny model)
+    "$LMZIP" -q --explain=tsv -T 2 alice29.txt > alice29.tsv &&
+        [ "$(awk -F'\t' 'NR > 1 { s += $4 } END { printf "%.0f", s / 8 }' alice29.tsv)" -eq "$("$LMZIP" -q -c -T 2 alice29.txt | wc -c)" ] &&
+        [ "$(awk -F'\t' '$3 == "token"' alice29.tsv | wc -l)" -eq "$tokens" ] &&
+        ok || no "--explain with the default model: the pieces add up to the file, the page has every token"
+fi
+browser=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)
+if [ -n "$browser" ]; then
+    # --dump-dom: the page as the browser built it; the log: no console or page errors
+    chrome() { timeout 120 "$browser" --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run \
+        --user-data-dir="$T/chrome" --enable-logging=stderr --v=0 "$@" "file://$T/alice29.html"; }
+    chrome --dump-dom > dom.html 2> chrome.log
+    [ "$tokens" -gt 0 ] && [ "$(grep -o '<span class="t ' dom.html | wc -l)" -eq "$tokens" ] && grep -q '<polyline' dom.html &&
+        ! grep -qi 'uncaught\|CONSOLE(' chrome.log && ok ||
+        { no "chromium builds the explain page: every token, the plot, no errors"; tail -5 chrome.log; }
+    chrome --screenshot="$T/alice29.png" --window-size=1280,1400 --hide-scrollbars > /dev/null 2>&1
+    [ "$(head -c 8 alice29.png 2>/dev/null | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ] &&
+        [ "$(wc -c < alice29.png)" -gt 20000 ] && ok || no "chromium renders the explain page to a PNG"
+    [ -n "$LMZ_EXPLAIN_PNG" ] && cp alice29.png "$LMZ_EXPLAIN_PNG" # docs/explain-alice29.png
+else
+    echo "models: chromium is not installed: the explain page is not rendered (scripts/deps.sh installs it)"
 fi
 
 echo "models: $pass passed, $fail failed"

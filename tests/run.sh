@@ -43,6 +43,8 @@ suite "the language-model codec ($BUILD/lmzip -m)" "codec: " sh tests/codec.sh "
 
 suite "the shipped default model, levels, progress ($BUILD/lmzip)" "models: " sh tests/models.sh "$BUILD/lmzip"
 
+suite "the shared library, make install, Python ($BUILD/liblmzip.so)" "lib: " sh tests/lib.sh "$BUILD"
+
 suite "the model tool ($BUILD/dsrn): tokenizer, training, generation" "dsrn: " sh tests/dsrn.sh "$BUILD/dsrn"
 
 echo "total: $pass passed, $fail failed"

@@ -1,5 +1,26 @@
 /*
- * format.h — the .lmz file format, version 1.
+ * format.h — the .lmz file format: version 2 is written, version 1 (below)
+ * is written on request and read. docs/FORMAT.md describes both in full.
+ *
+ * Version 2 (the short form) keeps version 1's streams, frames, methods,
+ * payloads and settings, and spends fewer bytes around them:
+ *   8   magic (as version 1), 1 version = 2,
+ *   1   flags: 1 model name follows (else "default"), 2 settings follow,
+ *          4 original size follows (else unknown), 8 one frame (the stream
+ *          is one frame block without an end block; needs 4); others 0
+ *   1   profile code: 0 int-v1, 1..5 det-f32-v1..v4, det-i8-v1
+ *   [1 + n model name] [8 model identity: language-model profiles]
+ *   [varint k, then k times varint id, varint value: the settings that
+ *    differ from version 2's defaults (settings.c), in id order]
+ *   [varint original size]
+ *   4   header check: low 32 bits of XXH64 of the bytes above
+ * Frame block: 1 byte method (0..4), varint original size (absent in a
+ * one-frame stream: the header's size), varint payload size, 4 bytes low
+ * 32 bits of XXH64 of the frame's original bytes, payload.
+ * End block (not in one-frame streams): 0xFF, varint total size, 4 bytes
+ * low 32 bits of XXH64 of the stream's whole content.
+ *
+ * Version 1:
  *
  * All integers are little-endian. A file is one or more streams; streams
  * simply follow each other (so `cat a.lmz b.lmz` decompresses to the
@@ -88,7 +109,18 @@
 #define LMZ_MAGIC_LEN 8
 extern const uint8_t lmz_magic[LMZ_MAGIC_LEN];
 
-#define LMZ_FORMAT_VERSION 1
+#define LMZ_FORMAT_VERSION 2 /* written by default */
+#define LMZ_FORMAT_V1 1      /* read, written on request (lmz_params.format_version) */
+/* version 2's header flags */
+#define LMZ_F2_NAME 1        /* the model name follows; absent: "default" */
+#define LMZ_F2_SETTINGS 2    /* settings that differ from the defaults follow */
+#define LMZ_F2_SIZE 4        /* the original size follows; absent: unknown */
+#define LMZ_F2_ONE_FRAME 8   /* one frame block, no end block (needs the size) */
+#define LMZ_F2_ALL 15
+#define LMZ_V2_LM_FRAME (256u << 10) /* a model stream's frame size when the header omits it */
+#define LMZ_V2_HASH_LEN 8    /* version 2 keeps the first 8 bytes of the model identity */
+#define LMZ_V2_FRAME_HEADER_MAX (1 + 10 + 10 + 4)
+#define LMZ_V2_END_BLOCK_MAX (1 + 10 + 4)
 #define LMZ_PROFILE_INT_V1 "int-v1"
 #define LMZ_PROFILE_DET_F32_V1 "det-f32-v1" /* read only: the first language-model files */
 #define LMZ_PROFILE_DET_F32_V2 "det-f32-v2" /* read only: before the streams' own match models and the probability map */
@@ -159,16 +191,23 @@ typedef struct {
     uint32_t skip_mbits;
     unsigned group; /* 1 when absent */
     unsigned binary; /* 0 when absent */
+    unsigned one_frame; /* version 2: the stream is one frame, without an end block */
 } lmz_header;
 
 typedef struct {
     unsigned method;
     uint32_t orig_size;
     uint32_t comp_size;
-    uint64_t checksum;
+    uint64_t checksum; /* XXH64 of the content; version 2: its low 32 bits */
+    unsigned check32;  /* 1: the checksum is the low 32 bits (version 2) */
+    unsigned head_len; /* bytes of the frame block before the payload */
 } lmz_frame_header;
 
-/* Serialise a header into out (LMZ_STREAM_HEADER_MAX bytes). @return size. */
+/* Does the frame's content (orig_size bytes) match its checksum? */
+int lmz_frame_check(const lmz_frame_header *f, const void *content);
+
+/* Serialise a header into out (LMZ_STREAM_HEADER_MAX bytes) in h->version's
+ * layout. @return size. */
 size_t lmz_header_write(const lmz_header *h, uint8_t *out);
 
 /* Read and check one stream header whose magic was read already, its
@@ -178,6 +217,27 @@ size_t lmz_header_write(const lmz_header *h, uint8_t *out);
  * missing). @return LMZ_OK or an lmz_error. */
 typedef int (*lmz_fetch_fn)(void *ctx, uint8_t *dst, size_t n);
 int lmz_header_read(lmz_fetch_fn get, void *ctx, lmz_header *h, int check_support);
+
+/* Version 2's identity bytes (LMZ_V2_HASH_LEN) or version 1's (32). */
+size_t lmz_header_hash_len(const lmz_header *h);
+
+/* Version 2: the frame size a stream of this profile has when the header
+ * does not say (4 MiB without a model, 256 KiB with one), and the group
+ * it then has (64, or as many frames as fit in LMZ_GROUP_BYTES_MAX). */
+uint32_t lmz_v2_frame_size(int lm);
+unsigned lmz_v2_group(uint32_t frame_size);
+
+/* Version 2 blocks. Write a frame block's header (LMZ_V2_FRAME_HEADER_MAX
+ * bytes of room; without the original size in a one-frame stream) or an
+ * end block (LMZ_V2_END_BLOCK_MAX). @return bytes written. */
+size_t lmz_frame_header_write_v2(const lmz_frame_header *f, int one_frame, uint8_t *out);
+size_t lmz_end_block_write_v2(uint64_t total, uint64_t hash, uint8_t *out);
+
+/* Read the rest of a version-2 block whose first byte is type (a method, or
+ * LMZ_BLOCK_END): a frame header into f (*end 0), or an end block's total
+ * and check (*end 1). @return LMZ_OK or an lmz_error. */
+int lmz_block_read_v2(lmz_fetch_fn get, void *ctx, const lmz_header *h, uint8_t type, lmz_frame_header *f,
+                      int *end, uint64_t *total, uint64_t *check);
 
 /* Serialise a frame header (LMZ_FRAME_HEADER_SIZE bytes, type byte first). */
 void lmz_frame_header_write(const lmz_frame_header *f, uint8_t *out);

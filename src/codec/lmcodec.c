@@ -4,6 +4,7 @@
 #include <lzma.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 #include <xxhash.h>
 
@@ -124,7 +125,7 @@ int lmz_lm_open(const lmz_model_ref *ref, const lmz_lm_params *p, const uint8_t 
                 char *err, size_t errlen)
 {
     *out = NULL;
-    if (want_hash && memcmp(want_hash, ref->hash, 32) != 0) {
+    if (want_hash && memcmp(want_hash, ref->hash, p->hash_len && p->hash_len < 32 ? p->hash_len : 32) != 0) {
         snprintf(err, errlen, "%s: another model than the one the stream was made with", ref->path);
         return LMZ_ERROR_MODEL;
     }
@@ -297,6 +298,13 @@ typedef struct {
     const uint32_t *cum; /* det-f32-v4: its table for the token at hand */
     lmz_state *state;
     lmz_rc_enc rc;
+    /* explain: each token's offset in the frame (ntok + 1), the binary
+     * segments (offset, length, coded bytes; chained: the chain's), and
+     * the pieces of this attempt */
+    uint32_t *tok_off, *tok_len;
+    size_t (*bseg)[3], nbseg;
+    lmz_piece *pc;
+    size_t npc;
 } cframe;
 
 /* Tokens per byte above which a printable run is not text the model reads:
@@ -395,22 +403,50 @@ static void frame_head(lmz_lm *lm, cframe *c)
         goto out;
     }
     c->ntok = ntok;
+    if (lm->p.explain && (!(c->tok_off = malloc((ntok + 1) * sizeof *c->tok_off)) ||
+                          !(c->tok_len = malloc((ntok + 1) * sizeof *c->tok_len)) ||
+                          !(c->bseg = malloc((ns ? ns : 1) * sizeof *c->bseg)) ||
+                          !(c->pc = malloc((ntok + ns + 1) * sizeof *c->pc)))) {
+        c->err = LMZ_ERROR_NOMEM;
+        goto out;
+    }
     /* tokens of the text segments; binary segments coded into bin */
     size_t t = 0;
     for (size_t i = 0; i < ns; i++) {
         const uint8_t *x = src + seg[i].off;
+        size_t at = seg[i].off;
         if (seg[i].kind == LMZ_SEG_TEXT) {
             lmz_tokenizer_encode(lm->tok, x, seg[i].len, c->toks + t, seg[i].count);
+            if (c->tok_off) { /* where each token starts, its bytes (lmz_tokenizer_spans) */
+                if (lmz_tokenizer_spans(lm->tok, c->toks + t, seg[i].count, c->tok_len + t) != 0) {
+                    c->err = LMZ_ERROR_PARAM;
+                    goto out;
+                }
+                for (size_t j = 0; j < seg[i].count; j++) {
+                    c->tok_off[t + j] = (uint32_t)at;
+                    at += c->tok_len[t + j];
+                }
+            }
             seg[i].off = t;
             t += seg[i].count;
             c->st.text_bytes += seg[i].len;
         } else if (lm->p.binary) { /* in the chain's piece (the caller's) */
+            if (c->bseg) {
+                c->bseg[c->nbseg][0] = at;
+                c->bseg[c->nbseg][1] = seg[i].len;
+                c->bseg[c->nbseg++][2] = SIZE_MAX; /* the chain's */
+            }
             seg[i].kind = LMZ_SEG_CHAIN;
             seg[i].count = 0;
             c->st.binary_bytes += seg[i].len;
         } else {
             size_t k;
             seg[i].kind = binary_encode(lm, x, seg[i].len, bin + nbin, tmp, &k);
+            if (c->bseg) {
+                c->bseg[c->nbseg][0] = at;
+                c->bseg[c->nbseg][1] = seg[i].len;
+                c->bseg[c->nbseg++][2] = k;
+            }
             seg[i].off = nbin;
             seg[i].count = k;
             nbin += k;
@@ -470,6 +506,65 @@ static void heads(void *ctx, size_t b, size_t e, unsigned th)
     for (size_t i = b; i < e; i++) frame_head(j->lm, &j->c[i]);
 }
 
+/* explain: the piece of frame c's token `at`, which cost bits (before the
+ * ensemble's update) */
+static void explain_token(const lmz_lm *lm, const lmz_ens *ens, cframe *c, size_t at, double bits)
+{
+    if (!c->pc) return;
+    int32_t tok = c->toks[at], top[3];
+    lmz_piece *p = &c->pc[c->npc++];
+    memset(p, 0, sizeof *p);
+    p->offset = c->tok_off[at];
+    p->length = c->tok_len[at];
+    p->kind = LMZ_PIECE_TOKEN;
+    p->bits = bits;
+    p->token = tok;
+    lmz_ens_explain(ens, c->sidx, tok, p->q, top, p->top_p);
+    p->table_bits = (float)lmz_ens_cost(ens, c->sidx, tok);
+    float best = -1;
+    p->carrier = LMZ_CARRIER_NONE;
+    for (unsigned i = 0; i < 4; i++)
+        if (p->q[i] > best) {
+            best = p->q[i];
+            p->carrier = i;
+        }
+    /* mixed bit by bit with the byte model, the token cost a bit or more
+     * less than the ensemble's table gave it */
+    if (lm->p.ens.profile >= LMZ_ENS_V4 && bits <= (double)p->table_bits - 1.0) p->carrier = LMZ_CARRIER_BYTES;
+    for (int k = 0; k < 3; k++) {
+        size_t len = 0;
+        const uint8_t *b = top[k] >= 0 ? lmz_tokenizer_token_bytes(lm->tok, top[k], &len) : NULL;
+        if (!b) len = 0;
+        p->top_len[k] = (uint8_t)(len < sizeof p->top[k] ? len : sizeof p->top[k]);
+        if (p->top_len[k]) memcpy(p->top[k], b, p->top_len[k]);
+    }
+}
+
+/* explain: frame c's binary segments joined to its tokens, in input order,
+ * into f's pieces. Segments of the chain share its bytes by length. */
+static void explain_finish(cframe *c, lmz_lm_cframe *f)
+{
+    if (!c->pc) return;
+    uint8_t vb[16];
+    size_t chained = 0, chain_bytes = f->chain_len ? f->chain_len + lmz_put_varint(vb, f->chain_len) : 0;
+    for (size_t i = 0; i < c->nbseg; i++)
+        if (c->bseg[i][2] == SIZE_MAX) chained += c->bseg[i][1];
+    lmz_piece *out = malloc((c->npc + c->nbseg + 1) * sizeof *out);
+    if (!out) return; /* the caller explains the frame as a whole */
+    size_t n = 0, t = 0;
+    for (size_t i = 0; i <= c->nbseg; i++) {
+        size_t end = i < c->nbseg ? c->bseg[i][0] : SIZE_MAX;
+        while (t < c->npc && c->pc[t].offset < end) out[n++] = c->pc[t++];
+        if (i == c->nbseg) break;
+        out[n++] = lmz_piece_bytes(LMZ_PIECE_BINARY, c->bseg[i][0], (uint32_t)c->bseg[i][1],
+                                   c->bseg[i][2] == SIZE_MAX
+                                       ? 8.0 * (double)chain_bytes * (double)c->bseg[i][1] / (double)chained
+                                       : 8.0 * (double)c->bseg[i][2]);
+    }
+    f->pieces = out;
+    f->npieces = n;
+}
+
 /* one token of each active frame, from the same ensemble state */
 typedef struct {
     lmz_lm *lm;
@@ -496,7 +591,9 @@ static void encode_tokens(void *ctx, size_t b, size_t e, unsigned th)
         }
         int32_t x = c->toks[j->at];
         lmz_rc_encode(&c->rc, cum[x], cum[x + 1] - cum[x], 1u << bits);
-        c->st.text_bits += lmz_ens_cost(j->ens, c->sidx, x);
+        double cost = lmz_ens_cost(j->ens, c->sidx, x);
+        c->st.text_bits += cost;
+        explain_token(j->lm, j->ens, c, j->at, cost);
         if (j->lm->p.ideal) c->st.ideal_bits += lmz_ens_cost_ideal(j->ens, c->sidx, x);
     }
 }
@@ -541,6 +638,7 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
         if (need_model && !(x->state = lmz_state_new(lm->m))) err = LMZ_ERROR_NOMEM;
         lmz_rc_enc_init(&x->rc, x->f->out + x->head, x->f->cap - x->head);
         x->st.text_bits = x->st.ideal_bits = 0;
+        x->npc = 0;
     }
     for (size_t at = 0; at < longest && !err; at += chunk) {
         if (need_model)
@@ -568,6 +666,7 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
                     if (lmz_tb_encode(tb, x->sidx, x->cum, tok, &x->rc, &b) != 0) err = LMZ_ERROR_NOMEM;
                     x->st.text_bits += b;
                     x->st.ideal_bits += b;
+                    explain_token(lm, ens, x, at + i, b);
                 }
                 lmz_ens_update(ens, x->sidx, tok);
             }
@@ -631,6 +730,13 @@ int lmz_lm_compress_group(lmz_lm *lm, lmz_lm_cframe *f, size_t k)
         }
     }
     for (size_t i = 0; i < k; i++) {
+        f[i].pieces = NULL;
+        f[i].npieces = 0;
+        if (!err && c[i].in) explain_finish(&c[i], &f[i]);
+        free(c[i].tok_off);
+        free(c[i].tok_len);
+        free(c[i].bseg);
+        free(c[i].pc);
         if (!err && c[i].in) {
             lmz_lm_stats *s = &lm->st, *x = &c[i].st;
             s->text_bytes += x->text_bytes;

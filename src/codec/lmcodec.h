@@ -43,6 +43,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "lmzip.h"
 #include "../predict/lmens.h"
@@ -62,7 +63,9 @@ typedef struct {
     unsigned binary;     /* the binary setting: binary segments through the group's chain (kind 4) */
     int int8;            /* det-i8-v1: the model's products in int8 (lmz_model_opts.int8) */
     unsigned threads;    /* the model's matrix-product threads */
+    unsigned hash_len;   /* bytes of want_hash lmz_lm_open compares (0: all 32; format version 2: 8) */
     int ideal;           /* compression sums lmz_lm_stats.ideal_bits (a pass over the vocabulary a token) */
+    int explain;         /* compression fills lmz_lm_cframe.pieces (lmzip.h: lmz_piece) */
 } lmz_lm_params;
 
 typedef struct lmz_lm lmz_lm;
@@ -97,6 +100,20 @@ const uint8_t *lmz_lm_hash(const lmz_lm *lm);
 uint32_t lmz_lm_window(const lmz_lm *lm);
 
 
+/* An explain piece that is not a token (lmzip.h: lmz_piece). */
+static inline lmz_piece lmz_piece_bytes(unsigned kind, uint64_t offset, uint32_t length, double bits)
+{
+    lmz_piece p;
+    memset(&p, 0, sizeof p);
+    p.offset = offset;
+    p.length = length;
+    p.kind = kind;
+    p.bits = bits;
+    p.token = -1;
+    p.carrier = LMZ_CARRIER_NONE;
+    return p;
+}
+
 /* One frame to compress: src[0..n) into out[0..cap). */
 typedef struct {
     const uint8_t *src;
@@ -106,6 +123,11 @@ typedef struct {
     size_t out_len; /* out: the payload's size, or 0: it does not fit in cap, store the frame */
     const uint8_t *chain; /* binary setting: the chain's coding of the frame's */
     size_t chain_len;     /* binary segments (lmz_lm_frame_plan), 0 if none */
+    /* with lmz_lm_params.explain, out: the frame's tokens and binary
+     * segments in input order (offsets in the frame, frame 0; overhead not
+     * among them), malloc'd (the caller frees; NULL when not coded) */
+    lmz_piece *pieces;
+    size_t npieces;
 } lmz_lm_cframe;
 
 /* Code the k frames of one group (1 .. LMZ_ENS_STREAMS_MAX): their text

@@ -27,6 +27,20 @@ size_t lmz_settings_write(const lmz_header *h, int lm, uint8_t *out, unsigned *c
  * bounds (damage). */
 int lmz_settings_read(lmz_header *h, unsigned id, uint64_t v, uint64_t *seen);
 
+/* Version 2 (format.h): settings are written only where they differ from
+ * the format's defaults, each as varint id, varint value, in id order.
+ * @return bytes written; *count the number of settings. */
+size_t lmz_settings_write_v2(const lmz_header *h, int lm, uint8_t *out, unsigned *count);
+
+/* Version 2's defaults into h before its settings are read (lm: a model
+ * stream); after them, lmz_settings_finish_v2 gives an omitted group its
+ * value for the stream's frame size (seen: lmz_settings_read's bits). */
+void lmz_settings_defaults_v2(lmz_header *h, int lm);
+void lmz_settings_finish_v2(lmz_header *h, int lm, uint64_t seen);
+
+/* Version 2: does `seen` hold no setting a stream of this kind must not have? */
+int lmz_settings_v2_ok(uint64_t seen, int lm);
+
 /* Check every setting of p against its bounds. @return LMZ_OK or
  * LMZ_ERROR_PARAM. */
 int lmz_settings_check(const lmz_params *p);

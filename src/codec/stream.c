@@ -29,8 +29,8 @@
 
 /* With a model and automatic frames, a file is cut into LM_FRAMES_WANTED
  * frames (decoded side by side, so decompression has that many streams to
- * batch), each of LM_FRAME_MIN .. LM_FRAME_MAX bytes in steps of 4K; input
- * of unknown size takes LM_FRAME_MAX. The frames of a group share their
+ * batch), each of about LM_FRAME_MIN .. LM_FRAME_MAX bytes (no short last
+ * frame); input of unknown size takes LM_FRAME_MAX. The frames of a group share their
  * statistics, so smaller frames cost less ratio than they would alone
  * (docs/BENCHMARKS.md). */
 #define LM_FRAMES_WANTED 16
@@ -81,6 +81,7 @@ uint64_t lmz_memlimit_default(void)
 /* the language-model settings of a header, as the codec takes them */
 static void lm_params_from_header(const lmz_header *h, unsigned threads, lmz_lm_params *lp)
 {
+    memset(lp, 0, sizeof *lp);
     unsigned v = lmz_profile_lm_version(h->profile);
     lp->int8 = v == LMZ_LM_PROFILE_I8_V1;
     lp->ens.profile = lp->int8 ? LMZ_ENS_V4 : v; /* det-i8-v1: det-f32-v4's ensemble */
@@ -96,7 +97,7 @@ static void lm_params_from_header(const lmz_header *h, unsigned threads, lmz_lm_
     lp->table_bits = h->table_bits;
     lp->binary = h->binary;
     lp->threads = threads;
-    lp->ideal = 0;
+    lp->hash_len = (unsigned)lmz_header_hash_len(h);
 }
 
 /* 0: one per available core; more than the cores only when forced */
@@ -338,6 +339,8 @@ typedef struct {
     uint32_t out_len;
     unsigned method;
     int err;
+    lmz_piece *pieces;       /* explain: a model frame's tokens and binary segments */
+    size_t npieces;
 } cjob;
 
 /* progress inside a group or batch of frames coded with the model: the
@@ -489,18 +492,43 @@ static int chain_learn_stored(lmz_lm *lm, lmz_bytemodel *chain, const uint8_t *s
     return r;
 }
 
+/* The k frames of a group all through one chain, as binary frames go
+ * (frame_bytemodel), into the frames' buffers when write is set, else only
+ * measured: @return their coded bytes, (uint64_t)-1 when memory is short,
+ * or UINT64_MAX - 1 when a text frame (text[i]) would be stored, which a
+ * decoder's chain reads as text (chain_learn_stored): that way is closed. */
+static uint64_t group_chain_all(const lmz_header *h, cjob *jobs, unsigned k, const uint8_t *text, int write)
+{
+    lmz_bytemodel *chain = lmz_bytemodel_create(chain_bits(h));
+    uint8_t *tmp = write ? NULL : malloc(h->frame_size);
+    uint64_t total = 0;
+    if (!chain || (!write && !tmp)) total = (uint64_t)-1;
+    for (unsigned i = 0; i < k && total < UINT64_MAX - 1; i++) {
+        cjob x = jobs[i];
+        if (!write) x.out = tmp;
+        frame_bytemodel(&x, chain);
+        if (x.err) total = (uint64_t)-1;
+        else if (text[i] && x.method == LMZ_METHOD_STORED) total = UINT64_MAX - 1;
+        else total += x.out_len;
+        if (write) jobs[i] = x;
+    }
+    free(tmp);
+    lmz_bytemodel_free(chain);
+    return total;
+}
+
 /* The k frames of one group: the text frames with the model (their text
  * shares an ensemble, in frame order, as the decoder meets them), the
  * others, mostly binary, with the byte model. With the binary setting, one
  * chain runs in frame order over the binary frames and the text frames'
  * binary segments (and learns what ends up stored); without, each binary
  * frame and segment has a model of its own. */
-static int group_compress(lmz_lm *lm, const lmz_header *h, cjob *jobs, unsigned k)
+static int group_compress(lmz_lm *lm, const lmz_header *h, cjob *jobs, unsigned k, int model_always)
 {
     lmz_lm_cframe f[LMZ_GROUP_MAX];
     unsigned idx[LMZ_GROUP_MAX], nf = 0;
     int err = LMZ_OK;
-    uint8_t *piece[LMZ_GROUP_MAX] = {NULL};
+    uint8_t *piece[LMZ_GROUP_MAX] = {NULL}, is_text[LMZ_GROUP_MAX] = {0};
     lmz_bytemodel *chain = h->binary ? lmz_bytemodel_create(chain_bits(h)) : NULL;
     uint8_t *bin = h->binary ? malloc(h->frame_size) : NULL; /* a text frame's binary segments */
     if (h->binary && (!chain || !bin)) err = LMZ_ERROR_NOMEM;
@@ -508,6 +536,7 @@ static int group_compress(lmz_lm *lm, const lmz_header *h, cjob *jobs, unsigned 
         cjob *j = &jobs[i];
         size_t nb, plen = 0;
         int text = lmz_lm_frame_plan(lm, j->src, j->n, bin, &nb);
+        is_text[i] = text > 0;
         if (text < 0) {
             err = LMZ_ERROR_NOMEM;
             break;
@@ -527,7 +556,7 @@ static int group_compress(lmz_lm *lm, const lmz_header *h, cjob *jobs, unsigned 
             if ((err = r) != LMZ_OK) break;
         }
         idx[nf] = i;
-        f[nf++] = (lmz_lm_cframe){j->src, j->n, j->out, j->n - 1, 0, piece[i], plen};
+        f[nf++] = (lmz_lm_cframe){j->src, j->n, j->out, j->n - 1, 0, piece[i], plen, NULL, 0};
     }
     if (!err && nf) {
         err = lmz_lm_compress_group(lm, f, nf);
@@ -535,14 +564,32 @@ static int group_compress(lmz_lm *lm, const lmz_header *h, cjob *jobs, unsigned 
             cjob *j = &jobs[idx[i]];           /* its binary segments, as chain_learn_stored does */
             j->method = f[i].out_len ? LMZ_METHOD_LM : LMZ_METHOD_STORED;
             j->out_len = f[i].out_len ? (uint32_t)f[i].out_len : j->n;
+            j->pieces = f[i].pieces;
+            j->npieces = f[i].npieces;
         }
     }
-    for (unsigned i = 0; i < k; i++) {
-        free(piece[i]);
-        jobs[i].err = err;
-    }
+    for (unsigned i = 0; i < k; i++) free(piece[i]);
     free(bin);
     lmz_bytemodel_free(chain);
+    /* With the chain: the whole group through it instead, text and all,
+     * where that is smaller (text the model codes worse than the byte
+     * model does: terminal sessions, languages it has not met); the byte
+     * model runs at MB/s, a few percent of the model's time. */
+    if (!err && h->binary && nf && !model_always) {
+        uint64_t with_model = 0;
+        for (unsigned i = 0; i < k; i++) with_model += jobs[i].out_len;
+        uint64_t alone = group_chain_all(h, jobs, k, is_text, 0);
+        if (alone == (uint64_t)-1) err = LMZ_ERROR_NOMEM;
+        else if (alone < with_model) {
+            if (group_chain_all(h, jobs, k, is_text, 1) == (uint64_t)-1) err = LMZ_ERROR_NOMEM;
+            for (unsigned i = 0; i < k; i++) { /* whole frames now */
+                free(jobs[i].pieces);
+                jobs[i].pieces = NULL;
+                jobs[i].npieces = 0;
+            }
+        }
+    }
+    for (unsigned i = 0; i < k; i++) jobs[i].err = err;
     return err;
 }
 
@@ -606,7 +653,7 @@ static void frame_decompress(djob *j)
             return;
         }
     }
-    if (XXH64(j->dst, j->fh.orig_size, 0) != j->fh.checksum) j->err = LMZ_ERROR_CHECKSUM;
+    if (!lmz_frame_check(&j->fh, j->dst)) j->err = LMZ_ERROR_CHECKSUM;
 }
 
 /* Run fn over jobs[0..n): jobs 1.. on their own threads, job 0 here. */
@@ -636,8 +683,39 @@ static void *djob_thread(void *p) { frame_decompress(p); return NULL; }
 /* compression                                                               */
 /* ======================================================================== */
 
+/* explain: overhead of `bits` at the input's offset `at` */
+static void explain_overhead(const lmz_params *p, uint64_t at, uint64_t frame, double bits)
+{
+    lmz_piece x = lmz_piece_bytes(LMZ_PIECE_OVERHEAD, at, 0, bits);
+    x.frame = frame;
+    p->explain(p->explain_opaque, &x);
+}
+
+/* explain: frame number `frame`, which starts at the input's offset base:
+ * its block's overhead (what its pieces leave of its bytes), then its
+ * pieces, or the frame whole; the pieces are freed */
+static void explain_frame(const lmz_params *p, cjob *j, uint64_t base, uint64_t frame, size_t head)
+{
+    double all = 8.0 * (double)(head + j->out_len), sum = 0;
+    lmz_piece whole = lmz_piece_bytes(j->method == LMZ_METHOD_STORED ? LMZ_PIECE_STORED : LMZ_PIECE_BINARY, 0, j->n,
+                                      8.0 * (double)j->out_len);
+    lmz_piece *ps = j->pieces && j->method == LMZ_METHOD_LM ? j->pieces : &whole;
+    size_t n = ps == &whole ? 1 : j->npieces;
+    for (size_t i = 0; i < n; i++) sum += ps[i].bits;
+    explain_overhead(p, base, frame, all - sum);
+    for (size_t i = 0; i < n; i++) {
+        ps[i].offset += base;
+        ps[i].frame = frame;
+        p->explain(p->explain_opaque, &ps[i]);
+    }
+    free(j->pieces);
+    j->pieces = NULL;
+    j->npieces = 0;
+}
+
 /* The frame size and group a model stream gets when p leaves them to the
- * library (0): frames of a sixteenth of the input within 16K..256K, as many
+ * library (0): frames of about a sixteenth of the input within 16K..256K
+ * (up to 1/n above that for n frames), as many
  * per group as fit in 64 MiB, 64 at most. */
 static void lm_policy(const lmz_params *p, uint32_t *frame, unsigned *group)
 {
@@ -647,6 +725,12 @@ static void lm_policy(const lmz_params *p, uint32_t *frame, unsigned *group)
         if (p->size_hint != LMZ_SIZE_UNKNOWN) {
             f = (p->size_hint / LM_FRAMES_WANTED + 4095) / 4096 * 4096;
             f = f < LM_FRAME_MIN ? LM_FRAME_MIN : f > LM_FRAME_MAX ? LM_FRAME_MAX : f;
+            /* the input in whole frames of that size, the rest shared out
+             * among them (in steps of 1K): no short frame at the end,
+             * which would cost a frame's overhead and a cold start */
+            uint64_t n = p->size_hint / f;
+            if (n > 0) f = (p->size_hint + n - 1) / n;
+            f = (f + 1023) / 1024 * 1024;
         }
     }
     *frame = (uint32_t)f;
@@ -656,6 +740,94 @@ static void lm_policy(const lmz_params *p, uint32_t *frame, unsigned *group)
         g = fit < LMZ_GROUP_MAX ? (unsigned)(fit ? fit : 1) : LMZ_GROUP_MAX;
     }
     *group = g;
+}
+
+/* Version 2, an input that ended inside the first batch (k frames): its
+ * size is known now; one frame makes a one-frame stream, whose frame size
+ * and group (as those of an empty stream: they then change no probability: the frame and its tables
+ * are sized by its bytes, the chain by the recorded size) take the
+ * format's defaults, so that the header need not say them. */
+static void one_batch(lmz_header *h, const cjob *jobs, unsigned k, int lm)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < k; i++) n += jobs[i].n;
+    h->size_hint = n;
+    if (k > 1) return;
+    h->one_frame = k == 1; /* k = 0: an empty stream, its end block alone */
+    uint32_t f = lmz_v2_frame_size(lm);
+    if (n <= f) {
+        h->frame_size = f;
+        if (lm) h->group = lmz_v2_group(f);
+    }
+}
+
+/* bytes a version-2 stream with header h and the k coded frames of jobs
+ * takes: header, frame blocks, payloads and end block */
+static uint64_t stream_bytes_v2(const lmz_header *h, const cjob *jobs, unsigned k)
+{
+    uint8_t b[LMZ_STREAM_HEADER_MAX];
+    uint64_t n = lmz_header_write(h, b), total = 0;
+    for (unsigned i = 0; i < k; i++) {
+        lmz_frame_header fh = {jobs[i].method, jobs[i].n, jobs[i].out_len, 0, 0, 0};
+        n += lmz_frame_header_write_v2(&fh, (int)h->one_frame, b) + jobs[i].out_len;
+        total += jobs[i].n;
+    }
+    return h->one_frame ? n : n + lmz_end_block_write_v2(total, 0, b);
+}
+
+/* Version 2, a model stream whose whole input is the first batch (k
+ * frames, coded) and whose frames all went to the byte model (text it
+ * knows less well than the byte model learns it, or binary data): one
+ * frame of the byte model alone, a stream of profile int-v1 that needs no
+ * model, when that is smaller (the model stream spends its header's
+ * identity and settings, and a block per frame). Then h and jobs[0] are
+ * that stream's and *k is 1: @return 1; else nothing changes: 0. */
+static int byte_stream_instead(lmz_header *h, cjob *jobs, unsigned *k)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < *k; i++) {
+        if (jobs[i].method == LMZ_METHOD_LM) return 0;
+        n += jobs[i].n;
+    }
+    if (n > LMZ_FRAME_SIZE_DEFAULT) return 0;
+    lmz_header b = *h;
+    strcpy(b.profile, LMZ_PROFILE_INT_V1);
+    strcpy(b.model, "none");
+    memset(b.model_hash, 0, sizeof b.model_hash);
+    b.frame_size = lmz_v2_frame_size(0);
+    b.group = 1;
+    b.one_frame = 1;
+    b.size_hint = n;
+    cjob x;
+    memset(&x, 0, sizeof x);
+    x.n = (uint32_t)n;
+    x.table_bits = h->table_bits;
+    x.src = malloc(n);
+    x.out = malloc(n);
+    if (!x.src || !x.out) {
+        free(x.src);
+        free(x.out);
+        return 0;
+    }
+    x.src_cap = x.out_cap = n;
+    for (unsigned i = 0, o = 0; i < *k; o += jobs[i].n, i++) memcpy(x.src + o, jobs[i].src, jobs[i].n);
+    frame_compress(&x);
+    if (x.err || stream_bytes_v2(&b, &x, 1) >= stream_bytes_v2(h, jobs, *k)) {
+        free(x.src);
+        free(x.out);
+        return 0;
+    }
+    for (unsigned i = 0; i < *k; i++) {
+        free(jobs[i].pieces);
+        jobs[i].pieces = NULL;
+        jobs[i].npieces = 0;
+    }
+    free(jobs[0].src);
+    free(jobs[0].out);
+    jobs[0] = x;
+    *h = b;
+    *k = 1;
+    return 1;
 }
 
 int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
@@ -672,7 +844,8 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
 
     lmz_header h;
     memset(&h, 0, sizeof h);
-    h.version = LMZ_FORMAT_VERSION;
+    if (p->format_version > LMZ_FORMAT_VERSION) return LMZ_ERROR_PARAM;
+    h.version = p->format_version == LMZ_FORMAT_V1 ? LMZ_FORMAT_V1 : LMZ_FORMAT_VERSION;
     strcpy(h.profile, LMZ_PROFILE_INT_V1);
     strcpy(h.model, "none");
     h.frame_size = frame_size;
@@ -692,6 +865,7 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
         lmz_lm_params lp;
         lm_params_from_header(&h, threads, &lp);
         lp.ideal = p->stats != NULL;
+        lp.explain = p->explain != NULL;
         if (lmz_ens_params_check(&lp.ens, 2) != 0) return LMZ_ERROR_PARAM;
         char msg[512];
         const lmz_model_ref *ref = p->model_ref;
@@ -706,23 +880,22 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
         }
         strcpy(h.model, lmz_lm_name(lm));
         memcpy(h.model_hash, lmz_lm_hash(lm), 32);
-        h.window = lmz_lm_window(lm);
+        /* version 2: 0, the model's own window, unless asked for another */
+        h.window = h.version == LMZ_FORMAT_V1 || p->window ? lmz_lm_window(lm) : 0;
     }
-
-    uint8_t hb[LMZ_STREAM_HEADER_MAX];
-    size_t hn = lmz_header_write(&h, hb);
-    int err = io->write(io->opaque, hb, hn) ? LMZ_ERROR_WRITE : LMZ_OK;
 
     /* with a model, a group of frames at a time, the model's products and
      * the frames' ensembles spread over the threads; without, one frame
-     * per thread. Each frame's buffers grow with what is read. */
+     * per thread. Each frame's buffers grow with what is read. The header
+     * waits for the first batch: in version 2, an input that ends inside it
+     * has its size recorded, and one frame makes a one-frame stream. */
     unsigned nt = lm ? group : threads;
     cjob *jobs = calloc(nt, sizeof *jobs);
     XXH64_state_t *xs = XXH64_createState();
-    if (!err && (!jobs || !xs)) err = LMZ_ERROR_NOMEM;
+    int err = (!jobs || !xs) ? LMZ_ERROR_NOMEM : LMZ_OK;
     if (xs) XXH64_reset(xs, 0);
-    uint64_t total_in = 0, total_out = hn, frames = 0;
-    int done = 0;
+    uint64_t total_in = 0, total_out = 0, frames = 0;
+    int done = 0, header_done = 0, switched = 0;
     while (!err && !done) {
         unsigned k = 0;
         while (k < nt) {
@@ -738,50 +911,75 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
             k++;
             if (done) break;
         }
-        if (err || k == 0) break;
-        if (lm) {
-            lm_progress_ctx pc = {io, total_in, total_out, 0, 0, 1};
-            for (unsigned i = 0; i < k; i++) pc.in_bytes += jobs[i].n;
-            lmz_lm_set_progress(lm, io->progress ? lm_progress : NULL, &pc);
-            group_compress(lm, &h, jobs, k);
-            lmz_lm_set_progress(lm, NULL, NULL);
-        } else {
-            run_parallel(cjob_thread, jobs, sizeof *jobs, k);
+        if (!err && k > 0) {
+            if (lm) {
+                lm_progress_ctx pc = {io, total_in, total_out, 0, 0, 1};
+                for (unsigned i = 0; i < k; i++) pc.in_bytes += jobs[i].n;
+                lmz_lm_set_progress(lm, io->progress ? lm_progress : NULL, &pc);
+                group_compress(lm, &h, jobs, k, p->model_always != 0);
+                lmz_lm_set_progress(lm, NULL, NULL);
+            } else {
+                run_parallel(cjob_thread, jobs, sizeof *jobs, k);
+            }
+            for (unsigned i = 0; i < k && !err; i++) err = jobs[i].err;
         }
+        if (!err && !header_done) {
+            if (h.version != LMZ_FORMAT_V1 && done) {
+                one_batch(&h, jobs, k, lm != NULL);
+                if (lm && k > 0 && !p->model_always && byte_stream_instead(&h, jobs, &k)) {
+                    switched = 1;
+                    if (p->stats) memset(p->stats, 0, sizeof *p->stats); /* no text for the model */
+                }
+            }
+            uint8_t hb[LMZ_STREAM_HEADER_MAX];
+            size_t hn = lmz_header_write(&h, hb);
+            if (io->write(io->opaque, hb, hn)) err = LMZ_ERROR_WRITE;
+            if (p->explain) explain_overhead(p, 0, 0, 8.0 * (double)hn);
+            total_out = hn;
+            header_done = 1;
+        }
+        if (err || k == 0) break;
         for (unsigned i = 0; i < k && !err; i++) {
             cjob *j = &jobs[i];
             if (j->err) {
                 err = j->err;
                 break;
             }
-            lmz_frame_header fh = {j->method, j->n, j->out_len, XXH64(j->src, j->n, 0)};
+            lmz_frame_header fh = {j->method, j->n, j->out_len, XXH64(j->src, j->n, 0), 0, 0};
             uint8_t fb[LMZ_FRAME_HEADER_SIZE];
-            lmz_frame_header_write(&fh, fb);
+            size_t fn = LMZ_FRAME_HEADER_SIZE;
+            if (h.version == LMZ_FORMAT_V1) lmz_frame_header_write(&fh, fb);
+            else fn = lmz_frame_header_write_v2(&fh, (int)h.one_frame, fb);
             const uint8_t *payload = j->method == LMZ_METHOD_STORED ? j->src : j->out;
-            if (io->write(io->opaque, fb, sizeof fb) || io->write(io->opaque, payload, j->out_len)) {
+            if (io->write(io->opaque, fb, fn) || io->write(io->opaque, payload, j->out_len)) {
                 err = LMZ_ERROR_WRITE;
                 break;
             }
             XXH64_update(xs, j->src, j->n);
+            if (p->explain) explain_frame(p, j, total_in, frames, fn);
             total_in += j->n;
-            total_out += sizeof fb + j->out_len;
+            total_out += fn + j->out_len;
             frames++;
             if (io->progress) io->progress(io->opaque, total_in, total_out);
         }
     }
-    if (!err) {
+    if (!err && !h.one_frame) {
         uint8_t eb[LMZ_END_BLOCK_SIZE];
-        lmz_end_block_write(total_in, frames, XXH64_digest(xs), eb);
-        if (io->write(io->opaque, eb, sizeof eb)) err = LMZ_ERROR_WRITE;
+        size_t en = LMZ_END_BLOCK_SIZE;
+        if (h.version == LMZ_FORMAT_V1) lmz_end_block_write(total_in, frames, XXH64_digest(xs), eb);
+        else en = lmz_end_block_write_v2(total_in, XXH64_digest(xs), eb);
+        if (io->write(io->opaque, eb, en)) err = LMZ_ERROR_WRITE;
+        if (p->explain) explain_overhead(p, total_in, frames ? frames - 1 : 0, 8.0 * (double)en);
     }
     if (xs) XXH64_freeState(xs);
     if (jobs)
         for (unsigned i = 0; i < nt; i++) {
             free(jobs[i].src);
             free(jobs[i].out);
+            free(jobs[i].pieces);
         }
     free(jobs);
-    if (lm && p->stats) {
+    if (lm && p->stats && !switched) {
         lmz_lm_stats st;
         lmz_lm_stats_get(lm, &st);
         p->stats->text_bytes = st.text_bytes;
@@ -839,6 +1037,49 @@ static int end_block_read(reader *r, uint64_t *total, uint64_t *frames, uint64_t
     return LMZ_OK;
 }
 
+/* The next block of a stream: a frame's header into fh (*end 0), or the
+ * stream's end (*end 1; the end block's fields, where it has one, are read
+ * by stream_end). frames: the stream's frame blocks so far. */
+static int block_next(reader *r, const lmz_header *h, uint64_t frames, lmz_frame_header *fh, int *end,
+                      uint64_t *e_total, uint64_t *e_check)
+{
+    *end = 0;
+    if (h->one_frame && frames == 1) { /* a one-frame stream has no end block */
+        *end = 1;
+        return LMZ_OK;
+    }
+    uint8_t type;
+    int e = rd_exact(r, &type, 1);
+    if (e) return e;
+    if (h->version != LMZ_FORMAT_V1) return lmz_block_read_v2(rd_fetch, r, h, type, fh, end, e_total, e_check);
+    if (type == LMZ_BLOCK_END) {
+        *end = 1;
+        return LMZ_OK;
+    }
+    if (type != LMZ_BLOCK_FRAME) return LMZ_ERROR_CORRUPT;
+    uint8_t fb[LMZ_FRAME_HEADER_SIZE - 1];
+    if ((e = rd_exact(r, fb, sizeof fb)) != LMZ_OK) return e;
+    return lmz_frame_header_parse(fb, h, fh);
+}
+
+/* The end of a stream of `frames` frames and `total` bytes, after
+ * block_next said so: version 1's end block is read and checked here;
+ * hash: XXH64 of the content, or NULL when it was not decoded (listing). */
+static int stream_end(reader *r, const lmz_header *h, uint64_t total, uint64_t frames, const uint64_t *hash,
+                      uint64_t e_total, uint64_t e_check)
+{
+    if (h->one_frame) return LMZ_OK; /* its frame's checksum is the stream's */
+    if (h->version != LMZ_FORMAT_V1) {
+        if (e_total != total) return LMZ_ERROR_CORRUPT;
+        return hash && (uint32_t)*hash != e_check ? LMZ_ERROR_CHECKSUM : LMZ_OK;
+    }
+    uint64_t t, f, x;
+    int e = end_block_read(r, &t, &f, &x);
+    if (e) return e;
+    if (t != total || f != frames) return LMZ_ERROR_CORRUPT;
+    return hash && *hash != x ? LMZ_ERROR_CHECKSUM : LMZ_OK;
+}
+
 /* Read a frame payload into a buffer that grows as bytes arrive, so a lying
  * size field cannot make us allocate more than the input holds. */
 static int payload_read(reader *r, uint8_t **buf, size_t *cap, size_t n)
@@ -882,7 +1123,7 @@ static void frame_decompress_chained(lmz_lm *lm, djob *j, lmz_bytemodel *chain)
     } else {
         j->err = chain_decode(chain, j->payload, j->fh.comp_size, j->dst, n);
     }
-    if (!j->err && XXH64(j->dst, n, 0) != j->fh.checksum) j->err = LMZ_ERROR_CHECKSUM;
+    if (!j->err && !lmz_frame_check(&j->fh, j->dst)) j->err = LMZ_ERROR_CHECKSUM;
 }
 
 /* The chain's piece of a method-2 frame into *bytes (malloc'd; NULL when
@@ -945,7 +1186,7 @@ static void decode_batch(lmz_lm *lm, const lmz_header *h, djob *jobs, unsigned k
         djob *j = &jobs[i];
         if (j->fh.method != LMZ_METHOD_LM || j->err) continue;
         j->err = lf[nl++].err;
-        if (!j->err && XXH64(j->dst, j->fh.orig_size, 0) != j->fh.checksum) j->err = LMZ_ERROR_CHECKSUM;
+        if (!j->err && !lmz_frame_check(&j->fh, j->dst)) j->err = LMZ_ERROR_CHECKSUM;
     }
     if (pieces)
         for (unsigned i = 0; i < k; i++) free(pieces[i]);
@@ -1036,7 +1277,7 @@ static int decompress_limited(const lmz_dparams *dp, const lmz_io *io, uint64_t 
         lmz_lm_free(lm);
         if ((err = stream_model(&h, dp, nt, &mc, &lm)) != LMZ_OK) break;
         XXH64_reset(xs, 0);
-        uint64_t total = 0, frames = 0;
+        uint64_t total = 0, frames = 0, e_total = 0, e_check = 0;
         int stream_done = 0, carried = 0;
         lmz_frame_header next;
         /* with a model: a group, or with groups of one, a batch of frames;
@@ -1053,19 +1294,12 @@ static int decompress_limited(const lmz_dparams *dp, const lmz_io *io, uint64_t 
                     j->fh = next;
                     carried = 0;
                 } else {
-                    uint8_t type;
-                    if ((err = rd_exact(r, &type, 1)) != LMZ_OK) break;
-                    if (type == LMZ_BLOCK_END) {
+                    int end;
+                    if ((err = block_next(r, &h, frames + k, &j->fh, &end, &e_total, &e_check)) != LMZ_OK) break;
+                    if (end) {
                         stream_done = 1;
                         break;
                     }
-                    if (type != LMZ_BLOCK_FRAME) {
-                        err = LMZ_ERROR_CORRUPT;
-                        break;
-                    }
-                    uint8_t fb[LMZ_FRAME_HEADER_SIZE - 1];
-                    if ((err = rd_exact(r, fb, sizeof fb)) != LMZ_OK) break;
-                    if ((err = lmz_frame_header_parse(fb, &h, &j->fh)) != LMZ_OK) break;
                 }
                 if (out_total + j->fh.orig_size > out_limit) {
                     err = LMZ_ERROR_DST_SIZE;
@@ -1125,10 +1359,8 @@ static int decompress_limited(const lmz_dparams *dp, const lmz_io *io, uint64_t 
             }
         }
         if (err) break;
-        uint64_t e_total, e_frames, e_hash;
-        if ((err = end_block_read(r, &e_total, &e_frames, &e_hash)) != LMZ_OK) break;
-        if (e_total != total || e_frames != frames) err = LMZ_ERROR_CORRUPT;
-        else if (e_hash != XXH64_digest(xs)) err = LMZ_ERROR_CHECKSUM;
+        uint64_t digest = XXH64_digest(xs);
+        err = stream_end(r, &h, total, frames, &digest, e_total, e_check);
     }
     lmz_lm_free(lm);
     lmz_model_unload(mc.own);
@@ -1226,35 +1458,22 @@ int lmz_list_stream(const lmz_io *io, const lmz_list_callbacks *cb)
             stream_info_fill(&h, si, &s);
             cb->on_stream(cb->opaque, &s);
         }
-        uint64_t total = 0, frames = 0;
+        uint64_t total = 0, frames = 0, e_total = 0, e_check = 0;
         for (;;) {
-            uint8_t type;
-            if ((err = rd_exact(r, &type, 1)) != LMZ_OK) break;
-            if (type == LMZ_BLOCK_END) break;
-            if (type != LMZ_BLOCK_FRAME) {
-                err = LMZ_ERROR_CORRUPT;
-                break;
-            }
-            uint8_t fb[LMZ_FRAME_HEADER_SIZE - 1];
             lmz_frame_header fh;
-            if ((err = rd_exact(r, fb, sizeof fb)) != LMZ_OK) break;
-            if ((err = lmz_frame_header_parse(fb, &h, &fh)) != LMZ_OK) break;
+            int end;
+            if ((err = block_next(r, &h, frames, &fh, &end, &e_total, &e_check)) != LMZ_OK || end) break;
             if ((err = rd_exact(r, NULL, fh.comp_size)) != LMZ_OK) break;
             if (cb->on_frame) {
-                lmz_frame_info f = {si, frames, fh.method, fh.orig_size,
-                                    fh.comp_size + LMZ_FRAME_HEADER_SIZE, fh.checksum};
+                lmz_frame_info f = {si, frames, fh.method, fh.orig_size, (uint64_t)fh.comp_size + fh.head_len,
+                                    fh.checksum};
                 cb->on_frame(cb->opaque, &f);
             }
             total += fh.orig_size;
             frames++;
         }
         if (err) break;
-        uint64_t e_total, e_frames, e_hash;
-        if ((err = end_block_read(r, &e_total, &e_frames, &e_hash)) != LMZ_OK) break;
-        if (e_total != total || e_frames != frames) {
-            err = LMZ_ERROR_CORRUPT;
-            break;
-        }
+        if ((err = stream_end(r, &h, total, frames, NULL, e_total, e_check)) != LMZ_OK) break;
         if (cb->on_end) cb->on_end(cb->opaque, si, frames, total, r->consumed - start);
     }
     free(r);

@@ -28,3 +28,5 @@ const char *lmz_error_name(int code)
     if (code < 0 || code >= LMZ_ERROR_COUNT_ || !names[code]) return "unknown error code";
     return names[code];
 }
+
+const char *lmz_version_string(void) { return LMZ_VERSION_STRING; }

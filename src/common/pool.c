@@ -3,7 +3,15 @@
  * Jobs come thousands of times a second during inference (one per matrix
  * product), and waking a sleeping thread costs tens of microseconds on a
  * busy machine; so workers first spin on the job counter for a while, and
- * only then sleep on the condition variable. */
+ * only then sleep on the condition variable.
+ *
+ * A job's ranges are fixed (part: range i of n, as the thread count says),
+ * but not who runs them: each thread claims ranges, its own first, then
+ * any still unclaimed, so a worker the scheduler has not run yet (another
+ * process on the core) costs nothing: the caller runs its range too, and
+ * waits only for ranges a running thread has claimed. A range is claimed
+ * by moving claimed[i] to the job's number, which only one thread can do;
+ * a worker that wakes after its job is over finds every range claimed. */
 #include "pool.h"
 
 #include <pthread.h>
@@ -25,11 +33,12 @@ struct lmz_pool {
     pthread_mutex_t mu;
     pthread_cond_t go, done;
     atomic_ulong gen;          /* job number */
-    atomic_uint pending;       /* workers still busy with the job */
+    atomic_ulong *claimed;     /* (n) the last job whose range i was claimed */
+    atomic_uint busy;          /* threads claiming or running a range */
     atomic_int quit;
-    lmz_pool_fn fn;
-    void *ctx;
-    size_t len;
+    _Atomic(lmz_pool_fn) fn;   /* the job (published before gen) */
+    _Atomic(void *) ctx;
+    atomic_size_t len;
 };
 
 typedef struct {
@@ -37,10 +46,27 @@ typedef struct {
     unsigned idx;
 } worker_arg;
 
-static void part(const lmz_pool *p, unsigned i, size_t *b, size_t *e)
+/* Every range of job g not yet claimed, from range `first` on. */
+static void run_ranges(lmz_pool *p, unsigned long g, unsigned first)
 {
-    *b = p->len * i / p->n;
-    *e = p->len * (i + 1) / p->n;
+    lmz_pool_fn fn = atomic_load_explicit(&p->fn, memory_order_relaxed);
+    void *ctx = atomic_load_explicit(&p->ctx, memory_order_relaxed);
+    size_t len = atomic_load_explicit(&p->len, memory_order_relaxed);
+    for (unsigned k = 0; k < p->n; k++) {
+        unsigned i = (first + k) % p->n;
+        unsigned long c = atomic_load(&p->claimed[i]);
+        if (c >= g) continue; /* claimed (or a later job: this one is over) */
+        atomic_fetch_add(&p->busy, 1);
+        if (atomic_compare_exchange_strong(&p->claimed[i], &c, g)) {
+            size_t b = len * i / p->n, e = len * (i + 1) / p->n;
+            if (b < e) fn(ctx, b, e, i);
+        }
+        if (atomic_fetch_sub(&p->busy, 1) == 1) {
+            pthread_mutex_lock(&p->mu); /* the caller may be asleep */
+            pthread_cond_broadcast(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
+    }
 }
 
 static void *worker(void *a)
@@ -63,14 +89,7 @@ static void *worker(void *a)
         }
         if (atomic_load(&p->quit)) return NULL;
         seen = g;
-        size_t b, e;
-        part(p, idx, &b, &e);
-        if (b < e) p->fn(p->ctx, b, e, idx);
-        if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
-            pthread_mutex_lock(&p->mu); /* the caller may be asleep */
-            pthread_cond_signal(&p->done);
-            pthread_mutex_unlock(&p->mu);
-        }
+        run_ranges(p, g, idx);
     }
 }
 
@@ -83,11 +102,20 @@ lmz_pool *lmz_pool_new(unsigned threads)
     pthread_cond_init(&p->go, NULL);
     pthread_cond_init(&p->done, NULL);
     atomic_init(&p->gen, 0);
-    atomic_init(&p->pending, 0);
+    atomic_init(&p->busy, 0);
     atomic_init(&p->quit, 0);
+    atomic_init(&p->fn, NULL);
+    atomic_init(&p->ctx, NULL);
+    atomic_init(&p->len, 0);
+    if (!(p->claimed = calloc(p->n, sizeof *p->claimed))) {
+        free(p);
+        return NULL;
+    }
+    for (unsigned i = 0; i < p->n; i++) atomic_init(&p->claimed[i], 0);
     if (p->n > 1) {
         p->th = calloc(p->n - 1, sizeof *p->th);
         if (!p->th) {
+            free(p->claimed);
             free(p);
             return NULL;
         }
@@ -121,6 +149,7 @@ void lmz_pool_free(lmz_pool *p)
     pthread_cond_destroy(&p->go);
     pthread_cond_destroy(&p->done);
     free(p->th);
+    free(p->claimed);
     free(p);
 }
 
@@ -139,21 +168,18 @@ void lmz_pool_for(lmz_pool *p, size_t n, lmz_pool_fn fn, void *ctx)
         if (n) fn(ctx, 0, n, 0);
         return;
     }
-    p->fn = fn;
-    p->ctx = ctx;
-    p->len = n;
-    atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
+    atomic_store_explicit(&p->fn, fn, memory_order_relaxed);
+    atomic_store_explicit(&p->ctx, ctx, memory_order_relaxed);
+    atomic_store_explicit(&p->len, n, memory_order_relaxed);
     pthread_mutex_lock(&p->mu);
-    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release); /* publishes fn, ctx, len */
+    unsigned long g = atomic_fetch_add_explicit(&p->gen, 1, memory_order_release) + 1; /* publishes the job */
     pthread_cond_broadcast(&p->go);
     pthread_mutex_unlock(&p->mu);
-    size_t b, e;
-    part(p, 0, &b, &e);
-    if (b < e) fn(ctx, b, e, 0);
-    for (int i = 0; i < SPIN && atomic_load_explicit(&p->pending, memory_order_acquire); i++) CPU_RELAX();
-    if (atomic_load_explicit(&p->pending, memory_order_acquire)) {
+    run_ranges(p, g, 0); /* range 0, then any a worker has not claimed */
+    for (int i = 0; i < SPIN && atomic_load(&p->busy); i++) CPU_RELAX();
+    if (atomic_load(&p->busy)) {
         pthread_mutex_lock(&p->mu);
-        while (atomic_load(&p->pending)) pthread_cond_wait(&p->done, &p->mu);
+        while (atomic_load(&p->busy)) pthread_cond_wait(&p->done, &p->mu);
         pthread_mutex_unlock(&p->mu);
     }
 }

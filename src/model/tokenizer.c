@@ -900,6 +900,30 @@ static int hex_value(const lmz_tokenizer *t, int32_t id)
     return -1;
 }
 
+int lmz_tokenizer_spans(const lmz_tokenizer *t, const int32_t *ids, size_t n, uint32_t *lens)
+{
+    for (size_t i = 0; i < n; i++) { /* decode's walk */
+        int32_t id = ids[i];
+        if (id < 0 || (uint32_t)id >= t->n_vocab) return -1;
+        if (id == t->esc) {
+            if (i + 2 >= n) return -1;
+            lens[i] = lens[i + 1] = 0;
+            lens[i + 2] = 1;
+            i += 2;
+        } else {
+            lens[i] = (uint32_t)(t->bytes_off[id + 1] - t->bytes_off[id]);
+        }
+    }
+    /* SPM: the first token's space is not the text's */
+    if (n > 0) {
+        long all = lmz_tokenizer_decode(t, ids, n, NULL, 0), sum = 0;
+        for (size_t i = 0; i < n; i++) sum += lens[i];
+        if (all < 0 || sum - all > 1 || sum < all) return -1;
+        if (sum > all) lens[0]--;
+    }
+    return 0;
+}
+
 long lmz_tokenizer_decode(const lmz_tokenizer *t, const int32_t *ids, size_t n, uint8_t *out,
                           size_t cap)
 {

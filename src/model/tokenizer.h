@@ -57,6 +57,12 @@ long lmz_pretokenize_gpt2(const uint8_t *text, size_t n, size_t *ends, size_t ca
 long lmz_tokenizer_decode(const lmz_tokenizer *t, const int32_t *ids, size_t n, uint8_t *out,
                           size_t cap);
 
+/* What each of ids[0..n) adds to lmz_tokenizer_decode's bytes, into
+ * lens[0..n): an escape's byte counts for its last token (the escape and
+ * the first hex digit add none); SPM's leading space is not counted.
+ * @return 0, or -1 where decode would fail. */
+int lmz_tokenizer_spans(const lmz_tokenizer *t, const int32_t *ids, size_t n, uint32_t *lens);
+
 /* The bytes one token stands for (its text with GPT-2's byte map undone). */
 const uint8_t *lmz_tokenizer_token_bytes(const lmz_tokenizer *t, int32_t id, size_t *len);
 

@@ -656,6 +656,27 @@ static float expert_q(const ens_stream *x, int i, int32_t tok)
     }
 }
 
+void lmz_ens_explain(const lmz_ens *e, size_t s, int32_t tok, float q[4], int32_t top[3], float top_p[3])
+{
+    const ens_stream *x = &e->s[s];
+    _Static_assert(EXPERTS == 4, "lmz_ens_explain reports four experts");
+    for (int i = 0; i < EXPERTS; i++) q[i] = x->act[i] && tok >= 0 && (uint32_t)tok < e->V ? expert_q(x, i, tok) : -1.0f;
+    uint32_t f[3] = {0, 0, 0};
+    for (int k = 0; k < 3; k++) top[k] = -1;
+    for (uint32_t v = 0; v < e->V; v++) {
+        uint32_t fv = x->freq[v];
+        if (fv <= f[2]) continue;
+        int k = fv > f[0] ? 0 : fv > f[1] ? 1 : 2;
+        for (int j = 2; j > k; j--) {
+            f[j] = f[j - 1];
+            top[j] = top[j - 1];
+        }
+        f[k] = fv;
+        top[k] = (int32_t)v;
+    }
+    for (int k = 0; k < 3; k++) top_p[k] = (float)ldexp((double)f[k], -(int)e->p.cdf_bits);
+}
+
 static void ngram_update(lmz_ens *e, const ens_stream *x, int32_t tok)
 {
     uint32_t key = (uint32_t)tok << 8;

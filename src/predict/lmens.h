@@ -116,6 +116,13 @@ const uint32_t *lmz_ens_predict(lmz_ens *e, size_t s, const float *logits);
  * max_tokens tokens. */
 int lmz_ens_update(lmz_ens *e, size_t s, int32_t tok);
 
+/* For explaining a coding (lmzip --explain), after lmz_ens_predict and
+ * before the update: q[0..3] the probability each expert gave tok (model
+ * with its bias head, n-gram, match model, the stream's own match model;
+ * -1 where it took no part), and the table's three most probable tokens
+ * with their probabilities, most probable first. */
+void lmz_ens_explain(const lmz_ens *e, size_t s, int32_t tok, float q[4], int32_t top[3], float top_p[3]);
+
 /* -log2 of the coded token's probability under stream s's last table (for
  * statistics and the overhead measurement). */
 double lmz_ens_cost(const lmz_ens *e, size_t s, int32_t tok);

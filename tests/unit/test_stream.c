@@ -9,11 +9,14 @@
 #include "predict/bytemodel.h"
 #include "test.h"
 
+static unsigned g_format; /* lmz_params.format_version of compress_buf (0: the default) */
+
 static uint8_t *compress_buf(const uint8_t *src, size_t n, uint32_t frame, unsigned threads,
                              size_t *clen)
 {
     lmz_params p;
     lmz_params_default(&p);
+    p.format_version = g_format;
     p.frame_size = frame;
     p.threads = threads;
     size_t cap = lmz_compress_bound(n, frame);
@@ -231,35 +234,51 @@ TEST(stream_concatenation)
 TEST(stream_every_damage_is_detected)
 {
     /* flip every bit of a small multi-frame file, cut it at every length:
-     * decoding must fail cleanly each time (every byte is under a check) */
+     * decoding must fail cleanly each time (every byte is under a check,
+     * or its damage shows in what it describes); both format versions,
+     * and a one-frame stream of version 2 */
     const char *txt = "It was the best of times, it was the worst of times, it was the age "
                       "of wisdom, it was the age of foolishness, it was the epoch of belief. ";
     size_t n = 2500;
     uint8_t *src = malloc(n);
     for (size_t i = 0; i < n; i++) src[i] = (uint8_t)txt[(i * 7) % strlen(txt)];
-    size_t clen;
-    uint8_t *c = compress_buf(src, n, 1024, 1, &clen);
-    uint8_t *d = malloc(n);
-    size_t undetected = 0, dl;
-    size_t step = test_quick() ? 5 : 1;
-    for (size_t i = 0; i < clen * 8; i += step) {
-        c[i / 8] ^= (uint8_t)(1u << (i % 8));
-        if (lmz_decompress_buffer(1, c, clen, d, n, &dl) == LMZ_OK) undetected++;
-        c[i / 8] ^= (uint8_t)(1u << (i % 8));
+    static const struct {
+        unsigned format;
+        uint32_t frame;
+    } cases[] = {{0, 1024}, {1, 1024}, {0, 65536}};
+    for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        size_t clen;
+        g_format = cases[ci].format;
+        uint8_t *c = compress_buf(src, n, cases[ci].frame, 1, &clen);
+        g_format = 0;
+        uint8_t *d = malloc(n);
+        size_t undetected = 0, dl;
+        size_t step = test_quick() ? 5 : 1;
+        for (size_t i = 0; i < clen * 8; i += step) {
+            c[i / 8] ^= (uint8_t)(1u << (i % 8));
+            if (lmz_decompress_buffer(1, c, clen, d, n, &dl) == LMZ_OK) undetected++;
+            c[i / 8] ^= (uint8_t)(1u << (i % 8));
+        }
+        CHECK_EQ_U64(undetected, 0);
+        for (size_t k = 0; k < clen; k += step) {
+            int e = lmz_decompress_buffer(1, c, k, d, n, &dl);
+            if (e == LMZ_OK) undetected++;
+        }
+        CHECK_EQ_U64(undetected, 0);
+        CHECK_EQ_U64(lmz_decompress_buffer(1, c, 0, d, n, &dl), LMZ_ERROR_EMPTY);
+        CHECK_EQ_U64(lmz_decompress_buffer(1, c, clen, d, n - 1, &dl), LMZ_ERROR_DST_SIZE);
+        c[3] = 'X';
+        CHECK_EQ_U64(lmz_decompress_buffer(1, c, clen, d, n, &dl), LMZ_ERROR_BAD_MAGIC);
+        free(c);
+        free(d);
     }
-    CHECK_EQ_U64(undetected, 0);
-    for (size_t k = 0; k < clen; k += step) {
-        int e = lmz_decompress_buffer(1, c, k, d, n, &dl);
-        if (e == LMZ_OK) undetected++;
-    }
-    CHECK_EQ_U64(undetected, 0);
-    CHECK_EQ_U64(lmz_decompress_buffer(1, c, 0, d, n, &dl), LMZ_ERROR_EMPTY);
-    CHECK_EQ_U64(lmz_decompress_buffer(1, c, clen, d, n - 1, &dl), LMZ_ERROR_DST_SIZE);
-    c[3] = 'X';
-    CHECK_EQ_U64(lmz_decompress_buffer(1, c, clen, d, n, &dl), LMZ_ERROR_BAD_MAGIC);
-    free(c);
-    free(d);
     free(src);
+}
+
+/* the header check of a version-2 stream recomputed after an edit */
+static void recheck_v2(uint8_t *c, size_t check_at)
+{
+    lmz_put_u32(c + check_at, (uint32_t)XXH64(c, check_at, 0));
 }
 
 TEST(stream_header_fields)
@@ -268,15 +287,47 @@ TEST(stream_header_fields)
     uint8_t *c = compress_buf((const uint8_t *)"abc", 3, 65536, 1, &clen);
     uint8_t d[8];
     size_t dl;
+    /* version 2, one frame of 3 bytes: magic, version, flags (size, one
+     * frame), profile 0, size 3, header check; method, payload size,
+     * content check, payload */
+    CHECK_EQ_U64(c[8], 2);
+    CHECK_EQ_U64(c[9], LMZ_F2_SIZE | LMZ_F2_ONE_FRAME);
+    CHECK_EQ_U64(c[10], 0);
+    CHECK_EQ_U64(c[11], 3);
+    CHECK_EQ_U64(clen, 16 + 6 + (size_t)c[17]);
     /* unknown version: rejected by name even though its check would fail */
-    c[8] = 2;
+    c[8] = 3;
     CHECK_EQ_U64(lmz_decompress_buffer(1, c, clen, d, sizeof d, &dl), LMZ_ERROR_VERSION);
-    c[8] = 1;
+    c[8] = 2;
     /* any change under the header check */
-    c[20] ^= 1;
+    c[11] ^= 1;
     CHECK_EQ_U64(lmz_decompress_buffer(1, c, clen, d, sizeof d, &dl), LMZ_ERROR_HEADER);
-    c[20] ^= 1;
+    c[11] ^= 1;
     CHECK_EQ_U64(lmz_decompress_buffer(1, c, clen, d, sizeof d, &dl), LMZ_OK);
+    /* well-formed headers this build refuses: a flag it does not know, a
+     * profile code it does not know, one frame without a size */
+    uint8_t *b = malloc(clen);
+    memcpy(b, c, clen);
+    b[9] |= 0x10;
+    recheck_v2(b, 12);
+    CHECK_EQ_U64(lmz_decompress_buffer(1, b, clen, d, sizeof d, &dl), LMZ_ERROR_HEADER);
+    memcpy(b, c, clen);
+    b[10] = 200; /* codes 128..255: profiles without a model, so the layout stays */
+    recheck_v2(b, 12);
+    CHECK_EQ_U64(lmz_decompress_buffer(1, b, clen, d, sizeof d, &dl), LMZ_ERROR_PROFILE);
+    lmz_stream_info si;
+    CHECK_EQ_U64(lmz_peek_header(b, clen, &si), LMZ_OK);
+    CHECK(strcmp(si.profile, "code 200") == 0);
+    /* a size of 3 spelled in two bytes (83 00): only the shortest form */
+    uint8_t *w = malloc(clen + 1);
+    memcpy(w, c, 11);
+    w[11] = 0x83;
+    w[12] = 0x00;
+    memcpy(w + 13, c + 12, clen - 12);
+    recheck_v2(w, 13);
+    CHECK_EQ_U64(lmz_decompress_buffer(1, w, clen + 1, d, sizeof d, &dl), LMZ_ERROR_HEADER);
+    free(w);
+    free(b);
     /* trailing garbage after a complete stream is not a stream */
     uint8_t *g = malloc(clen + 3);
     memcpy(g, c, clen);
@@ -284,6 +335,60 @@ TEST(stream_header_fields)
     CHECK_EQ_U64(lmz_decompress_buffer(1, g, clen + 3, d, sizeof d, &dl), LMZ_ERROR_BAD_MAGIC);
     free(g);
     free(c);
+    /* version 1 as before */
+    g_format = 1;
+    c = compress_buf((const uint8_t *)"abc", 3, 65536, 1, &clen);
+    g_format = 0;
+    CHECK_EQ_U64(c[8], 1);
+    c[20] ^= 1;
+    CHECK_EQ_U64(lmz_decompress_buffer(1, c, clen, d, sizeof d, &dl), LMZ_ERROR_HEADER);
+    c[20] ^= 1;
+    CHECK_EQ_U64(lmz_decompress_buffer(1, c, clen, d, sizeof d, &dl), LMZ_OK);
+    free(c);
+}
+
+TEST(stream_short_form_sizes)
+{
+    /* what a stream costs around its payload: version 2 writes a setting
+     * only where it differs from the format's defaults */
+    lmz_params p;
+    lmz_params_default(&p);
+    uint8_t out[4096];
+    size_t ol, ol2, ol1;
+    static const uint8_t zero[1] = {0};
+    /* empty: header (16 bytes with the size 0) and an end block (6) */
+    CHECK_EQ_U64(lmz_compress_buffer(&p, zero, 0, out, sizeof out, &ol), LMZ_OK);
+    CHECK_EQ_U64(ol, 22);
+    CHECK_EQ_U64(lmz_decompress_buffer(1, out, ol, NULL, 0, &ol2), LMZ_OK);
+    CHECK_EQ_U64(ol2, 0);
+    /* one byte: 16 + 6 + the stored byte */
+    CHECK_EQ_U64(lmz_compress_buffer(&p, "x", 1, out, sizeof out, &ol), LMZ_OK);
+    CHECK_EQ_U64(ol, 23);
+    p.format_version = 1;
+    CHECK_EQ_U64(lmz_compress_buffer(&p, "x", 1, out, sizeof out, &ol1), LMZ_OK);
+    CHECK(ol1 >= ol + 100);
+    /* a setting off its default: 3 bytes (count, id, value) */
+    p.format_version = 0;
+    p.table_bits = 20;
+    CHECK_EQ_U64(lmz_compress_buffer(&p, "x", 1, out, sizeof out, &ol2), LMZ_OK);
+    CHECK_EQ_U64(ol2, ol + 3);
+    lmz_stream_info si;
+    CHECK_EQ_U64(lmz_peek_header(out, ol2, &si), LMZ_OK);
+    CHECK_EQ_U64(si.table_bits, 20);
+    CHECK_EQ_U64(si.frame_size, LMZ_FRAME_SIZE_DEFAULT);
+    CHECK_EQ_U64(si.size_hint, 1);
+    CHECK_EQ_U64(si.format_version, 2);
+    /* several frames: each block has its original size, the stream an end
+     * block; the decoded content is the same */
+    lmz_params_default(&p);
+    p.frame_size = 1024;
+    uint8_t src[3000];
+    for (size_t i = 0; i < sizeof src; i++) src[i] = (uint8_t)("lorem ipsum dolor "[i % 18]);
+    CHECK_EQ_U64(lmz_compress_buffer(&p, src, sizeof src, out, sizeof out, &ol), LMZ_OK);
+    uint8_t back[3000];
+    CHECK_EQ_U64(lmz_decompress_buffer(1, out, ol, back, sizeof back, &ol2), LMZ_OK);
+    CHECK_EQ_U64(ol2, sizeof src);
+    CHECK(memcmp(back, src, sizeof src) == 0);
 }
 
 TEST(stream_parameters_are_checked)
@@ -473,7 +578,9 @@ TEST(stream_model_ref)
     CHECK_EQ_U64(lmz_compress_buffer(&p, src, n, c, cap, &clen), LMZ_OK);
     lmz_stream_info si;
     CHECK_EQ_U64(lmz_peek_header(c, clen, &si), LMZ_OK);
-    CHECK(strcmp(si.model, "tiny-dsrn") == 0 && si.frame_size == (16u << 10) && si.group == 64);
+    /* one frame: the format's default frame size and group (version 2) */
+    CHECK(strcmp(si.model, "tiny-dsrn") == 0 && si.frame_size == LMZ_V2_LM_FRAME && si.group == 64 &&
+          si.size_hint == n);
     lmz_dparams dp;
     memset(&dp, 0, sizeof dp);
     dp.model_ref = r;
