@@ -295,4 +295,21 @@ if [ -f "$LLAMA" ]; then
     refuse "llama file for a DSRN stream" t.out "$LMZIP" -d -m "$LLAMA" t.lmz -o t.out
 fi
 
+# ---- qwen3 and qwen2 (the reference's tiny random models; qwen3-tok.gguf
+# carries Qwen3's real 151,936-token vocabulary) ------------------------------
+QWEN="$DATA/../reference/qwen"
+if [ -f "$QWEN/qwen3-tok.gguf" ]; then
+    # (sanitizers, qemu: a slice; a pass over 151,936 tokens a token is slow there)
+    qt=text.txt; [ -n "$LMZ_TEST_QUICK" ] && { head -c 1200 text.txt > qt.txt; qt=qt.txt; }
+    for q in qwen3-tiny-f32 qwen2-tiny-q8_0; do
+        roundtrip "$q: text and binary" tar.bin -m "$QWEN/$q.gguf" -B 4K -T 2
+    done
+    "$LMZIP" -q -c $CX -m "$QWEN/qwen3-tok.gguf" -B 2K -T 1 $qt > q1.lmz
+    "$LMZIP" -q -c $CX -m "$QWEN/qwen3-tok.gguf" -B 2K -T 2 $qt | cmp -s - q1.lmz && ok ||
+        no "qwen3-tok: -T 1 and -T 2 give the same bytes"
+    "$LMZIP" -q -d -c -m "$QWEN/qwen3-tok.gguf" -T 2 q1.lmz | cmp -s - $qt && ok || no "qwen3-tok: round trip"
+    "$LMZIP" -q -c $CX -m "$QWEN/qwen3-tok.gguf" --profile=det-i8-v1 -B 2K $qt > qi.lmz
+    "$LMZIP" -q -d -c -m "$QWEN/qwen3-tok.gguf" -T 2 qi.lmz | cmp -s - $qt && ok || no "qwen3-tok: det-i8-v1 round trip"
+fi
+
 echo "codec: $pass passed, $fail failed"

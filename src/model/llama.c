@@ -1,11 +1,16 @@
 /*
  * llama.c — the llama architecture (SmolLM2, Llama-3.2, TinyLlama and any
- * llama-shaped GGUF) on the deterministic kernels.
+ * llama-shaped GGUF) and its kin qwen2 (Qwen2.5) and qwen3 on the
+ * deterministic kernels.
  *
  *   x = E[tok]                                       E: (n_vocab, dim)
  *   per layer:
  *     h = rms(x) * attn_norm; q = Wq h; k = Wk h; v = Wv h
- *     RoPE (adjacent pairs) on q and k at the token's position
+ *       qwen2: + biases on q, k, v
+ *       qwen3: q and k RMS-normed per head (weights of head_dim), and
+ *              head_dim its own (attention.key_length), Wq n_head x head_dim rows
+ *     RoPE on q and k at the token's position: llama rotates adjacent pairs
+ *       (2i, 2i+1), qwen2 and qwen3 the halves of a head (i, i + head_dim/2)
  *     per head: softmax(q . k_t / sqrt(head_dim)) over the window, times v_t
  *     x += Wo (heads)
  *     h = rms(x) * ffn_norm; x += Wdown (silu(Wgate h) * (Wup h))
@@ -27,11 +32,14 @@
 typedef struct {
     const lmz_gguf_tensor *wq, *wk, *wv, *wo, *gate, *up, *down;
     float *attn_norm, *ffn_norm; /* (dim) */
+    float *bq, *bk, *bv;         /* qwen2: biases (n_head or n_kv x head_dim), else NULL */
+    float *q_norm, *k_norm;      /* qwen3: per-head RMSNorm weights (head_dim), else NULL */
 } layer;
 
 typedef struct {
     lmz_model base;              /* g, tok, kp, n_vocab, window */
     uint32_t dim, n_layer, ffn, n_head, n_kv, head_dim, ctx;
+    int neox;                    /* RoPE on the halves of a head (qwen2, qwen3), not adjacent pairs */
     float eps;
     float *rope_freq;            /* (head_dim / 2) radians per position */
     const lmz_gguf_tensor *embd, *output;
@@ -94,8 +102,9 @@ static void llama_free(lmz_model *mb)
     if (!m) return;
     if (m->layers)
         for (uint32_t l = 0; l < m->n_layer; l++) {
-            free(m->layers[l].attn_norm);
-            free(m->layers[l].ffn_norm);
+            layer *L = &m->layers[l];
+            float *v[] = {L->attn_norm, L->ffn_norm, L->bq, L->bk, L->bv, L->q_norm, L->k_norm};
+            for (size_t i = 0; i < sizeof v / sizeof *v; i++) free(v[i]);
         }
     free(m->layers);
     lmz_model_qscratch_free(&m->base);
@@ -119,6 +128,13 @@ static void llama_free(lmz_model *mb)
     free(m->rows);
     lmz_pool_free(m->pool);
     free(m);
+}
+
+/* the longest weight row: the width, the FFN's, or the heads' (n_head x head_dim) */
+static size_t wrow_max(const llama_model *m)
+{
+    size_t w = m->dim > m->ffn ? m->dim : m->ffn, qd = (size_t)m->n_head * m->head_dim;
+    return w > qd ? w : qd;
 }
 
 /* scratch for batches of b tokens */
@@ -147,6 +163,16 @@ static int reserve(llama_model *m, size_t b)
 
 static const lmz_model_ops llama_ops;
 
+/* an optional vector of n values: NULL when the file lacks it; *bad set
+ * when it is there but not what it should be */
+static float *opt_vec(const llama_model *m, const char *name, uint64_t n, int *bad, char *err, size_t errlen)
+{
+    if (!lmz_gguf_tensor_find(&m->base.g, name)) return NULL;
+    float *v = vec(m, name, n, err, errlen);
+    if (!v) *bad = 1;
+    return v;
+}
+
 int lmz_llama_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model **out, char *err, size_t errlen)
 {
     llama_model *m = calloc(1, sizeof *m);
@@ -154,21 +180,38 @@ int lmz_llama_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model 
     m->base = *base;
     m->base.ops = &llama_ops;
     const lmz_gguf *g = &m->base.g;
-    if (lmz_model_u32(g, "llama.embedding_length", &m->dim, err, errlen) ||
-        lmz_model_u32(g, "llama.block_count", &m->n_layer, err, errlen) ||
-        lmz_model_u32(g, "llama.feed_forward_length", &m->ffn, err, errlen) ||
-        lmz_model_u32(g, "llama.attention.head_count", &m->n_head, err, errlen) ||
-        lmz_model_u32(g, "llama.context_length", &m->ctx, err, errlen)) {
+    lmz_str as;
+    const char *arch = "llama";
+    if (lmz_gguf_get_str(g, "general.architecture", &as) == 0 && (lmz_str_eq(as, "qwen2") || lmz_str_eq(as, "qwen3")))
+        arch = lmz_str_eq(as, "qwen2") ? "qwen2" : "qwen3";
+    m->neox = strcmp(arch, "llama") != 0;
+    char key[96];
+#define KEY(s) (snprintf(key, sizeof key, "%s." s, arch), key)
+    if (lmz_model_u32(g, KEY("embedding_length"), &m->dim, err, errlen) ||
+        lmz_model_u32(g, KEY("block_count"), &m->n_layer, err, errlen) ||
+        lmz_model_u32(g, KEY("feed_forward_length"), &m->ffn, err, errlen) ||
+        lmz_model_u32(g, KEY("attention.head_count"), &m->n_head, err, errlen) ||
+        lmz_model_u32(g, KEY("context_length"), &m->ctx, err, errlen)) {
         llama_free(&m->base);
         return -1;
     }
-    uint64_t v64;
-    m->n_kv = lmz_gguf_get_u64(g, "llama.attention.head_count_kv", &v64) == 0 ? (uint32_t)v64 : m->n_head;
-    if (m->n_kv == 0 || m->n_head % m->n_kv || m->dim % m->n_head || (m->dim / m->n_head) % 2) {
+    uint64_t v64, vlen;
+    m->n_kv = lmz_gguf_get_u64(g, KEY("attention.head_count_kv"), &v64) == 0 ? (uint32_t)v64 : m->n_head;
+    /* head_dim: attention.key_length where the file says (qwen3: n_head x
+     * head_dim need not be the width), else the width over the heads */
+    if (m->n_head && lmz_gguf_get_u64(g, KEY("attention.key_length"), &v64) == 0) {
+        if (lmz_gguf_get_u64(g, KEY("attention.value_length"), &vlen) == 0 && vlen != v64) {
+            llama_free(&m->base);
+            return lmz_model_errf(err, errlen, "%s", "key and value lengths differ");
+        }
+        m->head_dim = v64 > 0 && v64 <= 4096 ? (uint32_t)v64 : 0;
+    } else {
+        m->head_dim = m->n_head && m->dim % m->n_head == 0 ? m->dim / m->n_head : 0;
+    }
+    if (m->n_kv == 0 || m->n_head % m->n_kv || m->head_dim == 0 || m->head_dim % 2) {
         llama_free(&m->base);
         return lmz_model_errf(err, errlen, "%s", "head counts do not divide the width");
     }
-    m->head_dim = m->dim / m->n_head;
     if (m->n_layer > g->n_tensors / 9) { /* nine tensors per block */
         lmz_model_errf(err, errlen, "llama.block_count %u does not fit the file's %llu tensors", m->n_layer,
              (unsigned long long)g->n_tensors);
@@ -181,12 +224,13 @@ int lmz_llama_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model 
         llama_free(&m->base);
         return -1;
     }
-    if (lmz_gguf_get_f32(g, "llama.attention.layer_norm_rms_epsilon", &m->eps) != 0) m->eps = 1e-5f;
+    if (lmz_gguf_get_f32(g, KEY("attention.layer_norm_rms_epsilon"), &m->eps) != 0) m->eps = 1e-5f;
     float rope_base = 10000.0f, scale = 1.0f;
-    lmz_gguf_get_f32(g, "llama.rope.freq_base", &rope_base);
+    lmz_gguf_get_f32(g, KEY("rope.freq_base"), &rope_base);
     lmz_str st;
-    if (lmz_gguf_get_str(g, "llama.rope.scaling.type", &st) == 0 && lmz_str_eq(st, "linear"))
-        lmz_gguf_get_f32(g, "llama.rope.scaling.factor", &scale);
+    if (lmz_gguf_get_str(g, KEY("rope.scaling.type"), &st) == 0 && lmz_str_eq(st, "linear"))
+        lmz_gguf_get_f32(g, KEY("rope.scaling.factor"), &scale);
+#undef KEY
     if (!(scale > 0.0f)) scale = 1.0f;
 
     m->embd = mat(m, "token_embd.weight", m->dim, m->base.n_vocab, err, errlen);
@@ -209,6 +253,19 @@ int lmz_llama_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model 
              (L->gate = mat(m, NAME("ffn_gate.weight"), m->dim, m->ffn, err, errlen)) &&
              (L->up = mat(m, NAME("ffn_up.weight"), m->dim, m->ffn, err, errlen)) &&
              (L->down = mat(m, NAME("ffn_down.weight"), m->ffn, m->dim, err, errlen));
+        int bad = 0;
+        if (ok) { /* qwen2's biases, qwen3's q/k norms: where the file has them */
+            L->bq = opt_vec(m, NAME("attn_q.bias"), qd, &bad, err, errlen);
+            if (!bad) L->bk = opt_vec(m, NAME("attn_k.bias"), kd, &bad, err, errlen);
+            if (!bad) L->bv = opt_vec(m, NAME("attn_v.bias"), kd, &bad, err, errlen);
+            if (!bad) L->q_norm = opt_vec(m, NAME("attn_q_norm.weight"), m->head_dim, &bad, err, errlen);
+            if (!bad) L->k_norm = opt_vec(m, NAME("attn_k_norm.weight"), m->head_dim, &bad, err, errlen);
+            if (!bad && (!L->q_norm) != (!L->k_norm)) {
+                lmz_model_errf(err, errlen, "blk.%u: a q norm without a k norm, or the reverse", l);
+                bad = 1;
+            }
+            ok = !bad;
+        }
 #undef NAME
     }
     ok = ok && lmz_model_qprep(&m->base, m->output, err, errlen) == 0;
@@ -248,7 +305,7 @@ int lmz_llama_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model 
     m->raw = malloc((size_t)m->n_threads * group * m->cap * sizeof(float));
     m->slots = malloc((size_t)m->n_threads * m->base.window * sizeof *m->slots);
     m->vrows = malloc((size_t)m->n_threads * m->base.window * sizeof *m->vrows);
-    m->wrows = malloc((size_t)m->n_threads * 4 * (m->dim > m->ffn ? m->dim : m->ffn) * sizeof(float));
+    m->wrows = malloc((size_t)m->n_threads * 4 * wrow_max(m) * sizeof(float));
     if (!m->rope_freq || !m->scores || !m->raw || !m->slots || !m->vrows || !m->wrows || !m->pool ||
         reserve(m, CHUNK) != 0) {
         llama_free(&m->base);
@@ -322,25 +379,39 @@ static void rope_angles(const llama_model *m, uint64_t pos, float *cs)
     for (uint32_t i = 0; i < m->head_dim / 2; i++) lmz_rope_sincos(pos, m->rope_freq[i], &cs[2 * i + 1], &cs[2 * i]);
 }
 
-/* rotate adjacent pairs of each head by the angles of rope_angles() */
+/* rotate the pairs of each head by the angles of rope_angles(): adjacent
+ * elements (2i, 2i + 1), or with neox element i and i + head_dim / 2 */
 static void rope(const llama_model *m, float *v, uint32_t heads, const float *cs)
 {
-    for (uint32_t i = 0; i < m->head_dim / 2; i++) {
+    const uint32_t half = m->head_dim / 2;
+    const size_t step = m->neox ? half : 1;
+    for (uint32_t i = 0; i < half; i++) {
         float c = cs[2 * i], s = cs[2 * i + 1];
         for (uint32_t h = 0; h < heads; h++) {
-            float *p = v + (size_t)h * m->head_dim + 2 * i;
-            float x0 = p[0], x1 = p[1];
+            float *p = v + (size_t)h * m->head_dim + (m->neox ? i : 2 * i);
+            float x0 = p[0], x1 = p[step];
             p[0] = x0 * c - x1 * s;
-            p[1] = x0 * s + x1 * c;
+            p[step] = x0 * s + x1 * c;
         }
+    }
+}
+
+/* qwen3: each head's n values RMS-normed with the weights w (head_dim) */
+static void head_norm(const llama_model *m, float *v, uint32_t heads, const float *w)
+{
+    const uint32_t hd = m->head_dim;
+    for (uint32_t h = 0; h < heads; h++) {
+        float *p = v + (size_t)h * hd;
+        float ss = lmz_dot(m->base.kp, p, LMZ_GGML_F32, p, hd);
+        float inv = 1.0f / sqrtf(ss / (float)hd + m->eps);
+        for (uint32_t i = 0; i < hd; i++) p[i] = p[i] * inv * w[i];
     }
 }
 
 /* Y (T x rows) = X (T x n) times the matrix's rows, rows split over threads */
 static void matmul(llama_model *m, const lmz_gguf_tensor *t, const float *x, size_t T, float *y)
 {
-    size_t wmax = m->dim > m->ffn ? m->dim : m->ffn;
-    lmz_model_matmul(&m->base, m->pool, m->wrows, wmax, t, x, T, y);
+    lmz_model_matmul(&m->base, m->pool, m->wrows, wrow_max(m), t, x, T, y);
 }
 
 /* Attention of one token (row b) over its state's window, all heads: per
@@ -429,8 +500,20 @@ static void tok_rows(void *ctx, size_t b0, size_t b1, unsigned thread)
             rope_angles(m, m->pos[b], m->rot + b * hd);
             rmsnorm(m, x, j->norm, h);
             break;
-        case TOK_ROPE_KV: { /* rotate q and k, store k (transposed) and v in the ring */
+        case TOK_ROPE_KV: { /* (biases, head norms,) rotate q and k, store k (transposed) and v in the ring */
             llama_state *s = m->rows[b];
+            const layer *L = &m->layers[j->l];
+            float *q = m->q + b * qd, *k = m->k + b * kd, *v = m->v + b * kd;
+            if (L->bq)
+                for (uint32_t i = 0; i < qd; i++) q[i] += L->bq[i];
+            if (L->bk)
+                for (uint32_t i = 0; i < kd; i++) k[i] += L->bk[i];
+            if (L->bv)
+                for (uint32_t i = 0; i < kd; i++) v[i] += L->bv[i];
+            if (L->q_norm) {
+                head_norm(m, q, m->n_head, L->q_norm);
+                head_norm(m, k, m->n_kv, L->k_norm);
+            }
             rope(m, m->q + b * qd, m->n_head, m->rot + b * hd);
             rope(m, m->k + b * kd, m->n_kv, m->rot + b * hd);
             size_t slot = (size_t)(m->pos[b] % s->cap);

@@ -27,7 +27,7 @@ static int in_ranges(const uint32_t (*r)[2], size_t n, uint32_t cp)
 }
 
 enum { CL_OTHER = 0, CL_LETTER = 1, CL_NUMBER = 2, CL_SPACE = 3 };
-enum { PRE_GPT2, PRE_SMOLLM, PRE_LLAMA3 };
+enum { PRE_GPT2, PRE_SMOLLM, PRE_LLAMA3, PRE_QWEN2 };
 
 /* Unicode White_Space, as \s in the pre-tokeniser's patterns */
 static int is_space(uint32_t c)
@@ -125,7 +125,7 @@ struct lmz_tokenizer {
     int32_t byte_tok[256];
     int32_t hex_tok[16];
     int32_t esc, bos, eos;
-    int pre;              /* PRE_GPT2, PRE_SMOLLM, PRE_LLAMA3 */
+    int pre;              /* PRE_GPT2, PRE_SMOLLM, PRE_LLAMA3, PRE_QWEN2 */
     int spm;              /* SentencePiece (tokenizer model "llama") */
     int add_space;        /* SPM: a space before the text (dropped again on decoding) */
     float *score;         /* SPM: merge priority of each token */
@@ -219,8 +219,10 @@ int lmz_tokenizer_load(const lmz_gguf *g, lmz_tokenizer **out, char *err, size_t
     else if (lmz_str_eq(pre, "gpt2") || lmz_str_eq(pre, "default")) kind = PRE_GPT2;
     else if (lmz_str_eq(pre, "llama-bpe") || lmz_str_eq(pre, "llama3") || lmz_str_eq(pre, "llama-v3"))
         kind = PRE_LLAMA3;
+    else if (lmz_str_eq(pre, "qwen2"))
+        kind = PRE_QWEN2;
     else {
-        snprintf(err, errlen, "pre-tokenizer '%.*s' is not supported (gpt2, default, smollm, llama-bpe are)",
+        snprintf(err, errlen, "pre-tokenizer '%.*s' is not supported (gpt2, default, smollm, llama-bpe, qwen2 are)",
                  (int)(pre.len > 32 ? 32 : pre.len), pre.ptr);
         return LMZ_TOKENIZER_UNSUPPORTED;
     }
@@ -623,11 +625,13 @@ static int is_newline(uint32_t c) { return c == '\r' || c == '\n'; }
 /* Llama 3's pattern ("llama-bpe") over code points cp/cl[a..b):
  *   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
  *    ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
- * the alternatives tried in that order at each position. */
+ * the alternatives tried in that order at each position; Qwen2's ("qwen2",
+ * Qwen2.5 and Qwen3) is the same with \p{N} alone: one digit a piece. */
 static int llama3_split(const lmz_tokenizer *t, bpe_work *w, const uint8_t *text,
                         const uint32_t *cp, const uint8_t *cl, const size_t *pos, size_t a, size_t b,
                         out_ids *o)
 {
+    const size_t digits = t->pre == PRE_QWEN2 ? 1 : 3;
     size_t i = a;
     while (i < b) {
         size_t e;
@@ -650,9 +654,9 @@ static int llama3_split(const lmz_tokenizer *t, bpe_work *w, const uint8_t *text
             while (e < b && cl[e] == CL_LETTER) e++;
             goto found;
         }
-        if (cl[i] == CL_NUMBER) { /* digits, three at most */
+        if (cl[i] == CL_NUMBER) { /* digits, three at most (qwen2: one) */
             e = i + 1;
-            while (e < b && e < i + 3 && cl[e] == CL_NUMBER) e++;
+            while (e < b && e < i + digits && cl[e] == CL_NUMBER) e++;
             goto found;
         }
         { /* an optional space, other characters, then any newlines */
@@ -865,7 +869,7 @@ static long encode(const lmz_tokenizer *t, const uint8_t *text, size_t n, out_id
         i += l;
     }
     pos[m] = n;
-    if (t->pre == PRE_LLAMA3) {
+    if (t->pre == PRE_LLAMA3 || t->pre == PRE_QWEN2) {
         if (llama3_split(t, &w, text, cp, cl, pos, 0, m, o)) goto out;
     } else { /* "smollm": every number code point is a piece of its own first */
         size_t a = 0;

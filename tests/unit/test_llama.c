@@ -12,10 +12,10 @@
 #include "test.h"
 
 
-static int32_t *tiny_tokens(size_t *n)
+static int32_t *tokens_of(const char *rel, size_t *n)
 {
     size_t len;
-    char *txt = (char *)test_read_file(test_ref_path("tokens_tiny.txt"), &len);
+    char *txt = (char *)test_read_file(test_ref_path(rel), &len);
     if (!txt) return NULL;
     int32_t *ids = malloc(64 * sizeof *ids);
     *n = 0;
@@ -30,6 +30,8 @@ static int32_t *tiny_tokens(size_t *n)
     free(txt);
     return ids;
 }
+
+static int32_t *tiny_tokens(size_t *n) { return tokens_of("tokens_tiny.txt", n); }
 
 static lmz_model_opts run_opts = {1, 0, 0};
 
@@ -237,5 +239,102 @@ TEST(llama_lockstep_streams_and_window)
         printf("  llama-spm-ids-only.gguf: runs on ids; %s\n", lmz_model_tokenizer_note(m));
         free(sl);
         lmz_model_free(m);
+    }
+}
+
+static double max_diff_f32(const float *a, const float *b, size_t n)
+{
+    double d = 0;
+    for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - b[i]));
+    return d;
+}
+
+static double max_diff_f64(const float *a, const double *b, size_t n)
+{
+    double d = 0;
+    for (size_t i = 0; i < n; i++) d = fmax(d, fabs((double)a[i] - b[i]));
+    return d;
+}
+
+/* qwen3 (head size of its own, q/k norms, NEOX RoPE, untied head) and
+ * qwen2 (q/k/v biases, tied head) against llama.cpp's F32 logits, batch and
+ * token by token, and the float64 references (Q8_0 weights: the reference
+ * that dequantizes them, as we do); our prefill and steps, every kernel
+ * path and thread count give one set of bits, pinned by hashes (make arm
+ * checks them on AArch64); det-i8-v1 near the float64 reference */
+TEST(qwen_logits_match_llamacpp)
+{
+    static const char *arch[2] = {"qwen3", "qwen2"};
+    static const uint64_t golden[2][2] = {{0x12787a51b97ac31aull, 0xe38ef9f99183eaf0ull},  /* [arch][det-f32, det-i8-v1] */
+                                          {0x0a986294266dcce2ull, 0x7c536157892ee13bull}};
+    char rel[128], rel2[128];
+    snprintf(rel, sizeof rel, "qwen/tokens_%s.txt", arch[0]);
+    if (!test_ref_path(rel)) {
+        printf("  ../shared/reference/qwen not found: skipped\n");
+        return;
+    }
+    for (int a = 0; a < 2; a++) {
+        size_t n, len;
+        snprintf(rel, sizeof rel, "qwen/tokens_%s.txt", arch[a]);
+        int32_t *ids = tokens_of(rel, &n);
+        CHECK(ids && n == 64);
+        if (!ids) continue;
+        const size_t N = n * 512;
+        snprintf(rel, sizeof rel, "qwen/%s-tiny-f32.gguf", arch[a]);
+        snprintf(rel2, sizeof rel2, "qwen/%s-tiny-q8_0.gguf", arch[a]);
+        unsetenv("LMZIP_KERNELS");
+        float *batch = run(rel, ids, n, 0), *step = run(rel, ids, n, 1), *q8 = run(rel2, ids, n, 0);
+        char f[4][128];
+        snprintf(f[0], sizeof f[0], "qwen/%s_f32_batch64.logits.f32", arch[a]);
+        snprintf(f[1], sizeof f[1], "qwen/%s_f32_single.logits.f32", arch[a]);
+        snprintf(f[2], sizeof f[2], "qwen/%s_ref_f64.logits.f64", arch[a]);
+        snprintf(f[3], sizeof f[3], "qwen/%s_q8_0w_ref_f64.logits.f64", arch[a]);
+        float *cb = (float *)test_read_file(test_ref_path(f[0]), &len);
+        float *cs = (float *)test_read_file(test_ref_path(f[1]), &len);
+        double *r64 = (double *)test_read_file(test_ref_path(f[2]), &len);
+        double *q64 = (double *)test_read_file(test_ref_path(f[3]), &len);
+        CHECK(batch && step && q8 && cb && cs && r64 && q64);
+        if (batch && step && q8 && cb && cs && r64 && q64) {
+            double d1 = max_diff_f32(batch, cb, N), d2 = max_diff_f32(step, cs, N), d3 = max_diff_f64(batch, r64, N),
+                   d4 = max_diff_f64(q8, q64, N);
+            printf("  %s: max |ours - llama.cpp| %.3g batch, %.3g single; |ours - float64| %.3g; Q8_0 %.3g\n", arch[a],
+                   d1, d2, d3, d4);
+            CHECK(d1 < 1e-4 && d2 < 1e-4 && d3 < 1e-4 && d4 < 1e-4);
+            CHECK(memcmp(batch, step, N * sizeof(float)) == 0);
+        }
+        for (int q = 0; q < 2; q++) {
+            run_opts.int8 = q;
+            setenv("LMZIP_KERNELS", "scalar", 1);
+            float *base = run(rel, ids, n, 0);
+            uint64_t h = base ? XXH64(base, N * sizeof(float), 0) : 0;
+            if (h != golden[a][q]) printf("  %s, %s: logits hash %016llx\n", arch[a], q ? "det-i8-v1" : "det-f32", (unsigned long long)h);
+            CHECK_EQ_U64(h, golden[a][q]);
+            for (int p = 1; p < LMZ_KPATH_COUNT; p++) {
+                if (!lmz_kpath_supported((lmz_kpath)p)) continue;
+                setenv("LMZIP_KERNELS", lmz_kpath_name((lmz_kpath)p), 1);
+                run_opts.threads = p == 1 ? 1 : 2;
+                float *o = run(rel, ids, n, p == 1);
+                CHECK(base && o && memcmp(base, o, N * sizeof(float)) == 0);
+                free(o);
+            }
+            run_opts.threads = 1;
+            if (q == 1 && base && r64) {
+                double d = max_diff_f64(base, r64, N), mag = 0;
+                for (size_t i = 0; i < N; i++) mag = fmax(mag, fabs(r64[i]));
+                printf("  %s: det-i8-v1 max |ours - float64| %.3g (largest logit %.3g)\n", arch[a], d, mag);
+                CHECK(d < 0.05 * mag);
+            }
+            free(base);
+        }
+        run_opts.int8 = 0;
+        unsetenv("LMZIP_KERNELS");
+        free(batch);
+        free(step);
+        free(q8);
+        free(cb);
+        free(cs);
+        free(r64);
+        free(q64);
+        free(ids);
     }
 }

@@ -83,6 +83,77 @@ TEST(tokenizer_matches_llamacpp_ids)
     lmz_gguf_close(&g);
 }
 
+/* the ids of "[1, 2, 3]" in ref[0..rn) into out (cap): @return their count */
+static long parse_ids(const char *ref, size_t rn, int32_t *out, long cap)
+{
+    long count = 0;
+    for (size_t i = 0; i < rn;) {
+        if (ref[i] >= '0' && ref[i] <= '9') {
+            long v = strtol(ref + i, NULL, 10);
+            if (count < cap) out[count] = (int32_t)v;
+            count++;
+            while (i < rn && ref[i] >= '0' && ref[i] <= '9') i++;
+        } else {
+            i++;
+        }
+    }
+    return count;
+}
+
+/* Qwen3's real tokenizer (151,936 tokens, the "qwen2" pre-tokeniser: one
+ * digit a piece, contractions any case): llama.cpp's ids on every sample.
+ * Text that spells a control token (<|endoftext|>, <think>) is text to us:
+ * byte-level BPE spells it, which decodes to the same bytes, as llama.cpp's
+ * --no-parse-special does for the control token. */
+TEST(tokenizer_qwen3_matches_llamacpp_ids)
+{
+    const char *p = test_ref_path("qwen/qwen3-tok.gguf");
+    lmz_gguf g;
+    lmz_tokenizer *t = NULL;
+    char err[256];
+    if (!p || lmz_gguf_open(p, &g, err, sizeof err) != 0) {
+        printf("  ../shared/reference/qwen not found: skipped\n");
+        return;
+    }
+    CHECK(lmz_tokenizer_load(&g, &t, err, sizeof err) == 0);
+    if (!t) {
+        printf("  %s\n", err);
+        lmz_gguf_close(&g);
+        return;
+    }
+    CHECK_EQ_U64(lmz_tokenizer_vocab_size(t), 151936);
+    static const char *names[] = {"alice-head.txt", "code.c", "enwik-head.xml", "mixed.txt",
+                                  "unicode.txt", "control-bytes.txt", "nfd.txt"};
+    for (size_t f = 0; f < sizeof names / sizeof *names; f++) {
+        char rel[96];
+        size_t n, rn;
+        snprintf(rel, sizeof rel, "qwen/%s", names[f]);
+        uint8_t *text = test_read_file(test_ref_path(rel), &n);
+        snprintf(rel, sizeof rel, "qwen/%s.ids", names[f]);
+        char *ref = (char *)test_read_file(test_ref_path(rel), &rn);
+        CHECK(text && ref);
+        if (!text || !ref) continue;
+        int32_t *ids = malloc((n + 1) * sizeof *ids), *want = malloc((n + 1) * sizeof *want);
+        long k = lmz_tokenizer_encode(t, text, n, ids, n + 1), c = parse_ids(ref, rn, want, (long)n + 1);
+        int same = k == c && memcmp(ids, want, (size_t)(k > 0 ? k : 0) * sizeof *ids) == 0;
+        printf("  %-18s %5zu bytes %5ld ids, %s llama.cpp's\n", names[f], n, k, same ? "the same as" : "NOT");
+        CHECK(same);
+        CHECK(round_trips(t, text, n));
+        free(ids);
+        free(want);
+        free(text);
+        free(ref);
+    }
+    static const char special[] = "a<|endoftext|>b<think>";
+    static const int32_t spelled[] = {64, 27, 91, 8691, 723, 427, 91, 29, 65, 13708, 766, 29};
+    int32_t ids[64];
+    long k = lmz_tokenizer_encode(t, (const uint8_t *)special, strlen(special), ids, 64);
+    CHECK(k == (long)(sizeof spelled / sizeof *spelled) && memcmp(ids, spelled, sizeof spelled) == 0);
+    CHECK(round_trips(t, (const uint8_t *)special, strlen(special)));
+    lmz_tokenizer_free(t);
+    lmz_gguf_close(&g);
+}
+
 TEST(tokenizer_escapes_bytes_without_tokens)
 {
     lmz_gguf g;
