@@ -10,7 +10,15 @@
  *       qwen3: q and k RMS-normed per head (weights of head_dim), and
  *              head_dim its own (attention.key_length), Wq n_head x head_dim rows
  *     RoPE on q and k at the token's position: llama rotates adjacent pairs
- *       (2i, 2i+1), qwen2 and qwen3 the halves of a head (i, i + head_dim/2)
+ *       (2i, 2i+1), qwen2, qwen3 and gemma3 the halves of a head (i, i + head_dim/2)
+ *   gemma3 (Gemma 3): x = E[tok] * sqrt(dim); q/k norms as qwen3; the attention
+ *     output and the FFN's each RMS-normed again before their residual adds
+ *     (post_attention_norm, post_ffw_norm); a tanh-GELU-gated FFN; layers
+ *     il % P < P - 1 (P the sliding-window pattern, 6 by default) attend to
+ *     the last sliding_window positions only, with their own RoPE base
+ *     (freq_base_swa) and no RoPE scaling, the others to the whole window
+ *     with freq_base and the linear scaling; logits soft-capped c*tanh(l/c)
+ *     where the file has final_logit_softcapping
  *     per head: softmax(q . k_t / sqrt(head_dim)) over the window, times v_t
  *     x += Wo (heads)
  *     h = rms(x) * ffn_norm; x += Wdown (silu(Wgate h) * (Wup h))
@@ -33,15 +41,22 @@ typedef struct {
     const lmz_gguf_tensor *wq, *wk, *wv, *wo, *gate, *up, *down;
     float *attn_norm, *ffn_norm; /* (dim) */
     float *bq, *bk, *bv;         /* qwen2: biases (n_head or n_kv x head_dim), else NULL */
-    float *q_norm, *k_norm;      /* qwen3: per-head RMSNorm weights (head_dim), else NULL */
+    float *q_norm, *k_norm;      /* qwen3, gemma3: per-head RMSNorm weights (head_dim), else NULL */
+    float *post_attn, *post_ffn; /* gemma3: RMSNorms of the attention's and the FFN's outputs (dim) */
+    int local;                   /* gemma3: a sliding-window layer */
 } layer;
 
 typedef struct {
     lmz_model base;              /* g, tok, kp, n_vocab, window */
     uint32_t dim, n_layer, ffn, n_head, n_kv, head_dim, ctx;
-    int neox;                    /* RoPE on the halves of a head (qwen2, qwen3), not adjacent pairs */
+    int neox;                    /* RoPE on the halves of a head (qwen2, qwen3, gemma3), not adjacent pairs */
+    int gemma;                   /* gemma3: embedding scale, post norms, GELU (see the top) */
+    uint32_t swa;                /* gemma3: positions a sliding-window layer sees (itself included) */
+    float emb_scale;             /* gemma3: sqrt(dim); else 1 */
+    float attn_scale;            /* the scores' scale: 1/sqrt(head_dim) */
+    float softcap;               /* gemma3: final logit soft-capping, 0 for none */
     float eps;
-    float *rope_freq;            /* (head_dim / 2) radians per position */
+    float *rope_freq;            /* (head_dim / 2) radians per position; gemma3: then the local layers' */
     const lmz_gguf_tensor *embd, *output;
     float *out_norm;             /* (dim) */
     layer *layers;
@@ -103,7 +118,7 @@ static void llama_free(lmz_model *mb)
     if (m->layers)
         for (uint32_t l = 0; l < m->n_layer; l++) {
             layer *L = &m->layers[l];
-            float *v[] = {L->attn_norm, L->ffn_norm, L->bq, L->bk, L->bv, L->q_norm, L->k_norm};
+            float *v[] = {L->attn_norm, L->ffn_norm, L->bq, L->bk, L->bv, L->q_norm, L->k_norm, L->post_attn, L->post_ffn};
             for (size_t i = 0; i < sizeof v / sizeof *v; i++) free(v[i]);
         }
     free(m->layers);
@@ -144,7 +159,7 @@ static int reserve(llama_model *m, size_t b)
     size_t qd = (size_t)m->n_head * m->head_dim, kd = (size_t)m->n_kv * m->head_dim;
     size_t w = m->dim > m->ffn ? m->dim : m->ffn;
     float **bufs[] = {&m->x, &m->h, &m->q, &m->k, &m->v, &m->att, &m->gbuf, &m->ubuf, &m->rot};
-    size_t widths[] = {m->dim, w, qd, kd, kd, qd, m->ffn, m->ffn, m->head_dim};
+    size_t widths[] = {m->dim, w, qd, kd, kd, qd, m->ffn, m->ffn, 2 * (size_t)m->head_dim};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
         float *p = realloc(*bufs[i], b * widths[i] * sizeof(float));
         if (!p) return -1;
@@ -182,9 +197,10 @@ int lmz_llama_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model 
     const lmz_gguf *g = &m->base.g;
     lmz_str as;
     const char *arch = "llama";
-    if (lmz_gguf_get_str(g, "general.architecture", &as) == 0 && (lmz_str_eq(as, "qwen2") || lmz_str_eq(as, "qwen3")))
-        arch = lmz_str_eq(as, "qwen2") ? "qwen2" : "qwen3";
+    if (lmz_gguf_get_str(g, "general.architecture", &as) == 0)
+        arch = lmz_str_eq(as, "qwen2") ? "qwen2" : lmz_str_eq(as, "qwen3") ? "qwen3" : lmz_str_eq(as, "gemma3") ? "gemma3" : arch;
     m->neox = strcmp(arch, "llama") != 0;
+    m->gemma = !strcmp(arch, "gemma3");
     char key[96];
 #define KEY(s) (snprintf(key, sizeof key, "%s." s, arch), key)
     if (lmz_model_u32(g, KEY("embedding_length"), &m->dim, err, errlen) ||
@@ -225,11 +241,29 @@ int lmz_llama_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model 
         return -1;
     }
     if (lmz_gguf_get_f32(g, KEY("attention.layer_norm_rms_epsilon"), &m->eps) != 0) m->eps = 1e-5f;
-    float rope_base = 10000.0f, scale = 1.0f;
+    float rope_base = m->gemma ? 1000000.0f : 10000.0f, scale = 1.0f, swa_base = 10000.0f;
     lmz_gguf_get_f32(g, KEY("rope.freq_base"), &rope_base);
     lmz_str st;
     if (lmz_gguf_get_str(g, KEY("rope.scaling.type"), &st) == 0 && lmz_str_eq(st, "linear"))
         lmz_gguf_get_f32(g, KEY("rope.scaling.factor"), &scale);
+    uint32_t period = 6;
+    m->emb_scale = 1.0f;
+    m->attn_scale = 1.0f / sqrtf((float)m->head_dim);
+    if (m->gemma) {
+        lmz_gguf_get_f32(g, KEY("rope.freq_base_swa"), &swa_base);
+        if (lmz_gguf_get_u64(g, KEY("attention.sliding_window"), &v64) != 0 || v64 == 0 || v64 > LMZ_MAX_WINDOW) {
+            llama_free(&m->base);
+            return lmz_model_errf(err, errlen, "%s", "gemma3.attention.sliding_window is missing or out of range");
+        }
+        m->swa = (uint32_t)v64;
+        /* a scalar period (an array, as some files have, is ignored as llama.cpp does) */
+        if (lmz_gguf_get_u64(g, KEY("attention.sliding_window_pattern"), &v64) == 0 && v64 > 0 && v64 <= 1024)
+            period = (uint32_t)v64;
+        m->emb_scale = sqrtf((float)m->dim);
+        if (m->n_layer == 62) m->attn_scale = 1.0f / sqrtf((float)(m->dim / m->n_head)); /* Gemma 3 27B, as llama.cpp */
+        if (lmz_gguf_get_f32(g, KEY("final_logit_softcapping"), &m->softcap) != 0 || !(m->softcap > 0.0f))
+            m->softcap = 0.0f;
+    }
 #undef KEY
     if (!(scale > 0.0f)) scale = 1.0f;
 
@@ -264,6 +298,13 @@ int lmz_llama_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model 
                 lmz_model_errf(err, errlen, "blk.%u: a q norm without a k norm, or the reverse", l);
                 bad = 1;
             }
+            if (!bad && m->gemma) {
+                ok = (L->post_attn = vec(m, NAME("post_attention_norm.weight"), m->dim, err, errlen)) &&
+                     (L->post_ffn = vec(m, NAME("post_ffw_norm.weight"), m->dim, err, errlen)) && L->q_norm;
+                if (ok && !L->q_norm) lmz_model_errf(err, errlen, "blk.%u: gemma3 without q/k norms", l);
+                L->local = l % period < period - 1;
+                bad = !ok;
+            }
             ok = !bad;
         }
 #undef NAME
@@ -283,7 +324,7 @@ int lmz_llama_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model 
     /* RoPE frequencies: base^(-2i/head_dim) / scale, divided by
      * rope_freqs.weight where the model has one (Llama 3 scaling) */
     uint32_t half = m->head_dim / 2;
-    m->rope_freq = malloc(half * sizeof *m->rope_freq);
+    m->rope_freq = malloc(2 * half * sizeof *m->rope_freq); /* gemma3: the local layers' after */
     const lmz_gguf_tensor *rf = lmz_gguf_tensor_find(g, "rope_freqs.weight");
     float *rfv = NULL;
     if (rf && rf->type == LMZ_GGML_F32 && rf->n_dims == 1 && rf->ne[0] == half) rfv = (float *)rf->data;
@@ -295,6 +336,7 @@ int lmz_llama_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model 
             f = f / d;
         }
         m->rope_freq[i] = f;
+        m->rope_freq[half + i] = lmz_powf(swa_base, -(float)(2 * i) / (float)m->head_dim); /* no scaling */
     }
     m->pool = lmz_pool_new(opts && opts->threads ? opts->threads : 1);
     m->base.pool = m->pool;
@@ -373,10 +415,11 @@ static void rmsnorm(const llama_model *m, const float *x, const float *w, float 
 }
 
 /* cos and sin of every RoPE pair's angle at position pos, once per token
- * for all layers: cs[2i], cs[2i + 1] */
+ * for all layers: cs[2i], cs[2i + 1]; gemma3: then the local layers' */
 static void rope_angles(const llama_model *m, uint64_t pos, float *cs)
 {
-    for (uint32_t i = 0; i < m->head_dim / 2; i++) lmz_rope_sincos(pos, m->rope_freq[i], &cs[2 * i + 1], &cs[2 * i]);
+    uint32_t n = m->gemma ? m->head_dim : m->head_dim / 2;
+    for (uint32_t i = 0; i < n; i++) lmz_rope_sincos(pos, m->rope_freq[i], &cs[2 * i + 1], &cs[2 * i]);
 }
 
 /* rotate the pairs of each head by the angles of rope_angles(): adjacent
@@ -421,7 +464,7 @@ static void matmul(llama_model *m, const lmz_gguf_tensor *t, const float *x, siz
 static void attend(llama_model *m, size_t b, uint32_t l, unsigned thread)
 {
     const uint32_t hd = m->head_dim, kd = m->n_kv * hd, qd = m->n_head * hd, group = m->n_head / m->n_kv;
-    const float inv_sqrt = 1.0f / sqrtf((float)hd);
+    const float inv_sqrt = m->attn_scale;
     const llama_state *s = m->rows[b];
     const uint32_t cap = s->cap, nblk = cap / 16;
     float *probs = m->scores + (size_t)thread * group * m->base.window;
@@ -430,6 +473,7 @@ static void attend(llama_model *m, size_t b, uint32_t l, unsigned thread)
     const float **vrows = m->vrows + (size_t)thread * m->base.window;
     uint64_t pos = m->pos[b];
     uint32_t n_ctx = pos + 1 < m->base.window ? (uint32_t)pos + 1 : m->base.window;
+    if (m->layers[l].local && n_ctx > m->swa) n_ctx = m->swa; /* gemma3's sliding-window layers */
     const float *kc = s->kc + (size_t)l * cap * kd, *vc = s->vc + (size_t)l * cap * kd;
     /* ring slots of the window, oldest first; the blocks that hold them
      * (n_ctx <= cap - CHUNK, so the first and last block differ on a wrap) */
@@ -497,7 +541,9 @@ static void tok_rows(void *ctx, size_t b0, size_t b1, unsigned thread)
         switch (j->phase) {
         case TOK_EMBED: /* embedding, the RoPE angles of the position, layer 0's norm */
             row_to_f32(m, m->embd, (uint64_t)j->tokens[b], x);
-            rope_angles(m, m->pos[b], m->rot + b * hd);
+            if (m->gemma)
+                for (uint32_t i = 0; i < D; i++) x[i] *= m->emb_scale;
+            rope_angles(m, m->pos[b], m->rot + b * 2 * hd);
             rmsnorm(m, x, j->norm, h);
             break;
         case TOK_ROPE_KV: { /* (biases, head norms,) rotate q and k, store k (transposed) and v in the ring */
@@ -514,8 +560,9 @@ static void tok_rows(void *ctx, size_t b0, size_t b1, unsigned thread)
                 head_norm(m, q, m->n_head, L->q_norm);
                 head_norm(m, k, m->n_kv, L->k_norm);
             }
-            rope(m, m->q + b * qd, m->n_head, m->rot + b * hd);
-            rope(m, m->k + b * kd, m->n_kv, m->rot + b * hd);
+            const float *cs = m->rot + b * 2 * hd + (L->local ? hd : 0);
+            rope(m, m->q + b * qd, m->n_head, cs);
+            rope(m, m->k + b * kd, m->n_kv, cs);
             size_t slot = (size_t)(m->pos[b] % s->cap);
             float *kc = s->kc + (size_t)j->l * s->cap * kd, *vc = s->vc + (size_t)j->l * s->cap * kd;
             float *kt = kc + slot / 16 * 16 * kd + slot % 16;
@@ -523,22 +570,41 @@ static void tok_rows(void *ctx, size_t b0, size_t b1, unsigned thread)
             memcpy(vc + slot * kd, m->v + b * kd, kd * sizeof(float));
             break;
         }
-        case TOK_FFN_IN: /* the attention's residual, then the FFN's norm */
+        case TOK_FFN_IN: /* the attention's residual (gemma3: normed first), then the FFN's norm */
+            if (m->gemma) rmsnorm(m, h, m->layers[j->l].post_attn, h);
             for (uint32_t i = 0; i < D; i++) x[i] += h[i];
             rmsnorm(m, x, m->layers[j->l].ffn_norm, h);
             break;
         case TOK_SWIGLU: { /* g / (1 + exp(-g)) * u, h (rows of F) as scratch */
             float *g = m->gbuf + b * F, *u = m->ubuf + b * F, *e = m->h + b * F;
+            if (m->gemma) { /* 0.5 g (1 + tanh(c (g + 0.044715 g^3))) u, tanh y = 1 - 2 / (exp(2y) + 1) */
+                const float c = 0.7978845608028654f; /* sqrt(2 / pi) */
+                for (uint32_t i = 0; i < F; i++) e[i] = 2.0f * c * (g[i] + 0.044715f * g[i] * g[i] * g[i]);
+                lmz_exp_array(m->base.kp, e, e, F);
+                for (uint32_t i = 0; i < F; i++) g[i] = 0.5f * g[i] * (2.0f - 2.0f / (e[i] + 1.0f)) * u[i];
+                break;
+            }
             for (uint32_t i = 0; i < F; i++) e[i] = -g[i];
             lmz_exp_array(m->base.kp, e, e, F);
             for (uint32_t i = 0; i < F; i++) g[i] = g[i] / (1.0f + e[i]) * u[i];
             break;
         }
-        case TOK_NEXT: /* the FFN's residual, then the next layer's (or the output) norm */
+        case TOK_NEXT: /* the FFN's residual (gemma3: normed first), then the next layer's (or the output) norm */
+            if (m->gemma) rmsnorm(m, h, m->layers[j->l].post_ffn, h);
             for (uint32_t i = 0; i < D; i++) x[i] += h[i];
             if (j->norm) rmsnorm(m, x, j->norm, h);
             break;
         }
+    }
+}
+
+/* gemma3's final_logit_softcapping: l = c tanh(l / c), tanh y = 1 - 2 / (exp(2y) + 1) */
+static void softcap(const llama_model *m, float *l, size_t n)
+{
+    const float c = m->softcap;
+    for (size_t i = 0; i < n; i++) {
+        float e = lmz_expf(2.0f * l[i] / c);
+        l[i] = c * (1.0f - 2.0f / (e + 1.0f));
     }
 }
 
@@ -577,6 +643,7 @@ static void forward(llama_model *m, const int32_t *tokens, size_t B, float *logi
     if (!logits) return;
     size_t c = lmz_model_keep_rows(m->h, m->dim, B, need);
     if (c) matmul(m, m->output, m->h, c, logits);
+    if (c && m->softcap > 0.0f) softcap(m, logits, c * m->base.n_vocab);
 }
 
 static int llama_prefill(lmz_model *mb, lmz_state *sb, const int32_t *tokens, size_t n, float *logits)

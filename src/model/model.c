@@ -275,10 +275,11 @@ static int finish_open(lmz_model *base, const lmz_model_opts *opts, lmz_model **
         lmz_model_errf(err, errlen, "%s", "general.architecture is missing");
         goto fail;
     }
-    int llama = lmz_str_eq(arch, "llama") || lmz_str_eq(arch, "qwen2") || lmz_str_eq(arch, "qwen3"),
+    int llama = lmz_str_eq(arch, "llama") || lmz_str_eq(arch, "qwen2") || lmz_str_eq(arch, "qwen3") ||
+                lmz_str_eq(arch, "gemma3"),
         dsrn = lmz_str_eq(arch, "dsrn");
     if (!llama && !dsrn) {
-        lmz_model_errf(err, errlen, "architecture '%.*s' is not supported (llama, qwen2, qwen3, dsrn)",
+        lmz_model_errf(err, errlen, "architecture '%.*s' is not supported (llama, qwen2, qwen3, gemma3, dsrn)",
                        (int)(arch.len > 40 ? 40 : arch.len), arch.ptr);
         goto fail;
     }

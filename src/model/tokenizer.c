@@ -129,6 +129,9 @@ struct lmz_tokenizer {
     int spm;              /* SentencePiece (tokenizer model "llama") */
     int add_space;        /* SPM: a space before the text (dropped again on decoding) */
     float *score;         /* SPM: merge priority of each token */
+    int32_t *user;        /* SPM: the user-defined tokens, longest text first (Gemma 3's runs of
+                             spaces and newlines, HTML tags), matched before the pieces */
+    size_t n_user;
 };
 
 static uint64_t h64(const void *p, size_t n) { return XXH64(p, n, 0x6c6d7a); }
@@ -173,10 +176,40 @@ void lmz_tokenizer_free(lmz_tokenizer *t)
     free(t->map.slot);
     free(t->merges);
     free(t->score);
+    free(t->user);
     free(t);
 }
 
 #define SPM_SPACE "\xe2\x96\x81" /* U+2581, SentencePiece's space */
+
+static const lmz_tokenizer *user_sort_t;
+
+/* longest decoded text first, then the lower id */
+static int user_cmp(const void *a, const void *b)
+{
+    const lmz_tokenizer *t = user_sort_t;
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    size_t lx = t->bytes_off[x + 1] - t->bytes_off[x], ly = t->bytes_off[y + 1] - t->bytes_off[y];
+    if (lx != ly) return lx > ly ? -1 : 1;
+    return x < y ? -1 : 1;
+}
+
+/* SPM: the user-defined tokens (type 4) with some text, longest first.
+ * @return 0, or -1 when memory is short */
+static int user_tokens(lmz_tokenizer *t)
+{
+    size_t n = 0;
+    for (uint32_t i = 0; i < t->n_vocab; i++) n += t->type[i] == 4 && t->bytes_off[i + 1] > t->bytes_off[i];
+    if (!n) return 0;
+    t->user = malloc(n * sizeof *t->user);
+    if (!t->user) return -1;
+    for (uint32_t i = 0; i < t->n_vocab; i++)
+        if (t->type[i] == 4 && t->bytes_off[i + 1] > t->bytes_off[i]) t->user[t->n_user++] = (int32_t)i;
+    user_sort_t = t; /* (loading is not reentrant on one tokenizer; the order is total) */
+    qsort(t->user, t->n_user, sizeof *t->user, user_cmp);
+    user_sort_t = NULL;
+    return 0;
+}
 
 /* SPM: the id of a piece a merge may produce (normal or user-defined), or -1 */
 static int32_t spm_id(const lmz_tokenizer *t, const char *s, size_t n)
@@ -358,6 +391,7 @@ int lmz_tokenizer_load(const lmz_gguf *g, lmz_tokenizer **out, char *err, size_t
     for (int d = 0; d < 16; d++) {
         t->hex_tok[d] = t->byte_tok[(uint8_t)"0123456789abcdef"[d]];
     }
+    if (spm && user_tokens(t) != 0) return load_fail(t, err, errlen, "out of memory");
     t->bos = special_id(g, "tokenizer.ggml.bos_token_id", n);
     t->eos = special_id(g, "tokenizer.ggml.eos_token_id", n);
     int32_t unk = special_id(g, "tokenizer.ggml.unknown_token_id", n);
@@ -756,7 +790,7 @@ static spm_bigram spm_pop(spm_work *w)
     return top;
 }
 
-static int spm_encode(const lmz_tokenizer *t, const uint8_t *text, size_t n, out_ids *o)
+static int spm_encode(const lmz_tokenizer *t, const uint8_t *text, size_t n, out_ids *o, int space)
 {
     if (n == 0) return 0;
     if (o->ends) { /* one piece: the whole text */
@@ -778,7 +812,7 @@ static int spm_encode(const lmz_tokenizer *t, const uint8_t *text, size_t n, out
 #define SYM(nbytes, is_raw) \
     (w.start[m] = at - (nbytes), w.len[m] = (nbytes), w.raw[m] = (is_raw), w.prev[m] = (int64_t)m - 1, \
      w.next[m] = (int64_t)m + 1, m++)
-    if (t->add_space) {
+    if (space) {
         memcpy(buf + at, SPM_SPACE, 3);
         at += 3;
         SYM(3, 0);
@@ -851,9 +885,73 @@ long lmz_pretokenize_gpt2(const uint8_t *text, size_t n, size_t *ends, size_t ca
     return encode(&t, text, n, &o);
 }
 
+/* SPM with user-defined tokens, as llama.cpp partitions the text: each
+ * token, longest first, is found left to right in what no longer token has
+ * taken; the rest goes to the pieces (the space prefix only on text at the
+ * very start). */
+static int spm_encode_user(const lmz_tokenizer *t, const uint8_t *text, size_t n, out_ids *o)
+{
+    if (!t->n_user || o->ends || n == 0) return spm_encode(t, text, n, o, t->add_space);
+    /* fragments as a list: start, length, token (-1: text) */
+    size_t cap = 2 * n + 2, nf = 1;
+    size_t *fs = malloc(cap * sizeof *fs), *fl = malloc(cap * sizeof *fl);
+    int32_t *fid = malloc(cap * sizeof *fid);
+    int64_t *next = malloc(cap * sizeof *next);
+    int rc = -1;
+    if (!fs || !fl || !fid || !next) goto out;
+    fs[0] = 0, fl[0] = n, fid[0] = -1, next[0] = -1;
+    for (size_t u = 0; u < t->n_user; u++) {
+        int32_t id = t->user[u];
+        const uint8_t *ub = t->bytes + t->bytes_off[id];
+        size_t ul = t->bytes_off[id + 1] - t->bytes_off[id];
+        for (int64_t f = 0; f >= 0; f = next[f]) {
+            if (fid[f] >= 0 || fl[f] < ul) continue;
+            const uint8_t *a = text + fs[f], *hit = NULL;
+            for (size_t k = 0; k + ul <= fl[f]; k++) {
+                const uint8_t *p = memchr(a + k, ub[0], fl[f] - ul - k + 1);
+                if (!p) break;
+                if (!memcmp(p, ub, ul)) {
+                    hit = p;
+                    break;
+                }
+                k = (size_t)(p - a);
+            }
+            if (!hit) continue;
+            /* f becomes the text before (if any), then the token, then the text after */
+            size_t at = (size_t)(hit - text), end = fs[f] + fl[f];
+            int64_t after = next[f];
+            if (nf + 2 > cap) goto out; /* cannot happen: each split takes a byte */
+            int64_t tok = f;
+            if (at > fs[f]) {
+                fl[f] = at - fs[f];
+                tok = (int64_t)nf++;
+                next[f] = tok;
+            }
+            fs[tok] = at, fl[tok] = ul, fid[tok] = id, next[tok] = after;
+            if (end > at + ul) {
+                int64_t r = (int64_t)nf++;
+                fs[r] = at + ul, fl[r] = end - at - ul, fid[r] = -1, next[r] = after;
+                next[tok] = r;
+            }
+            f = tok; /* the loop goes on after the token */
+        }
+    }
+    rc = 0;
+    for (int64_t f = 0; f >= 0 && rc == 0; f = next[f]) {
+        if (fid[f] >= 0) emit(o, fid[f]);
+        else rc = spm_encode(t, text + fs[f], fl[f], o, t->add_space && fs[f] == 0);
+    }
+out:
+    free(fs);
+    free(fl);
+    free(fid);
+    free(next);
+    return rc;
+}
+
 static long encode(const lmz_tokenizer *t, const uint8_t *text, size_t n, out_ids *o)
 {
-    if (t->spm) return spm_encode(t, text, n, o) || o->failed ? -1 : (long)o->n;
+    if (t->spm) return spm_encode_user(t, text, n, o) || o->failed ? -1 : (long)o->n;
     uint32_t *cp = malloc((n + 1) * sizeof *cp);
     uint8_t *cl = malloc(n + 1);
     size_t *pos = malloc((n + 1) * sizeof *pos);

@@ -338,3 +338,69 @@ TEST(qwen_logits_match_llamacpp)
         free(ids);
     }
 }
+
+/* gemma3 (embedding scale, sandwich norms, q/k norms, tanh-GELU FFN, five
+ * sliding-window layers of 8 positions and a global one with their own RoPE
+ * bases, linear scaling on the global layer) against the float64 reference
+ * and llama.cpp built with the exact GELU (stock llama.cpp rounds GELU
+ * through an fp16 table: 2.5e-3 off, see its README); Q8_0 against the
+ * reference that dequantizes the weights; one set of bits everywhere */
+TEST(gemma3_logits_match_reference)
+{
+    size_t n, len;
+    if (!test_ref_path("gemma3/tokens_gemma3.txt")) {
+        printf("  ../shared/reference/gemma3 not found: skipped\n");
+        return;
+    }
+    int32_t *ids = tokens_of("gemma3/tokens_gemma3.txt", &n);
+    CHECK(ids && n == 64);
+    if (!ids) return;
+    const size_t N = n * 512;
+    const char *f32 = "gemma3/gemma3-tiny-f32.gguf";
+    unsetenv("LMZIP_KERNELS");
+    float *batch = run(f32, ids, n, 0), *step = run(f32, ids, n, 1), *q8 = run("gemma3/gemma3-tiny-q8_0.gguf", ids, n, 0);
+    double *r64 = (double *)test_read_file(test_ref_path("gemma3/gemma3_ref_f64.logits.f64"), &len);
+    double *q64 = (double *)test_read_file(test_ref_path("gemma3/gemma3_q8_0w_ref_f64.logits.f64"), &len);
+    float *ex = (float *)test_read_file(test_ref_path("gemma3/gemma3_f32_exactgelu_batch64.logits.f32"), &len);
+    CHECK(batch && step && q8 && r64 && q64 && ex);
+    if (batch && step && q8 && r64 && q64 && ex) {
+        double d1 = max_diff_f64(batch, r64, N), d2 = max_diff_f32(batch, ex, N), d3 = max_diff_f64(q8, q64, N);
+        printf("  gemma3: max |ours - float64| %.3g, |ours - llama.cpp (exact GELU)| %.3g; Q8_0 %.3g\n", d1, d2, d3);
+        CHECK(d1 < 1e-4 && d2 < 1e-4 && d3 < 1e-4);
+        CHECK(memcmp(batch, step, N * sizeof(float)) == 0);
+    }
+    static const uint64_t golden[2] = {0x87c79c0e1f9148a4ull, 0x1fc161a2e64f54a6ull}; /* det-f32, det-i8-v1 */
+    for (int q = 0; q < 2; q++) {
+        run_opts.int8 = q;
+        setenv("LMZIP_KERNELS", "scalar", 1);
+        float *base = run(f32, ids, n, 0);
+        uint64_t h = base ? XXH64(base, N * sizeof(float), 0) : 0;
+        if (h != golden[q]) printf("  gemma3, %s: logits hash %016llx\n", q ? "det-i8-v1" : "det-f32", (unsigned long long)h);
+        CHECK_EQ_U64(h, golden[q]);
+        for (int p = 1; p < LMZ_KPATH_COUNT; p++) {
+            if (!lmz_kpath_supported((lmz_kpath)p)) continue;
+            setenv("LMZIP_KERNELS", lmz_kpath_name((lmz_kpath)p), 1);
+            run_opts.threads = p == 1 ? 1 : 2;
+            float *o = run(f32, ids, n, p == 1);
+            CHECK(base && o && memcmp(base, o, N * sizeof(float)) == 0);
+            free(o);
+        }
+        run_opts.threads = 1;
+        if (q == 1 && base && r64) {
+            double d = max_diff_f64(base, r64, N), mag = 0;
+            for (size_t i = 0; i < N; i++) mag = fmax(mag, fabs(r64[i]));
+            printf("  gemma3: det-i8-v1 max |ours - float64| %.3g (largest logit %.3g)\n", d, mag);
+            CHECK(d < 0.05 * mag);
+        }
+        free(base);
+    }
+    run_opts.int8 = 0;
+    unsetenv("LMZIP_KERNELS");
+    free(batch);
+    free(step);
+    free(q8);
+    free(r64);
+    free(q64);
+    free(ex);
+    free(ids);
+}

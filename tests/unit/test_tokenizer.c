@@ -154,6 +154,60 @@ TEST(tokenizer_qwen3_matches_llamacpp_ids)
     lmz_gguf_close(&g);
 }
 
+/* Gemma 3's real tokenizer (262,145 SentencePiece pieces with byte
+ * fallback, no space prefix, user-defined runs of spaces and newlines and
+ * HTML tags matched before the pieces, longest first): llama.cpp's ids on
+ * all eight samples; its control tokens in text (<start_of_turn>) are text,
+ * as with --no-parse-special */
+TEST(tokenizer_gemma3_matches_llamacpp_ids)
+{
+    const char *p = test_ref_path("gemma3/gemma3-tok.gguf");
+    lmz_gguf g;
+    lmz_tokenizer *t = NULL;
+    char err[256];
+    if (!p || lmz_gguf_open(p, &g, err, sizeof err) != 0) {
+        printf("  ../shared/reference/gemma3 not found: skipped\n");
+        return;
+    }
+    CHECK(lmz_tokenizer_load(&g, &t, err, sizeof err) == 0);
+    if (!t) {
+        printf("  %s\n", err);
+        lmz_gguf_close(&g);
+        return;
+    }
+    CHECK_EQ_U64(lmz_tokenizer_vocab_size(t), 262145);
+    static const char *names[] = {"alice-head.txt", "code.c", "enwik-head.xml", "mixed.txt",
+                                  "unicode.txt", "control-bytes.txt", "nfd.txt", "special-text.txt"};
+    for (size_t f = 0; f < sizeof names / sizeof *names; f++) {
+        char rel[96];
+        size_t n, rn;
+        snprintf(rel, sizeof rel, "gemma3/%s", names[f]);
+        uint8_t *text = test_read_file(test_ref_path(rel), &n);
+        snprintf(rel, sizeof rel, "gemma3/%s.ids", names[f]);
+        char *ref = (char *)test_read_file(test_ref_path(rel), &rn);
+        CHECK(text && ref);
+        if (!text || !ref) continue;
+        int32_t *ids = malloc((n + 1) * sizeof *ids), *want = malloc((n + 1) * sizeof *want);
+        long k = lmz_tokenizer_encode(t, text, n, ids, n + 1), c = parse_ids(ref, rn, want, (long)n + 1);
+        int same = k == c && memcmp(ids, want, (size_t)(k > 0 ? k : 0) * sizeof *ids) == 0;
+        printf("  %-18s %5zu bytes %5ld ids, %s llama.cpp's\n", names[f], n, k, same ? "the same as" : "NOT");
+        CHECK(same);
+        CHECK(round_trips(t, text, n));
+        free(ids);
+        free(want);
+        free(text);
+        free(ref);
+    }
+    static const char turn[] = "<start_of_turn>user";
+    static const int32_t spelled[] = {236820, 3041, 236779, 1340, 236779, 887, 236813, 2364};
+    int32_t ids[64];
+    long k = lmz_tokenizer_encode(t, (const uint8_t *)turn, strlen(turn), ids, 64);
+    CHECK(k == (long)(sizeof spelled / sizeof *spelled) && memcmp(ids, spelled, sizeof spelled) == 0);
+    CHECK(round_trips(t, (const uint8_t *)turn, strlen(turn)));
+    lmz_tokenizer_free(t);
+    lmz_gguf_close(&g);
+}
+
 TEST(tokenizer_escapes_bytes_without_tokens)
 {
     lmz_gguf g;
