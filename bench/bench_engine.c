@@ -2,18 +2,24 @@
  * bench_engine.c — speed of the llama engine on a SmolLM2-135M-shaped model
  * with random weights (vocab 49152, dim 576, 30 layers, FFN 1536, 9 heads,
  * 3 KV heads, tied embeddings): speed does not depend on the values.
+ * --shape qwen3-0.6b (qwen3: vocab 151936, dim 1024, 28 layers, FFN 3072,
+ * 16 heads of 128, 8 KV heads, q/k norms, tied) or gemma3-270m (gemma3:
+ * vocab 262144, dim 640, 18 layers, FFN 2048, 4 heads of 256, 1 KV head,
+ * q/k norms and post norms, sliding window 512 on five layers of six, tied)
+ * writes and measures those shapes instead.
  *
  *   build/bench_engine [--types f32,f16,q8_0] [--threads 1,2] [--prefill 512]
  *                      [--streams 1,8,32] [--steps 16] [--reps 5] [--dir /tmp]
- *                      [--model FILE.gguf] [--profiles f32,i8]
+ *                      [--model FILE.gguf] [--profiles f32,i8] [--shape NAME]
  *
  * --profiles: det-f32 (f32) and/or det-i8-v1 (i8: the products in exact int8
  * sums, the weights quantized when the model opens), a row each.
  * --model measures a given model (llama or DSRN) instead of the random one.
- * --tokenizer FILE gives the random model the tokenizer of FILE (a GGUF with
- * a 49152-token vocabulary, e.g. SmolLM2's), and --write-only writes the
- * models (DIR/lmzip-bench-135m-TYPE-tok.gguf) without measuring: a
- * SmolLM2-135M-shaped model that lmzip can run on text, for bench/codec.
+ * --tokenizer FILE gives the random model the tokenizer of FILE (a GGUF whose
+ * vocabulary then sets the model's: SmolLM2's, Qwen3's, Gemma 3's), and
+ * --write-only writes the models (DIR/lmzip-bench-SHAPE-TYPE-tok.gguf)
+ * without measuring: a model of that shape that lmzip can run on text, for
+ * bench/codec.
  * For each weight type: writes the model to DIR (once), then reports prefill
  * tokens/s over PREFILL tokens and lockstep decode tokens/s (streams x steps
  * tokens over the wall time), per thread count, and the process's peak
@@ -35,7 +41,23 @@
 #include "model/gguf.h"
 #include "model/model.h"
 
-enum { VOCAB = 49152, DIM = 576, LAYERS = 30, FFN = 1536, HEADS = 9, KV = 3, HD = 64 };
+typedef struct {
+    const char *name, *arch;
+    uint32_t vocab, dim, layers, ffn, heads, kv, hd;
+    int key_length;  /* write attention.key_length (head size not dim / heads) */
+    int qk_norm;     /* per-head q/k norms (qwen3, gemma3) */
+    int post_norm;   /* gemma3's post-attention and post-FFN norms */
+    uint32_t swa;    /* gemma3's sliding window */
+    float rope_base;
+} shape;
+
+static const shape shapes[] = {
+    {"135m", "llama", 49152, 576, 30, 1536, 9, 3, 64, 0, 0, 0, 0, 100000.0f},
+    {"qwen3-0.6b", "qwen3", 151936, 1024, 28, 3072, 16, 8, 128, 1, 1, 0, 0, 1000000.0f},
+    {"gemma3-270m", "gemma3", 262144, 640, 18, 2048, 4, 1, 256, 1, 1, 1, 512, 1000000.0f},
+};
+static const shape *S = &shapes[0];
+static uint32_t VOCAB; /* the shape's, or its tokenizer's */
 
 static double now(void)
 {
@@ -103,26 +125,7 @@ static void *matrix(uint32_t type, uint64_t cols, uint64_t rows)
 
 static const char *tok_path; /* --tokenizer: a GGUF whose tokenizer the random model takes */
 
-/* copy a string array key from g to w */
-static int copy_strs(lmz_gguf_writer *w, const lmz_gguf *g, const char *key)
-{
-    const lmz_gguf_kv *kv = lmz_gguf_find(g, key);
-    if (!kv) return 0;
-    const char **v = malloc((size_t)kv->count * sizeof *v);
-    size_t *len = malloc((size_t)kv->count * sizeof *len);
-    if (!v || !len) return -1;
-    for (uint64_t i = 0; i < kv->count; i++) {
-        lmz_str s = lmz_gguf_arr_str(kv, i);
-        v[i] = s.ptr;
-        len[i] = s.len;
-    }
-    lmz_gguf_w_arr_str(w, key, v, (size_t)kv->count, len);
-    free(v);
-    free(len);
-    return 0;
-}
-
-/* the tokenizer of tok_path (a 49152-token vocabulary) into w */
+/* every tokenizer key of tok_path into w (its vocabulary sets VOCAB) */
 static int copy_tokenizer(lmz_gguf_writer *w, lmz_gguf *g)
 {
     char err[256];
@@ -132,29 +135,24 @@ static int copy_tokenizer(lmz_gguf_writer *w, lmz_gguf *g)
     }
     const lmz_gguf_kv *t = lmz_gguf_find(g, "tokenizer.ggml.tokens");
     if (!t || t->count != VOCAB) {
-        fprintf(stderr, "bench_engine: %s: not a %d-token tokenizer\n", tok_path, VOCAB);
+        fprintf(stderr, "bench_engine: %s: not a %u-token tokenizer\n", tok_path, VOCAB);
         return -1;
     }
-    static const char *const strs[] = {"tokenizer.ggml.model", "tokenizer.ggml.pre"};
-    for (int i = 0; i < 2; i++) {
-        lmz_str s;
-        char buf[64];
-        if (lmz_gguf_get_str(g, strs[i], &s) == 0 && s.len < sizeof buf) {
-            memcpy(buf, s.ptr, s.len);
-            buf[s.len] = 0;
-            lmz_gguf_w_str(w, strs[i], buf);
-        }
-    }
-    if (copy_strs(w, g, "tokenizer.ggml.tokens") || copy_strs(w, g, "tokenizer.ggml.merges")) return -1;
-    const lmz_gguf_kv *tt = lmz_gguf_find(g, "tokenizer.ggml.token_type");
-    if (tt && tt->count == VOCAB) lmz_gguf_w_arr_i32(w, "tokenizer.ggml.token_type", (const int32_t *)tt->data, VOCAB);
-    static const char *const ids[] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
-                                      "tokenizer.ggml.unknown_token_id"};
-    for (int i = 0; i < 3; i++) {
-        uint64_t v;
-        if (lmz_gguf_get_u64(g, ids[i], &v) == 0) lmz_gguf_w_u32(w, ids[i], (uint32_t)v);
-    }
+    for (uint64_t i = 0; i < g->n_kv; i++)
+        if (g->kv[i].key.len > 10 && !memcmp(g->kv[i].key.ptr, "tokenizer.", 10)) lmz_gguf_w_copy(w, &g->kv[i]);
     return 0;
+}
+
+/* the vocabulary of tok_path, or 0 when it has none */
+static uint32_t tokenizer_vocab(void)
+{
+    lmz_gguf g;
+    char err[256];
+    if (lmz_gguf_open(tok_path, &g, err, sizeof err) != 0) return 0;
+    const lmz_gguf_kv *t = lmz_gguf_find(&g, "tokenizer.ggml.tokens");
+    uint32_t n = t ? (uint32_t)t->count : 0;
+    lmz_gguf_close(&g);
+    return n;
 }
 
 static int write_model(const char *path, uint32_t type)
@@ -162,15 +160,27 @@ static int write_model(const char *path, uint32_t type)
     lmz_gguf tg;
     memset(&tg, 0, sizeof tg);
     lmz_gguf_writer *w = lmz_gguf_writer_new();
-    lmz_gguf_w_str(w, "general.architecture", "llama");
-    lmz_gguf_w_u32(w, "llama.context_length", 8192);
-    lmz_gguf_w_u32(w, "llama.embedding_length", DIM);
-    lmz_gguf_w_u32(w, "llama.block_count", LAYERS);
-    lmz_gguf_w_u32(w, "llama.feed_forward_length", FFN);
-    lmz_gguf_w_u32(w, "llama.attention.head_count", HEADS);
-    lmz_gguf_w_u32(w, "llama.attention.head_count_kv", KV);
-    lmz_gguf_w_f32(w, "llama.rope.freq_base", 100000.0f);
-    lmz_gguf_w_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+    const uint32_t DIM = S->dim, LAYERS = S->layers, FFN = S->ffn, HEADS = S->heads, KV = S->kv, HD = S->hd;
+    char key[96];
+#define KEY(k) (snprintf(key, sizeof key, "%s." k, S->arch), key)
+    lmz_gguf_w_str(w, "general.architecture", S->arch);
+    lmz_gguf_w_u32(w, KEY("context_length"), 8192);
+    lmz_gguf_w_u32(w, KEY("embedding_length"), DIM);
+    lmz_gguf_w_u32(w, KEY("block_count"), LAYERS);
+    lmz_gguf_w_u32(w, KEY("feed_forward_length"), FFN);
+    lmz_gguf_w_u32(w, KEY("attention.head_count"), HEADS);
+    lmz_gguf_w_u32(w, KEY("attention.head_count_kv"), KV);
+    lmz_gguf_w_f32(w, KEY("rope.freq_base"), S->rope_base);
+    lmz_gguf_w_f32(w, KEY("attention.layer_norm_rms_epsilon"), 1e-6f);
+    if (S->key_length) {
+        lmz_gguf_w_u32(w, KEY("attention.key_length"), HD);
+        lmz_gguf_w_u32(w, KEY("attention.value_length"), HD);
+    }
+    if (S->swa) {
+        lmz_gguf_w_u32(w, KEY("attention.sliding_window"), S->swa);
+        lmz_gguf_w_f32(w, KEY("rope.freq_base_swa"), 10000.0f);
+    }
+#undef KEY
     if (tok_path) {
         if (copy_tokenizer(w, &tg) != 0) {
             lmz_gguf_writer_free(w);
@@ -180,19 +190,24 @@ static int write_model(const char *path, uint32_t type)
     } else {
         lmz_gguf_w_str(w, "tokenizer.ggml.model", "gpt2");
         lmz_gguf_w_str(w, "tokenizer.ggml.pre", "smollm");
-        static char names[VOCAB][16];
-        static const char *tok[VOCAB];
-        for (int i = 0; i < VOCAB; i++) {
-            snprintf(names[i], sizeof names[i], "t%d", i);
+        char(*names)[16] = malloc((size_t)VOCAB * sizeof *names);
+        const char **tok = malloc((size_t)VOCAB * sizeof *tok);
+        if (!names || !tok) return -1;
+        for (uint32_t i = 0; i < VOCAB; i++) {
+            snprintf(names[i], sizeof names[i], "t%u", i);
             tok[i] = names[i];
         }
-        lmz_gguf_w_arr_str(w, "tokenizer.ggml.tokens", tok, VOCAB, NULL);
+        lmz_gguf_w_arr_str(w, "tokenizer.ggml.tokens", tok, VOCAB, NULL); /* (the writer copies them) */
+        free(names);
+        free(tok);
     }
-    void *blobs[3 + LAYERS * 9];
+    void **blobs = malloc((3 + (size_t)LAYERS * 9) * sizeof *blobs);
+    if (!blobs) return -1;
     int nb = 0;
     uint64_t ne[2];
-    float *norm = malloc(DIM * sizeof *norm);
-    for (int i = 0; i < DIM; i++) norm[i] = 1.0f;
+    uint32_t nn = DIM > HD ? DIM : HD;
+    float *norm = malloc(nn * sizeof *norm);
+    for (uint32_t i = 0; i < nn; i++) norm[i] = 1.0f;
     blobs[nb++] = norm;
     ne[0] = DIM;
     lmz_gguf_w_tensor(w, "output_norm.weight", LMZ_GGML_F32, 1, ne, norm);
@@ -200,18 +215,24 @@ static int write_model(const char *path, uint32_t type)
     blobs[nb] = matrix(type, DIM, VOCAB);
     lmz_gguf_w_tensor(w, "token_embd.weight", type, 2, ne, blobs[nb++]);
     char name[64];
-    for (int l = 0; l < LAYERS; l++) {
-        static const struct { const char *n; uint64_t in, out; } mats[] = {
+    for (uint32_t l = 0; l < LAYERS; l++) {
+        const struct { const char *n; uint64_t in, out; } mats[] = {
             {"attn_q", DIM, HEADS * HD}, {"attn_k", DIM, KV * HD},   {"attn_v", DIM, KV * HD},
             {"attn_output", HEADS * HD, DIM}, {"ffn_gate", DIM, FFN}, {"ffn_up", DIM, FFN},
             {"ffn_down", FFN, DIM}};
         ne[0] = DIM;
-        snprintf(name, sizeof name, "blk.%d.attn_norm.weight", l);
-        lmz_gguf_w_tensor(w, name, LMZ_GGML_F32, 1, ne, norm);
-        snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", l);
-        lmz_gguf_w_tensor(w, name, LMZ_GGML_F32, 1, ne, norm);
+        static const char *const norms[] = {"attn_norm", "ffn_norm", "post_attention_norm", "post_ffw_norm"};
+        for (int k = 0; k < (S->post_norm ? 4 : 2); k++) {
+            snprintf(name, sizeof name, "blk.%u.%s.weight", l, norms[k]);
+            lmz_gguf_w_tensor(w, name, LMZ_GGML_F32, 1, ne, norm);
+        }
+        ne[0] = HD;
+        for (int k = 0; S->qk_norm && k < 2; k++) {
+            snprintf(name, sizeof name, "blk.%u.%s.weight", l, k ? "attn_k_norm" : "attn_q_norm");
+            lmz_gguf_w_tensor(w, name, LMZ_GGML_F32, 1, ne, norm);
+        }
         for (int k = 0; k < 7; k++) {
-            snprintf(name, sizeof name, "blk.%d.%s.weight", l, mats[k].n);
+            snprintf(name, sizeof name, "blk.%u.%s.weight", l, mats[k].n);
             ne[0] = mats[k].in, ne[1] = mats[k].out;
             blobs[nb] = matrix(type, mats[k].in, mats[k].out);
             lmz_gguf_w_tensor(w, name, type, 2, ne, blobs[nb++]);
@@ -223,6 +244,7 @@ static int write_model(const char *path, uint32_t type)
     lmz_gguf_writer_free(w);
     lmz_gguf_close(&tg);
     for (int i = 0; i < nb; i++) free(blobs[i]);
+    free(blobs);
     return rc;
 }
 
@@ -256,12 +278,26 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) tok_path = argv[++i];
         else if (!strcmp(argv[i], "--write-only")) write_only = 1;
         else if (!strcmp(argv[i], "--profiles") && i + 1 < argc) profiles = argv[++i];
-        else {
+        else if (!strcmp(argv[i], "--shape") && i + 1 < argc) {
+            const char *n = argv[++i];
+            S = NULL;
+            for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++)
+                if (!strcmp(n, shapes[k].name) || (!strcmp(n, "smollm2-135m") && k == 0)) S = &shapes[k];
+            if (!S) {
+                fprintf(stderr, "bench_engine: --shape smollm2-135m, qwen3-0.6b or gemma3-270m\n");
+                return 1;
+            }
+        } else {
             fprintf(stderr, "usage: bench_engine [--types f32,f16,q8_0] [--threads 1,2] [--prefill N] "
                             "[--streams 1,8,32] [--steps N] [--reps N] [--dir DIR] [--model FILE]\n"
-                            "       [--tokenizer FILE --write-only] [--profiles f32,i8]\n");
+                            "       [--tokenizer FILE --write-only] [--profiles f32,i8] [--shape NAME]\n");
             return 1;
         }
+    }
+    VOCAB = S->vocab;
+    if (tok_path && !(VOCAB = tokenizer_vocab())) {
+        fprintf(stderr, "bench_engine: %s: no vocabulary\n", tok_path);
+        return 1;
     }
     if (prefill < 1 || steps < 1 || reps < 1 || reps > MAXREPS || nst < 1 || nth < 1) {
         fprintf(stderr, "bench_engine: --prefill and --steps must be positive, --reps 1..%d, lists not empty\n",
@@ -278,7 +314,7 @@ int main(int argc, char **argv)
     for (int t = 0; t < 4; t++) {
         if (model_path ? t > 0 : !strstr(types, all[t].name)) continue;
         char path[512];
-        snprintf(path, sizeof path, "%s/lmzip-bench-135m-%s%s.gguf", dir, all[t].name, tok_path ? "-tok" : "");
+        snprintf(path, sizeof path, "%s/lmzip-bench-%s-%s%s.gguf", dir, S->name, all[t].name, tok_path ? "-tok" : "");
         if (model_path) snprintf(path, sizeof path, "%s", model_path);
         FILE *e = fopen(path, "rb");
         if (e) fclose(e);
