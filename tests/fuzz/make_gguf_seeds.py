@@ -162,4 +162,64 @@ def dsrn(typ, dim, ffn, slow, heads, window, layers, layer_norm, tied):
 open("tests/fuzz/gguf-corpus/dsrn-f32.gguf", "wb").write(dsrn(0, 8, 16, 2, 2, 4, 1, 0, 1))
 open("tests/fuzz/gguf-corpus/dsrn-f16-layernorm-untied.gguf", "wb").write(dsrn(1, 8, 8, 1, 4, 3, 2, 1, 0))
 open("tests/fuzz/gguf-corpus/dsrn-q8_0.gguf", "wb").write(dsrn(8, 32, 32, 1, 2, 8, 1, 0, 1))
+def kin(arch, typ, dim, ffn, heads, kv, hd, layers):
+    """qwen2 (q/k/v biases), qwen3 (head size hd, q/k norms) or gemma3 (q/k norms,
+    post norms, a sliding window of 2) on the gpt2 tokenizer above, tied head"""
+    vocab = 262
+    t = [("token_embd.weight", typ, [dim, vocab], weights(typ, [dim, vocab], 1)),
+         ("output_norm.weight", 0, [dim], weights(0, [dim], 2))]
+    for l in range(layers):
+        parts = [("attn_norm", [dim], 0), ("ffn_norm", [dim], 0), ("attn_q", [dim, heads * hd], typ),
+                 ("attn_k", [dim, kv * hd], typ), ("attn_v", [dim, kv * hd], typ),
+                 ("attn_output", [heads * hd, dim], typ), ("ffn_gate", [dim, ffn], typ),
+                 ("ffn_up", [dim, ffn], typ), ("ffn_down", [ffn, dim], typ)]
+        if arch != "qwen2":
+            parts += [("attn_q_norm", [hd], 0), ("attn_k_norm", [hd], 0)]
+        if arch == "gemma3":
+            parts += [("post_attention_norm", [dim], 0), ("post_ffw_norm", [dim], 0)]
+        for name, ne, tt in parts:
+            t.append(("blk.%d.%s.weight" % (l, name), tt, ne, weights(tt, ne, 3 + l * 10 + len(t))))
+        if arch == "qwen2":
+            for name, n in (("attn_q", heads * hd), ("attn_k", kv * hd), ("attn_v", kv * hd)):
+                t.append(("blk.%d.%s.bias" % (l, name), 0, [n], weights(0, [n], 7 + len(t))))
+    meta = [kv_u32(arch + ".embedding_length", dim), kv_u32(arch + ".block_count", layers),
+            kv_u32(arch + ".feed_forward_length", ffn), kv_u32(arch + ".attention.head_count", heads),
+            kv_u32(arch + ".attention.head_count_kv", kv), kv_u32(arch + ".context_length", 32),
+            kv_f32(arch + ".rope.freq_base", 1000000.0), kv_f32(arch + ".attention.layer_norm_rms_epsilon", 1e-6)]
+    if arch != "qwen2":
+        meta += [kv_u32(arch + ".attention.key_length", hd), kv_u32(arch + ".attention.value_length", hd)]
+    if arch == "gemma3":
+        meta += [kv_u32("gemma3.attention.sliding_window", 2), kv_f32("gemma3.rope.freq_base_swa", 10000.0),
+                 kv_u32("gemma3.attention.sliding_window_pattern", 2)]
+    return gguf([kv_str("general.architecture", arch)] + tok[1:] + meta, t)
+
+
+def spm_user():
+    """a SentencePiece vocabulary with user-defined pieces (runs of spaces and a tag), ids only body"""
+    pieces = ["<pad>", "<eos>", "<bos>", "<unk>"] + ["<0x%02X>" % b for b in range(256)] + \
+             ["\u2581", "a", "b", "\u2581a", "ab", "  ", "   ", "<tag>", "\n\n"]
+    types = [3, 3, 3, 2] + [6] * 256 + [1, 1, 1, 1, 1, 4, 4, 4, 4]
+    scores = [0.0] * 260 + [-1.0, -2.0, -3.0, -4.0, -5.0, 0.0, 0.0, 0.0, 0.0]
+    arr_f32 = s("tokenizer.ggml.scores") + struct.pack("<IIQ", 9, 6, len(scores)) + \
+        b"".join(struct.pack("<f", v) for v in scores)
+    add_space = s("tokenizer.ggml.add_space_prefix") + struct.pack("<IB", 7, 0)
+    dim, vocab = 8, len(pieces)
+    t = [("token_embd.weight", 0, [dim, vocab], weights(0, [dim, vocab], 1)),
+         ("output_norm.weight", 0, [dim], weights(0, [dim], 2))]
+    for name, ne in (("attn_norm", [dim]), ("ffn_norm", [dim]), ("attn_q", [dim, dim]), ("attn_k", [dim, dim]),
+                     ("attn_v", [dim, dim]), ("attn_output", [dim, dim]), ("ffn_gate", [dim, 8]),
+                     ("ffn_up", [dim, 8]), ("ffn_down", [8, dim])):
+        t.append(("blk.0.%s.weight" % name, 0, ne, weights(0, ne, 3 + len(t))))
+    meta = [kv_u32("llama.embedding_length", dim), kv_u32("llama.block_count", 1),
+            kv_u32("llama.feed_forward_length", 8), kv_u32("llama.attention.head_count", 2),
+            kv_u32("llama.context_length", 32)]
+    return gguf([kv_str("general.architecture", "llama"), kv_str("tokenizer.ggml.model", "llama"),
+                 kv_arr_str("tokenizer.ggml.tokens", pieces), kv_arr_i32("tokenizer.ggml.token_type", types),
+                 arr_f32, add_space] + meta, t)
+
+
+open("tests/fuzz/gguf-corpus/qwen3-f32.gguf", "wb").write(kin("qwen3", 0, 8, 16, 2, 1, 8, 1))
+open("tests/fuzz/gguf-corpus/qwen2-q8_0.gguf", "wb").write(kin("qwen2", 8, 32, 32, 2, 1, 16, 1))
+open("tests/fuzz/gguf-corpus/gemma3-f16-2-layers.gguf", "wb").write(kin("gemma3", 1, 8, 8, 2, 1, 8, 2))
+open("tests/fuzz/gguf-corpus/spm-user-pieces.gguf", "wb").write(spm_user())
 print("written")
