@@ -256,6 +256,42 @@ static double max_diff_f64(const float *a, const double *b, size_t n)
     return d;
 }
 
+/* The model at rel (512-token vocabulary) on ids, det-f32 and det-i8-v1:
+ * the logits' hash (golden[profile]), the same bits on every kernel path
+ * (steps on the scalar one, 2 threads on the others); det-i8-v1 within 5 %
+ * of the largest float64 logit r64 */
+static void same_bits_everywhere(const char *name, const char *rel, const int32_t *ids, size_t n,
+                                 const uint64_t golden[2], const double *r64)
+{
+    const size_t N = n * 512;
+    for (int q = 0; q < 2; q++) {
+        run_opts.int8 = q;
+        setenv("LMZIP_KERNELS", "scalar", 1);
+        float *base = run(rel, ids, n, 0);
+        uint64_t h = base ? XXH64(base, N * sizeof(float), 0) : 0;
+        if (h != golden[q]) printf("  %s, %s: logits hash %016llx\n", name, q ? "det-i8-v1" : "det-f32", (unsigned long long)h);
+        CHECK_EQ_U64(h, golden[q]);
+        for (int p = 1; p < LMZ_KPATH_COUNT; p++) {
+            if (!lmz_kpath_supported((lmz_kpath)p)) continue;
+            setenv("LMZIP_KERNELS", lmz_kpath_name((lmz_kpath)p), 1);
+            run_opts.threads = p == 1 ? 1 : 2;
+            float *o = run(rel, ids, n, p == 1);
+            CHECK(base && o && memcmp(base, o, N * sizeof(float)) == 0);
+            free(o);
+        }
+        run_opts.threads = 1;
+        if (q == 1 && base && r64) {
+            double d = max_diff_f64(base, r64, N), mag = 0;
+            for (size_t i = 0; i < N; i++) mag = fmax(mag, fabs(r64[i]));
+            printf("  %s: det-i8-v1 max |ours - float64| %.3g (largest logit %.3g)\n", name, d, mag);
+            CHECK(d < 0.05 * mag);
+        }
+        free(base);
+    }
+    run_opts.int8 = 0;
+    unsetenv("LMZIP_KERNELS");
+}
+
 /* qwen3 (head size of its own, q/k norms, NEOX RoPE, untied head) and
  * qwen2 (q/k/v biases, tied head) against llama.cpp's F32 logits, batch and
  * token by token, and the float64 references (Q8_0 weights: the reference
@@ -302,32 +338,7 @@ TEST(qwen_logits_match_llamacpp)
             CHECK(d1 < 1e-4 && d2 < 1e-4 && d3 < 1e-4 && d4 < 1e-4);
             CHECK(memcmp(batch, step, N * sizeof(float)) == 0);
         }
-        for (int q = 0; q < 2; q++) {
-            run_opts.int8 = q;
-            setenv("LMZIP_KERNELS", "scalar", 1);
-            float *base = run(rel, ids, n, 0);
-            uint64_t h = base ? XXH64(base, N * sizeof(float), 0) : 0;
-            if (h != golden[a][q]) printf("  %s, %s: logits hash %016llx\n", arch[a], q ? "det-i8-v1" : "det-f32", (unsigned long long)h);
-            CHECK_EQ_U64(h, golden[a][q]);
-            for (int p = 1; p < LMZ_KPATH_COUNT; p++) {
-                if (!lmz_kpath_supported((lmz_kpath)p)) continue;
-                setenv("LMZIP_KERNELS", lmz_kpath_name((lmz_kpath)p), 1);
-                run_opts.threads = p == 1 ? 1 : 2;
-                float *o = run(rel, ids, n, p == 1);
-                CHECK(base && o && memcmp(base, o, N * sizeof(float)) == 0);
-                free(o);
-            }
-            run_opts.threads = 1;
-            if (q == 1 && base && r64) {
-                double d = max_diff_f64(base, r64, N), mag = 0;
-                for (size_t i = 0; i < N; i++) mag = fmax(mag, fabs(r64[i]));
-                printf("  %s: det-i8-v1 max |ours - float64| %.3g (largest logit %.3g)\n", arch[a], d, mag);
-                CHECK(d < 0.05 * mag);
-            }
-            free(base);
-        }
-        run_opts.int8 = 0;
-        unsetenv("LMZIP_KERNELS");
+        same_bits_everywhere(arch[a], rel, ids, n, golden[a], r64);
         free(batch);
         free(step);
         free(q8);
@@ -370,32 +381,7 @@ TEST(gemma3_logits_match_reference)
         CHECK(memcmp(batch, step, N * sizeof(float)) == 0);
     }
     static const uint64_t golden[2] = {0x87c79c0e1f9148a4ull, 0x1fc161a2e64f54a6ull}; /* det-f32, det-i8-v1 */
-    for (int q = 0; q < 2; q++) {
-        run_opts.int8 = q;
-        setenv("LMZIP_KERNELS", "scalar", 1);
-        float *base = run(f32, ids, n, 0);
-        uint64_t h = base ? XXH64(base, N * sizeof(float), 0) : 0;
-        if (h != golden[q]) printf("  gemma3, %s: logits hash %016llx\n", q ? "det-i8-v1" : "det-f32", (unsigned long long)h);
-        CHECK_EQ_U64(h, golden[q]);
-        for (int p = 1; p < LMZ_KPATH_COUNT; p++) {
-            if (!lmz_kpath_supported((lmz_kpath)p)) continue;
-            setenv("LMZIP_KERNELS", lmz_kpath_name((lmz_kpath)p), 1);
-            run_opts.threads = p == 1 ? 1 : 2;
-            float *o = run(f32, ids, n, p == 1);
-            CHECK(base && o && memcmp(base, o, N * sizeof(float)) == 0);
-            free(o);
-        }
-        run_opts.threads = 1;
-        if (q == 1 && base && r64) {
-            double d = max_diff_f64(base, r64, N), mag = 0;
-            for (size_t i = 0; i < N; i++) mag = fmax(mag, fabs(r64[i]));
-            printf("  gemma3: det-i8-v1 max |ours - float64| %.3g (largest logit %.3g)\n", d, mag);
-            CHECK(d < 0.05 * mag);
-        }
-        free(base);
-    }
-    run_opts.int8 = 0;
-    unsetenv("LMZIP_KERNELS");
+    same_bits_everywhere("gemma3", f32, ids, n, golden, r64);
     free(batch);
     free(step);
     free(q8);

@@ -100,36 +100,34 @@ static long parse_ids(const char *ref, size_t rn, int32_t *out, long cap)
     return count;
 }
 
-/* Qwen3's real tokenizer (151,936 tokens, the "qwen2" pre-tokeniser: one
- * digit a piece, contractions any case): llama.cpp's ids on every sample.
- * Text that spells a control token (<|endoftext|>, <think>) is text to us:
- * byte-level BPE spells it, which decodes to the same bytes, as llama.cpp's
- * --no-parse-special does for the control token. */
-TEST(tokenizer_qwen3_matches_llamacpp_ids)
+/* The tokenizer of the reference's file rel (NULL, with a message, when the
+ * reference is absent); g holds its file. */
+static lmz_tokenizer *ref_tokenizer(const char *rel, lmz_gguf *g)
 {
-    const char *p = test_ref_path("qwen/qwen3-tok.gguf");
-    lmz_gguf g;
+    const char *p = test_ref_path(rel);
     lmz_tokenizer *t = NULL;
     char err[256];
-    if (!p || lmz_gguf_open(p, &g, err, sizeof err) != 0) {
-        printf("  ../shared/reference/qwen not found: skipped\n");
-        return;
+    if (!p || lmz_gguf_open(p, g, err, sizeof err) != 0) {
+        printf("  %s not found: skipped\n", rel);
+        return NULL;
     }
-    CHECK(lmz_tokenizer_load(&g, &t, err, sizeof err) == 0);
+    CHECK(lmz_tokenizer_load(g, &t, err, sizeof err) == 0);
     if (!t) {
         printf("  %s\n", err);
-        lmz_gguf_close(&g);
-        return;
+        lmz_gguf_close(g);
     }
-    CHECK_EQ_U64(lmz_tokenizer_vocab_size(t), 151936);
-    static const char *names[] = {"alice-head.txt", "code.c", "enwik-head.xml", "mixed.txt",
-                                  "unicode.txt", "control-bytes.txt", "nfd.txt"};
-    for (size_t f = 0; f < sizeof names / sizeof *names; f++) {
+    return t;
+}
+
+/* each sample dir/NAME against llama.cpp's dir/NAME.ids, and its round trip */
+static void check_samples(const lmz_tokenizer *t, const char *dir, const char *const *names, size_t count)
+{
+    for (size_t f = 0; f < count; f++) {
         char rel[96];
         size_t n, rn;
-        snprintf(rel, sizeof rel, "qwen/%s", names[f]);
+        snprintf(rel, sizeof rel, "%s/%s", dir, names[f]);
         uint8_t *text = test_read_file(test_ref_path(rel), &n);
-        snprintf(rel, sizeof rel, "qwen/%s.ids", names[f]);
+        snprintf(rel, sizeof rel, "%s/%s.ids", dir, names[f]);
         char *ref = (char *)test_read_file(test_ref_path(rel), &rn);
         CHECK(text && ref);
         if (!text || !ref) continue;
@@ -144,12 +142,33 @@ TEST(tokenizer_qwen3_matches_llamacpp_ids)
         free(text);
         free(ref);
     }
-    static const char special[] = "a<|endoftext|>b<think>";
-    static const int32_t spelled[] = {64, 27, 91, 8691, 723, 427, 91, 29, 65, 13708, 766, 29};
+}
+
+/* text gives exactly the n ids of want, and round-trips */
+static void check_spelled(const lmz_tokenizer *t, const char *text, const int32_t *want, size_t n)
+{
     int32_t ids[64];
-    long k = lmz_tokenizer_encode(t, (const uint8_t *)special, strlen(special), ids, 64);
-    CHECK(k == (long)(sizeof spelled / sizeof *spelled) && memcmp(ids, spelled, sizeof spelled) == 0);
-    CHECK(round_trips(t, (const uint8_t *)special, strlen(special)));
+    long k = lmz_tokenizer_encode(t, (const uint8_t *)text, strlen(text), ids, 64);
+    CHECK(k == (long)n && memcmp(ids, want, n * sizeof *want) == 0);
+    CHECK(round_trips(t, (const uint8_t *)text, strlen(text)));
+}
+
+/* Qwen3's real tokenizer (151,936 tokens, the "qwen2" pre-tokeniser: one
+ * digit a piece, contractions any case): llama.cpp's ids on every sample.
+ * Text that spells a control token (<|endoftext|>, <think>) is text to us:
+ * byte-level BPE spells it, which decodes to the same bytes, as llama.cpp's
+ * --no-parse-special does for the control token. */
+TEST(tokenizer_qwen3_matches_llamacpp_ids)
+{
+    lmz_gguf g;
+    lmz_tokenizer *t = ref_tokenizer("qwen/qwen3-tok.gguf", &g);
+    if (!t) return;
+    CHECK_EQ_U64(lmz_tokenizer_vocab_size(t), 151936);
+    static const char *const names[] = {"alice-head.txt", "code.c", "enwik-head.xml", "mixed.txt",
+                                        "unicode.txt", "control-bytes.txt", "nfd.txt"};
+    check_samples(t, "qwen", names, sizeof names / sizeof *names);
+    static const int32_t spelled[] = {64, 27, 91, 8691, 723, 427, 91, 29, 65, 13708, 766, 29};
+    check_spelled(t, "a<|endoftext|>b<think>", spelled, sizeof spelled / sizeof *spelled);
     lmz_tokenizer_free(t);
     lmz_gguf_close(&g);
 }
@@ -161,49 +180,15 @@ TEST(tokenizer_qwen3_matches_llamacpp_ids)
  * as with --no-parse-special */
 TEST(tokenizer_gemma3_matches_llamacpp_ids)
 {
-    const char *p = test_ref_path("gemma3/gemma3-tok.gguf");
     lmz_gguf g;
-    lmz_tokenizer *t = NULL;
-    char err[256];
-    if (!p || lmz_gguf_open(p, &g, err, sizeof err) != 0) {
-        printf("  ../shared/reference/gemma3 not found: skipped\n");
-        return;
-    }
-    CHECK(lmz_tokenizer_load(&g, &t, err, sizeof err) == 0);
-    if (!t) {
-        printf("  %s\n", err);
-        lmz_gguf_close(&g);
-        return;
-    }
+    lmz_tokenizer *t = ref_tokenizer("gemma3/gemma3-tok.gguf", &g);
+    if (!t) return;
     CHECK_EQ_U64(lmz_tokenizer_vocab_size(t), 262145);
-    static const char *names[] = {"alice-head.txt", "code.c", "enwik-head.xml", "mixed.txt",
-                                  "unicode.txt", "control-bytes.txt", "nfd.txt", "special-text.txt"};
-    for (size_t f = 0; f < sizeof names / sizeof *names; f++) {
-        char rel[96];
-        size_t n, rn;
-        snprintf(rel, sizeof rel, "gemma3/%s", names[f]);
-        uint8_t *text = test_read_file(test_ref_path(rel), &n);
-        snprintf(rel, sizeof rel, "gemma3/%s.ids", names[f]);
-        char *ref = (char *)test_read_file(test_ref_path(rel), &rn);
-        CHECK(text && ref);
-        if (!text || !ref) continue;
-        int32_t *ids = malloc((n + 1) * sizeof *ids), *want = malloc((n + 1) * sizeof *want);
-        long k = lmz_tokenizer_encode(t, text, n, ids, n + 1), c = parse_ids(ref, rn, want, (long)n + 1);
-        int same = k == c && memcmp(ids, want, (size_t)(k > 0 ? k : 0) * sizeof *ids) == 0;
-        printf("  %-18s %5zu bytes %5ld ids, %s llama.cpp's\n", names[f], n, k, same ? "the same as" : "NOT");
-        CHECK(same);
-        CHECK(round_trips(t, text, n));
-        free(ids);
-        free(want);
-        free(text);
-        free(ref);
-    }
-    static const char turn[] = "<start_of_turn>user";
+    static const char *const names[] = {"alice-head.txt", "code.c", "enwik-head.xml", "mixed.txt",
+                                        "unicode.txt", "control-bytes.txt", "nfd.txt", "special-text.txt"};
+    check_samples(t, "gemma3", names, sizeof names / sizeof *names);
     static const int32_t spelled[] = {236820, 3041, 236779, 1340, 236779, 887, 236813, 2364};
-    int32_t ids[64];
-    long k = lmz_tokenizer_encode(t, (const uint8_t *)turn, strlen(turn), ids, 64);
-    CHECK(k == (long)(sizeof spelled / sizeof *spelled) && memcmp(ids, spelled, sizeof spelled) == 0);
-    CHECK(round_trips(t, (const uint8_t *)turn, strlen(turn)));
+    check_spelled(t, "<start_of_turn>user", spelled, sizeof spelled / sizeof *spelled);
     lmz_tokenizer_free(t);
     lmz_gguf_close(&g);
 }
