@@ -900,10 +900,18 @@ static int spm_encode_user(const lmz_tokenizer *t, const uint8_t *text, size_t n
     int rc = -1;
     if (!fs || !fl || !fid || !next) goto out;
     fs[0] = 0, fl[0] = n, fid[0] = -1, next[0] = -1;
+    /* the byte pairs and bytes the text holds: a token whose first two
+     * bytes (or byte) it lacks cannot occur, whatever the vocabulary's size */
+    uint8_t pairs[65536 / 8] = {0}, bytes[256] = {0};
+    for (size_t i = 0; i < n; i++) {
+        bytes[text[i]] = 1;
+        if (i + 1 < n) pairs[(text[i] << 8 | text[i + 1]) >> 3] |= (uint8_t)(1u << (text[i + 1] & 7));
+    }
     for (size_t u = 0; u < t->n_user; u++) {
         int32_t id = t->user[u];
         const uint8_t *ub = t->bytes + t->bytes_off[id];
         size_t ul = t->bytes_off[id + 1] - t->bytes_off[id];
+        if (ul > n || !bytes[ub[0]] || (ul > 1 && !(pairs[(ub[0] << 8 | ub[1]) >> 3] >> (ub[1] & 7) & 1))) continue;
         for (int64_t f = 0; f >= 0; f = next[f]) {
             if (fid[f] >= 0 || fl[f] < ul) continue;
             const uint8_t *a = text + fs[f], *hit = NULL;
