@@ -144,6 +144,24 @@ static void check_samples(const lmz_tokenizer *t, const char *dir, const char *c
     }
 }
 
+/* random byte strings (every byte value, invalid UTF-8, runs of spaces)
+ * come back exactly */
+static void check_any_bytes(const lmz_tokenizer *t)
+{
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    uint8_t buf[600];
+    int all = 1;
+    for (int r = 0; r < 20; r++) {
+        size_t n = 1 + (size_t)(r * 29 % 600);
+        for (size_t i = 0; i < n; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            buf[i] = (uint8_t)(r % 3 == 0 && (x >> 40) % 4 == 0 ? ' ' : x >> 56);
+        }
+        all &= round_trips(t, buf, n);
+    }
+    CHECK(all);
+}
+
 /* text gives exactly the n ids of want, and round-trips */
 static void check_spelled(const lmz_tokenizer *t, const char *text, const int32_t *want, size_t n)
 {
@@ -169,6 +187,7 @@ TEST(tokenizer_qwen3_matches_llamacpp_ids)
     check_samples(t, "qwen", names, sizeof names / sizeof *names);
     static const int32_t spelled[] = {64, 27, 91, 8691, 723, 427, 91, 29, 65, 13708, 766, 29};
     check_spelled(t, "a<|endoftext|>b<think>", spelled, sizeof spelled / sizeof *spelled);
+    check_any_bytes(t);
     lmz_tokenizer_free(t);
     lmz_gguf_close(&g);
 }
@@ -189,6 +208,7 @@ TEST(tokenizer_gemma3_matches_llamacpp_ids)
     check_samples(t, "gemma3", names, sizeof names / sizeof *names);
     static const int32_t spelled[] = {236820, 3041, 236779, 1340, 236779, 887, 236813, 2364};
     check_spelled(t, "<start_of_turn>user", spelled, sizeof spelled / sizeof *spelled);
+    check_any_bytes(t);
     lmz_tokenizer_free(t);
     lmz_gguf_close(&g);
 }
