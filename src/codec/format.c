@@ -86,6 +86,29 @@ size_t lmz_header_write(const lmz_header *h, uint8_t *out)
     return o + 4;
 }
 
+/* A varint fetched a byte at a time, in its shortest form only (a last
+ * byte 0 after the first, or more than 64 bits, is damage: `bad`); its
+ * bytes go to keep[*len ...] when keep is set, *len counts them. */
+static int get_varint(lmz_fetch_fn get, void *ctx, uint64_t *v, unsigned *len, uint8_t *keep, int bad)
+{
+    uint64_t x = 0;
+    for (unsigned sh = 0; sh < 64; sh += 7) {
+        uint8_t c;
+        int e = get(ctx, &c, 1);
+        if (e) return e;
+        if (keep) keep[*len] = c;
+        ++*len;
+        if (sh == 63 && c > 1) return bad;
+        x |= (uint64_t)(c & 0x7F) << sh;
+        if (!(c & 0x80)) {
+            if (c == 0 && sh > 0) return bad;
+            *v = x;
+            return LMZ_OK;
+        }
+    }
+    return bad;
+}
+
 /* The rest of a version-2 header (after magic and version byte, in b[0..9)). */
 static int header_read_v2(lmz_fetch_fn get, void *ctx, lmz_header *h, int check_support, uint8_t *b)
 {
@@ -96,22 +119,12 @@ static int header_read_v2(lmz_fetch_fn get, void *ctx, lmz_header *h, int check_
         if ((e = get(ctx, b + o, (n))) != LMZ_OK) return e;                  \
         o += (n);                                                            \
     } while (0)
-/* a varint, one byte at a time; the shortest form only */
+/* a varint into the checked bytes */
 #define VARINT(v)                                                            \
     do {                                                                     \
-        uint64_t x_ = 0;                                                     \
-        for (unsigned sh_ = 0;; sh_ += 7) {                                  \
-            if (sh_ > 63) return LMZ_ERROR_HEADER;                           \
-            NEED(1);                                                         \
-            uint8_t c_ = b[o - 1];                                           \
-            if (sh_ == 63 && c_ > 1) return LMZ_ERROR_HEADER;                \
-            x_ |= (uint64_t)(c_ & 0x7F) << sh_;                              \
-            if (!(c_ & 0x80)) {                                              \
-                if (c_ == 0 && sh_ > 0) return LMZ_ERROR_HEADER;             \
-                break;                                                       \
-            }                                                                \
-        }                                                                    \
-        (v) = x_;                                                            \
+        unsigned l_ = 0;                                                     \
+        if ((e = get_varint(get, ctx, &(v), &l_, b + o, LMZ_ERROR_HEADER)) != LMZ_OK) return e; \
+        o += l_;                                                             \
     } while (0)
     NEED(2);
     unsigned flags = b[o - 2], code = b[o - 1];
@@ -180,7 +193,12 @@ size_t lmz_header_hash_len(const lmz_header *h) { return h->version == LMZ_FORMA
 
 int lmz_header_read(lmz_fetch_fn get, void *ctx, lmz_header *h, int check_support)
 {
-    uint8_t b[LMZ_STREAM_HEADER_MAX];
+    /* room for either version's longest header: version 2's is magic, 3
+     * bytes, a name, the identity, 32 settings of two 10-byte varints and
+     * the size (varints are read whole before their bounds are checked) */
+    uint8_t b[LMZ_MAGIC_LEN + 3 + 1 + LMZ_NAME_MAX + LMZ_V2_HASH_LEN + 10 + LMZ_SETTINGS_MAX * 20 + 10 > LMZ_STREAM_HEADER_MAX
+                  ? LMZ_MAGIC_LEN + 3 + 1 + LMZ_NAME_MAX + LMZ_V2_HASH_LEN + 10 + LMZ_SETTINGS_MAX * 20 + 10
+                  : LMZ_STREAM_HEADER_MAX];
     size_t o = LMZ_MAGIC_LEN;
     int e;
     memcpy(b, lmz_magic, LMZ_MAGIC_LEN);
@@ -311,27 +329,6 @@ size_t lmz_end_block_write_v2(uint64_t total, uint64_t hash, uint8_t *out)
     return o + 4;
 }
 
-/* a block's varint, fetched a byte at a time: the shortest form, at most
- * 2^32 - 1 for a frame's sizes */
-static int get_varint(lmz_fetch_fn get, void *ctx, uint64_t *v, unsigned *len)
-{
-    uint64_t x = 0;
-    for (unsigned sh = 0; sh < 64; sh += 7) {
-        uint8_t c;
-        int e = get(ctx, &c, 1);
-        if (e) return e;
-        ++*len;
-        if (sh == 63 && c > 1) return LMZ_ERROR_CORRUPT;
-        x |= (uint64_t)(c & 0x7F) << sh;
-        if (!(c & 0x80)) {
-            if (c == 0 && sh > 0) return LMZ_ERROR_CORRUPT;
-            *v = x;
-            return LMZ_OK;
-        }
-    }
-    return LMZ_ERROR_CORRUPT;
-}
-
 int lmz_block_read_v2(lmz_fetch_fn get, void *ctx, const lmz_header *h, uint8_t type, lmz_frame_header *f,
                       int *end, uint64_t *total, uint64_t *check)
 {
@@ -340,7 +337,7 @@ int lmz_block_read_v2(lmz_fetch_fn get, void *ctx, const lmz_header *h, uint8_t 
     int e;
     *end = type == LMZ_BLOCK_END && !h->one_frame;
     if (*end) {
-        if ((e = get_varint(get, ctx, total, &len)) != LMZ_OK) return e;
+        if ((e = get_varint(get, ctx, total, &len, NULL, LMZ_ERROR_CORRUPT)) != LMZ_OK) return e;
         if ((e = get(ctx, c4, 4)) != LMZ_OK) return e;
         *check = lmz_get_u32(c4);
         return LMZ_OK;
@@ -349,8 +346,8 @@ int lmz_block_read_v2(lmz_fetch_fn get, void *ctx, const lmz_header *h, uint8_t 
     memset(f, 0, sizeof *f);
     f->method = type;
     uint64_t orig = h->size_hint, comp;
-    if (!h->one_frame && (e = get_varint(get, ctx, &orig, &len)) != LMZ_OK) return e;
-    if ((e = get_varint(get, ctx, &comp, &len)) != LMZ_OK) return e;
+    if (!h->one_frame && (e = get_varint(get, ctx, &orig, &len, NULL, LMZ_ERROR_CORRUPT)) != LMZ_OK) return e;
+    if ((e = get_varint(get, ctx, &comp, &len, NULL, LMZ_ERROR_CORRUPT)) != LMZ_OK) return e;
     if ((e = get(ctx, c4, 4)) != LMZ_OK) return e;
     if (orig > UINT32_MAX || comp > UINT32_MAX) return LMZ_ERROR_SIZE;
     f->orig_size = (uint32_t)orig;
