@@ -614,6 +614,8 @@ static int cmd_train(int argc, char **argv)
                    "  --preset tiny|small|base   model sizes (~1M, ~5M, ~20M parameters with 8k tokens)\n"
                    "  --config FILE              settings as 'key = value' lines (keys as below, and preset)\n"
                    "  --resume CKPT.gguf         continue a run (CKPT.opt.gguf holds the optimiser state)\n"
+                   "  --init MODEL.gguf          start a new run (fresh optimiser and schedule) from a trained\n"
+                   "                             model's weights (F32, F16, BF16 or Q8_0) and tokenizer\n"
                    "  -q                         no progress output\n"
                    "settings:\n%s",
                    dsrn_train_help());
@@ -654,6 +656,8 @@ static int cmd_train(int argc, char **argv)
             o.out = argv[++i];
         } else if (!strcmp(a, "--resume")) {
             o.resume = argv[++i];
+        } else if (!strcmp(a, "--init")) {
+            o.init = argv[++i];
         } else if (!strcmp(a, "--preset") || !strcmp(a, "--config")) {
             i++;
         } else if (strncmp(a, "--", 2) || dsrn_train_set(&o, a + 2, argv[i + 1], err, sizeof err) != 0) {

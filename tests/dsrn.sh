@@ -81,6 +81,20 @@ refuse "train with --matmul fp8" "$DSRN" train --data data --tokenizer tok.gguf 
 # ---- resume, SIGINT, config file --------------------------------------------
 check "resume" "$DSRN" train -q --data data $SMALL --steps 320 --resume m.gguf -o m.gguf
 "$DSRN" info m.gguf | grep -q "dsrn.train.steps *320" && ok || no "resumed run ends at step 320"
+# a new run from a trained model's weights: F32 and the shipped Q8_0; its validation starts
+# where the model ends, not at an untrained model's ln(300)
+"$DSRN" quantize m.gguf --type q8_0 -o mq.gguf > /dev/null 2>&1 || no "quantize m.gguf"
+for src in m.gguf mq.gguf; do
+    "$DSRN" train --data data $SMALL --steps 20 --lr 1e-3 --warmup 5 --eval-every 10 --val-frac 0.05 \
+        --init $src -o init.gguf 2> init.log
+    st=$?
+    v=$(grep "validation" init.log | head -n 1 | sed 's/.*validation: \([0-9.]*\) nats.*/\1/')
+    [ "$st" -eq 0 ] && awk -v v="$v" -v l="$last" 'BEGIN { exit !(v + 0 > 0 && v < l + 0.3) }' && ok ||
+        { no "train --init $src (status $st, validation $v against $last)"; tail -n 3 init.log; }
+    "$DSRN" info init.gguf | grep -q "dsrn.train.steps *340" && ok || no "--init $src: steps counted on from 320"
+done
+grep -q "starting from mq.gguf (.*320 steps before)" init.log && ok || no "--init names its model"
+refuse "--init with --resume" "$DSRN" train --data data $SMALL --steps 3 --init m.gguf --resume m.gguf -o x.gguf
 "$DSRN" train --data data --tokenizer tok.gguf $SMALL --steps 1000000 --log-every 1 -o sig.gguf 2> sig.log &
 pid=$!
 i=0

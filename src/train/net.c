@@ -1150,16 +1150,31 @@ int dsrn_net_read_gguf(dsrn_net *n, const lmz_gguf *g, char *err, size_t errlen)
     for (size_t i = 0; i < n->n_t; i++) {
         const dsrn_tensor *t = &n->t[i];
         const lmz_gguf_tensor *gt = lmz_gguf_tensor_find(g, t->name);
-        if (!gt || gt->type != LMZ_GGML_F32 || gt->ne[0] != t->cols || gt->n_elements != (uint64_t)t->rows * t->cols) {
-            snprintf(err, errlen, "tensor '%s' is missing or not F32 of the configured shape", t->name);
+        if (!gt || gt->ne[0] != t->cols || gt->n_elements != (uint64_t)t->rows * t->cols) {
+            snprintf(err, errlen, "tensor '%s' is missing or not of the configured shape", t->name);
             return -1;
         }
         const uint8_t *src = gt->data;
-        for (size_t k = 0; k < (size_t)t->rows * t->cols; k++) {
-            float f;
-            memcpy(&f, src + 4 * k, 4);
-            n->mem[t->off + k] = f;
+        if (gt->type == LMZ_GGML_F32) {
+            for (size_t k = 0; k < (size_t)t->rows * t->cols; k++) {
+                float f;
+                memcpy(&f, src + 4 * k, 4);
+                n->mem[t->off + k] = f;
+            }
+            continue;
         }
+        /* a shipped model (F16, BF16, Q8_0): its rows widened to float, as the engine reads them */
+        size_t rb = (size_t)lmz_ggml_row_bytes(gt->type, t->cols);
+        float *row = rb ? malloc((size_t)t->cols * sizeof *row) : NULL;
+        if (!row) {
+            snprintf(err, errlen, "tensor '%s': type %u cannot be read for training", t->name, (unsigned)gt->type);
+            return -1;
+        }
+        for (size_t r = 0; r < t->rows; r++) {
+            lmz_row_to_f32(LMZ_KPATH_SCALAR, src + r * rb, gt->type, t->cols, row);
+            for (size_t k = 0; k < t->cols; k++) n->mem[t->off + r * t->cols + k] = row[k];
+        }
+        free(row);
     }
     return 0;
 }

@@ -145,6 +145,8 @@ static const setting settings[] = {
     {"save-every", "steps between checkpoints", K_U64, O(save_every)},
     {"log-every", "steps between progress lines", K_U64, O(log_every)},
     {"seed", "seed of the initialisation and the shuffles", K_U64, O(seed)},
+    {"copy-frac", "fraction of the chunks that repeat a span of their own text further on (0: none)", K_DBL,
+     O(copy_frac)},
     {"init-std", "0: matrices N(0, 1/fan-in), W_read zero; S > 0: every matrix N(0, S), W_read too (the reference's 0.02)", K_DBL, O(init_std)},
     {"threads", "threads (0: all cores)", K_INT, O(threads)},
     {"matmul", "matrix products: auto (bf16 where the CPU has AMX or AVX512-BF16), bf16, f32", K_STR, O(matmul)},
@@ -498,6 +500,21 @@ static uint64_t splitmix(uint64_t *s)
     return z ^ (z >> 31);
 }
 
+/* Copy practice: a chunk of n tokens whose span [a, a + len) is written
+ * again at d (a + len <= d, d + len <= n), so the model sees text that its
+ * window already holds and learns to copy it (induction); the targets are
+ * the tokens that follow, the last one the stream's own next token. The
+ * span and its place come from the seed, the step and the row. */
+static void copy_span(int32_t *tok, int32_t *tgt, int n, uint64_t seed)
+{
+    uint64_t s = seed;
+    int len = 8 + (int)(splitmix(&s) % (uint64_t)(n / 3 - 7)); /* 8 .. n/3 */
+    int a = (int)(splitmix(&s) % (uint64_t)(n - 2 * len + 1));
+    int d = a + len + (int)(splitmix(&s) % (uint64_t)(n - a - 2 * len + 1));
+    memmove(tok + d, tok + a, (size_t)len * sizeof *tok);
+    for (int t = 0; t + 1 < n; t++) tgt[t] = tok[t + 1];
+}
+
 static void shuffle(size_t *v, size_t n, uint64_t seed)
 {
     uint64_t s = seed;
@@ -541,6 +558,7 @@ static int make_stream(const token_corpus *tc, const size_t *order, size_t n, in
 
 typedef struct {
     uint64_t step, tokens_seen, epoch, data_key;
+    uint64_t base_tokens, base_steps; /* the training of the --init model before this run */
     double elapsed;            /* seconds of training before this run */
     uint32_t *row_pos;         /* (batch) */
     const char *matmul;        /* what the products run on (dsrn_mm_describe) */
@@ -584,8 +602,8 @@ static int save_checkpoint(const dsrn_train_opts *o, dsrn_net *net, const tokeni
     const dsrn_config *c = dsrn_net_config(net);
     snprintf(name, sizeof name, "dsrn-%ud-%ul-%.1fM", c->D, c->L, (double)np / 1e6);
     lmz_gguf_w_str(w, "general.name", name);
-    lmz_gguf_w_u64(w, "dsrn.train.tokens", pg->tokens_seen);
-    lmz_gguf_w_u64(w, "dsrn.train.steps", pg->step);
+    lmz_gguf_w_u64(w, "dsrn.train.tokens", pg->base_tokens + pg->tokens_seen);
+    lmz_gguf_w_u64(w, "dsrn.train.steps", pg->base_steps + pg->step);
     if (pg->matmul) lmz_gguf_w_str(w, "dsrn.train.matmul", pg->matmul);
     for (uint64_t i = 0; i < tk->g.n_kv; i++) {
         const lmz_gguf_kv *kv = &tk->g.kv[i];
@@ -608,6 +626,8 @@ static int save_checkpoint(const dsrn_train_opts *o, dsrn_net *net, const tokeni
     lmz_gguf_w_u64(w, "train.step", pg->step);
     lmz_gguf_w_u64(w, "train.tokens", pg->tokens_seen);
     lmz_gguf_w_u64(w, "train.epoch", pg->epoch);
+    lmz_gguf_w_u64(w, "train.base_tokens", pg->base_tokens);
+    lmz_gguf_w_u64(w, "train.base_steps", pg->base_steps);
     lmz_gguf_w_u64(w, "train.data_key", pg->data_key);
     lmz_gguf_w_f32(w, "train.elapsed_minutes", (float)(pg->elapsed / 60.0));
     lmz_gguf_w_u64(w, "train.seed", o->seed);
@@ -661,6 +681,9 @@ static int load_optimizer(const char *model_path, dsrn_net *net, const dsrn_trai
         goto out;
     }
     pg->elapsed = (double)minutes * 60.0;
+    pg->base_tokens = pg->base_steps = 0; /* absent: the run started from scratch */
+    lmz_gguf_get_u64(&g, "train.base_tokens", &pg->base_tokens);
+    lmz_gguf_get_u64(&g, "train.base_steps", &pg->base_steps);
     if (v != pg->data_key) {
         if (!o->quiet) fprintf(stderr, "dsrn train: the data differ from the checkpoint's: reading from the start\n");
         memset(pg->row_pos, 0, (size_t)o->batch * sizeof *pg->row_pos);
@@ -812,8 +835,13 @@ int dsrn_train(dsrn_train_opts *o, char *err, size_t errlen)
     if (!o->quiet)
         fprintf(stderr, "dsrn train: %zu files (%zu read as Latin-1), %zu documents, %zu bytes\n", corpus.n_files,
                 corpus.n_latin1, corpus.n_docs, corpus.len);
-    /* the tokenizer: the checkpoint's when resuming, else --tokenizer, else trained here */
-    const char *tok_path = o->resume ? o->resume : o->tokenizer;
+    if (o->resume && o->init) {
+        lmz_corpus_free(&corpus);
+        return errf(err, errlen, "%s", "--resume and --init exclude each other");
+    }
+    /* the tokenizer: the checkpoint's (or --init model's), else --tokenizer, else trained here */
+    const char *start = o->resume ? o->resume : o->init;
+    const char *tok_path = start ? start : o->tokenizer;
     if (tok_path ? tokenizer_open(tok_path, &tk, err, errlen) != 0
                  : tokenizer_train(&corpus, o->vocab, &tk, o->quiet, err, errlen) != 0)
         goto out;
@@ -823,8 +851,8 @@ int dsrn_train(dsrn_train_opts *o, char *err, size_t errlen)
 
     /* the model */
     dsrn_config cfg = o->cfg;
-    if (o->resume) {
-        if (lmz_gguf_open(o->resume, &resume_g, err, errlen) != 0) goto out;
+    if (start) {
+        if (lmz_gguf_open(start, &resume_g, err, errlen) != 0) goto out;
         have_resume = 1;
         if (dsrn_config_from_gguf(&resume_g, &cfg, err, errlen) != 0) goto out;
     } else {
@@ -854,8 +882,12 @@ int dsrn_train(dsrn_train_opts *o, char *err, size_t errlen)
     if (!o->quiet) fprintf(stderr, "dsrn train: matrix products in %s\n", pg.matmul);
     if (have_resume) {
         if (dsrn_net_read_gguf(net, &resume_g, err, errlen) != 0 ||
-            load_optimizer(o->resume, net, o, &pg, err, errlen) != 0)
+            (o->resume && load_optimizer(o->resume, net, o, &pg, err, errlen) != 0))
             goto out;
+        if (o->init) { /* the model's own count goes on in the new run's metadata */
+            lmz_gguf_get_u64(&resume_g, "dsrn.train.tokens", &pg.base_tokens);
+            lmz_gguf_get_u64(&resume_g, "dsrn.train.steps", &pg.base_steps);
+        }
     } else {
         dsrn_net_init(net, o->seed, o->init_std);
     }
@@ -869,6 +901,8 @@ int dsrn_train(dsrn_train_opts *o, char *err, size_t errlen)
         n_val++;
     }
     size_t *train_docs = order + n_val, n_train = tc.n_docs - n_val;
+    /* a run from --init reads the data in the order of the epoch after the ones its model saw */
+    if (o->init && tc.n_tok > val_tok) pg.epoch = pg.base_tokens / (tc.n_tok - val_tok) + 1;
     if (make_stream(&tc, order, n_val, cfg.eod, o->batch, &vs) != 0) goto oom;
     shuffle(train_docs, n_train, o->seed + pg.epoch);
     if (make_stream(&tc, train_docs, n_train, cfg.eod, o->batch, &ts) != 0) goto oom;
@@ -887,7 +921,11 @@ int dsrn_train(dsrn_train_opts *o, char *err, size_t errlen)
         fprintf(stderr, "dsrn train: %zu training tokens (%zu documents), %zu held out (%zu documents); %d x %d "
                         "tokens per step\n",
                 tc.n_tok - val_tok, n_train, val_tok, n_val, o->batch, o->bptt);
-        if (have_resume) fprintf(stderr, "dsrn train: resuming at step %llu\n", (unsigned long long)pg.step);
+        if (o->resume) fprintf(stderr, "dsrn train: resuming at step %llu\n", (unsigned long long)pg.step);
+        if (o->init)
+            fprintf(stderr, "dsrn train: starting from %s (%llu tokens, %llu steps before), epoch %llu's order\n",
+                    o->init, (unsigned long long)pg.base_tokens, (unsigned long long)pg.base_steps,
+                    (unsigned long long)pg.epoch + 1);
     }
 
     struct sigaction sa;
@@ -923,6 +961,12 @@ int dsrn_train(dsrn_train_opts *o, char *err, size_t errlen)
                 size_t p = (size_t)b * ts.row_len + pg.row_pos[b] + (size_t)t;
                 tok[b * o->bptt + t] = ts.tok[p];
                 tgt[b * o->bptt + t] = ts.tok[p + 1];
+            }
+        if (o->copy_frac > 0 && o->bptt >= 32)
+            for (int b = 0; b < o->batch; b++) {
+                uint64_t rs = (o->seed ^ 0xC0B1E5ull) * 0x9E3779B97F4A7C15ull + pg.step * 0x632BE59BD9B4E019ull + (uint64_t)b;
+                if ((double)(splitmix(&rs) >> 11) * 0x1p-53 < o->copy_frac)
+                    copy_span(tok + b * o->bptt, tgt + b * o->bptt, o->bptt, splitmix(&rs));
             }
         dsrn_prof_stop(DSRN_PROF_DATA, t_data);
         memset(dsrn_net_grads(net), 0, np * sizeof(real));

@@ -32,6 +32,7 @@ typedef struct {
     const char *tokenizer;    /* TOK.gguf; NULL: train one (vocab) on the data */
     const char *out;          /* OUT.gguf */
     const char *resume;       /* a checkpoint to continue from */
+    const char *init;         /* a trained model whose weights start a new run */
     const char *cache;        /* folder for tokenised corpora */
     uint32_t vocab;           /* for a tokenizer trained here */
     /* model (vocab and end-of-document token come from the tokenizer) */
@@ -47,6 +48,7 @@ typedef struct {
     uint64_t eval_every, save_every, log_every;
     uint64_t seed;
     double init_std;          /* 0: N(0, 1/fan-in), W_read 0; > 0: every matrix N(0, init_std) */
+    double copy_frac;         /* chunks that repeat a span of their own text (teaches copying) */
     int threads;
     const char *matmul;       /* the products: "auto", "bf16" or "f32" (mm.h) */
     int quiet;
