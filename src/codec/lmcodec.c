@@ -574,6 +574,7 @@ typedef struct {
     const float *logits; /* frame i's token at logits + row[i] * V */
     const size_t *row;
     size_t at;           /* the tokens' position */
+    lmz_tb *tb;          /* det-f32-v4: the group's bit coder */
 } enc_job;
 
 static void encode_tokens(void *ctx, size_t b, size_t e, unsigned th)
@@ -587,6 +588,7 @@ static void encode_tokens(void *ctx, size_t b, size_t e, unsigned th)
         const uint32_t *cum = lmz_ens_predict(j->ens, c->sidx, lg);
         if (j->lm->p.ens.profile >= LMZ_ENS_V4) { /* coded after, in stream order */
             c->cum = cum;
+            lmz_tb_prepare(j->tb, c->sidx, cum);
             continue;
         }
         int32_t x = c->toks[j->at];
@@ -656,7 +658,7 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
                     act[na] = who[s];
                     row[na++] = need_model ? s * chunk + i : SIZE_MAX;
                 }
-            enc_job ej = {lm, ens, c, act, logits, row, at + i};
+            enc_job ej = {lm, ens, c, act, logits, row, at + i, tb};
             lmz_pool_for_work(lm->pool, na, (double)na * V * 8.0, encode_tokens, &ej);
             for (size_t j = 0; j < na && !err; j++) {
                 cframe *x = &c[act[j]];
@@ -931,6 +933,7 @@ static void decode_tokens(void *ctx, size_t b, size_t e, unsigned th)
         const uint32_t *cum = lmz_ens_predict(x->ens, x->sidx, lg);
         if (x->tb) { /* decoded after, in stream order */
             x->cum = cum;
+            lmz_tb_prepare(x->tb, x->sidx, cum);
             continue;
         }
         uint32_t target = lmz_rc_decode_target(&x->rc, total);

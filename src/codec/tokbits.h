@@ -49,6 +49,12 @@ typedef struct lmz_tb lmz_tb;
 lmz_tb *lmz_tb_new(const lmz_tb_vocab *v, unsigned table_bits, size_t streams, const size_t *text_bytes);
 void lmz_tb_free(lmz_tb *h);
 
+/* The work of stream s's next token that needs only its table cum: its
+ * masses summed in the vocabulary's byte order. Optional (lmz_tb_encode and
+ * lmz_tb_decode do it when it was not done); streams' calls may run at the
+ * same time, on different threads, while their tokens are coded in order. */
+void lmz_tb_prepare(lmz_tb *h, size_t s, const uint32_t *cum);
+
 /* Code token tok of stream s with the ensemble's table cum[0..V] (total
  * 2^24 at most, every frequency at least 1). *bits (may be NULL) gains the
  * code length in bits. @return 0, or -1 when memory is short. */

@@ -68,7 +68,7 @@ typedef struct {
     unsigned n_threads;
     uint32_t cap;            /* KV ring slots per layer: W + CHUNK */
     float *wrows;            /* (threads, 4, max(D, F, H·D)) weight rows widened to F32 */
-    float *scores;           /* (threads, W) */
+    float *scores;           /* (threads, A, W) */
     const float **vrows;     /* (threads, W) */
     /* scratch for a batch of up to cap_b tokens */
     size_t cap_b;
@@ -271,7 +271,7 @@ int lmz_dsrn_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model *
     size_t wmax = m->D > m->F ? m->D : m->F;
     if ((size_t)m->H * m->D > wmax) wmax = (size_t)m->H * m->D;
     m->wrows = malloc((size_t)m->n_threads * 4 * wmax * sizeof(float));
-    m->scores = malloc((size_t)m->n_threads * m->W * sizeof(float));
+    m->scores = malloc((size_t)m->n_threads * m->A * m->W * sizeof(float));
     m->vrows = malloc((size_t)m->n_threads * m->W * sizeof *m->vrows);
     if (!m->wrows || !m->scores || !m->vrows || reserve(m, CHUNK) != 0) goto oom;
     *out = &m->base;
@@ -412,28 +412,26 @@ static void attend(dsrn_model *m, size_t b, uint32_t l, unsigned thread)
     const dsrn_state *s = m->rows[b];
     uint64_t pos = m->pos[b];
     uint32_t n_ctx = pos + 1 < m->W ? (uint32_t)pos + 1 : m->W;
-    float *sc = m->scores + (size_t)thread * m->W;
+    float *scores = m->scores + (size_t)thread * m->A * m->W;
     const float **vrows = m->vrows + (size_t)thread * m->W;
     const float *kc = s->kc + (size_t)l * m->cap * D, *vc = s->vc + (size_t)l * m->cap * D;
     const float inv_sqrt = 1.0f / sqrtf((float)hd);
+    for (uint32_t j = 0; j < n_ctx; j++) /* oldest first; whole rows, every head's values side by side */
+        vrows[j] = vc + (size_t)((pos + 1 - n_ctx + j) % m->cap) * D;
     for (uint32_t h = 0; h < m->A; h++) {
         const float *q = m->q + b * D + (size_t)h * hd;
+        float *sc = scores + (size_t)h * m->W;
         float mx = -INFINITY;
         uint32_t j = 0;
-        for (; j + 4 <= n_ctx; j += 4) { /* oldest first; four keys a call (the same bits as one by one) */
+        for (; j + 4 <= n_ctx; j += 4) { /* four keys a call (the same bits as one by one) */
             const float *k4[4];
-            for (uint32_t i = 0; i < 4; i++) {
-                size_t slot = (size_t)((pos + 1 - n_ctx + j + i) % m->cap);
-                k4[i] = kc + slot * D + (size_t)h * hd;
-                vrows[j + i] = vc + slot * D + (size_t)h * hd;
-            }
+            for (uint32_t i = 0; i < 4; i++)
+                k4[i] = kc + (size_t)((pos + 1 - n_ctx + j + i) % m->cap) * D + (size_t)h * hd;
             lmz_dot4_f32(m->base.kp, q, k4, hd, sc + j, 0);
         }
-        for (; j < n_ctx; j++) {
-            size_t slot = (size_t)((pos + 1 - n_ctx + j) % m->cap);
-            sc[j] = lmz_dot(m->base.kp, kc + slot * D + (size_t)h * hd, LMZ_GGML_F32, q, hd);
-            vrows[j] = vc + slot * D + (size_t)h * hd;
-        }
+        for (; j < n_ctx; j++)
+            sc[j] = lmz_dot(m->base.kp, kc + (size_t)((pos + 1 - n_ctx + j) % m->cap) * D + (size_t)h * hd,
+                            LMZ_GGML_F32, q, hd);
         for (j = 0; j < n_ctx; j++) {
             sc[j] *= inv_sqrt;
             if (sc[j] > mx) mx = sc[j];
@@ -444,8 +442,8 @@ static void attend(dsrn_model *m, size_t b, uint32_t l, unsigned thread)
         for (j = 0; j < n_ctx; j++) sum += sc[j];
         float inv = 1.0f / sum;
         for (j = 0; j < n_ctx; j++) sc[j] *= inv;
-        lmz_weighted_sum(m->base.kp, sc, m->W, 1, vrows, n_ctx, hd, m->att + b * D + (size_t)h * hd, hd);
     }
+    lmz_weighted_sum_heads(m->base.kp, scores, m->W, m->A, vrows, n_ctx, hd, m->att + b * D);
 }
 
 static void tok_rows(void *ctx, size_t b0, size_t b1, unsigned thread)

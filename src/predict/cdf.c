@@ -47,6 +47,12 @@ int lmz_cdf_build_lanes(const float *p, uint32_t n, unsigned bits, uint32_t *fre
     return build(p, n, bits, ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])), freq, cum);
 }
 
+int lmz_cdf_build_lanes_sum(const float *p, uint32_t n, unsigned bits, double s, uint32_t *freq, uint32_t *cum)
+{
+    if (!args_ok(n, bits)) return -1;
+    return build(p, n, bits, s, freq, cum);
+}
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(LMZ_NO_MULTIVERSION)
 #include <immintrin.h>
 #define T_512 __attribute__((target("avx512f,avx512vl,avx2")))

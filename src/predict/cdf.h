@@ -34,6 +34,10 @@ int lmz_cdf_build_bits(const float *p, uint32_t n, unsigned bits, uint32_t *freq
 #define LMZ_CDF_LANES 8
 int lmz_cdf_build_lanes(const float *p, uint32_t n, unsigned bits, uint32_t *freq, uint32_t *cum);
 
+/* lmz_cdf_build_lanes with its sum s already taken by the caller, in its
+ * lanes and order (a pass that computes p can sum it on the way). */
+int lmz_cdf_build_lanes_sum(const float *p, uint32_t n, unsigned bits, double s, uint32_t *freq, uint32_t *cum);
+
 /* Index of the symbol whose [cum[s], cum[s+1]) holds target (binary search).
  * cum has n+1 entries, cum[0] = 0, cum[n] = total, target < total. */
 uint32_t lmz_cdf_find(const uint32_t *cum, uint32_t n, uint32_t target);

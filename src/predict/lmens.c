@@ -99,6 +99,7 @@ struct lmz_ens {
     float apm[APM_CTX][APM_BUCKETS];
     float wglob[EXPERTS];           /* the mixer's weights */
     float wsets[MIX_SETS][EXPERTS]; /* log mixer: offsets per context, learnt beside them */
+    int fused;                      /* predict_fused where the profile allows (the default) */
 };
 
 void lmz_ens_params_default(lmz_ens_params *p)
@@ -215,6 +216,7 @@ lmz_ens *lmz_ens_new(const lmz_ens_params *p, uint32_t vocab, size_t streams, co
     e->p = *p;
     e->V = vocab;
     e->ns = streams;
+    e->fused = 1;
     size_t total = 0;
     for (size_t i = 0; i < streams; i++) total += max_tokens[i];
     size_t nb = buckets_for(p, total);
@@ -419,6 +421,119 @@ static float softmax(const lmz_ens *e, float *x, float *p)
     return lmz_logf((float)sum);
 }
 
+/* Profiles 2 and up fuse the passes over the vocabulary on AVX-512 (the
+ * other paths take them one by one, predict_passes): each loop below
+ * computes what the separate passes compute, value by value with the same
+ * operations, and the sums and maxima on the way (a sum in the LANES
+ * partial sums of sum_p, lane j of 8 taking entries j, j + 8, ... in order;
+ * a maximum in any order: it is exact), so the bits are those of the passes
+ * one by one. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define LMZ_FUSED 1
+#define T_FUSED __attribute__((target("avx512f,avx512vl,avx2,fma")))
+
+static inline T_FUSED __m256 hi8(__m512 x) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)); }
+
+static inline T_FUSED __mmask16 tail16(uint32_t V, uint32_t v)
+{
+    return V - v >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (V - v)) - 1);
+}
+
+/* 16 floats into the 8 binary64 lanes: the low half, then the high half */
+static inline T_FUSED __m512d add_halves(__m512d a, __m512d lo, __m512d hi) { return _mm512_add_pd(_mm512_add_pd(a, lo), hi); }
+
+static inline T_FUSED double lanes_total512(__m512d a)
+{
+    double l[LANES];
+    _mm512_storeu_pd(l, a);
+    return lanes_total(l);
+}
+
+/* u = logits + bias (+ c), a non-finite value replaced by -1e30 (x - x is 0
+ * exactly for finite x); @return max u */
+static T_FUSED float scores_max(const float *logits, const float *bias, const float *c, float *u, uint32_t V)
+{
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    const __m512 broken = _mm512_set1_ps(-1e30f), zero = _mm512_setzero_ps();
+    for (uint32_t v = 0; v < V; v += 16) {
+        __mmask16 m = tail16(V, v);
+        __m512 x = _mm512_maskz_loadu_ps(m, logits + v);
+        if (bias) {
+            x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, bias + v));
+            if (c) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, c + v));
+        }
+        __mmask16 fin = _mm512_cmp_ps_mask(_mm512_sub_ps(x, x), zero, _CMP_EQ_OQ);
+        x = _mm512_mask_blend_ps(fin, broken, x);
+        _mm512_mask_storeu_ps(u + v, m, x);
+        mx = _mm512_mask_max_ps(mx, m, mx, x);
+    }
+    return _mm512_reduce_max_ps(mx);
+}
+
+/* pm *= inv, l = wm u; @return max l */
+static T_FUSED float scale_and_weigh(float *pm, float inv, const float *u, float wm, float *l, uint32_t V)
+{
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    const __m512 vi = _mm512_set1_ps(inv), vw = _mm512_set1_ps(wm);
+    for (uint32_t v = 0; v < V; v += 16) {
+        __mmask16 m = tail16(V, v);
+        _mm512_mask_storeu_ps(pm + v, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, pm + v), vi));
+        __m512 x = _mm512_mul_ps(vw, _mm512_maskz_loadu_ps(m, u + v));
+        _mm512_mask_storeu_ps(l + v, m, x);
+        mx = _mm512_mask_max_ps(mx, m, mx, x);
+    }
+    return _mm512_reduce_max_ps(mx);
+}
+
+/* p *= inv and, with u, *pu = sum_pu(p, u, c); @return max p */
+static T_FUSED float scale_and_expect(float *p, float inv, const float *u, float c, double *pu, uint32_t V)
+{
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    __m512d s = _mm512_setzero_pd();
+    const __m512 vi = _mm512_set1_ps(inv), vc = _mm512_set1_ps(c);
+    for (uint32_t v = 0; v < V; v += 16) {
+        __mmask16 m = tail16(V, v);
+        __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, p + v), vi);
+        _mm512_mask_storeu_ps(p + v, m, x);
+        mx = _mm512_mask_max_ps(mx, m, mx, x);
+        if (u) { /* (double)x * (double)(u - c): a product, then the sum (no fused operation) */
+            __m512 d = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, u + v), vc);
+            __m512d lo = _mm512_maskz_mul_pd((__mmask8)m, _mm512_cvtps_pd(_mm512_castps512_ps256(x)),
+                                             _mm512_cvtps_pd(_mm512_castps512_ps256(d)));
+            __m512d hi = _mm512_maskz_mul_pd((__mmask8)(m >> 8), _mm512_cvtps_pd(hi8(x)),
+                                             _mm512_cvtps_pd(hi8(d)));
+            s = add_halves(s, lo, hi);
+        }
+    }
+    if (u) *pu = lanes_total512(s);
+    return _mm512_reduce_max_ps(mx);
+}
+
+/* p[v] *= r, p[at] = pn; @return the sum lmz_cdf_build_lanes takes of p
+ * (its finite positive entries, in its lanes) */
+static T_FUSED double rescale_sum(float *p, float r, uint32_t at, float pn, uint32_t V)
+{
+    _Static_assert(LMZ_CDF_LANES == LANES, "the table's sum has the ensemble's lanes");
+    __m512d s = _mm512_setzero_pd();
+    const __m512 vr = _mm512_set1_ps(r), zero = _mm512_setzero_ps();
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    for (uint32_t v = 0; v < V; v += 16) {
+        __mmask16 m = tail16(V, v);
+        __m512 x = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, p + v), vr);
+        __mmask16 here = _mm512_cmpeq_epi32_mask(_mm512_add_epi32(iota, _mm512_set1_epi32((int)v)),
+                                                 _mm512_set1_epi32((int)at));
+        x = _mm512_mask_blend_ps(here, x, _mm512_set1_ps(pn));
+        _mm512_mask_storeu_ps(p + v, m, x);
+        __mmask16 ok = m & _mm512_cmp_ps_mask(x, zero, _CMP_GT_OQ) &
+                       _mm512_cmp_ps_mask(_mm512_sub_ps(x, x), zero, _CMP_EQ_OQ);
+        __m512 y = _mm512_maskz_mov_ps(ok, x);
+        s = add_halves(s, _mm512_cvtps_pd(_mm512_castps512_ps256(y)), _mm512_cvtps_pd(hi8(y)));
+    }
+    return lanes_total512(s);
+}
+#endif
+
 /* Whether the match pointer of x names a token already learnt (another
  * stream's may still be ahead of it). */
 static int match_known(const lmz_ens *e, const ens_stream *x)
@@ -497,16 +612,15 @@ uint64_t lmz_ens_skipped(const lmz_ens *e)
  * the rest in proportion. Each bucket starts at the identity and moves by
  * APM_RATE toward 1 or 0 (whether the token came), by its interpolation
  * weight. */
-LMZ_CLONES_FLOAT
-static void apm_apply(lmz_ens *e, ens_stream *x, float *p)
+/* the map at the most probable token: its value pa (the largest of p,
+ * exact in any order; p holds no NaN); @return 0 when the map stays out, else
+ * 1 with *at its first place, *pn its new probability and *r the others'
+ * factor */
+static int apm_point(lmz_ens *e, ens_stream *x, const float *p, float pa, uint32_t *at, float *pn, float *r)
 {
-    const uint32_t V = e->V;
-    /* the first most probable token: the largest value (exact in any
-     * order; p holds no NaN), then its first place */
-    float pa = max_x(LMZ_ENS_V2, p, V);
     uint32_t a = 0;
     while (p[a] != pa) a++;
-    if (!(pa > 0 && pa < 1)) return;
+    if (!(pa > 0 && pa < 1)) return 0;
     float st = lmz_logf(pa / (1.0f - pa));
     st = st < -7.999f ? -7.999f : st > 7.999f ? 7.999f : st;
     float pos = (st + 8.0f) * 2.0f;
@@ -515,27 +629,121 @@ static void apm_apply(lmz_ens *e, ens_stream *x, float *p)
     unsigned c = (x->act[X_MATCH] && x->mpred == (int32_t)a) + 2u * (x->act[X_LOCAL] && x->lpred == (int32_t)a);
     c += 4u * (x->wset / MIX_CHEAP % MIX_CONF);
     float q = e->apm[c][b] * (1.0f - w) + e->apm[c][b + 1] * w;
-    float pn = 0.25f * pa + 0.75f * q;
-    float r = (1.0f - pn) / (1.0f - pa);
-    for (uint32_t v = 0; v < V; v++) p[v] *= r;
-    p[a] = pn;
+    *pn = 0.25f * pa + 0.75f * q;
+    *r = (1.0f - *pn) / (1.0f - pa);
+    *at = a;
     x->atok = (int32_t)a;
     x->actx = c;
     x->abkt = b;
     x->aw = w;
     x->aon = 1;
+    return 1;
 }
 
 LMZ_CLONES_FLOAT
-const uint32_t *lmz_ens_predict(lmz_ens *e, size_t s, const float *logits)
+static void apm_apply(lmz_ens *e, ens_stream *x, float *p)
+{
+    const uint32_t V = e->V;
+    uint32_t a;
+    float pn, r;
+    if (!apm_point(e, x, p, max_x(LMZ_ENS_V2, p, V), &a, &pn, &r)) return;
+    for (uint32_t v = 0; v < V; v++) p[v] *= r;
+    p[a] = pn;
+}
+
+#ifdef LMZ_FUSED
+/* lmz_ens_predict for profiles 2 and up with the log mixer on AVX-512: the
+ * passes over the vocabulary fused (see scores_max), the same bits as
+ * predict_passes. */
+static T_FUSED const uint32_t *predict_fused(lmz_ens *e, ens_stream *x, const float *logits)
 {
     const uint32_t V = e->V;
     const unsigned parts = e->p.parts;
-    ens_stream *x = &e->s[s];
+    float *p = x->pmix, *l = x->l;
+    float logz = 0, inv_m = 0, mx;
+    if (x->act[X_MODEL]) { /* pm = softmax(u), log pm = u - logz; pm scaled below */
+        const float *bias = (parts & LMZ_ENS_BIAS) ? e->bias : NULL;
+        const float *c = bias && e->cb ? context_row(e, x) : NULL;
+        mx = scores_max(logits, bias, c, x->u, V);
+        double sum = lmz_exp_shift_sum(e->kp, x->u, mx, x->pm, V);
+        inv_m = (float)(1.0 / sum);
+        logz = lmz_logf((float)sum);
+        x->wset += MIX_CHEAP * (logz < 0.105f ? 3u : logz < 0.693f ? 2u : logz < 1.609f ? 1u : 0u);
+    }
+    if (x->act[X_LOCAL]) x->wset += MIX_CHEAP * MIX_CONF;
+    for (int i = 0; i < EXPERTS; i++) {
+        float w = e->wglob[i] + e->wsets[x->wset][i];
+        x->weff[i] = w < 0 ? 0 : w > 8 ? 8 : w;
+    }
+    if (x->act[X_MODEL]) {
+        mx = scale_and_weigh(x->pm, inv_m, x->u, x->w[X_MODEL], l, V);
+    } else {
+        memset(l, 0, V * sizeof *l);
+        mx = 0;
+    }
+    /* the few tokens where the cheap experts differ from their constant;
+     * the maximum follows them while they only raise l */
+    float lbase_n = 0, lbase_k = 0, lbase_l = 0, dlog[NG_ORDERS * NG_SLOTS];
+    int lowered = 0;
+    if (x->act[X_NGRAM]) {
+        lbase_n = lmz_logf(x->ng_s);
+        for (unsigned i = 0; i < x->nlist; i++) {
+            int32_t t = x->list[i];
+            dlog[i] = lmz_logf(x->ng_s + x->ngadd[t]) - lbase_n;
+            float d = x->w[X_NGRAM] * dlog[i];
+            l[t] += d;
+            lowered |= d < 0;
+        }
+    }
+    if (x->act[X_MATCH]) {
+        lbase_k = lmz_logf(x->mbg);
+        float d = x->w[X_MATCH] * (lmz_logf(x->mconf) - lbase_k);
+        l[x->mpred] += d;
+        lowered |= d < 0;
+    }
+    if (x->act[X_LOCAL]) {
+        lbase_l = lmz_logf(x->lbg);
+        float d = x->w[X_LOCAL] * (lmz_logf(x->lconf) - lbase_l);
+        l[x->lpred] += d;
+        lowered |= d < 0;
+    }
+    if (lowered) {
+        mx = max_x(LMZ_ENS_V2, l, V);
+    } else {
+        if (x->act[X_NGRAM])
+            for (unsigned i = 0; i < x->nlist; i++) mx = l[x->list[i]] > mx ? l[x->list[i]] : mx;
+        if (x->act[X_MATCH]) mx = l[x->mpred] > mx ? l[x->mpred] : mx;
+        if (x->act[X_LOCAL]) mx = l[x->lpred] > mx ? l[x->lpred] : mx;
+    }
+    double sum = lmz_exp_shift_sum(e->kp, l, mx, p, V), pu = 0;
+    float pa = scale_and_expect(p, (float)(1.0 / sum), x->act[X_MODEL] ? x->u : NULL, logz, &pu, V);
+    if (x->act[X_LOCAL]) x->elog[X_LOCAL] = lbase_l + p[x->lpred] * (lmz_logf(x->lconf) - lbase_l);
+    if (x->act[X_MODEL]) x->elog[X_MODEL] = (float)pu; /* E_p[log pm] */
+    if (x->act[X_NGRAM]) {
+        double en = lbase_n;
+        for (unsigned i = 0; i < x->nlist; i++) en += (double)p[x->list[i]] * (double)dlog[i];
+        x->elog[X_NGRAM] = (float)en;
+    }
+    if (x->act[X_MATCH]) x->elog[X_MATCH] = lbase_k + p[x->mpred] * (lmz_logf(x->mconf) - lbase_k);
+    x->aon = 0;
+    uint32_t at;
+    float pn, r;
+    if (e->p.profile >= LMZ_ENS_V3 && apm_point(e, x, p, pa, &at, &pn, &r))
+        lmz_cdf_build_lanes_sum(p, V, e->p.cdf_bits, rescale_sum(p, r, at, pn, V), x->freq, x->cum);
+    else
+        lmz_cdf_build_lanes(p, V, e->p.cdf_bits, x->freq, x->cum);
+    return x->cum;
+}
+#endif
+
+/* lmz_ens_predict pass by pass: profile 1, the probability mixer, and the
+ * reference the tests hold predict_fused to */
+LMZ_CLONES_FLOAT
+static const uint32_t *predict_passes(lmz_ens *e, ens_stream *x, const float *logits)
+{
+    const uint32_t V = e->V;
+    const unsigned parts = e->p.parts;
     float *p = x->pmix;
-    if (!x->prepared) prepare(e, x);
-    x->act[X_MODEL] = x->want && logits;
-    if ((parts & LMZ_ENS_MODEL) && !x->want) x->skipped++;
 
     float logz = 0;
     if (x->act[X_MODEL]) {
@@ -630,6 +838,21 @@ const uint32_t *lmz_ens_predict(lmz_ens *e, size_t s, const float *logits)
     else lmz_cdf_build_lanes(p, V, e->p.cdf_bits, x->freq, x->cum);
     return x->cum;
 }
+
+const uint32_t *lmz_ens_predict(lmz_ens *e, size_t s, const float *logits)
+{
+    ens_stream *x = &e->s[s];
+    if (!x->prepared) prepare(e, x);
+    x->act[X_MODEL] = x->want && logits;
+    if ((e->p.parts & LMZ_ENS_MODEL) && !x->want) x->skipped++;
+#ifdef LMZ_FUSED
+    if (e->p.profile != LMZ_ENS_V1 && e->p.mixer == LMZ_MIX_LOG && e->fused && e->kp == LMZ_KPATH_AVX512)
+        return predict_fused(e, x, logits);
+#endif
+    return predict_passes(e, x, logits);
+}
+
+void lmz_ens_set_fused(lmz_ens *e, int on) { e->fused = on != 0; }
 
 double lmz_ens_cost(const lmz_ens *e, size_t s, int32_t tok)
 {
@@ -726,12 +949,18 @@ int lmz_ens_update(lmz_ens *e, size_t s, int32_t tok)
 
     if (x->act[X_MODEL] && (e->p.parts & LMZ_ENS_BIAS) && e->p.bias_lr > 0) {
         float lr = e->p.bias_lr;
-        for (uint32_t v = 0; v < V; v++) e->bias[v] -= lr * x->pm[v];
-        e->bias[tok] += lr;
         if (e->cb) { /* the context bias: the same step on the previous token's row, twice the rate */
-            float *c = context_row(e, x), lc = 2.0f * lr;
-            for (uint32_t v = 0; v < V; v++) c[v] -= lc * x->pm[v];
+            float *c = context_row(e, x), lc = 2.0f * lr, *b = e->bias;
+            const float *pm = x->pm;
+            for (uint32_t v = 0; v < V; v++) { /* both in one pass */
+                b[v] -= lr * pm[v];
+                c[v] -= lc * pm[v];
+            }
+            b[tok] += lr;
             c[tok] += lc;
+        } else {
+            for (uint32_t v = 0; v < V; v++) e->bias[v] -= lr * x->pm[v];
+            e->bias[tok] += lr;
         }
     }
 

@@ -96,6 +96,11 @@ typedef struct lmz_ens lmz_ens;
 lmz_ens *lmz_ens_new(const lmz_ens_params *p, uint32_t vocab, size_t streams, const size_t *max_tokens);
 void lmz_ens_free(lmz_ens *e);
 
+/* For tests: 0 makes lmz_ens_predict take its passes over the vocabulary one
+ * by one, as profile 1 does, instead of fused (the default); the bits are
+ * the same either way. */
+void lmz_ens_set_fused(lmz_ens *e, int on);
+
 /* Whether stream s's next table will use the model's logits: 0 when the
  * confidence skip applies (decided from the past alone, so the decoder
  * decides the same), 1 otherwise. Optional before lmz_ens_predict. */

@@ -641,6 +641,20 @@ void lmz_weighted_sum(lmz_kpath p, const float *w, size_t ws, size_t nq, const f
     }
 }
 
+void lmz_weighted_sum_heads(lmz_kpath p, const float *w, size_t ws, size_t nh, const float *const *v,
+                            size_t count, size_t n, float *o)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (p == LMZ_KPATH_AVX512 && lmz_weighted_sum_heads_avx512(w, ws, nh, v, count, n, o)) return;
+    if (p == LMZ_KPATH_AVX2 && lmz_weighted_sum_heads_avx2(w, ws, nh, v, count, n, o)) return;
+#endif
+    for (size_t h = 0; h < nh; h++) {
+        float *oh = o + h * n;
+        for (size_t i = 0; i < n; i++) oh[i] = 0.0f;
+        for (size_t j = 0; j < count; j++) lmz_axpy(p, w[h * ws + j], v[j] + h * n, oh, n);
+    }
+}
+
 void lmz_dot_keys16(lmz_kpath p, const float *kt, const float *q, size_t qs, size_t nq, size_t n,
                     float *out, size_t ldo)
 {
@@ -686,4 +700,19 @@ void lmz_exp_array(lmz_kpath p, const float *x, float *y, size_t n)
 #endif
     (void)p;
     for (size_t i = 0; i < n; i++) y[i] = lmz_expf(x[i]);
+}
+
+double lmz_exp_shift_sum(lmz_kpath p, float *x, float mx, float *y, size_t n)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (p == LMZ_KPATH_AVX512) return lmz_exp_shift_sum_avx512(x, mx, y, n);
+#endif
+    (void)p;
+    double a[8] = {0};
+    for (size_t i = 0; i < n; i++) {
+        x[i] -= mx;
+        y[i] = lmz_expf(x[i]);
+        a[i % 8] += (double)y[i];
+    }
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }

@@ -68,6 +68,12 @@ int lmz_f32_has_tiny(const float *v, size_t n);
 /* y[i] = lmz_expf(x[i]) (detmath.h), the same operations lane by lane. */
 void lmz_exp_array(lmz_kpath p, const float *x, float *y, size_t n);
 
+/* x[i] -= mx (in place), y[i] = lmz_expf(x[i]); @return the sum of y in
+ * eight binary64 partial sums, y[i] going to sum i % 8 in index order, added
+ * as ((0+1)+(2+3))+((4+5)+(6+7)): a softmax's exponentials and their sum in
+ * one pass, the same bits on every path. For y >= 0 (x - mx <= 0, no NaN). */
+double lmz_exp_shift_sum(lmz_kpath p, float *x, float mx, float *y, size_t n);
+
 /* y[i] = fmaf(a, x[i], y[i]) for i < n (attention's weighted sums). */
 void lmz_axpy(lmz_kpath p, float a, const float *x, float *y, size_t n);
 
@@ -77,6 +83,13 @@ void lmz_axpy(lmz_kpath p, float a, const float *x, float *y, size_t n);
  * heads of one key/value group): each row is loaded once for all of them. */
 void lmz_weighted_sum(lmz_kpath p, const float *w, size_t ws, size_t nq, const float *const *v,
                       size_t count, size_t n, float *o, size_t os);
+
+/* The same for nh heads side by side in each row (head h's n values at
+ * v[j] + h*n) and in o (at o + h*n), each with its weights w + h*ws: every
+ * head's sums as lmz_weighted_sum computes them, the rows read once and the
+ * heads' sums interleaved (independent chains of fused multiply-adds). */
+void lmz_weighted_sum_heads(lmz_kpath p, const float *w, size_t ws, size_t nh, const float *const *v,
+                            size_t count, size_t n, float *o);
 
 /* out[h*ldo + j] = dot(key j, q + h*qs) over n elements, in the order of
  * lmz_dot, for 16 keys stored transposed (element d of key j at kt[16d + j])
@@ -96,8 +109,13 @@ void lmz_dot4_avx512(const float *w, const float *const x[4], size_t n, float ou
 void lmz_dot4x4_avx512(const float *const w[4], const float *const x[4], size_t n, float *y, size_t ldy);
 void lmz_axpy_avx2(float a, const float *x, float *y, size_t n);
 void lmz_exp_array_avx512(const float *x, float *y, size_t n);
+double lmz_exp_shift_sum_avx512(float *x, float mx, float *y, size_t n);
 int lmz_weighted_sum_avx512(const float *w, size_t ws, size_t nq, const float *const *v, size_t count, size_t n,
                             float *o, size_t os);
+int lmz_weighted_sum_heads_avx512(const float *w, size_t ws, size_t nh, const float *const *v, size_t count,
+                                  size_t n, float *o);
+int lmz_weighted_sum_heads_avx2(const float *w, size_t ws, size_t nh, const float *const *v, size_t count,
+                                size_t n, float *o);
 int lmz_weighted_sum_avx2(const float *w, size_t ws, size_t nq, const float *const *v, size_t count, size_t n,
                           float *o, size_t os);
 void lmz_dot_keys16_avx2(const float *kt, const float *q, size_t qs, size_t nq, size_t n, float *out, size_t ldo);

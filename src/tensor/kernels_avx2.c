@@ -1,6 +1,7 @@
 /* kernels_avx2.c — the det-f32-v1 dot product with AVX2 + FMA + F16C: the
  * 16 lanes of kernels.h in two 8-float registers (lanes 0-7, 8-15). */
 #include "kernels.h"
+#include "kernels_wsh.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -162,6 +163,9 @@ int T_AVX2 lmz_row_to_f32_avx2(const void *wrow, uint32_t type, size_t n, float 
     }
     return 0;
 }
+
+WSH_KERNEL(lmz_weighted_sum_heads_avx2, T_AVX2, __m256, 8, _mm256_set1_ps, _mm256_loadu_ps, _mm256_fmadd_ps, _mm256_storeu_ps,
+           _mm256_setzero_ps)
 
 /* one head of 64 at a time in eight registers; @return 0 for other sizes */
 int T_AVX2 lmz_weighted_sum_avx2(const float *w, size_t ws, size_t nq, const float *const *v, size_t count,

@@ -1,6 +1,7 @@
 /* kernels_avx512.c — the det-f32-v1 dot product with AVX-512: the 16 lanes
  * of kernels.h in one register; tails through masked loads. */
 #include "kernels.h"
+#include "kernels_wsh.h"
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -86,7 +87,7 @@ void T_512 lmz_dot4_avx512(const float *w, const float *const x[4], size_t n, fl
 
 /* lmz_expf (detmath.c) sixteen lanes at a time: the same IEEE operations in
  * the same order, so the same bits; the special cases are blended in. */
-void T_512 lmz_exp_array_avx512(const float *x, float *y, size_t n)
+static inline T_512 __m512 exp16(__m512 v)
 {
     const __m512 log2e = _mm512_set1_ps(1.44269502925872802734375f), magic = _mm512_set1_ps(12582912.0f);
     const __m512 hi = _mm512_set1_ps(0.693145751953125f), lo = _mm512_set1_ps(1.428606765330187e-06f);
@@ -94,30 +95,54 @@ void T_512 lmz_exp_array_avx512(const float *x, float *y, size_t n)
     const __m512 c5 = _mm512_set1_ps(1.0f / 120.0f), c4 = _mm512_set1_ps(1.0f / 24.0f);
     const __m512 c3 = _mm512_set1_ps(1.0f / 6.0f), c2 = _mm512_set1_ps(0.5f), one = _mm512_set1_ps(1.0f);
     const __m512 big = _mm512_set1_ps(88.72283935546875f), small = _mm512_set1_ps(-87.33654022216797f);
+    __m512 k = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(v, log2e), magic), magic);
+    __m512 r = _mm512_fnmadd_ps(k, hi, v);
+    r = _mm512_fnmadd_ps(k, lo, r);
+    __m512 p = _mm512_fmadd_ps(c7, r, c6);
+    p = _mm512_fmadd_ps(p, r, c5);
+    p = _mm512_fmadd_ps(p, r, c4);
+    p = _mm512_fmadd_ps(p, r, c3);
+    p = _mm512_fmadd_ps(p, r, c2);
+    p = _mm512_fmadd_ps(p, r, one);
+    p = _mm512_fmadd_ps(p, r, one);
+    __m512i ki = _mm512_cvttps_epi32(k);
+    __mmask16 over = _mm512_cmpgt_epi32_mask(ki, _mm512_set1_epi32(127));
+    __m512i e = _mm512_min_epi32(_mm512_max_epi32(ki, _mm512_set1_epi32(-127)), _mm512_set1_epi32(127));
+    __m512 scale = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(e, _mm512_set1_epi32(127)), 23));
+    p = _mm512_mask_mul_ps(p, over, p, _mm512_set1_ps(2.0f)); /* k = 128: (p * 2) * 2^127 */
+    __m512 res = _mm512_mul_ps(p, scale);
+    res = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, big, _CMP_GT_OQ), res, _mm512_set1_ps(INFINITY));
+    res = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, small, _CMP_LT_OQ), res, _mm512_setzero_ps());
+    res = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), res, v);
+    return res;
+}
+
+void T_512 lmz_exp_array_avx512(const float *x, float *y, size_t n)
+{
     for (size_t i = 0; i < n; i += 16) {
         __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
-        __m512 v = _mm512_maskz_loadu_ps(m, x + i);
-        __m512 k = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(v, log2e), magic), magic);
-        __m512 r = _mm512_fnmadd_ps(k, hi, v);
-        r = _mm512_fnmadd_ps(k, lo, r);
-        __m512 p = _mm512_fmadd_ps(c7, r, c6);
-        p = _mm512_fmadd_ps(p, r, c5);
-        p = _mm512_fmadd_ps(p, r, c4);
-        p = _mm512_fmadd_ps(p, r, c3);
-        p = _mm512_fmadd_ps(p, r, c2);
-        p = _mm512_fmadd_ps(p, r, one);
-        p = _mm512_fmadd_ps(p, r, one);
-        __m512i ki = _mm512_cvttps_epi32(k);
-        __mmask16 over = _mm512_cmpgt_epi32_mask(ki, _mm512_set1_epi32(127));
-        __m512i e = _mm512_min_epi32(_mm512_max_epi32(ki, _mm512_set1_epi32(-127)), _mm512_set1_epi32(127));
-        __m512 scale = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(e, _mm512_set1_epi32(127)), 23));
-        p = _mm512_mask_mul_ps(p, over, p, _mm512_set1_ps(2.0f)); /* k = 128: (p * 2) * 2^127 */
-        __m512 res = _mm512_mul_ps(p, scale);
-        res = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, big, _CMP_GT_OQ), res, _mm512_set1_ps(INFINITY));
-        res = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, small, _CMP_LT_OQ), res, _mm512_setzero_ps());
-        res = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), res, v);
-        _mm512_mask_storeu_ps(y + i, m, res);
+        _mm512_mask_storeu_ps(y + i, m, exp16(_mm512_maskz_loadu_ps(m, x + i)));
     }
+}
+
+double T_512 lmz_exp_shift_sum_avx512(float *x, float mx, float *y, size_t n)
+{
+    /* lane j of the binary64 sums takes y[8i + j] in index order: the low
+     * and then the high half of each register */
+    __m512d a = _mm512_setzero_pd();
+    const __m512 vm = _mm512_set1_ps(mx);
+    for (size_t i = 0; i < n; i += 16) {
+        __mmask16 m = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_sub_ps(_mm512_maskz_loadu_ps(m, x + i), vm);
+        _mm512_mask_storeu_ps(x + i, m, v);
+        __m512 e = _mm512_maskz_mov_ps(m, exp16(v)); /* + 0.0 past the end changes no sum of values >= 0 */
+        _mm512_mask_storeu_ps(y + i, m, e);
+        a = _mm512_add_pd(a, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+        a = _mm512_add_pd(a, _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(e), 1))));
+    }
+    double l[8];
+    _mm512_storeu_pd(l, a);
+    return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
 }
 
 /* Weighted sums for heads of 64 (four registers each), up to four heads
@@ -189,6 +214,9 @@ int T_512 lmz_weighted_sum_avx512(const float *w, size_t ws, size_t nq, const fl
     }
     return 1;
 }
+
+WSH_KERNEL(lmz_weighted_sum_heads_avx512, T_512, __m512, 16, _mm512_set1_ps, _mm512_loadu_ps, _mm512_fmadd_ps,
+           _mm512_storeu_ps, _mm512_setzero_ps)
 
 /* lane l of the reference: the products of elements l, l+16, ... in order,
  * for sixteen keys at once (one key per lane of the register) */

@@ -293,6 +293,77 @@ TEST(kernels_weighted_sum_same_bits)
     CHECK_EQ_U64(differ, 0);
 }
 
+/* Weighted sums of heads side by side in each row (DSRN's attention): each
+ * head's bits those of one fmaf per row in order, on every path, for head
+ * sizes the vector paths take (16, 48, 64, 8, 24) and ones they leave. */
+TEST(kernels_weighted_sum_heads_same_bits)
+{
+    static const size_t sizes[] = {48, 16, 64, 8, 24, 7};
+    unsigned long long seed = 12;
+    int differ = 0;
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
+        for (size_t nh = 1; nh <= 8; nh++) {
+            size_t n = sizes[si], D = nh * n, count = 1 + 43 * si % 130, ws = count + 3;
+            float *rows = malloc(count * D * sizeof *rows), *w = malloc(nh * ws * sizeof *w);
+            float *o = malloc(D * sizeof *o), *ref = malloc(n * sizeof *ref);
+            const float **v = malloc(count * sizeof *v);
+            for (size_t i = 0; i < count * D; i++) rows[i] = (float)((double)(test_rand(&seed) % 20001) / 10000.0 - 1.0);
+            for (size_t i = 0; i < nh * ws; i++) w[i] = (float)((double)(test_rand(&seed) % 10001) / 10000.0);
+            for (size_t j = 0; j < count; j++) v[j] = rows + ((j * 5) % count) * D;
+            for (int p = 0; p < LMZ_KPATH_COUNT; p++) {
+                if (!lmz_kpath_supported((lmz_kpath)p)) continue;
+                lmz_weighted_sum_heads((lmz_kpath)p, w, ws, nh, v, count, n, o);
+                for (size_t h = 0; h < nh; h++) {
+                    for (size_t i = 0; i < n; i++) ref[i] = 0.0f;
+                    for (size_t j = 0; j < count; j++)
+                        for (size_t i = 0; i < n; i++) ref[i] = fmaf(w[h * ws + j], v[j][h * n + i], ref[i]);
+                    differ += memcmp(ref, o + h * n, n * sizeof *ref) != 0;
+                }
+            }
+            free(rows);
+            free(w);
+            free(o);
+            free(ref);
+            free(v);
+        }
+    CHECK_EQ_U64(differ, 0);
+}
+
+/* Exponentials shifted by a maximum and their sum in eight binary64 lanes:
+ * every path the bits of the scalar loop, tails included. */
+TEST(kernels_exp_shift_sum_same_bits)
+{
+    unsigned long long seed = 13;
+    int differ = 0;
+    for (size_t n = 1; n <= 70; n += 3) {
+        float *x = malloc(n * sizeof *x), *x0 = malloc(n * sizeof *x0), *xr = malloc(n * sizeof *xr);
+        float *y = malloc(n * sizeof *y), *yr = malloc(n * sizeof *yr);
+        for (size_t i = 0; i < n; i++) x0[i] = (float)((double)(test_rand(&seed) % 40001) / 1000.0 - 30.0);
+        float mx = x0[0];
+        for (size_t i = 1; i < n; i++) mx = x0[i] > mx ? x0[i] : mx;
+        double a[8] = {0};
+        for (size_t i = 0; i < n; i++) {
+            xr[i] = x0[i] - mx;
+            yr[i] = lmz_expf(xr[i]);
+            a[i % 8] += (double)yr[i];
+        }
+        double ref = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+        for (int p = 0; p < LMZ_KPATH_COUNT; p++) {
+            if (!lmz_kpath_supported((lmz_kpath)p)) continue;
+            memcpy(x, x0, n * sizeof *x);
+            double s = lmz_exp_shift_sum((lmz_kpath)p, x, mx, y, n);
+            differ += memcmp(&s, &ref, sizeof s) != 0 || memcmp(x, xr, n * sizeof *x) != 0 ||
+                      memcmp(y, yr, n * sizeof *y) != 0;
+        }
+        free(x);
+        free(x0);
+        free(xr);
+        free(y);
+        free(yr);
+    }
+    CHECK_EQ_U64(differ, 0);
+}
+
 /* The portable path's fast sum (double, rounded once) is checked lane by
  * lane for the cases where it would differ from a fused multiply-add: sums
  * on a midpoint between two floats and sums in the subnormal range. Rows

@@ -392,3 +392,48 @@ TEST(ens_v3_own_match_model)
     free(a);
     free(b);
 }
+
+/* Profiles 2 and up fuse the ensemble's passes over the vocabulary: the
+ * tables must be those of the passes one by one, bit for bit, whatever the
+ * vocabulary's size (tails of the lanes), the parts, the logits (huge,
+ * broken, all equal) and whether the cheap experts lower a score. */
+TEST(ens_fused_passes_same_tables)
+{
+    static const uint32_t sizes[] = {300, 8197, 13};
+    static const unsigned parts[] = {LMZ_ENS_ALL, LMZ_ENS_ALL & ~LMZ_ENS_BIAS, LMZ_ENS_ALL & ~LMZ_ENS_MODEL,
+                                     LMZ_ENS_MODEL | LMZ_ENS_BIAS};
+    for (unsigned prof = LMZ_ENS_V2; prof <= LMZ_ENS_V4; prof++)
+        for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
+            for (size_t pi = 0; pi < sizeof parts / sizeof *parts; pi++) {
+                const uint32_t nv = sizes[si];
+                lmz_ens_params p;
+                lmz_ens_params_default(&p);
+                p.profile = prof;
+                p.parts = parts[pi];
+                size_t n = 400;
+                lmz_ens *a = lmz_ens_new(&p, nv, 1, &n), *b = lmz_ens_new(&p, nv, 1, &n);
+                float *lg = malloc(nv * sizeof *lg);
+                CHECK(a && b && lg);
+                if (!a || !b || !lg) return;
+                lmz_ens_set_fused(b, 0);
+                unsigned long long s = 7 + prof * 100 + si * 10 + pi;
+                int same = 1;
+                for (size_t i = 0; i < n && same; i++) {
+                    int32_t tok = i % 3 ? (int32_t)(i % 12) : (int32_t)(test_rand(&s) % nv);
+                    for (uint32_t v = 0; v < nv; v++) lg[v] = (float)(test_rand(&s) % 2000) / 100.0f - 10.0f;
+                    if (i % 50 == 7) lg[test_rand(&s) % nv] = NAN;
+                    if (i % 50 == 9) lg[test_rand(&s) % nv] = INFINITY;
+                    if (i % 50 == 11) lg[test_rand(&s) % nv] = 1e30f;
+                    if (i % 50 == 13)
+                        for (uint32_t v = 0; v < nv; v++) lg[v] = 0.5f;
+                    const uint32_t *ca = lmz_ens_predict(a, 0, lg), *cb = lmz_ens_predict(b, 0, lg);
+                    same = memcmp(ca, cb, (nv + 1) * sizeof *ca) == 0;
+                    CHECK(lmz_ens_update(a, 0, tok) == 0 && lmz_ens_update(b, 0, tok) == 0);
+                }
+                if (!same) printf("  profile %u, %u tokens, parts %u: the fused tables differ\n", prof, nv, parts[pi]);
+                CHECK(same);
+                free(lg);
+                lmz_ens_free(a);
+                lmz_ens_free(b);
+            }
+}
