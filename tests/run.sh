@@ -37,6 +37,26 @@ set -- tests/fuzz/gguf-corpus tests/fuzz/crashes-gguf
 if "$BUILD/fuzz_gguf_replay" "$@"; then pass=$((pass + 1))
 else fail=$((fail + 1)); echo "FAIL GGUF fuzz replay"; fi
 
+# The coding path's C code is built with -ffp-contract=off: no fused
+# multiply-add unless written (the kernels' intrinsics, detmath's fmaf). GCC
+# 12 still fuses some vectorised patterns in multiversioned code (a rotation's
+# a*c - b*s, a*s + b*c became vfmaddsub in an AVX-512 clone of dsrn.c's
+# per-token loop): every object of these files must hold none.
+echo "== no unwritten fused multiply-adds in the coding path's objects"
+case $(uname -m) in
+x86_64)
+    fused=""
+    for o in predict/lmens predict/cdf predict/bytemodel codec/tokbits codec/lmcodec model/model model/dsrn \
+             model/llama tensor/qmat tensor/qmat_x86; do
+        f="$BUILD/src/$o.o"
+        [ -f "$f" ] || continue
+        objdump -d "$f" | grep -qE '[[:space:]]vf(n)?m(add|sub)' && fused="$fused $o"
+    done
+    if [ -z "$fused" ]; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL fused multiply-adds in:$fused"; fi
+    ;;
+*) echo "(x86-64 only)" ;;
+esac
+
 suite "golden files and command line ($BUILD/lmzip)" "cli: " sh tests/cli.sh "$BUILD/lmzip"
 
 suite "the language-model codec ($BUILD/lmzip -m)" "codec: " sh tests/codec.sh "$BUILD/lmzip"
