@@ -66,9 +66,10 @@ typedef struct {
     block *blocks;
     lmz_pool *pool;
     unsigned n_threads;
-    uint32_t cap;            /* KV ring slots per layer: W + CHUNK */
+    uint32_t cap;            /* KV ring slots per layer: W + CHUNK, a multiple of 16 */
     float *wrows;            /* (threads, 4, max(D, F, H·D)) weight rows widened to F32 */
     float *scores;           /* (threads, A, W) */
+    float *raw;              /* (threads, cap) one head's scores by ring slot */
     const float **vrows;     /* (threads, W) */
     /* scratch for a batch of up to cap_b tokens */
     size_t cap_b;
@@ -86,7 +87,8 @@ struct dsrn_state {
     lmz_state base;
     float *h;   /* (L, D) fast state */
     float *c;   /* (L, H·D) slow state */
-    float *kc;  /* (L, cap, D) keys after RoPE, ring by position */
+    float *kc;  /* (L, cap / 16, D, 16) keys after RoPE, ring by position, in blocks of 16
+                   slots stored transposed (element d of slot t at [t / 16][d][t % 16]) */
     float *vc;  /* (L, cap, D) */
 };
 
@@ -114,6 +116,7 @@ static void dsrn_free(lmz_model *mb)
     free(m->rope_freq);
     free(m->wrows);
     free(m->scores);
+    free(m->raw);
     free(m->vrows);
     float *bufs[] = {m->x, m->xn, m->z, m->n, m->hp, m->hc, m->p, m->e, m->g, m->m, m->r,
                      m->q, m->k, m->v, m->att, m->o, m->u, m->gb, m->ub, m->ex, m->rot};
@@ -267,13 +270,14 @@ int lmz_dsrn_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model *
     if (!m->pool) goto oom;
     m->base.pool = m->pool;
     m->n_threads = lmz_pool_threads(m->pool);
-    m->cap = m->W + CHUNK;
+    m->cap = (m->W + CHUNK + 15) / 16 * 16;
     size_t wmax = m->D > m->F ? m->D : m->F;
     if ((size_t)m->H * m->D > wmax) wmax = (size_t)m->H * m->D;
     m->wrows = malloc((size_t)m->n_threads * 4 * wmax * sizeof(float));
     m->scores = malloc((size_t)m->n_threads * m->A * m->W * sizeof(float));
     m->vrows = malloc((size_t)m->n_threads * m->W * sizeof *m->vrows);
-    if (!m->wrows || !m->scores || !m->vrows || reserve(m, CHUNK) != 0) goto oom;
+    m->raw = malloc((size_t)m->n_threads * m->cap * sizeof(float));
+    if (!m->wrows || !m->scores || !m->vrows || !m->raw || reserve(m, CHUNK) != 0) goto oom;
     *out = &m->base;
     return 0;
 oom:
@@ -408,40 +412,38 @@ typedef struct {
 
 static void attend(dsrn_model *m, size_t b, uint32_t l, unsigned thread)
 {
-    const uint32_t D = m->D, hd = m->hd;
+    const uint32_t D = m->D, hd = m->hd, cap = m->cap, nblk = cap / 16;
     const dsrn_state *s = m->rows[b];
     uint64_t pos = m->pos[b];
     uint32_t n_ctx = pos + 1 < m->W ? (uint32_t)pos + 1 : m->W;
-    float *scores = m->scores + (size_t)thread * m->A * m->W;
+    float *scores = m->scores + (size_t)thread * m->A * m->W, *raw = m->raw + (size_t)thread * cap;
     const float **vrows = m->vrows + (size_t)thread * m->W;
-    const float *kc = s->kc + (size_t)l * m->cap * D, *vc = s->vc + (size_t)l * m->cap * D;
+    const float *kc = s->kc + (size_t)l * cap * D, *vc = s->vc + (size_t)l * cap * D;
     const float inv_sqrt = 1.0f / sqrtf((float)hd);
-    for (uint32_t j = 0; j < n_ctx; j++) /* oldest first; whole rows, every head's values side by side */
-        vrows[j] = vc + (size_t)((pos + 1 - n_ctx + j) % m->cap) * D;
+    /* the window's ring slots, oldest first, and the blocks that hold them
+     * (n_ctx <= cap - CHUNK: on a wrap the first and last block differ) */
+    const uint32_t first = (uint32_t)((pos + 1 - n_ctx) % cap), last = (uint32_t)(pos % cap);
+    for (uint32_t j = 0, t = first; j < n_ctx; j++, t = t + 1 == cap ? 0 : t + 1)
+        vrows[j] = vc + (size_t)t * D; /* whole rows, every head's values side by side */
     for (uint32_t h = 0; h < m->A; h++) {
         const float *q = m->q + b * D + (size_t)h * hd;
         float *sc = scores + (size_t)h * m->W;
-        float mx = -INFINITY;
-        uint32_t j = 0;
-        for (; j + 4 <= n_ctx; j += 4) { /* four keys a call (the same bits as one by one) */
-            const float *k4[4];
-            for (uint32_t i = 0; i < 4; i++)
-                k4[i] = kc + (size_t)((pos + 1 - n_ctx + j + i) % m->cap) * D + (size_t)h * hd;
-            lmz_dot4_f32(m->base.kp, q, k4, hd, sc + j, 0);
+        for (uint32_t blk = first / 16;; blk = blk + 1 == nblk ? 0 : blk + 1) { /* 16 keys a call, lmz_dot's bits */
+            lmz_dot_keys16(m->base.kp, kc + ((size_t)blk * D + (size_t)h * hd) * 16, q, hd, 1, hd, raw + 16 * (size_t)blk,
+                           cap);
+            if (blk == last / 16) break;
         }
-        for (; j < n_ctx; j++)
-            sc[j] = lmz_dot(m->base.kp, kc + (size_t)((pos + 1 - n_ctx + j) % m->cap) * D + (size_t)h * hd,
-                            LMZ_GGML_F32, q, hd);
-        for (j = 0; j < n_ctx; j++) {
-            sc[j] *= inv_sqrt;
+        float mx = -INFINITY;
+        for (uint32_t j = 0, t = first; j < n_ctx; j++, t = t + 1 == cap ? 0 : t + 1) {
+            sc[j] = raw[t] * inv_sqrt;
             if (sc[j] > mx) mx = sc[j];
         }
-        for (j = 0; j < n_ctx; j++) sc[j] -= mx;
+        for (uint32_t j = 0; j < n_ctx; j++) sc[j] -= mx;
         lmz_exp_array(m->base.kp, sc, sc, n_ctx);
         float sum = 0.0f;
-        for (j = 0; j < n_ctx; j++) sum += sc[j];
+        for (uint32_t j = 0; j < n_ctx; j++) sum += sc[j];
         float inv = 1.0f / sum;
-        for (j = 0; j < n_ctx; j++) sc[j] *= inv;
+        for (uint32_t j = 0; j < n_ctx; j++) sc[j] *= inv;
     }
     lmz_weighted_sum_heads(m->base.kp, scores, m->W, m->A, vrows, n_ctx, hd, m->att + b * D);
 }
@@ -494,7 +496,8 @@ static void tok_rows(void *ctx, size_t b0, size_t b1, unsigned thread)
             rope(m, m->q + b * D, m->rot + b * m->hd);
             rope(m, m->k + b * D, m->rot + b * m->hd);
             size_t slot = (size_t)(m->pos[b] % m->cap);
-            memcpy(s->kc + ((size_t)j->l * m->cap + slot) * D, m->k + b * D, D * sizeof(float));
+            float *kt = s->kc + ((size_t)j->l * m->cap + slot / 16 * 16) * D + slot % 16;
+            for (uint32_t d = 0; d < D; d++) kt[16 * (size_t)d] = m->k[b * D + d];
             memcpy(s->vc + ((size_t)j->l * m->cap + slot) * D, m->v + b * D, D * sizeof(float));
             break;
         }
