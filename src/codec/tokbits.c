@@ -234,53 +234,13 @@ static inline int code_bit(lmz_rc_enc *enc, lmz_rc_dec *dec, int p1, int y, doub
     return y;
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define T_512 __attribute__((target("avx512f")))
-/* The prefix sums of lmz_tb_prepare sixteen at a time: the masses gathered
- * from cum, summed in the register (shifted by 1, 2, 4, 8 lanes), plus the
- * running total; integers, so exactly the scalar loop's. @return the places
- * done. */
-static T_512 uint32_t prefix_avx512(const int32_t *ord, const uint32_t *cum, uint32_t n, uint32_t *S)
-{
-    const __m512i zero = _mm512_setzero_si512(), last = _mm512_set1_epi32(15);
-    __m512i carry = zero;
-    uint32_t i = 0;
-    for (; i + 16 <= n; i += 16) {
-        __m512i t = _mm512_loadu_si512((const void *)(ord + i));
-        __m512i a = _mm512_i32gather_epi32(t, (const void *)cum, 4);
-        __m512i b = _mm512_i32gather_epi32(t, (const void *)(cum + 1), 4);
-        __m512i f = _mm512_sub_epi32(b, a);
-        f = _mm512_add_epi32(f, _mm512_alignr_epi32(f, zero, 15));
-        f = _mm512_add_epi32(f, _mm512_alignr_epi32(f, zero, 14));
-        f = _mm512_add_epi32(f, _mm512_alignr_epi32(f, zero, 12));
-        f = _mm512_add_epi32(f, _mm512_alignr_epi32(f, zero, 8));
-        f = _mm512_add_epi32(f, carry);
-        _mm512_storeu_si512((void *)(S + i + 1), f);
-        carry = _mm512_permutexvar_epi32(last, f);
-    }
-    return i;
-}
-
-static int have_avx512f(void)
-{
-    static int ok = -1;
-    if (ok < 0) ok = __builtin_cpu_supports("avx512f");
-    return ok;
-}
-#endif
-
 void lmz_tb_prepare(lmz_tb *h, size_t s, const uint32_t *cum)
 {
     const lmz_tb_vocab *v = h->v;
     const uint32_t n = v->n;
     uint32_t *S = h->sum[s];
     S[0] = 0;
-    uint32_t i0 = 0;
-#if defined(__x86_64__) && defined(__GNUC__)
-    if (have_avx512f()) i0 = prefix_avx512(v->ord, cum, n, S);
-#endif
-    for (uint32_t i = i0; i < n; i++) {
+    for (uint32_t i = 0; i < n; i++) {
         uint32_t t = (uint32_t)v->ord[i];
         S[i + 1] = S[i] + (cum[t + 1] - cum[t]);
     }
