@@ -86,6 +86,29 @@ static T_512 uint32_t quantize_avx512(const float *p, uint32_t n, double scale, 
     return i;
 }
 
+/* cum[i] = freq[0] + ... + freq[i - 1] sixteen at a time: the register's
+ * prefix sums (shifted by 1, 2, 4, 8 lanes) plus the running total; uint32
+ * sums, so exactly the scalar loop's. @return the symbols done; *c the total. */
+static T_512 uint32_t prefix_avx512(const uint32_t *freq, uint32_t n, uint32_t *cum, uint32_t *c)
+{
+    const __m512i zero = _mm512_setzero_si512(), last = _mm512_set1_epi32(15);
+    __m512i carry = zero;
+    uint32_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i f = _mm512_loadu_si512((const void *)(freq + i));
+        __m512i x = _mm512_alignr_epi32(f, zero, 15); /* exclusive: cum[i] leaves out freq[i] */
+        x = _mm512_add_epi32(x, _mm512_alignr_epi32(x, zero, 15));
+        x = _mm512_add_epi32(x, _mm512_alignr_epi32(x, zero, 14));
+        x = _mm512_add_epi32(x, _mm512_alignr_epi32(x, zero, 12));
+        x = _mm512_add_epi32(x, _mm512_alignr_epi32(x, zero, 8));
+        x = _mm512_add_epi32(x, carry);
+        _mm512_storeu_si512((void *)(cum + i), x);
+        carry = _mm512_add_epi32(_mm512_permutexvar_epi32(last, x), _mm512_permutexvar_epi32(last, f));
+    }
+    *c = (uint32_t)_mm_cvtsi128_si32(_mm512_castsi512_si128(carry));
+    return i;
+}
+
 static int have_avx512(void)
 {
     static int ok = -1;
@@ -128,8 +151,11 @@ static int build(const float *p, uint32_t n, unsigned bits, double s, uint32_t *
         freq[best] -= (uint32_t)(used - budget);
     }
     if (cum) {
-        uint32_t c = 0;
-        for (uint32_t i = 0; i < n; i++) { cum[i] = c; c += freq[i]; }
+        uint32_t c = 0, i = 0;
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(LMZ_NO_MULTIVERSION)
+        if (have_avx512()) i = prefix_avx512(freq, n, cum, &c);
+#endif
+        for (; i < n; i++) { cum[i] = c; c += freq[i]; }
         cum[n] = c;
     }
     return 0;
