@@ -412,7 +412,7 @@ typedef struct {
 
 static void attend(dsrn_model *m, size_t b, uint32_t l, unsigned thread)
 {
-    const uint32_t D = m->D, hd = m->hd, cap = m->cap, nblk = cap / 16;
+    const uint32_t D = m->D, hd = m->hd, cap = m->cap;
     const dsrn_state *s = m->rows[b];
     uint64_t pos = m->pos[b];
     uint32_t n_ctx = pos + 1 < m->W ? (uint32_t)pos + 1 : m->W;
@@ -426,24 +426,9 @@ static void attend(dsrn_model *m, size_t b, uint32_t l, unsigned thread)
     for (uint32_t j = 0, t = first; j < n_ctx; j++, t = t + 1 == cap ? 0 : t + 1)
         vrows[j] = vc + (size_t)t * D; /* whole rows, every head's values side by side */
     for (uint32_t h = 0; h < m->A; h++) {
-        const float *q = m->q + b * D + (size_t)h * hd;
-        float *sc = scores + (size_t)h * m->W;
-        for (uint32_t blk = first / 16;; blk = blk + 1 == nblk ? 0 : blk + 1) { /* 16 keys a call, lmz_dot's bits */
-            lmz_dot_keys16(m->base.kp, kc + ((size_t)blk * D + (size_t)h * hd) * 16, q, hd, 1, hd, raw + 16 * (size_t)blk,
-                           cap);
-            if (blk == last / 16) break;
-        }
-        float mx = -INFINITY;
-        for (uint32_t j = 0, t = first; j < n_ctx; j++, t = t + 1 == cap ? 0 : t + 1) {
-            sc[j] = raw[t] * inv_sqrt;
-            if (sc[j] > mx) mx = sc[j];
-        }
-        for (uint32_t j = 0; j < n_ctx; j++) sc[j] -= mx;
-        lmz_exp_array(m->base.kp, sc, sc, n_ctx);
-        float sum = 0.0f;
-        for (uint32_t j = 0; j < n_ctx; j++) sum += sc[j];
-        float inv = 1.0f / sum;
-        for (uint32_t j = 0; j < n_ctx; j++) sc[j] *= inv;
+        lmz_window_scores(m->base.kp, kc + (size_t)h * hd * 16, D, m->q + b * D + (size_t)h * hd, 1, hd, first, last,
+                          cap, raw);
+        lmz_window_softmax(m->base.kp, raw, first, n_ctx, cap, inv_sqrt, scores + (size_t)h * m->W);
     }
     lmz_weighted_sum_heads(m->base.kp, scores, m->W, m->A, vrows, n_ctx, hd, m->att + b * D);
 }

@@ -466,7 +466,7 @@ static void attend(llama_model *m, size_t b, uint32_t l, unsigned thread)
     const uint32_t hd = m->head_dim, kd = m->n_kv * hd, qd = m->n_head * hd, group = m->n_head / m->n_kv;
     const float inv_sqrt = m->attn_scale;
     const llama_state *s = m->rows[b];
-    const uint32_t cap = s->cap, nblk = cap / 16;
+    const uint32_t cap = s->cap;
     float *probs = m->scores + (size_t)thread * group * m->base.window;
     float *raw = m->raw + (size_t)thread * group * cap;
     uint32_t *slots = m->slots + (size_t)thread * m->base.window;
@@ -480,27 +480,11 @@ static void attend(llama_model *m, size_t b, uint32_t l, unsigned thread)
     uint32_t first = (uint32_t)((pos + 1 - n_ctx) % cap), last = (uint32_t)(pos % cap);
     for (uint32_t j = 0, t = first; j < n_ctx; j++, t = t + 1 == cap ? 0 : t + 1) slots[j] = t;
     for (uint32_t g = 0; g < m->n_kv; g++) {
-        const float *q = m->q + b * qd + (size_t)g * group * hd;
-        for (uint32_t blk = first / 16;; blk = blk + 1 == nblk ? 0 : blk + 1) {
-            lmz_dot_keys16(m->base.kp, kc + ((size_t)blk * kd + (size_t)g * hd) * 16, q, hd, group, hd, raw + 16 * (size_t)blk,
-                           cap);
-            if (blk == last / 16) break;
-        }
-        for (uint32_t h = 0; h < group; h++) {
-            float *sc = probs + (size_t)h * m->base.window;
-            const float *rh = raw + (size_t)h * cap;
-            float mx = -INFINITY;
-            for (uint32_t j = 0; j < n_ctx; j++) {
-                sc[j] = rh[slots[j]] * inv_sqrt;
-                if (sc[j] > mx) mx = sc[j];
-            }
-            for (uint32_t j = 0; j < n_ctx; j++) sc[j] -= mx;
-            lmz_exp_array(m->base.kp, sc, sc, n_ctx);
-            float sum = 0.0f;
-            for (uint32_t j = 0; j < n_ctx; j++) sum += sc[j];
-            float inv = 1.0f / sum;
-            for (uint32_t j = 0; j < n_ctx; j++) sc[j] *= inv;
-        }
+        lmz_window_scores(m->base.kp, kc + (size_t)g * hd * 16, kd, m->q + b * qd + (size_t)g * group * hd, group, hd,
+                          first, last, cap, raw);
+        for (uint32_t h = 0; h < group; h++)
+            lmz_window_softmax(m->base.kp, raw + (size_t)h * cap, first, n_ctx, cap, inv_sqrt,
+                               probs + (size_t)h * m->base.window);
         for (uint32_t j = 0; j < n_ctx; j++) vrows[j] = vc + (size_t)slots[j] * kd + (size_t)g * hd;
         lmz_weighted_sum(m->base.kp, probs, m->base.window, group, vrows, n_ctx, hd, m->att + b * qd + (size_t)g * group * hd,
                          hd);

@@ -2,6 +2,7 @@
  * model.c — opening a GGUF model whatever its architecture, and the calls of
  * model.h passed on to it (model_impl.h).
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -415,4 +416,30 @@ int lmz_model_step_some(lmz_model *m, lmz_state **states, const int32_t *tokens,
         for (size_t j = 0; j < i; j++)
             if (states[i] == states[j]) return -1; /* one token per stream */
     return m->ops->step(m, states, tokens, k, logits, need);
+}
+
+void lmz_window_scores(lmz_kpath kp, const float *kt, size_t width, const float *q, size_t nq, size_t hd,
+                       uint32_t first, uint32_t last, uint32_t cap, float *raw)
+{
+    const uint32_t nblk = cap / 16;
+    for (uint32_t blk = first / 16;; blk = blk + 1 == nblk ? 0 : blk + 1) {
+        lmz_dot_keys16(kp, kt + (size_t)blk * width * 16, q, hd, nq, hd, raw + 16 * (size_t)blk, cap);
+        if (blk == last / 16) break;
+    }
+}
+
+void lmz_window_softmax(lmz_kpath kp, const float *raw, uint32_t first, uint32_t n_ctx, uint32_t cap, float scale,
+                        float *sc)
+{
+    float mx = -INFINITY;
+    for (uint32_t j = 0, t = first; j < n_ctx; j++, t = t + 1 == cap ? 0 : t + 1) {
+        sc[j] = raw[t] * scale;
+        if (sc[j] > mx) mx = sc[j];
+    }
+    for (uint32_t j = 0; j < n_ctx; j++) sc[j] -= mx;
+    lmz_exp_array(kp, sc, sc, n_ctx);
+    float sum = 0.0f;
+    for (uint32_t j = 0; j < n_ctx; j++) sum += sc[j];
+    float inv = 1.0f / sum;
+    for (uint32_t j = 0; j < n_ctx; j++) sc[j] *= inv;
 }

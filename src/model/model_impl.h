@@ -94,6 +94,18 @@ struct lmz_pool;
  * of lmz_model_step_some. */
 size_t lmz_model_keep_rows(float *x, size_t dim, size_t B, const uint8_t *need);
 
+/* Attention over a ring of cap slots (a multiple of 16) whose keys lie
+ * transposed in blocks of 16 (element d of slot t at kt[(t / 16) * width * 16
+ * + 16 d + t % 16], kt already at the head's first element): raw[h * cap + t]
+ * = dot(key t, q + h * hd) for the nq queries and every slot of the blocks
+ * from first's to last's (lmz_dot's bits, lmz_dot_keys16). */
+void lmz_window_scores(lmz_kpath kp, const float *kt, size_t width, const float *q, size_t nq, size_t hd,
+                       uint32_t first, uint32_t last, uint32_t cap, float *raw);
+/* sc[j] = softmax of raw[t] * scale over the window's n_ctx slots t = first,
+ * first + 1, ... (mod cap), oldest first: maximum, shift, exp, the sum in
+ * order, times 1 / sum. */
+void lmz_window_softmax(lmz_kpath kp, const float *raw, uint32_t first, uint32_t n_ctx, uint32_t cap, float scale,
+                        float *sc);
 void lmz_model_matmul(const lmz_model *m, struct lmz_pool *pool, float *wrows, size_t wmax, const lmz_gguf_tensor *t,
                       const float *x, size_t T, float *y);
 /* a metadata integer 1..2^30, or -1 with a message */

@@ -611,11 +611,12 @@ uint64_t lmz_ens_skipped(const lmz_ens *e)
  * weight set); the result is 1/4 p + 3/4 the map's, the other tokens share
  * the rest in proportion. Each bucket starts at the identity and moves by
  * APM_RATE toward 1 or 0 (whether the token came), by its interpolation
- * weight. */
-/* the map at the most probable token: its value pa (the largest of p,
- * exact in any order; p holds no NaN); @return 0 when the map stays out, else
- * 1 with *at its first place, *pn its new probability and *r the others'
- * factor */
+ * weight.
+ *
+ * apm_point: the map at the most probable token, whose value pa (the largest
+ * of p, exact in any order; p holds no NaN) the caller found; @return 0 when
+ * the map stays out, else 1 with *at its first place, *pn its new
+ * probability and *r the others' factor. */
 static int apm_point(lmz_ens *e, ens_stream *x, const float *p, float pa, uint32_t *at, float *pn, float *r)
 {
     uint32_t a = 0;
@@ -651,6 +652,65 @@ static void apm_apply(lmz_ens *e, ens_stream *x, float *p)
     p[a] = pn;
 }
 
+/* The log mixer's weights in use: the set's offsets on the global ones;
+ * profile 2 picks the set also by the model's confidence, its largest
+ * probability 1 / e^logz: above 0.9, 0.5, 0.2 or not */
+static void mixer_weights(lmz_ens *e, ens_stream *x, float logz)
+{
+    if (e->p.profile != LMZ_ENS_V1 && x->act[X_MODEL])
+        x->wset += MIX_CHEAP * (logz < 0.105f ? 3u : logz < 0.693f ? 2u : logz < 1.609f ? 1u : 0u);
+    if (x->act[X_LOCAL]) x->wset += MIX_CHEAP * MIX_CONF;
+    for (int i = 0; i < EXPERTS; i++) {
+        float w = e->wglob[i] + e->wsets[x->wset][i];
+        x->weff[i] = w < 0 ? 0 : w > 8 ? 8 : w;
+    }
+}
+
+/* The cheap experts' terms of l(v) = sum_i w_i log q_i(v): they differ from
+ * their constants base[] (n-gram, match model, own match model) only at a
+ * few tokens, dlog[i] the n-gram's at its list. @return whether a term
+ * lowered some l(t). */
+static int cheap_terms(const ens_stream *x, float *l, float base[3], float *dlog)
+{
+    int lowered = 0;
+    base[0] = base[1] = base[2] = 0;
+    if (x->act[X_NGRAM]) {
+        base[0] = lmz_logf(x->ng_s);
+        for (unsigned i = 0; i < x->nlist; i++) {
+            int32_t t = x->list[i];
+            dlog[i] = lmz_logf(x->ng_s + x->ngadd[t]) - base[0];
+            float d = x->w[X_NGRAM] * dlog[i];
+            l[t] += d;
+            lowered |= d < 0;
+        }
+    }
+    if (x->act[X_MATCH]) {
+        base[1] = lmz_logf(x->mbg);
+        float d = x->w[X_MATCH] * (lmz_logf(x->mconf) - base[1]);
+        l[x->mpred] += d;
+        lowered |= d < 0;
+    }
+    if (x->act[X_LOCAL]) {
+        base[2] = lmz_logf(x->lbg);
+        float d = x->w[X_LOCAL] * (lmz_logf(x->lconf) - base[2]);
+        l[x->lpred] += d;
+        lowered |= d < 0;
+    }
+    return lowered;
+}
+
+/* the cheap experts' E_p[log q] under the mixture p, for their update */
+static void cheap_expectations(ens_stream *x, const float *p, const float base[3], const float *dlog)
+{
+    if (x->act[X_LOCAL]) x->elog[X_LOCAL] = base[2] + p[x->lpred] * (lmz_logf(x->lconf) - base[2]);
+    if (x->act[X_NGRAM]) {
+        double en = base[0];
+        for (unsigned i = 0; i < x->nlist; i++) en += (double)p[x->list[i]] * (double)dlog[i];
+        x->elog[X_NGRAM] = (float)en;
+    }
+    if (x->act[X_MATCH]) x->elog[X_MATCH] = base[1] + p[x->mpred] * (lmz_logf(x->mconf) - base[1]);
+}
+
 #ifdef LMZ_FUSED
 /* lmz_ens_predict for profiles 2 and up with the log mixer on AVX-512: the
  * passes over the vocabulary fused (see scores_max), the same bits as
@@ -668,46 +728,17 @@ static T_FUSED const uint32_t *predict_fused(lmz_ens *e, ens_stream *x, const fl
         double sum = lmz_exp_shift_sum(e->kp, x->u, mx, x->pm, V);
         inv_m = (float)(1.0 / sum);
         logz = lmz_logf((float)sum);
-        x->wset += MIX_CHEAP * (logz < 0.105f ? 3u : logz < 0.693f ? 2u : logz < 1.609f ? 1u : 0u);
     }
-    if (x->act[X_LOCAL]) x->wset += MIX_CHEAP * MIX_CONF;
-    for (int i = 0; i < EXPERTS; i++) {
-        float w = e->wglob[i] + e->wsets[x->wset][i];
-        x->weff[i] = w < 0 ? 0 : w > 8 ? 8 : w;
-    }
+    mixer_weights(e, x, logz);
     if (x->act[X_MODEL]) {
         mx = scale_and_weigh(x->pm, inv_m, x->u, x->w[X_MODEL], l, V);
     } else {
         memset(l, 0, V * sizeof *l);
         mx = 0;
     }
-    /* the few tokens where the cheap experts differ from their constant;
-     * the maximum follows them while they only raise l */
-    float lbase_n = 0, lbase_k = 0, lbase_l = 0, dlog[NG_ORDERS * NG_SLOTS];
-    int lowered = 0;
-    if (x->act[X_NGRAM]) {
-        lbase_n = lmz_logf(x->ng_s);
-        for (unsigned i = 0; i < x->nlist; i++) {
-            int32_t t = x->list[i];
-            dlog[i] = lmz_logf(x->ng_s + x->ngadd[t]) - lbase_n;
-            float d = x->w[X_NGRAM] * dlog[i];
-            l[t] += d;
-            lowered |= d < 0;
-        }
-    }
-    if (x->act[X_MATCH]) {
-        lbase_k = lmz_logf(x->mbg);
-        float d = x->w[X_MATCH] * (lmz_logf(x->mconf) - lbase_k);
-        l[x->mpred] += d;
-        lowered |= d < 0;
-    }
-    if (x->act[X_LOCAL]) {
-        lbase_l = lmz_logf(x->lbg);
-        float d = x->w[X_LOCAL] * (lmz_logf(x->lconf) - lbase_l);
-        l[x->lpred] += d;
-        lowered |= d < 0;
-    }
-    if (lowered) {
+    /* the maximum follows the cheap terms while they only raise l */
+    float base[3], dlog[NG_ORDERS * NG_SLOTS];
+    if (cheap_terms(x, l, base, dlog)) {
         mx = max_x(LMZ_ENS_V2, l, V);
     } else {
         if (x->act[X_NGRAM])
@@ -717,14 +748,8 @@ static T_FUSED const uint32_t *predict_fused(lmz_ens *e, ens_stream *x, const fl
     }
     double sum = lmz_exp_shift_sum(e->kp, l, mx, p, V), pu = 0;
     float pa = scale_and_expect(p, (float)(1.0 / sum), x->act[X_MODEL] ? x->u : NULL, logz, &pu, V);
-    if (x->act[X_LOCAL]) x->elog[X_LOCAL] = lbase_l + p[x->lpred] * (lmz_logf(x->lconf) - lbase_l);
     if (x->act[X_MODEL]) x->elog[X_MODEL] = (float)pu; /* E_p[log pm] */
-    if (x->act[X_NGRAM]) {
-        double en = lbase_n;
-        for (unsigned i = 0; i < x->nlist; i++) en += (double)p[x->list[i]] * (double)dlog[i];
-        x->elog[X_NGRAM] = (float)en;
-    }
-    if (x->act[X_MATCH]) x->elog[X_MATCH] = lbase_k + p[x->mpred] * (lmz_logf(x->mconf) - lbase_k);
+    cheap_expectations(x, p, base, dlog);
     x->aon = 0;
     uint32_t at;
     float pn, r;
@@ -782,18 +807,8 @@ static const uint32_t *predict_passes(lmz_ens *e, ens_stream *x, const float *lo
             if (w[X_MATCH] > 0) p[x->mpred] += w[X_MATCH] * (x->mconf - x->mbg);
         }
     } else {
-        /* the weights: the set's offsets on the global ones; profile 2 picks
-         * the set also by the model's confidence, its largest probability
-         * 1 / e^logz: above 0.9, 0.5, 0.2 or not */
-        if (e->p.profile != LMZ_ENS_V1 && x->act[X_MODEL])
-            x->wset += MIX_CHEAP * (logz < 0.105f ? 3u : logz < 0.693f ? 2u : logz < 1.609f ? 1u : 0u);
-        if (x->act[X_LOCAL]) x->wset += MIX_CHEAP * MIX_CONF;
-        for (int i = 0; i < EXPERTS; i++) {
-            float w = e->wglob[i] + e->wsets[x->wset][i];
-            x->weff[i] = w < 0 ? 0 : w > 8 ? 8 : w;
-        }
-        /* l(v) = sum_i w_i log q_i(v), up to a constant; the n-gram and the
-         * match model differ from their constant only at a few tokens */
+        mixer_weights(e, x, logz);
+        /* l(v) = sum_i w_i log q_i(v), up to a constant */
         float *l = x->l;
         if (x->act[X_MODEL]) {
             float wm = x->w[X_MODEL];
@@ -801,36 +816,12 @@ static const uint32_t *predict_passes(lmz_ens *e, ens_stream *x, const float *lo
         } else {
             memset(l, 0, V * sizeof *l);
         }
-        float lbase_n = 0, lbase_k = 0, dlog[NG_ORDERS * NG_SLOTS]; /* log q_ng(t) - lbase_n at the list */
-        if (x->act[X_NGRAM]) {
-            lbase_n = lmz_logf(x->ng_s);
-            for (unsigned i = 0; i < x->nlist; i++) {
-                int32_t t = x->list[i];
-                dlog[i] = lmz_logf(x->ng_s + x->ngadd[t]) - lbase_n;
-                l[t] += x->w[X_NGRAM] * dlog[i];
-            }
-        }
-        if (x->act[X_MATCH]) {
-            lbase_k = lmz_logf(x->mbg);
-            l[x->mpred] += x->w[X_MATCH] * (lmz_logf(x->mconf) - lbase_k);
-        }
-        float lbase_l = 0;
-        if (x->act[X_LOCAL]) {
-            lbase_l = lmz_logf(x->lbg);
-            l[x->lpred] += x->w[X_LOCAL] * (lmz_logf(x->lconf) - lbase_l);
-        }
+        float base[3], dlog[NG_ORDERS * NG_SLOTS];
+        (void)cheap_terms(x, l, base, dlog);
         (void)softmax(e, l, p);
-        if (x->act[X_LOCAL]) x->elog[X_LOCAL] = lbase_l + p[x->lpred] * (lmz_logf(x->lconf) - lbase_l);
-        if (x->act[X_MODEL]) { /* E_p[log pm], log pm(v) = u(v) - logz */
+        if (x->act[X_MODEL]) /* E_p[log pm], log pm(v) = u(v) - logz */
             x->elog[X_MODEL] = (float)sum_pu(e->p.profile, p, x->u, logz, V);
-        }
-        if (x->act[X_NGRAM]) {
-            double en = lbase_n;
-            for (unsigned i = 0; i < x->nlist; i++) en += (double)p[x->list[i]] * (double)dlog[i];
-            x->elog[X_NGRAM] = (float)en;
-        }
-        if (x->act[X_MATCH])
-            x->elog[X_MATCH] = lbase_k + p[x->mpred] * (lmz_logf(x->mconf) - lbase_k);
+        cheap_expectations(x, p, base, dlog);
     }
     x->aon = 0;
     if (e->p.profile >= LMZ_ENS_V3 && e->p.mixer == LMZ_MIX_LOG) apm_apply(e, x, p);
