@@ -565,6 +565,39 @@ static void explain_finish(cframe *c, lmz_lm_cframe *f)
     f->npieces = n;
 }
 
+/* The ensembles' updates after a position's tokens: the bias head's steps
+ * over the vocabulary shared among the threads by ranges of entries (each
+ * entry sees the streams' steps in stream order, as on one thread: the same
+ * bits), then the rest of each update in stream order. Group g's streams
+ * are st[run[g] .. run[g + 1]), with the ensemble ens[g]. */
+typedef struct {
+    lmz_ens *const *ens;
+    const size_t *run, *st;
+    const int32_t *tok;
+    size_t groups;
+} rows_job;
+
+#define ROWS_UNIT 64 /* vocabulary entries per unit of the split: whole cache lines */
+
+static void update_rows(void *ctx, size_t b, size_t e, unsigned th)
+{
+    (void)th;
+    const rows_job *j = ctx;
+    for (size_t g = 0; g < j->groups; g++)
+        lmz_ens_update_rows(j->ens[g], j->st + j->run[g], j->tok + j->run[g], j->run[g + 1] - j->run[g],
+                            (uint32_t)(b * ROWS_UNIT), (uint32_t)(e * ROWS_UNIT));
+}
+
+static void update_ensembles(lmz_lm *lm, lmz_ens *const *ens, const size_t *run, size_t groups, const size_t *st,
+                             const int32_t *tok)
+{
+    rows_job j = {ens, run, st, tok, groups};
+    size_t k = run[groups];
+    lmz_pool_for_work(lm->pool, (lm->V + ROWS_UNIT - 1) / ROWS_UNIT, 4.0 * (double)k * (double)lm->V, update_rows, &j);
+    for (size_t g = 0; g < groups; g++)
+        for (size_t i = run[g]; i < run[g + 1]; i++) lmz_ens_update_rest(ens[g], st[i], tok[i]);
+}
+
 /* one token of each active frame, from the same ensemble state */
 typedef struct {
     lmz_lm *lm;
@@ -610,7 +643,8 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
     const uint32_t V = lm->V;
     const int need_model = (lm->p.ens.parts & LMZ_ENS_MODEL) != 0;
     size_t m = 0, longest = 0, all_tokens = 0, max_tokens[LMZ_ENS_STREAMS_MAX];
-    size_t act[LMZ_ENS_STREAMS_MAX], row[LMZ_ENS_STREAMS_MAX], who[LMZ_ENS_STREAMS_MAX];
+    size_t act[LMZ_ENS_STREAMS_MAX], row[LMZ_ENS_STREAMS_MAX], who[LMZ_ENS_STREAMS_MAX], sidx[LMZ_ENS_STREAMS_MAX];
+    int32_t toks[LMZ_ENS_STREAMS_MAX];
     for (size_t i = 0; i < k; i++)
         if (c[i].in && c[i].ntok) {
             c[i].sidx = m;
@@ -662,16 +696,18 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
             lmz_pool_for_work(lm->pool, na, (double)na * V * 8.0, encode_tokens, &ej);
             for (size_t j = 0; j < na && !err; j++) {
                 cframe *x = &c[act[j]];
-                int32_t tok = x->toks[at + i];
+                sidx[j] = x->sidx;
+                toks[j] = x->toks[at + i];
                 if (tb) {
                     double b = 0;
-                    if (lmz_tb_encode(tb, x->sidx, x->cum, tok, &x->rc, &b) != 0) err = LMZ_ERROR_NOMEM;
+                    if (lmz_tb_encode(tb, x->sidx, x->cum, toks[j], &x->rc, &b) != 0) err = LMZ_ERROR_NOMEM;
                     x->st.text_bits += b;
                     x->st.ideal_bits += b;
                     explain_token(lm, ens, x, at + i, b);
                 }
-                lmz_ens_update(ens, x->sidx, tok);
             }
+            size_t run[2] = {0, na};
+            if (!err) update_ensembles(lm, &ens, run, 1, sidx, toks);
         }
         if (lm->progress && !err) {
             size_t done = 0;
@@ -943,29 +979,28 @@ static void decode_tokens(void *ctx, size_t b, size_t e, unsigned th)
     }
 }
 
-/* then the updates: in frame order within a group, the groups apart */
+/* then the tokens of the bit coder: in frame order within a group, the
+ * groups apart */
 typedef struct {
     dframe *d;
     const size_t *act;
     const size_t *run; /* group r is act[run[r] .. run[r + 1]) */
-} update_job;
+} walk_job;
 
-static void update_groups(void *ctx, size_t b, size_t e, unsigned th)
+static void decode_walks(void *ctx, size_t b, size_t e, unsigned th)
 {
     (void)th;
-    update_job *j = ctx;
+    walk_job *j = ctx;
     for (size_t r = b; r < e; r++)
         for (size_t i = j->run[r]; i < j->run[r + 1]; i++) {
             dframe *x = &j->d[j->act[i]];
-            if (x->tb) {
-                int32_t t = lmz_tb_decode(x->tb, x->sidx, x->cum, &x->rc);
-                if (t < 0) {
-                    x->nomem = 1;
-                    t = 0;
-                }
-                x->toks[x->done++] = x->last = t;
+            if (!x->tb) continue;
+            int32_t t = lmz_tb_decode(x->tb, x->sidx, x->cum, &x->rc);
+            if (t < 0) {
+                x->nomem = 1;
+                t = 0;
             }
-            lmz_ens_update(x->ens, x->sidx, x->last);
+            x->toks[x->done++] = x->last = t;
         }
 }
 
@@ -1016,7 +1051,10 @@ void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k)
     size_t *row = malloc(k1 * sizeof *row), *run = malloc((k1 + 1) * sizeof *run);
     lmz_ens **ens = calloc(k1, sizeof *ens);
     lmz_tb **tbs = calloc(k1, sizeof *tbs);
-    if (!d || !act || !states || !in || !logits || !need || !row || !run || !ens || !tbs) {
+    lmz_ens **gens = malloc(k1 * sizeof *gens);
+    size_t *sidx = malloc(k1 * sizeof *sidx);
+    int32_t *toks = malloc(k1 * sizeof *toks);
+    if (!d || !act || !states || !in || !logits || !need || !row || !run || !ens || !tbs || !gens || !sidx || !toks) {
         for (size_t i = 0; i < k; i++) f[i].err = LMZ_ERROR_NOMEM;
         goto out;
     }
@@ -1055,8 +1093,14 @@ void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k)
         run[nrun] = na;
         token_job tj = {lm, d, act, row, logits};
         lmz_pool_for_work(lm->pool, na, (double)na * lm->V * 8.0, decode_tokens, &tj);
-        update_job uj = {d, act, run};
-        lmz_pool_for_work(lm->pool, nrun, (double)na * lm->V, update_groups, &uj);
+        walk_job wj = {d, act, run};
+        lmz_pool_for_work(lm->pool, nrun, (double)na * lm->V, decode_walks, &wj);
+        for (size_t j = 0; j < na; j++) {
+            sidx[j] = d[act[j]].sidx;
+            toks[j] = d[act[j]].last;
+        }
+        for (size_t g = 0; g < nrun; g++) gens[g] = d[act[run[g]]].ens;
+        update_ensembles(lm, gens, run, nrun, sidx, toks);
         size_t keep = 0;
         for (size_t j = 0; j < na; j++) {
             dframe *x = &d[act[j]];
@@ -1085,4 +1129,7 @@ out:
     free(need);
     free(row);
     free(run);
+    free(gens);
+    free(sidx);
+    free(toks);
 }

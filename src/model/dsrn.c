@@ -547,10 +547,24 @@ static void scan_cols(void *ctx, size_t i0, size_t i1, unsigned thread)
     }
 }
 
+/* a phase's work per token, in multiply-adds or the like (an exp, tanh or
+ * sigmoid about 16): whether its tokens are worth the worker threads */
+static double phase_work(const dsrn_model *m, int phase)
+{
+    const double D = m->D, HD = (double)m->H * m->D;
+    switch (phase) {
+    case TOK_GATES: return 32.0 * D;
+    case TOK_SLOW: return 32.0 * HD;
+    case TOK_MLP_IN: return 3.0 * D * (double)m->W + 8.0 * D; /* the window's scores and sums, the norm */
+    case TOK_SWIGLU: return 16.0 * (double)m->F;
+    default: return 8.0 * D;
+    }
+}
+
 static void per_token(dsrn_model *m, uint32_t l, int phase, int last)
 {
     tok_job j = {m, l, phase, last};
-    lmz_pool_for_work(m->pool, m->nb, 16.0 * (double)m->nb * (double)m->D * (phase == TOK_ATTN ? m->W : 1), tok_rows, &j);
+    lmz_pool_for_work(m->pool, m->nb, (double)m->nb * phase_work(m, phase), tok_rows, &j);
 }
 
 /* B tokens through the network: token b belongs to state m->rows[b] at

@@ -930,30 +930,58 @@ static size_t match_slot(const lmz_ens *e, const ens_stream *x, size_t end)
     return (size_t)((h ^ (h >> 32)) & e->mask);
 }
 
-LMZ_CLONES_FLOAT
-int lmz_ens_update(lmz_ens *e, size_t s, int32_t tok)
+static int update_ok(const lmz_ens *e, const ens_stream *x, int32_t tok)
 {
-    ens_stream *x = &e->s[s];
-    if (x->n >= x->max || tok < 0 || (uint32_t)tok >= e->V) return -1;
-    const uint32_t V = e->V;
-    x->prepared = 0;
+    return x->n < x->max && tok >= 0 && (uint32_t)tok < e->V;
+}
 
-    if (x->act[X_MODEL] && (e->p.parts & LMZ_ENS_BIAS) && e->p.bias_lr > 0) {
-        float lr = e->p.bias_lr;
-        if (e->cb) { /* the context bias: the same step on the previous token's row, twice the rate */
-            float *c = context_row(e, x), lc = 2.0f * lr, *b = e->bias;
-            const float *pm = x->pm;
-            for (uint32_t v = 0; v < V; v++) { /* both in one pass */
-                b[v] -= lr * pm[v];
-                c[v] -= lc * pm[v];
-            }
+/* the bias head's step of one stream on entries [v0, v1): the model's
+ * probabilities off, the token's entry up (the context bias on the previous
+ * token's row too, twice the rate) */
+LMZ_CLONES_FLOAT
+static void bias_step(lmz_ens *e, const ens_stream *x, int32_t tok, uint32_t v0, uint32_t v1)
+{
+    if (!x->act[X_MODEL] || !(e->p.parts & LMZ_ENS_BIAS) || !(e->p.bias_lr > 0)) return;
+    float lr = e->p.bias_lr, *b = e->bias;
+    const float *pm = x->pm;
+    int here = (uint32_t)tok >= v0 && (uint32_t)tok < v1;
+    if (e->cb) {
+        float *c = context_row(e, x), lc = 2.0f * lr;
+        for (uint32_t v = v0; v < v1; v++) { /* both in one pass */
+            b[v] -= lr * pm[v];
+            c[v] -= lc * pm[v];
+        }
+        if (here) {
             b[tok] += lr;
             c[tok] += lc;
-        } else {
-            for (uint32_t v = 0; v < V; v++) e->bias[v] -= lr * x->pm[v];
-            e->bias[tok] += lr;
         }
+    } else {
+        for (uint32_t v = v0; v < v1; v++) b[v] -= lr * pm[v];
+        if (here) b[tok] += lr;
     }
+}
+
+void lmz_ens_update_rows(lmz_ens *e, const size_t *st, const int32_t *tok, size_t k, uint32_t v0, uint32_t v1)
+{
+    if (v1 > e->V) v1 = e->V;
+    for (size_t i = 0; i < k; i++) {
+        const ens_stream *x = &e->s[st[i]];
+        if (update_ok(e, x, tok[i])) bias_step(e, x, tok[i], v0, v1);
+    }
+}
+
+int lmz_ens_update(lmz_ens *e, size_t s, int32_t tok)
+{
+    lmz_ens_update_rows(e, &s, &tok, 1, 0, e->V);
+    return lmz_ens_update_rest(e, s, tok);
+}
+
+LMZ_CLONES_FLOAT
+int lmz_ens_update_rest(lmz_ens *e, size_t s, int32_t tok)
+{
+    ens_stream *x = &e->s[s];
+    if (!update_ok(e, x, tok)) return -1;
+    x->prepared = 0;
 
     if (x->aon) {
         float y = tok == x->atok ? 1.0f : 0.0f, *t = e->apm[x->actx], rate = APM_RATE;

@@ -121,6 +121,16 @@ const uint32_t *lmz_ens_predict(lmz_ens *e, size_t s, const float *logits);
  * max_tokens tokens. */
 int lmz_ens_update(lmz_ens *e, size_t s, int32_t tok);
 
+/* The same in two parts, for callers that share the vocabulary-wide part
+ * among threads: lmz_ens_update_rows does the bias head's steps of streams
+ * st[0..k) (tokens tok[0..k), in that order) on the vocabulary entries
+ * [v0, v1) alone; calls on disjoint ranges may run at the same time. Once
+ * every range is done, lmz_ens_update_rest(e, st[i], tok[i]) for i = 0..k-1
+ * in order finishes each update. Each entry sees the same steps in the same
+ * order as with lmz_ens_update: the same bits. */
+void lmz_ens_update_rows(lmz_ens *e, const size_t *st, const int32_t *tok, size_t k, uint32_t v0, uint32_t v1);
+int lmz_ens_update_rest(lmz_ens *e, size_t s, int32_t tok);
+
 /* For explaining a coding (lmzip --explain), after lmz_ens_predict and
  * before the update: q[0..3] the probability each expert gave tok (model
  * with its bias head, n-gram, match model, the stream's own match model;

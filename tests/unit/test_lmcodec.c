@@ -437,3 +437,58 @@ TEST(ens_fused_passes_same_tables)
                 lmz_ens_free(b);
             }
 }
+
+/* The update in two parts (the bias head's steps by ranges of the
+ * vocabulary, in any order of ranges, then the rest in stream order) leaves
+ * the same ensemble as lmz_ens_update: the same tables, bit for bit, for
+ * every profile, with and without the bias head, streams sharing context
+ * rows. */
+TEST(ens_update_by_rows_same_tables)
+{
+    enum { K = 3, N = 300 };
+    static const uint32_t sizes[] = {300, 8197};
+    static const unsigned parts[] = {LMZ_ENS_ALL, LMZ_ENS_ALL & ~LMZ_ENS_BIAS, LMZ_ENS_MODEL | LMZ_ENS_BIAS};
+    for (unsigned prof = LMZ_ENS_V1; prof <= LMZ_ENS_V4; prof++)
+        for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
+            for (size_t pi = 0; pi < sizeof parts / sizeof *parts; pi++) {
+                const uint32_t nv = sizes[si];
+                lmz_ens_params p;
+                lmz_ens_params_default(&p);
+                p.profile = prof;
+                p.parts = parts[pi];
+                size_t max[K] = {N, N, N - 1}; /* the last stream fills up: its update is refused */
+                lmz_ens *a = lmz_ens_new(&p, nv, K, max), *b = lmz_ens_new(&p, nv, K, max);
+                float *lg = malloc((size_t)K * nv * sizeof *lg);
+                CHECK(a && b && lg);
+                if (!a || !b || !lg) return;
+                unsigned long long s = 11 + prof * 100 + si * 10 + pi;
+                int same = 1;
+                size_t st[K] = {0, 1, 2};
+                int32_t tok[K];
+                for (size_t i = 0; i < N && same; i++) {
+                    for (size_t j = 0; j < K; j++) {
+                        /* streams 0 and 1 often share the previous token: the same context row */
+                        tok[j] = i % 4 ? (int32_t)(i % 9) : (int32_t)(test_rand(&s) % nv);
+                        if (j == 2 && i % 3 == 0) tok[j] = (int32_t)(nv - 1 - test_rand(&s) % 70);
+                        for (uint32_t v = 0; v < nv; v++)
+                            lg[j * nv + v] = (float)(test_rand(&s) % 2000) / 100.0f - 10.0f;
+                    }
+                    for (size_t j = 0; j < K && same; j++) {
+                        const uint32_t *ca = lmz_ens_predict(a, j, lg + j * nv), *cb = lmz_ens_predict(b, j, lg + j * nv);
+                        same = memcmp(ca, cb, (nv + 1) * sizeof *ca) == 0;
+                    }
+                    for (size_t j = 0; j < K; j++) lmz_ens_update(a, j, tok[j]);
+                    /* ranges of uneven sizes, the last first, the first ending past the vocabulary */
+                    uint32_t cut1 = nv / 3 + 5, cut2 = nv - 64;
+                    lmz_ens_update_rows(b, st, tok, K, cut2, nv + 100);
+                    lmz_ens_update_rows(b, st, tok, K, cut1, cut2);
+                    lmz_ens_update_rows(b, st, tok, K, 0, cut1);
+                    for (size_t j = 0; j < K; j++) lmz_ens_update_rest(b, j, tok[j]);
+                }
+                if (!same) printf("  profile %u, %u tokens, parts %u: the tables differ\n", prof, nv, parts[pi]);
+                CHECK(same);
+                free(lg);
+                lmz_ens_free(a);
+                lmz_ens_free(b);
+            }
+}
