@@ -4,6 +4,7 @@
 #include <math.h>
 
 #include "../common/multiversion.h"
+#include "../tensor/kernels.h"
 
 int lmz_cdf_build(const float *p, uint32_t n, uint32_t *freq, uint32_t *cum)
 {
@@ -44,7 +45,8 @@ int lmz_cdf_build_lanes(const float *p, uint32_t n, unsigned bits, uint32_t *fre
         float v = p[i + j];
         a[j] += isfinite(v) && v > 0.0f ? (double)v : 0.0;
     }
-    return build(p, n, bits, ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])), freq, cum);
+    _Static_assert(LMZ_CDF_LANES == 8, "the lanes' total adds eight");
+    return build(p, n, bits, lmz_lanes8_total(a), freq, cum);
 }
 
 int lmz_cdf_build_lanes_sum(const float *p, uint32_t n, unsigned bits, double s, uint32_t *freq, uint32_t *cum)

@@ -342,7 +342,6 @@ static size_t local_slot(const ens_stream *x, size_t end)
  * one chain of dependent additions (several times faster, vectorised by
  * the compiler with the same bits on every machine). */
 #define LANES 8
-static double lanes_total(const double *a) { return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])); }
 
 /* sum of p[0..n) */
 LMZ_CLONES_FLOAT
@@ -358,7 +357,7 @@ static double sum_p(unsigned profile, const float *p, uint32_t n)
     for (; v + LANES <= n; v += LANES)
         for (uint32_t j = 0; j < LANES; j++) a[j] += (double)p[v + j];
     for (uint32_t j = 0; v + j < n; j++) a[j] += (double)p[v + j];
-    return lanes_total(a);
+    return lmz_lanes8_total(a);
 }
 
 /* sum of p[v] (u[v] - c) over v < n: E_p[log q] when log q = u - c */
@@ -375,7 +374,7 @@ static double sum_pu(unsigned profile, const float *p, const float *u, float c, 
     for (; v + LANES <= n; v += LANES)
         for (uint32_t j = 0; j < LANES; j++) a[j] += (double)p[v + j] * (double)(u[v + j] - c);
     for (uint32_t j = 0; v + j < n; j++) a[j] += (double)p[v + j] * (double)(u[v + j] - c);
-    return lanes_total(a);
+    return lmz_lanes8_total(a);
 }
 
 /* largest of x[0..n): the same value in any order (no NaN here) */
@@ -447,7 +446,7 @@ static inline T_FUSED double lanes_total512(__m512d a)
 {
     double l[LANES];
     _mm512_storeu_pd(l, a);
-    return lanes_total(l);
+    return lmz_lanes8_total(l);
 }
 
 /* u = logits + bias (+ c), a non-finite value replaced by -1e30 (x - x is 0

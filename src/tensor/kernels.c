@@ -714,5 +714,5 @@ double lmz_exp_shift_sum(lmz_kpath p, float *x, float mx, float *y, size_t n)
         y[i] = lmz_expf(x[i]);
         a[i % 8] += (double)y[i];
     }
-    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    return lmz_lanes8_total(a);
 }

@@ -74,6 +74,13 @@ void lmz_exp_array(lmz_kpath p, const float *x, float *y, size_t n);
  * one pass, the same bits on every path. For y >= 0 (x - mx <= 0, no NaN). */
 double lmz_exp_shift_sum(lmz_kpath p, float *x, float mx, float *y, size_t n);
 
+/* The total of eight binary64 lane sums, in the one order every fixed-order
+ * sum over the vocabulary uses: ((0+1)+(2+3))+((4+5)+(6+7)). */
+static inline double lmz_lanes8_total(const double a[8])
+{
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
 /* y[i] = fmaf(a, x[i], y[i]) for i < n (attention's weighted sums). */
 void lmz_axpy(lmz_kpath p, float a, const float *x, float *y, size_t n);
 

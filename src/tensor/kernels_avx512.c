@@ -142,7 +142,7 @@ double T_512 lmz_exp_shift_sum_avx512(float *x, float mx, float *y, size_t n)
     }
     double l[8];
     _mm512_storeu_pd(l, a);
-    return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+    return lmz_lanes8_total(l);
 }
 
 /* Weighted sums for heads of 64 (four registers each), up to four heads
