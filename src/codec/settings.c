@@ -30,7 +30,7 @@ typedef struct {
 #define P(f) offsetof(lmz_params, f)
 static const setting table[] = {
     {{"frame-size", LMZ_SET_FRAME_SIZE, 0, LMZ_FRAME_SIZE_MIN, LMZ_FRAME_SIZE_MAX, 0,
-      "bytes per independent frame (default 4M; with a model about a sixteenth of the file in whole frames, 16K..256K; "
+      "bytes per independent frame (default 4M; with a model about an eighth of the file in whole frames, 16K..512K; "
       "with a model at most 64M)"},
      H(frame_size), P(frame_size), U32, 0, 0, 1, -1},
     {{"table-bits", LMZ_SET_TABLE_BITS, 0, LMZ_BM_TABLE_BITS_MIN, LMZ_BM_TABLE_BITS_MAX, LMZ_BM_TABLE_BITS_DEFAULT,

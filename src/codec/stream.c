@@ -30,12 +30,14 @@
 /* With a model and automatic frames, a file is cut into LM_FRAMES_WANTED
  * frames (decoded side by side, so decompression has that many streams to
  * batch), each of about LM_FRAME_MIN .. LM_FRAME_MAX bytes (no short last
- * frame); input of unknown size takes LM_FRAME_MAX. The frames of a group share their
- * statistics, so smaller frames cost less ratio than they would alone
- * (docs/BENCHMARKS.md). */
-#define LM_FRAMES_WANTED 16
+ * frame); input of unknown size takes LM_FRAME_UNKNOWN. The frames of a
+ * group share their statistics, so smaller frames cost less ratio than they
+ * would alone; eight streams decode as fast as sixteen on two threads and
+ * longer frames code smaller (docs/BENCHMARKS.md). */
+#define LM_FRAMES_WANTED 8
 #define LM_FRAME_MIN (16u << 10)
-#define LM_FRAME_MAX (256u << 10)
+#define LM_FRAME_MAX (512u << 10)
+#define LM_FRAME_UNKNOWN (256u << 10)
 
 void lmz_params_default(lmz_params *p)
 {
@@ -714,14 +716,14 @@ static void explain_frame(const lmz_params *p, cjob *j, uint64_t base, uint64_t 
 }
 
 /* The frame size and group a model stream gets when p leaves them to the
- * library (0): frames of about a sixteenth of the input within 16K..256K
- * (up to 1/n above that for n frames), as many
- * per group as fit in 64 MiB, 64 at most. */
+ * library (0): frames of about an eighth of the input within 16K..512K
+ * (up to 1/n above that for n frames; 256K for input of unknown size), as
+ * many per group as fit in 64 MiB, 64 at most. */
 static void lm_policy(const lmz_params *p, uint32_t *frame, unsigned *group)
 {
     uint64_t f = p->frame_size;
     if (!f) {
-        f = LM_FRAME_MAX;
+        f = LM_FRAME_UNKNOWN;
         if (p->size_hint != LMZ_SIZE_UNKNOWN) {
             f = (p->size_hint / LM_FRAMES_WANTED + 4095) / 4096 * 4096;
             f = f < LM_FRAME_MIN ? LM_FRAME_MIN : f > LM_FRAME_MAX ? LM_FRAME_MAX : f;
