@@ -588,14 +588,23 @@ static void update_rows(void *ctx, size_t b, size_t e, unsigned th)
                             (uint32_t)(b * ROWS_UNIT), (uint32_t)(e * ROWS_UNIT));
 }
 
+/* the rest of the updates: in stream order within a group, the groups apart */
+static void update_rest(void *ctx, size_t b, size_t e, unsigned th)
+{
+    (void)th;
+    const rows_job *j = ctx;
+    for (size_t g = b; g < e; g++)
+        for (size_t i = j->run[g]; i < j->run[g + 1]; i++) lmz_ens_update_rest(j->ens[g], j->st[i], j->tok[i]);
+}
+
 static void update_ensembles(lmz_lm *lm, lmz_ens *const *ens, const size_t *run, size_t groups, const size_t *st,
                              const int32_t *tok)
 {
     rows_job j = {ens, run, st, tok, groups};
     size_t k = run[groups];
     lmz_pool_for_work(lm->pool, (lm->V + ROWS_UNIT - 1) / ROWS_UNIT, 4.0 * (double)k * (double)lm->V, update_rows, &j);
-    for (size_t g = 0; g < groups; g++)
-        for (size_t i = run[g]; i < run[g + 1]; i++) lmz_ens_update_rest(ens[g], st[i], tok[i]);
+    /* a few tables' buckets a stream: worth the threads only for many groups' streams */
+    lmz_pool_for_work(lm->pool, groups, 4096.0 * (double)k, update_rest, &j);
 }
 
 /* one token of each active frame, from the same ensemble state */

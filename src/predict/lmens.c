@@ -342,6 +342,7 @@ static size_t local_slot(const ens_stream *x, size_t end)
  * one chain of dependent additions (several times faster, vectorised by
  * the compiler with the same bits on every machine). */
 #define LANES 8
+_Static_assert(LANES == 8, "lmz_lanes8_total adds eight lanes");
 
 /* sum of p[0..n) */
 LMZ_CLONES_FLOAT
@@ -975,7 +976,6 @@ int lmz_ens_update(lmz_ens *e, size_t s, int32_t tok)
     return lmz_ens_update_rest(e, s, tok);
 }
 
-LMZ_CLONES_FLOAT
 int lmz_ens_update_rest(lmz_ens *e, size_t s, int32_t tok)
 {
     ens_stream *x = &e->s[s];
