@@ -913,6 +913,10 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
             k++;
             if (done) break;
         }
+        /* version 2, the whole input in the first batch: its size and
+         * frame are known before coding, and the chain's tables are sized
+         * by the size the header records, as the decoder sizes them */
+        if (!err && !header_done && h.version != LMZ_FORMAT_V1 && done) one_batch(&h, jobs, k, lm != NULL);
         if (!err && k > 0) {
             if (lm) {
                 lm_progress_ctx pc = {io, total_in, total_out, 0, 0, 1};
@@ -927,7 +931,6 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
         }
         if (!err && !header_done) {
             if (h.version != LMZ_FORMAT_V1 && done) {
-                one_batch(&h, jobs, k, lm != NULL);
                 if (lm && k > 0 && !p->model_always && byte_stream_instead(&h, jobs, &k)) {
                     switched = 1;
                     if (p->stats) memset(p->stats, 0, sizeof *p->stats); /* no text for the model */
