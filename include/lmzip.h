@@ -33,9 +33,9 @@ extern "C" {
 #endif
 
 #define LMZ_VERSION_MAJOR 0
-#define LMZ_VERSION_MINOR 4
+#define LMZ_VERSION_MINOR 5
 #define LMZ_VERSION_PATCH 0
-#define LMZ_VERSION_STRING "0.4.0"
+#define LMZ_VERSION_STRING "0.5.0"
 
 /* ---- errors (values are pinned: they never change meaning) -------------- */
 typedef enum {
@@ -92,6 +92,7 @@ typedef struct {
 #define LMZ_PART_NGRAM 2u
 #define LMZ_PART_BIAS  4u
 #define LMZ_PART_MATCH 8u
+#define LMZ_PART_HEAD  16u /* the adaptive output head (models of vocabulary x width <= 2^24 only) */
 
 /* ---- a loaded model ------------------------------------------------------ */
 

@@ -176,6 +176,7 @@ uint64_t lmz_lm_mem_group(const lmz_lm *lm, uint64_t bytes)
     while (pow2 < bytes && pow2 < buckets) pow2 <<= 1; /* the tables scale with the tokens */
     uint64_t bias = 1024 * 4 * (uint64_t)lm->V;
     if (bias > (32u << 20)) bias = 32u << 20;
+    if (lm->p.ens.parts & LMZ_ENS_HEAD) bias += 4 * (uint64_t)lm->V * lmz_model_dim(lm->m);
     return 4 * 32 * pow2 + bias + lmz_bytemodel_mem(lmz_bytemodel_table_bits((size_t)bytes, lm->p.table_bits));
 }
 
@@ -190,6 +191,12 @@ void lmz_lm_free(lmz_lm *lm)
 const char *lmz_lm_name(const lmz_lm *lm) { return lm->ref->name; }
 const uint8_t *lmz_lm_hash(const lmz_lm *lm) { return lm->ref->hash; }
 uint32_t lmz_lm_window(const lmz_lm *lm) { return lmz_model_window(lm->m); }
+
+unsigned lmz_lm_fit_parts(lmz_lm *lm)
+{
+    if ((uint64_t)lm->V * lmz_model_dim(lm->m) > LMZ_LM_HEAD_MAX) lm->p.ens.parts &= ~LMZ_ENS_HEAD;
+    return lm->p.ens.parts;
+}
 void lmz_lm_stats_get(const lmz_lm *lm, lmz_lm_stats *s) { *s = lm->st; }
 void lmz_lm_stats_reset(lmz_lm *lm) { memset(&lm->st, 0, sizeof lm->st); }
 
@@ -617,6 +624,8 @@ typedef struct {
     const size_t *row;
     size_t at;           /* the tokens' position */
     lmz_tb *tb;          /* det-f32-v4: the group's bit coder */
+    const float *hidden; /* the adaptive head's: frame i's at hidden + row[i] * dim, or NULL */
+    size_t dim;
 } enc_job;
 
 static void encode_tokens(void *ctx, size_t b, size_t e, unsigned th)
@@ -627,7 +636,8 @@ static void encode_tokens(void *ctx, size_t b, size_t e, unsigned th)
     for (size_t i = b; i < e; i++) {
         cframe *c = &j->c[j->act[i]];
         const float *lg = j->row[i] == SIZE_MAX ? NULL : j->logits + j->row[i] * j->lm->V;
-        const uint32_t *cum = lmz_ens_predict(j->ens, c->sidx, lg);
+        const float *h = lg && j->hidden ? j->hidden + j->row[i] * j->dim : NULL;
+        const uint32_t *cum = lmz_ens_predict_hidden(j->ens, c->sidx, lg, h);
         if (j->lm->p.ens.profile >= LMZ_ENS_V4) { /* coded after, in stream order */
             c->cum = cum;
             lmz_tb_prepare(j->tb, c->sidx, cum);
@@ -678,6 +688,11 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
     float *logits = need_model ? malloc(m * chunk * V * sizeof *logits) : NULL;
     int32_t *in = malloc(chunk * sizeof *in);
     if (!ens || (need_model && !logits) || !in) err = LMZ_ERROR_NOMEM;
+    const size_t D = lmz_model_dim(lm->m);
+    float *hidden = NULL; /* the adaptive head's input, beside the logits */
+    if (!err && need_model && (lm->p.ens.parts & LMZ_ENS_HEAD) &&
+        (lmz_ens_set_dim(ens, (uint32_t)D) != 0 || !(hidden = malloc(m * chunk * D * sizeof *hidden))))
+        err = LMZ_ERROR_NOMEM;
     for (size_t s = 0; s < m && !err; s++) {
         cframe *x = &c[who[s]];
         if (need_model && !(x->state = lmz_state_new(lm->m))) err = LMZ_ERROR_NOMEM;
@@ -692,7 +707,9 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
                 if (x->ntok <= at) continue;
                 size_t len = x->ntok - at < chunk ? x->ntok - at : chunk;
                 for (size_t i = 0; i < len; i++) in[i] = at + i == 0 ? lm->start : x->toks[at + i - 1];
-                if (lmz_model_prefill(lm->m, x->state, in, len, logits + s * chunk * V) != 0) err = LMZ_ERROR_CORRUPT;
+                if (lmz_model_prefill_hidden(lm->m, x->state, in, len, logits + s * chunk * V,
+                                             hidden ? hidden + s * chunk * D : NULL) != 0)
+                    err = LMZ_ERROR_CORRUPT;
             }
         for (size_t i = 0; i < chunk && at + i < longest && !err; i++) {
             size_t na = 0;
@@ -701,7 +718,7 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
                     act[na] = who[s];
                     row[na++] = need_model ? s * chunk + i : SIZE_MAX;
                 }
-            enc_job ej = {lm, ens, c, act, logits, row, at + i, tb};
+            enc_job ej = {lm, ens, c, act, logits, row, at + i, tb, hidden, D};
             lmz_pool_for_work(lm->pool, na, (double)na * V * 8.0, encode_tokens, &ej);
             for (size_t j = 0; j < na && !err; j++) {
                 cframe *x = &c[act[j]];
@@ -733,6 +750,7 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
     lmz_ens_free(ens);
     lmz_tb_free(tb);
     free(logits);
+    free(hidden);
     free(in);
     for (size_t s = 0; s < m; s++) {
         lmz_state_free(c[who[s]].state);
@@ -965,6 +983,8 @@ typedef struct {
     const size_t *act;
     const size_t *row; /* each active frame's logits row, or SIZE_MAX: none */
     const float *logits;
+    const float *hidden; /* the adaptive head's, a row of dim beside each row of logits, or NULL */
+    size_t dim;
 } token_job;
 
 static void decode_tokens(void *ctx, size_t b, size_t e, unsigned th)
@@ -975,7 +995,8 @@ static void decode_tokens(void *ctx, size_t b, size_t e, unsigned th)
     for (size_t i = b; i < e; i++) {
         dframe *x = &j->d[j->act[i]];
         const float *lg = j->row[i] == SIZE_MAX ? NULL : j->logits + j->row[i] * j->lm->V;
-        const uint32_t *cum = lmz_ens_predict(x->ens, x->sidx, lg);
+        const float *h = lg && j->hidden ? j->hidden + j->row[i] * j->dim : NULL;
+        const uint32_t *cum = lmz_ens_predict_hidden(x->ens, x->sidx, lg, h);
         if (x->tb) { /* decoded after, in stream order */
             x->cum = cum;
             lmz_tb_prepare(x->tb, x->sidx, cum);
@@ -1031,6 +1052,10 @@ static int make_ensembles(lmz_lm *lm, lmz_lm_frame *f, dframe *d, size_t k, lmz_
             lmz_ens *x = lmz_ens_new(&lm->p.ens, lm->V, m, max_tokens);
             if (!x) return LMZ_ERROR_NOMEM;
             ens[*nens] = x;
+            if ((lm->p.ens.parts & LMZ_ENS_MODEL) && lmz_ens_set_dim(x, lmz_model_dim(lm->m)) != 0) {
+                tbs[(*nens)++] = NULL;
+                return LMZ_ERROR_NOMEM;
+            }
             lmz_tb *tb = NULL;
             if (lm->p.ens.profile >= LMZ_ENS_V4 && !(tb = lmz_tb_new(lm->tbv, lm->p.table_bits, m, text_bytes))) {
                 ++*nens;
@@ -1056,6 +1081,9 @@ void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k)
     lmz_state **states = malloc(k1 * sizeof *states);
     int32_t *in = malloc(k1 * sizeof *in);
     float *logits = malloc(k1 * (size_t)lm->V * sizeof *logits);
+    const size_t D = lmz_model_dim(lm->m);
+    const int head = (lm->p.ens.parts & LMZ_ENS_MODEL) && (lm->p.ens.parts & LMZ_ENS_HEAD);
+    float *hidden = head ? malloc(k1 * D * sizeof *hidden) : NULL;
     uint8_t *need = malloc(k1);
     size_t *row = malloc(k1 * sizeof *row), *run = malloc((k1 + 1) * sizeof *run);
     lmz_ens **ens = calloc(k1, sizeof *ens);
@@ -1063,7 +1091,8 @@ void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k)
     lmz_ens **gens = malloc(k1 * sizeof *gens);
     size_t *sidx = malloc(k1 * sizeof *sidx);
     int32_t *toks = malloc(k1 * sizeof *toks);
-    if (!d || !act || !states || !in || !logits || !need || !row || !run || !ens || !tbs || !gens || !sidx || !toks) {
+    if (!d || !act || !states || !in || !logits || (head && !hidden) || !need || !row || !run || !ens || !tbs || !gens ||
+        !sidx || !toks) {
         for (size_t i = 0; i < k; i++) f[i].err = LMZ_ERROR_NOMEM;
         goto out;
     }
@@ -1089,7 +1118,7 @@ void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k)
                 in[j] = d[act[j]].last;
                 need[j] = (uint8_t)lmz_ens_wants_model(d[act[j]].ens, d[act[j]].sidx);
             }
-            if (lmz_model_step_some(lm->m, states, in, na, logits, need) != 0) {
+            if (lmz_model_step_hidden(lm->m, states, in, na, logits, need, hidden) != 0) {
                 for (size_t j = 0; j < na; j++) f[act[j]].err = LMZ_ERROR_CORRUPT;
                 break;
             }
@@ -1100,7 +1129,7 @@ void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k)
             if (j == 0 || d[act[j]].ens != d[act[j - 1]].ens) run[nrun++] = j;
         }
         run[nrun] = na;
-        token_job tj = {lm, d, act, row, logits};
+        token_job tj = {lm, d, act, row, logits, hidden, D};
         lmz_pool_for_work(lm->pool, na, (double)na * lm->V * 8.0, decode_tokens, &tj);
         walk_job wj = {d, act, run};
         lmz_pool_for_work(lm->pool, nrun, (double)na * lm->V, decode_walks, &wj);
@@ -1135,6 +1164,7 @@ out:
     free(states);
     free(in);
     free(logits);
+    free(hidden);
     free(need);
     free(row);
     free(run);

@@ -98,6 +98,11 @@ const char *lmz_lm_name(const lmz_lm *lm);
 const uint8_t *lmz_lm_hash(const lmz_lm *lm);
 /* The model's window as the header records it. */
 uint32_t lmz_lm_window(const lmz_lm *lm);
+/* The adaptive head (LMZ_ENS_HEAD) only where vocabulary x width <= LMZ_LM_HEAD_MAX
+ * (64 MiB of floats a group): the compressor drops it for wider models before
+ * writing the header. @return the parts the stream is coded with. */
+#define LMZ_LM_HEAD_MAX (1u << 24)
+unsigned lmz_lm_fit_parts(lmz_lm *lm);
 
 
 /* An explain piece that is not a token (lmzip.h: lmz_piece). */

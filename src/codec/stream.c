@@ -882,6 +882,7 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
         }
         strcpy(h.model, lmz_lm_name(lm));
         memcpy(h.model_hash, lmz_lm_hash(lm), 32);
+        h.parts = lmz_lm_fit_parts(lm); /* no adaptive head on a model too wide for it */
         /* version 2: 0, the model's own window, unless asked for another */
         h.window = h.version == LMZ_FORMAT_V1 || p->window ? lmz_lm_window(lm) : 0;
     }

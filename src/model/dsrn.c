@@ -254,6 +254,7 @@ int lmz_dsrn_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model *
     m->base.window = m->W;
     m->embd = lmz_model_mat(&m->base, "token_embd.weight", m->D, m->base.n_vocab, err, errlen);
     if (!m->embd) goto fail;
+    m->base.dim = m->D;
     m->output = lmz_gguf_tensor_find(g, "output.weight")
                     ? lmz_model_mat(&m->base, "output.weight", m->D, m->base.n_vocab, err, errlen)
                     : m->embd;
@@ -569,7 +570,7 @@ static void per_token(dsrn_model *m, uint32_t l, int phase, int last)
 
 /* B tokens through the network: token b belongs to state m->rows[b] at
  * position m->pos[b]. */
-static void forward(dsrn_model *m, const int32_t *tokens, size_t B, float *logits, const uint8_t *need)
+static void forward(dsrn_model *m, const int32_t *tokens, size_t B, float *logits, const uint8_t *need, float *hidden)
 {
     const size_t D = m->D, HD = (size_t)m->H * m->D;
     m->tokens = tokens;
@@ -605,9 +606,10 @@ static void forward(dsrn_model *m, const int32_t *tokens, size_t B, float *logit
     if (!logits) return;
     size_t c = lmz_model_keep_rows(m->xn, m->D, B, need);
     if (c) matmul(m, m->output, m->xn, c, logits);
+    if (c && hidden) memcpy(hidden, m->xn, c * m->D * sizeof *hidden);
 }
 
-static int dsrn_prefill(lmz_model *mb, lmz_state *sb, const int32_t *tokens, size_t n, float *logits)
+static int dsrn_prefill(lmz_model *mb, lmz_state *sb, const int32_t *tokens, size_t n, float *logits, float *hidden)
 {
     dsrn_model *m = (dsrn_model *)mb;
     dsrn_state *s = (dsrn_state *)sb;
@@ -617,14 +619,14 @@ static int dsrn_prefill(lmz_model *mb, lmz_state *sb, const int32_t *tokens, siz
             m->rows[b] = s;
             m->pos[b] = s->base.pos + b;
         }
-        forward(m, tokens + i, B, logits ? logits + i * m->base.n_vocab : NULL, NULL);
+        forward(m, tokens + i, B, logits ? logits + i * m->base.n_vocab : NULL, NULL, hidden ? hidden + i * m->D : NULL);
         s->base.pos += B;
     }
     return 0;
 }
 
 static int dsrn_step(lmz_model *mb, lmz_state **states, const int32_t *tokens, size_t k, float *logits,
-                     const uint8_t *need)
+                     const uint8_t *need, float *hidden)
 {
     dsrn_model *m = (dsrn_model *)mb;
     if (reserve(m, k) != 0) return -1;
@@ -632,7 +634,7 @@ static int dsrn_step(lmz_model *mb, lmz_state **states, const int32_t *tokens, s
         m->rows[b] = (dsrn_state *)states[b];
         m->pos[b] = states[b]->pos;
     }
-    forward(m, tokens, k, logits, need);
+    forward(m, tokens, k, logits, need, hidden);
     for (size_t b = 0; b < k; b++) states[b]->pos++;
     return 0;
 }

@@ -268,6 +268,7 @@ int lmz_llama_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model 
     if (!(scale > 0.0f)) scale = 1.0f;
 
     m->embd = mat(m, "token_embd.weight", m->dim, m->base.n_vocab, err, errlen);
+    m->base.dim = m->dim;
     m->output = lmz_gguf_tensor_find(g, "output.weight") ? mat(m, "output.weight", m->dim, m->base.n_vocab, err, errlen)
                                                          : m->embd;
     m->out_norm = m->embd && m->output ? vec(m, "output_norm.weight", m->dim, err, errlen) : NULL;
@@ -594,7 +595,7 @@ static void softcap(const llama_model *m, float *l, size_t n)
 
 /* B tokens through the network: token b belongs to state m->rows[b] at
  * position m->pos[b]. Every row is computed exactly as it would be alone. */
-static void forward(llama_model *m, const int32_t *tokens, size_t B, float *logits, const uint8_t *need)
+static void forward(llama_model *m, const int32_t *tokens, size_t B, float *logits, const uint8_t *need, float *hidden)
 {
     /* rough work of the per-token phases and of attention, so that a small
      * model's steps stay on one thread (lmz_pool_for_work) */
@@ -627,10 +628,11 @@ static void forward(llama_model *m, const int32_t *tokens, size_t B, float *logi
     if (!logits) return;
     size_t c = lmz_model_keep_rows(m->h, m->dim, B, need);
     if (c) matmul(m, m->output, m->h, c, logits);
+    if (c && hidden) memcpy(hidden, m->h, c * m->dim * sizeof *hidden);
     if (c && m->softcap > 0.0f) softcap(m, logits, c * m->base.n_vocab);
 }
 
-static int llama_prefill(lmz_model *mb, lmz_state *sb, const int32_t *tokens, size_t n, float *logits)
+static int llama_prefill(lmz_model *mb, lmz_state *sb, const int32_t *tokens, size_t n, float *logits, float *hidden)
 {
     llama_model *m = (llama_model *)mb;
     llama_state *s = (llama_state *)sb;
@@ -640,14 +642,14 @@ static int llama_prefill(lmz_model *mb, lmz_state *sb, const int32_t *tokens, si
             m->rows[b] = s;
             m->pos[b] = s->base.pos + b;
         }
-        forward(m, tokens + i, B, logits ? logits + i * m->base.n_vocab : NULL, NULL);
+        forward(m, tokens + i, B, logits ? logits + i * m->base.n_vocab : NULL, NULL, hidden ? hidden + i * m->dim : NULL);
         s->base.pos += B;
     }
     return 0;
 }
 
 static int llama_step(lmz_model *mb, lmz_state **states, const int32_t *tokens, size_t k, float *logits,
-                     const uint8_t *need)
+                     const uint8_t *need, float *hidden)
 {
     llama_model *m = (llama_model *)mb;
     if (reserve(m, k) != 0) return -1;
@@ -655,7 +657,7 @@ static int llama_step(lmz_model *mb, lmz_state **states, const int32_t *tokens, 
         m->rows[b] = (llama_state *)states[b];
         m->pos[b] = states[b]->pos;
     }
-    forward(m, tokens, k, logits, need);
+    forward(m, tokens, k, logits, need, hidden);
     for (size_t b = 0; b < k; b++) states[b]->pos++;
     return 0;
 }

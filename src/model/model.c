@@ -382,11 +382,19 @@ int lmz_state_copy(lmz_state *dst, const lmz_state *src)
 
 int lmz_model_prefill(lmz_model *m, lmz_state *s, const int32_t *tokens, size_t n, float *logits)
 {
-    if (s->m != m) return -1;
+    return lmz_model_prefill_hidden(m, s, tokens, n, logits, NULL);
+}
+
+int lmz_model_prefill_hidden(lmz_model *m, lmz_state *s, const int32_t *tokens, size_t n, float *logits,
+                             float *hidden)
+{
+    if (s->m != m || (hidden && !logits)) return -1;
     for (size_t i = 0; i < n; i++)
         if (tokens[i] < 0 || (uint32_t)tokens[i] >= m->n_vocab) return -1;
-    return m->ops->prefill(m, s, tokens, n, logits);
+    return m->ops->prefill(m, s, tokens, n, logits, hidden);
 }
+
+uint32_t lmz_model_dim(const lmz_model *m) { return m->dim; }
 
 size_t lmz_model_keep_rows(float *x, size_t dim, size_t B, const uint8_t *need)
 {
@@ -410,12 +418,19 @@ int lmz_model_step(lmz_model *m, lmz_state **states, const int32_t *tokens, size
 int lmz_model_step_some(lmz_model *m, lmz_state **states, const int32_t *tokens, size_t k, float *logits,
                         const uint8_t *need)
 {
+    return lmz_model_step_hidden(m, states, tokens, k, logits, need, NULL);
+}
+
+int lmz_model_step_hidden(lmz_model *m, lmz_state **states, const int32_t *tokens, size_t k, float *logits,
+                          const uint8_t *need, float *hidden)
+{
+    if (hidden && !logits) return -1;
     for (size_t i = 0; i < k; i++)
         if (tokens[i] < 0 || (uint32_t)tokens[i] >= m->n_vocab || states[i]->m != m) return -1;
     for (size_t i = 0; i < k; i++)
         for (size_t j = 0; j < i; j++)
             if (states[i] == states[j]) return -1; /* one token per stream */
-    return m->ops->step(m, states, tokens, k, logits, need);
+    return m->ops->step(m, states, tokens, k, logits, need, hidden);
 }
 
 void lmz_window_scores(lmz_kpath kp, const float *kt, size_t width, const float *q, size_t nq, size_t hd,

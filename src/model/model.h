@@ -83,4 +83,16 @@ int lmz_model_step(lmz_model *m, lmz_state **states, const int32_t *tokens, size
 int lmz_model_step_some(lmz_model *m, lmz_state **states, const int32_t *tokens, size_t k, float *logits,
                         const uint8_t *need);
 
+/* The width of the vector the output product multiplies (the last norm's
+ * result): what the _hidden calls below give beside each row of logits. */
+uint32_t lmz_model_dim(const lmz_model *m);
+/* lmz_model_prefill and lmz_model_step_some that also write that vector of
+ * each row of logits to hidden (rows x lmz_model_dim floats, the rows of
+ * logits in the same order); hidden needs logits. The same bits as the
+ * model's own output product reads. */
+int lmz_model_prefill_hidden(lmz_model *m, lmz_state *s, const int32_t *tokens, size_t n, float *logits,
+                             float *hidden);
+int lmz_model_step_hidden(lmz_model *m, lmz_state **states, const int32_t *tokens, size_t k, float *logits,
+                          const uint8_t *need, float *hidden);
+
 #endif

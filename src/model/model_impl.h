@@ -24,11 +24,13 @@ typedef struct {
     /* dst (a state of the same model) becomes src: the same history */
     void (*state_copy)(lmz_state *dst, const lmz_state *src);
     /* tokens are checked against the vocabulary before these run */
-    int (*prefill)(lmz_model *m, lmz_state *s, const int32_t *tokens, size_t n, float *logits);
+    int (*prefill)(lmz_model *m, lmz_state *s, const int32_t *tokens, size_t n, float *logits, float *hidden);
     /* need: NULL, or which streams want logits (the others' rows are left
      * out of the output product, and logits holds the wanted rows in order) */
     int (*step)(lmz_model *m, lmz_state **states, const int32_t *tokens, size_t k, float *logits,
-                const uint8_t *need);
+                const uint8_t *need, float *hidden);
+    /* hidden (NULL: not wanted): the output norm's result, the output
+     * product's input, a row of `dim` floats beside each row of logits */
 } lmz_model_ops;
 
 struct lmz_model {
@@ -38,6 +40,7 @@ struct lmz_model {
     char tok_note[160];
     lmz_kpath kp;
     uint32_t n_vocab;
+    uint32_t dim;                /* width of the output product's input (lmz_model_dim) */
     uint32_t window;             /* llama: the KV window in tokens; dsrn: its attention window */
     struct lmz_pool *pool;       /* the architecture's threads (owned by it) */
     uint8_t *tiny;               /* portable kernels only (else NULL): per tensor of g, 0

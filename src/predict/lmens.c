@@ -74,6 +74,10 @@ typedef struct {
     unsigned actx, abkt;
     float aw;
     int aon;
+    /* the adaptive head: the logits it corrected, h / |h|^2 of the token */
+    float *hl;           /* (V) */
+    float *hc;           /* (hd) */
+    int hon;             /* the head took part in the last prediction */
     int prepared;        /* the cheap parts of the next prediction are done */
     int want;            /* ... and the model is wanted */
     uint64_t skipped;
@@ -88,6 +92,10 @@ struct lmz_ens {
     ens_stream *s;      /* (ns) */
     uint64_t n;         /* tokens learnt, all streams */
     float *bias;        /* (V) the bias head */
+    float *hw;          /* (V, hd) the adaptive head (part LMZ_ENS_HEAD), NULL without */
+    uint8_t *hrow;      /* (V) token v has come (in any stream): its row of hw learns; the
+                           other rows stay zeros and correct nothing */
+    uint32_t hd;        /* its width, the model's */
     float *cbias;       /* (cb, V) profile 2: the context bias, a row per previous token mod cb */
     uint32_t cb;        /* its rows (a power of two), 0 in profile 1 */
     ng_bucket *ng[NG_ORDERS];
@@ -145,6 +153,8 @@ static size_t buckets_for(const lmz_ens_params *p, size_t max_tokens)
 
 static void stream_free(ens_stream *x)
 {
+    free(x->hl);
+    free(x->hc);
     free(x->hist);
     free(x->u);
     free(x->l);
@@ -164,6 +174,8 @@ void lmz_ens_free(lmz_ens *e)
         for (size_t i = 0; i < e->ns; i++) stream_free(&e->s[i]);
     free(e->s);
     free(e->bias);
+    free(e->hw);
+    free(e->hrow);
     free(e->cbias);
     for (int k = 0; k < NG_ORDERS; k++) free(e->ng[k]);
     free(e->mt);
@@ -830,12 +842,52 @@ static const uint32_t *predict_passes(lmz_ens *e, ens_stream *x, const float *lo
     return x->cum;
 }
 
+int lmz_ens_set_dim(lmz_ens *e, uint32_t dim)
+{
+    if (!(e->p.parts & LMZ_ENS_HEAD) || !(e->p.parts & LMZ_ENS_MODEL) || e->hw || dim == 0) return 0;
+    e->hw = calloc((size_t)e->V * dim, sizeof *e->hw);
+    e->hrow = calloc(e->V, 1);
+    if (!e->hw || !e->hrow) return -1;
+    e->hd = dim;
+    for (size_t i = 0; i < e->ns; i++)
+        if (!(e->s[i].hl = malloc((size_t)e->V * sizeof(float))) || !(e->s[i].hc = malloc((size_t)dim * sizeof(float))))
+            return -1;
+    return 0;
+}
+
+/* the adaptive head's logits for stream x: logits + hw h, and h / |h|^2 kept
+ * for the update (zeros where |h|^2 is not a positive finite number: that
+ * token teaches the head nothing) */
+static const float *head_logits(lmz_ens *e, ens_stream *x, const float *logits, const float *h)
+{
+    const uint32_t V = e->V, D = e->hd;
+    float n2 = lmz_dot(e->kp, h, LMZ_GGML_F32, h, D);
+    if (n2 > 0.0f && isfinite(n2)) {
+        float inv = 1.0f / n2;
+        for (uint32_t i = 0; i < D; i++) x->hc[i] = h[i] * inv;
+    } else {
+        memset(x->hc, 0, D * sizeof *x->hc);
+    }
+    const uint8_t *r = e->hrow;
+    for (uint32_t v = 0; v < V; v++)
+        x->hl[v] = r[v] ? logits[v] + lmz_dot(e->kp, e->hw + (size_t)v * D, LMZ_GGML_F32, h, D) : logits[v];
+    x->hon = 1;
+    return x->hl;
+}
+
 const uint32_t *lmz_ens_predict(lmz_ens *e, size_t s, const float *logits)
+{
+    return lmz_ens_predict_hidden(e, s, logits, NULL);
+}
+
+const uint32_t *lmz_ens_predict_hidden(lmz_ens *e, size_t s, const float *logits, const float *hidden)
 {
     ens_stream *x = &e->s[s];
     if (!x->prepared) prepare(e, x);
     x->act[X_MODEL] = x->want && logits;
     if ((e->p.parts & LMZ_ENS_MODEL) && !x->want) x->skipped++;
+    x->hon = 0;
+    if (e->hw && x->act[X_MODEL] && hidden) logits = head_logits(e, x, logits, hidden);
 #ifdef LMZ_FUSED
     if (e->p.profile != LMZ_ENS_V1 && e->p.mixer == LMZ_MIX_LOG && e->fused && e->kp == LMZ_KPATH_AVX512)
         return predict_fused(e, x, logits);
@@ -961,12 +1013,35 @@ static void bias_step(lmz_ens *e, const ens_stream *x, int32_t tok, uint32_t v0,
     }
 }
 
+/* the adaptive head's step of one stream on rows [v0, v1) (lmz_ens_set_dim):
+ * the token's row, and the rows of tokens that came before whose
+ * probability is at least HEAD_PMIN */
+#define HEAD_LR 0.3f
+#define HEAD_PMIN 1e-3f
+LMZ_CLONES_FLOAT
+static void head_step(lmz_ens *e, const ens_stream *x, int32_t tok, uint32_t v0, uint32_t v1)
+{
+    if (!x->hon) return;
+    const uint32_t D = e->hd;
+    const float *pm = x->pm, *hc = x->hc;
+    for (uint32_t v = v0; v < v1; v++) {
+        int here = (int32_t)v == tok;
+        if (here) e->hrow[v] = 1; /* the token's row joins the head */
+        else if (!e->hrow[v] || !(pm[v] >= HEAD_PMIN)) continue;
+        float g = HEAD_LR * ((here ? 1.0f : 0.0f) - pm[v]);
+        float *w = e->hw + (size_t)v * D;
+        for (uint32_t i = 0; i < D; i++) w[i] += g * hc[i];
+    }
+}
+
 void lmz_ens_update_rows(lmz_ens *e, const size_t *st, const int32_t *tok, size_t k, uint32_t v0, uint32_t v1)
 {
     if (v1 > e->V) v1 = e->V;
     for (size_t i = 0; i < k; i++) {
         const ens_stream *x = &e->s[st[i]];
-        if (update_ok(e, x, tok[i])) bias_step(e, x, tok[i], v0, v1);
+        if (!update_ok(e, x, tok[i])) continue;
+        bias_step(e, x, tok[i], v0, v1);
+        if (e->hw) head_step(e, x, tok[i], v0, v1);
     }
 }
 

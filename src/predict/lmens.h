@@ -24,6 +24,18 @@
  *     by the gradient of the code length, with offsets per context (n-gram
  *     order found, match length, from profile 2 the model's confidence, in
  *     profile 3 whether the stream's own match model predicts);
+ *   - with part LMZ_ENS_HEAD, an adaptive output head: a matrix dW (vocab x
+ *     the model's width) added to the model's output product, logits +
+ *     dW h where h is the vector the model's own output product reads
+ *     (lmz_model_prefill_hidden); after each token one gradient step of
+ *     -log p on dW, normalised by |h|^2 (row v moves by rate (y_v - p_v) h /
+ *     |h|^2, so the same h would see its logit v move by rate (y_v - p_v),
+ *     as the bias head's), rate 0.3, on the rows of tokens that have come
+ *     (in any stream of the ensemble) where their probability is at least
+ *     1e-3, and on the token's own row; the rows of tokens that have not
+ *     come stay zeros and correct nothing (nor cost time). Dynamic
+ *     evaluation of the model's last layer, learnt online as the decoder
+ *     can;
  *   - in profile 3, after the log mixer, an adaptive probability map on the
  *     most probable token (its probability by stretch bucket, in contexts of
  *     the match models' agreement and the model's confidence).
@@ -43,7 +55,8 @@
 #define LMZ_ENS_NGRAM 2u
 #define LMZ_ENS_BIAS  4u
 #define LMZ_ENS_MATCH 8u
-#define LMZ_ENS_ALL   15u
+#define LMZ_ENS_HEAD  16u /* the adaptive output head (lmz_ens_set_dim) */
+#define LMZ_ENS_ALL   31u
 
 /* mixers */
 #define LMZ_MIX_PROB 0u
@@ -101,6 +114,12 @@ void lmz_ens_free(lmz_ens *e);
  * the same either way. */
 void lmz_ens_set_fused(lmz_ens *e, int on);
 
+/* The adaptive head (part LMZ_ENS_HEAD) needs the model's width: called
+ * once after lmz_ens_new by every ensemble whose parts hold it (the head is
+ * absent without, and then the part changes nothing). @return 0, or -1 when
+ * memory is short. */
+int lmz_ens_set_dim(lmz_ens *e, uint32_t dim);
+
 /* Whether stream s's next table will use the model's logits: 0 when the
  * confidence skip applies (decided from the past alone, so the decoder
  * decides the same), 1 otherwise. Optional before lmz_ens_predict. */
@@ -115,6 +134,10 @@ uint64_t lmz_ens_skipped(const lmz_ens *e);
  * lmz_ens_predict of different streams may run at the same time (they
  * write only their stream's scratch); not at the same time as an update. */
 const uint32_t *lmz_ens_predict(lmz_ens *e, size_t s, const float *logits);
+/* The same with the model's vector behind the logits (lmz_model_dim floats;
+ * NULL: none, and the head leaves this token alone), which the adaptive
+ * head needs. */
+const uint32_t *lmz_ens_predict_hidden(lmz_ens *e, size_t s, const float *logits, const float *hidden);
 
 /* Learn the token that came in stream s (after its lmz_ens_predict); one
  * update at a time. @return 0, or -1 when the stream already holds its

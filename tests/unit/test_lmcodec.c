@@ -330,17 +330,40 @@ TEST(model_step_some_matches_step)
         b[i] = lmz_state_new(m);
     }
     float *la = malloc(3 * nv * sizeof *la), *lb = malloc(3 * nv * sizeof *lb);
+    const uint32_t dim = lmz_model_dim(m);
+    float *ha = malloc(3 * dim * sizeof *ha), *hb = malloc(3 * dim * sizeof *hb), *lp = malloc(8 * nv * sizeof *lp),
+          *hp = malloc(8 * dim * sizeof *hp);
+    lmz_state *c = lmz_state_new(m);
+    CHECK(dim > 0 && ha && hb && lp && hp && c);
     static const uint8_t need[4][3] = {{1, 0, 1}, {0, 0, 0}, {0, 1, 0}, {1, 1, 1}};
-    int32_t tok[3] = {1, 2, 3};
+    int32_t tok[3] = {1, 2, 3}, seq[8];
     for (int s = 0; s < 8; s++) {
         const uint8_t *nd = need[s % 4];
-        CHECK(lmz_model_step(m, a, tok, 3, la) == 0);
-        CHECK(lmz_model_step_some(m, b, tok, 3, lb, nd) == 0);
+        seq[s] = tok[0];
+        CHECK(lmz_model_step_hidden(m, a, tok, 3, la, NULL, ha) == 0);
+        CHECK(lmz_model_step_hidden(m, b, tok, 3, lb, nd, hb) == 0);
         size_t r = 0;
         for (int i = 0; i < 3; i++)
-            if (nd[i]) CHECK(memcmp(la + i * nv, lb + r++ * nv, nv * sizeof *la) == 0);
+            if (nd[i]) {
+                CHECK(memcmp(la + i * nv, lb + r * nv, nv * sizeof *la) == 0);
+                CHECK(memcmp(ha + i * dim, hb + r++ * dim, dim * sizeof *ha) == 0);
+            }
+        memcpy(hp + s * dim, ha, dim * sizeof *ha); /* stream 0's, for the prefill below */
+        memcpy(lp + s * nv, la, nv * sizeof *la);
         for (int i = 0; i < 3; i++) tok[i] = (int32_t)((tok[i] * 7 + s + i) % nv);
     }
+    /* prefill gives stream 0's rows too, bit for bit */
+    float *lq = malloc(8 * nv * sizeof *lq), *hq = malloc(8 * dim * sizeof *hq);
+    CHECK(lq && hq && lmz_model_prefill_hidden(m, c, seq, 8, lq, hq) == 0);
+    CHECK(lq && hq && memcmp(lq, lp, 8 * nv * sizeof *lq) == 0 && memcmp(hq, hp, 8 * dim * sizeof *hq) == 0);
+    CHECK(lmz_model_prefill_hidden(m, c, seq, 1, NULL, hq) == -1); /* hidden needs logits */
+    free(lq);
+    free(hq);
+    free(lp);
+    free(hp);
+    free(ha);
+    free(hb);
+    lmz_state_free(c);
     free(la);
     free(lb);
     for (int i = 0; i < 3; i++) {
@@ -492,4 +515,72 @@ TEST(ens_update_by_rows_same_tables)
                 lmz_ens_free(a);
                 lmz_ens_free(b);
             }
+}
+
+/* The adaptive head (part LMZ_ENS_HEAD): with logits that know nothing and a
+ * model vector that tells the token, the head learns what the vector says
+ * (far fewer bits than without the head); its update by ranges of the
+ * vocabulary, the passes one by one and the fused ones give the same tables
+ * bit for bit, streams sharing the head; a model vector with an infinity
+ * or all zeros teaches nothing and breaks nothing. */
+TEST(ens_head_learns_same_tables)
+{
+    enum { K = 3, N = 400, D = 24 };
+    const uint32_t nv = V;
+    lmz_ens_params p;
+    lmz_ens_params_default(&p);
+    size_t max[K] = {N, N, N};
+    lmz_ens *a = lmz_ens_new(&p, nv, K, max), *b = lmz_ens_new(&p, nv, K, max), *c = lmz_ens_new(&p, nv, K, max);
+    p.parts = LMZ_ENS_ALL & ~LMZ_ENS_HEAD;
+    lmz_ens *d = lmz_ens_new(&p, nv, K, max);
+    float *lg = malloc((size_t)K * nv * sizeof *lg), h[K][D];
+    CHECK(a && b && c && d && lg);
+    if (!a || !b || !c || !d || !lg) return;
+    CHECK(lmz_ens_set_dim(a, D) == 0 && lmz_ens_set_dim(b, D) == 0 && lmz_ens_set_dim(c, D) == 0 &&
+          lmz_ens_set_dim(d, D) == 0);
+    lmz_ens_set_fused(c, 0);
+    unsigned long long s = 99;
+    int same = 1;
+    double with = 0, without = 0;
+    size_t st[K] = {0, 1, 2};
+    int32_t tok[K];
+    for (size_t i = 0; i < N && same; i++) {
+        for (size_t j = 0; j < K; j++) {
+            tok[j] = (int32_t)(40 + 7 * (test_rand(&s) % D)); /* one of D tokens, at random */
+            for (uint32_t v = 0; v < nv; v++) lg[j * nv + v] = (float)(test_rand(&s) % 1000) / 500.0f;
+            for (int k = 0; k < D; k++) h[j][k] = (float)(test_rand(&s) % 100) / 200.0f - 0.25f;
+            h[j][(tok[j] - 40) / 7] += 3.0f; /* the vector tells the token */
+            if (i % 50 == 7 && j == 1) h[j][3] = INFINITY;
+            if (i % 50 == 9 && j == 2) memset(h[j], 0, sizeof h[j]);
+        }
+        for (size_t j = 0; j < K && same; j++) {
+            const uint32_t *ca = lmz_ens_predict_hidden(a, j, lg + j * nv, h[j]);
+            const uint32_t *cb = lmz_ens_predict_hidden(b, j, lg + j * nv, h[j]);
+            const uint32_t *cc = lmz_ens_predict_hidden(c, j, lg + j * nv, h[j]);
+            const uint32_t *cd = lmz_ens_predict_hidden(d, j, lg + j * nv, h[j]);
+            same = memcmp(ca, cb, (nv + 1) * sizeof *ca) == 0 && memcmp(ca, cc, (nv + 1) * sizeof *ca) == 0 &&
+                   table_ok(ca, p.cdf_bits) && table_ok(cd, p.cdf_bits);
+            if (i >= N / 2) {
+                with += lmz_ens_cost(a, j, tok[j]);
+                without += lmz_ens_cost(d, j, tok[j]);
+            }
+        }
+        for (size_t j = 0; j < K; j++) {
+            CHECK(lmz_ens_update(a, j, tok[j]) == 0 && lmz_ens_update(c, j, tok[j]) == 0 &&
+                  lmz_ens_update(d, j, tok[j]) == 0);
+        }
+        lmz_ens_update_rows(b, st, tok, K, nv / 2, nv);
+        lmz_ens_update_rows(b, st, tok, K, 0, nv / 2);
+        for (size_t j = 0; j < K; j++) CHECK(lmz_ens_update_rest(b, j, tok[j]) == 0);
+    }
+    CHECK(same);
+    /* the second half: log2(24) = 4.6 bits a token to know the set alone */
+    printf("  the second half: %.2f bits a token with the head, %.2f without\n", with / (K * N / 2),
+           without / (K * N / 2));
+    CHECK(with < 0.5 * without);
+    free(lg);
+    lmz_ens_free(a);
+    lmz_ens_free(b);
+    lmz_ens_free(c);
+    lmz_ens_free(d);
 }
