@@ -192,6 +192,12 @@ const char *lmz_lm_name(const lmz_lm *lm) { return lm->ref->name; }
 const uint8_t *lmz_lm_hash(const lmz_lm *lm) { return lm->ref->hash; }
 uint32_t lmz_lm_window(const lmz_lm *lm) { return lmz_model_window(lm->m); }
 
+/* the streams carry the adaptive head: the model's vectors go beside its logits */
+static int head_on(const lmz_lm *lm)
+{
+    return (lm->p.ens.parts & LMZ_ENS_MODEL) && (lm->p.ens.parts & LMZ_ENS_HEAD);
+}
+
 unsigned lmz_lm_fit_parts(lmz_lm *lm)
 {
     if ((uint64_t)lm->V * lmz_model_dim(lm->m) > LMZ_LM_HEAD_MAX) lm->p.ens.parts &= ~LMZ_ENS_HEAD;
@@ -690,7 +696,7 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
     if (!ens || (need_model && !logits) || !in) err = LMZ_ERROR_NOMEM;
     const size_t D = lmz_model_dim(lm->m);
     float *hidden = NULL; /* the adaptive head's input, beside the logits */
-    if (!err && need_model && (lm->p.ens.parts & LMZ_ENS_HEAD) &&
+    if (!err && head_on(lm) &&
         (lmz_ens_set_dim(ens, (uint32_t)D) != 0 || !(hidden = malloc(m * chunk * D * sizeof *hidden))))
         err = LMZ_ERROR_NOMEM;
     for (size_t s = 0; s < m && !err; s++) {
@@ -1052,7 +1058,7 @@ static int make_ensembles(lmz_lm *lm, lmz_lm_frame *f, dframe *d, size_t k, lmz_
             lmz_ens *x = lmz_ens_new(&lm->p.ens, lm->V, m, max_tokens);
             if (!x) return LMZ_ERROR_NOMEM;
             ens[*nens] = x;
-            if ((lm->p.ens.parts & LMZ_ENS_MODEL) && lmz_ens_set_dim(x, lmz_model_dim(lm->m)) != 0) {
+            if (head_on(lm) && lmz_ens_set_dim(x, lmz_model_dim(lm->m)) != 0) {
                 tbs[(*nens)++] = NULL;
                 return LMZ_ERROR_NOMEM;
             }
@@ -1082,7 +1088,7 @@ void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k)
     int32_t *in = malloc(k1 * sizeof *in);
     float *logits = malloc(k1 * (size_t)lm->V * sizeof *logits);
     const size_t D = lmz_model_dim(lm->m);
-    const int head = (lm->p.ens.parts & LMZ_ENS_MODEL) && (lm->p.ens.parts & LMZ_ENS_HEAD);
+    const int head = head_on(lm);
     float *hidden = head ? malloc(k1 * D * sizeof *hidden) : NULL;
     uint8_t *need = malloc(k1);
     size_t *row = malloc(k1 * sizeof *row), *run = malloc((k1 + 1) * sizeof *run);
