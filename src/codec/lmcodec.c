@@ -177,6 +177,7 @@ uint64_t lmz_lm_mem_group(const lmz_lm *lm, uint64_t bytes)
     uint64_t bias = 1024 * 4 * (uint64_t)lm->V;
     if (bias > (32u << 20)) bias = 32u << 20;
     if (lm->p.ens.parts & LMZ_ENS_HEAD) bias += 4 * (uint64_t)lm->V * lmz_model_dim(lm->m);
+    if (lm->p.ens.parts & LMZ_ENS_REFINE) bias += lmz_tb_refine_mem();
     return 4 * 32 * pow2 + bias + lmz_bytemodel_mem(lmz_bytemodel_table_bits((size_t)bytes, lm->p.table_bits));
 }
 
@@ -197,6 +198,9 @@ static int head_on(const lmz_lm *lm)
 {
     return (lm->p.ens.parts & LMZ_ENS_MODEL) && (lm->p.ens.parts & LMZ_ENS_HEAD);
 }
+
+/* the bit coder (det-f32-v4, det-i8-v1) refines its probabilities with maps */
+static int refine_on(const lmz_lm *lm) { return (lm->p.ens.parts & LMZ_ENS_REFINE) != 0; }
 
 unsigned lmz_lm_fit_parts(lmz_lm *lm)
 {
@@ -689,7 +693,7 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
     if (lm->p.ens.profile >= LMZ_ENS_V4) {
         size_t text_bytes[LMZ_ENS_STREAMS_MAX];
         for (size_t s = 0; s < m; s++) text_bytes[s] = c[who[s]].st.text_bytes;
-        if (!(tb = lmz_tb_new(lm->tbv, lm->p.table_bits, m, text_bytes))) err = LMZ_ERROR_NOMEM;
+        if (!(tb = lmz_tb_new(lm->tbv, lm->p.table_bits, m, text_bytes, refine_on(lm)))) err = LMZ_ERROR_NOMEM;
     }
     float *logits = need_model ? malloc(m * chunk * V * sizeof *logits) : NULL;
     int32_t *in = malloc(chunk * sizeof *in);
@@ -1063,7 +1067,8 @@ static int make_ensembles(lmz_lm *lm, lmz_lm_frame *f, dframe *d, size_t k, lmz_
                 return LMZ_ERROR_NOMEM;
             }
             lmz_tb *tb = NULL;
-            if (lm->p.ens.profile >= LMZ_ENS_V4 && !(tb = lmz_tb_new(lm->tbv, lm->p.table_bits, m, text_bytes))) {
+            if (lm->p.ens.profile >= LMZ_ENS_V4 &&
+                !(tb = lmz_tb_new(lm->tbv, lm->p.table_bits, m, text_bytes, refine_on(lm)))) {
                 ++*nens;
                 return LMZ_ERROR_NOMEM;
             }

@@ -158,6 +158,59 @@ static inline uint32_t byte_bound(const lmz_tb_vocab *v, uint32_t lo, uint32_t h
 #define MIX_SHIFT 15   /* weight step: input x error (units 2^-16) >> MIX_SHIFT */
 #define W_LIM (16 << 16)
 
+/* ---- the refining maps (lmz_tb_new's refine) ------------------------------ */
+
+/* An adaptive probability map: per context a row of MAP_B probabilities
+ * (uint16, units of 2^-16) at stretches -16, -15, ..., 16; a probability
+ * in is read between the two points around its stretch (linear weights in
+ * units of 2^-13), and both move toward the coded bit by their weight,
+ * 2^-MAP_RATE of the distance. Rows start at the logistic function: the
+ * map passes a probability through unchanged until it learns. */
+#define MAP_B 33
+#define MAP_RATE 6
+#define MAP_ORDER1 (1u << 16)  /* bits: the previous byte x the byte's bits so far */
+#define MAP_PLACE (1u << 13)   /* bits: the byte's bits so far x confidence x first byte x past the second */
+#define MAP_STOP (1u << 12)    /* stops: the previous byte x depth (0..15) */
+
+typedef struct {
+    uint16_t *row;
+    unsigned at; /* the lower point */
+    int w;       /* the upper point's weight, 0..8191 */
+} map_use;
+
+static void map_init(uint16_t *t, size_t rows)
+{
+    for (int b = 0; b < MAP_B; b++) {
+        int st = (b - 16) * 256;
+        t[b] = (uint16_t)squash16[(st > ST_MAX ? ST_MAX : st < -ST_MAX ? -ST_MAX : st) + ST_MAX];
+    }
+    for (size_t r = 1; r < rows; r++) memcpy(t + r * MAP_B, t, MAP_B * sizeof *t);
+}
+
+/* the map's row at stretch st (-4095..4095) */
+static inline int map_read(uint16_t *row, int st, map_use *u)
+{
+    int pos = (st + 4096) * 32; /* 32 .. 262,112: points 0..32, 2^13 apart */
+    u->row = row;
+    u->at = (unsigned)(pos >> 13);
+    u->w = pos & 8191;
+    return (row[u->at] * (8192 - u->w) + row[u->at + 1] * u->w) >> 13;
+}
+
+static inline void map_learn(const map_use *u, int y)
+{
+    int target = y ? 65535 : 0;
+    uint16_t *r = u->row;
+    int d0 = ((target - r[u->at]) * (8192 - u->w)) >> 13, d1 = ((target - r[u->at + 1]) * u->w) >> 13;
+    r[u->at] = (uint16_t)(r[u->at] + (d0 >> MAP_RATE));
+    r[u->at + 1] = (uint16_t)(r[u->at + 1] + (d1 >> MAP_RATE));
+}
+
+/* the stretch of p / 2^16 (1..65535) */
+static inline int stretch16(int p) { return stretch_ratio((uint32_t)p, 65536u - (uint32_t)p); }
+
+static inline int clamp16(int p) { return p < 1 ? 1 : p > 65535 ? 65535 : p; }
+
 struct lmz_tb {
     const lmz_tb_vocab *v;
     lmz_bytemodel *bm;
@@ -166,6 +219,9 @@ struct lmz_tb {
     uint32_t **sum;        /* (streams) x (n + 1): each stream's table, its masses summed in byte order */
     uint8_t *ready;        /* (streams) lmz_tb_prepare filled the stream's sums for its next token */
     int32_t w[(SETS_BIT + SETS_STOP) * NX];
+    /* refine: the maps (one allocation) and each stream's last byte */
+    uint16_t *map, *m_order1, *m_place, *m_stop;
+    uint8_t *last;
 };
 
 void lmz_tb_free(lmz_tb *h)
@@ -177,10 +233,14 @@ void lmz_tb_free(lmz_tb *h)
     for (size_t i = 0; h->sum && i < h->streams; i++) free(h->sum[i]);
     free(h->sum);
     free(h->ready);
+    free(h->map);
+    free(h->last);
     free(h);
 }
 
-lmz_tb *lmz_tb_new(const lmz_tb_vocab *v, unsigned table_bits, size_t streams, const size_t *text_bytes)
+size_t lmz_tb_refine_mem(void) { return (size_t)(MAP_ORDER1 + MAP_PLACE + MAP_STOP) * MAP_B * sizeof(uint16_t); }
+
+lmz_tb *lmz_tb_new(const lmz_tb_vocab *v, unsigned table_bits, size_t streams, const size_t *text_bytes, int refine)
 {
     pthread_once(&tables_once, tables_init);
     lmz_tb *h = calloc(1, sizeof *h);
@@ -199,6 +259,13 @@ lmz_tb *lmz_tb_new(const lmz_tb_vocab *v, unsigned table_bits, size_t streams, c
             !(h->sum[i] = malloc(((size_t)v->n + 1) * sizeof *h->sum[i])))
             goto fail;
     for (size_t i = 0; i < SETS_BIT + SETS_STOP; i++) h->w[i * NX] = 1 << 16; /* the table alone at first */
+    if (refine) {
+        if (!(h->map = malloc(lmz_tb_refine_mem())) || !(h->last = calloc(streams, 1))) goto fail;
+        map_init(h->map, MAP_ORDER1 + MAP_PLACE + MAP_STOP);
+        h->m_order1 = h->map;
+        h->m_place = h->m_order1 + (size_t)MAP_ORDER1 * MAP_B;
+        h->m_stop = h->m_place + (size_t)MAP_PLACE * MAP_B;
+    }
     return h;
 fail:
     lmz_tb_free(h);
@@ -274,9 +341,15 @@ static int32_t walk(lmz_tb *h, size_t si, const uint32_t *cum, int32_t tok, lmz_
             if (e < hi) {
                 int32_t x[NX] = {stretch_ratio(S[e] - S[lo], S[hi] - S[e]), 0, 256, 0};
                 int32_t *w = h->w + (size_t)(SETS_BIT + conf_of(x[0]) * 4 + (d < 3 ? d : 3)) * NX;
-                int p = mix(w, x);
-                stop = code_bit(enc, dec, p, enc ? tl == d : 0, bits);
+                int p = mix(w, x), pc = p;
+                map_use u = {NULL, 0, 0};
+                if (h->map) { /* the mixer's and the map's, evenly */
+                    uint16_t *row = h->m_stop + (size_t)((unsigned)h->last[si] << 4 | (d < 15 ? d : 15)) * MAP_B;
+                    pc = clamp16((p + map_read(row, stretch16(p), &u)) >> 1);
+                }
+                stop = code_bit(enc, dec, pc, enc ? tl == d : 0, bits);
                 learn(w, x, p, stop);
+                if (h->map) map_learn(&u, stop);
             }
             if (stop) {
                 uint32_t tot = S[e] - S[lo];
@@ -307,9 +380,22 @@ static int32_t walk(lmz_tb *h, size_t si, const uint32_t *cum, int32_t tok, lmz_
             if (n0 && n1) {
                 int32_t x[NX] = {stl, lmz_bm_stretch(pb), 256, 0};
                 int32_t *w = h->w + (size_t)((conf_of(x[0]) * 8 + k) * 2 + (d == 0)) * NX;
-                int p = mix(w, x);
-                y = code_bit(enc, dec, p, enc ? (ts[d] >> (7 - k)) & 1 : 0, bits);
+                int p = mix(w, x), pc = p;
+                map_use u1 = {NULL, 0, 0}, u2 = {NULL, 0, 0};
+                if (h->map) { /* half the mixer's, a quarter each map's */
+                    int st = stretch16(p);
+                    unsigned c1 = (unsigned)h->last[si] << 8 | c0;
+                    unsigned c2 = c0 | (unsigned)conf_of(stl) << 8 | (unsigned)(d == 0) << 11 | (unsigned)(d > 1) << 12;
+                    int a1 = map_read(h->m_order1 + (size_t)c1 * MAP_B, st, &u1);
+                    int a2 = map_read(h->m_place + (size_t)c2 * MAP_B, st, &u2);
+                    pc = clamp16((2 * p + a1 + a2) >> 2);
+                }
+                y = code_bit(enc, dec, pc, enc ? (ts[d] >> (7 - k)) & 1 : 0, bits);
                 learn(w, x, p, y);
+                if (h->map) {
+                    map_learn(&u1, y);
+                    map_learn(&u2, y);
+                }
             } else {
                 y = n1 != 0; /* one side has no token */
             }
@@ -318,6 +404,7 @@ static int32_t walk(lmz_tb *h, size_t si, const uint32_t *cum, int32_t tok, lmz_
             else hi = mid;
             c0 = c0 << 1 | (uint32_t)y;
         }
+        if (h->last) h->last[si] = (uint8_t)c0;
     }
 }
 

@@ -45,8 +45,15 @@ typedef struct lmz_tb lmz_tb;
 
 /* A coder for `streams` streams, stream i expected to hold about
  * text_bytes[i] bytes of text (sizes its tables; the header's table_bits
- * caps the byte model's). NULL when memory is short. */
-lmz_tb *lmz_tb_new(const lmz_tb_vocab *v, unsigned table_bits, size_t streams, const size_t *text_bytes);
+ * caps the byte model's). With refine (ensemble part "refine", lmzip 0.6)
+ * the mixer's probability of each decision is refined by adaptive maps
+ * before it is coded: a bit's by two (the previous byte and the byte's bits
+ * so far; those bits, the table's confidence and the bit's place in the
+ * token), half the mixer's and a quarter each map's; a stop's by one (the
+ * previous byte and the depth), half and half. NULL when memory is short. */
+lmz_tb *lmz_tb_new(const lmz_tb_vocab *v, unsigned table_bits, size_t streams, const size_t *text_bytes, int refine);
+/* the bytes the maps of refine take (one set per coder) */
+size_t lmz_tb_refine_mem(void);
 void lmz_tb_free(lmz_tb *h);
 
 /* The work of stream s's next token that needs only its table cum: its

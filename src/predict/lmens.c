@@ -21,12 +21,15 @@
 #define LOCAL_MIN 2 /* profile 3: the stream's own match model follows 2-token contexts */
 #define MATCH_NONE SIZE_MAX
 #define PROB_WARMUP 100   /* the probability mixer uses the model alone first */
-#define EXPERTS 4         /* profile 3: + the stream's own match model */
-#define MIX_CHEAP ((NG_ORDERS + 1) * 4) /* log mixer: weight offsets per (n-gram order found, match length) */
+#define EXPERTS 5         /* profile 3: + the stream's own match model; part NGTOP: + the top order */
+#define MIX_DET 3         /* part NGTOP: the top order's bucket holds several tokens, one seen once or twice, one
+                             seen three times or more */
+#define MIX_CHEAP ((NG_ORDERS + 1) * 4 * MIX_DET) /* log mixer: weight offsets per (n-gram order found, match
+                                                     length, the top order's determinism) */
 #define MIX_CONF 4                      /* ... and in profile 2 per the model's confidence */
 #define MIX_LOCAL 2                     /* ... and in profile 3 by the stream's own match model */
 #define MIX_SETS (MIX_CHEAP * MIX_CONF * MIX_LOCAL)
-enum { X_MODEL, X_NGRAM, X_MATCH, X_LOCAL };
+enum { X_MODEL, X_NGRAM, X_MATCH, X_LOCAL, X_NGTOP };
 
 /* one context of one order: a check value (0 = empty bucket) and up to seven
  * next tokens, each token << 8 | count (0 = empty slot) */
@@ -50,6 +53,11 @@ typedef struct {
     const float *w;      /* the weights in use: the shared wglob (probability mixer) or weff */
     unsigned wset;
     unsigned ngorder; /* the highest n-gram order whose context was seen */
+    unsigned ngdet;   /* part NGTOP: that order's determinism, 0 .. MIX_DET - 1 */
+    /* part NGTOP: that order alone, tq[i] for token ttok[i], tbg for any other */
+    int32_t ttok[NG_SLOTS];
+    float tq[NG_SLOTS], tbg;
+    unsigned nt;
     /* the last prediction, for the update */
     int act[EXPERTS];
     int32_t list[NG_ORDERS * NG_SLOTS];
@@ -260,6 +268,7 @@ lmz_ens *lmz_ens_new(const lmz_ens_params *p, uint32_t vocab, size_t streams, co
         w[X_MATCH] = 0.3f;
         if (p->profile >= LMZ_ENS_V3) {
             w[X_LOCAL] = 0.3f;
+            w[X_NGTOP] = 0.1f;
             for (int c = 0; c < APM_CTX; c++)
                 for (int b = 0; b < APM_BUCKETS; b++)
                     e->apm[c][b] = 1.0f / (1.0f + lmz_expf(-((float)b - 16.0f) * 0.5f));
@@ -282,6 +291,23 @@ static void context_hashes(const lmz_ens *e, ens_stream *x)
     }
 }
 
+/* part NGTOP: the highest order found so far as an expert of its own, its
+ * counts with weight tot / (tot + 1) over a uniform rest, and how sure it is:
+ * several tokens, one seen once or twice, one seen three times or more */
+static void top_order(const lmz_ens *e, ens_stream *x, const ng_bucket *b, uint32_t tot)
+{
+    float w = (float)tot / ((float)tot + 1.0f), unit = w / (float)tot;
+    x->tbg = (1.0f - w) / (float)e->V;
+    x->nt = 0;
+    for (int j = 0; j < NG_SLOTS; j++) {
+        uint32_t v = b->slot[j];
+        if (!v) continue;
+        x->ttok[x->nt] = (int32_t)(v >> 8);
+        x->tq[x->nt++] = x->tbg + unit * (float)(v & 0xFF);
+    }
+    x->ngdet = x->nt != 1 ? 0u : tot >= 3 ? 2u : 1u;
+}
+
 /* the n-gram's blend: ng_s for any token, plus ngadd[t] for the tokens of list */
 static void ngram_predict(const lmz_ens *e, ens_stream *x)
 {
@@ -294,6 +320,7 @@ static void ngram_predict(const lmz_ens *e, ens_stream *x)
         for (int j = 0; j < NG_SLOTS; j++) tot += b->slot[j] & 0xFF;
         if (tot == 0) continue;
         x->ngorder = k + 1;
+        if (e->p.parts & LMZ_ENS_NGTOP) top_order(e, x, b, tot);
         float w = (float)tot / ((float)tot + 5.0f), keep = 1.0f - w, unit = w / (float)tot;
         s *= keep;
         for (unsigned i = 0; i < x->nlist; i++) x->ngadd[x->list[i]] *= keep;
@@ -563,7 +590,10 @@ static void prepare(const lmz_ens *e, ens_stream *x)
     x->act[X_MATCH] = (parts & LMZ_ENS_MATCH) && match_known(e, x);
     context_hashes(e, x);
     x->ngorder = 0;
+    x->ngdet = 0;
+    x->nt = 0;
     if (x->act[X_NGRAM]) ngram_predict(e, x);
+    x->act[X_NGTOP] = (parts & LMZ_ENS_NGTOP) && e->p.mixer == LMZ_MIX_LOG && x->nt > 0;
     if (x->act[X_MATCH]) {
         x->mpred = e->s[x->msrc].hist[x->mptr];
         match_rates(e->mhit, e->mtot, x->mlen, V, &x->mconf, &x->mbg);
@@ -577,7 +607,7 @@ static void prepare(const lmz_ens *e, ens_stream *x)
     }
     if (e->p.mixer == LMZ_MIX_LOG) { /* the weight set: how much the cheap models know here */
         unsigned mb = !x->act[X_MATCH] ? 0 : x->mlen < 8 ? 1 : x->mlen < 16 ? 2 : 3;
-        x->wset = x->ngorder * 4 + mb;
+        x->wset = (x->ngorder * 4 + mb) * MIX_DET + x->ngdet;
     }
     x->prepared = 1;
     x->want = (parts & LMZ_ENS_MODEL) != 0;
@@ -682,10 +712,10 @@ static void mixer_weights(lmz_ens *e, ens_stream *x, float logz)
  * their constants base[] (n-gram, match model, own match model) only at a
  * few tokens, dlog[i] the n-gram's at its list. @return whether a term
  * lowered some l(t). */
-static int cheap_terms(const ens_stream *x, float *l, float base[3], float *dlog)
+static int cheap_terms(const ens_stream *x, float *l, float base[4], float *dlog)
 {
     int lowered = 0;
-    base[0] = base[1] = base[2] = 0;
+    base[0] = base[1] = base[2] = base[3] = 0;
     if (x->act[X_NGRAM]) {
         base[0] = lmz_logf(x->ng_s);
         for (unsigned i = 0; i < x->nlist; i++) {
@@ -708,11 +738,19 @@ static int cheap_terms(const ens_stream *x, float *l, float base[3], float *dlog
         l[x->lpred] += d;
         lowered |= d < 0;
     }
+    if (x->act[X_NGTOP]) { /* its tokens are in the n-gram's list */
+        base[3] = lmz_logf(x->tbg);
+        for (unsigned i = 0; i < x->nt; i++) {
+            float d = x->w[X_NGTOP] * (lmz_logf(x->tq[i]) - base[3]);
+            l[x->ttok[i]] += d;
+            lowered |= d < 0;
+        }
+    }
     return lowered;
 }
 
 /* the cheap experts' E_p[log q] under the mixture p, for their update */
-static void cheap_expectations(ens_stream *x, const float *p, const float base[3], const float *dlog)
+static void cheap_expectations(ens_stream *x, const float *p, const float base[4], const float *dlog)
 {
     if (x->act[X_LOCAL]) x->elog[X_LOCAL] = base[2] + p[x->lpred] * (lmz_logf(x->lconf) - base[2]);
     if (x->act[X_NGRAM]) {
@@ -721,6 +759,11 @@ static void cheap_expectations(ens_stream *x, const float *p, const float base[3
         x->elog[X_NGRAM] = (float)en;
     }
     if (x->act[X_MATCH]) x->elog[X_MATCH] = base[1] + p[x->mpred] * (lmz_logf(x->mconf) - base[1]);
+    if (x->act[X_NGTOP]) {
+        double et = base[3];
+        for (unsigned i = 0; i < x->nt; i++) et += (double)p[x->ttok[i]] * (double)(lmz_logf(x->tq[i]) - base[3]);
+        x->elog[X_NGTOP] = (float)et;
+    }
 }
 
 #ifdef LMZ_FUSED
@@ -749,7 +792,7 @@ static T_FUSED const uint32_t *predict_fused(lmz_ens *e, ens_stream *x, const fl
         mx = 0;
     }
     /* the maximum follows the cheap terms while they only raise l */
-    float base[3], dlog[NG_ORDERS * NG_SLOTS];
+    float base[4], dlog[NG_ORDERS * NG_SLOTS];
     if (cheap_terms(x, l, base, dlog)) {
         mx = max_x(LMZ_ENS_V2, l, V);
     } else {
@@ -828,7 +871,7 @@ static const uint32_t *predict_passes(lmz_ens *e, ens_stream *x, const float *lo
         } else {
             memset(l, 0, V * sizeof *l);
         }
-        float base[3], dlog[NG_ORDERS * NG_SLOTS];
+        float base[4], dlog[NG_ORDERS * NG_SLOTS];
         (void)cheap_terms(x, l, base, dlog);
         (void)softmax(e, l, p);
         if (x->act[X_MODEL]) /* E_p[log pm], log pm(v) = u(v) - logz */
@@ -918,6 +961,10 @@ static float expert_q(const ens_stream *x, int i, int32_t tok)
     case X_MODEL: return x->pm[tok];
     case X_NGRAM: return x->ng_s + x->ngadd[tok];
     case X_MATCH: return tok == x->mpred ? x->mconf : x->mbg;
+    case X_NGTOP:
+        for (unsigned j = 0; j < x->nt; j++)
+            if (x->ttok[j] == tok) return x->tq[j];
+        return x->tbg;
     default: return tok == x->lpred ? x->lconf : x->lbg;
     }
 }
@@ -925,8 +972,8 @@ static float expert_q(const ens_stream *x, int i, int32_t tok)
 void lmz_ens_explain(const lmz_ens *e, size_t s, int32_t tok, float q[4], int32_t top[3], float top_p[3])
 {
     const ens_stream *x = &e->s[s];
-    _Static_assert(EXPERTS == 4, "lmz_ens_explain reports four experts");
-    for (int i = 0; i < EXPERTS; i++) q[i] = x->act[i] && tok >= 0 && (uint32_t)tok < e->V ? expert_q(x, i, tok) : -1.0f;
+    for (int i = 0; i < 4; i++) /* the four of the report: not the top n-gram order */
+        q[i] = x->act[i] && tok >= 0 && (uint32_t)tok < e->V ? expert_q(x, i, tok) : -1.0f;
     uint32_t f[3] = {0, 0, 0};
     for (int k = 0; k < 3; k++) top[k] = -1;
     for (uint32_t v = 0; v < e->V; v++) {

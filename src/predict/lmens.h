@@ -36,6 +36,13 @@
  *     come stay zeros and correct nothing (nor cost time). Dynamic
  *     evaluation of the model's last layer, learnt online as the decoder
  *     can;
+ *   - with part LMZ_ENS_NGTOP and the log mixer, the n-gram's highest order
+ *     found as an expert of its own beside the blend (its counts with weight
+ *     tot / (tot + 1) over a uniform rest), and the mixer's weight set chosen
+ *     also by that order's determinism (several tokens in its bucket, one
+ *     token seen once or twice, one seen three times or more): the blend
+ *     cannot tell a context that always gave one token from one that gave
+ *     several;
  *   - in profile 3, after the log mixer, an adaptive probability map on the
  *     most probable token (its probability by stretch bucket, in contexts of
  *     the match models' agreement and the model's confidence).
@@ -56,7 +63,9 @@
 #define LMZ_ENS_BIAS  4u
 #define LMZ_ENS_MATCH 8u
 #define LMZ_ENS_HEAD  16u /* the adaptive output head (lmz_ens_set_dim) */
-#define LMZ_ENS_ALL   31u
+#define LMZ_ENS_NGTOP 32u /* the n-gram's top order as an expert of its own (log mixer) */
+#define LMZ_ENS_REFINE 64u /* not the ensemble's: the bit coder's maps (det-f32-v4, det-i8-v1; src/codec/tokbits.h) */
+#define LMZ_ENS_ALL   127u
 
 /* mixers */
 #define LMZ_MIX_PROB 0u
