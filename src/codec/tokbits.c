@@ -164,8 +164,9 @@ static inline uint32_t byte_bound(const lmz_tb_vocab *v, uint32_t lo, uint32_t h
  * (uint16, units of 2^-16) at stretches -16, -15, ..., 16; a probability
  * in is read between the two points around its stretch (linear weights in
  * units of 2^-13), and both move toward the coded bit by their weight,
- * 2^-MAP_RATE of the distance. Rows start at the logistic function: the
- * map passes a probability through unchanged until it learns. */
+ * 2^-MAP_RATE of the distance. Rows start at the logistic function, so
+ * until it learns the map gives back about the probability it was given
+ * (the logistic curve between its points is drawn as straight lines). */
 #define MAP_B 33
 #define MAP_RATE 6
 #define MAP_ORDER1 (1u << 16)  /* bits: the previous byte x the byte's bits so far */

@@ -709,9 +709,9 @@ static void mixer_weights(lmz_ens *e, ens_stream *x, float logz)
 }
 
 /* The cheap experts' terms of l(v) = sum_i w_i log q_i(v): they differ from
- * their constants base[] (n-gram, match model, own match model) only at a
- * few tokens, dlog[i] the n-gram's at its list. @return whether a term
- * lowered some l(t). */
+ * their constants base[] (n-gram, match model, own match model, the top
+ * n-gram order) only at a few tokens, dlog[i] the n-gram's at its list.
+ * @return whether a term lowered some l(t). */
 static int cheap_terms(const ens_stream *x, float *l, float base[4], float *dlog)
 {
     int lowered = 0;
