@@ -201,36 +201,28 @@ for f in "$LMDIR"/*.lmz "$LMDIR-v3"/*.lmz; do
         { no "golden $f: re-encoding gives the same bytes"; cat err; }
 done
 
-# the adaptive head (lmzip 0.5, in the default parts): several frames
-# sharing one head, det-i8-v1, one frame; re-encoded with lmzip 0.5's parts
-HEADPARTS="--parts model,ngram,bias,match,head"
-for f in "$LMDIR-head"/*.lmz; do
-    b=${f%.lmz}
-    "$LMZIP" -q -d -c -m "$TINY" "$f" 2>err | cmp -s - "$b.orig" && ok || { no "golden $f decodes"; cat err; }
-    # shellcheck disable=SC2046
-    "$LMZIP" -q -c $CX -m "$TINY" $HEADPARTS $(cat "$b.opts") < "$b.orig" 2>err | cmp -s - "$f" && ok ||
-        { no "golden $f: re-encoding gives the same bytes"; cat err; }
-done
-
+# golden_v2 DIR [OPTIONS...]: the format-version-2 goldens of DIR decode, and
+# re-encode to the same bytes with the options (the parts of the lmzip that
+# made them) before each file's own
+golden_v2() {
+    dir=$1; shift
+    for f in "$dir"/*.lmz; do
+        b=${f%.lmz}
+        "$LMZIP" -q -d -c -m "$TINY" "$f" 2>err | cmp -s - "$b.orig" && ok || { no "golden $f decodes"; cat err; }
+        # shellcheck disable=SC2046
+        "$LMZIP" -q -c $CX -m "$TINY" "$@" $(cat "$b.opts") < "$b.orig" 2>err | cmp -s - "$f" && ok ||
+            { no "golden $f: re-encoding gives the same bytes"; cat err; }
+    done
+}
+# the adaptive head (lmzip 0.5, in its default parts): several frames sharing
+# one head, det-i8-v1, one frame
+golden_v2 "$LMDIR-head" --parts model,ngram,bias,match,head
 # the n-gram's top order and the bit coder's maps (lmzip 0.6, in the default
-# parts): the same three kinds of file, made by
-# tests/golden/make_golden_defaults.sh; re-encoded with the default parts
-for f in "$LMDIR-refine"/*.lmz; do
-    b=${f%.lmz}
-    "$LMZIP" -q -d -c -m "$TINY" "$f" 2>err | cmp -s - "$b.orig" && ok || { no "golden $f decodes"; cat err; }
-    # shellcheck disable=SC2046
-    "$LMZIP" -q -c $CX -m "$TINY" $(cat "$b.opts") < "$b.orig" 2>err | cmp -s - "$f" && ok ||
-        { no "golden $f: re-encoding gives the same bytes"; cat err; }
-done
-
-# format version 2 (lmzip 0.4): made without --format-version, re-encoded so
-for f in "$LMDIR-f2"/*.lmz; do
-    b=${f%.lmz}
-    "$LMZIP" -q -d -c -m "$TINY" "$f" 2>err | cmp -s - "$b.orig" && ok || { no "golden $f decodes"; cat err; }
-    # shellcheck disable=SC2046
-    "$LMZIP" -q -c $CX -m "$TINY" $OLDPARTS $(cat "$b.opts") < "$b.orig" 2>err | cmp -s - "$f" && ok ||
-        { no "golden $f: re-encoding gives the same bytes"; cat err; }
-done
+# parts): the same three kinds of file, made by tests/golden/make_golden_defaults.sh
+golden_v2 "$LMDIR-refine"
+# format version 2 (lmzip 0.4): made without --format-version
+# shellcheck disable=SC2086
+golden_v2 "$LMDIR-f2" $OLDPARTS
 
 # ---- models: by name from the folders, wrong, missing -----------------------------
 "$LMZIP" -q -c $CX -m "$TINY" text.txt > t.lmz

@@ -291,7 +291,7 @@ static void context_hashes(const lmz_ens *e, ens_stream *x)
     }
 }
 
-/* part NGTOP: the highest order found so far as an expert of its own, its
+/* part NGTOP: the highest order found as an expert of its own, its
  * counts with weight tot / (tot + 1) over a uniform rest, and how sure it is:
  * several tokens, one seen once or twice, one seen three times or more */
 static void top_order(const lmz_ens *e, ens_stream *x, const ng_bucket *b, uint32_t tot)
@@ -312,6 +312,8 @@ static void top_order(const lmz_ens *e, ens_stream *x, const ng_bucket *b, uint3
 static void ngram_predict(const lmz_ens *e, ens_stream *x)
 {
     float s = 1.0f;
+    const ng_bucket *top = NULL; /* the highest order's bucket found, and its count */
+    uint32_t top_tot = 0;
     x->nlist = 0;
     for (unsigned k = 0; k < x->ngk; k++) {
         const ng_bucket *b = &e->ng[k][x->ngidx[k]];
@@ -320,7 +322,8 @@ static void ngram_predict(const lmz_ens *e, ens_stream *x)
         for (int j = 0; j < NG_SLOTS; j++) tot += b->slot[j] & 0xFF;
         if (tot == 0) continue;
         x->ngorder = k + 1;
-        if (e->p.parts & LMZ_ENS_NGTOP) top_order(e, x, b, tot);
+        top = b;
+        top_tot = tot;
         float w = (float)tot / ((float)tot + 5.0f), keep = 1.0f - w, unit = w / (float)tot;
         s *= keep;
         for (unsigned i = 0; i < x->nlist; i++) x->ngadd[x->list[i]] *= keep;
@@ -336,6 +339,7 @@ static void ngram_predict(const lmz_ens *e, ens_stream *x)
         }
     }
     x->ng_s = s / (float)e->V;
+    if (top && (e->p.parts & LMZ_ENS_NGTOP)) top_order(e, x, top, top_tot);
 }
 
 /* A match model's rates at match length len: the predicted token's
