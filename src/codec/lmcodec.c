@@ -624,6 +624,25 @@ static void update_ensembles(lmz_lm *lm, lmz_ens *const *ens, const size_t *run,
     lmz_pool_for_work(lm->pool, groups, 4096.0 * (double)k, update_rest, &j);
 }
 
+/* the adaptive head of every stream of each group on a range of the
+ * vocabulary (lmz_ens_head_rows), after each stream's lmz_ens_head_begin */
+static void head_rows(void *ctx, size_t b, size_t e, unsigned th)
+{
+    (void)th;
+    const rows_job *j = ctx;
+    for (size_t g = 0; g < j->groups; g++)
+        lmz_ens_head_rows(j->ens[g], j->st + j->run[g], j->run[g + 1] - j->run[g], (uint32_t)(b * ROWS_UNIT),
+                          (uint32_t)(e * ROWS_UNIT));
+}
+
+static void run_head_rows(lmz_lm *lm, lmz_ens *const *ens, const size_t *run, size_t groups, const size_t *st,
+                          size_t dim)
+{
+    rows_job j = {ens, run, st, NULL, groups};
+    lmz_pool_for_work(lm->pool, (lm->V + ROWS_UNIT - 1) / ROWS_UNIT, (double)run[groups] * (double)lm->V * (double)dim,
+                      head_rows, &j);
+}
+
 /* one token of each active frame, from the same ensemble state */
 typedef struct {
     lmz_lm *lm;
@@ -637,6 +656,17 @@ typedef struct {
     const float *hidden; /* the adaptive head's: frame i's at hidden + row[i] * dim, or NULL */
     size_t dim;
 } enc_job;
+
+static void encode_heads(void *ctx, size_t b, size_t e, unsigned th)
+{
+    (void)th;
+    enc_job *j = ctx;
+    for (size_t i = b; i < e; i++) {
+        cframe *c = &j->c[j->act[i]];
+        const float *lg = j->row[i] == SIZE_MAX ? NULL : j->logits + j->row[i] * j->lm->V;
+        lmz_ens_head_begin(j->ens, c->sidx, lg, lg ? j->hidden + j->row[i] * j->dim : NULL);
+    }
+}
 
 static void encode_tokens(void *ctx, size_t b, size_t e, unsigned th)
 {
@@ -729,10 +759,15 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
                     row[na++] = need_model ? s * chunk + i : SIZE_MAX;
                 }
             enc_job ej = {lm, ens, c, act, logits, row, at + i, tb, hidden, D};
+            for (size_t j = 0; j < na; j++) sidx[j] = c[act[j]].sidx;
+            if (hidden) { /* the adaptive head reads each of its rows once for all streams */
+                lmz_pool_for_work(lm->pool, na, (double)na * V, encode_heads, &ej);
+                size_t run[2] = {0, na};
+                run_head_rows(lm, &ens, run, 1, sidx, D);
+            }
             lmz_pool_for_work(lm->pool, na, (double)na * V * 8.0, encode_tokens, &ej);
             for (size_t j = 0; j < na && !err; j++) {
                 cframe *x = &c[act[j]];
-                sidx[j] = x->sidx;
                 toks[j] = x->toks[at + i];
                 if (tb) {
                     double b = 0;
@@ -997,6 +1032,17 @@ typedef struct {
     size_t dim;
 } token_job;
 
+static void decode_heads(void *ctx, size_t b, size_t e, unsigned th)
+{
+    (void)th;
+    token_job *j = ctx;
+    for (size_t i = b; i < e; i++) {
+        dframe *x = &j->d[j->act[i]];
+        const float *lg = j->row[i] == SIZE_MAX ? NULL : j->logits + j->row[i] * j->lm->V;
+        lmz_ens_head_begin(x->ens, x->sidx, lg, lg && j->hidden ? j->hidden + j->row[i] * j->dim : NULL);
+    }
+}
+
 static void decode_tokens(void *ctx, size_t b, size_t e, unsigned th)
 {
     (void)th;
@@ -1141,14 +1187,16 @@ void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k)
         }
         run[nrun] = na;
         token_job tj = {lm, d, act, row, logits, hidden, D};
+        for (size_t g = 0; g < nrun; g++) gens[g] = d[act[run[g]]].ens;
+        for (size_t j = 0; j < na; j++) sidx[j] = d[act[j]].sidx;
+        if (hidden) { /* the adaptive head reads each of its rows once for a group's streams */
+            lmz_pool_for_work(lm->pool, na, (double)na * lm->V, decode_heads, &tj);
+            run_head_rows(lm, gens, run, nrun, sidx, D);
+        }
         lmz_pool_for_work(lm->pool, na, (double)na * lm->V * 8.0, decode_tokens, &tj);
         walk_job wj = {d, act, run};
         lmz_pool_for_work(lm->pool, nrun, (double)na * lm->V, decode_walks, &wj);
-        for (size_t j = 0; j < na; j++) {
-            sidx[j] = d[act[j]].sidx;
-            toks[j] = d[act[j]].last;
-        }
-        for (size_t g = 0; g < nrun; g++) gens[g] = d[act[run[g]]].ens;
+        for (size_t j = 0; j < na; j++) toks[j] = d[act[j]].last;
         update_ensembles(lm, gens, run, nrun, sidx, toks);
         size_t keep = 0;
         for (size_t j = 0; j < na; j++) {

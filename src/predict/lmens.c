@@ -86,6 +86,8 @@ typedef struct {
     float *hl;           /* (V) */
     float *hc;           /* (hd) */
     int hon;             /* the head took part in the last prediction */
+    int hpend;           /* lmz_ens_head_begin was called: hl is filled by lmz_ens_head_rows */
+    const float *hlog, *hh; /* ... from these logits and this vector */
     int prepared;        /* the cheap parts of the next prediction are done */
     int want;            /* ... and the model is wanted */
     uint64_t skipped;
@@ -902,12 +904,12 @@ int lmz_ens_set_dim(lmz_ens *e, uint32_t dim)
     return 0;
 }
 
-/* the adaptive head's logits for stream x: logits + hw h, and h / |h|^2 kept
- * for the update (zeros where |h|^2 is not a positive finite number: that
- * token teaches the head nothing) */
-static const float *head_logits(lmz_ens *e, ens_stream *x, const float *logits, const float *h)
+/* the adaptive head's input for stream x: h / |h|^2 kept for the update
+ * (zeros where |h|^2 is not a positive finite number: that token teaches the
+ * head nothing) */
+static void head_input(lmz_ens *e, ens_stream *x, const float *logits, const float *h)
 {
-    const uint32_t V = e->V, D = e->hd;
+    const uint32_t D = e->hd;
     float n2 = lmz_dot(e->kp, h, LMZ_GGML_F32, h, D);
     if (n2 > 0.0f && isfinite(n2)) {
         float inv = 1.0f / n2;
@@ -915,11 +917,84 @@ static const float *head_logits(lmz_ens *e, ens_stream *x, const float *logits, 
     } else {
         memset(x->hc, 0, D * sizeof *x->hc);
     }
+    x->hlog = logits;
+    x->hh = h;
+}
+
+#define HEAD_ROWS 64 /* rows gathered for one lmz_dot_many_f32 */
+#define HEAD_VECS 8  /* ... against this many streams' vectors */
+
+/* hl = hlog + hw h of streams xs[0..k) on the n rows w (tokens at) */
+static void head_dots(const lmz_ens *e, ens_stream *const *xs, size_t k, const float *const *w, const uint32_t *at,
+                      uint32_t n)
+{
+    const float *hv[HEAD_VECS];
+    float y[HEAD_VECS * HEAD_ROWS];
+    for (size_t t0 = 0; t0 < k; t0 += HEAD_VECS) {
+        size_t nx = k - t0 < HEAD_VECS ? k - t0 : HEAD_VECS;
+        for (size_t t = 0; t < nx; t++) hv[t] = xs[t0 + t]->hh;
+        lmz_dot_many_f32(e->kp, w, n, hv, nx, e->hd, y, HEAD_ROWS);
+        for (size_t t = 0; t < nx; t++) {
+            ens_stream *x = xs[t0 + t];
+            for (uint32_t i = 0; i < n; i++) x->hl[at[i]] = x->hlog[at[i]] + y[t * HEAD_ROWS + i];
+        }
+    }
+}
+
+/* the adaptive head's logits of streams xs[0..k) (head_input done) on the
+ * vocabulary entries [v0, v1): logits + hw h for the rows of tokens that
+ * have come, the logits alone for the others */
+static void head_fill(const lmz_ens *e, ens_stream *const *xs, size_t k, uint32_t v0, uint32_t v1)
+{
     const uint8_t *r = e->hrow;
-    for (uint32_t v = 0; v < V; v++)
-        x->hl[v] = r[v] ? logits[v] + lmz_dot(e->kp, e->hw + (size_t)v * D, LMZ_GGML_F32, h, D) : logits[v];
+    const float *w[HEAD_ROWS];
+    uint32_t at[HEAD_ROWS], n = 0;
+    for (size_t t = 0; t < k; t++) memcpy(xs[t]->hl + v0, xs[t]->hlog + v0, (size_t)(v1 - v0) * sizeof(float));
+    for (uint32_t v = v0; v < v1; v++) {
+        if (!((v - v0) & 7) && v + 8 <= v1) { /* eight tokens none of which has come */
+            uint64_t any;
+            memcpy(&any, r + v, 8);
+            if (!any) {
+                v += 7;
+                continue;
+            }
+        }
+        if (!r[v]) continue;
+        w[n] = e->hw + (size_t)v * e->hd;
+        at[n++] = v;
+        if (n == HEAD_ROWS) {
+            head_dots(e, xs, k, w, at, n);
+            n = 0;
+        }
+    }
+    if (n) head_dots(e, xs, k, w, at, n);
+}
+
+/* the adaptive head's logits for stream x on its own */
+static const float *head_logits(lmz_ens *e, ens_stream *x, const float *logits, const float *h)
+{
+    head_input(e, x, logits, h);
+    head_fill(e, &x, 1, 0, e->V);
     x->hon = 1;
     return x->hl;
+}
+
+void lmz_ens_head_begin(lmz_ens *e, size_t s, const float *logits, const float *hidden)
+{
+    ens_stream *x = &e->s[s];
+    if (!x->prepared) prepare(e, x);
+    x->hpend = e->hw && x->want && logits && hidden;
+    if (x->hpend) head_input(e, x, logits, hidden);
+}
+
+void lmz_ens_head_rows(lmz_ens *e, const size_t *st, size_t k, uint32_t v0, uint32_t v1)
+{
+    ens_stream *xs[LMZ_ENS_STREAMS_MAX];
+    size_t n = 0;
+    if (v1 > e->V) v1 = e->V;
+    for (size_t i = 0; i < k; i++)
+        if (e->s[st[i]].hpend) xs[n++] = &e->s[st[i]];
+    if (n && v0 < v1) head_fill(e, xs, n, v0, v1);
 }
 
 const uint32_t *lmz_ens_predict(lmz_ens *e, size_t s, const float *logits)
@@ -934,7 +1009,15 @@ const uint32_t *lmz_ens_predict_hidden(lmz_ens *e, size_t s, const float *logits
     x->act[X_MODEL] = x->want && logits;
     if ((e->p.parts & LMZ_ENS_MODEL) && !x->want) x->skipped++;
     x->hon = 0;
-    if (e->hw && x->act[X_MODEL] && hidden) logits = head_logits(e, x, logits, hidden);
+    if (e->hw && x->act[X_MODEL] && hidden) {
+        if (x->hpend) { /* lmz_ens_head_begin and lmz_ens_head_rows filled hl */
+            x->hon = 1;
+            logits = x->hl;
+        } else {
+            logits = head_logits(e, x, logits, hidden);
+        }
+    }
+    x->hpend = 0;
 #ifdef LMZ_FUSED
     if (e->p.profile != LMZ_ENS_V1 && e->p.mixer == LMZ_MIX_LOG && e->fused && e->kp == LMZ_KPATH_AVX512)
         return predict_fused(e, x, logits);

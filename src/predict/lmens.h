@@ -148,6 +148,17 @@ const uint32_t *lmz_ens_predict(lmz_ens *e, size_t s, const float *logits);
  * head needs. */
 const uint32_t *lmz_ens_predict_hidden(lmz_ens *e, size_t s, const float *logits, const float *hidden);
 
+/* The adaptive head's part of a prediction, shared among threads (callers
+ * with several streams: the head reads every row it has for each stream, and
+ * this reads each row once for several). lmz_ens_head_begin(e, s, logits,
+ * hidden) for each stream (different streams at the same time, as
+ * lmz_ens_predict), then lmz_ens_head_rows for streams st[0..k) on
+ * vocabulary entries [v0, v1) (disjoint ranges at the same time), then
+ * lmz_ens_predict_hidden with the same logits and vector: the same table as
+ * without these calls. Not at the same time as an update. */
+void lmz_ens_head_begin(lmz_ens *e, size_t s, const float *logits, const float *hidden);
+void lmz_ens_head_rows(lmz_ens *e, const size_t *st, size_t k, uint32_t v0, uint32_t v1);
+
 /* Learn the token that came in stream s (after its lmz_ens_predict); one
  * update at a time. @return 0, or -1 when the stream already holds its
  * max_tokens tokens. */

@@ -410,6 +410,33 @@ void lmz_dot4_f32(lmz_kpath p, const float *w, const float *const x[4], size_t n
     dot4_portable(w, x, n, out, plain);
 }
 
+void lmz_dot_many_f32(lmz_kpath p, const float *const *w, size_t rows, const float *const *x, size_t nx, size_t n,
+                      float *y, size_t ldy)
+{
+    size_t r0 = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (p == LMZ_KPATH_AVX512 && nx == 1 && n % 16 == 0) {
+        for (; r0 + 16 <= rows; r0 += 16) lmz_dot16_rows_avx512(w + r0, x[0], n, y + r0);
+        for (; r0 < rows; r0++) y[r0] = lmz_dot(p, w[r0], LMZ_GGML_F32, x[0], n);
+        return;
+    }
+#endif
+    /* 4 x 4 tiles; a partial tile repeats its last row or vector, and only
+     * the wanted sums are kept */
+    for (; r0 < rows; r0 += 4)
+        for (size_t t0 = 0; t0 < nx; t0 += 4) {
+            const float *wt[4], *xt[4];
+            float o[16];
+            for (size_t i = 0; i < 4; i++) {
+                wt[i] = w[r0 + i < rows ? r0 + i : rows - 1];
+                xt[i] = x[t0 + i < nx ? t0 + i : nx - 1];
+            }
+            lmz_dot4x4_f32(p, wt, xt, n, o, 4, 0);
+            for (size_t t = t0; t < t0 + 4 && t < nx; t++)
+                for (size_t r = r0; r < r0 + 4 && r < rows; r++) y[t * ldy + r] = o[4 * (t - t0) + (r - r0)];
+        }
+}
+
 void lmz_row_to_f32(lmz_kpath path, const void *wrow, uint32_t type, size_t n, float *out)
 {
 #if defined(__x86_64__) && defined(__GNUC__)

@@ -52,6 +52,15 @@ float lmz_dot(lmz_kpath p, const void *wrow, uint32_t type, const float *x, size
  * plain as for lmz_dot4x4_f32 (w and the four x). */
 void lmz_dot4_f32(lmz_kpath p, const float *w, const float *const x[4], size_t n, float out[4], int plain);
 
+/* y[t * ldy + r] = lmz_dot(p, w[r], F32, x[t], n) for r < rows, t < nx:
+ * many weight rows against a few activation vectors (the ensemble's adaptive
+ * head, one vector per stream), the same bits as those dots. Four rows and
+ * four vectors go through lmz_dot4x4_f32 together (each row is read once for
+ * four vectors); with AVX-512 and one vector, sixteen rows at a time share
+ * each load of x and meet in one transposing reduction. */
+void lmz_dot_many_f32(lmz_kpath p, const float *const *w, size_t rows, const float *const *x, size_t nx, size_t n,
+                      float *y, size_t ldy);
+
 /* y[t*ldy + r] = dot(w[r], x[t]) for 4 F32 rows and 4 tokens (token-major,
  * as a matrix product stores them): each weight and activation vector is
  * loaded once for the whole tile (same bits as sixteen dots). plain = 1
@@ -113,6 +122,7 @@ float lmz_dot_avx2(const void *wrow, uint32_t type, const float *x, size_t n);
 float lmz_dot_avx512(const void *wrow, uint32_t type, const float *x, size_t n);
 void lmz_dot4_avx2(const float *w, const float *const x[4], size_t n, float out[4]);
 void lmz_dot4_avx512(const float *w, const float *const x[4], size_t n, float out[4]);
+void lmz_dot16_rows_avx512(const float *const w[16], const float *x, size_t n, float out[16]);
 void lmz_dot4x4_avx512(const float *const w[4], const float *const x[4], size_t n, float *y, size_t ldy);
 void lmz_axpy_avx2(float a, const float *x, float *y, size_t n);
 void lmz_exp_array_avx512(const float *x, float *y, size_t n);

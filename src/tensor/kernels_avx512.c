@@ -267,6 +267,28 @@ static inline T_512 __m512 pair1(__m512 g, __m512 h) /* per block: lane 0 + 1 of
 /* accumulators as sixteen named registers (an array would live on the stack) */
 #define ACC16(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15)
 
+/* sixteen rows of lmz_dot_avx512 (F32, n a multiple of 16) against one x:
+ * each load of x serves all sixteen, and their sums meet in the tree above
+ * (lane 4m + q holds row 4q + m), put in row order by a permute */
+void T_512 lmz_dot16_rows_avx512(const float *const w[16], const float *x, size_t n, float out[16])
+{
+#define DECL(i) __m512 a##i = _mm512_setzero_ps();
+    ACC16(DECL)
+#undef DECL
+    for (size_t k = 0; k < n; k += 16) {
+        __m512 xv = _mm512_loadu_ps(x + k);
+#define ROW(i) a##i = _mm512_fmadd_ps(_mm512_loadu_ps(w[i] + k), xv, a##i);
+        ACC16(ROW)
+#undef ROW
+    }
+    __m512 g0 = pair2(pair4(pair8(a0, a1), pair8(a2, a3)), pair4(pair8(a4, a5), pair8(a6, a7)));
+    __m512 g1 = pair2(pair4(pair8(a8, a9), pair8(a10, a11)), pair4(pair8(a12, a13), pair8(a14, a15)));
+    __m512 res = pair1(g0, g1);
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    _mm512_storeu_ps(out, _mm512_permutexvar_ps(order, res));
+}
+
+
 void T_512 lmz_dot4x4_avx512(const float *const w[4], const float *const x[4], size_t n, float *y, size_t ldy)
 {
     /* a<4r + t>: row r, token t */

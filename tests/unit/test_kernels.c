@@ -176,6 +176,43 @@ TEST(kernels_dot4_same_bits_as_dot)
     CHECK_EQ_U64(differ, 0);
 }
 
+TEST(kernels_dot_many_same_bits_as_dot)
+{
+    unsigned long long seed = 29;
+    size_t sizes[] = {1, 15, 16, 17, 64, 100, 192, 576};
+    size_t counts[] = {1, 3, 15, 16, 17, 40};
+    size_t vecs[] = {1, 2, 4, 5, 9};
+    int differ = 0;
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
+        for (size_t ci = 0; ci < sizeof counts / sizeof *counts; ci++)
+            for (size_t vi = 0; vi < sizeof vecs / sizeof *vecs; vi++) {
+                size_t n = sizes[si], rows = counts[ci], nx = vecs[vi], stride = n + 3, ldy = rows + 2;
+                float *w = malloc(rows * stride * 4), *x = malloc(nx * n * 4), *y = malloc(nx * ldy * 4);
+                const float **wr = malloc(rows * sizeof *wr), **xr = malloc(nx * sizeof *xr);
+                for (size_t r = 0; r < rows; r++) wr[r] = w + (r * 7 % rows) * stride; /* out of order */
+                for (size_t t = 0; t < nx; t++) xr[t] = x + (nx - 1 - t) * n;
+                for (size_t k = 0; k < rows * stride; k++)
+                    w[k] = (float)((double)(test_rand(&seed) % 20001) / 10000.0 - 1.0);
+                for (size_t k = 0; k < nx * n; k++)
+                    x[k] = (float)((double)(test_rand(&seed) % 20001) / 1000.0 - 10.0);
+                for (int p = 0; p < LMZ_KPATH_COUNT; p++) {
+                    if (!lmz_kpath_supported((lmz_kpath)p)) continue;
+                    lmz_dot_many_f32((lmz_kpath)p, wr, rows, xr, nx, n, y, ldy);
+                    for (size_t t = 0; t < nx; t++)
+                        for (size_t r = 0; r < rows; r++) {
+                            float ref = lmz_dot(LMZ_KPATH_SCALAR, wr[r], LMZ_GGML_F32, xr[t], n);
+                            if (memcmp(&ref, &y[t * ldy + r], 4)) differ++;
+                        }
+                }
+                free(wr);
+                free(xr);
+                free(w);
+                free(x);
+                free(y);
+            }
+    CHECK_EQ_U64(differ, 0);
+}
+
 TEST(kernels_exp_array_same_bits)
 {
     size_t n = 200003;

@@ -570,7 +570,9 @@ TEST(ens_update_by_rows_same_tables)
  * (far fewer bits than without the head); its update by ranges of the
  * vocabulary, the passes one by one and the fused ones give the same tables
  * bit for bit, streams sharing the head; a model vector with an infinity
- * or all zeros teaches nothing and breaks nothing. */
+ * or all zeros teaches nothing and breaks nothing; the head's rows computed
+ * for all streams at once by ranges (lmz_ens_head_begin, lmz_ens_head_rows)
+ * give the same tables. */
 TEST(ens_head_learns_same_tables)
 {
     enum { K = 3, N = 400, D = 24 };
@@ -601,6 +603,10 @@ TEST(ens_head_learns_same_tables)
             if (i % 50 == 7 && j == 1) h[j][3] = INFINITY;
             if (i % 50 == 9 && j == 2) memset(h[j], 0, sizeof h[j]);
         }
+        /* b: the head's rows for all streams at once, by ranges (lmz_ens_head_rows) */
+        for (size_t j = 0; j < K; j++) lmz_ens_head_begin(b, j, lg + j * nv, h[j]);
+        lmz_ens_head_rows(b, st, K, nv / 2 + 3, nv + 100);
+        lmz_ens_head_rows(b, st, K, 0, nv / 2 + 3);
         for (size_t j = 0; j < K && same; j++) {
             const uint32_t *ca = lmz_ens_predict_hidden(a, j, lg + j * nv, h[j]);
             const uint32_t *cb = lmz_ens_predict_hidden(b, j, lg + j * nv, h[j]);
