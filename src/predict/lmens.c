@@ -1149,22 +1149,36 @@ static void bias_step(lmz_ens *e, const ens_stream *x, int32_t tok, uint32_t v0,
 
 /* the adaptive head's step of one stream on rows [v0, v1) (lmz_ens_set_dim):
  * the token's row, and the rows of tokens that came before whose
- * probability is at least HEAD_PMIN */
+ * probability is at least HEAD_PMIN (found by lmz_find_ge; each row's step
+ * is its own, so the order of the rows changes nothing) */
 #define HEAD_LR 0.3f
 #define HEAD_PMIN 1e-3f
+#define HEAD_FIND 1024 /* rows searched at a time */
+static inline void head_row(lmz_ens *e, const ens_stream *x, uint32_t v, float target)
+{
+    const uint32_t D = e->hd;
+    float g = HEAD_LR * (target - x->pm[v]);
+    float *w = e->hw + (size_t)v * D;
+    const float *hc = x->hc;
+    for (uint32_t i = 0; i < D; i++) w[i] += g * hc[i];
+}
+
 LMZ_CLONES_FLOAT
 static void head_step(lmz_ens *e, const ens_stream *x, int32_t tok, uint32_t v0, uint32_t v1)
 {
     if (!x->hon) return;
-    const uint32_t D = e->hd;
-    const float *pm = x->pm, *hc = x->hc;
-    for (uint32_t v = v0; v < v1; v++) {
-        int here = (int32_t)v == tok;
-        if (here) e->hrow[v] = 1; /* the token's row joins the head */
-        else if (!e->hrow[v] || !(pm[v] >= HEAD_PMIN)) continue;
-        float g = HEAD_LR * ((here ? 1.0f : 0.0f) - pm[v]);
-        float *w = e->hw + (size_t)v * D;
-        for (uint32_t i = 0; i < D; i++) w[i] += g * hc[i];
+    uint32_t idx[HEAD_FIND];
+    if ((uint32_t)tok >= v0 && (uint32_t)tok < v1) {
+        e->hrow[tok] = 1; /* the token's row joins the head */
+        head_row(e, x, (uint32_t)tok, 1.0f);
+    }
+    for (uint32_t c = v0; c < v1; c += HEAD_FIND) {
+        uint32_t len = v1 - c < HEAD_FIND ? v1 - c : HEAD_FIND;
+        size_t n = lmz_find_ge(e->kp, x->pm + c, len, HEAD_PMIN, idx);
+        for (size_t i = 0; i < n; i++) {
+            uint32_t v = c + idx[i];
+            if (e->hrow[v] && (int32_t)v != tok) head_row(e, x, v, 0.0f);
+        }
     }
 }
 

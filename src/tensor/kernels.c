@@ -717,6 +717,19 @@ void lmz_dot_keys16(lmz_kpath p, const float *kt, const float *q, size_t qs, siz
     }
 }
 
+size_t lmz_find_ge(lmz_kpath p, const float *x, size_t n, float t, uint32_t *idx)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (p == LMZ_KPATH_AVX512) return lmz_find_ge_avx512(x, n, t, idx);
+    if (p == LMZ_KPATH_AVX2) return lmz_find_ge_avx2(x, n, t, idx);
+#endif
+    (void)p;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (x[i] >= t) idx[k++] = (uint32_t)i;
+    return k;
+}
+
 void lmz_exp_array(lmz_kpath p, const float *x, float *y, size_t n)
 {
 #if defined(__x86_64__) && defined(__GNUC__)

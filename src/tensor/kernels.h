@@ -74,6 +74,11 @@ void lmz_dot4x4_f32(lmz_kpath p, const float *const w[4], const float *const x[4
  * portable path's fast sums would need a test of their own). */
 int lmz_f32_has_tiny(const float *v, size_t n);
 
+/* The indices i < n with x[i] >= t (an ordered comparison: a NaN is never
+ * found), ascending, into idx: @return how many. A comparison has one answer
+ * on every path. */
+size_t lmz_find_ge(lmz_kpath p, const float *x, size_t n, float t, uint32_t *idx);
+
 /* y[i] = lmz_expf(x[i]) (detmath.h), the same operations lane by lane. */
 void lmz_exp_array(lmz_kpath p, const float *x, float *y, size_t n);
 
@@ -126,6 +131,8 @@ void lmz_dot16_rows_avx512(const float *const w[16], const float *x, size_t n, f
 void lmz_dot4x4_avx512(const float *const w[4], const float *const x[4], size_t n, float *y, size_t ldy);
 void lmz_axpy_avx2(float a, const float *x, float *y, size_t n);
 void lmz_exp_array_avx512(const float *x, float *y, size_t n);
+size_t lmz_find_ge_avx512(const float *x, size_t n, float t, uint32_t *idx);
+size_t lmz_find_ge_avx2(const float *x, size_t n, float t, uint32_t *idx);
 double lmz_exp_shift_sum_avx512(float *x, float mx, float *y, size_t n);
 int lmz_weighted_sum_avx512(const float *w, size_t ws, size_t nq, const float *const *v, size_t count, size_t n,
                             float *o, size_t os);

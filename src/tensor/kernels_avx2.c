@@ -221,4 +221,17 @@ void T_AVX2 lmz_dot_keys16_avx2(const float *kt, const float *q, size_t qs, size
             _mm256_storeu_ps(out + h * ldo + 8 * half, _mm256_add_ps(u0, u1));
         }
 }
+size_t T_AVX2 lmz_find_ge_avx2(const float *x, size_t n, float t, uint32_t *idx)
+{
+    const __m256 tv = _mm256_set1_ps(t);
+    size_t k = 0, i = 0;
+    for (; i + 8 <= n; i += 8) {
+        unsigned m = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + i), tv, _CMP_GE_OQ));
+        for (; m; m &= m - 1) idx[k++] = (uint32_t)(i + (size_t)__builtin_ctz(m));
+    }
+    for (; i < n; i++)
+        if (x[i] >= t) idx[k++] = (uint32_t)i;
+    return k;
+}
+
 #endif

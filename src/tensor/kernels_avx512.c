@@ -85,6 +85,26 @@ void T_512 lmz_dot4_avx512(const float *w, const float *const x[4], size_t n, fl
     out[3] = reduce(l3);
 }
 
+size_t T_512 lmz_find_ge_avx512(const float *x, size_t n, float t, uint32_t *idx)
+{
+    const __m512 tv = _mm512_set1_ps(t);
+    const __m512i sixteen = _mm512_set1_epi32(16);
+    __m512i at = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    size_t k = 0, i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __mmask16 m = _mm512_cmp_ps_mask(_mm512_loadu_ps(x + i), tv, _CMP_GE_OQ);
+        if (m) { /* compressed in a register (a compressing store is slow on some cores), stored masked */
+            unsigned c = (unsigned)__builtin_popcount(m);
+            _mm512_mask_storeu_epi32(idx + k, (__mmask16)((1u << c) - 1), _mm512_maskz_compress_epi32(m, at));
+            k += c;
+        }
+        at = _mm512_add_epi32(at, sixteen);
+    }
+    for (; i < n; i++)
+        if (x[i] >= t) idx[k++] = (uint32_t)i;
+    return k;
+}
+
 /* lmz_expf (detmath.c) sixteen lanes at a time: the same IEEE operations in
  * the same order, so the same bits; the special cases are blended in. */
 static inline T_512 __m512 exp16(__m512 v)

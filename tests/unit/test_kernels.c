@@ -213,6 +213,36 @@ TEST(kernels_dot_many_same_bits_as_dot)
     CHECK_EQ_U64(differ, 0);
 }
 
+TEST(kernels_find_ge_same_on_every_path)
+{
+    unsigned long long seed = 31;
+    size_t sizes[] = {0, 1, 7, 8, 15, 16, 17, 100, 1000};
+    const float t = 1e-3f;
+    int differ = 0;
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        size_t n = sizes[si];
+        float *x = malloc((n + 1) * sizeof *x);
+        uint32_t *ref = malloc((n + 1) * sizeof *ref), *got = malloc((n + 1) * sizeof *got);
+        for (size_t i = 0; i < n; i++) {
+            unsigned r = (unsigned)(test_rand(&seed) % 10);
+            x[i] = r == 0 ? t : r == 1 ? NAN : r == 2 ? -0.0f : r == 3 ? INFINITY : r == 4 ? nextafterf(t, 0.0f)
+                 : (float)(test_rand(&seed) % 2000) / 1e5f;
+        }
+        size_t nr = 0;
+        for (size_t i = 0; i < n; i++)
+            if (x[i] >= t) ref[nr++] = (uint32_t)i;
+        for (int p = 0; p < LMZ_KPATH_COUNT; p++) {
+            if (!lmz_kpath_supported((lmz_kpath)p)) continue;
+            size_t ng = lmz_find_ge((lmz_kpath)p, x, n, t, got);
+            if (ng != nr || (nr && memcmp(ref, got, nr * sizeof *ref))) differ++;
+        }
+        free(x);
+        free(ref);
+        free(got);
+    }
+    CHECK_EQ_U64(differ, 0);
+}
+
 TEST(kernels_exp_array_same_bits)
 {
     size_t n = 200003;
