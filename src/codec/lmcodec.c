@@ -649,7 +649,7 @@ typedef struct {
     lmz_ens *ens;
     cframe *c;
     const size_t *act;   /* frames */
-    const float *logits; /* frame i's token at logits + row[i] * V */
+    float *logits;       /* frame i's token at logits + row[i] * V (the adaptive head rewrites them) */
     const size_t *row;
     size_t at;           /* the tokens' position */
     lmz_tb *tb;          /* det-f32-v4: the group's bit coder */
@@ -663,7 +663,7 @@ static void encode_heads(void *ctx, size_t b, size_t e, unsigned th)
     enc_job *j = ctx;
     for (size_t i = b; i < e; i++) {
         cframe *c = &j->c[j->act[i]];
-        const float *lg = j->row[i] == SIZE_MAX ? NULL : j->logits + j->row[i] * j->lm->V;
+        float *lg = j->row[i] == SIZE_MAX ? NULL : j->logits + j->row[i] * j->lm->V;
         lmz_ens_head_begin(j->ens, c->sidx, lg, lg ? j->hidden + j->row[i] * j->dim : NULL);
     }
 }
@@ -1027,7 +1027,7 @@ typedef struct {
     dframe *d;
     const size_t *act;
     const size_t *row; /* each active frame's logits row, or SIZE_MAX: none */
-    const float *logits;
+    float *logits; /* the adaptive head rewrites them */
     const float *hidden; /* the adaptive head's, a row of dim beside each row of logits, or NULL */
     size_t dim;
 } token_job;
@@ -1038,7 +1038,7 @@ static void decode_heads(void *ctx, size_t b, size_t e, unsigned th)
     token_job *j = ctx;
     for (size_t i = b; i < e; i++) {
         dframe *x = &j->d[j->act[i]];
-        const float *lg = j->row[i] == SIZE_MAX ? NULL : j->logits + j->row[i] * j->lm->V;
+        float *lg = j->row[i] == SIZE_MAX ? NULL : j->logits + j->row[i] * j->lm->V;
         lmz_ens_head_begin(x->ens, x->sidx, lg, lg && j->hidden ? j->hidden + j->row[i] * j->dim : NULL);
     }
 }

@@ -88,6 +88,7 @@ typedef struct {
     int hon;             /* the head took part in the last prediction */
     int hpend;           /* lmz_ens_head_begin was called: hl is filled by lmz_ens_head_rows */
     const float *hlog, *hh; /* ... from these logits and this vector */
+    float *hout;            /* ... into hl, or over the caller's logits (lmz_ens_head_begin) */
     int prepared;        /* the cheap parts of the next prediction are done */
     int want;            /* ... and the model is wanted */
     uint64_t skipped;
@@ -907,7 +908,7 @@ int lmz_ens_set_dim(lmz_ens *e, uint32_t dim)
 /* the adaptive head's input for stream x: h / |h|^2 kept for the update
  * (zeros where |h|^2 is not a positive finite number: that token teaches the
  * head nothing) */
-static void head_input(lmz_ens *e, ens_stream *x, const float *logits, const float *h)
+static void head_input(lmz_ens *e, ens_stream *x, const float *logits, const float *h, float *out)
 {
     const uint32_t D = e->hd;
     float n2 = lmz_dot(e->kp, h, LMZ_GGML_F32, h, D);
@@ -919,12 +920,13 @@ static void head_input(lmz_ens *e, ens_stream *x, const float *logits, const flo
     }
     x->hlog = logits;
     x->hh = h;
+    x->hout = out;
 }
 
 #define HEAD_ROWS 64 /* rows gathered for one lmz_dot_many_f32 */
 #define HEAD_VECS 8  /* ... against this many streams' vectors */
 
-/* hl = hlog + hw h of streams xs[0..k) on the n rows w (tokens at) */
+/* hout = hlog + hw h of streams xs[0..k) on the n rows w (tokens at) */
 static void head_dots(const lmz_ens *e, ens_stream *const *xs, size_t k, const float *const *w, const uint32_t *at,
                       uint32_t n)
 {
@@ -936,7 +938,7 @@ static void head_dots(const lmz_ens *e, ens_stream *const *xs, size_t k, const f
         lmz_dot_many_f32(e->kp, w, n, hv, nx, e->hd, y, HEAD_ROWS);
         for (size_t t = 0; t < nx; t++) {
             ens_stream *x = xs[t0 + t];
-            for (uint32_t i = 0; i < n; i++) x->hl[at[i]] = x->hlog[at[i]] + y[t * HEAD_ROWS + i];
+            for (uint32_t i = 0; i < n; i++) x->hout[at[i]] = x->hlog[at[i]] + y[t * HEAD_ROWS + i];
         }
     }
 }
@@ -949,7 +951,9 @@ static void head_fill(const lmz_ens *e, ens_stream *const *xs, size_t k, uint32_
     const uint8_t *r = e->hrow;
     const float *w[HEAD_ROWS];
     uint32_t at[HEAD_ROWS], n = 0;
-    for (size_t t = 0; t < k; t++) memcpy(xs[t]->hl + v0, xs[t]->hlog + v0, (size_t)(v1 - v0) * sizeof(float));
+    for (size_t t = 0; t < k; t++)
+        if (xs[t]->hout != xs[t]->hlog)
+            memcpy(xs[t]->hout + v0, xs[t]->hlog + v0, (size_t)(v1 - v0) * sizeof(float));
     for (uint32_t v = v0; v < v1; v++) {
         if (!((v - v0) & 7) && v + 8 <= v1) { /* eight tokens none of which has come */
             uint64_t any;
@@ -973,18 +977,18 @@ static void head_fill(const lmz_ens *e, ens_stream *const *xs, size_t k, uint32_
 /* the adaptive head's logits for stream x on its own */
 static const float *head_logits(lmz_ens *e, ens_stream *x, const float *logits, const float *h)
 {
-    head_input(e, x, logits, h);
+    head_input(e, x, logits, h, x->hl);
     head_fill(e, &x, 1, 0, e->V);
     x->hon = 1;
     return x->hl;
 }
 
-void lmz_ens_head_begin(lmz_ens *e, size_t s, const float *logits, const float *hidden)
+void lmz_ens_head_begin(lmz_ens *e, size_t s, float *logits, const float *hidden)
 {
     ens_stream *x = &e->s[s];
     if (!x->prepared) prepare(e, x);
     x->hpend = e->hw && x->want && logits && hidden;
-    if (x->hpend) head_input(e, x, logits, hidden);
+    if (x->hpend) head_input(e, x, logits, hidden, logits);
 }
 
 void lmz_ens_head_rows(lmz_ens *e, const size_t *st, size_t k, uint32_t v0, uint32_t v1)
@@ -1010,9 +1014,9 @@ const uint32_t *lmz_ens_predict_hidden(lmz_ens *e, size_t s, const float *logits
     if ((e->p.parts & LMZ_ENS_MODEL) && !x->want) x->skipped++;
     x->hon = 0;
     if (e->hw && x->act[X_MODEL] && hidden) {
-        if (x->hpend) { /* lmz_ens_head_begin and lmz_ens_head_rows filled hl */
+        if (x->hpend) { /* lmz_ens_head_begin and lmz_ens_head_rows rewrote the logits */
             x->hon = 1;
-            logits = x->hl;
+            logits = x->hout;
         } else {
             logits = head_logits(e, x, logits, hidden);
         }

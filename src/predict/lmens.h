@@ -153,10 +153,11 @@ const uint32_t *lmz_ens_predict_hidden(lmz_ens *e, size_t s, const float *logits
  * this reads each row once for several). lmz_ens_head_begin(e, s, logits,
  * hidden) for each stream (different streams at the same time, as
  * lmz_ens_predict), then lmz_ens_head_rows for streams st[0..k) on
- * vocabulary entries [v0, v1) (disjoint ranges at the same time), then
- * lmz_ens_predict_hidden with the same logits and vector: the same table as
- * without these calls. Not at the same time as an update. */
-void lmz_ens_head_begin(lmz_ens *e, size_t s, const float *logits, const float *hidden);
+ * vocabulary entries [v0, v1) (disjoint ranges at the same time), which
+ * rewrites the logits in place with the head's (no copy), then
+ * lmz_ens_predict_hidden with the same pointers: the same table as without
+ * these calls. Not at the same time as an update. */
+void lmz_ens_head_begin(lmz_ens *e, size_t s, float *logits, const float *hidden);
 void lmz_ens_head_rows(lmz_ens *e, const size_t *st, size_t k, uint32_t v0, uint32_t v1);
 
 /* Learn the token that came in stream s (after its lmz_ens_predict); one

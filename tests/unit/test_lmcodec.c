@@ -583,9 +583,9 @@ TEST(ens_head_learns_same_tables)
     lmz_ens *a = lmz_ens_new(&p, nv, K, max), *b = lmz_ens_new(&p, nv, K, max), *c = lmz_ens_new(&p, nv, K, max);
     p.parts = LMZ_ENS_ALL & ~LMZ_ENS_HEAD;
     lmz_ens *d = lmz_ens_new(&p, nv, K, max);
-    float *lg = malloc((size_t)K * nv * sizeof *lg), h[K][D];
-    CHECK(a && b && c && d && lg);
-    if (!a || !b || !c || !d || !lg) return;
+    float *lg = malloc((size_t)K * nv * sizeof *lg), *lgb = malloc((size_t)K * nv * sizeof *lgb), h[K][D];
+    CHECK(a && b && c && d && lg && lgb);
+    if (!a || !b || !c || !d || !lg || !lgb) return;
     CHECK(lmz_ens_set_dim(a, D) == 0 && lmz_ens_set_dim(b, D) == 0 && lmz_ens_set_dim(c, D) == 0 &&
           lmz_ens_set_dim(d, D) == 0);
     lmz_ens_set_fused(c, 0);
@@ -603,13 +603,15 @@ TEST(ens_head_learns_same_tables)
             if (i % 50 == 7 && j == 1) h[j][3] = INFINITY;
             if (i % 50 == 9 && j == 2) memset(h[j], 0, sizeof h[j]);
         }
-        /* b: the head's rows for all streams at once, by ranges (lmz_ens_head_rows) */
-        for (size_t j = 0; j < K; j++) lmz_ens_head_begin(b, j, lg + j * nv, h[j]);
+        /* b: the head's rows for all streams at once, by ranges (lmz_ens_head_rows),
+         * over a copy of the logits (it rewrites them) */
+        memcpy(lgb, lg, (size_t)K * nv * sizeof *lg);
+        for (size_t j = 0; j < K; j++) lmz_ens_head_begin(b, j, lgb + j * nv, h[j]);
         lmz_ens_head_rows(b, st, K, nv / 2 + 3, nv + 100);
         lmz_ens_head_rows(b, st, K, 0, nv / 2 + 3);
         for (size_t j = 0; j < K && same; j++) {
             const uint32_t *ca = lmz_ens_predict_hidden(a, j, lg + j * nv, h[j]);
-            const uint32_t *cb = lmz_ens_predict_hidden(b, j, lg + j * nv, h[j]);
+            const uint32_t *cb = lmz_ens_predict_hidden(b, j, lgb + j * nv, h[j]);
             const uint32_t *cc = lmz_ens_predict_hidden(c, j, lg + j * nv, h[j]);
             const uint32_t *cd = lmz_ens_predict_hidden(d, j, lg + j * nv, h[j]);
             same = memcmp(ca, cb, (nv + 1) * sizeof *ca) == 0 && memcmp(ca, cc, (nv + 1) * sizeof *ca) == 0 &&
@@ -633,6 +635,7 @@ TEST(ens_head_learns_same_tables)
            without / (K * N / 2));
     CHECK(with < 0.5 * without);
     free(lg);
+    free(lgb);
     lmz_ens_free(a);
     lmz_ens_free(b);
     lmz_ens_free(c);
