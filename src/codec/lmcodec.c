@@ -3,6 +3,7 @@
 
 #include <lzma.h>
 #include <stdio.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <math.h>
 #include <string.h>
@@ -614,14 +615,22 @@ static void update_rest(void *ctx, size_t b, size_t e, unsigned th)
         for (size_t i = j->run[g]; i < j->run[g + 1]; i++) lmz_ens_update_rest(j->ens[g], j->st[i], j->tok[i]);
 }
 
+/* the rest of the updates, after every range of update_rows */
+static void update_rest_all(lmz_lm *lm, lmz_ens *const *ens, const size_t *run, size_t groups, const size_t *st,
+                            const int32_t *tok)
+{
+    rows_job j = {ens, run, st, tok, groups};
+    /* a few tables' buckets a stream: worth the threads only for many groups' streams */
+    lmz_pool_for_work(lm->pool, groups, 4096.0 * (double)run[groups], update_rest, &j);
+}
+
 static void update_ensembles(lmz_lm *lm, lmz_ens *const *ens, const size_t *run, size_t groups, const size_t *st,
                              const int32_t *tok)
 {
     rows_job j = {ens, run, st, tok, groups};
     size_t k = run[groups];
     lmz_pool_for_work(lm->pool, (lm->V + ROWS_UNIT - 1) / ROWS_UNIT, 4.0 * (double)k * (double)lm->V, update_rows, &j);
-    /* a few tables' buckets a stream: worth the threads only for many groups' streams */
-    lmz_pool_for_work(lm->pool, groups, 4096.0 * (double)k, update_rest, &j);
+    update_rest_all(lm, ens, run, groups, st, tok);
 }
 
 /* the adaptive head of every stream of each group on a range of the
@@ -689,6 +698,42 @@ static void encode_tokens(void *ctx, size_t b, size_t e, unsigned th)
         c->st.text_bits += cost;
         explain_token(j->lm, j->ens, c, j->at, cost);
         if (j->lm->p.ideal) c->st.ideal_bits += lmz_ens_cost_ideal(j->ens, c->sidx, x);
+    }
+}
+
+/* Compressing, the tokens are known before the bit coder's walks, and the
+ * walks (one after another, in frame order: the bit coder learns) touch
+ * nothing the update's vocabulary part (lmz_ens_update_rows) touches: range
+ * 0 of this job walks, then every range takes the vocabulary's units a few
+ * at a time until none are left (disjoint ranges of rows: any split gives
+ * the same bits), so with two threads one walks while the other updates. */
+#define WALK_UNITS 8 /* units of ROWS_UNIT taken at a time */
+typedef struct {
+    enc_job *ej;
+    size_t na;
+    rows_job rows;
+    atomic_size_t next; /* the first unit not yet taken */
+    int err;
+} walks_job;
+
+static void walks_and_rows(void *ctx, size_t b, size_t e, unsigned th)
+{
+    walks_job *w = ctx;
+    const enc_job *j = w->ej;
+    const size_t units = (j->lm->V + ROWS_UNIT - 1) / ROWS_UNIT;
+    for (size_t i = 0; b == 0 && i < w->na && !w->err; i++) {
+        cframe *x = &j->c[j->act[i]];
+        double bits = 0;
+        if (lmz_tb_encode(j->tb, x->sidx, x->cum, x->toks[j->at], &x->rc, &bits) != 0) w->err = LMZ_ERROR_NOMEM;
+        x->st.text_bits += bits;
+        x->st.ideal_bits += bits;
+        explain_token(j->lm, j->ens, x, j->at, bits);
+    }
+    (void)e;
+    for (;;) {
+        size_t u = atomic_fetch_add(&w->next, WALK_UNITS);
+        if (u >= units) break;
+        update_rows(&w->rows, u, u + WALK_UNITS < units ? u + WALK_UNITS : units, th);
     }
 }
 
@@ -766,19 +811,17 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
                 run_head_rows(lm, &ens, run, 1, sidx, D);
             }
             lmz_pool_for_work(lm->pool, na, (double)na * V * 8.0, encode_tokens, &ej);
-            for (size_t j = 0; j < na && !err; j++) {
-                cframe *x = &c[act[j]];
-                toks[j] = x->toks[at + i];
-                if (tb) {
-                    double b = 0;
-                    if (lmz_tb_encode(tb, x->sidx, x->cum, toks[j], &x->rc, &b) != 0) err = LMZ_ERROR_NOMEM;
-                    x->st.text_bits += b;
-                    x->st.ideal_bits += b;
-                    explain_token(lm, ens, x, at + i, b);
-                }
-            }
+            for (size_t j = 0; j < na; j++) toks[j] = c[act[j]].toks[at + i];
             size_t run[2] = {0, na};
-            if (!err) update_ensembles(lm, &ens, run, 1, sidx, toks);
+            if (tb) { /* the bit coder's walks beside the update's vocabulary part */
+                walks_job wj = {&ej, na, {&ens, run, sidx, toks, 1}, 0, LMZ_OK};
+                atomic_init(&wj.next, 0);
+                lmz_pool_for(lm->pool, lmz_pool_threads(lm->pool), walks_and_rows, &wj);
+                err = wj.err;
+                if (!err) update_rest_all(lm, &ens, run, 1, sidx, toks);
+            } else {
+                update_ensembles(lm, &ens, run, 1, sidx, toks);
+            }
         }
         if (lm->progress && !err) {
             size_t done = 0;
