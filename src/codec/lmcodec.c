@@ -718,6 +718,7 @@ typedef struct {
 
 static void walks_and_rows(void *ctx, size_t b, size_t e, unsigned th)
 {
+    (void)e; /* range b = 0 walks; every range updates */
     walks_job *w = ctx;
     const enc_job *j = w->ej;
     const size_t units = (j->lm->V + ROWS_UNIT - 1) / ROWS_UNIT;
@@ -729,7 +730,6 @@ static void walks_and_rows(void *ctx, size_t b, size_t e, unsigned th)
         x->st.ideal_bits += bits;
         explain_token(j->lm, j->ens, x, j->at, bits);
     }
-    (void)e;
     for (;;) {
         size_t u = atomic_fetch_add(&w->next, WALK_UNITS);
         if (u >= units) break;

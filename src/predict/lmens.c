@@ -86,8 +86,8 @@ typedef struct {
     float *hl;           /* (V) */
     float *hc;           /* (hd) */
     int hon;             /* the head took part in the last prediction */
-    int hpend;           /* lmz_ens_head_begin was called: hl is filled by lmz_ens_head_rows */
-    const float *hlog, *hh; /* ... from these logits and this vector */
+    int hpend;           /* lmz_ens_head_begin was called: lmz_ens_head_rows fills hout */
+    const float *hlog, *hh; /* the head's logits from these logits and this vector ... */
     float *hout;            /* ... into hl, or over the caller's logits (lmz_ens_head_begin) */
     int prepared;        /* the cheap parts of the next prediction are done */
     int want;            /* ... and the model is wanted */
@@ -1208,6 +1208,7 @@ int lmz_ens_update_rest(lmz_ens *e, size_t s, int32_t tok)
     ens_stream *x = &e->s[s];
     if (!update_ok(e, x, tok)) return -1;
     x->prepared = 0;
+    x->hpend = 0;
 
     if (x->aon) {
         float y = tok == x->atok ? 1.0f : 0.0f, *t = e->apm[x->actx], rate = APM_RATE;

@@ -414,13 +414,14 @@ void lmz_dot_many_f32(lmz_kpath p, const float *const *w, size_t rows, const flo
                       float *y, size_t ldy)
 {
     size_t r0 = 0;
+    if (nx == 1) {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (p == LMZ_KPATH_AVX512 && nx == 1 && n % 16 == 0) {
-        for (; r0 + 16 <= rows; r0 += 16) lmz_dot16_rows_avx512(w + r0, x[0], n, y + r0);
+        if (p == LMZ_KPATH_AVX512 && n % 16 == 0)
+            for (; r0 + 16 <= rows; r0 += 16) lmz_dot16_rows_avx512(w + r0, x[0], n, y + r0);
+#endif
         for (; r0 < rows; r0++) y[r0] = lmz_dot(p, w[r0], LMZ_GGML_F32, x[0], n);
         return;
     }
-#endif
     /* 4 x 4 tiles; a partial tile repeats its last row or vector, and only
      * the wanted sums are kept */
     for (; r0 < rows; r0 += 4)

@@ -221,6 +221,7 @@ void T_AVX2 lmz_dot_keys16_avx2(const float *kt, const float *q, size_t qs, size
             _mm256_storeu_ps(out + h * ldo + 8 * half, _mm256_add_ps(u0, u1));
         }
 }
+
 size_t T_AVX2 lmz_find_ge_avx2(const float *x, size_t n, float t, uint32_t *idx)
 {
     const __m256 tv = _mm256_set1_ps(t);
