@@ -689,7 +689,7 @@ static void encode_tokens(void *ctx, size_t b, size_t e, unsigned th)
         const uint32_t *cum = lmz_ens_predict_hidden(j->ens, c->sidx, lg, h);
         if (j->lm->p.ens.profile >= LMZ_ENS_V4) { /* coded after, in stream order */
             c->cum = cum;
-            lmz_tb_prepare(j->tb, c->sidx, cum);
+            lmz_tb_prepare_freq(j->tb, c->sidx, lmz_ens_freq(j->ens, c->sidx));
             continue;
         }
         int32_t x = c->toks[j->at];
@@ -1098,7 +1098,7 @@ static void decode_tokens(void *ctx, size_t b, size_t e, unsigned th)
         const uint32_t *cum = lmz_ens_predict_hidden(x->ens, x->sidx, lg, h);
         if (x->tb) { /* decoded after, in stream order */
             x->cum = cum;
-            lmz_tb_prepare(x->tb, x->sidx, cum);
+            lmz_tb_prepare_freq(x->tb, x->sidx, lmz_ens_freq(x->ens, x->sidx));
             continue;
         }
         uint32_t target = lmz_rc_decode_target(&x->rc, total);

@@ -315,6 +315,17 @@ void lmz_tb_prepare(lmz_tb *h, size_t s, const uint32_t *cum)
     h->ready[s] = 1;
 }
 
+void lmz_tb_prepare_freq(lmz_tb *h, size_t s, const uint32_t *freq)
+{
+    const lmz_tb_vocab *v = h->v;
+    const uint32_t n = v->n;
+    const int32_t *ord = v->ord;
+    uint32_t *S = h->sum[s];
+    S[0] = 0;
+    for (uint32_t i = 0; i < n; i++) S[i + 1] = S[i] + freq[ord[i]];
+    h->ready[s] = 1;
+}
+
 /* Encode tok (enc) or decode a token (dec) of stream si. */
 static int32_t walk(lmz_tb *h, size_t si, const uint32_t *cum, int32_t tok, lmz_rc_enc *enc, lmz_rc_dec *dec,
                     double *bits)

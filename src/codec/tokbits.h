@@ -61,6 +61,9 @@ void lmz_tb_free(lmz_tb *h);
  * lmz_tb_decode do it when it was not done); streams' calls may run at the
  * same time, on different threads, while their tokens are coded in order. */
 void lmz_tb_prepare(lmz_tb *h, size_t s, const uint32_t *cum);
+/* The same from the table's masses, freq[t] = cum[t + 1] - cum[t] (one load
+ * a token fewer; the same sums). */
+void lmz_tb_prepare_freq(lmz_tb *h, size_t s, const uint32_t *freq);
 
 /* Code token tok of stream s with the ensemble's table cum[0..V] (total
  * 2^24 at most, every frequency at least 1). *bits (may be NULL) gains the

@@ -1031,6 +1031,8 @@ const uint32_t *lmz_ens_predict_hidden(lmz_ens *e, size_t s, const float *logits
 
 void lmz_ens_set_fused(lmz_ens *e, int on) { e->fused = on != 0; }
 
+const uint32_t *lmz_ens_freq(const lmz_ens *e, size_t s) { return e->s[s].freq; }
+
 double lmz_ens_cost(const lmz_ens *e, size_t s, int32_t tok)
 {
     if (tok < 0 || (uint32_t)tok >= e->V) return 0;

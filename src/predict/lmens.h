@@ -148,6 +148,10 @@ const uint32_t *lmz_ens_predict(lmz_ens *e, size_t s, const float *logits);
  * head needs. */
 const uint32_t *lmz_ens_predict_hidden(lmz_ens *e, size_t s, const float *logits, const float *hidden);
 
+/* The masses of stream s's last table: freq[t] = cum[t + 1] - cum[t] of the
+ * table lmz_ens_predict returned, valid as long as it is. */
+const uint32_t *lmz_ens_freq(const lmz_ens *e, size_t s);
+
 /* The adaptive head's part of a prediction, shared among threads (callers
  * with several streams: the head reads every row it has for each stream, and
  * this reads each row once for several). lmz_ens_head_begin(e, s, logits,
