@@ -804,15 +804,16 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
                     row[na++] = need_model ? s * chunk + i : SIZE_MAX;
                 }
             enc_job ej = {lm, ens, c, act, logits, row, at + i, tb, hidden, D};
-            for (size_t j = 0; j < na; j++) sidx[j] = c[act[j]].sidx;
+            size_t run[2] = {0, na}; /* one group: the ensemble's */
+            for (size_t j = 0; j < na; j++) {
+                sidx[j] = c[act[j]].sidx;
+                toks[j] = c[act[j]].toks[at + i];
+            }
             if (hidden) { /* the adaptive head reads each of its rows once for all streams */
                 lmz_pool_for_work(lm->pool, na, (double)na * V, encode_heads, &ej);
-                size_t run[2] = {0, na};
                 run_head_rows(lm, &ens, run, 1, sidx, D);
             }
             lmz_pool_for_work(lm->pool, na, (double)na * V * 8.0, encode_tokens, &ej);
-            for (size_t j = 0; j < na; j++) toks[j] = c[act[j]].toks[at + i];
-            size_t run[2] = {0, na};
             if (tb) { /* the bit coder's walks beside the update's vocabulary part */
                 walks_job wj = {&ej, na, {&ens, run, sidx, toks, 1}, 0, LMZ_OK};
                 atomic_init(&wj.next, 0);
