@@ -161,7 +161,7 @@ done
 
 # ---- determinism matrix: threads x kernel paths ----------------------------------
 paths="scalar"
-for p in avx2 avx512 neon; do LMZIP_KERNELS=$p "$LMZIP" -q -c $CX -m "$TINY" one.txt > /dev/null 2>&1 && paths="$paths $p"; done
+for p in avx2 avx512 amx neon; do LMZIP_KERNELS=$p "$LMZIP" -q -c $CX -m "$TINY" one.txt > /dev/null 2>&1 && paths="$paths $p"; done
 { head -c 3000 alice.txt; head -c 300 random.bin; head -c 3000 utf8.txt; } > matrix.bin
 for p in $paths; do for t in 1 2; do # four 2K frames in one group (the default)
     LMZIP_KERNELS=$p "$LMZIP" -q -c $CX -m "$TINY" -B 2K -T $t matrix.bin > "m-$p-$t.lmz" || no "compress with $p, -T $t"
@@ -171,7 +171,7 @@ for p in $paths; do for t in 1 2; do
     LMZIP_KERNELS=$p "$LMZIP" -q -d -c -m "$TINY" -T $t m-scalar-1.lmz | cmp -s - matrix.bin && ok ||
         no "decompress under $p, -T $t"
 done; done
-# the same matrix with det-i8-v1 (integer products: scalar, AVX2, AVX512-VNNI, NEON sdot)
+# the same matrix with det-i8-v1 (integer products: scalar, AVX2, AVX512-VNNI, AMX-INT8, NEON sdot)
 for p in $paths; do for t in 1 2; do
     LMZIP_KERNELS=$p "$LMZIP" -q -c $CX -m "$TINY" --profile=det-i8-v1 -B 2K -T $t matrix.bin > "i-$p-$t.lmz" ||
         no "det-i8-v1: compress with $p, -T $t"

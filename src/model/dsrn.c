@@ -252,6 +252,10 @@ int lmz_dsrn_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model *
     uint64_t v;
     m->eod = lmz_gguf_get_u64(g, "dsrn.eod_token_id", &v) == 0 && v < m->base.n_vocab ? (int32_t)v : -1;
     m->base.window = m->W;
+    /* the threads, before det-i8-v1's quantization, which they share */
+    m->pool = lmz_pool_new(opts && opts->threads ? opts->threads : 1);
+    if (!m->pool) goto oom;
+    m->base.pool = m->pool;
     m->embd = lmz_model_mat(&m->base, "token_embd.weight", m->D, m->base.n_vocab, err, errlen);
     if (!m->embd) goto fail;
     m->base.dim = m->D;
@@ -267,9 +271,6 @@ int lmz_dsrn_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model *
     uint32_t half = m->hd / 2;
     if (!(m->rope_freq = malloc(half * sizeof *m->rope_freq))) goto oom;
     for (uint32_t i = 0; i < half; i++) m->rope_freq[i] = lmz_powf(rope_base, -(float)(2 * i) / (float)m->hd);
-    m->pool = lmz_pool_new(opts && opts->threads ? opts->threads : 1);
-    if (!m->pool) goto oom;
-    m->base.pool = m->pool;
     m->n_threads = lmz_pool_threads(m->pool);
     m->cap = (m->W + CHUNK + 15) / 16 * 16;
     size_t wmax = m->D > m->F ? m->D : m->F;

@@ -310,6 +310,12 @@ int lmz_llama_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model 
         }
 #undef NAME
     }
+    /* the threads, before det-i8-v1's quantization, which they share */
+    if (ok && !(m->pool = lmz_pool_new(opts && opts->threads ? opts->threads : 1))) {
+        lmz_model_errf(err, errlen, "%s", "out of memory");
+        ok = 0;
+    }
+    m->base.pool = m->pool;
     ok = ok && lmz_model_qprep(&m->base, m->output, err, errlen) == 0;
     for (uint32_t l = 0; l < m->n_layer && ok; l++) {
         layer *L = &m->layers[l];
@@ -339,8 +345,6 @@ int lmz_llama_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model 
         m->rope_freq[i] = f;
         m->rope_freq[half + i] = lmz_powf(swa_base, -(float)(2 * i) / (float)m->head_dim); /* no scaling */
     }
-    m->pool = lmz_pool_new(opts && opts->threads ? opts->threads : 1);
-    m->base.pool = m->pool;
     m->n_threads = lmz_pool_threads(m->pool);
     m->cap = (m->base.window + CHUNK + 15) / 16 * 16;
     size_t group = m->n_head / m->n_kv;

@@ -1023,7 +1023,7 @@ const uint32_t *lmz_ens_predict_hidden(lmz_ens *e, size_t s, const float *logits
     }
     x->hpend = 0;
 #ifdef LMZ_FUSED
-    if (e->p.profile != LMZ_ENS_V1 && e->p.mixer == LMZ_MIX_LOG && e->fused && e->kp == LMZ_KPATH_AVX512)
+    if (e->p.profile != LMZ_ENS_V1 && e->p.mixer == LMZ_MIX_LOG && e->fused && lmz_kpath_avx512(e->kp))
         return predict_fused(e, x, logits);
 #endif
     return predict_passes(e, x, logits);

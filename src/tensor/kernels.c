@@ -1,5 +1,6 @@
 /* kernels.c — scalar reference kernels and path selection (kernels.h). */
 #include "kernels.h"
+#include "qmat.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -11,7 +12,7 @@
 
 const char *lmz_kpath_name(lmz_kpath p)
 {
-    static const char *n[LMZ_KPATH_COUNT] = {"scalar", "avx2", "avx512", "neon"};
+    static const char *n[LMZ_KPATH_COUNT] = {"scalar", "avx2", "avx512", "neon", "amx"};
     return p < LMZ_KPATH_COUNT ? n[p] : "?";
 }
 
@@ -37,6 +38,7 @@ int lmz_kpath_supported(lmz_kpath p)
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && lmz_kpath_supported(LMZ_KPATH_AVX2);
 #endif
+    case LMZ_KPATH_AMX: return lmz_kpath_supported(LMZ_KPATH_AVX512) && lmz_qmm_amx_ok();
 #if defined(__aarch64__) && defined(__GNUC__)
     case LMZ_KPATH_NEON: return 1; /* Advanced SIMD is part of every AArch64 CPU */
 #endif
@@ -48,22 +50,24 @@ int lmz_kernels_select(lmz_kpath *out, char *err, size_t errlen)
 {
     const char *e = getenv("LMZIP_KERNELS");
     if (!e || !*e || !strcmp(e, "auto")) {
-        *out = lmz_kpath_supported(LMZ_KPATH_AVX512) ? LMZ_KPATH_AVX512
-               : lmz_kpath_supported(LMZ_KPATH_AVX2) ? LMZ_KPATH_AVX2
-               : lmz_kpath_supported(LMZ_KPATH_NEON) ? LMZ_KPATH_NEON
-                                                     : LMZ_KPATH_SCALAR;
+        *out = lmz_kpath_supported(LMZ_KPATH_AMX)      ? LMZ_KPATH_AMX
+               : lmz_kpath_supported(LMZ_KPATH_AVX512) ? LMZ_KPATH_AVX512
+               : lmz_kpath_supported(LMZ_KPATH_AVX2)   ? LMZ_KPATH_AVX2
+               : lmz_kpath_supported(LMZ_KPATH_NEON)   ? LMZ_KPATH_NEON
+                                                       : LMZ_KPATH_SCALAR;
         return 0;
     }
     for (int p = 0; p < LMZ_KPATH_COUNT; p++)
         if (!strcmp(e, lmz_kpath_name((lmz_kpath)p))) {
             if (!lmz_kpath_supported((lmz_kpath)p)) {
-                snprintf(err, errlen, "LMZIP_KERNELS=%s: this CPU does not have it", e);
+                snprintf(err, errlen, "LMZIP_KERNELS=%s: this CPU does not have it%s", e,
+                         p == LMZ_KPATH_AMX ? " (AMX-INT8 and AVX512-VNNI, with the tile state granted by Linux)" : "");
                 return -1;
             }
             *out = (lmz_kpath)p;
             return 0;
         }
-    snprintf(err, errlen, "LMZIP_KERNELS=%s: unknown (scalar, avx2, avx512, neon, auto)", e);
+    snprintf(err, errlen, "LMZIP_KERNELS=%s: unknown (scalar, avx2, avx512, amx, neon, auto)", e);
     return -1;
 }
 
@@ -376,7 +380,7 @@ static float dot_scalar(const void *wrow, uint32_t type, const float *x, size_t 
 float lmz_dot(lmz_kpath p, const void *wrow, uint32_t type, const float *x, size_t n)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (p == LMZ_KPATH_AVX512) return lmz_dot_avx512(wrow, type, x, n);
+    if (lmz_kpath_avx512(p)) return lmz_dot_avx512(wrow, type, x, n);
     if (p == LMZ_KPATH_AVX2) return lmz_dot_avx2(wrow, type, x, n);
 #endif
 #if defined(__aarch64__) && defined(__GNUC__)
@@ -392,7 +396,7 @@ static void dot4_portable(const float *w, const float *const x[4], size_t n, flo
 void lmz_dot4_f32(lmz_kpath p, const float *w, const float *const x[4], size_t n, float out[4], int plain)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (p == LMZ_KPATH_AVX512) {
+    if (lmz_kpath_avx512(p)) {
         lmz_dot4_avx512(w, x, n, out);
         return;
     }
@@ -416,7 +420,7 @@ void lmz_dot_many_f32(lmz_kpath p, const float *const *w, size_t rows, const flo
     size_t r0 = 0;
     if (nx == 1) {
 #if defined(__x86_64__) && defined(__GNUC__)
-        if (p == LMZ_KPATH_AVX512 && n % 16 == 0)
+        if (lmz_kpath_avx512(p) && n % 16 == 0)
             for (; r0 + 16 <= rows; r0 += 16) lmz_dot16_rows_avx512(w + r0, x[0], n, y + r0);
 #endif
         for (; r0 < rows; r0++) y[r0] = lmz_dot(p, w[r0], LMZ_GGML_F32, x[0], n);
@@ -441,7 +445,7 @@ void lmz_dot_many_f32(lmz_kpath p, const float *const *w, size_t rows, const flo
 void lmz_row_to_f32(lmz_kpath path, const void *wrow, uint32_t type, size_t n, float *out)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (path == LMZ_KPATH_AVX512 && lmz_row_to_f32_avx512(wrow, type, n, out)) return;
+    if (lmz_kpath_avx512(path) && lmz_row_to_f32_avx512(wrow, type, n, out)) return;
     if (path == LMZ_KPATH_AVX2 && lmz_row_to_f32_avx2(wrow, type, n, out)) return;
 #endif
     (void)path;
@@ -621,7 +625,7 @@ void lmz_dot4x4_f32(lmz_kpath p, const float *const w[4], const float *const x[4
                     size_t ldy, int plain)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (p == LMZ_KPATH_AVX512) {
+    if (lmz_kpath_avx512(p)) {
         lmz_dot4x4_avx512(w, x, n, y, ldy);
         return;
     }
@@ -640,7 +644,7 @@ void lmz_dot4x4_f32(lmz_kpath p, const float *const w[4], const float *const x[4
 void lmz_axpy(lmz_kpath p, float a, const float *x, float *y, size_t n)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (p == LMZ_KPATH_AVX2 || p == LMZ_KPATH_AVX512) {
+    if (p == LMZ_KPATH_AVX2 || lmz_kpath_avx512(p)) {
         lmz_axpy_avx2(a, x, y, n);
         return;
     }
@@ -659,7 +663,7 @@ void lmz_weighted_sum(lmz_kpath p, const float *w, size_t ws, size_t nq, const f
                       size_t count, size_t n, float *o, size_t os)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (p == LMZ_KPATH_AVX512 && lmz_weighted_sum_avx512(w, ws, nq, v, count, n, o, os)) return;
+    if (lmz_kpath_avx512(p) && lmz_weighted_sum_avx512(w, ws, nq, v, count, n, o, os)) return;
     if (p == LMZ_KPATH_AVX2 && lmz_weighted_sum_avx2(w, ws, nq, v, count, n, o, os)) return;
 #endif
     for (size_t h = 0; h < nq; h++) {
@@ -673,7 +677,7 @@ void lmz_weighted_sum_heads(lmz_kpath p, const float *w, size_t ws, size_t nh, c
                             size_t count, size_t n, float *o)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (p == LMZ_KPATH_AVX512 && lmz_weighted_sum_heads_avx512(w, ws, nh, v, count, n, o)) return;
+    if (lmz_kpath_avx512(p) && lmz_weighted_sum_heads_avx512(w, ws, nh, v, count, n, o)) return;
     if (p == LMZ_KPATH_AVX2 && lmz_weighted_sum_heads_avx2(w, ws, nh, v, count, n, o)) return;
 #endif
     for (size_t h = 0; h < nh; h++) {
@@ -687,7 +691,7 @@ void lmz_dot_keys16(lmz_kpath p, const float *kt, const float *q, size_t qs, siz
                     float *out, size_t ldo)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (p == LMZ_KPATH_AVX512) {
+    if (lmz_kpath_avx512(p)) {
         lmz_dot_keys16_avx512(kt, q, qs, nq, n, out, ldo);
         return;
     }
@@ -721,7 +725,7 @@ void lmz_dot_keys16(lmz_kpath p, const float *kt, const float *q, size_t qs, siz
 size_t lmz_find_ge(lmz_kpath p, const float *x, size_t n, float t, uint32_t *idx)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (p == LMZ_KPATH_AVX512) return lmz_find_ge_avx512(x, n, t, idx);
+    if (lmz_kpath_avx512(p)) return lmz_find_ge_avx512(x, n, t, idx);
     if (p == LMZ_KPATH_AVX2) return lmz_find_ge_avx2(x, n, t, idx);
 #endif
     (void)p;
@@ -734,7 +738,7 @@ size_t lmz_find_ge(lmz_kpath p, const float *x, size_t n, float t, uint32_t *idx
 void lmz_exp_array(lmz_kpath p, const float *x, float *y, size_t n)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (p == LMZ_KPATH_AVX512) {
+    if (lmz_kpath_avx512(p)) {
         lmz_exp_array_avx512(x, y, n);
         return;
     }
@@ -746,7 +750,7 @@ void lmz_exp_array(lmz_kpath p, const float *x, float *y, size_t n)
 double lmz_exp_shift_sum(lmz_kpath p, float *x, float mx, float *y, size_t n)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
-    if (p == LMZ_KPATH_AVX512) return lmz_exp_shift_sum_avx512(x, mx, y, n);
+    if (lmz_kpath_avx512(p)) return lmz_exp_shift_sum_avx512(x, mx, y, n);
 #endif
     (void)p;
     double a[8] = {0};

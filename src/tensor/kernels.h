@@ -30,14 +30,20 @@ typedef enum {
     LMZ_KPATH_AVX2 = 1,
     LMZ_KPATH_AVX512 = 2,
     LMZ_KPATH_NEON = 3,
+    LMZ_KPATH_AMX = 4, /* the AVX-512 float kernels; integer products on AMX tiles (qmat.h) */
     LMZ_KPATH_COUNT
 } lmz_kpath;
+
+/* Whether p runs the AVX-512 float kernels (avx512, and amx, whose float
+ * work is AVX-512's). */
+static inline int lmz_kpath_avx512(lmz_kpath p) { return p == LMZ_KPATH_AVX512 || p == LMZ_KPATH_AMX; }
 
 const char *lmz_kpath_name(lmz_kpath p);
 int lmz_kpath_supported(lmz_kpath p);
 
-/* The path to use: LMZIP_KERNELS=scalar|avx2|avx512|auto (default auto: the
- * widest this CPU has). @return 0, or -1 with a message when the variable
+/* The path to use: LMZIP_KERNELS=scalar|avx2|avx512|amx|neon|auto (default
+ * auto: the widest this CPU has; amx only where the CPU has AMX-INT8 and
+ * Linux grants the process its tile state). @return 0, or -1 with a message when the variable
  * names an unknown path or one this CPU lacks. */
 int lmz_kernels_select(lmz_kpath *out, char *err, size_t errlen);
 

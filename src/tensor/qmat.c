@@ -23,7 +23,7 @@ int8_t lmz_q8_round(float v, float inv)
 static void scales(lmz_kpath kp, const float *v, size_t n, float *s, float *inv)
 {
     float amax = 0;
-    if ((kp != LMZ_KPATH_AVX2 && kp != LMZ_KPATH_AVX512) || !lmz_qact_amax_x86(v, n, &amax))
+    if ((kp != LMZ_KPATH_AVX2 && !lmz_kpath_avx512(kp)) || !lmz_qact_amax_x86(v, n, &amax))
         for (size_t k = 0; k < n; k++) {
             float a = v[k] < 0 ? -v[k] : v[k];
             if (a > amax) amax = a;
@@ -37,8 +37,7 @@ static void scales(lmz_kpath kp, const float *v, size_t n, float *s, float *inv)
     }
 }
 
-int lmz_qmat_init(lmz_qmat *w, size_t rows, size_t n, void (*row)(void *ctx, size_t r, float *out), void *ctx,
-                  float *scratch)
+int lmz_qmat_alloc(lmz_qmat *w, size_t rows, size_t n)
 {
     memset(w, 0, sizeof *w);
     if (n == 0 || n > LMZ_QMAT_MAX_N || rows == 0) return -1;
@@ -46,14 +45,45 @@ int lmz_qmat_init(lmz_qmat *w, size_t rows, size_t n, void (*row)(void *ctx, siz
     w->rows = rows;
     w->groups = (n + 3) / 4;
     w->blocks = (rows + 15) / 16;
-    w->q = calloc(w->blocks * w->groups, 64);
+    w->q = aligned_alloc(64, w->blocks * w->groups * 64); /* each group on a cache line (qmat_x86.c) */
     w->scale = calloc(w->blocks * 16, sizeof *w->scale);
     w->rowsum = calloc(w->blocks * 16, sizeof *w->rowsum);
     if (!w->q || !w->scale || !w->rowsum) {
         lmz_qmat_free(w);
         return -1;
     }
-    for (size_t r = 0; r < rows; r++) {
+    memset(w->q, 0, w->blocks * w->groups * 64);
+    return 0;
+}
+
+void lmz_qmat_rows(lmz_kpath kp, lmz_qmat *w, size_t r0, size_t r1, void (*row)(void *ctx, size_t r, float *out),
+                   void *ctx, void *scratch)
+{
+    const size_t n = w->n, G = w->groups;
+    float *x = scratch;
+    int8_t *q = (int8_t *)(x + n);
+    for (size_t r = r0; r < r1; r++) {
+        row(ctx, r, x);
+        float s, inv;
+        scales(kp, x, n, &s, &inv);
+        w->scale[r] = s;
+        if ((kp != LMZ_KPATH_AVX2 && !lmz_kpath_avx512(kp)) || !lmz_qact_round_x86(x, n, inv, q))
+            for (size_t k = 0; k < n; k++) q[k] = lmz_q8_round(x[k], inv);
+        int32_t sum = 0;
+        for (size_t k = 0; k < n; k++) sum += q[k];
+        w->rowsum[r] = sum;
+        /* row r's four values of group g at 4 (r % 16) of the group's 64 bytes */
+        int8_t *blk = w->q + r / 16 * G * 64 + r % 16 * 4;
+        for (size_t g = 0; g < n / 4; g++) memcpy(blk + g * 64, q + 4 * g, 4);
+        for (size_t k = n / 4 * 4; k < n; k++) blk[k / 4 * 64 + k % 4] = q[k];
+    }
+}
+
+int lmz_qmat_init(lmz_qmat *w, size_t rows, size_t n, void (*row)(void *ctx, size_t r, float *out), void *ctx,
+                  float *scratch)
+{
+    if (lmz_qmat_alloc(w, rows, n) != 0) return -1;
+    for (size_t r = 0; r < rows; r++) { /* the reference: scalar, element by element */
         row(ctx, r, scratch);
         float s, inv;
         scales(LMZ_KPATH_SCALAR, scratch, n, &s, &inv);
@@ -80,7 +110,7 @@ void lmz_qmat_free(lmz_qmat *w)
 
 void lmz_qact(lmz_kpath kp, const float *x, size_t T, size_t n, size_t groups, int8_t *p, float *xs)
 {
-    int x86 = kp == LMZ_KPATH_AVX2 || kp == LMZ_KPATH_AVX512;
+    int x86 = kp == LMZ_KPATH_AVX2 || lmz_kpath_avx512(kp);
     for (size_t t = 0; t < T; t++, x += n, p += 4 * groups) {
         float inv;
         scales(kp, x, n, &xs[t], &inv);
@@ -114,6 +144,9 @@ void lmz_qmm(lmz_kpath kp, const lmz_qmat *w, size_t b0, size_t b1, const int8_t
              float *y, size_t ldy)
 {
     switch (kp) {
+    case LMZ_KPATH_AMX:
+        if (lmz_qmm_amx(w, b0, b1, p, xs, T, y, ldy)) return;
+        /* fall through */
     case LMZ_KPATH_AVX512:
         if (lmz_qmm_vnni(w, b0, b1, p, xs, T, y, ldy)) return;
         /* AVX-512 without VNNI: the AVX2 kernel */
@@ -132,6 +165,7 @@ void lmz_qmm(lmz_kpath kp, const lmz_qmat *w, size_t b0, size_t b1, const int8_t
 const char *lmz_qmm_name(lmz_kpath kp)
 {
     switch (kp) {
+    case LMZ_KPATH_AMX: return lmz_qmm_amx_ok() ? "amx-int8" : lmz_qmm_vnni_ok() ? "avx512-vnni" : "avx2";
     case LMZ_KPATH_AVX512: return lmz_qmm_vnni_ok() ? "avx512-vnni" : "avx2";
     case LMZ_KPATH_AVX2: return "avx2";
     case LMZ_KPATH_NEON: return lmz_qmm_sdot_ok() ? "neon-dot" : "scalar";

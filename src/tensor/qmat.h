@@ -51,10 +51,19 @@ typedef struct {
 } lmz_qmat;
 
 /* Quantize a matrix given row by row: row(ctx, r, out) writes row r's n
- * floats (exactly as the model has them). @return 0, or -1 (out of memory,
- * or n beyond LMZ_QMAT_MAX_N). */
+ * floats (exactly as the model has them); scratch holds n floats. The
+ * reference, scalar. @return 0, or -1 (out of memory, or n beyond
+ * LMZ_QMAT_MAX_N). */
 int lmz_qmat_init(lmz_qmat *w, size_t rows, size_t n, void (*row)(void *ctx, size_t r, float *out), void *ctx,
                   float *scratch);
+
+/* The same in parts, for threads: lmz_qmat_alloc (zeroed; @return 0 or -1,
+ * as above), then lmz_qmat_rows for disjoint ranges of rows, each with its
+ * own scratch of n floats and n bytes (5 n bytes, float-aligned), on path kp
+ * (the scale and the rounding vectorised: the same bytes as lmz_qmat_init). */
+int lmz_qmat_alloc(lmz_qmat *w, size_t rows, size_t n);
+void lmz_qmat_rows(lmz_kpath kp, lmz_qmat *w, size_t r0, size_t r1, void (*row)(void *ctx, size_t r, float *out),
+                   void *ctx, void *scratch);
 void lmz_qmat_free(lmz_qmat *w);
 
 /* The rounding rule above: rne(v * inv) clamped to [-127, 127], NaN -> 0. */
@@ -85,6 +94,11 @@ int lmz_qmm_avx2(const lmz_qmat *w, size_t b0, size_t b1, const int8_t *p, const
 int lmz_qmm_vnni(const lmz_qmat *w, size_t b0, size_t b1, const int8_t *p, const float *xs, size_t T, float *y,
                  size_t ldy);
 int lmz_qmm_vnni_ok(void);
+/* AMX-INT8 tiles (tdpbssd), where the CPU has them and Linux grants the
+ * process the tile state (asked for once, by lmz_qmm_amx_ok) */
+int lmz_qmm_amx(const lmz_qmat *w, size_t b0, size_t b1, const int8_t *p, const float *xs, size_t T, float *y,
+                size_t ldy);
+int lmz_qmm_amx_ok(void);
 int lmz_qmm_sdot(const lmz_qmat *w, size_t b0, size_t b1, const int8_t *p, const float *xs, size_t T, float *y,
                  size_t ldy);
 int lmz_qmm_sdot_ok(void);

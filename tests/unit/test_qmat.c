@@ -70,7 +70,7 @@ TEST(qmat_every_path_matches_int64_reference)
     unsigned long long seed = 3;
     size_t rows_s[] = {1, 5, 16, 17, 33, 64, 100};
     size_t n_s[] = {1, 3, 4, 5, 31, 64, 65, 192, 577};
-    size_t T_s[] = {1, 2, 3, 4, 5, 9};
+    size_t T_s[] = {1, 2, 3, 4, 5, 9, 16, 17, 40}; /* AMX: tiles of 16 tokens, pairs, a tail */
     int cases = 0, bad = 0;
     for (size_t ri = 0; ri < sizeof rows_s / sizeof *rows_s; ri++)
         for (size_t ni = 0; ni < sizeof n_s / sizeof *n_s; ni++) {
@@ -158,4 +158,43 @@ TEST(qmat_extreme_sums)
     lmz_qmat_free(&q);
     CHECK(lmz_qmat_init(&q, rows, n + 1, row, NULL, scratch) == -1); /* too long */
     free(w), free(scratch), free(x), free(p);
+}
+
+/* the weights quantized in parts (lmz_qmat_alloc, then lmz_qmat_rows over
+ * ranges as threads take them) on every path: the same bytes, scales and
+ * row sums as the scalar lmz_qmat_init, with specials and every tail */
+TEST(qmat_rows_in_parts_same_bytes)
+{
+    unsigned long long seed = 5;
+    int compared = 0;
+    size_t n_s[] = {1, 3, 4, 17, 64, 70, 577};
+    for (size_t ni = 0; ni < sizeof n_s / sizeof *n_s; ni++) {
+        size_t n = n_s[ni], rows = 37;
+        float *w = malloc(rows * n * sizeof *w), *scratch = malloc(n * sizeof *scratch);
+        for (size_t k = 0; k < rows * n; k++) w[k] = rnd(&seed) * (float)(1 + test_rand(&seed) % 50);
+        w[n / 2] = NAN;                                           /* row 0 */
+        for (size_t k = 0; k < n; k++) w[n + k] = 0;              /* row 1: zeros */
+        w[2 * n] = INFINITY;                                      /* row 2: no usable scale */
+        g_w = w, g_n = n;
+        lmz_qmat ref;
+        CHECK(lmz_qmat_init(&ref, rows, n, row, NULL, scratch) == 0);
+        void *s5 = malloc((n * 5 + 63) / 64 * 64);
+        for (int p = 0; p < LMZ_KPATH_COUNT; p++) {
+            if (!lmz_kpath_supported((lmz_kpath)p)) continue;
+            lmz_qmat got;
+            CHECK(lmz_qmat_alloc(&got, rows, n) == 0);
+            CHECK((size_t)got.q % 64 == 0);
+            lmz_qmat_rows((lmz_kpath)p, &got, 20, rows, row, NULL, s5); /* out of order, as threads finish */
+            lmz_qmat_rows((lmz_kpath)p, &got, 0, 7, row, NULL, s5);
+            lmz_qmat_rows((lmz_kpath)p, &got, 7, 20, row, NULL, s5);
+            CHECK(memcmp(ref.q, got.q, ref.blocks * ref.groups * 64) == 0);
+            CHECK(memcmp(ref.scale, got.scale, ref.blocks * 16 * sizeof *ref.scale) == 0);
+            CHECK(memcmp(ref.rowsum, got.rowsum, ref.blocks * 16 * sizeof *ref.rowsum) == 0);
+            lmz_qmat_free(&got);
+            compared++;
+        }
+        lmz_qmat_free(&ref);
+        free(w), free(scratch), free(s5);
+    }
+    CHECK(compared >= 7);
 }
