@@ -34,7 +34,43 @@ struct lmz_lm {
     lmz_tb_vocab *tbv; /* det-f32-v4: the vocabulary in byte order */
     lmz_lm_progress_fn progress;
     void *progress_opaque;
+    /* kept from one group to the next: the model's states (reset before use,
+     * which gives a new state's predictions) and the compressor's logits, so a
+     * large model's pages are not given back and faulted in, zeroed, again at
+     * every group (SmolLM2-sized: a tenth of the time, docs/BENCHMARKS.md) */
+    lmz_state *spare[LMZ_ENS_STREAMS_MAX];
+    size_t nspare;
+    float *logits;
+    size_t logits_cap;
 };
+
+/* a state with no history: a kept one, reset, or a new one */
+static lmz_state *state_get(lmz_lm *lm)
+{
+    if (lm->nspare == 0) return lmz_state_new(lm->m);
+    lmz_state *s = lm->spare[--lm->nspare];
+    lmz_state_reset(s);
+    return s;
+}
+
+static void state_put(lmz_lm *lm, lmz_state *s)
+{
+    if (!s) return;
+    if (lm->nspare < LMZ_ENS_STREAMS_MAX) lm->spare[lm->nspare++] = s;
+    else lmz_state_free(s);
+}
+
+/* the compressor's logits, n floats (grown, never shrunk) */
+static float *logits_get(lmz_lm *lm, size_t n)
+{
+    if (n > lm->logits_cap) {
+        free(lm->logits);
+        lm->logits_cap = 0;
+        if (!(lm->logits = malloc(n * sizeof *lm->logits))) return NULL;
+        lm->logits_cap = n;
+    }
+    return lm->logits;
+}
 
 void lmz_lm_set_progress(lmz_lm *lm, lmz_lm_progress_fn fn, void *opaque)
 {
@@ -185,6 +221,8 @@ uint64_t lmz_lm_mem_group(const lmz_lm *lm, uint64_t bytes)
 void lmz_lm_free(lmz_lm *lm)
 {
     if (!lm) return;
+    while (lm->nspare) lmz_state_free(lm->spare[--lm->nspare]);
+    free(lm->logits);
     lmz_model_free(lm->m);
     lmz_tb_vocab_free(lm->tbv);
     free(lm);
@@ -770,7 +808,7 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
         for (size_t s = 0; s < m; s++) text_bytes[s] = c[who[s]].st.text_bytes;
         if (!(tb = lmz_tb_new(lm->tbv, lm->p.table_bits, m, text_bytes, refine_on(lm)))) err = LMZ_ERROR_NOMEM;
     }
-    float *logits = need_model ? malloc(m * chunk * V * sizeof *logits) : NULL;
+    float *logits = need_model ? logits_get(lm, m * chunk * V) : NULL;
     int32_t *in = malloc(chunk * sizeof *in);
     if (!ens || (need_model && !logits) || !in) err = LMZ_ERROR_NOMEM;
     const size_t D = lmz_model_dim(lm->m);
@@ -780,7 +818,7 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
         err = LMZ_ERROR_NOMEM;
     for (size_t s = 0; s < m && !err; s++) {
         cframe *x = &c[who[s]];
-        if (need_model && !(x->state = lmz_state_new(lm->m))) err = LMZ_ERROR_NOMEM;
+        if (need_model && !(x->state = state_get(lm))) err = LMZ_ERROR_NOMEM;
         lmz_rc_enc_init(&x->rc, x->f->out + x->head, x->f->cap - x->head);
         x->st.text_bits = x->st.ideal_bits = 0;
         x->npc = 0;
@@ -838,11 +876,10 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
     if (ens) c[who[0]].st.skipped = lmz_ens_skipped(ens); /* the group's, counted once */
     lmz_ens_free(ens);
     lmz_tb_free(tb);
-    free(logits);
     free(hidden);
     free(in);
     for (size_t s = 0; s < m; s++) {
-        lmz_state_free(c[who[s]].state);
+        state_put(lm, c[who[s]].state);
         c[who[s]].state = NULL;
     }
     return err;
@@ -1032,7 +1069,7 @@ static int frame_open(lmz_lm *lm, lmz_lm_frame *f, dframe *d)
     d->ntok = (size_t)t.ntok;
     if (d->ntok == 0) return pos == len ? LMZ_OK : LMZ_ERROR_CORRUPT;
     d->toks = malloc(d->ntok * sizeof *d->toks);
-    d->st = lmz_state_new(lm->m);
+    d->st = state_get(lm);
     if (!d->toks || !d->st) return LMZ_ERROR_NOMEM;
     if (lm->p.ens.profile == LMZ_ENS_V1) lmz_rc_dec_init(&d->rc, p + pos, len - pos);
     else lmz_rc_dec_init_short(&d->rc, p + pos, len - pos);
@@ -1056,11 +1093,11 @@ static int frame_close(lmz_lm *lm, lmz_lm_frame *f, dframe *d)
     return LMZ_OK;
 }
 
-static void frame_free(dframe *d)
+static void frame_free(lmz_lm *lm, dframe *d)
 {
     free(d->seg);
     free(d->toks);
-    lmz_state_free(d->st);
+    state_put(lm, d->st);
     memset(d, 0, sizeof *d);
 }
 
@@ -1255,7 +1292,7 @@ void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k)
         if (!f[i].err) f[i].err = frame_close(lm, &f[i], &d[i]);
 out:
     if (d)
-        for (size_t i = 0; i < k; i++) frame_free(&d[i]);
+        for (size_t i = 0; i < k; i++) frame_free(lm, &d[i]);
     if (ens)
         for (size_t i = 0; i < nens; i++) lmz_ens_free(ens[i]);
     if (tbs)
