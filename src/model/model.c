@@ -260,6 +260,14 @@ void lmz_model_qscratch_free(lmz_model *m)
 
 /* Y (T x rows) = X (T x n) times the matrix's rows, rows split over threads */
 
+/* A product's work for lmz_pool_for_work: its multiply-adds, and each weight's
+ * read counted as MM_READ_WORK of them. A step of one or a few streams reads
+ * every weight for a few multiply-adds and waits on memory: split over the
+ * threads, each core's cache holds its part of the rows from one step to
+ * the next (a 5M-parameter model's single-stream decompression: -12 %
+ * det-i8-v1, -20 % det-f32-v4, docs/BENCHMARKS.md). */
+#define MM_READ_WORK 8
+
 void lmz_model_matmul(const lmz_model *m, lmz_pool *pool, float *wrows, size_t wmax, const lmz_gguf_tensor *t,
                       const float *x, size_t T, float *y)
 {
@@ -267,7 +275,7 @@ void lmz_model_matmul(const lmz_model *m, lmz_pool *pool, float *wrows, size_t w
         const lmz_qmat *w = &m->qm[t - m->g.tensors];
         qmm_job q = {m, w, x, T, y};
         lmz_pool_for_work(pool, T, 4.0 * (double)T * (double)w->n, qact_rows, &q);
-        lmz_pool_for_work(pool, w->blocks, (double)w->n * (double)w->rows * (double)T, qmm_blocks, &q);
+        lmz_pool_for_work(pool, w->blocks, (double)w->n * (double)w->rows * (double)(T + MM_READ_WORK), qmm_blocks, &q);
         return;
     }
     /* The portable path's tiles test their inputs for tiny values
@@ -275,7 +283,8 @@ void lmz_model_matmul(const lmz_model *m, lmz_pool *pool, float *wrows, size_t w
      * per product for the tokens, not once per tile. */
     int plain = m->kp == LMZ_KPATH_SCALAR && !m->tiny[t - m->g.tensors] && !lmz_f32_has_tiny(x, T * (size_t)t->ne[0]);
     mm_job j = {m, wrows, wmax, t, x, T, y, plain};
-    lmz_pool_for_work(pool, (size_t)t->ne[1], (double)t->ne[0] * (double)t->ne[1] * (double)T, mm_rows, &j);
+    lmz_pool_for_work(pool, (size_t)t->ne[1], (double)t->ne[0] * (double)t->ne[1] * (double)(T + MM_READ_WORK), mm_rows,
+                      &j);
 }
 
 /* ======================================================================== */
