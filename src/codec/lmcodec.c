@@ -786,6 +786,7 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
     const int need_model = (lm->p.ens.parts & LMZ_ENS_MODEL) != 0;
     size_t m = 0, longest = 0, all_tokens = 0, max_tokens[LMZ_ENS_STREAMS_MAX];
     size_t act[LMZ_ENS_STREAMS_MAX], row[LMZ_ENS_STREAMS_MAX], who[LMZ_ENS_STREAMS_MAX], sidx[LMZ_ENS_STREAMS_MAX];
+    size_t first[LMZ_ENS_STREAMS_MAX]; /* the chunk's first row of logits of each frame */
     int32_t toks[LMZ_ENS_STREAMS_MAX];
     for (size_t i = 0; i < k; i++)
         if (c[i].in && c[i].ntok) {
@@ -809,7 +810,7 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
         if (!(tb = lmz_tb_new(lm->tbv, lm->p.table_bits, m, text_bytes, refine_on(lm)))) err = LMZ_ERROR_NOMEM;
     }
     float *logits = need_model ? logits_get(lm, m * chunk * V) : NULL;
-    int32_t *in = malloc(chunk * sizeof *in);
+    int32_t *in = malloc(m * chunk * sizeof *in);
     if (!ens || (need_model && !logits) || !in) err = LMZ_ERROR_NOMEM;
     const size_t D = lmz_model_dim(lm->m);
     float *hidden = NULL; /* the adaptive head's input, beside the logits */
@@ -824,22 +825,27 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
         x->npc = 0;
     }
     for (size_t at = 0; at < longest && !err; at += chunk) {
-        if (need_model)
-            for (size_t s = 0; s < m && !err; s++) {
+        if (need_model) { /* every frame's next tokens in one prefill: each weight read once for all */
+            size_t all = 0, np = 0, plen[LMZ_ENS_STREAMS_MAX];
+            lmz_state *pst[LMZ_ENS_STREAMS_MAX];
+            for (size_t s = 0; s < m; s++) {
                 cframe *x = &c[who[s]];
+                first[s] = all; /* frame s's rows of logits, packed */
                 if (x->ntok <= at) continue;
                 size_t len = x->ntok - at < chunk ? x->ntok - at : chunk;
-                for (size_t i = 0; i < len; i++) in[i] = at + i == 0 ? lm->start : x->toks[at + i - 1];
-                if (lmz_model_prefill_hidden(lm->m, x->state, in, len, logits + s * chunk * V,
-                                             hidden ? hidden + s * chunk * D : NULL) != 0)
-                    err = LMZ_ERROR_CORRUPT;
+                for (size_t i = 0; i < len; i++) in[all + i] = at + i == 0 ? lm->start : x->toks[at + i - 1];
+                pst[np] = x->state;
+                plen[np++] = len;
+                all += len;
             }
+            if (lmz_model_prefill_many(lm->m, pst, in, plen, np, logits, hidden) != 0) err = LMZ_ERROR_CORRUPT;
+        }
         for (size_t i = 0; i < chunk && at + i < longest && !err; i++) {
             size_t na = 0;
             for (size_t s = 0; s < m; s++)
                 if (c[who[s]].ntok > at + i) {
                     act[na] = who[s];
-                    row[na++] = need_model ? s * chunk + i : SIZE_MAX;
+                    row[na++] = need_model ? first[s] + i : SIZE_MAX;
                 }
             enc_job ej = {lm, ens, c, act, logits, row, at + i, tb, hidden, D};
             size_t run[2] = {0, na}; /* one group: the ensemble's */

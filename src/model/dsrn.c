@@ -640,6 +640,21 @@ static int dsrn_step(lmz_model *mb, lmz_state **states, const int32_t *tokens, s
     return 0;
 }
 
+/* lmz_model_prefill_many's passes: rows of several states through forward */
+static int pass_reserve(lmz_model *mb, size_t B) { return reserve((dsrn_model *)mb, B); }
+
+static void pass_row(lmz_model *mb, size_t b, lmz_state *s, uint64_t pos)
+{
+    dsrn_model *m = (dsrn_model *)mb;
+    m->rows[b] = (dsrn_state *)s;
+    m->pos[b] = pos;
+}
+
+static void pass_run(lmz_model *mb, const int32_t *tokens, size_t B, float *logits, float *hidden)
+{
+    forward((dsrn_model *)mb, tokens, B, logits, NULL, hidden);
+}
+
 static const lmz_model_ops dsrn_ops = {"dsrn", dsrn_free, dsrn_state_new, dsrn_state_free, dsrn_state_reset,
                                        dsrn_state_copy,
-                                       dsrn_prefill, dsrn_step};
+                                       dsrn_prefill, dsrn_step, pass_reserve, pass_row, pass_run, CHUNK};

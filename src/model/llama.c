@@ -666,6 +666,21 @@ static int llama_step(lmz_model *mb, lmz_state **states, const int32_t *tokens, 
     return 0;
 }
 
+/* lmz_model_prefill_many's passes: rows of several states through forward */
+static int pass_reserve(lmz_model *mb, size_t B) { return reserve((llama_model *)mb, B); }
+
+static void pass_row(lmz_model *mb, size_t b, lmz_state *s, uint64_t pos)
+{
+    llama_model *m = (llama_model *)mb;
+    m->rows[b] = (llama_state *)s;
+    m->pos[b] = pos;
+}
+
+static void pass_run(lmz_model *mb, const int32_t *tokens, size_t B, float *logits, float *hidden)
+{
+    forward((llama_model *)mb, tokens, B, logits, NULL, hidden);
+}
+
 static const lmz_model_ops llama_ops = {"llama", llama_free, llama_state_new, llama_state_free, llama_state_reset,
                                         llama_state_copy,
-                                        llama_prefill, llama_step};
+                                        llama_prefill, llama_step, pass_reserve, pass_row, pass_run, CHUNK};

@@ -425,6 +425,65 @@ int lmz_model_prefill_hidden(lmz_model *m, lmz_state *s, const int32_t *tokens, 
     return m->ops->prefill(m, s, tokens, n, logits, hidden);
 }
 
+/* passes of at most PASS_ROWS rows of several states for prefill_many */
+#define PASS_ROWS 512
+
+/* The passes of k states' runs, rows in the runs' order, at most `per` rows
+ * of one state a pass: each state's position advances after its pass. */
+static void prefill_passes(lmz_model *m, lmz_state **states, const int32_t *tokens, const size_t *n, size_t k,
+                           float *logits, float *hidden)
+{
+    const size_t per = m->ops->pass_per, V = m->n_vocab, D = m->dim;
+    size_t i = 0, off = 0, row = 0; /* the next token: state i's token off, row `row` of all */
+    while (i < k) {
+        if (off == n[i]) {
+            i++, off = 0;
+            continue;
+        }
+        size_t B = 0, i1 = i, off1 = off; /* one pass: from state i's token off on */
+        while (i1 < k && B < PASS_ROWS) {
+            size_t t = n[i1] - off1;
+            if (t > per) t = per;
+            if (t > PASS_ROWS - B) t = PASS_ROWS - B;
+            for (size_t b = 0; b < t; b++) m->ops->pass_row(m, B + b, states[i1], states[i1]->pos + b);
+            B += t;
+            off1 += t;
+            if (off1 < n[i1]) break; /* the state's next tokens: the next pass */
+            i1++, off1 = 0;
+        }
+        m->ops->pass_run(m, tokens + row, B, logits ? logits + row * V : NULL, hidden ? hidden + row * D : NULL);
+        for (size_t j = i, o = off; j <= i1 && j < k; j++, o = 0) /* the positions, now that the pass read them */
+            states[j]->pos += (j == i1 ? off1 : n[j]) - o;
+        row += B;
+        i = i1, off = off1;
+    }
+}
+
+int lmz_model_prefill_many(lmz_model *m, lmz_state **states, const int32_t *tokens, const size_t *n, size_t k,
+                           float *logits, float *hidden)
+{
+    if (hidden && !logits) return -1;
+    size_t all = 0;
+    for (size_t i = 0; i < k; i++) {
+        if (states[i]->m != m) return -1;
+        for (size_t j = 0; j < i; j++)
+            if (states[j] == states[i]) return -1;
+        all += n[i];
+    }
+    for (size_t t = 0; t < all; t++)
+        if (tokens[t] < 0 || (uint32_t)tokens[t] >= m->n_vocab) return -1;
+    if (m->ops->pass_run) {
+        if (m->ops->pass_reserve(m, PASS_ROWS) != 0) return -1;
+        prefill_passes(m, states, tokens, n, k, logits, hidden);
+        return 0;
+    }
+    for (size_t i = 0, row = 0; i < k; row += n[i++])
+        if (m->ops->prefill(m, states[i], tokens + row, n[i], logits ? logits + row * m->n_vocab : NULL,
+                            hidden ? hidden + row * m->dim : NULL) != 0)
+            return -1;
+    return 0;
+}
+
 uint32_t lmz_model_dim(const lmz_model *m) { return m->dim; }
 
 size_t lmz_model_keep_rows(float *x, size_t dim, size_t B, const uint8_t *need)

@@ -95,4 +95,13 @@ int lmz_model_prefill_hidden(lmz_model *m, lmz_state *s, const int32_t *tokens, 
 int lmz_model_step_hidden(lmz_model *m, lmz_state **states, const int32_t *tokens, size_t k, float *logits,
                           const uint8_t *need, float *hidden);
 
+/* k prefills at once: state i (k distinct states) reads its n[i] tokens,
+ * which follow the previous states' in tokens; logits and hidden (NULL: not
+ * wanted; hidden needs logits) receive the rows in that same order. The
+ * same bits as k calls of lmz_model_prefill_hidden, but the engine runs the
+ * states' tokens through its matrix products together, so each weight is
+ * read once for all of them (many short frames of a large model). */
+int lmz_model_prefill_many(lmz_model *m, lmz_state **states, const int32_t *tokens, const size_t *n, size_t k,
+                           float *logits, float *hidden);
+
 #endif

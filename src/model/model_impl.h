@@ -31,7 +31,18 @@ typedef struct {
                 const uint8_t *need, float *hidden);
     /* hidden (NULL: not wanted): the output norm's result, the output
      * product's input, a row of `dim` floats beside each row of logits */
+    /* passes over rows of several states, for lmz_model_prefill_many (NULL:
+     * one prefill after the other): pass_reserve makes room for B rows,
+     * pass_row names row b's state and position, pass_run computes rows
+     * 0 .. B-1 (tokens, then logits and hidden as prefill writes them),
+     * each exactly as in the state's own prefill; at most pass_per rows of
+     * one state a pass (what its KV ring allows) */
+    int (*pass_reserve)(lmz_model *m, size_t B);
+    void (*pass_row)(lmz_model *m, size_t b, lmz_state *s, uint64_t pos);
+    void (*pass_run)(lmz_model *m, const int32_t *tokens, size_t B, float *logits, float *hidden);
+    size_t pass_per;
 } lmz_model_ops;
+
 
 struct lmz_model {
     const lmz_model_ops *ops;

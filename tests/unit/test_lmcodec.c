@@ -373,6 +373,75 @@ TEST(model_step_some_matches_step)
     lmz_model_free(m);
 }
 
+/* prefill_many: several states' runs at once (the runs longer than a pass,
+ * states already part-way, a run of none, more rows than one pass holds)
+ * give the bits of one prefill each, logits and hidden, and leave every
+ * state where those prefills leave it; DSRN and llama, f32 and int8, 1 and
+ * 2 threads */
+TEST(model_prefill_many_matches_prefills)
+{
+    const char *paths[2] = {"tests/models/tiny-dsrn.gguf", test_ref_path("tiny-llama-f32.gguf")};
+    int runs = 0;
+    for (int which = 0; which < 2; which++)
+        for (int cfg = 0; cfg < 4; cfg++) {
+            lmz_model *m;
+            char err[256];
+            lmz_model_opts o = {cfg & 1 ? 2u : 1u, which ? 96u : 0u, cfg >> 1}; /* llama: a ring the runs wrap */
+            if (lmz_model_open(paths[which], &o, &m, err, sizeof err) != 0) {
+                if (which == 1) continue; /* the reference files are optional here */
+                fprintf(stderr, "  %s\n", err);
+                test_failures++;
+                return;
+            }
+            const uint32_t nv = lmz_model_vocab(m), dim = lmz_model_dim(m);
+            enum { K = 6 };
+            const size_t n[K] = {70, 0, 5, 130, 64, 300}, pre[K] = {0, 3, 40, 0, 100, 7};
+            size_t all = 0;
+            for (int i = 0; i < K; i++) all += n[i];
+            int32_t *tok = malloc(all * sizeof *tok), warm[100];
+            unsigned long long seed = 9 + (unsigned long long)cfg;
+            for (size_t t = 0; t < all; t++) tok[t] = (int32_t)(test_rand(&seed) % nv);
+            for (int t = 0; t < 100; t++) warm[t] = (int32_t)(test_rand(&seed) % nv);
+            float *la = malloc(all * nv * sizeof *la), *lb = malloc(all * nv * sizeof *lb);
+            float *ha = malloc(all * dim * sizeof *ha), *hb = malloc(all * dim * sizeof *hb);
+            lmz_state *a[K], *b[K];
+            for (int i = 0; i < K; i++) {
+                a[i] = lmz_state_new(m);
+                b[i] = lmz_state_new(m);
+                CHECK(lmz_model_prefill(m, a[i], warm, pre[i], NULL) == 0);
+                CHECK(lmz_model_prefill(m, b[i], warm, pre[i], NULL) == 0);
+            }
+            for (size_t i = 0, row = 0; i < K; row += n[i++])
+                CHECK(lmz_model_prefill_hidden(m, a[i], tok + row, n[i], la + row * nv, ha + row * dim) == 0);
+            CHECK(lmz_model_prefill_many(m, b, tok, n, K, lb, hb) == 0);
+            CHECK(memcmp(la, lb, all * nv * sizeof *la) == 0);
+            CHECK(memcmp(ha, hb, all * dim * sizeof *ha) == 0);
+            /* the states go on alike */
+            int32_t one[K];
+            for (int i = 0; i < K; i++) {
+                CHECK(lmz_state_pos(a[i]) == lmz_state_pos(b[i]));
+                one[i] = (int32_t)(i + 1);
+            }
+            CHECK(lmz_model_step(m, a, one, K, la) == 0 && lmz_model_step(m, b, one, K, lb) == 0);
+            CHECK(memcmp(la, lb, K * nv * sizeof *la) == 0);
+            /* no logits wanted; the same state twice, hidden without logits: refused */
+            CHECK(lmz_model_prefill_many(m, b, tok, n, K, NULL, NULL) == 0);
+            lmz_state *twice[2] = {a[0], a[0]};
+            CHECK(lmz_model_prefill_many(m, twice, tok, n, 2, la, NULL) == -1);
+            CHECK(lmz_model_prefill_many(m, b, tok, n, K, NULL, hb) == -1);
+            for (int i = 0; i < K; i++) {
+                lmz_state_free(a[i]);
+                lmz_state_free(b[i]);
+            }
+            free(tok), free(la), free(lb), free(ha), free(hb);
+            lmz_model_free(m);
+            runs++;
+        }
+    FILE *ref = fopen(paths[1], "rb");
+    CHECK(runs == (ref ? 8 : 4));
+    if (ref) fclose(ref);
+}
+
 /* Profile 3's own match model per stream: two streams in one ensemble,
  * stream 0 repeating its own text, stream 1 writing the same contexts with
  * another successor every fifth token into the shared match table (after
