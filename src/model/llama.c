@@ -487,9 +487,7 @@ static void attend(llama_model *m, size_t b, uint32_t l, unsigned thread)
     for (uint32_t g = 0; g < m->n_kv; g++) {
         lmz_window_scores(m->base.kp, kc + (size_t)g * hd * 16, kd, m->q + b * qd + (size_t)g * group * hd, group, hd,
                           first, last, cap, raw);
-        for (uint32_t h = 0; h < group; h++)
-            lmz_window_softmax(m->base.kp, raw + (size_t)h * cap, first, n_ctx, cap, inv_sqrt,
-                               probs + (size_t)h * m->base.window);
+        lmz_window_softmax_heads(m->base.kp, raw, group, first, n_ctx, cap, inv_sqrt, probs, m->base.window);
         for (uint32_t j = 0; j < n_ctx; j++) vrows[j] = vc + (size_t)slots[j] * kd + (size_t)g * hd;
         lmz_weighted_sum(m->base.kp, probs, m->base.window, group, vrows, n_ctx, hd, m->att + b * qd + (size_t)g * group * hd,
                          hd);

@@ -548,3 +548,40 @@ void lmz_window_softmax(lmz_kpath kp, const float *raw, uint32_t first, uint32_t
     float inv = 1.0f / sum;
     for (uint32_t j = 0; j < n_ctx; j++) sc[j] *= inv;
 }
+
+/* C heads (1 to 4, a constant: their maxima and sums stay in registers) */
+static inline __attribute__((always_inline)) void softmax_c(lmz_kpath kp, const float *r, const int C, uint32_t first,
+                                                            uint32_t n_ctx, uint32_t cap, float scale, float *o,
+                                                            size_t lds)
+{
+    float mx[4] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY}, sum[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (uint32_t j = 0, t = first; j < n_ctx; j++, t = t + 1 == cap ? 0 : t + 1)
+        for (int h = 0; h < C; h++) {
+            float v = r[(size_t)h * cap + t] * scale;
+            o[(size_t)h * lds + j] = v;
+            if (v > mx[h]) mx[h] = v;
+        }
+    for (int h = 0; h < C; h++) {
+        for (uint32_t j = 0; j < n_ctx; j++) o[(size_t)h * lds + j] -= mx[h];
+        lmz_exp_array(kp, o + (size_t)h * lds, o + (size_t)h * lds, n_ctx);
+    }
+    for (uint32_t j = 0; j < n_ctx; j++)
+        for (int h = 0; h < C; h++) sum[h] += o[(size_t)h * lds + j];
+    for (int h = 0; h < C; h++) {
+        float inv = 1.0f / sum[h];
+        for (uint32_t j = 0; j < n_ctx; j++) o[(size_t)h * lds + j] *= inv;
+    }
+}
+
+void lmz_window_softmax_heads(lmz_kpath kp, const float *raw, size_t nh, uint32_t first, uint32_t n_ctx, uint32_t cap,
+                              float scale, float *sc, size_t lds)
+{
+    size_t h = 0;
+    for (; h + 4 <= nh; h += 4) softmax_c(kp, raw + h * cap, 4, first, n_ctx, cap, scale, sc + h * lds, lds);
+    switch (nh - h) {
+    case 3: softmax_c(kp, raw + h * cap, 3, first, n_ctx, cap, scale, sc + h * lds, lds); break;
+    case 2: softmax_c(kp, raw + h * cap, 2, first, n_ctx, cap, scale, sc + h * lds, lds); break;
+    case 1: softmax_c(kp, raw + h * cap, 1, first, n_ctx, cap, scale, sc + h * lds, lds); break;
+    default: break;
+    }
+}

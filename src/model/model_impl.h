@@ -120,6 +120,11 @@ void lmz_window_scores(lmz_kpath kp, const float *kt, size_t width, const float 
  * order, times 1 / sum. */
 void lmz_window_softmax(lmz_kpath kp, const float *raw, uint32_t first, uint32_t n_ctx, uint32_t cap, float scale,
                         float *sc);
+/* lmz_window_softmax for nh heads (raw + h * cap into sc + h * lds), the
+ * same bits head by head: up to four heads' maximum and sum chains side by
+ * side, so one head's additions wait on its own only. */
+void lmz_window_softmax_heads(lmz_kpath kp, const float *raw, size_t nh, uint32_t first, uint32_t n_ctx, uint32_t cap,
+                              float scale, float *sc, size_t lds);
 void lmz_model_matmul(const lmz_model *m, struct lmz_pool *pool, float *wrows, size_t wmax, const lmz_gguf_tensor *t,
                       const float *x, size_t T, float *y);
 /* a metadata integer 1..2^30, or -1 with a message */

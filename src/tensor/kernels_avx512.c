@@ -238,27 +238,52 @@ int T_512 lmz_weighted_sum_avx512(const float *w, size_t ws, size_t nq, const fl
 WSH_KERNEL(lmz_weighted_sum_heads_avx512, T_512, __m512, 16, _mm512_set1_ps, _mm512_loadu_ps, _mm512_fmadd_ps,
            _mm512_storeu_ps, _mm512_setzero_ps)
 
-/* lane l of the reference: the products of elements l, l+16, ... in order,
- * for sixteen keys at once (one key per lane of the register) */
-static inline T_512 __m512 keys_lane(const float *kt, const float *q, size_t n, size_t l)
+/* lane l of the reference (the products of elements l, l+16, ... in order,
+ * for sixteen keys at once, one key per lane of the register) for NQ queries
+ * at once: each key register is loaded once for all of them */
+static inline T_512 void keys_lane_q(const float *kt, const float *q, size_t qs, const int NQ, size_t n, size_t l,
+                                     __m512 *a)
 {
-    __m512 a = _mm512_setzero_ps();
-    for (size_t k = l; k < n; k += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(kt + 16 * k), _mm512_set1_ps(q[k]), a);
-    return a;
+    for (int h = 0; h < NQ; h++) a[h] = _mm512_setzero_ps();
+    for (size_t k = l; k < n; k += 16) {
+        __m512 key = _mm512_loadu_ps(kt + 16 * k);
+        for (int h = 0; h < NQ; h++) a[h] = _mm512_fmadd_ps(key, _mm512_set1_ps(q[(size_t)h * qs + k]), a[h]);
+    }
 }
 
 /* the reference tree, lanes as registers: s_j = l_j + l_j+8, t_j = s_j + s_j+4,
- * u_j = t_j + t_j+2, u_0 + u_1; computed in an order that keeps few live */
+ * u_j = t_j + t_j+2, u_0 + u_1; computed in an order that keeps few live:
+ * u_0 = (s_0 + s_4) + (s_2 + s_6), u_1 = (s_1 + s_5) + (s_3 + s_7); NQ (1 to 4)
+ * queries side by side, each query's operations those of one */
+static inline T_512 void keys16_q(const float *kt, const float *q, size_t qs, const int NQ, size_t n, float *out,
+                                  size_t ldo)
+{
+    static const int order[2][4] = {{0, 4, 2, 6}, {1, 5, 3, 7}};
+    __m512 u[2][4];
+    for (int half = 0; half < 2; half++) {
+        __m512 sj[4][4];
+        for (int i = 0; i < 4; i++) {
+            __m512 a[4], b[4];
+            keys_lane_q(kt, q, qs, NQ, n, (size_t)order[half][i], a);
+            keys_lane_q(kt, q, qs, NQ, n, (size_t)order[half][i] + 8, b);
+            for (int h = 0; h < NQ; h++) sj[i][h] = _mm512_add_ps(a[h], b[h]);
+        }
+        for (int h = 0; h < NQ; h++)
+            u[half][h] = _mm512_add_ps(_mm512_add_ps(sj[0][h], sj[1][h]), _mm512_add_ps(sj[2][h], sj[3][h]));
+    }
+    for (int h = 0; h < NQ; h++) _mm512_storeu_ps(out + (size_t)h * ldo, _mm512_add_ps(u[0][h], u[1][h]));
+}
+
 void T_512 lmz_dot_keys16_avx512(const float *kt, const float *q, size_t qs, size_t nq, size_t n, float *out,
                                  size_t ldo)
 {
-    for (size_t h = 0; h < nq; h++) {
-        const float *qh = q + h * qs;
-        __m512 s[8];
-        for (size_t j = 0; j < 8; j++) s[j] = _mm512_add_ps(keys_lane(kt, qh, n, j), keys_lane(kt, qh, n, j + 8));
-        __m512 u0 = _mm512_add_ps(_mm512_add_ps(s[0], s[4]), _mm512_add_ps(s[2], s[6]));
-        __m512 u1 = _mm512_add_ps(_mm512_add_ps(s[1], s[5]), _mm512_add_ps(s[3], s[7]));
-        _mm512_storeu_ps(out + h * ldo, _mm512_add_ps(u0, u1));
+    size_t h = 0;
+    for (; h + 4 <= nq; h += 4) keys16_q(kt, q + h * qs, qs, 4, n, out + h * ldo, ldo);
+    switch (nq - h) {
+    case 3: keys16_q(kt, q + h * qs, qs, 3, n, out + h * ldo, ldo); break;
+    case 2: keys16_q(kt, q + h * qs, qs, 2, n, out + h * ldo, ldo); break;
+    case 1: keys16_q(kt, q + h * qs, qs, 1, n, out + h * ldo, ldo); break;
+    default: break;
     }
 }
 
