@@ -46,7 +46,7 @@ TEST_SRC  = $(wildcard tests/unit/*.c)
 TEST_OBJ  = $(TEST_SRC:%.c=$(BUILD)/%.o)
 
 all: $(BUILD)/lmzip $(BUILD)/liblmzip.so $(BUILD)/dsrn $(BUILD)/unit_tests $(BUILD)/gradcheck $(BUILD)/fuzz_replay $(BUILD)/fuzz_gguf_replay \
-     $(BUILD)/bench_rc $(BUILD)/bench_engine $(BUILD)/bench_train
+     $(BUILD)/bench_rc $(BUILD)/bench_engine $(BUILD)/bench_train $(BUILD)/bench_qmm
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -123,6 +123,9 @@ $(BUILD)/bench/bench_train.o: bench/bench_train.c
 	$(CC) $(ALL_CFLAGS) -fopenmp -c $< -o $@
 
 $(BUILD)/bench_rc: $(BUILD)/bench/bench_rc.o $(BUILD)/liblmzip.a
+	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/bench_qmm: $(BUILD)/bench/bench_qmm.o $(BUILD)/liblmzip.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS)
 
 deps:

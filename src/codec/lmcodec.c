@@ -815,7 +815,7 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
     const size_t D = lmz_model_dim(lm->m);
     float *hidden = NULL; /* the adaptive head's input, beside the logits */
     if (!err && head_on(lm) &&
-        (lmz_ens_set_dim(ens, (uint32_t)D) != 0 || !(hidden = malloc(m * chunk * D * sizeof *hidden))))
+        (lmz_ens_set_dim(ens, (uint32_t)D) != 0 || !(hidden = aligned_alloc(64, (m * chunk * D * sizeof *hidden + 63) / 64 * 64))))
         err = LMZ_ERROR_NOMEM;
     for (size_t s = 0; s < m && !err; s++) {
         cframe *x = &c[who[s]];

@@ -135,9 +135,7 @@ static int reserve(dsrn_model *m, size_t b)
                       &m->q, &m->k, &m->v, &m->att, &m->o, &m->u, &m->gb, &m->ub, &m->ex, &m->rot};
     size_t widths[] = {D, D, D, D, D, D, D, 1, HD, HD, D, D, D, D, D, D, D, m->F, m->F, m->F, m->hd};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
-        float *p = realloc(*bufs[i], b * widths[i] * sizeof(float));
-        if (!p) return -1;
-        *bufs[i] = p;
+        if (!(*bufs[i] = lmz_model_scratch(*bufs[i], b * widths[i]))) return -1; /* scratch of each pass */
     }
     uint64_t *pos = realloc(m->pos, b * sizeof *pos);
     if (!pos) return -1;
@@ -275,10 +273,10 @@ int lmz_dsrn_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model *
     m->cap = (m->W + CHUNK + 15) / 16 * 16;
     size_t wmax = m->D > m->F ? m->D : m->F;
     if ((size_t)m->H * m->D > wmax) wmax = (size_t)m->H * m->D;
-    m->wrows = malloc((size_t)m->n_threads * 4 * wmax * sizeof(float));
-    m->scores = malloc((size_t)m->n_threads * m->A * m->W * sizeof(float));
+    m->wrows = lmz_model_scratch(NULL, (size_t)m->n_threads * 4 * wmax);
+    m->scores = lmz_model_scratch(NULL, (size_t)m->n_threads * m->A * m->W);
     m->vrows = malloc((size_t)m->n_threads * m->W * sizeof *m->vrows);
-    m->raw = malloc((size_t)m->n_threads * m->cap * sizeof(float));
+    m->raw = lmz_model_scratch(NULL, (size_t)m->n_threads * m->cap);
     if (!m->wrows || !m->scores || !m->vrows || !m->raw || reserve(m, CHUNK) != 0) goto oom;
     *out = &m->base;
     return 0;

@@ -161,9 +161,7 @@ static int reserve(llama_model *m, size_t b)
     float **bufs[] = {&m->x, &m->h, &m->q, &m->k, &m->v, &m->att, &m->gbuf, &m->ubuf, &m->rot};
     size_t widths[] = {m->dim, w, qd, kd, kd, qd, m->ffn, m->ffn, 2 * (size_t)m->head_dim};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
-        float *p = realloc(*bufs[i], b * widths[i] * sizeof(float));
-        if (!p) return -1;
-        *bufs[i] = p;
+        if (!(*bufs[i] = lmz_model_scratch(*bufs[i], b * widths[i]))) return -1; /* scratch of each pass */
     }
     uint64_t *pos = realloc(m->pos, b * sizeof *pos);
     if (!pos) return -1;
@@ -348,11 +346,11 @@ int lmz_llama_open(const lmz_model *base, const lmz_model_opts *opts, lmz_model 
     m->n_threads = lmz_pool_threads(m->pool);
     m->cap = (m->base.window + CHUNK + 15) / 16 * 16;
     size_t group = m->n_head / m->n_kv;
-    m->scores = malloc((size_t)m->n_threads * group * m->base.window * sizeof(float));
-    m->raw = malloc((size_t)m->n_threads * group * m->cap * sizeof(float));
+    m->scores = lmz_model_scratch(NULL, (size_t)m->n_threads * group * m->base.window);
+    m->raw = lmz_model_scratch(NULL, (size_t)m->n_threads * group * m->cap);
     m->slots = malloc((size_t)m->n_threads * m->base.window * sizeof *m->slots);
     m->vrows = malloc((size_t)m->n_threads * m->base.window * sizeof *m->vrows);
-    m->wrows = malloc((size_t)m->n_threads * 4 * wrow_max(m) * sizeof(float));
+    m->wrows = lmz_model_scratch(NULL, (size_t)m->n_threads * 4 * wrow_max(m));
     if (!m->rope_freq || !m->scores || !m->raw || !m->slots || !m->vrows || !m->wrows || !m->pool ||
         reserve(m, CHUNK) != 0) {
         llama_free(&m->base);

@@ -231,6 +231,12 @@ int lmz_model_qprep(lmz_model *m, const lmz_gguf_tensor *t, char *err, size_t er
     return 0;
 }
 
+float *lmz_model_scratch(float *old, size_t n)
+{
+    free(old);
+    return aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+}
+
 int lmz_model_qreserve(lmz_model *m, size_t T)
 {
     if (!m->qm || T <= m->qx_cap) return 0;
