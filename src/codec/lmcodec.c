@@ -814,8 +814,8 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
     if (!ens || (need_model && !logits) || !in) err = LMZ_ERROR_NOMEM;
     const size_t D = lmz_model_dim(lm->m);
     float *hidden = NULL; /* the adaptive head's input, beside the logits */
-    if (!err && head_on(lm) &&
-        (lmz_ens_set_dim(ens, (uint32_t)D) != 0 || !(hidden = aligned_alloc(64, (m * chunk * D * sizeof *hidden + 63) / 64 * 64))))
+    const size_t hbytes = (m * chunk * D * sizeof *hidden + 63) / 64 * 64; /* rows on cache lines */
+    if (!err && head_on(lm) && (lmz_ens_set_dim(ens, (uint32_t)D) != 0 || !(hidden = aligned_alloc(64, hbytes))))
         err = LMZ_ERROR_NOMEM;
     for (size_t s = 0; s < m && !err; s++) {
         cframe *x = &c[who[s]];

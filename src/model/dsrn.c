@@ -135,7 +135,9 @@ static int reserve(dsrn_model *m, size_t b)
                       &m->q, &m->k, &m->v, &m->att, &m->o, &m->u, &m->gb, &m->ub, &m->ex, &m->rot};
     size_t widths[] = {D, D, D, D, D, D, D, 1, HD, HD, D, D, D, D, D, D, D, m->F, m->F, m->F, m->hd};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
-        if (!(*bufs[i] = lmz_model_scratch(*bufs[i], b * widths[i]))) return -1; /* scratch of each pass */
+        float *p = lmz_model_scratch(*bufs[i], b * widths[i]); /* scratch of each pass */
+        if (!p) return -1;
+        *bufs[i] = p;
     }
     uint64_t *pos = realloc(m->pos, b * sizeof *pos);
     if (!pos) return -1;

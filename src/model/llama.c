@@ -161,7 +161,9 @@ static int reserve(llama_model *m, size_t b)
     float **bufs[] = {&m->x, &m->h, &m->q, &m->k, &m->v, &m->att, &m->gbuf, &m->ubuf, &m->rot};
     size_t widths[] = {m->dim, w, qd, kd, kd, qd, m->ffn, m->ffn, 2 * (size_t)m->head_dim};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) {
-        if (!(*bufs[i] = lmz_model_scratch(*bufs[i], b * widths[i]))) return -1; /* scratch of each pass */
+        float *p = lmz_model_scratch(*bufs[i], b * widths[i]); /* scratch of each pass */
+        if (!p) return -1;
+        *bufs[i] = p;
     }
     uint64_t *pos = realloc(m->pos, b * sizeof *pos);
     if (!pos) return -1;

@@ -125,9 +125,10 @@ void lmz_window_softmax(lmz_kpath kp, const float *raw, uint32_t first, uint32_t
  * side, so one head's additions wait on its own only. */
 void lmz_window_softmax_heads(lmz_kpath kp, const float *raw, size_t nh, uint32_t first, uint32_t n_ctx, uint32_t cap,
                               float scale, float *sc, size_t lds);
-/* Scratch of n floats on a cache line (the old block freed, its contents not
+/* Scratch of n floats on a cache line, replacing old (freed, its contents not
  * kept): rows whose width is a multiple of 16 floats then start on cache
- * lines, where a vector load of a row never spans two (NULL: out of memory). */
+ * lines, where a vector load of a row never spans two. NULL: out of memory,
+ * old untouched. */
 float *lmz_model_scratch(float *old, size_t n);
 void lmz_model_matmul(const lmz_model *m, struct lmz_pool *pool, float *wrows, size_t wmax, const lmz_gguf_tensor *t,
                       const float *x, size_t T, float *y);

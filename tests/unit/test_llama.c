@@ -399,7 +399,8 @@ TEST(window_softmax_heads_same_bits)
 {
     unsigned long long seed = 21;
     const uint32_t cap = 96, lds = 100;
-    float *raw = malloc(9 * cap * sizeof *raw), *want = malloc(lds * sizeof *want), *got = malloc(9 * lds * sizeof *got);
+    float *raw = malloc(9 * cap * sizeof *raw), *want = malloc(lds * sizeof *want);
+    float *got = malloc(9 * lds * sizeof *got);
     int compared = 0, differ = 0;
     for (size_t nh = 1; nh <= 9; nh++)
         for (int w = 0; w < 4; w++) {
