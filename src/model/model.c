@@ -270,9 +270,9 @@ void lmz_model_qscratch_free(lmz_model *m)
 /* A product's work for lmz_pool_for_work: its multiply-adds, and each weight's
  * read counted as MM_READ_WORK of them. A step of one or a few streams reads
  * every weight for a few multiply-adds and waits on memory: split over the
- * threads, each core's cache holds its part of the rows from one step to
- * the next (a 5M-parameter model's single-stream decompression of a 16 KB
- * file, 2 threads: -12 % wall time with det-i8-v1, -20 % with det-f32-v4). */
+ * threads, two cores wait on it side by side (a 5M-parameter model's
+ * single-stream decompression of a 16 KB file, 2 threads: -12 % wall time
+ * with det-i8-v1, -20 % with det-f32-v4). */
 #define MM_READ_WORK 8
 
 void lmz_model_matmul(const lmz_model *m, lmz_pool *pool, float *wrows, size_t wmax, const lmz_gguf_tensor *t,
