@@ -16,6 +16,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/align.h"
 #include "tensor/qmat.h"
 
 static double now(void)
@@ -59,9 +60,9 @@ int main(int argc, char **argv)
         for (size_t ti = 0; ti < nt; ti++) {
             size_t T = toks[ti];
             float *x = malloc(T * n * sizeof *x), *xs = malloc(T * sizeof *xs);
-            float *y = aligned_alloc(64, (T * rows * sizeof(float) + 63) / 64 * 64);
+            float *y = lmz_alloc64(T * rows * sizeof(float));
             float *ref = malloc(T * rows * sizeof *ref);
-            int8_t *p8 = aligned_alloc(64, (T * 4 * w.groups + 63) / 64 * 64);
+            int8_t *p8 = lmz_alloc64(T * 4 * w.groups);
             if (!x || !xs || !y || !ref || !p8) return 1;
             for (size_t k = 0; k < T * n; k++) x[k] = (float)((k * 7919u) % 1001) / 500.0f - 1.0f;
             lmz_qact(LMZ_KPATH_SCALAR, x, T, n, w.groups, p8, xs);

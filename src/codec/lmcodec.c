@@ -11,6 +11,7 @@
 
 #include "../predict/cdf.h"
 #include "lmzip.h"
+#include "../common/align.h"
 #include "../common/rangecoder.h"
 #include "segment.h"
 #include "tokbits.h"
@@ -814,8 +815,8 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
     if (!ens || (need_model && !logits) || !in) err = LMZ_ERROR_NOMEM;
     const size_t D = lmz_model_dim(lm->m);
     float *hidden = NULL; /* the adaptive head's input, beside the logits */
-    const size_t hbytes = (m * chunk * D * sizeof *hidden + 63) / 64 * 64; /* rows on cache lines */
-    if (!err && head_on(lm) && (lmz_ens_set_dim(ens, (uint32_t)D) != 0 || !(hidden = aligned_alloc(64, hbytes))))
+    if (!err && head_on(lm) &&
+        (lmz_ens_set_dim(ens, (uint32_t)D) != 0 || !(hidden = lmz_alloc64(m * chunk * D * sizeof *hidden))))
         err = LMZ_ERROR_NOMEM;
     for (size_t s = 0; s < m && !err; s++) {
         cframe *x = &c[who[s]];

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/align.h"
 #include "common/pool.h"
 #include "model_impl.h"
 
@@ -233,7 +234,7 @@ int lmz_model_qprep(lmz_model *m, const lmz_gguf_tensor *t, char *err, size_t er
 
 float *lmz_model_scratch(float *old, size_t n)
 {
-    float *p = aligned_alloc(64, (n * sizeof(float) + 63) / 64 * 64);
+    float *p = lmz_alloc64(n * sizeof(float));
     if (p) free(old); /* on failure the old block stays, as realloc leaves it */
     return p;
 }
@@ -244,8 +245,7 @@ int lmz_model_qreserve(lmz_model *m, size_t T)
     /* 64-byte aligned: rows of 4 * groups bytes (a multiple of 64 for widths
      * that are multiples of 64) then start on cache lines, where a vector or
      * tile load of a row reads one line, not two (AMX: half the time) */
-    size_t bytes = (T * (m->q_width ? m->q_width : 4) + 63) / 64 * 64;
-    int8_t *qx = aligned_alloc(64, bytes);
+    int8_t *qx = lmz_alloc64(T * (m->q_width ? m->q_width : 4));
     if (!qx) return -1;
     free(m->qx);
     m->qx = qx;
@@ -540,21 +540,6 @@ void lmz_window_scores(lmz_kpath kp, const float *kt, size_t width, const float 
     }
 }
 
-void lmz_window_softmax(lmz_kpath kp, const float *raw, uint32_t first, uint32_t n_ctx, uint32_t cap, float scale,
-                        float *sc)
-{
-    float mx = -INFINITY;
-    for (uint32_t j = 0, t = first; j < n_ctx; j++, t = t + 1 == cap ? 0 : t + 1) {
-        sc[j] = raw[t] * scale;
-        if (sc[j] > mx) mx = sc[j];
-    }
-    for (uint32_t j = 0; j < n_ctx; j++) sc[j] -= mx;
-    lmz_exp_array(kp, sc, sc, n_ctx);
-    float sum = 0.0f;
-    for (uint32_t j = 0; j < n_ctx; j++) sum += sc[j];
-    float inv = 1.0f / sum;
-    for (uint32_t j = 0; j < n_ctx; j++) sc[j] *= inv;
-}
 
 /* C heads (1 to 4, a constant: their maxima and sums stay in registers) */
 static inline __attribute__((always_inline)) void softmax_c(lmz_kpath kp, const float *r, const int C, uint32_t first,
@@ -578,6 +563,12 @@ static inline __attribute__((always_inline)) void softmax_c(lmz_kpath kp, const 
         float inv = 1.0f / sum[h];
         for (uint32_t j = 0; j < n_ctx; j++) o[(size_t)h * lds + j] *= inv;
     }
+}
+
+void lmz_window_softmax(lmz_kpath kp, const float *raw, uint32_t first, uint32_t n_ctx, uint32_t cap, float scale,
+                        float *sc)
+{
+    softmax_c(kp, raw, 1, first, n_ctx, cap, scale, sc, 0);
 }
 
 void lmz_window_softmax_heads(lmz_kpath kp, const float *raw, size_t nh, uint32_t first, uint32_t n_ctx, uint32_t cap,

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/align.h"
 #include "../common/multiversion.h"
 #include "cdf.h"
 #include "../tensor/detmath.h"
@@ -892,24 +893,16 @@ static const uint32_t *predict_passes(lmz_ens *e, ens_stream *x, const float *lo
     return x->cum;
 }
 
-/* n zeroed floats on a cache line: the head's rows (a multiple of 16 floats
- * wide for the usual widths) and vectors then never straddle two lines */
-static float *zeros64(size_t n)
-{
-    float *p = aligned_alloc(64, (n * sizeof *p + 63) / 64 * 64);
-    if (p) memset(p, 0, n * sizeof *p);
-    return p;
-}
-
 int lmz_ens_set_dim(lmz_ens *e, uint32_t dim)
 {
     if (!(e->p.parts & LMZ_ENS_HEAD) || !(e->p.parts & LMZ_ENS_MODEL) || e->hw || dim == 0) return 0;
-    e->hw = zeros64((size_t)e->V * dim);
+    e->hw = lmz_zalloc64((size_t)e->V * dim * sizeof *e->hw); /* rows on cache lines (common/align.h) */
     e->hrow = calloc(e->V, 1);
     if (!e->hw || !e->hrow) return -1;
     e->hd = dim;
     for (size_t i = 0; i < e->ns; i++)
-        if (!(e->s[i].hl = zeros64(e->V)) || !(e->s[i].hc = zeros64(dim)))
+        if (!(e->s[i].hl = lmz_zalloc64((size_t)e->V * sizeof(float))) ||
+            !(e->s[i].hc = lmz_zalloc64((size_t)dim * sizeof(float))))
             return -1;
     return 0;
 }

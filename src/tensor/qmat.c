@@ -2,6 +2,8 @@
  * (qmat.h), and the choice of path. */
 #include "qmat.h"
 
+#include "common/align.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,14 +47,13 @@ int lmz_qmat_alloc(lmz_qmat *w, size_t rows, size_t n)
     w->rows = rows;
     w->groups = (n + 3) / 4;
     w->blocks = (rows + 15) / 16;
-    w->q = aligned_alloc(64, w->blocks * w->groups * 64); /* each group on a cache line (qmat_x86.c) */
+    w->q = lmz_zalloc64(w->blocks * w->groups * 64); /* each group on a cache line (qmat_x86.c) */
     w->scale = calloc(w->blocks * 16, sizeof *w->scale);
     w->rowsum = calloc(w->blocks * 16, sizeof *w->rowsum);
     if (!w->q || !w->scale || !w->rowsum) {
         lmz_qmat_free(w);
         return -1;
     }
-    memset(w->q, 0, w->blocks * w->groups * 64);
     return 0;
 }
 
