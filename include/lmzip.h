@@ -33,9 +33,9 @@ extern "C" {
 #endif
 
 #define LMZ_VERSION_MAJOR 0
-#define LMZ_VERSION_MINOR 6
+#define LMZ_VERSION_MINOR 7
 #define LMZ_VERSION_PATCH 0
-#define LMZ_VERSION_STRING "0.6.0"
+#define LMZ_VERSION_STRING "0.7.0"
 
 /* ---- errors (values are pinned: they never change meaning) -------------- */
 typedef enum {
@@ -95,6 +95,7 @@ typedef struct {
 #define LMZ_PART_HEAD  16u /* the adaptive output head (models of vocabulary x width <= 2^24 only) */
 #define LMZ_PART_NGTOP 32u /* the n-gram's top order as an expert of its own (log mixer only) */
 #define LMZ_PART_REFINE 64u /* the bit coder's adaptive maps (profiles det-f32-v4 and det-i8-v1 only) */
+#define LMZ_PART_CACHE 128u /* the cache of the model's vectors (with the head; det-f32-v4 and det-i8-v1 only) */
 
 /* ---- a loaded model ------------------------------------------------------ */
 

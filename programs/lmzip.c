@@ -828,20 +828,20 @@ static int parse_uint(const char *s, unsigned max, unsigned *v)
     return 0;
 }
 
-/* "model,ngram,bias,match,head,ngtop,refine" or "all" into LMZ_PART_* bits */
+/* "model,ngram,bias,match,head,ngtop,refine,cache" or "all" into LMZ_PART_* bits */
 static int parse_parts(const char *s, unsigned *out)
 {
     if (!strcmp(s, "all")) {
         *out = LMZ_PART_MODEL | LMZ_PART_NGRAM | LMZ_PART_BIAS | LMZ_PART_MATCH | LMZ_PART_HEAD | LMZ_PART_NGTOP |
-               LMZ_PART_REFINE;
+               LMZ_PART_REFINE | LMZ_PART_CACHE;
         return 0;
     }
-    static const char *const names[7] = {"model", "ngram", "bias", "match", "head", "ngtop", "refine"};
+    static const char *const names[8] = {"model", "ngram", "bias", "match", "head", "ngtop", "refine", "cache"};
     unsigned bits = 0;
     while (*s) {
         size_t n = strcspn(s, ",");
         int k = -1;
-        for (int i = 0; i < 7; i++)
+        for (int i = 0; i < 8; i++)
             if (strlen(names[i]) == n && !strncmp(s, names[i], n)) k = i;
         if (k < 0) return -1;
         bits |= 1u << k;
@@ -1239,7 +1239,7 @@ int main(int argc, char **argv)
                 o.model_arg = VALUE();
             } else if (LMOPT("--parts")) {
                 if (parse_parts(VALUE(), &o.params.parts)) {
-                    fprintf(stderr, "%s: bad --parts (a list of model,ngram,bias,match,head,ngtop,refine, or all)\n", prog);
+                    fprintf(stderr, "%s: bad --parts (a list of model,ngram,bias,match,head,ngtop,refine,cache, or all)\n", prog);
                     return 1;
                 }
             } else if (LMOPT("--mixer")) {

@@ -219,7 +219,9 @@ golden_v2() {
 golden_v2 "$LMDIR-head" --parts model,ngram,bias,match,head
 # the n-gram's top order and the bit coder's maps (lmzip 0.6, in the default
 # parts): the same three kinds of file, made by tests/golden/make_golden_defaults.sh
-golden_v2 "$LMDIR-refine"
+golden_v2 "$LMDIR-refine" --parts model,ngram,bias,match,head,ngtop,refine
+# the cache of the model's vectors (lmzip 0.7, in the default parts)
+golden_v2 "$LMDIR-cache"
 # format version 2 (lmzip 0.4): made without --format-version
 # shellcheck disable=SC2086
 golden_v2 "$LMDIR-f2" $OLDPARTS

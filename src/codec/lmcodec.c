@@ -216,6 +216,9 @@ uint64_t lmz_lm_mem_group(const lmz_lm *lm, uint64_t bytes)
     if (bias > (32u << 20)) bias = 32u << 20;
     if (lm->p.ens.parts & LMZ_ENS_HEAD) bias += 4 * (uint64_t)lm->V * lmz_model_dim(lm->m);
     if (lm->p.ens.parts & LMZ_ENS_REFINE) bias += lmz_tb_refine_mem();
+    if ((lm->p.ens.parts & LMZ_ENS_CACHE) && (lm->p.ens.parts & LMZ_ENS_HEAD)) /* rows, similarities, sparse tables */
+        bias += (uint64_t)LMZ_ENS_CACHE_KEYS * (lmz_model_dim(lm->m) + 16 + 4 * LMZ_ENS_STREAMS_MAX) +
+                12 * (uint64_t)lm->V * LMZ_ENS_STREAMS_MAX;
     return 4 * 32 * pow2 + bias + lmz_bytemodel_mem(lmz_bytemodel_table_bits((size_t)bytes, lm->p.table_bits));
 }
 
@@ -244,7 +247,7 @@ static int refine_on(const lmz_lm *lm) { return (lm->p.ens.parts & LMZ_ENS_REFIN
 
 unsigned lmz_lm_fit_parts(lmz_lm *lm)
 {
-    if ((uint64_t)lm->V * lmz_model_dim(lm->m) > LMZ_LM_HEAD_MAX) lm->p.ens.parts &= ~LMZ_ENS_HEAD;
+    if ((uint64_t)lm->V * lmz_model_dim(lm->m) > LMZ_LM_HEAD_MAX) lm->p.ens.parts &= ~(LMZ_ENS_HEAD | LMZ_ENS_CACHE);
     return lm->p.ens.parts;
 }
 void lmz_lm_stats_get(const lmz_lm *lm, lmz_lm_stats *s) { *s = lm->st; }
@@ -691,6 +694,31 @@ static void run_head_rows(lmz_lm *lm, lmz_ens *const *ens, const size_t *run, si
                       head_rows, &j);
 }
 
+/* the cache's similarities of every stream of each group to blocks of its
+ * rows (lmz_ens_cache_rows), after each stream's lmz_ens_head_begin */
+#define CACHE_UNIT 16 /* blocks of 16 rows per unit of the split */
+static void cache_rows(void *ctx, size_t b, size_t e, unsigned th)
+{
+    (void)th;
+    const rows_job *j = ctx;
+    for (size_t g = 0; g < j->groups; g++)
+        lmz_ens_cache_rows(j->ens[g], j->st + j->run[g], j->run[g + 1] - j->run[g], b * CACHE_UNIT, e * CACHE_UNIT);
+}
+
+static void run_cache_rows(lmz_lm *lm, lmz_ens *const *ens, const size_t *run, size_t groups, const size_t *st,
+                           size_t dim)
+{
+    size_t nb = 0;
+    for (size_t g = 0; g < groups; g++) {
+        size_t b = lmz_ens_cache_blocks(ens[g]);
+        nb = b > nb ? b : nb;
+    }
+    if (!nb) return;
+    rows_job j = {ens, run, st, NULL, groups};
+    lmz_pool_for_work(lm->pool, (nb + CACHE_UNIT - 1) / CACHE_UNIT, (double)run[groups] * (double)nb * 16.0 * (double)dim,
+                      cache_rows, &j);
+}
+
 /* one token of each active frame, from the same ensemble state */
 typedef struct {
     lmz_lm *lm;
@@ -857,6 +885,7 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
             if (hidden) { /* the adaptive head reads each of its rows once for all streams */
                 lmz_pool_for_work(lm->pool, na, (double)na * V, encode_heads, &ej);
                 run_head_rows(lm, &ens, run, 1, sidx, D);
+                run_cache_rows(lm, &ens, run, 1, sidx, D);
             }
             lmz_pool_for_work(lm->pool, na, (double)na * V * 8.0, encode_tokens, &ej);
             if (tb) { /* the bit coder's walks beside the update's vocabulary part */
@@ -1280,6 +1309,7 @@ void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k)
         if (hidden) { /* the adaptive head reads each of its rows once for a group's streams */
             lmz_pool_for_work(lm->pool, na, (double)na * lm->V, decode_heads, &tj);
             run_head_rows(lm, gens, run, nrun, sidx, D);
+            run_cache_rows(lm, gens, run, nrun, sidx, D);
         }
         lmz_pool_for_work(lm->pool, na, (double)na * lm->V * 8.0, decode_tokens, &tj);
         walk_job wj = {d, act, run};

@@ -37,8 +37,8 @@ static const setting table[] = {
       "byte model memory: 2^N 16-byte slots per thread at most, 64 MiB at 22"},
      H(table_bits), P(table_bits), U32, 0, 0, 0, 22},
     {{"parts", LMZ_SET_PARTS, 1, 1, LMZ_ENS_ALL, LMZ_ENS_ALL,
-      "ensemble parts: a list of model,ngram,bias,match,head,ngtop,refine, or all (bits 1,2,4,8,16,32,64; head "
-      "only for models of vocabulary x width <= 2^24)"},
+      "ensemble parts: a list of model,ngram,bias,match,head,ngtop,refine,cache, or all (bits 1,2,4,8,16,32,64,128; "
+      "head and cache only for models of vocabulary x width <= 2^24)"},
      H(parts), P(parts), U32, 0, 0, 0, 15},
     {{"mixer", LMZ_SET_MIXER, 1, 0, LMZ_MIX_LOG, LMZ_MIX_LOG, "prob (0) or log (1): mixing in probability space or in the log domain"},
      H(mixer), P(mixer), U32, 0, 0, 0, 1},

@@ -10,6 +10,7 @@
 #include "cdf.h"
 #include "../tensor/detmath.h"
 #include "../tensor/kernels.h"
+#include "../tensor/qmat.h"
 
 #define NG_ORDERS 4
 #define NG_SLOTS 7
@@ -30,6 +31,17 @@
 #define MIX_CONF 4                      /* ... and in profile 2 per the model's confidence */
 #define MIX_LOCAL 2                     /* ... and in profile 3 by the stream's own match model */
 #define MIX_SETS (MIX_CHEAP * MIX_CONF * MIX_LOCAL)
+/* the cache (part LMZ_ENS_CACHE) */
+#define CACHE_KEYS LMZ_ENS_CACHE_KEYS
+#define CACHE_THETA 25.0f   /* a key's weight: exp(25 (similarity - the best similarity)) ... */
+#define CACHE_DELTA 0.4f    /* ... for keys within 0.4 of the best (weights down to e^-10) */
+#define CACHE_BUCKETS 8     /* the cache's weight in the mixture, by the best similarity */
+#define CACHE_LAMBDA0 0.15f /* its start */
+#define CACHE_RATE 0.001f   /* its learning rate */
+#define CACHE_LMIN 0.001f
+#define CACHE_LMAX 0.95f
+#define CACHE_FIND 1024 /* rows searched at a time */
+static const float cache_edges[CACHE_BUCKETS - 1] = {0.3f, 0.45f, 0.6f, 0.7f, 0.8f, 0.88f, 0.94f};
 enum { X_MODEL, X_NGRAM, X_MATCH, X_LOCAL, X_NGTOP };
 
 /* one context of one order: a check value (0 = empty bucket) and up to seven
@@ -90,6 +102,18 @@ typedef struct {
     int hpend;           /* lmz_ens_head_begin was called: lmz_ens_head_rows fills hout */
     const float *hlog, *hh; /* the head's logits from these logits and this vector ... */
     float *hout;            /* ... into hl, or over the caller's logits (lmz_ens_head_begin) */
+    /* the cache (part LMZ_ENS_CACHE): this token's query, h quantized as
+     * the integer products quantize activations, its scale over |h|; the
+     * row of similarities it got; the cache's distribution, kept sparse */
+    int cqon;            /* a query was made for this prediction (e->cq, e->cqs) */
+    int cpend;           /* lmz_ens_cache_rows computes its similarities (lmz_ens_head_begin) */
+    float *cw;           /* (V) weights summed per token, zeros outside clist */
+    int32_t *clist;      /* tokens with a weight, in the order they came */
+    float *cpold;        /* (V) their probabilities before the cache's */
+    uint32_t ncl;
+    double csum, cwsum;  /* the table's sum before the cache, the weights' sum */
+    unsigned cbkt;       /* the weight of the cache used: e->clam[cbkt] */
+    int con;             /* the cache took part in the last prediction */
     int prepared;        /* the cheap parts of the next prediction are done */
     int want;            /* ... and the model is wanted */
     uint64_t skipped;
@@ -120,6 +144,17 @@ struct lmz_ens {
     float wglob[EXPERTS];           /* the mixer's weights */
     float wsets[MIX_SETS][EXPERTS]; /* log mixer: offsets per context, learnt beside them */
     int fused;                      /* predict_fused where the profile allows (the default) */
+    /* the cache (part LMZ_ENS_CACHE, with the head): the last ccap queries
+     * of every stream, in the order they were learnt, as the rows of an
+     * integer matrix (a ring: row cn % ccap is the next), and the token
+     * that followed each */
+    lmz_qmat ck;
+    int32_t *ctok;                  /* (ccap) */
+    size_t ccap, cn;                /* rows, queries learnt in all */
+    int8_t *cq;                     /* (ns, 4 * groups) each stream's query ... */
+    float *cqs;                     /* (ns) ... and its scale */
+    float *cy;                      /* (ns, ccap) each stream's similarities to the rows */
+    float clam[CACHE_BUCKETS];      /* the cache's weight in the mixture, by the best similarity */
 };
 
 void lmz_ens_params_default(lmz_ens_params *p)
@@ -165,6 +200,9 @@ static size_t buckets_for(const lmz_ens_params *p, size_t max_tokens)
 
 static void stream_free(ens_stream *x)
 {
+    free(x->cw);
+    free(x->clist);
+    free(x->cpold);
     free(x->hl);
     free(x->hc);
     free(x->hist);
@@ -188,6 +226,11 @@ void lmz_ens_free(lmz_ens *e)
     free(e->bias);
     free(e->hw);
     free(e->hrow);
+    lmz_qmat_free(&e->ck);
+    free(e->ctok);
+    free(e->cq);
+    free(e->cqs);
+    free(e->cy);
     free(e->cbias);
     for (int k = 0; k < NG_ORDERS; k++) free(e->ng[k]);
     free(e->mt);
@@ -774,6 +817,77 @@ static void cheap_expectations(ens_stream *x, const float *p, const float base[4
     }
 }
 
+/* rows of the cache in use, and their blocks of 16 */
+static size_t cache_used(const lmz_ens *e) { return e->cn < e->ccap ? e->cn : e->ccap; }
+
+/* The cache's part of stream x's table p (sum s in the table's lanes, the
+ * rule lmz_cdf_build_lanes sums by): the stream's similarities y to the
+ * cache's rows (from lmz_ens_cache_rows, or now), the best m; each row
+ * within CACHE_DELTA of it weighs exp(CACHE_THETA (y - m)) for the token
+ * that followed it (rows in index order); the weights c(t) summed per
+ * token, W in all; then p(t) += kappa c(t), kappa = s lambda / (1 - lambda)
+ * / W, so that the table is (1 - lambda) p / s + lambda c / W (lambda by the
+ * best similarity's bucket, learnt in the update). @return the new sum:
+ * s plus each entry's change, in the order the tokens came. */
+static double cache_mix(lmz_ens *e, ens_stream *x, float *p, double s)
+{
+    x->con = 0;
+    const size_t rows = cache_used(e), si = (size_t)(x - e->s);
+    if (!x->cqon || rows == 0 || !(s > 0) || !isfinite(s)) return s;
+    float *y = e->cy + si * e->ccap;
+    if (!x->cpend)
+        lmz_qmm(e->kp, &e->ck, 0, (rows + 15) / 16, e->cq + si * 4 * e->ck.groups, e->cqs + si, 1, y, e->ccap);
+    const float mx = max_x(LMZ_ENS_V2, y, (uint32_t)rows); /* finite: integer sums times finite scales */
+    const float thr = mx - CACHE_DELTA;
+    double W = 0;
+    uint32_t n = 0, idx[CACHE_FIND];
+    for (size_t c = 0; c < rows; c += CACHE_FIND) {
+        size_t len = rows - c < CACHE_FIND ? rows - c : CACHE_FIND;
+        size_t k = lmz_find_ge(e->kp, y + c, len, thr, idx);
+        for (size_t i = 0; i < k; i++) { /* rows in index order */
+            size_t r = c + idx[i];
+            float w = lmz_expf(CACHE_THETA * (y[r] - mx));
+            int32_t t = e->ctok[r];
+            if (x->cw[t] == 0.0f) x->clist[n++] = t;
+            x->cw[t] += w;
+            W += (double)w;
+        }
+    }
+    unsigned b = 0;
+    while (b < CACHE_BUCKETS - 1 && mx >= cache_edges[b]) b++;
+    const double lam = (double)e->clam[b], kappa = s * lam / (1.0 - lam) / W;
+    double s2 = s;
+    for (uint32_t j = 0; j < n; j++) {
+        int32_t t = x->clist[j];
+        float old = p[t], now = old + (float)(kappa * (double)x->cw[t]);
+        x->cpold[t] = old;
+        p[t] = now;
+        s2 += (double)now - (double)old;
+    }
+    x->ncl = n;
+    x->csum = s;
+    x->cwsum = W;
+    x->cbkt = b;
+    x->con = 1;
+    return s2;
+}
+
+/* The table from p after the probability map: with the cache, its sum
+ * (as lmz_cdf_build_lanes takes it, given when the map's rescaling took it
+ * already: s >= 0) then the cache's part, else p as it is. */
+static void build_table(lmz_ens *e, ens_stream *x, float *p, double s)
+{
+    const uint32_t V = e->V;
+    if (x->cqon && cache_used(e)) {
+        if (s < 0) s = sum_p(e->p.profile, p, V);
+        lmz_cdf_build_lanes_sum(p, V, e->p.cdf_bits, cache_mix(e, x, p, s), x->freq, x->cum);
+    } else if (s >= 0) {
+        lmz_cdf_build_lanes_sum(p, V, e->p.cdf_bits, s, x->freq, x->cum);
+    } else {
+        lmz_cdf_build_lanes(p, V, e->p.cdf_bits, x->freq, x->cum);
+    }
+}
+
 #ifdef LMZ_FUSED
 /* lmz_ens_predict for profiles 2 and up with the log mixer on AVX-512: the
  * passes over the vocabulary fused (see scores_max), the same bits as
@@ -817,9 +931,9 @@ static T_FUSED const uint32_t *predict_fused(lmz_ens *e, ens_stream *x, const fl
     uint32_t at;
     float pn, r;
     if (e->p.profile >= LMZ_ENS_V3 && apm_point(e, x, p, pa, &at, &pn, &r))
-        lmz_cdf_build_lanes_sum(p, V, e->p.cdf_bits, rescale_sum(p, r, at, pn, V), x->freq, x->cum);
+        build_table(e, x, p, rescale_sum(p, r, at, pn, V));
     else
-        lmz_cdf_build_lanes(p, V, e->p.cdf_bits, x->freq, x->cum);
+        build_table(e, x, p, -1.0);
     return x->cum;
 }
 #endif
@@ -889,7 +1003,7 @@ static const uint32_t *predict_passes(lmz_ens *e, ens_stream *x, const float *lo
     x->aon = 0;
     if (e->p.profile >= LMZ_ENS_V3 && e->p.mixer == LMZ_MIX_LOG) apm_apply(e, x, p);
     if (e->p.profile == LMZ_ENS_V1) lmz_cdf_build_bits(p, V, e->p.cdf_bits, x->freq, x->cum);
-    else lmz_cdf_build_lanes(p, V, e->p.cdf_bits, x->freq, x->cum);
+    else build_table(e, x, p, -1.0);
     return x->cum;
 }
 
@@ -904,6 +1018,24 @@ int lmz_ens_set_dim(lmz_ens *e, uint32_t dim)
         if (!(e->s[i].hl = lmz_zalloc64((size_t)e->V * sizeof(float))) ||
             !(e->s[i].hc = lmz_zalloc64((size_t)dim * sizeof(float))))
             return -1;
+    if (!(e->p.parts & LMZ_ENS_CACHE) || e->p.profile < LMZ_ENS_V4) return 0;
+    size_t total = 0; /* rows: as many as the streams have tokens, at most CACHE_KEYS */
+    for (size_t i = 0; i < e->ns; i++) total += e->s[i].max;
+    e->ccap = total < CACHE_KEYS ? (total + 15) / 16 * 16 : CACHE_KEYS;
+    if (e->ccap == 0) e->ccap = 16;
+    if (lmz_qmat_alloc(&e->ck, e->ccap, dim) != 0) return -1;
+    e->ctok = calloc(e->ccap, sizeof *e->ctok);
+    e->cq = lmz_zalloc64(e->ns * 4 * e->ck.groups);
+    e->cqs = calloc(e->ns, sizeof *e->cqs);
+    e->cy = lmz_zalloc64(e->ns * e->ccap * sizeof *e->cy);
+    if (!e->ctok || !e->cq || !e->cqs || !e->cy) return -1;
+    for (size_t i = 0; i < e->ns; i++) {
+        ens_stream *x = &e->s[i];
+        if (!(x->cw = calloc(e->V, sizeof *x->cw)) || !(x->clist = malloc(e->V * sizeof *x->clist)) ||
+            !(x->cpold = malloc(e->V * sizeof *x->cpold)))
+            return -1;
+    }
+    for (int b = 0; b < CACHE_BUCKETS; b++) e->clam[b] = CACHE_LAMBDA0;
     return 0;
 }
 
@@ -919,6 +1051,14 @@ static void head_input(lmz_ens *e, ens_stream *x, const float *logits, const flo
         for (uint32_t i = 0; i < D; i++) x->hc[i] = h[i] * inv;
     } else {
         memset(x->hc, 0, D * sizeof *x->hc);
+    }
+    x->cqon = x->cpend = 0;
+    if (e->ck.q && n2 > 0.0f && isfinite(n2)) { /* the cache's query: h quantized, its scale over |h| */
+        size_t s = (size_t)(x - e->s);
+        float xs;
+        lmz_qact(e->kp, h, 1, D, e->ck.groups, e->cq + s * 4 * e->ck.groups, &xs);
+        e->cqs[s] = xs * (1.0f / sqrtf(n2));
+        x->cqon = 1;
     }
     x->hlog = logits;
     x->hh = h;
@@ -990,7 +1130,30 @@ void lmz_ens_head_begin(lmz_ens *e, size_t s, float *logits, const float *hidden
     ens_stream *x = &e->s[s];
     if (!x->prepared) prepare(e, x);
     x->hpend = e->hw && x->want && logits && hidden;
-    if (x->hpend) head_input(e, x, logits, hidden, logits);
+    x->cqon = x->cpend = 0;
+    if (x->hpend) {
+        head_input(e, x, logits, hidden, logits);
+        x->cpend = x->cqon;
+    }
+}
+
+size_t lmz_ens_cache_blocks(const lmz_ens *e) { return (cache_used(e) + 15) / 16; }
+
+void lmz_ens_cache_rows(lmz_ens *e, const size_t *st, size_t k, size_t b0, size_t b1)
+{
+    size_t nb = lmz_ens_cache_blocks(e), G4 = 4 * e->ck.groups;
+    if (b1 > nb) b1 = nb;
+    if (b0 >= b1) return;
+    for (size_t i = 0; i < k;) { /* runs of consecutive streams: one product each */
+        size_t s = st[i], n = 1;
+        if (!e->s[s].cpend) {
+            i++;
+            continue;
+        }
+        while (i + n < k && st[i + n] == s + n && e->s[s + n].cpend) n++;
+        lmz_qmm(e->kp, &e->ck, b0, b1, e->cq + s * G4, e->cqs + s, n, e->cy + s * e->ccap, e->ccap);
+        i += n;
+    }
 }
 
 void lmz_ens_head_rows(lmz_ens *e, const size_t *st, size_t k, uint32_t v0, uint32_t v1)
@@ -1015,6 +1178,7 @@ const uint32_t *lmz_ens_predict_hidden(lmz_ens *e, size_t s, const float *logits
     x->act[X_MODEL] = x->want && logits;
     if ((e->p.parts & LMZ_ENS_MODEL) && !x->want) x->skipped++;
     x->hon = 0;
+    if (!(e->hw && x->act[X_MODEL] && hidden)) x->cqon = 0; /* no head, no query */
     if (e->hw && x->act[X_MODEL] && hidden) {
         if (x->hpend) { /* lmz_ens_head_begin and lmz_ens_head_rows rewrote the logits */
             x->hon = 1;
@@ -1180,7 +1344,7 @@ static void head_step(lmz_ens *e, const ens_stream *x, int32_t tok, uint32_t v0,
         e->hrow[tok] = 1; /* the token's row joins the head */
         head_row(e, x, (uint32_t)tok, 1.0f);
     }
-    for (uint32_t c = v0; c < v1; c += HEAD_FIND) {
+    for (uint32_t c = v0; c < v1; c += CACHE_FIND) {
         uint32_t len = v1 - c < HEAD_FIND ? v1 - c : HEAD_FIND;
         size_t n = lmz_find_ge(e->kp, x->pm + c, len, HEAD_PMIN, idx);
         for (size_t i = 0; i < n; i++) {
@@ -1207,12 +1371,48 @@ int lmz_ens_update(lmz_ens *e, size_t s, int32_t tok)
     return lmz_ens_update_rest(e, s, tok);
 }
 
+/* the cache after stream x's token tok: the weight of the cache used moves
+ * by the gradient of the code length, -log((1 - l) p + l c); the query
+ * joins the rows with the token (row cn % ccap, the oldest once full) */
+static void cache_update(lmz_ens *e, ens_stream *x, int32_t tok)
+{
+    if (x->con) {
+        int in = x->cw[tok] > 0.0f;
+        float c = in ? (float)((double)x->cw[tok] / x->cwsum) : 0.0f;
+        float py = (float)((double)(in ? x->cpold[tok] : x->pmix[tok]) / x->csum);
+        float l = e->clam[x->cbkt], m = (1.0f - l) * py + l * c;
+        if (m > 0.0f && isfinite(m)) {
+            l += CACHE_RATE * (c - py) / m;
+            e->clam[x->cbkt] = l < CACHE_LMIN ? CACHE_LMIN : l > CACHE_LMAX ? CACHE_LMAX : l;
+        }
+        for (uint32_t j = 0; j < x->ncl; j++) x->cw[x->clist[j]] = 0.0f;
+        x->ncl = 0;
+        x->con = 0;
+    }
+    if (x->cqon) {
+        const size_t G = e->ck.groups, r = e->cn % e->ccap;
+        const int8_t *q = e->cq + (size_t)(x - e->s) * 4 * G;
+        int8_t *blk = e->ck.q + r / 16 * G * 64 + r % 16 * 4; /* row r's layout (qmat.h) */
+        int32_t sum = 0;
+        for (size_t g = 0; g < G; g++) {
+            memcpy(blk + g * 64, q + 4 * g, 4);
+            sum += q[4 * g] + q[4 * g + 1] + q[4 * g + 2] + q[4 * g + 3];
+        }
+        e->ck.rowsum[r] = sum;
+        e->ck.scale[r] = e->cqs[x - e->s];
+        e->ctok[r] = tok;
+        e->cn++;
+        x->cqon = x->cpend = 0;
+    }
+}
+
 int lmz_ens_update_rest(lmz_ens *e, size_t s, int32_t tok)
 {
     ens_stream *x = &e->s[s];
     if (!update_ok(e, x, tok)) return -1;
     x->prepared = 0;
     x->hpend = 0;
+    if (x->con || x->cqon) cache_update(e, x, tok);
 
     if (x->aon) {
         float y = tok == x->atok ? 1.0f : 0.0f, *t = e->apm[x->actx], rate = APM_RATE;

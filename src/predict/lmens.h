@@ -45,7 +45,19 @@
  *     several;
  *   - in profile 3, after the log mixer, an adaptive probability map on the
  *     most probable token (its probability by stretch bucket, in contexts of
- *     the match models' agreement and the model's confidence).
+ *     the match models' agreement and the model's confidence);
+ *   - with part LMZ_ENS_CACHE (profile 4, with the head), a cache of the
+ *     model's vectors: the vector h of each token learnt (in any stream of
+ *     the ensemble, the last LMZ_ENS_CACHE_KEYS of them) is kept, quantized
+ *     to int8 as the integer products quantize activations (qmat.h), with
+ *     the token that came after it. A prediction scores its own h against
+ *     every kept one (exact int32 sums, times the scales and 1 / |h|: the
+ *     cosine), and the kept tokens whose score is within 0.4 of the best
+ *     share a distribution by exp(25 (score - best)); it is mixed into the
+ *     final table with a weight learnt online per bucket of the best score
+ *     (the gradient of the code length). What the model's state says
+ *     resembles an earlier place in the text predicts what came there: a
+ *     neural cache, which finds repeats that no exact context does.
  * Every number is float or double arithmetic in a fixed order with the
  * project's own exp and log, so encoder and decoder, on any machine, with
  * any kernel path, compute the same table. Any change to a probability needs
@@ -65,7 +77,10 @@
 #define LMZ_ENS_HEAD  16u /* the adaptive output head (lmz_ens_set_dim) */
 #define LMZ_ENS_NGTOP 32u /* the n-gram's top order as an expert of its own (log mixer) */
 #define LMZ_ENS_REFINE 64u /* not the ensemble's: the bit coder's maps (det-f32-v4, det-i8-v1; src/codec/tokbits.h) */
-#define LMZ_ENS_ALL   127u
+#define LMZ_ENS_CACHE 128u /* the cache: the model's vectors of past tokens, the tokens that followed
+                             the most similar (with the head; lmz_ens_set_dim) */
+#define LMZ_ENS_ALL   255u
+#define LMZ_ENS_CACHE_KEYS 32768u /* the cache's rows: vectors kept (a multiple of 16) */
 
 /* mixers */
 #define LMZ_MIX_PROB 0u
@@ -163,6 +178,13 @@ const uint32_t *lmz_ens_freq(const lmz_ens *e, size_t s);
  * these calls. Not at the same time as an update. */
 void lmz_ens_head_begin(lmz_ens *e, size_t s, float *logits, const float *hidden);
 void lmz_ens_head_rows(lmz_ens *e, const size_t *st, size_t k, uint32_t v0, uint32_t v1);
+/* With the cache (part LMZ_ENS_CACHE), also lmz_ens_cache_rows for the
+ * same streams on blocks [b0, b1) of the cache's rows (disjoint ranges at
+ * the same time, together every block of lmz_ens_cache_blocks), after the
+ * streams' lmz_ens_head_begin and before their lmz_ens_predict_hidden: the
+ * similarities of each stream's vector to every row, read once for all. */
+size_t lmz_ens_cache_blocks(const lmz_ens *e);
+void lmz_ens_cache_rows(lmz_ens *e, const size_t *st, size_t k, size_t b0, size_t b1);
 
 /* Learn the token that came in stream s (after its lmz_ens_predict); one
  * update at a time. @return 0, or -1 when the stream already holds its

@@ -9,6 +9,7 @@
 #   tests/golden/lm-head   lmzip 0.5: + the adaptive output head (part head)
 #   tests/golden/lm-refine lmzip 0.6: + the n-gram's top order and the bit coder's maps
 #                          (parts ngtop and refine)
+#   tests/golden/lm-cache  lmzip 0.7: + the cache of the model's vectors (part cache)
 set -e
 BUILD=${1:-build}
 G=${2:?the folder, e.g. tests/golden/lm-refine}

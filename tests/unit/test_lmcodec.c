@@ -642,25 +642,88 @@ TEST(ens_update_by_rows_same_tables)
  * or all zeros teaches nothing and breaks nothing; the head's rows computed
  * for all streams at once by ranges (lmz_ens_head_begin, lmz_ens_head_rows)
  * give the same tables. */
+/* Four ensembles of K streams over V tokens with vectors of D values for
+ * the head tests: a (each stream alone), b (all streams at once by ranges),
+ * c (the passes one by one) with the default parts, d without part `off`;
+ * and two rows of logits per stream (lg, and lgb for b, which rewrites
+ * them). @return 0, or -1 (then nothing is left open). */
+typedef struct {
+    lmz_ens *a, *b, *c, *d;
+    float *lg, *lgb;
+} four_ens;
+
+static void four_close(four_ens *f)
+{
+    free(f->lg);
+    free(f->lgb);
+    lmz_ens_free(f->a);
+    lmz_ens_free(f->b);
+    lmz_ens_free(f->c);
+    lmz_ens_free(f->d);
+}
+
+static int four_open(four_ens *f, unsigned off, size_t K, const size_t *max, uint32_t D)
+{
+    lmz_ens_params p;
+    lmz_ens_params_default(&p);
+    f->a = lmz_ens_new(&p, V, K, max);
+    f->b = lmz_ens_new(&p, V, K, max);
+    f->c = lmz_ens_new(&p, V, K, max);
+    p.parts = LMZ_ENS_ALL & ~off;
+    f->d = lmz_ens_new(&p, V, K, max);
+    f->lg = malloc(K * V * sizeof *f->lg);
+    f->lgb = malloc(K * V * sizeof *f->lgb);
+    int ok = f->a && f->b && f->c && f->d && f->lg && f->lgb && lmz_ens_set_dim(f->a, D) == 0 &&
+             lmz_ens_set_dim(f->b, D) == 0 && lmz_ens_set_dim(f->c, D) == 0 && lmz_ens_set_dim(f->d, D) == 0;
+    CHECK(ok);
+    if (!ok) {
+        four_close(f);
+        return -1;
+    }
+    lmz_ens_set_fused(f->c, 0);
+    return 0;
+}
+
+/* stream j's tables from the four (b from the logits lgb_row): whether a, b
+ * and c agree and a and d are tables; the costs of tok added to cost[0] (a)
+ * and cost[1] (d) when `count` */
+static int four_predict(four_ens *f, size_t j, const float *h, const float *lgb_row, int32_t tok, int count,
+                        double cost[2])
+{
+    const float *lg = f->lg + j * V;
+    const uint32_t *ca = lmz_ens_predict_hidden(f->a, j, lg, h);
+    const uint32_t *cb = lmz_ens_predict_hidden(f->b, j, lgb_row, h);
+    const uint32_t *cc = lmz_ens_predict_hidden(f->c, j, lg, h);
+    const uint32_t *cd = lmz_ens_predict_hidden(f->d, j, lg, h);
+    int same = memcmp(ca, cb, (V + 1) * sizeof *ca) == 0 && memcmp(ca, cc, (V + 1) * sizeof *ca) == 0 &&
+               table_ok(ca, 24) && table_ok(cd, 24);
+    if (count) {
+        cost[0] += lmz_ens_cost(f->a, j, tok);
+        cost[1] += lmz_ens_cost(f->d, j, tok);
+    }
+    return same;
+}
+
+/* the second half's bits a token with the part and without: at most `most` of them */
+static void four_report(const char *part, double with, double without, double tokens, double most)
+{
+    printf("  the second half: %.2f bits a token with the %s, %.2f without\n", with / tokens, part,
+           without / tokens);
+    CHECK(with < most * without);
+}
+
 TEST(ens_head_learns_same_tables)
 {
     enum { K = 3, N = 400, D = 24 };
     const uint32_t nv = V;
-    lmz_ens_params p;
-    lmz_ens_params_default(&p);
     size_t max[K] = {N, N, N};
-    lmz_ens *a = lmz_ens_new(&p, nv, K, max), *b = lmz_ens_new(&p, nv, K, max), *c = lmz_ens_new(&p, nv, K, max);
-    p.parts = LMZ_ENS_ALL & ~LMZ_ENS_HEAD;
-    lmz_ens *d = lmz_ens_new(&p, nv, K, max);
-    float *lg = malloc((size_t)K * nv * sizeof *lg), *lgb = malloc((size_t)K * nv * sizeof *lgb), h[K][D];
-    CHECK(a && b && c && d && lg && lgb);
-    if (!a || !b || !c || !d || !lg || !lgb) return;
-    CHECK(lmz_ens_set_dim(a, D) == 0 && lmz_ens_set_dim(b, D) == 0 && lmz_ens_set_dim(c, D) == 0 &&
-          lmz_ens_set_dim(d, D) == 0);
-    lmz_ens_set_fused(c, 0);
+    four_ens f;
+    if (four_open(&f, LMZ_ENS_HEAD, K, max, D) != 0) return;
+    lmz_ens *a = f.a, *b = f.b, *c = f.c, *d = f.d;
+    float *lg = f.lg, *lgb = f.lgb, h[K][D];
     unsigned long long s = 99;
     int same = 1;
-    double with = 0, without = 0;
+    double cost[2] = {0, 0}; /* with the part, without */
     size_t st[K] = {0, 1, 2};
     int32_t tok[K];
     for (size_t i = 0; i < N && same; i++) {
@@ -678,18 +741,10 @@ TEST(ens_head_learns_same_tables)
         for (size_t j = 0; j < K; j++) lmz_ens_head_begin(b, j, lgb + j * nv, h[j]);
         lmz_ens_head_rows(b, st, K, nv / 2 + 3, nv + 100);
         lmz_ens_head_rows(b, st, K, 0, nv / 2 + 3);
-        for (size_t j = 0; j < K && same; j++) {
-            const uint32_t *ca = lmz_ens_predict_hidden(a, j, lg + j * nv, h[j]);
-            const uint32_t *cb = lmz_ens_predict_hidden(b, j, lgb + j * nv, h[j]);
-            const uint32_t *cc = lmz_ens_predict_hidden(c, j, lg + j * nv, h[j]);
-            const uint32_t *cd = lmz_ens_predict_hidden(d, j, lg + j * nv, h[j]);
-            same = memcmp(ca, cb, (nv + 1) * sizeof *ca) == 0 && memcmp(ca, cc, (nv + 1) * sizeof *ca) == 0 &&
-                   table_ok(ca, p.cdf_bits) && table_ok(cd, p.cdf_bits);
-            if (i >= N / 2) {
-                with += lmz_ens_cost(a, j, tok[j]);
-                without += lmz_ens_cost(d, j, tok[j]);
-            }
-        }
+        size_t nb = lmz_ens_cache_blocks(b); /* the cache (in the default parts) the same way */
+        lmz_ens_cache_rows(b, st, K, nb / 2, nb + 3);
+        lmz_ens_cache_rows(b, st, K, 0, nb / 2);
+        for (size_t j = 0; j < K && same; j++) same = four_predict(&f, j, h[j], lgb + j * nv, tok[j], i >= N / 2, cost);
         for (size_t j = 0; j < K; j++) {
             CHECK(lmz_ens_update(a, j, tok[j]) == 0 && lmz_ens_update(c, j, tok[j]) == 0 &&
                   lmz_ens_update(d, j, tok[j]) == 0);
@@ -700,13 +755,63 @@ TEST(ens_head_learns_same_tables)
     }
     CHECK(same);
     /* the second half: log2(24) = 4.6 bits a token to know the set alone */
-    printf("  the second half: %.2f bits a token with the head, %.2f without\n", with / (K * N / 2),
-           without / (K * N / 2));
-    CHECK(with < 0.5 * without);
-    free(lg);
-    free(lgb);
-    lmz_ens_free(a);
-    lmz_ens_free(b);
-    lmz_ens_free(c);
-    lmz_ens_free(d);
+    four_report("head", cost[0], cost[1], K * N / 2, 0.5);
+    four_close(&f);
+}
+
+/* The cache (part LMZ_ENS_CACHE): a stream's similarities computed alone
+ * (lmz_ens_predict_hidden), for all streams at once in ranges of blocks
+ * (lmz_ens_cache_rows, streams not in index order, one left out of the
+ * batch), and the passes one by one give the same tables; and it learns
+ * what only the vectors' identity tells: tokens drawn at random from 100,
+ * each with its own vector (plus noise) of 32 values unrelated to it, which
+ * the n-gram cannot predict nor the linear head map, and the cache looks
+ * up. */
+TEST(ens_cache_same_tables_and_learns)
+{
+    enum { K = 3, N = 600, D = 32, CYC = 100 };
+    const uint32_t nv = V;
+    lmz_ens_params p;
+    lmz_ens_params_default(&p);
+    CHECK((p.parts & LMZ_ENS_CACHE) && p.profile == LMZ_ENS_V4 && p.cdf_bits == 24);
+    size_t max[K] = {N, N, N};
+    four_ens f;
+    if (four_open(&f, LMZ_ENS_CACHE, K, max, D) != 0) return;
+    lmz_ens *a = f.a, *b = f.b, *c = f.c, *d = f.d;
+    float *lg = f.lg, *lgb = f.lgb, h[K][D], cyc[CYC][D];
+    int32_t ctok[CYC];
+    unsigned long long s = 7;
+    for (int i = 0; i < CYC; i++) {
+        ctok[i] = (int32_t)(test_rand(&s) % nv);
+        for (int k = 0; k < D; k++) cyc[i][k] = (float)(test_rand(&s) % 2001) / 1000.0f - 1.0f;
+    }
+    int same = 1;
+    double cost[2] = {0, 0};
+    size_t batch[K - 1] = {2, 0}; /* not in index order; stream 1 computes its own */
+    int32_t tok[K];
+    for (size_t i = 0; i < N && same; i++) {
+        for (size_t j = 0; j < K; j++) {
+            size_t at = test_rand(&s) % CYC; /* in no order the n-gram could learn */
+            tok[j] = ctok[at];
+            for (uint32_t v = 0; v < nv; v++) lg[j * nv + v] = (float)(test_rand(&s) % 1000) / 500.0f;
+            for (int k = 0; k < D; k++) h[j][k] = cyc[at][k] + (float)(test_rand(&s) % 101) / 1000.0f - 0.05f;
+            if (i % 60 == 7 && j == 1) h[j][3] = INFINITY;
+            if (i % 60 == 9 && j == 2) memset(h[j], 0, sizeof h[j]);
+        }
+        memcpy(lgb, lg, (size_t)K * nv * sizeof *lg);
+        for (size_t j = 0; j < K - 1; j++) lmz_ens_head_begin(b, batch[j], lgb + batch[j] * nv, h[batch[j]]);
+        lmz_ens_head_rows(b, batch, K - 1, 0, nv);
+        size_t nb = lmz_ens_cache_blocks(b);
+        CHECK(nb <= (i * K + 15) / 16); /* a row a token, but none for a broken vector */
+        lmz_ens_cache_rows(b, batch, K - 1, nb / 3, nb + 1);
+        lmz_ens_cache_rows(b, batch, K - 1, 0, nb / 3);
+        for (size_t j = 0; j < K && same; j++) /* stream 1's logits unchanged: not in the batch */
+            same = four_predict(&f, j, h[j], (j == 1 ? lg : lgb) + j * nv, tok[j], i >= N / 2, cost);
+        for (size_t j = 0; j < K; j++)
+            CHECK(lmz_ens_update(a, j, tok[j]) == 0 && lmz_ens_update(b, j, tok[j]) == 0 &&
+                  lmz_ens_update(c, j, tok[j]) == 0 && lmz_ens_update(d, j, tok[j]) == 0);
+    }
+    CHECK(same);
+    four_report("cache", cost[0], cost[1], K * N / 2, 0.8);
+    four_close(&f);
 }
