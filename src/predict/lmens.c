@@ -853,6 +853,10 @@ static double cache_mix(lmz_ens *e, ens_stream *x, float *p, double s)
             W += (double)w;
         }
     }
+    if (!(W > 0)) { /* not reached: the best row weighs 1 */
+        for (uint32_t j = 0; j < n; j++) x->cw[x->clist[j]] = 0.0f;
+        return s;
+    }
     unsigned b = 0;
     while (b < CACHE_BUCKETS - 1 && mx >= cache_edges[b]) b++;
     const double lam = (double)e->clam[b], kappa = s * lam / (1.0 - lam) / W;
@@ -1344,7 +1348,7 @@ static void head_step(lmz_ens *e, const ens_stream *x, int32_t tok, uint32_t v0,
         e->hrow[tok] = 1; /* the token's row joins the head */
         head_row(e, x, (uint32_t)tok, 1.0f);
     }
-    for (uint32_t c = v0; c < v1; c += CACHE_FIND) {
+    for (uint32_t c = v0; c < v1; c += HEAD_FIND) {
         uint32_t len = v1 - c < HEAD_FIND ? v1 - c : HEAD_FIND;
         size_t n = lmz_find_ge(e->kp, x->pm + c, len, HEAD_PMIN, idx);
         for (size_t i = 0; i < n; i++) {
