@@ -32,7 +32,6 @@
 #define MIX_LOCAL 2                     /* ... and in profile 3 by the stream's own match model */
 #define MIX_SETS (MIX_CHEAP * MIX_CONF * MIX_LOCAL)
 /* the cache (part LMZ_ENS_CACHE) */
-#define CACHE_KEYS LMZ_ENS_CACHE_KEYS
 #define CACHE_THETA 25.0f   /* a key's weight: exp(25 (similarity - the best similarity)) ... */
 #define CACHE_DELTA 0.4f    /* ... for keys within 0.4 of the best (weights down to e^-10) */
 #define CACHE_BUCKETS 8     /* the cache's weight in the mixture, by the best similarity */
@@ -817,7 +816,7 @@ static void cheap_expectations(ens_stream *x, const float *p, const float base[4
     }
 }
 
-/* rows of the cache in use, and their blocks of 16 */
+/* rows of the cache in use (lmz_ens_cache_blocks: their blocks of 16) */
 static size_t cache_used(const lmz_ens *e) { return e->cn < e->ccap ? e->cn : e->ccap; }
 
 /* The cache's part of stream x's table p (sum s in the table's lanes, the
@@ -1023,9 +1022,9 @@ int lmz_ens_set_dim(lmz_ens *e, uint32_t dim)
             !(e->s[i].hc = lmz_zalloc64((size_t)dim * sizeof(float))))
             return -1;
     if (!(e->p.parts & LMZ_ENS_CACHE) || e->p.profile < LMZ_ENS_V4) return 0;
-    size_t total = 0; /* rows: as many as the streams have tokens, at most CACHE_KEYS */
+    size_t total = 0; /* rows: as many as the streams have tokens, at most LMZ_ENS_CACHE_KEYS */
     for (size_t i = 0; i < e->ns; i++) total += e->s[i].max;
-    e->ccap = total < CACHE_KEYS ? (total + 15) / 16 * 16 : CACHE_KEYS;
+    e->ccap = total < LMZ_ENS_CACHE_KEYS ? (total + 15) / 16 * 16 : LMZ_ENS_CACHE_KEYS;
     if (e->ccap == 0) e->ccap = 16;
     if (lmz_qmat_alloc(&e->ck, e->ccap, dim) != 0) return -1;
     e->ctok = calloc(e->ccap, sizeof *e->ctok);
@@ -1182,7 +1181,6 @@ const uint32_t *lmz_ens_predict_hidden(lmz_ens *e, size_t s, const float *logits
     x->act[X_MODEL] = x->want && logits;
     if ((e->p.parts & LMZ_ENS_MODEL) && !x->want) x->skipped++;
     x->hon = 0;
-    if (!(e->hw && x->act[X_MODEL] && hidden)) x->cqon = 0; /* no head, no query */
     if (e->hw && x->act[X_MODEL] && hidden) {
         if (x->hpend) { /* lmz_ens_head_begin and lmz_ens_head_rows rewrote the logits */
             x->hon = 1;
@@ -1190,6 +1188,8 @@ const uint32_t *lmz_ens_predict_hidden(lmz_ens *e, size_t s, const float *logits
         } else {
             logits = head_logits(e, x, logits, hidden);
         }
+    } else {
+        x->cqon = 0; /* no head, no query for the cache */
     }
     x->hpend = 0;
 #ifdef LMZ_FUSED
@@ -1394,16 +1394,8 @@ static void cache_update(lmz_ens *e, ens_stream *x, int32_t tok)
         x->con = 0;
     }
     if (x->cqon) {
-        const size_t G = e->ck.groups, r = e->cn % e->ccap;
-        const int8_t *q = e->cq + (size_t)(x - e->s) * 4 * G;
-        int8_t *blk = e->ck.q + r / 16 * G * 64 + r % 16 * 4; /* row r's layout (qmat.h) */
-        int32_t sum = 0;
-        for (size_t g = 0; g < G; g++) {
-            memcpy(blk + g * 64, q + 4 * g, 4);
-            sum += q[4 * g] + q[4 * g + 1] + q[4 * g + 2] + q[4 * g + 3];
-        }
-        e->ck.rowsum[r] = sum;
-        e->ck.scale[r] = e->cqs[x - e->s];
+        const size_t r = e->cn % e->ccap, s = (size_t)(x - e->s);
+        lmz_qmat_set_row(&e->ck, r, e->cq + s * 4 * e->ck.groups, e->cqs[s]);
         e->ctok[r] = tok;
         e->cn++;
         x->cqon = x->cpend = 0;

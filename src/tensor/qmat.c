@@ -60,24 +60,30 @@ int lmz_qmat_alloc(lmz_qmat *w, size_t rows, size_t n)
 void lmz_qmat_rows(lmz_kpath kp, lmz_qmat *w, size_t r0, size_t r1, void (*row)(void *ctx, size_t r, float *out),
                    void *ctx, void *scratch)
 {
-    const size_t n = w->n, G = w->groups;
+    const size_t n = w->n;
     float *x = scratch;
     int8_t *q = (int8_t *)(x + n);
     for (size_t r = r0; r < r1; r++) {
         row(ctx, r, x);
         float s, inv;
         scales(kp, x, n, &s, &inv);
-        w->scale[r] = s;
         if ((kp != LMZ_KPATH_AVX2 && !lmz_kpath_avx512(kp)) || !lmz_qact_round_x86(x, n, inv, q))
             for (size_t k = 0; k < n; k++) q[k] = lmz_q8_round(x[k], inv);
-        int32_t sum = 0;
-        for (size_t k = 0; k < n; k++) sum += q[k];
-        w->rowsum[r] = sum;
-        /* row r's four values of group g at 4 (r % 16) of the group's 64 bytes */
-        int8_t *blk = w->q + r / 16 * G * 64 + r % 16 * 4;
-        for (size_t g = 0; g < n / 4; g++) memcpy(blk + g * 64, q + 4 * g, 4);
-        for (size_t k = n / 4 * 4; k < n; k++) blk[k / 4 * 64 + k % 4] = q[k];
+        lmz_qmat_set_row(w, r, q, s);
     }
+}
+
+void lmz_qmat_set_row(lmz_qmat *w, size_t r, const int8_t *q, float s)
+{
+    const size_t n = w->n;
+    int32_t sum = 0;
+    for (size_t k = 0; k < n; k++) sum += q[k];
+    w->rowsum[r] = sum;
+    w->scale[r] = s;
+    /* row r's four values of group g at 4 (r % 16) of the group's 64 bytes */
+    int8_t *blk = w->q + r / 16 * w->groups * 64 + r % 16 * 4;
+    for (size_t g = 0; g < n / 4; g++) memcpy(blk + g * 64, q + 4 * g, 4);
+    for (size_t k = n / 4 * 4; k < n; k++) blk[k / 4 * 64 + k % 4] = q[k];
 }
 
 int lmz_qmat_init(lmz_qmat *w, size_t rows, size_t n, void (*row)(void *ctx, size_t r, float *out), void *ctx,

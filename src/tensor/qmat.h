@@ -66,6 +66,10 @@ void lmz_qmat_rows(lmz_kpath kp, lmz_qmat *w, size_t r0, size_t r1, void (*row)(
                    void *ctx, void *scratch);
 void lmz_qmat_free(lmz_qmat *w);
 
+/* Row r (< w->rows) from its n integers q, already quantized, and its
+ * scale s: into the blocked layout above, with its sum. */
+void lmz_qmat_set_row(lmz_qmat *w, size_t r, const int8_t *q, float s);
+
 /* The rounding rule above: rne(v * inv) clamped to [-127, 127], NaN -> 0. */
 int8_t lmz_q8_round(float v, float inv);
 
