@@ -33,9 +33,9 @@ extern "C" {
 #endif
 
 #define LMZ_VERSION_MAJOR 0
-#define LMZ_VERSION_MINOR 7
+#define LMZ_VERSION_MINOR 8
 #define LMZ_VERSION_PATCH 0
-#define LMZ_VERSION_STRING "0.7.0"
+#define LMZ_VERSION_STRING "0.8.0"
 
 /* ---- errors (values are pinned: they never change meaning) -------------- */
 typedef enum {
@@ -220,6 +220,12 @@ typedef struct {
                               compression as it is written (slower: a pass
                               over the vocabulary per token more) */
     void *explain_opaque;
+    /* (lmzip 0.8) language-model streams, recorded in the header: */
+    uint32_t cache_rows;   /* the cache's rows: the vectors of the group's last
+                              cache_rows learnt tokens (16..2^20, a multiple of
+                              16; default 65536, lmzip 0.7 32768) */
+    float head_lr;         /* adaptive head learning rate (0..4; default 0.3,
+                              the rate of lmzip 0.5-0.7) */
 } lmz_params;
 
 /* ---- the settings a stream records (one table: lmz_settings) ------------ */

@@ -220,8 +220,12 @@ golden_v2 "$LMDIR-head" --parts model,ngram,bias,match,head
 # the n-gram's top order and the bit coder's maps (lmzip 0.6, in the default
 # parts): the same three kinds of file, made by tests/golden/make_golden_defaults.sh
 golden_v2 "$LMDIR-refine" --parts model,ngram,bias,match,head,ngtop,refine
-# the cache of the model's vectors (lmzip 0.7, in the default parts)
-golden_v2 "$LMDIR-cache"
+# the cache of the model's vectors (lmzip 0.7, in the default parts; its
+# 32,768 rows, which a stream from a pipe now names when not the default)
+golden_v2 "$LMDIR-cache" --cache-rows=32768
+# the settings cache-rows and head-lr (lmzip 0.8): rings of 256 and 64 rows,
+# another head rate, the default rows named
+golden_v2 "$LMDIR-rows"
 # format version 2 (lmzip 0.4): made without --format-version
 # shellcheck disable=SC2086
 golden_v2 "$LMDIR-f2" $OLDPARTS

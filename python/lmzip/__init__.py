@@ -81,7 +81,7 @@ class _Params(ctypes.Structure):  # lmz_params, in lmzip.h's order
                 ("binary", ctypes.c_uint), ("stats", ctypes.c_void_p), ("lm_profile", ctypes.c_uint),
                 ("model_ref", ctypes.c_void_p), ("force_threads", ctypes.c_uint),
                 ("model_always", ctypes.c_uint), ("format_version", ctypes.c_uint), ("explain", _EXPLAIN),
-                ("explain_opaque", ctypes.c_void_p)]
+                ("explain_opaque", ctypes.c_void_p), ("cache_rows", ctypes.c_uint32), ("head_lr", ctypes.c_float)]
 
 
 class _DParams(ctypes.Structure):  # lmz_dparams

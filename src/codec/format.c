@@ -203,7 +203,7 @@ int lmz_header_read(lmz_fetch_fn get, void *ctx, lmz_header *h, int check_suppor
     int e;
     memcpy(b, lmz_magic, LMZ_MAGIC_LEN);
     memset(h, 0, sizeof *h);
-    h->group = 1;
+    lmz_settings_absent(h);
 #define NEED(n)                                                              \
     do {                                                                     \
         if ((e = get(ctx, b + o, (n))) != LMZ_OK) return e;                  \

@@ -157,6 +157,10 @@ const char *lmz_profile_lm_name(unsigned version);
 #define LMZ_SET_BINARY     13 /* optional (absent = 0): 1 = the frames of a group
                                  that the model does not code (methods 0 and 1)
                                  form one byte-model chain, in frame order */
+#define LMZ_SET_CACHE_ROWS 14 /* optional (absent = 32768, lmzip 0.7's): the cache's
+                                 rows (16..2^20, a multiple of 16) */
+#define LMZ_SET_HEAD_LR    15 /* optional (absent = 0.3, lmzip 0.5-0.7's): the adaptive
+                                 head's rate, IEEE-754 binary32 bits (0..4) */
 #define LMZ_GROUP_MAX 64
 #define LMZ_GROUP_BYTES_MAX (64u << 20)
 
@@ -191,6 +195,8 @@ typedef struct {
     uint32_t skip_mbits;
     unsigned group; /* 1 when absent */
     unsigned binary; /* 0 when absent */
+    uint32_t cache_rows; /* 32768 when absent */
+    float head_lr;       /* 0.3 when absent */
     unsigned one_frame; /* version 2: the stream is one frame, without an end block */
 } lmz_header;
 

@@ -216,9 +216,10 @@ uint64_t lmz_lm_mem_group(const lmz_lm *lm, uint64_t bytes)
     if (bias > (32u << 20)) bias = 32u << 20;
     if (lm->p.ens.parts & LMZ_ENS_HEAD) bias += 4 * (uint64_t)lm->V * lmz_model_dim(lm->m);
     if (lm->p.ens.parts & LMZ_ENS_REFINE) bias += lmz_tb_refine_mem();
-    if ((lm->p.ens.parts & LMZ_ENS_CACHE) && (lm->p.ens.parts & LMZ_ENS_HEAD)) /* rows, similarities, sparse tables */
-        bias += (uint64_t)LMZ_ENS_CACHE_KEYS * (lmz_model_dim(lm->m) + 16 + 4 * LMZ_ENS_STREAMS_MAX) +
-                12 * (uint64_t)lm->V * LMZ_ENS_STREAMS_MAX;
+    if ((lm->p.ens.parts & LMZ_ENS_CACHE) && (lm->p.ens.parts & LMZ_ENS_HEAD)) { /* rows, similarities, sparse tables */
+        uint64_t rows = bytes + 16 < lm->p.ens.cache_rows ? bytes + 16 : lm->p.ens.cache_rows; /* a token a byte at most */
+        bias += rows * (lmz_model_dim(lm->m) + 16 + 4 * LMZ_ENS_STREAMS_MAX) + 12 * (uint64_t)lm->V * LMZ_ENS_STREAMS_MAX;
+    }
     return 4 * 32 * pow2 + bias + lmz_bytemodel_mem(lmz_bytemodel_table_bits((size_t)bytes, lm->p.table_bits));
 }
 

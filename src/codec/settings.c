@@ -67,12 +67,20 @@ static const setting table[] = {
       "1: the frames of a group the model does not code (binary data) share one byte model, in frame "
       "order; 0: each frame its own"},
      H(binary), P(binary), U32, 1, 0, 0, 1},
+    {{"cache-rows", LMZ_SET_CACHE_ROWS, 1, 16, LMZ_ENS_CACHE_ROWS_MAX, LMZ_ENS_CACHE_ROWS,
+      "the cache's rows: the vectors of the group's last N learnt tokens (a multiple of 16; time and memory "
+      "grow with it)"},
+     H(cache_rows), P(cache_rows), U32, 1, LMZ_ENS_CACHE_ROWS_V07, 0, LMZ_ENS_CACHE_ROWS_V07},
+    {{"head-lr", LMZ_SET_HEAD_LR, 1, 0, 4, 0.3 /* LMZ_ENS_HEAD_LR */, "learning rate of the adaptive output head"},
+     H(head_lr), P(head_lr), REAL, 1, 0x3e99999au /* 0.3f */, 0, 0.3},
 };
 #undef H
 #undef P
 #define N_SETTINGS (sizeof table / sizeof *table)
 _Static_assert(sizeof(((lmz_params *)0)->group) == 4 && sizeof(((lmz_params *)0)->binary) == 4 && sizeof(((lmz_params *)0)->bias_lr) == 4 &&
-                   sizeof(((lmz_header *)0)->table_bits) == 4 && sizeof(((lmz_header *)0)->mix_lr) == 4,
+                   sizeof(((lmz_header *)0)->table_bits) == 4 && sizeof(((lmz_header *)0)->mix_lr) == 4 &&
+                   sizeof(((lmz_params *)0)->cache_rows) == 4 && sizeof(((lmz_params *)0)->head_lr) == 4 &&
+                   sizeof(((lmz_header *)0)->cache_rows) == 4 && sizeof(((lmz_header *)0)->head_lr) == 4,
                "the table's fields are 32 bits");
 
 const lmz_setting *lmz_settings(size_t *count)
@@ -117,6 +125,7 @@ static int in_bounds(const setting *s, uint64_t v)
         return f >= s->pub.min && f <= s->pub.max; /* false for NaN */
     }
     double x = s->kind == MILLI ? (double)v / 1000.0 : (double)v;
+    if (s->pub.id == LMZ_SET_CACHE_ROWS && v % 16) return 0; /* the cache's rows go in blocks of 16 */
     return x >= s->pub.min && x <= s->pub.max;
 }
 
@@ -165,6 +174,12 @@ static uint32_t v2_default(const setting *s, const lmz_header *h, int lm)
     if (s->pub.id == LMZ_SET_FRAME_SIZE) return lmz_v2_frame_size(lm);
     if (s->pub.id == LMZ_SET_GROUP) return lm ? lmz_v2_group(h->frame_size) : 1;
     return raw_of(s, s->v2);
+}
+
+void lmz_settings_absent(lmz_header *h)
+{
+    for (size_t i = 0; i < N_SETTINGS; i++)
+        if (table[i].optional) set32(h, table[i].hoff, table[i].absent);
 }
 
 void lmz_settings_defaults_v2(lmz_header *h, int lm)
@@ -251,6 +266,7 @@ int lmz_params_set(lmz_params *p, const char *name, double value)
     }
     if (value < s->pub.min || value > s->pub.max) return LMZ_ERROR_PARAM;
     if (s->kind == U32 && value != floor(value)) return LMZ_ERROR_PARAM;
+    if (!in_bounds(s, raw_of(s, value))) return LMZ_ERROR_PARAM; /* (the cache's rows: a multiple of 16) */
     set32(p, s->poff, raw_of(s, value));
     return LMZ_OK;
 }

@@ -27,6 +27,10 @@ size_t lmz_settings_write(const lmz_header *h, int lm, uint8_t *out, unsigned *c
  * bounds (damage). */
 int lmz_settings_read(lmz_header *h, unsigned id, uint64_t v, uint64_t *seen);
 
+/* Every optional setting of h at its absent value (before a version-1
+ * header's settings are read). */
+void lmz_settings_absent(lmz_header *h);
+
 /* Version 2 (format.h): settings are written only where they differ from
  * the format's defaults, each as varint id, varint value, in id order.
  * @return bytes written; *count the number of settings. */

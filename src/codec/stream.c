@@ -59,6 +59,8 @@ void lmz_params_default(lmz_params *p)
     p->mix_lr = e.mix_lr;
     p->stats = NULL;
     p->skip_mbits = 0;
+    p->cache_rows = e.cache_rows;
+    p->head_lr = e.head_lr;
     p->group = 0; /* automatic */
     p->binary = 1;
     p->lm_profile = 0;
@@ -94,6 +96,8 @@ static void lm_params_from_header(const lmz_header *h, unsigned threads, lmz_lm_
     lp->ens.bias_lr = h->bias_lr;
     lp->ens.mix_lr = h->mix_lr;
     lp->ens.skip_mbits = h->skip_mbits;
+    lp->ens.cache_rows = h->cache_rows;
+    lp->ens.head_lr = h->head_lr;
     lp->text_min = h->text_min;
     lp->window = h->window;
     lp->table_bits = h->table_bits;
@@ -863,6 +867,18 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
         const char *prof = lmz_profile_lm_name(p->lm_profile ? p->lm_profile : LMZ_LM_PROFILE_NEWEST);
         if (!prof || p->lm_profile == 1 || p->lm_profile == 2) return LMZ_ERROR_PARAM; /* v1, v2: read only */
         strcpy(h.profile, prof);
+        /* the cache's rows keep the value a header need not write (4 bytes
+         * less) where they cannot matter, without the cache (it needs the
+         * head and det-f32-v4's ensemble), and where more rows than lmzip
+         * 0.7's would hardly fill: a group of at most 96 KiB (prose takes 3.5
+         * to 4 bytes a token, code 2.3 to 3: 32,768 rows hold all or most of
+         * it; a group with more tokens is coded right, with 32,768 rows, as
+         * the header says) */
+        uint64_t gbytes = (uint64_t)group * frame_size;
+        if (p->size_hint != LMZ_SIZE_UNKNOWN && p->size_hint < gbytes) gbytes = p->size_hint;
+        if (!(h.parts & LMZ_ENS_CACHE) || !(h.parts & LMZ_ENS_HEAD) || lmz_profile_lm_version(prof) < LMZ_ENS_V4 ||
+            (h.cache_rows > LMZ_ENS_CACHE_ROWS_V07 && gbytes <= 3 * (uint64_t)LMZ_ENS_CACHE_ROWS_V07))
+            h.cache_rows = LMZ_ENS_CACHE_ROWS_V07;
         if (group > 1 && (uint64_t)group * frame_size > LMZ_GROUP_BYTES_MAX) return LMZ_ERROR_PARAM;
         lmz_lm_params lp;
         lm_params_from_header(&h, threads, &lp);

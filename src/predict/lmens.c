@@ -166,6 +166,8 @@ void lmz_ens_params_default(lmz_ens_params *p)
     p->bias_lr = 0.3f; /* Nacrith: 0.001 with SmolLM2; our small models gain far more from a fast head */
     p->mix_lr = 0.00025f; /* measured on alice29, enwik6 and bible.txt slices: 0.002 -> 0.00025 saves 0.3-1.3 % */
     p->skip_mbits = 0;
+    p->cache_rows = LMZ_ENS_CACHE_ROWS;
+    p->head_lr = LMZ_ENS_HEAD_LR;
 }
 
 int lmz_ens_params_check(const lmz_ens_params *p, uint32_t vocab)
@@ -176,6 +178,8 @@ int lmz_ens_params_check(const lmz_ens_params *p, uint32_t vocab)
     if (p->cdf_bits < 16 || p->cdf_bits > LMZ_CDF_BITS || vocab < 2 || vocab >= (1u << p->cdf_bits)) return -1;
     if (!(p->bias_lr >= 0 && p->bias_lr <= 1) || !(p->mix_lr >= 0 && p->mix_lr <= 1)) return -1;
     if (p->skip_mbits > 16000) return -1;
+    if (p->cache_rows < 16 || p->cache_rows > LMZ_ENS_CACHE_ROWS_MAX || p->cache_rows % 16) return -1;
+    if (!(p->head_lr >= 0 && p->head_lr <= 4)) return -1;
     return 0;
 }
 
@@ -1022,9 +1026,9 @@ int lmz_ens_set_dim(lmz_ens *e, uint32_t dim)
             !(e->s[i].hc = lmz_zalloc64((size_t)dim * sizeof(float))))
             return -1;
     if (!(e->p.parts & LMZ_ENS_CACHE) || e->p.profile < LMZ_ENS_V4) return 0;
-    size_t total = 0; /* rows: as many as the streams have tokens, at most LMZ_ENS_CACHE_KEYS */
+    size_t total = 0; /* rows: as many as the streams have tokens, at most cache_rows */
     for (size_t i = 0; i < e->ns; i++) total += e->s[i].max;
-    e->ccap = total < LMZ_ENS_CACHE_KEYS ? (total + 15) / 16 * 16 : LMZ_ENS_CACHE_KEYS;
+    e->ccap = total < e->p.cache_rows ? (total + 15) / 16 * 16 : e->p.cache_rows;
     if (e->ccap == 0) e->ccap = 16;
     if (lmz_qmat_alloc(&e->ck, e->ccap, dim) != 0) return -1;
     e->ctok = calloc(e->ccap, sizeof *e->ctok);
@@ -1326,14 +1330,13 @@ static void bias_step(lmz_ens *e, const ens_stream *x, int32_t tok, uint32_t v0,
 /* the adaptive head's step of one stream on rows [v0, v1) (lmz_ens_set_dim):
  * the token's row, and the rows of tokens that came before whose
  * probability is at least HEAD_PMIN (found by lmz_find_ge; each row's step
- * is its own, so the order of the rows changes nothing) */
-#define HEAD_LR 0.3f
+ * is its own, so the order of the rows changes nothing); rate head_lr */
 #define HEAD_PMIN 1e-3f
 #define HEAD_FIND 1024 /* rows searched at a time */
 static inline void head_row(lmz_ens *e, const ens_stream *x, uint32_t v, float target)
 {
     const uint32_t D = e->hd;
-    float g = HEAD_LR * (target - x->pm[v]);
+    float g = e->p.head_lr * (target - x->pm[v]);
     float *w = e->hw + (size_t)v * D;
     const float *hc = x->hc;
     for (uint32_t i = 0; i < D; i++) w[i] += g * hc[i];

@@ -48,7 +48,7 @@
  *     the match models' agreement and the model's confidence);
  *   - with part LMZ_ENS_CACHE (profile 4, with the head), a cache of the
  *     model's vectors: the vector h of each token learnt (in any stream of
- *     the ensemble, the last LMZ_ENS_CACHE_KEYS of them) is kept, quantized
+ *     the ensemble, the last cache_rows of them) is kept, quantized
  *     to int8 as the integer products quantize activations (qmat.h), with
  *     the token that came after it. A prediction scores its own h against
  *     every kept one (exact int32 sums, times the scales and 1 / |h|: the
@@ -80,7 +80,13 @@
 #define LMZ_ENS_CACHE 128u /* the cache: the model's vectors of past tokens, the tokens that followed
                              the most similar (with the head; lmz_ens_set_dim) */
 #define LMZ_ENS_ALL   255u
-#define LMZ_ENS_CACHE_KEYS 32768u /* the cache's rows: vectors kept (a multiple of 16) */
+/* the cache's rows: vectors kept (a multiple of 16; lmz_ens_params.cache_rows) */
+#define LMZ_ENS_CACHE_ROWS 65536u     /* the default */
+#define LMZ_ENS_CACHE_ROWS_V07 32768u /* lmzip 0.7's (a stream that does not say) */
+#define LMZ_ENS_CACHE_ROWS_MAX (1u << 20)
+/* the adaptive head's learning rate (lmz_ens_params.head_lr; a stream that
+ * does not say means this, the rate of lmzip 0.5 to 0.7) */
+#define LMZ_ENS_HEAD_LR 0.3f
 
 /* mixers */
 #define LMZ_MIX_PROB 0u
@@ -108,6 +114,8 @@ typedef struct {
                             blend has an entropy below skip_mbits / 1000
                             bits, the token is coded without the model
                             (0: never; at most 16000) */
+    uint32_t cache_rows; /* the cache's rows (16 .. LMZ_ENS_CACHE_ROWS_MAX, a multiple of 16) */
+    float head_lr;       /* learning rate of the adaptive head (0 .. 4) */
 } lmz_ens_params;
 
 /* Defaults: profile 4, all parts, log mixer, 2^20 buckets, 24-bit tables, rates. */

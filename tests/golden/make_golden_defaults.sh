@@ -10,6 +10,11 @@
 #   tests/golden/lm-refine lmzip 0.6: + the n-gram's top order and the bit coder's maps
 #                          (parts ngtop and refine)
 #   tests/golden/lm-cache  lmzip 0.7: + the cache of the model's vectors (part cache)
+#   tests/golden/lm-rows   lmzip 0.8: the settings cache-rows and head-lr; its
+#                          .opts were written first (an .opts already there is
+#                          kept): 256 rows for the groups, 64 rows and head-lr
+#                          0.5 for det-i8-v1 (rings that wrap), and the
+#                          default (65,536, written: the input from a pipe)
 set -e
 BUILD=${1:-build}
 G=${2:?the folder, e.g. tests/golden/lm-refine}

@@ -662,10 +662,11 @@ static void four_close(four_ens *f)
     lmz_ens_free(f->d);
 }
 
-static int four_open(four_ens *f, unsigned off, size_t K, const size_t *max, uint32_t D)
+static int four_open(four_ens *f, unsigned off, size_t K, const size_t *max, uint32_t D, uint32_t cache_rows)
 {
     lmz_ens_params p;
     lmz_ens_params_default(&p);
+    if (cache_rows) p.cache_rows = cache_rows;
     f->a = lmz_ens_new(&p, V, K, max);
     f->b = lmz_ens_new(&p, V, K, max);
     f->c = lmz_ens_new(&p, V, K, max);
@@ -718,7 +719,7 @@ TEST(ens_head_learns_same_tables)
     const uint32_t nv = V;
     size_t max[K] = {N, N, N};
     four_ens f;
-    if (four_open(&f, LMZ_ENS_HEAD, K, max, D) != 0) return;
+    if (four_open(&f, LMZ_ENS_HEAD, K, max, D, 0) != 0) return;
     lmz_ens *a = f.a, *b = f.b, *c = f.c, *d = f.d;
     float *lg = f.lg, *lgb = f.lgb, h[K][D];
     unsigned long long s = 99;
@@ -766,17 +767,18 @@ TEST(ens_head_learns_same_tables)
  * what only the vectors' identity tells: tokens drawn at random from 100,
  * each with its own vector (plus noise) of 32 values unrelated to it, which
  * the n-gram cannot predict nor the linear head map, and the cache looks
- * up. */
-TEST(ens_cache_same_tables_and_learns)
+ * up. With rows for every token (cache_rows 0: the default), and with 256
+ * rows, which the 1,800 tokens go round more than seven times. */
+static void cache_case(uint32_t cache_rows)
 {
     enum { K = 3, N = 600, D = 32, CYC = 100 };
     const uint32_t nv = V;
     lmz_ens_params p;
     lmz_ens_params_default(&p);
-    CHECK((p.parts & LMZ_ENS_CACHE) && p.profile == LMZ_ENS_V4 && p.cdf_bits == 24);
+    CHECK((p.parts & LMZ_ENS_CACHE) && p.profile == LMZ_ENS_V4 && p.cdf_bits == 24 && p.cache_rows >= K * N);
     size_t max[K] = {N, N, N};
     four_ens f;
-    if (four_open(&f, LMZ_ENS_CACHE, K, max, D) != 0) return;
+    if (four_open(&f, LMZ_ENS_CACHE, K, max, D, cache_rows) != 0) return;
     lmz_ens *a = f.a, *b = f.b, *c = f.c, *d = f.d;
     float *lg = f.lg, *lgb = f.lgb, h[K][D], cyc[CYC][D];
     int32_t ctok[CYC];
@@ -803,6 +805,7 @@ TEST(ens_cache_same_tables_and_learns)
         lmz_ens_head_rows(b, batch, K - 1, 0, nv);
         size_t nb = lmz_ens_cache_blocks(b);
         CHECK(nb <= (i * K + 15) / 16); /* a row a token, but none for a broken vector */
+        CHECK(!cache_rows || nb <= cache_rows / 16);
         lmz_ens_cache_rows(b, batch, K - 1, nb / 3, nb + 1);
         lmz_ens_cache_rows(b, batch, K - 1, 0, nb / 3);
         for (size_t j = 0; j < K && same; j++) /* stream 1's logits unchanged: not in the batch */
@@ -812,6 +815,12 @@ TEST(ens_cache_same_tables_and_learns)
                   lmz_ens_update(c, j, tok[j]) == 0 && lmz_ens_update(d, j, tok[j]) == 0);
     }
     CHECK(same);
-    four_report("cache", cost[0], cost[1], K * N / 2, 0.8);
+    four_report(cache_rows ? "cache of 256 rows" : "cache", cost[0], cost[1], K * N / 2, 0.8);
     four_close(&f);
+}
+
+TEST(ens_cache_same_tables_and_learns)
+{
+    cache_case(0);
+    cache_case(256);
 }

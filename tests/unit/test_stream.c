@@ -4,6 +4,7 @@
 #include <xxhash.h>
 
 #include "codec/format.h"
+#include "codec/settings.h"
 #include "common/rangecoder.h"
 #include "lmzip.h"
 #include "predict/bytemodel.h"
@@ -598,7 +599,7 @@ TEST(stream_settings_table)
 {
     size_t n = 0;
     const lmz_setting *t = lmz_settings(&n);
-    CHECK(n == 13 && t[0].id == 1 && strcmp(t[0].name, "frame-size") == 0);
+    CHECK(n == 15 && t[0].id == 1 && strcmp(t[0].name, "frame-size") == 0);
     for (size_t i = 1; i < n; i++) CHECK(t[i].id > t[i - 1].id); /* id order: the header's order */
     lmz_params p;
     lmz_params_default(&p);
@@ -611,6 +612,27 @@ TEST(stream_settings_table)
     CHECK_EQ_U64(p.skip_mbits, 2500);
     CHECK_EQ_U64(lmz_params_set(&p, "mix-lr", 0.5), LMZ_OK);
     CHECK(p.mix_lr == 0.5f);
+    CHECK(p.cache_rows == 65536 && p.head_lr == 0.3f); /* (lmzip 0.8's defaults) */
+    CHECK_EQ_U64(lmz_params_set(&p, "cache-rows", 1000), LMZ_ERROR_PARAM); /* a multiple of 16 */
+    CHECK_EQ_U64(lmz_params_set(&p, "cache-rows", 8), LMZ_ERROR_PARAM);
+    CHECK_EQ_U64(lmz_params_set(&p, "cache-rows", 2097152), LMZ_ERROR_PARAM);
+    CHECK_EQ_U64(lmz_params_set(&p, "cache-rows", 1024), LMZ_OK);
+    CHECK_EQ_U64(p.cache_rows, 1024);
+    CHECK_EQ_U64(lmz_params_set(&p, "head-lr", 4.5), LMZ_ERROR_PARAM);
+    CHECK_EQ_U64(lmz_params_set(&p, "head-lr", 0.5), LMZ_OK);
+    CHECK(p.head_lr == 0.5f);
+    { /* a header's cache rows: a multiple of 16 in bounds, else damage; absent: lmzip 0.7's */
+        lmz_header h;
+        memset(&h, 0, sizeof h);
+        lmz_settings_absent(&h);
+        CHECK(h.cache_rows == 32768 && h.head_lr == 0.3f && h.group == 1 && h.binary == 0 && h.skip_mbits == 0);
+        uint64_t seen = 0;
+        CHECK(lmz_settings_read(&h, LMZ_SET_CACHE_ROWS, 1000, &seen) == -1);
+        seen = 0;
+        CHECK(lmz_settings_read(&h, LMZ_SET_CACHE_ROWS, 0, &seen) == -1);
+        seen = 0;
+        CHECK(lmz_settings_read(&h, LMZ_SET_CACHE_ROWS, 131072, &seen) == 1 && h.cache_rows == 131072);
+    }
     CHECK_EQ_U64(lmz_params_set(&p, "frame-size", 0), LMZ_OK); /* automatic */
     CHECK_EQ_U64(lmz_params_set(&p, "frame-size", 512), LMZ_ERROR_PARAM);
     CHECK_EQ_U64(lmz_params_set(&p, "table-bits", 14), LMZ_OK);
