@@ -24,6 +24,7 @@ typedef struct {
     double v2;         /* format version 2's default, frozen with the format
                           (the value a version-2 header that omits it means);
                           frame size and group: -1, see lmz_v2_frame_size */
+    uint32_t step;     /* an integer setting's values are its multiples (1: any) */
 } setting;
 
 #define H(f) offsetof(lmz_header, f)
@@ -32,47 +33,47 @@ static const setting table[] = {
     {{"frame-size", LMZ_SET_FRAME_SIZE, 0, LMZ_FRAME_SIZE_MIN, LMZ_FRAME_SIZE_MAX, 0,
       "bytes per independent frame (default 4M; with a model about an eighth of the file in whole frames, 16K..512K; "
       "with a model at most 64M)"},
-     H(frame_size), P(frame_size), U32, 0, 0, 1, -1},
+     H(frame_size), P(frame_size), U32, 0, 0, 1, -1, 1},
     {{"table-bits", LMZ_SET_TABLE_BITS, 0, LMZ_BM_TABLE_BITS_MIN, LMZ_BM_TABLE_BITS_MAX, LMZ_BM_TABLE_BITS_DEFAULT,
       "byte model memory: 2^N 16-byte slots per thread at most, 64 MiB at 22"},
-     H(table_bits), P(table_bits), U32, 0, 0, 0, 22},
+     H(table_bits), P(table_bits), U32, 0, 0, 0, 22, 1},
     {{"parts", LMZ_SET_PARTS, 1, 1, LMZ_ENS_ALL, LMZ_ENS_ALL,
       "ensemble parts: a list of model,ngram,bias,match,head,ngtop,refine,cache, or all (bits 1,2,4,8,16,32,64,128; "
       "head and cache only for models of vocabulary x width <= 2^24)"},
-     H(parts), P(parts), U32, 0, 0, 0, 15},
+     H(parts), P(parts), U32, 0, 0, 0, 15, 1},
     {{"mixer", LMZ_SET_MIXER, 1, 0, LMZ_MIX_LOG, LMZ_MIX_LOG, "prob (0) or log (1): mixing in probability space or in the log domain"},
-     H(mixer), P(mixer), U32, 0, 0, 0, 1},
+     H(mixer), P(mixer), U32, 0, 0, 0, 1, 1},
     {{"ngram-bits", LMZ_SET_NGRAM_BITS, 1, LMZ_ENS_NGRAM_BITS_MIN, LMZ_ENS_NGRAM_BITS_MAX, 20,
       "n-gram memory: 2^N 32-byte buckets per order at most"},
-     H(ngram_bits), P(ngram_bits), U32, 0, 0, 0, 20},
+     H(ngram_bits), P(ngram_bits), U32, 0, 0, 0, 20, 1},
     {{"cdf-bits", LMZ_SET_CDF_BITS, 1, 16, 24, 24, "frequency total 2^N of the coded tables"},
-     H(cdf_bits), P(cdf_bits), U32, 0, 0, 0, 24},
+     H(cdf_bits), P(cdf_bits), U32, 0, 0, 0, 24, 1},
     {{"bias-lr", LMZ_SET_BIAS_LR, 1, 0, 1, 0.3, "learning rate of the bias head"},
-     H(bias_lr), P(bias_lr), REAL, 0, 0, 0, 0.3},
+     H(bias_lr), P(bias_lr), REAL, 0, 0, 0, 0.3, 1},
     {{"mix-lr", LMZ_SET_MIX_LR, 1, 0, 1, 0.00025, "learning rate of the log mixer"},
-     H(mix_lr), P(mix_lr), REAL, 0, 0, 0, 0.00025},
+     H(mix_lr), P(mix_lr), REAL, 0, 0, 0, 0.00025, 1},
     {{"text-min", LMZ_SET_TEXT_MIN, 1, 1, 65536, LMZ_LM_TEXT_MIN_DEFAULT, "shortest text segment in bytes"},
-     H(text_min), P(text_min), U32, 0, 0, 0, 64},
+     H(text_min), P(text_min), U32, 0, 0, 0, 64, 1},
     {{"window", LMZ_SET_WINDOW, 1, 0, LMZ_MAX_WINDOW, 0, "llama KV window in tokens, 0 for the model's context"},
-     H(window), P(window), U32, 0, 0, 0, 0},
+     H(window), P(window), U32, 0, 0, 0, 0, 1},
     {{"skip", LMZ_SET_SKIP, 1, 0, 16, 0,
       "code a token without the model when the n-gram and match blend's entropy is below this many bits, "
       "0 for never"},
-     H(skip_mbits), P(skip_mbits), MILLI, 1, 0, 0, 0},
+     H(skip_mbits), P(skip_mbits), MILLI, 1, 0, 0, 0, 1},
     {{"group", LMZ_SET_GROUP, 1, 1, LMZ_GROUP_MAX, 0,
       "frames whose text shares one ensemble, decoded side by side (group x frame size at most 64M; "
       "default 64 or as many as fit)"},
-     H(group), P(group), U32, 1, 1, 1, -1},
+     H(group), P(group), U32, 1, 1, 1, -1, 1},
     {{"binary", LMZ_SET_BINARY, 1, 0, 1, 1,
       "1: the frames of a group the model does not code (binary data) share one byte model, in frame "
       "order; 0: each frame its own"},
-     H(binary), P(binary), U32, 1, 0, 0, 1},
+     H(binary), P(binary), U32, 1, 0, 0, 1, 1},
     {{"cache-rows", LMZ_SET_CACHE_ROWS, 1, 16, LMZ_ENS_CACHE_ROWS_MAX, LMZ_ENS_CACHE_ROWS,
       "the cache's rows: the vectors of the group's last N learnt tokens (a multiple of 16; time and memory "
       "grow with it)"},
-     H(cache_rows), P(cache_rows), U32, 1, LMZ_ENS_CACHE_ROWS_V07, 0, LMZ_ENS_CACHE_ROWS_V07},
+     H(cache_rows), P(cache_rows), U32, 1, LMZ_ENS_CACHE_ROWS_V07, 0, LMZ_ENS_CACHE_ROWS_V07, 16},
     {{"head-lr", LMZ_SET_HEAD_LR, 1, 0, 4, 0.3 /* LMZ_ENS_HEAD_LR */, "learning rate of the adaptive output head"},
-     H(head_lr), P(head_lr), REAL, 1, 0x3e99999au /* 0.3f */, 0, 0.3},
+     H(head_lr), P(head_lr), REAL, 1, 0x3e99999au /* 0.3f */, 0, 0.3, 1},
 };
 #undef H
 #undef P
@@ -125,7 +126,7 @@ static int in_bounds(const setting *s, uint64_t v)
         return f >= s->pub.min && f <= s->pub.max; /* false for NaN */
     }
     double x = s->kind == MILLI ? (double)v / 1000.0 : (double)v;
-    if (s->pub.id == LMZ_SET_CACHE_ROWS && v % 16) return 0; /* the cache's rows go in blocks of 16 */
+    if (v % s->step) return 0;
     return x >= s->pub.min && x <= s->pub.max;
 }
 
@@ -266,7 +267,7 @@ int lmz_params_set(lmz_params *p, const char *name, double value)
     }
     if (value < s->pub.min || value > s->pub.max) return LMZ_ERROR_PARAM;
     if (s->kind == U32 && value != floor(value)) return LMZ_ERROR_PARAM;
-    if (!in_bounds(s, raw_of(s, value))) return LMZ_ERROR_PARAM; /* (the cache's rows: a multiple of 16) */
+    if (s->kind == U32 && (uint32_t)value % s->step) return LMZ_ERROR_PARAM;
     set32(p, s->poff, raw_of(s, value));
     return LMZ_OK;
 }

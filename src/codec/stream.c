@@ -867,21 +867,20 @@ int lmz_compress_stream(const lmz_params *p, const lmz_io *io)
         const char *prof = lmz_profile_lm_name(p->lm_profile ? p->lm_profile : LMZ_LM_PROFILE_NEWEST);
         if (!prof || p->lm_profile == 1 || p->lm_profile == 2) return LMZ_ERROR_PARAM; /* v1, v2: read only */
         strcpy(h.profile, prof);
-        /* the cache's rows keep the value a header need not write (4 bytes
-         * less) where they cannot matter, without the cache (it needs the
-         * head and det-f32-v4's ensemble), and where more rows than lmzip
-         * 0.7's would hardly fill: a group of at most 96 KiB (prose takes 3.5
-         * to 4 bytes a token, code 2.3 to 3: 32,768 rows hold all or most of
-         * it; a group with more tokens is coded right, with 32,768 rows, as
-         * the header says) */
-        uint64_t gbytes = (uint64_t)group * frame_size;
-        if (p->size_hint != LMZ_SIZE_UNKNOWN && p->size_hint < gbytes) gbytes = p->size_hint;
-        if (!(h.parts & LMZ_ENS_CACHE) || !(h.parts & LMZ_ENS_HEAD) || lmz_profile_lm_version(prof) < LMZ_ENS_V4 ||
-            (h.cache_rows > LMZ_ENS_CACHE_ROWS_V07 && gbytes <= 3 * (uint64_t)LMZ_ENS_CACHE_ROWS_V07))
-            h.cache_rows = LMZ_ENS_CACHE_ROWS_V07;
         if (group > 1 && (uint64_t)group * frame_size > LMZ_GROUP_BYTES_MAX) return LMZ_ERROR_PARAM;
         lmz_lm_params lp;
         lm_params_from_header(&h, threads, &lp);
+        /* the cache's rows keep the value a header need not write (4 bytes
+         * less) where they cannot matter, without the cache, and where more
+         * rows than lmzip 0.7's would hardly fill: a group of at most 96 KiB
+         * (prose takes 3.5 to 4 bytes a token, code 2.3 to 3: 32,768 rows
+         * hold all or most of it; a group with more tokens is coded right,
+         * with 32,768 rows, as the header says) */
+        uint64_t gbytes = (uint64_t)group * frame_size;
+        if (p->size_hint != LMZ_SIZE_UNKNOWN && p->size_hint < gbytes) gbytes = p->size_hint;
+        if (!lmz_ens_cache_on(&lp.ens) ||
+            (h.cache_rows > LMZ_ENS_CACHE_ROWS_V07 && gbytes <= 3 * (uint64_t)LMZ_ENS_CACHE_ROWS_V07))
+            h.cache_rows = lp.ens.cache_rows = LMZ_ENS_CACHE_ROWS_V07;
         lp.ideal = p->stats != NULL;
         lp.explain = p->explain != NULL;
         if (lmz_ens_params_check(&lp.ens, 2) != 0) return LMZ_ERROR_PARAM;

@@ -1014,6 +1014,12 @@ static const uint32_t *predict_passes(lmz_ens *e, ens_stream *x, const float *lo
     return x->cum;
 }
 
+int lmz_ens_cache_on(const lmz_ens_params *p)
+{
+    const unsigned need = LMZ_ENS_CACHE | LMZ_ENS_HEAD | LMZ_ENS_MODEL;
+    return (p->parts & need) == need && p->profile >= LMZ_ENS_V4;
+}
+
 int lmz_ens_set_dim(lmz_ens *e, uint32_t dim)
 {
     if (!(e->p.parts & LMZ_ENS_HEAD) || !(e->p.parts & LMZ_ENS_MODEL) || e->hw || dim == 0) return 0;
@@ -1025,7 +1031,7 @@ int lmz_ens_set_dim(lmz_ens *e, uint32_t dim)
         if (!(e->s[i].hl = lmz_zalloc64((size_t)e->V * sizeof(float))) ||
             !(e->s[i].hc = lmz_zalloc64((size_t)dim * sizeof(float))))
             return -1;
-    if (!(e->p.parts & LMZ_ENS_CACHE) || e->p.profile < LMZ_ENS_V4) return 0;
+    if (!lmz_ens_cache_on(&e->p)) return 0;
     size_t total = 0; /* rows: as many as the streams have tokens, at most cache_rows */
     for (size_t i = 0; i < e->ns; i++) total += e->s[i].max;
     e->ccap = total < e->p.cache_rows ? (total + 15) / 16 * 16 : e->p.cache_rows;

@@ -152,6 +152,10 @@ void lmz_ens_set_fused(lmz_ens *e, int on);
  * memory is short. */
 int lmz_ens_set_dim(lmz_ens *e, uint32_t dim);
 
+/* Does an ensemble of these parameters keep the cache: part LMZ_ENS_CACHE
+ * with the adaptive head (which needs the model), profile 4? */
+int lmz_ens_cache_on(const lmz_ens_params *p);
+
 /* Whether stream s's next table will use the model's logits: 0 when the
  * confidence skip applies (decided from the past alone, so the decoder
  * decides the same), 1 otherwise. Optional before lmz_ens_predict. */
