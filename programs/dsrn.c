@@ -4,7 +4,8 @@
  *   dsrn info MODEL.gguf
  *   dsrn tokenize -m MODEL.gguf (TEXT | -f FILE) [--ids]
  *   dsrn logits -m MODEL.gguf --ids 1,2,3 [-o OUT.f32]
- *   dsrn generate -m MODEL.gguf -p PROMPT -n N [--temp T] [--seed S]
+ *   dsrn generate -m MODEL.gguf -p PROMPT -n N [--temp T] [--seed S] [--top-k K] [--top-p P]
+ *                 [--min-p P] [--repeat-penalty R] [--repeat-last-n N]
  *   dsrn eval -m MODEL.gguf --tasks LIST [--limit N] [--json OUT] | --bpb FILE... | --copy
  *   dsrn quantize MODEL.gguf --type f16|q8_0|f32 -o OUT.gguf
  *
@@ -21,6 +22,7 @@
 #include <unistd.h>
 
 #include "eval/bpb.h"
+#include "eval/sample.h"
 #include "eval/tasks.h"
 #include "model/gguf.h"
 #include "model/model.h"
@@ -41,8 +43,10 @@ static int usage(FILE *f)
                "  dsrn logits -m MODEL.gguf --ids 1,2,3 [-o OUT.f32]\n"
                "                                                logits after each token (float32,\n"
                "                                                n x vocab, little-endian)\n"
-               "  dsrn generate -m MODEL.gguf -p PROMPT -n N [--temp T] [--seed S]\n"
-               "                                                sample N tokens (temp 0: greedy)\n"
+               "  dsrn generate -m MODEL.gguf -p PROMPT -n N [--temp T] [--seed S] [--top-k K]\n"
+               "            [--top-p P] [--min-p P] [--repeat-penalty R] [--repeat-last-n N]\n"
+               "                                                sample N tokens (temp 0: greedy;\n"
+               "                                                defaults 0.8, 1, 40, 0.95, 0.05, 1, 64)\n"
                "  dsrn quantize MODEL.gguf --type f16|q8_0|f32 -o OUT.gguf\n"
                "                                                the weight matrices in another type\n"
                "                                                (vectors stay F32; metadata kept)\n"
@@ -438,29 +442,54 @@ static int cmd_logits(int argc, char **argv)
     return rc;
 }
 
-static uint64_t splitmix(uint64_t *s)
+/* a whole number or a real, all of the argument or an error */
+static int num_arg(const char *opt, const char *v, int is_real, double lo, double hi, double *out)
 {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
+    char *end;
+    double x = is_real ? strtod(v, &end) : (double)strtoll(v, &end, 10);
+    if (end == v || *end || !(x >= lo && x <= hi)) {
+        fprintf(stderr, "dsrn generate: %s '%s': not a %s in %.15g..%.15g\n", opt, v, is_real ? "number" : "whole number", lo,
+                hi);
+        return -1;
+    }
+    *out = x;
+    return 0;
 }
 
 static int cmd_generate(int argc, char **argv)
 {
     const char *model = NULL, *prompt = NULL;
-    long count = -1;
-    double temp = 0.8;
-    uint64_t seed = 1;
+    double count = -1, seedv = 1, v;
+    lmz_sample_params sp;
+    lmz_sample_defaults(&sp);
     for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "-m") && i + 1 < argc) model = argv[++i];
-        else if (!strcmp(argv[i], "-p") && i + 1 < argc) prompt = argv[++i];
-        else if (!strcmp(argv[i], "-n") && i + 1 < argc) count = strtol(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--temp") && i + 1 < argc) temp = strtod(argv[++i], NULL);
-        else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
+        const char *o = argv[i], *a = i + 1 < argc ? argv[i + 1] : NULL;
+        int r = 0;
+        if (!a) {
+            fprintf(stderr, "dsrn generate: %s: a value is missing\n", o);
+            return 1;
+        }
+        if (!strcmp(o, "-m")) model = a;
+        else if (!strcmp(o, "-p")) prompt = a;
+        else if (!strcmp(o, "-n")) r = num_arg(o, a, 0, 0, 1e9, &count);
+        else if (!strcmp(o, "--temp")) r = num_arg(o, a, 1, 0, 1e6, &sp.temp);
+        else if (!strcmp(o, "--seed")) r = num_arg(o, a, 0, 0, 9e15, &seedv);
+        else if (!strcmp(o, "--top-k")) r = num_arg(o, a, 0, 0, 4294967295.0, &v), sp.top_k = (uint32_t)v;
+        else if (!strcmp(o, "--top-p")) r = num_arg(o, a, 1, 0, 1, &sp.top_p);
+        else if (!strcmp(o, "--min-p")) r = num_arg(o, a, 1, 0, 1, &sp.min_p);
+        else if (!strcmp(o, "--repeat-penalty")) r = num_arg(o, a, 1, 0, 1e6, &sp.repeat_penalty);
+        else if (!strcmp(o, "--repeat-last-n")) r = num_arg(o, a, 0, 0, 1e9, &v), sp.repeat_last_n = (uint32_t)v;
         else return usage(stderr);
+        if (r != 0) return 1;
+        i++;
     }
-    if (!model || !prompt || count < 0 || temp < 0) return usage(stderr);
+    if (!model || !prompt || count < 0) return usage(stderr);
+    const char *bad = lmz_sample_check(&sp);
+    if (bad) {
+        fprintf(stderr, "dsrn generate: %s\n", bad);
+        return 1;
+    }
+    uint64_t seed = (uint64_t)seedv;
     lmz_model *m;
     char err[512];
     if (lmz_model_open(model, NULL, &m, err, sizeof err) != 0) {
@@ -474,13 +503,14 @@ static int cmd_generate(int argc, char **argv)
         return 1;
     }
     uint32_t V = lmz_model_vocab(m);
-    size_t plen = strlen(prompt);
-    int32_t *ids = malloc((3 * plen + 2) * sizeof *ids);
-    float *lg = malloc(V * sizeof *lg), *pr = malloc(V * sizeof *pr);
+    size_t plen = strlen(prompt), cap = 3 * plen + 2 + (size_t)count;
+    int32_t *ids = malloc(cap * sizeof *ids);
+    float *lg = malloc(V * sizeof *lg);
+    void *scratch = malloc(lmz_sample_scratch_bytes(V));
     lmz_state *s = lmz_state_new(m);
     long k = ids ? lmz_tokenizer_encode(tok, (const uint8_t *)prompt, plen, ids, 3 * plen + 2) : -1;
     int rc = 1;
-    if (!ids || !lg || !pr || !s || k < 0) {
+    if (!ids || !lg || !scratch || !s || k < 0) {
         fprintf(stderr, "dsrn: cannot start (memory or an untokenisable prompt)\n");
         goto out;
     }
@@ -490,25 +520,10 @@ static int cmd_generate(int argc, char **argv)
     }
     fwrite(prompt, 1, plen, stdout);
     for (long i = 0; i + 1 < k; i++) lmz_model_prefill(m, s, &ids[i], 1, NULL);
-    int32_t cur = ids[k - 1];
-    for (long i = 0; i < count; i++) {
-        lmz_model_step(m, &s, &cur, 1, lg);
-        uint32_t best = 0;
-        for (uint32_t j = 1; j < V; j++)
-            if (lg[j] > lg[best]) best = j;
-        if (temp > 0) {
-            double sum = 0;
-            for (uint32_t j = 0; j < V; j++) {
-                pr[j] = lmz_expf((float)((lg[j] - lg[best]) / temp));
-                sum += pr[j];
-            }
-            double u = (double)(splitmix(&seed) >> 11) / 9007199254740992.0 * sum, c = 0;
-            for (uint32_t j = 0; j < V; j++) {
-                c += pr[j];
-                if (u < c) { best = j; break; }
-            }
-        }
-        cur = (int32_t)best;
+    for (long i = 0; i < (long)count; i++) {
+        lmz_model_step(m, &s, &ids[k - 1], 1, lg);
+        int32_t cur = lmz_sample(&sp, lg, V, ids, (size_t)k, &seed, scratch);
+        ids[k++] = cur;
         size_t l;
         const uint8_t *b = lmz_tokenizer_token_bytes(tok, cur, &l);
         fwrite(b, 1, l, stdout);
@@ -519,7 +534,7 @@ static int cmd_generate(int argc, char **argv)
 out:
     free(ids);
     free(lg);
-    free(pr);
+    free(scratch);
     lmz_state_free(s);
     lmz_model_free(m);
     return rc;

@@ -125,6 +125,16 @@ if ls -a | grep -q '\.tmp$'; then no "temporary files left"; else ok; fi
 # ---- the trained model through the engine -----------------------------------
 "$DSRN" generate -m m.gguf -p "the fox" -n 12 --temp 0 > gen.txt 2>&1 && [ -s gen.txt ] && ok || { no "generate"; cat gen.txt; }
 "$DSRN" generate -m m.gguf -p "the fox" -n 12 --temp 0 > gen2.txt 2>&1 && cmp -s gen.txt gen2.txt && ok || no "greedy generation repeats"
+# sampling: a seed repeats with every cut and the penalty set; bad settings refused
+samp="-n 12 --seed 5 --top-k 20 --top-p 0.9 --min-p 0.02 --repeat-penalty 1.2 --repeat-last-n 16"
+# shellcheck disable=SC2086
+"$DSRN" generate -m m.gguf -p "the fox" $samp > gen3.txt 2>&1 && "$DSRN" generate -m m.gguf -p "the fox" $samp > gen4.txt 2>&1 &&
+    cmp -s gen3.txt gen4.txt && grep -q "^the fox" gen3.txt && ok || { no "seeded sampling repeats"; cat gen3.txt; }
+refuse "generate -n abc" "$DSRN" generate -m m.gguf -p "the" -n abc
+refuse "generate --top-p 2" "$DSRN" generate -m m.gguf -p "the" -n 3 --top-p 2
+refuse "generate --temp -1" "$DSRN" generate -m m.gguf -p "the" -n 3 --temp -1
+refuse "generate --top-k 1.5" "$DSRN" generate -m m.gguf -p "the" -n 3 --top-k 1.5
+refuse "generate --seed without a value" "$DSRN" generate -m m.gguf -p "the" -n 3 --seed
 check "logits" "$DSRN" logits -m m.gguf --ids 1,2,3 -o l.f32
 [ "$(wc -c < l.f32)" -eq $((3 * 300 * 4)) ] && ok || no "logits size"
 "$DSRN" info m.gguf | grep -q "general.architecture *'dsrn'" && ok || no "info names the architecture"
