@@ -720,6 +720,14 @@ static void run_cache_rows(lmz_lm *lm, lmz_ens *const *ens, const size_t *run, s
                       cache_rows, &j);
 }
 
+/* the cache's similarities of the ahead queries (lmz_ens_cache_ahead) to
+ * blocks of its rows */
+static void ahead_rows(void *ctx, size_t b, size_t e, unsigned th)
+{
+    (void)th;
+    lmz_ens_cache_ahead_rows(ctx, b * CACHE_UNIT, e * CACHE_UNIT);
+}
+
 /* one token of each active frame, from the same ensemble state */
 typedef struct {
     lmz_lm *lm;
@@ -732,6 +740,7 @@ typedef struct {
     lmz_tb *tb;          /* det-f32-v4: the group's bit coder */
     const float *hidden; /* the adaptive head's: frame i's at hidden + row[i] * dim, or NULL */
     size_t dim;
+    size_t ahead; /* 1 + the first ahead query of this position (stream s's: that + s), or 0 */
 } enc_job;
 
 static void encode_heads(void *ctx, size_t b, size_t e, unsigned th)
@@ -742,6 +751,7 @@ static void encode_heads(void *ctx, size_t b, size_t e, unsigned th)
         cframe *c = &j->c[j->act[i]];
         float *lg = j->row[i] == SIZE_MAX ? NULL : j->logits + j->row[i] * j->lm->V;
         lmz_ens_head_begin(j->ens, c->sidx, lg, lg ? j->hidden + j->row[i] * j->dim : NULL);
+        if (j->ahead) lmz_ens_cache_ahead_take(j->ens, c->sidx, j->ahead - 1 + c->sidx);
     }
 }
 
@@ -847,6 +857,14 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
     if (!err && head_on(lm) &&
         (lmz_ens_set_dim(ens, (uint32_t)D) != 0 || !(hidden = lmz_alloc64(m * chunk * D * sizeof *hidden))))
         err = LMZ_ERROR_NOMEM;
+    /* the cache's similarities for `span` positions at a time (each row read
+     * once for all their queries), as many as its room for queries allows */
+    size_t span = 0, amax = hidden ? lmz_ens_cache_ahead_max(ens) : 0;
+    const float **hs = NULL;
+    if (amax >= m) {
+        span = amax / m < 16 ? amax / m : 16;
+        if (!(hs = malloc(span * m * sizeof *hs))) err = LMZ_ERROR_NOMEM;
+    }
     for (size_t s = 0; s < m && !err; s++) {
         cframe *x = &c[who[s]];
         if (need_model && !(x->state = state_get(lm))) err = LMZ_ERROR_NOMEM;
@@ -877,7 +895,17 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
                     act[na] = who[s];
                     row[na++] = need_model ? first[s] + i : SIZE_MAX;
                 }
-            enc_job ej = {lm, ens, c, act, logits, row, at + i, tb, hidden, D};
+            if (span && i % span == 0) { /* the next span positions' queries: hs[(p - i) m + s] */
+                size_t np = chunk - i < span ? chunk - i : span;
+                for (size_t p = 0; p < np; p++)
+                    for (size_t s = 0; s < m; s++)
+                        hs[p * m + s] = c[who[s]].ntok > at + i + p ? hidden + (first[s] + i + p) * D : NULL;
+                lmz_ens_cache_ahead(ens, hs, np * m);
+                size_t nb = lmz_ens_cache_blocks(ens);
+                lmz_pool_for_work(lm->pool, (nb + CACHE_UNIT - 1) / CACHE_UNIT,
+                                  (double)(np * m) * (double)nb * 16.0 * (double)D, ahead_rows, ens);
+            }
+            enc_job ej = {lm, ens, c, act, logits, row, at + i, tb, hidden, D, span ? 1 + i % span * m : 0};
             size_t run[2] = {0, na}; /* one group: the ensemble's */
             for (size_t j = 0; j < na; j++) {
                 sidx[j] = c[act[j]].sidx;
@@ -886,7 +914,7 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
             if (hidden) { /* the adaptive head reads each of its rows once for all streams */
                 lmz_pool_for_work(lm->pool, na, (double)na * V, encode_heads, &ej);
                 run_head_rows(lm, &ens, run, 1, sidx, D);
-                run_cache_rows(lm, &ens, run, 1, sidx, D);
+                if (!span) run_cache_rows(lm, &ens, run, 1, sidx, D);
             }
             lmz_pool_for_work(lm->pool, na, (double)na * V * 8.0, encode_tokens, &ej);
             if (tb) { /* the bit coder's walks beside the update's vocabulary part */
@@ -914,6 +942,7 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
     lmz_ens_free(ens);
     lmz_tb_free(tb);
     free(hidden);
+    free(hs);
     free(in);
     for (size_t s = 0; s < m; s++) {
         state_put(lm, c[who[s]].state);

@@ -106,6 +106,7 @@ typedef struct {
      * row of similarities it got; the cache's distribution, kept sparse */
     int cqon;            /* a query was made for this prediction (e->cq, e->cqs) */
     int cpend;           /* lmz_ens_cache_rows computes its similarities (lmz_ens_head_begin) */
+    float *cyp;          /* its similarities, if not e->cy's row of the stream: an ahead query's row */
     float *cw;           /* (V) weights summed per token, zeros outside clist */
     int32_t *clist;      /* tokens with a weight, in the order they came */
     float *cpold;        /* (V) their probabilities before the cache's */
@@ -152,7 +153,13 @@ struct lmz_ens {
     size_t ccap, cn;                /* rows, queries learnt in all */
     int8_t *cq;                     /* (ns, 4 * groups) each stream's query ... */
     float *cqs;                     /* (ns) ... and its scale */
-    float *cy;                      /* (ns, ccap) each stream's similarities to the rows */
+    float *cy;                      /* (cyr, ccap) each stream's similarities to the rows, or each ahead
+                                       query's (lmz_ens_cache_ahead) */
+    size_t cyr;                     /* rows of cy: ns, more once lmz_ens_cache_ahead_max grew it */
+    int8_t *aq;                     /* (cyr, 4 * groups) ahead queries ... */
+    float *aqs;                     /* (cyr) ... their scales ... */
+    uint8_t *aon;                   /* (cyr) ... whether each was made */
+    size_t an, acn, anb;            /* ahead queries, and cn and the blocks in use when they were made */
     float clam[CACHE_BUCKETS];      /* the cache's weight in the mixture, by the best similarity */
 };
 
@@ -234,6 +241,9 @@ void lmz_ens_free(lmz_ens *e)
     free(e->cq);
     free(e->cqs);
     free(e->cy);
+    free(e->aq);
+    free(e->aqs);
+    free(e->aon);
     free(e->cbias);
     for (int k = 0; k < NG_ORDERS; k++) free(e->ng[k]);
     free(e->mt);
@@ -837,7 +847,7 @@ static double cache_mix(lmz_ens *e, ens_stream *x, float *p, double s)
     x->con = 0;
     const size_t rows = cache_used(e), si = (size_t)(x - e->s);
     if (!x->cqon || rows == 0 || !(s > 0) || !isfinite(s)) return s;
-    float *y = e->cy + si * e->ccap;
+    float *y = x->cyp ? x->cyp : e->cy + si * e->ccap;
     if (!x->cpend)
         lmz_qmm(e->kp, &e->ck, 0, (rows + 15) / 16, e->cq + si * 4 * e->ck.groups, e->cqs + si, 1, y, e->ccap);
     const float mx = max_x(LMZ_ENS_V2, y, (uint32_t)rows); /* finite: integer sums times finite scales */
@@ -1041,6 +1051,7 @@ int lmz_ens_set_dim(lmz_ens *e, uint32_t dim)
     e->cq = lmz_zalloc64(e->ns * 4 * e->ck.groups);
     e->cqs = calloc(e->ns, sizeof *e->cqs);
     e->cy = lmz_zalloc64(e->ns * e->ccap * sizeof *e->cy);
+    e->cyr = e->ns;
     if (!e->ctok || !e->cq || !e->cqs || !e->cy) return -1;
     for (size_t i = 0; i < e->ns; i++) {
         ens_stream *x = &e->s[i];
@@ -1050,6 +1061,18 @@ int lmz_ens_set_dim(lmz_ens *e, uint32_t dim)
     }
     for (int b = 0; b < CACHE_BUCKETS; b++) e->clam[b] = CACHE_LAMBDA0;
     return 0;
+}
+
+/* the cache's query of vector h (|h|^2 = n2): h quantized, its scale over
+ * |h|, into q and *qs. @return 1, or 0 where n2 is not a positive finite
+ * number (no query) */
+static int cache_query(const lmz_ens *e, const float *h, float n2, int8_t *q, float *qs)
+{
+    if (!(n2 > 0.0f && isfinite(n2))) return 0;
+    float xs;
+    lmz_qact(e->kp, h, 1, e->hd, e->ck.groups, q, &xs);
+    *qs = xs * (1.0f / sqrtf(n2));
+    return 1;
 }
 
 /* the adaptive head's input for stream x: h / |h|^2 kept for the update
@@ -1066,12 +1089,10 @@ static void head_input(lmz_ens *e, ens_stream *x, const float *logits, const flo
         memset(x->hc, 0, D * sizeof *x->hc);
     }
     x->cqon = x->cpend = 0;
-    if (e->ck.q && n2 > 0.0f && isfinite(n2)) { /* the cache's query: h quantized, its scale over |h| */
+    x->cyp = NULL;
+    if (e->ck.q) {
         size_t s = (size_t)(x - e->s);
-        float xs;
-        lmz_qact(e->kp, h, 1, D, e->ck.groups, e->cq + s * 4 * e->ck.groups, &xs);
-        e->cqs[s] = xs * (1.0f / sqrtf(n2));
-        x->cqon = 1;
+        x->cqon = cache_query(e, h, n2, e->cq + s * 4 * e->ck.groups, &e->cqs[s]);
     }
     x->hlog = logits;
     x->hh = h;
@@ -1144,6 +1165,7 @@ void lmz_ens_head_begin(lmz_ens *e, size_t s, float *logits, const float *hidden
     if (!x->prepared) prepare(e, x);
     x->hpend = e->hw && x->want && logits && hidden;
     x->cqon = x->cpend = 0;
+    x->cyp = NULL;
     if (x->hpend) {
         head_input(e, x, logits, hidden, logits);
         x->cpend = x->cqon;
@@ -1167,6 +1189,87 @@ void lmz_ens_cache_rows(lmz_ens *e, const size_t *st, size_t k, size_t b0, size_
         lmz_qmm(e->kp, &e->ck, b0, b1, e->cq + s * G4, e->cqs + s, n, e->cy + s * e->ccap, e->ccap);
         i += n;
     }
+}
+
+/* ahead queries: at most 16 a stream, LMZ_ENS_STREAMS_MAX in all (the
+ * similarities lmz_lm_mem_group counts) and 4M similarities (16 MiB) in all;
+ * at least one a stream */
+#define AHEAD_SIMS ((size_t)1 << 22)
+size_t lmz_ens_cache_ahead_max(lmz_ens *e)
+{
+    if (!e->ck.q) return 0;
+    size_t cap = AHEAD_SIMS / e->ccap;
+    if (cap > 16 * e->ns) cap = 16 * e->ns;
+    if (cap > LMZ_ENS_STREAMS_MAX) cap = LMZ_ENS_STREAMS_MAX;
+    if (cap < e->ns) cap = e->ns;
+    if (cap > e->cyr) { /* cy grows (its rows are scratch between predictions) */
+        float *cy = lmz_zalloc64(cap * e->ccap * sizeof *cy);
+        if (!cy) return e->cyr;
+        free(e->cy);
+        e->cy = cy;
+        e->cyr = cap;
+    }
+    if (!e->aq) {
+        e->aq = lmz_zalloc64(e->cyr * 4 * e->ck.groups);
+        e->aqs = calloc(e->cyr, sizeof *e->aqs);
+        e->aon = calloc(e->cyr, 1);
+        if (!e->aq || !e->aqs || !e->aon) {
+            free(e->aq), free(e->aqs), free(e->aon);
+            e->aq = NULL, e->aqs = NULL, e->aon = NULL;
+            return 0;
+        }
+    }
+    return e->cyr;
+}
+
+void lmz_ens_cache_ahead(lmz_ens *e, const float *const *hs, size_t n)
+{
+    const size_t G4 = 4 * e->ck.groups;
+    e->an = e->aq && n <= e->cyr ? n : 0;
+    for (size_t i = 0; i < e->an; i++) {
+        const float *h = hs[i];
+        e->aon[i] = h && cache_query(e, h, lmz_dot(e->kp, h, LMZ_GGML_F32, h, e->hd), e->aq + i * G4, &e->aqs[i]);
+    }
+    e->acn = e->cn;
+    e->anb = lmz_ens_cache_blocks(e);
+}
+
+void lmz_ens_cache_ahead_rows(lmz_ens *e, size_t b0, size_t b1)
+{
+    const size_t G4 = 4 * e->ck.groups;
+    if (b1 > e->anb) b1 = e->anb;
+    if (b0 >= b1) return;
+    for (size_t i = 0; i < e->an;) { /* runs of queries made: one product each */
+        size_t n = 0;
+        while (i + n < e->an && e->aon[i + n]) n++;
+        if (n) lmz_qmm(e->kp, &e->ck, b0, b1, e->aq + i * G4, e->aqs + i, n, e->cy + i * e->ccap, e->ccap);
+        i += n ? n : 1;
+    }
+}
+
+void lmz_ens_cache_ahead_take(lmz_ens *e, size_t s, size_t i)
+{
+    ens_stream *x = &e->s[s];
+    if (!x->cqon) return;
+    x->cpend = 0; /* unless served here, cache_mix computes them */
+    if (i >= e->an || !e->aon[i]) return;
+    const size_t G4 = 4 * e->ck.groups, added = e->cn - e->acn;
+    float *y = e->cy + i * e->ccap;
+    const int8_t *q = e->cq + s * G4; /* the same bytes as ahead query i's: the same vector */
+    const float *qs = e->cqs + s;
+    if (added >= e->ccap - 16) { /* nearly every row is new: all of them */
+        lmz_qmm(e->kp, &e->ck, 0, lmz_ens_cache_blocks(e), q, qs, 1, y, e->ccap);
+    } else if (added) { /* the blocks of the rows taken since: acn .. cn - 1, a ring */
+        size_t r0 = e->acn % e->ccap, r1 = r0 + added;
+        if (r1 <= e->ccap) {
+            lmz_qmm(e->kp, &e->ck, r0 / 16, (r1 + 15) / 16, q, qs, 1, y, e->ccap);
+        } else {
+            lmz_qmm(e->kp, &e->ck, r0 / 16, e->ccap / 16, q, qs, 1, y, e->ccap);
+            lmz_qmm(e->kp, &e->ck, 0, (r1 - e->ccap + 15) / 16, q, qs, 1, y, e->ccap);
+        }
+    }
+    x->cyp = y;
+    x->cpend = 1;
 }
 
 void lmz_ens_head_rows(lmz_ens *e, const size_t *st, size_t k, uint32_t v0, uint32_t v1)
@@ -1408,6 +1511,7 @@ static void cache_update(lmz_ens *e, ens_stream *x, int32_t tok)
         e->ctok[r] = tok;
         e->cn++;
         x->cqon = x->cpend = 0;
+        x->cyp = NULL;
     }
 }
 

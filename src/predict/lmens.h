@@ -198,6 +198,24 @@ void lmz_ens_head_rows(lmz_ens *e, const size_t *st, size_t k, uint32_t v0, uint
 size_t lmz_ens_cache_blocks(const lmz_ens *e);
 void lmz_ens_cache_rows(lmz_ens *e, const size_t *st, size_t k, size_t b0, size_t b1);
 
+/* Compressing, where the model's vectors of several positions are known
+ * before their tokens are coded, the same similarities with each row read
+ * once for the queries of all those positions (the same bits):
+ * lmz_ens_cache_ahead(e, hs, n) takes the queries of n vectors (hs[i] the
+ * one the stream will give lmz_ens_head_begin, or NULL; n at most
+ * lmz_ens_cache_ahead_max) and notes the rows the cache has; then
+ * lmz_ens_cache_ahead_rows on blocks [b0, b1) of lmz_ens_cache_blocks
+ * (disjoint ranges at the same time); then, at each position, after stream
+ * s's lmz_ens_head_begin with vector hs[i], lmz_ens_cache_ahead_take(e, s,
+ * i) instead of lmz_ens_cache_rows: query i's similarities, brought up to
+ * date for the rows the cache has taken since. @return of
+ * lmz_ens_cache_ahead_max: the queries the ensemble holds room for (0: no
+ * cache). */
+size_t lmz_ens_cache_ahead_max(lmz_ens *e);
+void lmz_ens_cache_ahead(lmz_ens *e, const float *const *hs, size_t n);
+void lmz_ens_cache_ahead_rows(lmz_ens *e, size_t b0, size_t b1);
+void lmz_ens_cache_ahead_take(lmz_ens *e, size_t s, size_t i);
+
 /* Learn the token that came in stream s (after its lmz_ens_predict); one
  * update at a time. @return 0, or -1 when the stream already holds its
  * max_tokens tokens. */

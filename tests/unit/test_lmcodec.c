@@ -824,3 +824,73 @@ TEST(ens_cache_same_tables_and_learns)
     cache_case(0);
     cache_case(256);
 }
+
+/* The cache's similarities computed ahead for several positions at once
+ * (lmz_ens_cache_ahead, what the compressor does) give the tables of each
+ * stream's own: with rows for every token, with a ring of 48 rows that the
+ * rows taken within a span cross (blocks in part new, the ring's end), and
+ * with 16 rows (more rows taken in a span than it has: all recomputed);
+ * spans of 6 positions, one cut short, a stream that has no vector at some
+ * positions and broken vectors (no query). */
+static void ahead_case(uint32_t cache_rows)
+{
+    enum { K = 3, N = 200, D = 32, CYC = 40, SPAN = 6 };
+    const uint32_t nv = V;
+    size_t max[K] = {N, N, N};
+    four_ens f;
+    if (four_open(&f, LMZ_ENS_CACHE, K, max, D, cache_rows) != 0) return;
+    lmz_ens *a = f.a, *b = f.b;
+    CHECK(lmz_ens_cache_ahead_max(b) >= K * SPAN);
+    static float h[SPAN][K][D], lgs[SPAN][K][V];
+    float cyc[CYC][D];
+    int32_t ctok[CYC], tok[SPAN][K];
+    const float *hs[SPAN * K];
+    unsigned long long s = 3;
+    for (int i = 0; i < CYC; i++) {
+        ctok[i] = (int32_t)(test_rand(&s) % nv);
+        for (int k = 0; k < D; k++) cyc[i][k] = (float)(test_rand(&s) % 2001) / 1000.0f - 1.0f;
+    }
+    int same = 1;
+    size_t st[K] = {0, 1, 2};
+    for (size_t i0 = 0; i0 < N && same; i0 += SPAN) {
+        size_t np = N - i0 < SPAN ? N - i0 : SPAN;
+        if (i0 + SPAN > N / 2 && i0 < N / 2) np = 3; /* a span cut short */
+        for (size_t q = 0; q < np; q++)
+            for (size_t j = 0; j < K; j++) {
+                size_t at = test_rand(&s) % CYC;
+                tok[q][j] = ctok[at];
+                for (uint32_t v = 0; v < nv; v++) lgs[q][j][v] = (float)(test_rand(&s) % 1000) / 500.0f;
+                for (int k = 0; k < D; k++) h[q][j][k] = cyc[at][k] + (float)(test_rand(&s) % 101) / 1000.0f - 0.05f;
+                if ((i0 + q) % 30 == 7 && j == 1) h[q][j][3] = INFINITY;
+                hs[q * K + j] = (i0 + q) % 17 == 4 && j == 2 ? NULL : h[q][j]; /* no vector: no query made */
+            }
+        lmz_ens_cache_ahead(b, hs, np * K);
+        size_t nb = lmz_ens_cache_blocks(b);
+        lmz_ens_cache_ahead_rows(b, nb / 2, nb + 2);
+        lmz_ens_cache_ahead_rows(b, 0, nb / 2);
+        for (size_t q = 0; q < np && same; q++) {
+            for (size_t j = 0; j < K; j++) {
+                memcpy(f.lgb + j * nv, lgs[q][j], nv * sizeof *f.lgb);
+                lmz_ens_head_begin(b, j, f.lgb + j * nv, h[q][j]);
+                lmz_ens_cache_ahead_take(b, j, q * K + j);
+            }
+            lmz_ens_head_rows(b, st, K, 0, nv);
+            for (size_t j = 0; j < K && same; j++) {
+                const uint32_t *ca = lmz_ens_predict_hidden(a, j, lgs[q][j], h[q][j]);
+                const uint32_t *cb = lmz_ens_predict_hidden(b, j, f.lgb + j * nv, h[q][j]);
+                same = memcmp(ca, cb, (V + 1) * sizeof *ca) == 0 && table_ok(ca, 24);
+            }
+            for (size_t j = 0; j < K; j++)
+                CHECK(lmz_ens_update(a, j, tok[q][j]) == 0 && lmz_ens_update(b, j, tok[q][j]) == 0);
+        }
+    }
+    CHECK(same);
+    four_close(&f);
+}
+
+TEST(ens_cache_ahead_same_tables)
+{
+    ahead_case(0);
+    ahead_case(48);
+    ahead_case(16);
+}
