@@ -1198,26 +1198,25 @@ void lmz_ens_cache_rows(lmz_ens *e, const size_t *st, size_t k, size_t b0, size_
 size_t lmz_ens_cache_ahead_max(lmz_ens *e)
 {
     if (!e->ck.q) return 0;
+    if (e->aq) return e->cyr; /* made once: the queries' room is cy's rows for good */
     size_t cap = AHEAD_SIMS / e->ccap;
     if (cap > 16 * e->ns) cap = 16 * e->ns;
     if (cap > LMZ_ENS_STREAMS_MAX) cap = LMZ_ENS_STREAMS_MAX;
-    if (cap < e->ns) cap = e->ns;
-    if (cap > e->cyr) { /* cy grows (its rows are scratch between predictions) */
+    if (cap > e->cyr) { /* cy grows (its rows are scratch between predictions); else it stays */
         float *cy = lmz_zalloc64(cap * e->ccap * sizeof *cy);
-        if (!cy) return e->cyr;
-        free(e->cy);
-        e->cy = cy;
-        e->cyr = cap;
-    }
-    if (!e->aq) {
-        e->aq = lmz_zalloc64(e->cyr * 4 * e->ck.groups);
-        e->aqs = calloc(e->cyr, sizeof *e->aqs);
-        e->aon = calloc(e->cyr, 1);
-        if (!e->aq || !e->aqs || !e->aon) {
-            free(e->aq), free(e->aqs), free(e->aon);
-            e->aq = NULL, e->aqs = NULL, e->aon = NULL;
-            return 0;
+        if (cy) {
+            free(e->cy);
+            e->cy = cy;
+            e->cyr = cap;
         }
+    }
+    e->aq = lmz_zalloc64(e->cyr * 4 * e->ck.groups);
+    e->aqs = calloc(e->cyr, sizeof *e->aqs);
+    e->aon = calloc(e->cyr, 1);
+    if (!e->aq || !e->aqs || !e->aon) {
+        free(e->aq), free(e->aqs), free(e->aon);
+        e->aq = NULL, e->aqs = NULL, e->aon = NULL;
+        return 0;
     }
     return e->cyr;
 }
