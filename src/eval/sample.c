@@ -3,6 +3,7 @@
 
 #include <math.h>
 
+#include "common/rng.h"
 #include "tensor/detmath.h"
 
 void lmz_sample_defaults(lmz_sample_params *p)
@@ -25,16 +26,6 @@ const char *lmz_sample_check(const lmz_sample_params *p)
 }
 
 size_t lmz_sample_scratch_bytes(uint32_t V) { return (size_t)V * (sizeof(uint32_t) + sizeof(float)); }
-
-/* the splitmix64 generator: 53 random bits as a double in [0, 1) */
-static double uniform(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (double)(z >> 11) / 9007199254740992.0;
-}
 
 /* likelihood order: a before b when its logit is larger, or equal with a
  * smaller id */
@@ -92,10 +83,12 @@ int32_t lmz_sample(const lmz_sample_params *p, float *lg, uint32_t V, const int3
             lg[t] = (float)(x > 0 ? x / p->repeat_penalty : x * p->repeat_penalty);
         }
     }
-    uint32_t best = 0;
-    for (uint32_t j = 1; j < V; j++)
-        if (lg[j] > lg[best]) best = j;
-    if (p->temp <= 0) return (int32_t)best;
+    if (p->temp <= 0) { /* the most likely: the lowest id of ties */
+        uint32_t best = 0;
+        for (uint32_t j = 1; j < V; j++)
+            if (lg[j] > lg[best]) best = j;
+        return (int32_t)best;
+    }
 
     uint32_t *idx = scratch;
     float *w = (float *)(idx + V);
@@ -121,7 +114,7 @@ int32_t lmz_sample(const lmz_sample_params *p, float *lg, uint32_t V, const int3
         w[i] = lmz_expf((float)((double)(lg[idx[i]] - top) / p->temp));
         sum += w[i];
     }
-    double u = uniform(rng) * sum, c = 0;
+    double u = lmz_uniform53(rng) * sum, c = 0;
     for (uint32_t i = 0; i < k; i++) {
         c += w[i];
         if (u < c) return (int32_t)idx[i];

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/rng.h"
 #include "mm.h"
 #include "net.h"
 #include "tensor/kernels.h"
@@ -235,18 +236,10 @@ static void tanh_array(real *x, real *tmp, size_t n)
 #endif
 }
 
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 static double gauss(uint64_t *s)
 {
-    double u1 = ((double)(splitmix(s) >> 11) + 0.5) / 9007199254740992.0;
-    double u2 = (double)(splitmix(s) >> 11) / 9007199254740992.0;
+    double u1 = ((double)(lmz_splitmix64(s) >> 11) + 0.5) / 9007199254740992.0;
+    double u2 = lmz_uniform53(s);
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <xxhash.h>
 
+#include "common/rng.h"
 #include "model/gguf.h"
 #include "model/tokenizer.h"
 #include "train/bpe.h"
@@ -492,14 +493,6 @@ static int load_tokens(const dsrn_train_opts *o, const lmz_corpus *c, const toke
 /* streams                                                                   */
 /* ======================================================================== */
 
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 /* Copy practice: a chunk of n tokens whose span [a, a + len) is written
  * again at d (a + len <= d, d + len <= n), so the model sees text that its
  * window already holds and learns to copy it (induction); the targets are
@@ -508,9 +501,9 @@ static uint64_t splitmix(uint64_t *s)
 static void copy_span(int32_t *tok, int32_t *tgt, int n, uint64_t seed)
 {
     uint64_t s = seed;
-    int len = 8 + (int)(splitmix(&s) % (uint64_t)(n / 3 - 7)); /* 8 .. n/3 */
-    int a = (int)(splitmix(&s) % (uint64_t)(n - 2 * len + 1));
-    int d = a + len + (int)(splitmix(&s) % (uint64_t)(n - a - 2 * len + 1));
+    int len = 8 + (int)(lmz_splitmix64(&s) % (uint64_t)(n / 3 - 7)); /* 8 .. n/3 */
+    int a = (int)(lmz_splitmix64(&s) % (uint64_t)(n - 2 * len + 1));
+    int d = a + len + (int)(lmz_splitmix64(&s) % (uint64_t)(n - a - 2 * len + 1));
     memmove(tok + d, tok + a, (size_t)len * sizeof *tok);
     for (int t = 0; t + 1 < n; t++) tgt[t] = tok[t + 1];
 }
@@ -519,7 +512,7 @@ static void shuffle(size_t *v, size_t n, uint64_t seed)
 {
     uint64_t s = seed;
     for (size_t i = n; i > 1; i--) {
-        size_t j = (size_t)(splitmix(&s) % i);
+        size_t j = (size_t)(lmz_splitmix64(&s) % i);
         size_t x = v[i - 1];
         v[i - 1] = v[j];
         v[j] = x;
@@ -965,8 +958,8 @@ int dsrn_train(dsrn_train_opts *o, char *err, size_t errlen)
         if (o->copy_frac > 0 && o->bptt >= 32)
             for (int b = 0; b < o->batch; b++) {
                 uint64_t rs = (o->seed ^ 0xC0B1E5ull) * 0x9E3779B97F4A7C15ull + pg.step * 0x632BE59BD9B4E019ull + (uint64_t)b;
-                if ((double)(splitmix(&rs) >> 11) * 0x1p-53 < o->copy_frac)
-                    copy_span(tok + b * o->bptt, tgt + b * o->bptt, o->bptt, splitmix(&rs));
+                if (lmz_uniform53(&rs) < o->copy_frac)
+                    copy_span(tok + b * o->bptt, tgt + b * o->bptt, o->bptt, lmz_splitmix64(&rs));
             }
         dsrn_prof_stop(DSRN_PROF_DATA, t_data);
         memset(dsrn_net_grads(net), 0, np * sizeof(real));
