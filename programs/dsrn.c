@@ -13,6 +13,7 @@
  * DSRN issues.) Exit status 0 on success, 1 on error.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <errno.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -456,10 +457,25 @@ static int num_arg(const char *opt, const char *v, int is_real, double lo, doubl
     return 0;
 }
 
+/* a seed: any 64-bit whole number, written in decimal */
+static int seed_arg(const char *v, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long x = v[0] >= '0' && v[0] <= '9' ? strtoull(v, &end, 10) : 0;
+    if (!(v[0] >= '0' && v[0] <= '9') || *end || errno == ERANGE) {
+        fprintf(stderr, "dsrn generate: --seed '%s': not a whole number in 0..18446744073709551615\n", v);
+        return -1;
+    }
+    *out = (uint64_t)x;
+    return 0;
+}
+
 static int cmd_generate(int argc, char **argv)
 {
     const char *model = NULL, *prompt = NULL;
-    double count = -1, seedv = 1, v;
+    double count = -1, v;
+    uint64_t seed = 1;
     lmz_sample_params sp;
     lmz_sample_defaults(&sp);
     for (int i = 0; i < argc; i++) {
@@ -473,7 +489,7 @@ static int cmd_generate(int argc, char **argv)
         else if (!strcmp(o, "-p")) prompt = a;
         else if (!strcmp(o, "-n")) r = num_arg(o, a, 0, 0, 1e9, &count);
         else if (!strcmp(o, "--temp")) r = num_arg(o, a, 1, 0, 1e6, &sp.temp);
-        else if (!strcmp(o, "--seed")) r = num_arg(o, a, 0, 0, 9e15, &seedv);
+        else if (!strcmp(o, "--seed")) r = seed_arg(a, &seed);
         else if (!strcmp(o, "--top-k")) r = num_arg(o, a, 0, 0, 4294967295.0, &v), sp.top_k = (uint32_t)v;
         else if (!strcmp(o, "--top-p")) r = num_arg(o, a, 1, 0, 1, &sp.top_p);
         else if (!strcmp(o, "--min-p")) r = num_arg(o, a, 1, 0, 1, &sp.min_p);
@@ -489,7 +505,6 @@ static int cmd_generate(int argc, char **argv)
         fprintf(stderr, "dsrn generate: %s\n", bad);
         return 1;
     }
-    uint64_t seed = (uint64_t)seedv;
     lmz_model *m;
     char err[512];
     if (lmz_model_open(model, NULL, &m, err, sizeof err) != 0) {

@@ -135,6 +135,12 @@ refuse "generate --top-p 2" "$DSRN" generate -m m.gguf -p "the" -n 3 --top-p 2
 refuse "generate --temp -1" "$DSRN" generate -m m.gguf -p "the" -n 3 --temp -1
 refuse "generate --top-k 1.5" "$DSRN" generate -m m.gguf -p "the" -n 3 --top-k 1.5
 refuse "generate --seed without a value" "$DSRN" generate -m m.gguf -p "the" -n 3 --seed
+# any 64-bit seed, read whole: the largest two differ; one past it, or negative, refused
+"$DSRN" generate -m m.gguf -p "the fox" -n 12 --seed 18446744073709551615 > gen5.txt 2>&1 &&
+    "$DSRN" generate -m m.gguf -p "the fox" -n 12 --seed 18446744073709551614 > gen6.txt 2>&1 &&
+    ! cmp -s gen5.txt gen6.txt && ok || no "64-bit seeds read whole"
+refuse "generate --seed 2^64" "$DSRN" generate -m m.gguf -p "the" -n 3 --seed 18446744073709551616
+refuse "generate --seed -1" "$DSRN" generate -m m.gguf -p "the" -n 3 --seed -1
 check "logits" "$DSRN" logits -m m.gguf --ids 1,2,3 -o l.f32
 [ "$(wc -c < l.f32)" -eq $((3 * 300 * 4)) ] && ok || no "logits size"
 "$DSRN" info m.gguf | grep -q "general.architecture *'dsrn'" && ok || no "info names the architecture"
