@@ -833,10 +833,12 @@ static void cheap_expectations(ens_stream *x, const float *p, const float base[4
 /* rows of the cache in use (lmz_ens_cache_blocks: their blocks of 16) */
 static size_t cache_used(const lmz_ens *e) { return e->cn < e->ccap ? e->cn : e->ccap; }
 
-/* the largest of n similarities: they are never NaN or -0 (integer sums
- * times positive or zero scales), so their largest is one value, the same
- * bits in any order: 64 lanes keep the vector unit's latency out of the way
- * (max_x's 8 lanes wait on it: 7 % of a compression's time went there) */
+/* the largest of n similarities, in any order: they are never NaN (integer
+ * sums times finite scales), and the only equal values with other bits, +0
+ * and -0 (a zero sum times a zero scale could give either), give cache_mix
+ * the same threshold and weights (exp(+-0) = 1); 64 lanes keep the vector
+ * unit's latency out of the way (max_x's 8 lanes wait on it: 7 % of a
+ * compression's time went there) */
 #define SIM_LANES 64
 LMZ_CLONES_FLOAT
 static float sim_max(const float *x, size_t n)
