@@ -460,10 +460,11 @@ static int num_arg(const char *opt, const char *v, int is_real, double lo, doubl
 /* a seed: any 64-bit whole number, written in decimal */
 static int seed_arg(const char *v, uint64_t *out)
 {
-    char *end;
+    char *end = NULL;
     errno = 0;
-    unsigned long long x = v[0] >= '0' && v[0] <= '9' ? strtoull(v, &end, 10) : 0;
-    if (!(v[0] >= '0' && v[0] <= '9') || *end || errno == ERANGE) {
+    unsigned long long x = 0;
+    if (v[0] >= '0' && v[0] <= '9') x = strtoull(v, &end, 10); /* strtoull itself takes a sign or spaces */
+    if (!end || *end || errno == ERANGE) {
         fprintf(stderr, "dsrn generate: --seed '%s': not a whole number in 0..18446744073709551615\n", v);
         return -1;
     }

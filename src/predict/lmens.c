@@ -481,24 +481,33 @@ static double sum_pu(unsigned profile, const float *p, const float *u, float c, 
     return lmz_lanes8_total(a);
 }
 
+/* largest of x[0..n) (n >= L) in L lanes a[0..L) (x[v] in lane v % L),
+ * then x[0] and the lanes in order; inlined with L constant, so the lanes
+ * are vector registers */
+static inline __attribute__((always_inline)) float lanes_max(const float *x, size_t n, float *a, size_t L)
+{
+    memcpy(a, x, L * sizeof *a);
+    size_t v = L;
+    for (; v + L <= n; v += L)
+        for (size_t j = 0; j < L; j++) a[j] = x[v + j] > a[j] ? x[v + j] : a[j];
+    for (size_t j = 0; v + j < n; j++) a[j] = x[v + j] > a[j] ? x[v + j] : a[j];
+    float mx = x[0];
+    for (size_t j = 0; j < L; j++) mx = a[j] > mx ? a[j] : mx;
+    return mx;
+}
+
 /* largest of x[0..n): the same value in any order (no NaN here) */
 LMZ_CLONES_FLOAT
 static float max_x(unsigned profile, const float *x, uint32_t n)
 {
-    float mx = x[0];
     if (profile == LMZ_ENS_V1 || n < LANES) {
+        float mx = x[0];
         for (uint32_t v = 1; v < n; v++)
             if (x[v] > mx) mx = x[v];
         return mx;
     }
     float a[LANES];
-    memcpy(a, x, sizeof a);
-    uint32_t v = LANES;
-    for (; v + LANES <= n; v += LANES)
-        for (uint32_t j = 0; j < LANES; j++) a[j] = x[v + j] > a[j] ? x[v + j] : a[j];
-    for (uint32_t j = 0; v + j < n; j++) a[j] = x[v + j] > a[j] ? x[v + j] : a[j];
-    for (uint32_t j = 0; j < LANES; j++) mx = a[j] > mx ? a[j] : mx;
-    return mx;
+    return lanes_max(x, n, a, LANES);
 }
 
 /* the context bias row of x's next token: its previous token mod cb (row 0
@@ -845,12 +854,7 @@ static float sim_max(const float *x, size_t n)
 {
     if (n < SIM_LANES) return max_x(LMZ_ENS_V2, x, (uint32_t)n);
     float a[SIM_LANES];
-    memcpy(a, x, sizeof a);
-    size_t v = SIM_LANES;
-    for (; v + SIM_LANES <= n; v += SIM_LANES)
-        for (size_t j = 0; j < SIM_LANES; j++) a[j] = x[v + j] > a[j] ? x[v + j] : a[j];
-    for (size_t j = 0; v + j < n; j++) a[j] = x[v + j] > a[j] ? x[v + j] : a[j];
-    return max_x(LMZ_ENS_V2, a, SIM_LANES);
+    return lanes_max(x, n, a, SIM_LANES);
 }
 
 /* The cache's part of stream x's table p (sum s in the table's lanes, the
