@@ -345,11 +345,18 @@ static lmz_state *dsrn_state_new(const lmz_model *mb)
 /* forward                                                                   */
 /* ======================================================================== */
 
-static void matmul(const dsrn_model *m, const lmz_gguf_tensor *t, const float *x, size_t T, float *y)
+/* products of one input in one split over the threads (lmz_model_matmul_many) */
+static void matmul_many(const dsrn_model *m, const lmz_gguf_tensor *const *t, float *const *y, size_t k,
+                        const float *x, size_t T)
 {
     size_t wmax = m->D > m->F ? m->D : m->F;
     if ((size_t)m->H * m->D > wmax) wmax = (size_t)m->H * m->D;
-    lmz_model_matmul(&m->base, m->pool, m->wrows, wmax, t, x, T, y);
+    lmz_model_matmul_many(&m->base, m->pool, m->wrows, wmax, t, y, k, x, T);
+}
+
+static void matmul(const dsrn_model *m, const lmz_gguf_tensor *t, const float *x, size_t T, float *y)
+{
+    matmul_many(m, &t, &y, 1, x, T);
 }
 
 static void apply_norm(const dsrn_model *m, const norm *nm, const float *x, float *out)
@@ -579,27 +586,29 @@ static void forward(dsrn_model *m, const int32_t *tokens, size_t B, float *logit
     per_token(m, 0, TOK_EMBED, 0);
     for (uint32_t l = 0; l < m->L; l++) {
         const block *K = &m->blocks[l];
-        matmul(m, K->wz, m->xn, B, m->z);
-        matmul(m, K->wn, m->xn, B, m->n);
+        /* x̂ stays until the block's end: its five products at once (q, k and v
+         * wait in their buffers for TOK_ATTN) */
+        const lmz_gguf_tensor *xt[] = {K->wz, K->wn, K->wq, K->wk, K->wv};
+        float *const xy[] = {m->z, m->n, m->q, m->k, m->v};
+        matmul_many(m, xt, xy, 5, m->xn, B);
         per_token(m, l, TOK_GATES, 0);
         scan_job sj = {m, l, 0};
         lmz_pool_for_work(m->pool, D, 8.0 * (double)D * (double)B, scan_cols, &sj);
         matmul(m, K->wp, m->hp, B, m->p);
         per_token(m, l, TOK_SURPRISE, 0);
-        matmul(m, K->wg, m->hc, B, m->g);
-        matmul(m, K->wm, m->hc, B, m->m);
+        const lmz_gguf_tensor *ht[] = {K->wg, K->wm};
+        float *const hy[] = {m->g, m->m};
+        matmul_many(m, ht, hy, 2, m->hc, B);
         per_token(m, l, TOK_SLOW, 0);
         sj.slow = 1;
         lmz_pool_for_work(m->pool, HD, 8.0 * (double)HD * (double)B, scan_cols, &sj);
         matmul(m, K->wread, m->m, B, m->r);
-        matmul(m, K->wq, m->xn, B, m->q);
-        matmul(m, K->wk, m->xn, B, m->k);
-        matmul(m, K->wv, m->xn, B, m->v);
         per_token(m, l, TOK_ATTN, 0);
         per_token(m, l, TOK_MLP_IN, 0);
         matmul(m, K->wo, m->att, B, m->o);
-        matmul(m, K->gate, m->u, B, m->gb);
-        matmul(m, K->up, m->u, B, m->ub);
+        const lmz_gguf_tensor *ut[] = {K->gate, K->up};
+        float *const uy[] = {m->gb, m->ub};
+        matmul_many(m, ut, uy, 2, m->u, B);
         per_token(m, l, TOK_SWIGLU, 0);
         matmul(m, K->down, m->gb, B, m->u);
         per_token(m, l, TOK_OUT, l + 1 == m->L);

@@ -608,9 +608,9 @@ static void forward(llama_model *m, const int32_t *tokens, size_t B, float *logi
     for (uint32_t l = 0; l < m->n_layer; l++) {
         const layer *L = &m->layers[l];
         tj.l = l;
-        matmul(m, L->wq, m->h, B, m->q);
-        matmul(m, L->wk, m->h, B, m->k);
-        matmul(m, L->wv, m->h, B, m->v);
+        const lmz_gguf_tensor *qkv[] = {L->wq, L->wk, L->wv};
+        float *const qkv_y[] = {m->q, m->k, m->v};
+        lmz_model_matmul_many(&m->base, m->pool, m->wrows, wrow_max(m), qkv, qkv_y, 3, m->h, B);
         tj.phase = TOK_ROPE_KV;
         lmz_pool_for_work(m->pool, B, tok_work, tok_rows, &tj);
         attend_job aj = {m, l};
@@ -618,8 +618,9 @@ static void forward(llama_model *m, const int32_t *tokens, size_t B, float *logi
         matmul(m, L->wo, m->att, B, m->h);
         tj.phase = TOK_FFN_IN;
         lmz_pool_for_work(m->pool, B, tok_work, tok_rows, &tj);
-        matmul(m, L->gate, m->h, B, m->gbuf);
-        matmul(m, L->up, m->h, B, m->ubuf);
+        const lmz_gguf_tensor *gu[] = {L->gate, L->up};
+        float *const gu_y[] = {m->gbuf, m->ubuf};
+        lmz_model_matmul_many(&m->base, m->pool, m->wrows, wrow_max(m), gu, gu_y, 2, m->h, B);
         tj.phase = TOK_SWIGLU;
         lmz_pool_for_work(m->pool, B, tok_work, tok_rows, &tj);
         matmul(m, L->down, m->gbuf, B, m->h);

@@ -275,23 +275,68 @@ void lmz_model_qscratch_free(lmz_model *m)
  * with det-i8-v1, -20 % with det-f32-v4). */
 #define MM_READ_WORK 8
 
+/* Products of one input, one split over the threads: product i's units
+ * (rows, or det-i8-v1's blocks of 16 rows) are off[i] .. off[i + 1] of the
+ * split. Each row's result depends on its row and the input alone, so any
+ * split gives the same bits. */
+#define MM_MANY 8
+typedef struct {
+    mm_job f[MM_MANY];
+    qmm_job q[MM_MANY];
+    size_t off[MM_MANY + 1];
+    size_t k;
+    int quant;
+} mm_many_job;
+
+static void mm_many_units(void *ctx, size_t u0, size_t u1, unsigned thread)
+{
+    mm_many_job *j = ctx;
+    for (size_t i = 0; i < j->k; i++) {
+        size_t b = u0 > j->off[i] ? u0 : j->off[i], e = u1 < j->off[i + 1] ? u1 : j->off[i + 1];
+        if (b >= e) continue;
+        if (j->quant) qmm_blocks(&j->q[i], b - j->off[i], e - j->off[i], thread);
+        else mm_rows(&j->f[i], b - j->off[i], e - j->off[i], thread);
+    }
+}
+
+void lmz_model_matmul_many(const lmz_model *m, lmz_pool *pool, float *wrows, size_t wmax,
+                           const lmz_gguf_tensor *const *t, float *const *y, size_t k, const float *x, size_t T)
+{
+    for (; k > MM_MANY; k -= MM_MANY, t += MM_MANY, y += MM_MANY)
+        lmz_model_matmul_many(m, pool, wrows, wmax, t, y, MM_MANY, x, T);
+    if (!k) return;
+    mm_many_job j;
+    j.k = k;
+    j.quant = m->qm != NULL;
+    j.off[0] = 0;
+    double work = 0;
+    const size_t n = (size_t)t[0]->ne[0];
+    /* The portable path's tiles test their inputs for tiny values
+     * (lmz_f32_has_tiny): done once per matrix (lmz_model_mat) and here once
+     * per call for the tokens, not once per tile. */
+    const int tiny_x = !j.quant && m->kp == LMZ_KPATH_SCALAR && lmz_f32_has_tiny(x, T * n);
+    for (size_t i = 0; i < k; i++) {
+        size_t rows = (size_t)t[i]->ne[1];
+        if (j.quant) {
+            const lmz_qmat *w = &m->qm[t[i] - m->g.tensors];
+            j.q[i] = (qmm_job){m, w, x, T, y[i]};
+            j.off[i + 1] = j.off[i] + w->blocks;
+        } else {
+            int plain = m->kp == LMZ_KPATH_SCALAR && !m->tiny[t[i] - m->g.tensors] && !tiny_x;
+            j.f[i] = (mm_job){m, wrows, wmax, t[i], x, T, y[i], plain};
+            j.off[i + 1] = j.off[i] + rows;
+        }
+        work += (double)n * (double)rows * (double)(T + MM_READ_WORK);
+    }
+    if (j.quant) /* the input quantized once for all of them (their n, so their groups, agree) */
+        lmz_pool_for_work(pool, T, 4.0 * (double)T * (double)n, qact_rows, &j.q[0]);
+    lmz_pool_for_work(pool, j.off[k], work, mm_many_units, &j);
+}
+
 void lmz_model_matmul(const lmz_model *m, lmz_pool *pool, float *wrows, size_t wmax, const lmz_gguf_tensor *t,
                       const float *x, size_t T, float *y)
 {
-    if (m->qm) {
-        const lmz_qmat *w = &m->qm[t - m->g.tensors];
-        qmm_job q = {m, w, x, T, y};
-        lmz_pool_for_work(pool, T, 4.0 * (double)T * (double)w->n, qact_rows, &q);
-        lmz_pool_for_work(pool, w->blocks, (double)w->n * (double)w->rows * (double)(T + MM_READ_WORK), qmm_blocks, &q);
-        return;
-    }
-    /* The portable path's tiles test their inputs for tiny values
-     * (lmz_f32_has_tiny): done once per matrix (lmz_model_mat) and here once
-     * per product for the tokens, not once per tile. */
-    int plain = m->kp == LMZ_KPATH_SCALAR && !m->tiny[t - m->g.tensors] && !lmz_f32_has_tiny(x, T * (size_t)t->ne[0]);
-    mm_job j = {m, wrows, wmax, t, x, T, y, plain};
-    lmz_pool_for_work(pool, (size_t)t->ne[1], (double)t->ne[0] * (double)t->ne[1] * (double)(T + MM_READ_WORK), mm_rows,
-                      &j);
+    lmz_model_matmul_many(m, pool, wrows, wmax, &t, &y, 1, x, T);
 }
 
 /* ======================================================================== */

@@ -132,6 +132,12 @@ void lmz_window_softmax_heads(lmz_kpath kp, const float *raw, size_t nh, uint32_
 float *lmz_model_scratch(float *old, size_t n);
 void lmz_model_matmul(const lmz_model *m, struct lmz_pool *pool, float *wrows, size_t wmax, const lmz_gguf_tensor *t,
                       const float *x, size_t T, float *y);
+/* y[i] (T x rows of t[i]) = x times the rows of t[i], for k matrices that
+ * read the same input x (T x n, n = each t[i]'s row length): one split of
+ * all their rows over the threads (and with det-i8-v1 the input quantized
+ * once), the same bits as k lmz_model_matmul calls. */
+void lmz_model_matmul_many(const lmz_model *m, struct lmz_pool *pool, float *wrows, size_t wmax,
+                           const lmz_gguf_tensor *const *t, float *const *y, size_t k, const float *x, size_t T);
 /* a metadata integer 1..2^30, or -1 with a message */
 int lmz_model_u32(const lmz_gguf *g, const char *key, uint32_t *v, char *err, size_t errlen);
 
