@@ -98,8 +98,9 @@ fi
 # by then), 14 minutes on copy-practice documents alone (scripts/copy-practice.py,
 # 20 MB, seed 7) at a constant 6e-4, then 95 minutes on the mix plus those
 # documents (about a tenth of the tokens), 4e-4 decayed to 1e-5 over the last
-# half. Fresh optimiser and schedule each (--init); an interrupted part goes
-# on from its checkpoint.
+# half, then 140 minutes more on the same (the shipped run: one thread, 23.4M
+# tokens), from 1.5e-4 decayed to 1e-5 over the last 60 %. Fresh optimiser and
+# schedule each (--init); an interrupted part goes on from its checkpoint.
 COPY=${COPY:-1}
 if [ "$COPY" = 1 ] && [ "$TOTAL3" -gt "$TOTAL" ]; then
     mkdir -p "$OUT/copy"
@@ -125,7 +126,11 @@ if [ "$COPY" = 1 ] && [ "$TOTAL3" -gt "$TOTAL" ]; then
     part "$OUT/$WHICH-copy1.gguf" "$OUT/$WHICH-copy2.gguf" "$OUT/$WHICH-5.log" "$OUT/$WHICH-copy2.done" \
         --data $MIX "$OUT/copy" --seed 2 --eval-every 1000 --val-tokens 262144 --save-every 3000 \
         --lr 4e-4 --min-lr 1e-5 --wsd-decay 0.5 --time 95
-    ck="$OUT/$WHICH-copy2.gguf"
+    # shellcheck disable=SC2086
+    part "$OUT/$WHICH-copy2.gguf" "$OUT/$WHICH-copy3.gguf" "$OUT/$WHICH-6.log" "$OUT/$WHICH-copy3.done" \
+        --data $MIX "$OUT/copy" --seed 3 --eval-every 1000 --val-tokens 262144 --save-every 2000 \
+        --lr 1.5e-4 --min-lr 1e-5 --wsd-decay 0.6 --time 140
+    ck="$OUT/$WHICH-copy3.gguf"
 fi
 
 # 4. the shipped file: weight matrices in $TYPE, everything else as trained
@@ -138,6 +143,6 @@ fi
         "stage 2: --lr 2e-3 --min-lr 1e-4 --wsd-decay 0.3 --time $TOTAL;" \
         "stage 3: --lr 1.2e-3 --min-lr 5e-5 --wsd-decay 0.25 --time $TOTAL3 (--batch 16 --bptt 128 --warmup 200 --wsd 1 --seed 1);" \
         "copy curriculum (COPY=$COPY): 14 minutes of scripts/copy-practice.py's documents at 6e-4, then 95 on the mix" \
-        "and them, 4e-4 decayed to 1e-5 over the last half"
+        "and them, 4e-4 decayed to 1e-5 over the last half, then 140 more, 1.5e-4 decayed to 1e-5 over the last 60 %"
     "$DSRN" info "$ck" | grep -E 'general.name|dsrn.train'
 } | tee "$OUT/$WHICH.recipe"
