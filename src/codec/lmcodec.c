@@ -1220,20 +1220,59 @@ typedef struct {
     const size_t *run; /* group r is act[run[r] .. run[r + 1]) */
 } walk_job;
 
+/* a stream's token from the bit coder (none there: decode_tokens has it) */
+static void walk_one(dframe *x)
+{
+    if (!x->tb) return;
+    int32_t t = lmz_tb_decode(x->tb, x->sidx, x->cum, &x->rc);
+    if (t < 0) {
+        x->nomem = 1;
+        t = 0;
+    }
+    x->toks[x->done++] = x->last = t;
+}
+
 static void decode_walks(void *ctx, size_t b, size_t e, unsigned th)
 {
     (void)th;
     walk_job *j = ctx;
     for (size_t r = b; r < e; r++)
-        for (size_t i = j->run[r]; i < j->run[r + 1]; i++) {
-            dframe *x = &j->d[j->act[i]];
-            if (!x->tb) continue;
-            int32_t t = lmz_tb_decode(x->tb, x->sidx, x->cum, &x->rc);
-            if (t < 0) {
-                x->nomem = 1;
-                t = 0;
+        for (size_t i = j->run[r]; i < j->run[r + 1]; i++) walk_one(&j->d[j->act[i]]);
+}
+
+/* With one group, a stream's token is known once the bit coder has walked
+ * it, and the update's vocabulary part (lmz_ens_update_rows) of that stream
+ * may start then: part 0 of this job walks the streams in frame order and
+ * part 1 takes each stream's update over the whole vocabulary as soon as
+ * its token is out. Each entry still sees the streams' steps in stream
+ * order (the same bits as update_ensembles), and the walks touch nothing
+ * those steps touch (as when compressing: walks_and_rows). One thread runs
+ * part 0, then part 1. */
+typedef struct {
+    dframe *d;
+    const size_t *act;
+    size_t na;
+    lmz_ens *ens;
+    const size_t *sidx;
+    int32_t *toks;
+    uint32_t V;
+    atomic_size_t walked; /* streams act[0 .. walked) have their tokens in toks */
+} walk_rows_job;
+
+static void walks_then_rows(void *ctx, size_t b, size_t e, unsigned th)
+{
+    (void)th;
+    walk_rows_job *j = ctx;
+    for (size_t part = b; part < e; part++)
+        for (size_t i = 0; i < j->na; i++) {
+            if (part == 0) {
+                walk_one(&j->d[j->act[i]]);
+                j->toks[i] = j->d[j->act[i]].last;
+                atomic_store_explicit(&j->walked, i + 1, memory_order_release);
+                continue;
             }
-            x->toks[x->done++] = x->last = t;
+            while (atomic_load_explicit(&j->walked, memory_order_acquire) <= i) lmz_pool_relax();
+            lmz_ens_update_rows(j->ens, &j->sidx[i], &j->toks[i], 1, 0, j->V);
         }
 }
 
@@ -1342,10 +1381,17 @@ void lmz_lm_decompress_frames(lmz_lm *lm, lmz_lm_frame *f, size_t k)
             run_cache_rows(lm, gens, run, nrun, sidx, D);
         }
         lmz_pool_for_work(lm->pool, na, (double)na * lm->V * 8.0, decode_tokens, &tj);
-        walk_job wj = {d, act, run};
-        lmz_pool_for_work(lm->pool, nrun, (double)na * lm->V, decode_walks, &wj);
-        for (size_t j = 0; j < na; j++) toks[j] = d[act[j]].last;
-        update_ensembles(lm, gens, run, nrun, sidx, toks);
+        if (nrun == 1 && na > 1 && lmz_pool_threads(lm->pool) > 1) { /* the updates behind the walks */
+            walk_rows_job wr = {d, act, na, gens[0], sidx, toks, lm->V, 0};
+            atomic_init(&wr.walked, 0);
+            lmz_pool_for(lm->pool, 2, walks_then_rows, &wr);
+            update_rest_all(lm, gens, run, nrun, sidx, toks);
+        } else {
+            walk_job wj = {d, act, run};
+            lmz_pool_for_work(lm->pool, nrun, (double)na * lm->V, decode_walks, &wj);
+            for (size_t j = 0; j < na; j++) toks[j] = d[act[j]].last;
+            update_ensembles(lm, gens, run, nrun, sidx, toks);
+        }
         size_t keep = 0;
         for (size_t j = 0; j < na; j++) {
             dframe *x = &d[act[j]];

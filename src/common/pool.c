@@ -153,6 +153,8 @@ void lmz_pool_free(lmz_pool *p)
     free(p);
 }
 
+void lmz_pool_relax(void) { CPU_RELAX(); }
+
 void lmz_pool_for_work(lmz_pool *p, size_t n, double work, lmz_pool_fn fn, void *ctx)
 {
     if (work < LMZ_POOL_MIN_WORK) { /* waking the workers would cost more */

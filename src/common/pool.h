@@ -29,5 +29,7 @@ void lmz_pool_for(lmz_pool *p, size_t n, lmz_pool_fn fn, void *ctx);
  * workers, above all on a busy machine. The split never changes results. */
 #define LMZ_POOL_MIN_WORK 262144.0
 void lmz_pool_for_work(lmz_pool *p, size_t n, double work, lmz_pool_fn fn, void *ctx);
+/* One pause of a loop that waits for another thread (x86: pause). */
+void lmz_pool_relax(void);
 
 #endif
