@@ -1271,7 +1271,8 @@ static void walks_then_rows(void *ctx, size_t b, size_t e, unsigned th)
                 atomic_store_explicit(&j->walked, i + 1, memory_order_release);
                 continue;
             }
-            while (atomic_load_explicit(&j->walked, memory_order_acquire) <= i) lmz_pool_relax();
+            for (unsigned polls = 0; atomic_load_explicit(&j->walked, memory_order_acquire) <= i; polls++)
+                lmz_pool_relax(polls);
             lmz_ens_update_rows(j->ens, &j->sidx[i], &j->toks[i], 1, 0, j->V);
         }
 }

@@ -15,6 +15,7 @@
 #include "pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -153,7 +154,11 @@ void lmz_pool_free(lmz_pool *p)
     free(p);
 }
 
-void lmz_pool_relax(void) { CPU_RELAX(); }
+void lmz_pool_relax(unsigned polls)
+{
+    if (polls < SPIN) CPU_RELAX();
+    else sched_yield();
+}
 
 void lmz_pool_for_work(lmz_pool *p, size_t n, double work, lmz_pool_fn fn, void *ctx)
 {

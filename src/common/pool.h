@@ -29,7 +29,9 @@ void lmz_pool_for(lmz_pool *p, size_t n, lmz_pool_fn fn, void *ctx);
  * workers, above all on a busy machine. The split never changes results. */
 #define LMZ_POOL_MIN_WORK 262144.0
 void lmz_pool_for_work(lmz_pool *p, size_t n, double work, lmz_pool_fn fn, void *ctx);
-/* One pause of a loop that waits for another thread (x86: pause). */
-void lmz_pool_relax(void);
+/* One poll of a loop that waits for another thread: a pause (x86) for the
+ * first polls, then the processor given up (sched_yield), so that on a busy
+ * machine the thread waited for gets to run. polls: the polls so far. */
+void lmz_pool_relax(unsigned polls);
 
 #endif
