@@ -305,6 +305,11 @@ void lmz_model_matmul_many(const lmz_model *m, lmz_pool *pool, float *wrows, siz
     for (; k > MM_MANY; k -= MM_MANY, t += MM_MANY, y += MM_MANY)
         lmz_model_matmul_many(m, pool, wrows, wmax, t, y, MM_MANY, x, T);
     if (!k) return;
+    for (size_t i = 1; i < k; i++)
+        if (t[i]->ne[0] != t[0]->ne[0]) { /* not one input: each apart */
+            for (size_t p = 0; p < k; p++) lmz_model_matmul_many(m, pool, wrows, wmax, &t[p], &y[p], 1, x, T);
+            return;
+        }
     mm_many_job j;
     j.k = k;
     j.quant = m->qm != NULL;
