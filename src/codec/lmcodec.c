@@ -1263,14 +1263,14 @@ static void walks_then_rows(void *ctx, size_t b, size_t e, unsigned th)
 {
     (void)th;
     walk_rows_job *j = ctx;
-    for (size_t part = b; part < e; part++)
+    if (b == 0) /* part 0: the walks */
         for (size_t i = 0; i < j->na; i++) {
-            if (part == 0) {
-                walk_one(&j->d[j->act[i]]);
-                j->toks[i] = j->d[j->act[i]].last;
-                atomic_store_explicit(&j->walked, i + 1, memory_order_release);
-                continue;
-            }
+            walk_one(&j->d[j->act[i]]);
+            j->toks[i] = j->d[j->act[i]].last;
+            atomic_store_explicit(&j->walked, i + 1, memory_order_release);
+        }
+    if (e == 2) /* part 1: each stream's update once its token is out */
+        for (size_t i = 0; i < j->na; i++) {
             for (unsigned polls = 0; atomic_load_explicit(&j->walked, memory_order_acquire) <= i; polls++)
                 lmz_pool_relax(polls);
             lmz_ens_update_rows(j->ens, &j->sidx[i], &j->toks[i], 1, 0, j->V);
