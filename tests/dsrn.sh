@@ -95,6 +95,21 @@ for src in m.gguf mq.gguf; do
 done
 grep -q "starting from mq.gguf (.*320 steps before)" init.log && ok || no "--init names its model"
 refuse "--init with --resume" "$DSRN" train --data data $SMALL --steps 3 --init m.gguf --resume m.gguf -o x.gguf
+# --grow: blocks added after the model's own start as the identity, so with a rate of 0 the
+# validation is the model's own (the same as without --grow, to the printed digits); the unit
+# test dsrn_grown_model_starts_as_the_model checks the bits and that the added blocks learn
+for g in 0 1; do
+    "$DSRN" train --data data $SMALL --steps 4 --lr 0 --min-lr 0 --warmup 1 --eval-every 4 --val-frac 0.05 \
+        --init m.gguf --grow $g -o grow$g.gguf 2> grow$g.log || { no "train --init --grow $g"; tail -n 3 grow$g.log; }
+done
+v0=$(grep -m 1 "validation" grow0.log | sed 's/.*validation: \([0-9.]*\) nats.*/\1/')
+v1=$(grep -m 1 "validation" grow1.log | sed 's/.*validation: \([0-9.]*\) nats.*/\1/')
+[ -n "$v0" ] && [ "$v0" = "$v1" ] && ok || no "--grow 1 starts where the model is ($v1 against $v0)"
+l0=$("$DSRN" info grow0.gguf | grep 'dsrn.block_count' | awk '{print $NF}')
+l1=$("$DSRN" info grow1.gguf | grep 'dsrn.block_count' | awk '{print $NF}')
+[ -n "$l0" ] && [ "$l1" = $((l0 + 1)) ] && ok || no "--grow 1: $l1 blocks after $l0"
+grep -q "1 blocks added after its $l0" grow1.log && ok || no "--grow says what it added"
+refuse "--grow without --init" "$DSRN" train --data data --tokenizer tok.gguf $SMALL --steps 3 --grow 1 -o x.gguf
 "$DSRN" train --data data --tokenizer tok.gguf $SMALL --steps 1000000 --log-every 1 -o sig.gguf 2> sig.log &
 pid=$!
 i=0

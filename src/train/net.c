@@ -1138,10 +1138,31 @@ int dsrn_config_from_gguf(const lmz_gguf *g, dsrn_config *c, char *err, size_t e
     return dsrn_config_check(c, err, errlen);
 }
 
-int dsrn_net_read_gguf(dsrn_net *n, const lmz_gguf *g, char *err, size_t errlen)
+/* The block a tensor belongs to ("blk.N."), or UINT32_MAX for the others. */
+static uint32_t tensor_block(const dsrn_tensor *t)
+{
+    if (strncmp(t->name, "blk.", 4)) return UINT32_MAX;
+    return (uint32_t)strtoul(t->name + 4, NULL, 10);
+}
+
+void dsrn_net_identity_blocks(dsrn_net *n, uint32_t from)
 {
     for (size_t i = 0; i < n->n_t; i++) {
         const dsrn_tensor *t = &n->t[i];
+        uint32_t b = tensor_block(t);
+        if (b == UINT32_MAX || b < from) continue;
+        const char *nm = strchr(t->name + 4, '.') + 1;
+        if (!strcmp(nm, "attn_output.weight") || !strcmp(nm, "slow_read.weight") || !strcmp(nm, "ffn_down.weight"))
+            memset(n->mem + t->off, 0, (size_t)t->rows * t->cols * sizeof *n->mem);
+    }
+}
+
+int dsrn_net_read_gguf(dsrn_net *n, const lmz_gguf *g, uint32_t blocks, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n->n_t; i++) {
+        const dsrn_tensor *t = &n->t[i];
+        uint32_t b = tensor_block(t);
+        if (b != UINT32_MAX && b >= blocks) continue;
         const lmz_gguf_tensor *gt = lmz_gguf_tensor_find(g, t->name);
         if (!gt || gt->ne[0] != t->cols || gt->n_elements != (uint64_t)t->rows * t->cols) {
             snprintf(err, errlen, "tensor '%s' is missing or not of the configured shape", t->name);

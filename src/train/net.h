@@ -133,8 +133,14 @@ const char *dsrn_prof_name(int part);
  * converted into buf, n_params floats, which must stay valid until written) */
 void dsrn_net_write_gguf(const dsrn_net *n, lmz_gguf_writer *w, float *buf);
 /* Load parameters from a GGUF written by dsrn_net_write_gguf (F32 tensors of
- * the same configuration). @return 0 or -1 with a message. */
-int dsrn_net_read_gguf(dsrn_net *n, const lmz_gguf *g, char *err, size_t errlen);
+ * the same configuration) or a shipped model (F16, BF16, Q8_0). The file holds
+ * blocks [0, blocks); later blocks' tensors are left as they are (--grow).
+ * @return 0 or -1 with a message. */
+int dsrn_net_read_gguf(dsrn_net *n, const lmz_gguf *g, uint32_t blocks, char *err, size_t errlen);
+/* Make blocks [from, L) the identity: their attention output, W_read and MLP
+ * down-projection zero, so that they add nothing to the residual stream
+ * (dsrn train --grow); their other weights stay as initialised. */
+void dsrn_net_identity_blocks(dsrn_net *n, uint32_t from);
 /* The configuration a GGUF describes. @return 0 or -1 with a message. */
 int dsrn_config_from_gguf(const lmz_gguf *g, dsrn_config *cfg, char *err, size_t errlen);
 

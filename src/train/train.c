@@ -148,6 +148,7 @@ static const setting settings[] = {
     {"seed", "seed of the initialisation and the shuffles", K_U64, O(seed)},
     {"copy-frac", "fraction of the chunks that repeat a span of their own text further on (0: none)", K_DBL,
      O(copy_frac)},
+    {"grow", "with --init: blocks added after the model's own, each starting as the identity (its attention output, W_read and MLP down-projection zero)", K_U32, O(grow)},
     {"init-std", "0: matrices N(0, 1/fan-in), W_read zero; S > 0: every matrix N(0, S), W_read too (the reference's 0.02)", K_DBL, O(init_std)},
     {"threads", "threads (0: all cores)", K_INT, O(threads)},
     {"matmul", "matrix products: auto (bf16 where the CPU has AMX or AVX512-BF16), bf16, f32", K_STR, O(matmul)},
@@ -832,6 +833,10 @@ int dsrn_train(dsrn_train_opts *o, char *err, size_t errlen)
         lmz_corpus_free(&corpus);
         return errf(err, errlen, "%s", "--resume and --init exclude each other");
     }
+    if (o->grow && !o->init) {
+        lmz_corpus_free(&corpus);
+        return errf(err, errlen, "%s", "--grow adds blocks to an --init model");
+    }
     /* the tokenizer: the checkpoint's (or --init model's), else --tokenizer, else trained here */
     const char *start = o->resume ? o->resume : o->init;
     const char *tok_path = start ? start : o->tokenizer;
@@ -848,6 +853,11 @@ int dsrn_train(dsrn_train_opts *o, char *err, size_t errlen)
         if (lmz_gguf_open(start, &resume_g, err, errlen) != 0) goto out;
         have_resume = 1;
         if (dsrn_config_from_gguf(&resume_g, &cfg, err, errlen) != 0) goto out;
+        if (o->init && o->grow > 256 - cfg.L) {
+            errf(err, errlen, "--grow %u: too many blocks", (unsigned)o->grow);
+            goto out;
+        }
+        if (o->init) cfg.L += o->grow;
     } else {
         cfg.vocab = lmz_tokenizer_vocab_size(tk.tok);
         cfg.eod = lmz_tokenizer_eos(tk.tok);
@@ -874,13 +884,16 @@ int dsrn_train(dsrn_train_opts *o, char *err, size_t errlen)
     pg.matmul = dsrn_mm_describe(mm);
     if (!o->quiet) fprintf(stderr, "dsrn train: matrix products in %s\n", pg.matmul);
     if (have_resume) {
-        if (dsrn_net_read_gguf(net, &resume_g, err, errlen) != 0 ||
+        const uint32_t own = cfg.L - (o->init ? o->grow : 0); /* the blocks the file holds */
+        if (own < cfg.L) dsrn_net_init(net, o->seed, o->init_std); /* the added blocks' start */
+        if (dsrn_net_read_gguf(net, &resume_g, own, err, errlen) != 0 ||
             (o->resume && load_optimizer(o->resume, net, o, &pg, err, errlen) != 0))
             goto out;
         if (o->init) { /* the model's own count goes on in the new run's metadata */
             lmz_gguf_get_u64(&resume_g, "dsrn.train.tokens", &pg.base_tokens);
             lmz_gguf_get_u64(&resume_g, "dsrn.train.steps", &pg.base_steps);
         }
+        if (own < cfg.L) dsrn_net_identity_blocks(net, own);
     } else {
         dsrn_net_init(net, o->seed, o->init_std);
     }
@@ -919,6 +932,9 @@ int dsrn_train(dsrn_train_opts *o, char *err, size_t errlen)
             fprintf(stderr, "dsrn train: starting from %s (%llu tokens, %llu steps before), epoch %llu's order\n",
                     o->init, (unsigned long long)pg.base_tokens, (unsigned long long)pg.base_steps,
                     (unsigned long long)pg.epoch + 1);
+        if (o->init && o->grow)
+            fprintf(stderr, "dsrn train: %u blocks added after its %u, each the identity at the start\n",
+                    (unsigned)o->grow, (unsigned)(cfg.L - o->grow));
     }
 
     struct sigaction sa;

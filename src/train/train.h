@@ -49,6 +49,7 @@ typedef struct {
     uint64_t seed;
     double init_std;          /* 0: N(0, 1/fan-in), W_read 0; > 0: every matrix N(0, init_std) */
     double copy_frac;         /* chunks that repeat a span of their own text (teaches copying) */
+    uint32_t grow;            /* with init: blocks added after the model's own, each the identity at first */
     int threads;
     const char *matmul;       /* the products: "auto", "bf16" or "f32" (mm.h) */
     int quiet;

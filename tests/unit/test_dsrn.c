@@ -358,3 +358,69 @@ TEST(dsrn_bf16_step_agrees_with_f32)
     dsrn_net_free(n);
     dsrn_mm_release();
 }
+
+/* dsrn train --grow: a model with blocks added after its own, made the
+ * identity, gives the model's losses bit for bit, and its added blocks learn
+ * (their zero-started projections get a gradient) */
+TEST(dsrn_grown_model_starts_as_the_model)
+{
+    dsrn_config cf;
+    dsrn_net *n;
+    size_t len;
+    uint8_t *file = make_model_b(&cf, 0, 1, 0, 1, &len, &n);
+    lmz_gguf g;
+    char err[256];
+    CHECK(lmz_gguf_parse(file, len, &g, err, sizeof err) == 0);
+    dsrn_config cg = cf;
+    cg.L = cf.L + 2;
+    dsrn_net *big = dsrn_net_new(&cg, 1, T);
+    CHECK(big != NULL);
+    dsrn_net_init(big, 11, 0);
+    CHECK(dsrn_net_read_gguf(big, &g, cf.L, err, sizeof err) == 0);
+    dsrn_net_identity_blocks(big, cf.L);
+    /* the file alone cannot fill the bigger network */
+    dsrn_net *big2 = dsrn_net_new(&cg, 1, T);
+    CHECK(big2 && dsrn_net_read_gguf(big2, &g, cg.L, err, sizeof err) != 0);
+    dsrn_net_free(big2);
+    int32_t tok[NTOK], tgt[NTOK];
+    tokens(&cf, tok, NTOK, 29);
+    for (size_t i = 0; i < NTOK; i++) tgt[i] = i + 1 < NTOK ? tok[i + 1] : 0;
+    double la[NTOK], lb[NTOK];
+    dsrn_carry *ca = dsrn_carry_new(n, 1), *cb = dsrn_carry_new(big, 1);
+    for (size_t i = 0; i < NTOK; i += T) {
+        dsrn_forward(n, ca, tok + i, tgt + i, la + i);
+        dsrn_carry_advance(n, ca);
+        dsrn_forward(big, cb, tok + i, tgt + i, lb + i);
+        dsrn_carry_advance(big, cb);
+    }
+    CHECK(memcmp(la, lb, sizeof la) == 0);
+    /* a step's gradient reaches the added blocks' output projections */
+    memset(dsrn_net_grads(big), 0, dsrn_net_n_params(big) * sizeof(float));
+    dsrn_carry_reset(big, cb);
+    dsrn_forward(big, cb, tok, tgt, NULL);
+    dsrn_backward(big, cb, tok, tgt, 1.0f / T);
+    size_t nt;
+    const dsrn_tensor *t = dsrn_net_tensors(big, &nt);
+    int zero_start = 0, moved = 0;
+    for (size_t i = 0; i < nt; i++) {
+        char pre[16];
+        snprintf(pre, sizeof pre, "blk.%u.", cf.L + 1);
+        if (strncmp(t[i].name, pre, strlen(pre)) || (!strstr(t[i].name, "attn_output") &&
+                                                    !strstr(t[i].name, "slow_read") && !strstr(t[i].name, "ffn_down")))
+            continue;
+        double w = 0, gr = 0;
+        for (size_t k = 0; k < (size_t)t[i].rows * t[i].cols; k++) {
+            w += fabs(dsrn_net_params(big)[t[i].off + k]);
+            gr += fabs(dsrn_net_grads(big)[t[i].off + k]);
+        }
+        zero_start += w == 0;
+        moved += gr > 0;
+    }
+    CHECK(zero_start == 3 && moved == 3);
+    dsrn_carry_free(ca);
+    dsrn_carry_free(cb);
+    dsrn_net_free(big);
+    dsrn_net_free(n);
+    lmz_gguf_close(&g);
+    free(file);
+}
