@@ -742,6 +742,10 @@ void lmz_exp_array(lmz_kpath p, const float *x, float *y, size_t n)
         lmz_exp_array_avx512(x, y, n);
         return;
     }
+    if (p == LMZ_KPATH_AVX2) {
+        lmz_exp_array_avx2(x, y, n);
+        return;
+    }
 #endif
     (void)p;
     for (size_t i = 0; i < n; i++) y[i] = lmz_expf(x[i]);
@@ -751,6 +755,7 @@ double lmz_exp_shift_sum(lmz_kpath p, float *x, float mx, float *y, size_t n)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
     if (lmz_kpath_avx512(p)) return lmz_exp_shift_sum_avx512(x, mx, y, n);
+    if (p == LMZ_KPATH_AVX2) return lmz_exp_shift_sum_avx2(x, mx, y, n);
 #endif
     (void)p;
     double a[8] = {0};

@@ -138,9 +138,11 @@ void lmz_dot16_rows_avx512(const float *const w[16], const float *x, size_t n, f
 void lmz_dot4x4_avx512(const float *const w[4], const float *const x[4], size_t n, float *y, size_t ldy);
 void lmz_axpy_avx2(float a, const float *x, float *y, size_t n);
 void lmz_exp_array_avx512(const float *x, float *y, size_t n);
+void lmz_exp_array_avx2(const float *x, float *y, size_t n);
 size_t lmz_find_ge_avx512(const float *x, size_t n, float t, uint32_t *idx);
 size_t lmz_find_ge_avx2(const float *x, size_t n, float t, uint32_t *idx);
 double lmz_exp_shift_sum_avx512(float *x, float mx, float *y, size_t n);
+double lmz_exp_shift_sum_avx2(float *x, float mx, float *y, size_t n);
 int lmz_weighted_sum_avx512(const float *w, size_t ws, size_t nq, const float *const *v, size_t count, size_t n,
                             float *o, size_t os);
 int lmz_weighted_sum_heads_avx512(const float *w, size_t ws, size_t nh, const float *const *v, size_t count,

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "detmath.h"
 #include "types.h"
 
 #define T_AVX2 __attribute__((target("avx2,fma,f16c")))
@@ -233,6 +234,70 @@ size_t T_AVX2 lmz_find_ge_avx2(const float *x, size_t n, float t, uint32_t *idx)
     for (; i < n; i++)
         if (x[i] >= t) idx[k++] = (uint32_t)i;
     return k;
+}
+
+/* lmz_expf (detmath.c) eight lanes at a time: the same IEEE operations in the
+ * same order (fused multiply-adds where it has fmaf), so the same bits; the
+ * special cases are blended in. */
+static inline T_AVX2 __m256 exp8(__m256 v)
+{
+    const __m256 log2e = _mm256_set1_ps(1.44269502925872802734375f), magic = _mm256_set1_ps(12582912.0f);
+    const __m256 hi = _mm256_set1_ps(0.693145751953125f), lo = _mm256_set1_ps(1.428606765330187e-06f);
+    const __m256 one = _mm256_set1_ps(1.0f);
+    const __m256 big = _mm256_set1_ps(88.72283935546875f), small = _mm256_set1_ps(-87.33654022216797f);
+    __m256 k = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(v, log2e), magic), magic);
+    __m256 r = _mm256_fnmadd_ps(k, hi, v);
+    r = _mm256_fnmadd_ps(k, lo, r);
+    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(1.0f / 5040.0f), r, _mm256_set1_ps(1.0f / 720.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, one);
+    p = _mm256_fmadd_ps(p, r, one);
+    __m256i ki = _mm256_cvttps_epi32(k);
+    __m256 over = _mm256_castsi256_ps(_mm256_cmpgt_epi32(ki, _mm256_set1_epi32(127)));
+    __m256i e = _mm256_min_epi32(_mm256_max_epi32(ki, _mm256_set1_epi32(-127)), _mm256_set1_epi32(127));
+    __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(e, _mm256_set1_epi32(127)), 23));
+    p = _mm256_blendv_ps(p, _mm256_mul_ps(p, _mm256_set1_ps(2.0f)), over); /* k = 128: (p * 2) * 2^127 */
+    __m256 res = _mm256_mul_ps(p, scale);
+    res = _mm256_blendv_ps(res, _mm256_set1_ps(INFINITY), _mm256_cmp_ps(v, big, _CMP_GT_OQ));
+    res = _mm256_blendv_ps(res, _mm256_setzero_ps(), _mm256_cmp_ps(v, small, _CMP_LT_OQ));
+    res = _mm256_blendv_ps(res, v, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    return res;
+}
+
+void T_AVX2 lmz_exp_array_avx2(const float *x, float *y, size_t n)
+{
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, exp8(_mm256_loadu_ps(x + i)));
+    for (; i < n; i++) y[i] = lmz_expf(x[i]);
+}
+
+double T_AVX2 lmz_exp_shift_sum_avx2(float *x, float mx, float *y, size_t n)
+{
+    /* lane j of the binary64 sums takes y[8i + j] in index order, as the
+     * scalar loop's a[i % 8] */
+    __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+    const __m256 vm = _mm256_set1_ps(mx);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_sub_ps(_mm256_loadu_ps(x + i), vm);
+        _mm256_storeu_ps(x + i, v);
+        __m256 e = exp8(v);
+        _mm256_storeu_ps(y + i, e);
+        a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+        a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+    }
+    double a[8];
+    _mm256_storeu_pd(a, a0);
+    _mm256_storeu_pd(a + 4, a1);
+    for (; i < n; i++) {
+        x[i] -= mx;
+        y[i] = lmz_expf(x[i]);
+        a[i % 8] += (double)y[i];
+    }
+    return lmz_lanes8_total(a);
 }
 
 #endif
