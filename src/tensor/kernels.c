@@ -629,6 +629,10 @@ void lmz_dot4x4_f32(lmz_kpath p, const float *const w[4], const float *const x[4
         lmz_dot4x4_avx512(w, x, n, y, ldy);
         return;
     }
+    if (p == LMZ_KPATH_AVX2) {
+        lmz_dot4x4_avx2(w, x, n, y, ldy);
+        return;
+    }
 #endif
     if (p == LMZ_KPATH_SCALAR) {
         dot4x4_portable(w, x, n, y, ldy, plain);

@@ -135,6 +135,7 @@ float lmz_dot_avx512(const void *wrow, uint32_t type, const float *x, size_t n);
 void lmz_dot4_avx2(const float *w, const float *const x[4], size_t n, float out[4]);
 void lmz_dot4_avx512(const float *w, const float *const x[4], size_t n, float out[4]);
 void lmz_dot16_rows_avx512(const float *const w[16], const float *x, size_t n, float out[16]);
+void lmz_dot4x4_avx2(const float *const w[4], const float *const x[4], size_t n, float *y, size_t ldy);
 void lmz_dot4x4_avx512(const float *const w[4], const float *const x[4], size_t n, float *y, size_t ldy);
 void lmz_axpy_avx2(float a, const float *x, float *y, size_t n);
 void lmz_exp_array_avx512(const float *x, float *y, size_t n);

@@ -134,6 +134,55 @@ void T_AVX2 lmz_dot4_avx2(const float *w, const float *const x[4], size_t n, flo
     for (int i = 0; i < 4; i++) out[i] = reduce(lo[i], hi[i]);
 }
 
+/* rows w[0..R) against tokens x[0..NT) (R, NT constants after inlining), each
+ * pair's 16 lanes as lmz_dot4_avx2's: y[t * ldy + r] */
+static inline T_AVX2 __attribute__((always_inline)) void tile_f32(const float *const *w, const float *const *x,
+                                                                   size_t n, const int R, const int NT, float *y,
+                                                                   size_t ldy)
+{
+    __m256 lo[2][2], hi[2][2];
+    for (int i = 0; i < R; i++)
+        for (int t = 0; t < NT; t++) lo[i][t] = hi[i][t] = _mm256_setzero_ps();
+    size_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        __m256 w0[2], w1[2];
+        for (int i = 0; i < R; i++) {
+            w0[i] = _mm256_loadu_ps(w[i] + k);
+            w1[i] = _mm256_loadu_ps(w[i] + k + 8);
+        }
+        for (int t = 0; t < NT; t++) {
+            __m256 x0 = _mm256_loadu_ps(x[t] + k), x1 = _mm256_loadu_ps(x[t] + k + 8);
+            for (int i = 0; i < R; i++) {
+                lo[i][t] = _mm256_fmadd_ps(w0[i], x0, lo[i][t]);
+                hi[i][t] = _mm256_fmadd_ps(w1[i], x1, hi[i][t]);
+            }
+        }
+    }
+    size_t r = n - k;
+    if (r) {
+        size_t r0 = r < 8 ? r : 8, r1 = r - r0;
+        __m256i m0 = first_lanes(r0), m1 = first_lanes(r1);
+        for (int i = 0; i < R; i++) {
+            __m256 w0 = _mm256_maskload_ps(w[i] + k, m0), w1 = _mm256_maskload_ps(w[i] + k + 8, m1);
+            for (int t = 0; t < NT; t++) {
+                lo[i][t] = fma_first(w0, _mm256_maskload_ps(x[t] + k, m0), lo[i][t], r0);
+                if (r1) hi[i][t] = fma_first(w1, _mm256_maskload_ps(x[t] + k + 8, m1), hi[i][t], r1);
+            }
+        }
+    }
+    for (int i = 0; i < R; i++)
+        for (int t = 0; t < NT; t++) y[(size_t)t * ldy + (size_t)i] = reduce(lo[i][t], hi[i][t]);
+}
+
+/* 4 rows x 4 tokens as four tiles of 2 x 2: each weight and token load
+ * serves two products (lmz_dot4_avx2's tile of 1 x 4 loads ten registers
+ * for eight) */
+void T_AVX2 lmz_dot4x4_avx2(const float *const w[4], const float *const x[4], size_t n, float *y, size_t ldy)
+{
+    for (int i = 0; i < 4; i += 2)
+        for (int t = 0; t < 4; t += 2) tile_f32(w + i, x + t, n, 2, 2, y + (size_t)t * ldy + (size_t)i, ldy);
+}
+
 void T_AVX2 lmz_axpy_avx2(float a, const float *x, float *y, size_t n)
 {
     __m256 av = _mm256_set1_ps(a);
