@@ -111,6 +111,48 @@ static T_512 uint32_t prefix_avx512(const uint32_t *freq, uint32_t n, uint32_t *
     return i;
 }
 
+#define T_AVX2 __attribute__((target("avx2")))
+/* the same eight symbols a step with AVX2: binary64 products four at a time
+ * (x >= budget clamped to budget, an integer, before the truncation: the
+ * scalar loop's q; below 2^31 the signed truncation is exact) */
+static T_AVX2 uint32_t quantize_avx2(const float *p, uint32_t n, double scale, uint32_t budget, uint32_t *freq,
+                                     uint64_t *used, uint32_t *best_q)
+{
+    const __m256d vs = _mm256_set1_pd(scale), vb = _mm256_set1_pd((double)budget);
+    const __m256d zero = _mm256_setzero_pd(), inf = _mm256_set1_pd(INFINITY);
+    const __m256i one = _mm256_set1_epi32(1);
+    __m256i u = _mm256_setzero_si256(), mx = _mm256_setzero_si256();
+    uint32_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m128i q2[2];
+        for (int h = 0; h < 2; h++) {
+            __m256d v = _mm256_cvtps_pd(_mm_loadu_ps(p + i + 4 * (unsigned)h));
+            /* finite and > 0 (NaN is neither): else 0 */
+            __m256d ok = _mm256_and_pd(_mm256_cmp_pd(v, zero, _CMP_GT_OQ), _mm256_cmp_pd(v, inf, _CMP_LT_OQ));
+            __m256d x = _mm256_min_pd(_mm256_and_pd(_mm256_mul_pd(v, vs), ok), vb);
+            q2[h] = _mm256_cvttpd_epi32(x);
+            u = _mm256_add_epi64(u, _mm256_cvtepu32_epi64(q2[h]));
+        }
+        __m256i q = _mm256_inserti128_si256(_mm256_castsi128_si256(q2[0]), q2[1], 1);
+        _mm256_storeu_si256((__m256i *)(void *)(freq + i), _mm256_add_epi32(q, one));
+        mx = _mm256_max_epu32(mx, q);
+    }
+    uint64_t l64[4];
+    _mm256_storeu_si256((__m256i *)(void *)l64, u);
+    *used += l64[0] + l64[1] + l64[2] + l64[3];
+    uint32_t l[8];
+    _mm256_storeu_si256((__m256i *)(void *)l, mx);
+    for (int j = 0; j < 8; j++) *best_q = l[j] > *best_q ? l[j] : *best_q;
+    return i;
+}
+
+static int have_avx2(void)
+{
+    static int ok = -1;
+    if (ok < 0) ok = __builtin_cpu_supports("avx2");
+    return ok;
+}
+
 static int have_avx512(void)
 {
     static int ok = -1;
@@ -134,6 +176,7 @@ static int build(const float *p, uint32_t n, unsigned bits, double s, uint32_t *
         uint32_t i = 0;
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(LMZ_NO_MULTIVERSION)
         if (have_avx512()) i = quantize_avx512(p, n, scale, budget, freq, &used, &best_q);
+        else if (have_avx2()) i = quantize_avx2(p, n, scale, budget, freq, &used, &best_q);
 #endif
         for (; i < n; i++) {
             float v = p[i];

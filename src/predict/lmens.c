@@ -878,12 +878,15 @@ static double cache_mix(lmz_ens *e, ens_stream *x, float *p, double s)
     const float thr = mx - CACHE_DELTA;
     double W = 0;
     uint32_t n = 0, idx[CACHE_FIND];
+    float ex[CACHE_FIND];
     for (size_t c = 0; c < rows; c += CACHE_FIND) {
         size_t len = rows - c < CACHE_FIND ? rows - c : CACHE_FIND;
         size_t k = lmz_find_ge(e->kp, y + c, len, thr, idx);
+        for (size_t i = 0; i < k; i++) ex[i] = CACHE_THETA * (y[c + idx[i]] - mx);
+        lmz_exp_array(e->kp, ex, ex, k); /* lmz_expf of each, vectorised */
         for (size_t i = 0; i < k; i++) { /* rows in index order */
             size_t r = c + idx[i];
-            float w = lmz_expf(CACHE_THETA * (y[r] - mx));
+            float w = ex[i];
             int32_t t = e->ctok[r];
             if (x->cw[t] == 0.0f) x->clist[n++] = t;
             x->cw[t] += w;

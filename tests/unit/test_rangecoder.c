@@ -298,3 +298,42 @@ TEST(cdf_same_bits_everywhere)
     free(p);
     free(f);
 }
+
+TEST(cdf_same_bits_everywhere_special_values)
+{
+    /* zeros, negatives, NaN, infinities and tiny values among 8,192 skewed
+     * probabilities (a vocabulary's size, not a multiple of the vector
+     * widths after the first three): the exact table on every path */
+    const uint32_t sizes[] = {8192, 8189, 13};
+    uint64_t h = 1469598103934665603ull;
+    unsigned long long seed = 77;
+    for (size_t k = 0; k < 3; k++) {
+        uint32_t n = sizes[k];
+        float *p = malloc(n * sizeof *p);
+        uint32_t *f = malloc(n * sizeof *f), *c = malloc((n + 1) * sizeof *c);
+        for (uint32_t i = 0; i < n; i++) {
+            uint64_t r = test_rand(&seed);
+            p[i] = (float)((double)(r >> 11) / 9007199254740992.0);
+            p[i] = p[i] * p[i] * p[i] * p[i] * p[i];
+            switch (r % 61) {
+            case 0: p[i] = 0.0f; break;
+            case 1: p[i] = -p[i]; break;
+            case 2: p[i] = NAN; break;
+            case 3: p[i] = INFINITY; break;
+            case 4: p[i] = -INFINITY; break;
+            case 5: p[i] = 1e-40f; break;
+            case 6: p[i] = 3e38f; break;
+            default: break;
+            }
+        }
+        CHECK(lmz_cdf_build(p, n, f, c) == 0);
+        CHECK_EQ_U64(c[n], LMZ_CDF_TOTAL);
+        h = (h ^ fnv(f, n)) * 1099511628211ull;
+        h = (h ^ fnv(c, n + 1)) * 1099511628211ull;
+        free(p);
+        free(f);
+        free(c);
+    }
+    printf("  tables' hash %016llx\n", (unsigned long long)h);
+    CHECK_EQ_U64(h, 0x826a51e3729473b5ull);
+}
