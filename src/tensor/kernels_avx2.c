@@ -109,38 +109,14 @@ float T_AVX2 lmz_dot_avx2(const void *wrow, uint32_t type, const float *x, size_
     return reduce(lo, hi);
 }
 
-void T_AVX2 lmz_dot4_avx2(const float *w, const float *const x[4], size_t n, float out[4])
-{
-    __m256 lo[4], hi[4];
-    for (int i = 0; i < 4; i++) lo[i] = hi[i] = _mm256_setzero_ps();
-    size_t k = 0;
-    for (; k + 16 <= n; k += 16) {
-        __m256 w0 = _mm256_loadu_ps(w + k), w1 = _mm256_loadu_ps(w + k + 8);
-        for (int i = 0; i < 4; i++) {
-            lo[i] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x[i] + k), lo[i]);
-            hi[i] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x[i] + k + 8), hi[i]);
-        }
-    }
-    size_t r = n - k;
-    if (r) {
-        size_t r0 = r < 8 ? r : 8, r1 = r - r0;
-        __m256i m0 = first_lanes(r0), m1 = first_lanes(r1);
-        __m256 w0 = _mm256_maskload_ps(w + k, m0), w1 = _mm256_maskload_ps(w + k + 8, m1);
-        for (int i = 0; i < 4; i++) {
-            lo[i] = fma_first(w0, _mm256_maskload_ps(x[i] + k, m0), lo[i], r0);
-            if (r1) hi[i] = fma_first(w1, _mm256_maskload_ps(x[i] + k + 8, m1), hi[i], r1);
-        }
-    }
-    for (int i = 0; i < 4; i++) out[i] = reduce(lo[i], hi[i]);
-}
-
 /* rows w[0..R) against tokens x[0..NT) (R, NT constants after inlining), each
- * pair's 16 lanes as lmz_dot4_avx2's: y[t * ldy + r] */
+ * pair's 16 lanes (lane j takes the elements k = j mod 16, in order, then the
+ * reference tree): y[t * ldy + r]. At most 2 rows and 4 tokens. */
 static inline T_AVX2 __attribute__((always_inline)) void tile_f32(const float *const *w, const float *const *x,
                                                                    size_t n, const int R, const int NT, float *y,
                                                                    size_t ldy)
 {
-    __m256 lo[2][2], hi[2][2];
+    __m256 lo[2][4], hi[2][4];
     for (int i = 0; i < R; i++)
         for (int t = 0; t < NT; t++) lo[i][t] = hi[i][t] = _mm256_setzero_ps();
     size_t k = 0;
@@ -172,6 +148,12 @@ static inline T_AVX2 __attribute__((always_inline)) void tile_f32(const float *c
     }
     for (int i = 0; i < R; i++)
         for (int t = 0; t < NT; t++) y[(size_t)t * ldy + (size_t)i] = reduce(lo[i][t], hi[i][t]);
+}
+
+/* one row against four tokens */
+void T_AVX2 lmz_dot4_avx2(const float *w, const float *const x[4], size_t n, float out[4])
+{
+    tile_f32(&w, x, n, 1, 4, out, 1);
 }
 
 /* 4 rows x 4 tokens as four tiles of 2 x 2: each weight and token load
