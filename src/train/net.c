@@ -435,6 +435,21 @@ static void orthogonal(real *w, size_t d, double gain, uint64_t *s)
     free(q);
 }
 
+/* A tensor's name within its block ("ffn_down.weight" of "blk.3.ffn_down.weight"),
+ * the whole name for the others. */
+static const char *tensor_role(const dsrn_tensor *t)
+{
+    const char *dot = strchr(t->name, '.');
+    return !strncmp(t->name, "blk.", 4) && dot ? strchr(dot + 1, '.') + 1 : t->name;
+}
+
+/* The block a tensor belongs to ("blk.N."), or UINT32_MAX for the others. */
+static uint32_t tensor_block(const dsrn_tensor *t)
+{
+    if (strncmp(t->name, "blk.", 4)) return UINT32_MAX;
+    return (uint32_t)strtoul(t->name + 4, NULL, 10);
+}
+
 void dsrn_net_init(dsrn_net *n, uint64_t seed, double init_std)
 {
     const dsrn_config *c = &n->cfg;
@@ -444,8 +459,7 @@ void dsrn_net_init(dsrn_net *n, uint64_t seed, double init_std)
         const dsrn_tensor *t = &n->t[i];
         real *w = p + t->off;
         size_t cnt = (size_t)t->rows * t->cols;
-        const char *nm = strchr(t->name, '.');
-        nm = !strncmp(t->name, "blk.", 4) && nm ? strchr(nm + 1, '.') + 1 : t->name;
+        const char *nm = tensor_role(t);
         double std = 1.0 / sqrt((double)t->cols);
         if (strstr(nm, "norm") && strstr(nm, ".weight")) {
             for (size_t k = 0; k < cnt; k++) w[k] = 1;
@@ -1138,20 +1152,13 @@ int dsrn_config_from_gguf(const lmz_gguf *g, dsrn_config *c, char *err, size_t e
     return dsrn_config_check(c, err, errlen);
 }
 
-/* The block a tensor belongs to ("blk.N."), or UINT32_MAX for the others. */
-static uint32_t tensor_block(const dsrn_tensor *t)
-{
-    if (strncmp(t->name, "blk.", 4)) return UINT32_MAX;
-    return (uint32_t)strtoul(t->name + 4, NULL, 10);
-}
-
 void dsrn_net_identity_blocks(dsrn_net *n, uint32_t from)
 {
     for (size_t i = 0; i < n->n_t; i++) {
         const dsrn_tensor *t = &n->t[i];
         uint32_t b = tensor_block(t);
         if (b == UINT32_MAX || b < from) continue;
-        const char *nm = strchr(t->name + 4, '.') + 1;
+        const char *nm = tensor_role(t);
         if (!strcmp(nm, "attn_output.weight") || !strcmp(nm, "slow_read.weight") || !strcmp(nm, "ffn_down.weight"))
             memset(n->mem + t->off, 0, (size_t)t->rows * t->cols * sizeof *n->mem);
     }

@@ -853,11 +853,13 @@ int dsrn_train(dsrn_train_opts *o, char *err, size_t errlen)
         if (lmz_gguf_open(start, &resume_g, err, errlen) != 0) goto out;
         have_resume = 1;
         if (dsrn_config_from_gguf(&resume_g, &cfg, err, errlen) != 0) goto out;
-        if (o->init && o->grow > 256 - cfg.L) {
+        /* --grow is refused without --init above; the grown size is checked
+         * with the rest of the configuration below, once the sum cannot wrap */
+        if (cfg.L + o->grow < cfg.L) {
             errf(err, errlen, "--grow %u: too many blocks", (unsigned)o->grow);
             goto out;
         }
-        if (o->init) cfg.L += o->grow;
+        cfg.L += o->grow;
     } else {
         cfg.vocab = lmz_tokenizer_vocab_size(tk.tok);
         cfg.eod = lmz_tokenizer_eos(tk.tok);
@@ -884,7 +886,7 @@ int dsrn_train(dsrn_train_opts *o, char *err, size_t errlen)
     pg.matmul = dsrn_mm_describe(mm);
     if (!o->quiet) fprintf(stderr, "dsrn train: matrix products in %s\n", pg.matmul);
     if (have_resume) {
-        const uint32_t own = cfg.L - (o->init ? o->grow : 0); /* the blocks the file holds */
+        const uint32_t own = cfg.L - o->grow; /* the blocks the file holds */
         if (own < cfg.L) dsrn_net_init(net, o->seed, o->init_std); /* the added blocks' start */
         if (dsrn_net_read_gguf(net, &resume_g, own, err, errlen) != 0 ||
             (o->resume && load_optimizer(o->resume, net, o, &pg, err, errlen) != 0))
@@ -932,7 +934,7 @@ int dsrn_train(dsrn_train_opts *o, char *err, size_t errlen)
             fprintf(stderr, "dsrn train: starting from %s (%llu tokens, %llu steps before), epoch %llu's order\n",
                     o->init, (unsigned long long)pg.base_tokens, (unsigned long long)pg.base_steps,
                     (unsigned long long)pg.epoch + 1);
-        if (o->init && o->grow)
+        if (o->grow)
             fprintf(stderr, "dsrn train: %u blocks added after its %u, each the identity at the start\n",
                     (unsigned)o->grow, (unsigned)(cfg.L - o->grow));
     }
