@@ -1332,13 +1332,22 @@ const uint32_t *lmz_ens_predict_hidden(lmz_ens *e, size_t s, const float *logits
     }
     x->hpend = 0;
 #ifdef LMZ_FUSED
-    if (e->p.profile != LMZ_ENS_V1 && e->p.mixer == LMZ_MIX_LOG && e->fused && lmz_kpath_avx512(e->kp))
-        return predict_fused(e, x, logits);
+    if (lmz_ens_fused(e)) return predict_fused(e, x, logits);
 #endif
     return predict_passes(e, x, logits);
 }
 
 void lmz_ens_set_fused(lmz_ens *e, int on) { e->fused = on != 0; }
+
+int lmz_ens_fused(const lmz_ens *e)
+{
+#ifdef LMZ_FUSED
+    return e->p.profile != LMZ_ENS_V1 && e->p.mixer == LMZ_MIX_LOG && e->fused && lmz_kpath_avx512(e->kp);
+#else
+    (void)e;
+    return 0;
+#endif
+}
 
 const uint32_t *lmz_ens_freq(const lmz_ens *e, size_t s) { return e->s[s].freq; }
 

@@ -145,6 +145,9 @@ void lmz_ens_free(lmz_ens *e);
  * by one, as profile 1 does, instead of fused (the default); the bits are
  * the same either way. */
 void lmz_ens_set_fused(lmz_ens *e, int on);
+/* Whether lmz_ens_predict takes the fused passes here (the profile, the
+ * mixer and the machine's kernels allow them, and they are on). */
+int lmz_ens_fused(const lmz_ens *e);
 
 /* The adaptive head (part LMZ_ENS_HEAD) needs the model's width: called
  * once after lmz_ens_new by every ensemble whose parts hold it (the head is
