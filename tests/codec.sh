@@ -347,7 +347,7 @@ if [ -f "$LLAMA" ]; then
         LMZIP_KERNELS=$p "$LMZIP" -q -d -c -m "$LLAMA" -T 2 li-scalar.lmz | cmp -s - matrix.bin && ok ||
             no "llama, det-i8-v1: decompress under $p"
     done
-    # (30,000 bytes: some 120 windows of 64 tokens; sanitizers, qemu: 6000 bytes are still many)
+    # (30,000 bytes: over a hundred windows of 64 tokens; the sanitizers 6,000 bytes, qemu 1,500)
     head -c 30000 alice.txt > a30k.txt
     win=a30k.txt; [ -n "$LMZ_TEST_QUICK" ] && win=text.txt; [ -n "$LMZ_TEST_QEMU" ] && head -c 1500 text.txt > win.txt && win=win.txt
     roundtrip "llama: a 64-token window" $win -m "$LLAMA" --window 64 -B 64K
