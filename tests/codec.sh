@@ -351,8 +351,8 @@ if [ -f "$LLAMA" ]; then
     head -c 30000 alice.txt > a30k.txt
     win=a30k.txt; [ -n "$LMZ_TEST_QUICK" ] && win=text.txt; [ -n "$LMZ_TEST_QEMU" ] && head -c 1500 text.txt > win.txt && win=win.txt
     roundtrip "llama: a 64-token window" $win -m "$LLAMA" --window 64 -B 64K
-    if native_only; then roundtrip "llama: confidence skip, frames in lockstep" tar.bin -m "$LLAMA" --skip=2 -B 2K -T 2
-    else roundtrip "llama: confidence skip, frames in lockstep" matrix.bin -m "$LLAMA" --skip=2 -B 1K -T 2; fi
+    lock=tar.bin; native_only || lock=matrix.bin
+    roundtrip "llama: confidence skip, frames in lockstep" $lock -m "$LLAMA" --skip=2 -B $mb -T 2
     native_only && refuse "llama file for a DSRN stream" t.out "$LMZIP" -d -m "$LLAMA" t.lmz -o t.out
 fi
 
