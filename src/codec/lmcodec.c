@@ -636,6 +636,7 @@ typedef struct {
     const size_t *run, *st;
     const int32_t *tok;
     size_t groups;
+    size_t stride; /* head_rows: the spread of the split (lmz_ens_head_spread) */
 } rows_job;
 
 #define ROWS_UNIT 64 /* vocabulary entries per unit of the split: whole cache lines */
@@ -662,7 +663,7 @@ static void update_rest(void *ctx, size_t b, size_t e, unsigned th)
 static void update_rest_all(lmz_lm *lm, lmz_ens *const *ens, const size_t *run, size_t groups, const size_t *st,
                             const int32_t *tok)
 {
-    rows_job j = {ens, run, st, tok, groups};
+    rows_job j = {ens, run, st, tok, groups, 0};
     /* a few tables' buckets a stream: worth the threads only for many groups' streams */
     lmz_pool_for_work(lm->pool, groups, 4096.0 * (double)run[groups], update_rest, &j);
 }
@@ -670,29 +671,29 @@ static void update_rest_all(lmz_lm *lm, lmz_ens *const *ens, const size_t *run, 
 static void update_ensembles(lmz_lm *lm, lmz_ens *const *ens, const size_t *run, size_t groups, const size_t *st,
                              const int32_t *tok)
 {
-    rows_job j = {ens, run, st, tok, groups};
+    rows_job j = {ens, run, st, tok, groups, 0};
     size_t k = run[groups];
     lmz_pool_for_work(lm->pool, (lm->V + ROWS_UNIT - 1) / ROWS_UNIT, 4.0 * (double)k * (double)lm->V, update_rows, &j);
     update_rest_all(lm, ens, run, groups, st, tok);
 }
 
-/* the adaptive head of every stream of each group on a range of the
- * vocabulary (lmz_ens_head_rows), after each stream's lmz_ens_head_begin */
+/* the adaptive head of every stream of each group on a range of units of
+ * the vocabulary, spread over it (lmz_ens_head_spread), after each stream's
+ * lmz_ens_head_begin */
 static void head_rows(void *ctx, size_t b, size_t e, unsigned th)
 {
     (void)th;
     const rows_job *j = ctx;
     for (size_t g = 0; g < j->groups; g++)
-        lmz_ens_head_rows(j->ens[g], j->st + j->run[g], j->run[g + 1] - j->run[g], (uint32_t)(b * ROWS_UNIT),
-                          (uint32_t)(e * ROWS_UNIT));
+        lmz_ens_head_spread(j->ens[g], j->st + j->run[g], j->run[g + 1] - j->run[g], b, e, j->stride, ROWS_UNIT);
 }
 
 static void run_head_rows(lmz_lm *lm, lmz_ens *const *ens, const size_t *run, size_t groups, const size_t *st,
                           size_t dim)
 {
-    rows_job j = {ens, run, st, NULL, groups};
-    lmz_pool_for_work(lm->pool, (lm->V + ROWS_UNIT - 1) / ROWS_UNIT, (double)run[groups] * (double)lm->V * (double)dim,
-                      head_rows, &j);
+    const size_t units = (lm->V + ROWS_UNIT - 1) / ROWS_UNIT;
+    rows_job j = {ens, run, st, NULL, groups, lmz_pool_threads(lm->pool) > 1 ? lmz_ens_head_stride(units) : 1};
+    lmz_pool_for_work(lm->pool, units, (double)run[groups] * (double)lm->V * (double)dim, head_rows, &j);
 }
 
 /* the cache's similarities of every stream of each group to blocks of its
@@ -715,7 +716,7 @@ static void run_cache_rows(lmz_lm *lm, lmz_ens *const *ens, const size_t *run, s
         nb = b > nb ? b : nb;
     }
     if (!nb) return;
-    rows_job j = {ens, run, st, NULL, groups};
+    rows_job j = {ens, run, st, NULL, groups, 0};
     lmz_pool_for_work(lm->pool, (nb + CACHE_UNIT - 1) / CACHE_UNIT, (double)run[groups] * (double)nb * 16.0 * (double)dim,
                       cache_rows, &j);
 }
@@ -918,7 +919,7 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
             }
             lmz_pool_for_work(lm->pool, na, (double)na * V * 8.0, encode_tokens, &ej);
             if (tb) { /* the bit coder's walks beside the update's vocabulary part */
-                walks_job wj = {&ej, na, {&ens, run, sidx, toks, 1}, 0, LMZ_OK};
+                walks_job wj = {&ej, na, {&ens, run, sidx, toks, 1, 0}, 0, LMZ_OK};
                 atomic_init(&wj.next, 0);
                 lmz_pool_for(lm->pool, lmz_pool_threads(lm->pool), walks_and_rows, &wj);
                 err = wj.err;

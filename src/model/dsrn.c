@@ -94,6 +94,7 @@ struct dsrn_state {
 
 /* prefill runs in chunks of this many tokens */
 #define CHUNK 64
+#define HEADS_BELOW 16 /* steps of fewer tokens split attention by heads (attend_heads) */
 
 /* ======================================================================== */
 /* loading                                                                   */
@@ -410,7 +411,7 @@ static void rope(const dsrn_model *m, float *v, const float *cs)
 }
 
 /* the per-token phases between the matrix products */
-enum { TOK_EMBED, TOK_GATES, TOK_SURPRISE, TOK_SLOW, TOK_ATTN, TOK_MLP_IN, TOK_SWIGLU, TOK_OUT };
+enum { TOK_EMBED, TOK_GATES, TOK_SURPRISE, TOK_SLOW, TOK_ATTN, TOK_ATTEND, TOK_SWIGLU, TOK_OUT };
 
 typedef struct {
     dsrn_model *m;
@@ -419,7 +420,9 @@ typedef struct {
     int last;   /* TOK_OUT: after the last block, apply the output norm */
 } tok_job;
 
-static void attend(dsrn_model *m, size_t b, uint32_t l, unsigned thread)
+/* token b's attention in heads h0 .. h1 - 1: each head's sums are its own
+ * (lmz_weighted_sum_heads), whichever heads go together */
+static void attend(dsrn_model *m, size_t b, uint32_t l, uint32_t h0, uint32_t h1, unsigned thread)
 {
     const uint32_t D = m->D, hd = m->hd, cap = m->cap;
     const dsrn_state *s = m->rows[b];
@@ -427,19 +430,20 @@ static void attend(dsrn_model *m, size_t b, uint32_t l, unsigned thread)
     uint32_t n_ctx = pos + 1 < m->W ? (uint32_t)pos + 1 : m->W;
     float *scores = m->scores + (size_t)thread * m->A * m->W, *raw = m->raw + (size_t)thread * cap;
     const float **vrows = m->vrows + (size_t)thread * m->W;
-    const float *kc = s->kc + (size_t)l * cap * D, *vc = s->vc + (size_t)l * cap * D;
+    const float *kc = s->kc + (size_t)l * cap * D, *vc = s->vc + (size_t)l * cap * D + (size_t)h0 * hd;
     const float inv_sqrt = 1.0f / sqrtf((float)hd);
     /* the window's ring slots, oldest first, and the blocks that hold them
      * (n_ctx <= cap - CHUNK: on a wrap the first and last block differ) */
     const uint32_t first = (uint32_t)((pos + 1 - n_ctx) % cap), last = (uint32_t)(pos % cap);
     for (uint32_t j = 0, t = first; j < n_ctx; j++, t = t + 1 == cap ? 0 : t + 1)
-        vrows[j] = vc + (size_t)t * D; /* whole rows, every head's values side by side */
-    for (uint32_t h = 0; h < m->A; h++) {
+        vrows[j] = vc + (size_t)t * D; /* the heads' values side by side */
+    for (uint32_t h = h0; h < h1; h++) {
         lmz_window_scores(m->base.kp, kc + (size_t)h * hd * 16, D, m->q + b * D + (size_t)h * hd, 1, hd, first, last,
                           cap, raw);
         lmz_window_softmax(m->base.kp, raw, first, n_ctx, cap, inv_sqrt, scores + (size_t)h * m->W);
     }
-    lmz_weighted_sum_heads(m->base.kp, scores, m->W, m->A, vrows, n_ctx, hd, m->att + b * D);
+    lmz_weighted_sum_heads(m->base.kp, scores + (size_t)h0 * m->W, m->W, h1 - h0, vrows, n_ctx, hd,
+                           m->att + b * D + (size_t)h0 * hd);
 }
 
 static void tok_rows(void *ctx, size_t b0, size_t b1, unsigned thread)
@@ -485,7 +489,7 @@ static void tok_rows(void *ctx, size_t b0, size_t b1, unsigned thread)
             if (m->tokens[b] == m->eod) memset(g, 0, HD * sizeof(float));
             break;
         }
-        case TOK_ATTN: { /* rotate q and k, store k and v, attend */
+        case TOK_ATTN: { /* rotate q and k, store k and v; the MLP's norm of h */
             dsrn_state *s = m->rows[b];
             rope(m, m->q + b * D, m->rot + b * m->hd);
             rope(m, m->k + b * D, m->rot + b * m->hd);
@@ -493,11 +497,11 @@ static void tok_rows(void *ctx, size_t b0, size_t b1, unsigned thread)
             float *kt = s->kc + ((size_t)j->l * m->cap + slot / 16 * 16) * D + slot % 16;
             for (uint32_t d = 0; d < D; d++) kt[16 * (size_t)d] = m->k[b * D + d];
             memcpy(s->vc + ((size_t)j->l * m->cap + slot) * D, m->v + b * D, D * sizeof(float));
+            apply_norm(m, &B->mlp, m->hc + b * D, m->u + b * D);
             break;
         }
-        case TOK_MLP_IN:
-            attend(m, b, j->l, thread);
-            apply_norm(m, &B->mlp, m->hc + b * D, m->u + b * D);
+        case TOK_ATTEND:
+            attend(m, b, j->l, 0, m->A, thread);
             break;
         case TOK_SWIGLU: { /* g / (1 + exp(-g)) * u */
             float *g = m->gb + b * F, *u = m->ub + b * F, *ex = m->ex + b * F;
@@ -564,16 +568,30 @@ static double phase_work(const dsrn_model *m, int phase)
     switch (phase) {
     case TOK_GATES: return 32.0 * D;
     case TOK_SLOW: return 32.0 * HD;
-    case TOK_MLP_IN: return 3.0 * D * (double)m->W + 8.0 * D; /* the window's scores and sums, the norm */
+    case TOK_ATTN: return 16.0 * D;
+    case TOK_ATTEND: return 3.0 * D * (double)m->W; /* the window's scores and sums */
     case TOK_SWIGLU: return 16.0 * (double)m->F;
     default: return 8.0 * D;
     }
 }
 
+/* attention in units of one token's head: with several threads, a step of
+ * a few streams (7 tokens on 2 threads split 4 : 3 by tokens) shares it
+ * evenly */
+static void attend_heads(void *ctx, size_t u0, size_t u1, unsigned thread)
+{
+    const tok_job *j = ctx;
+    for (size_t u = u0; u < u1; u++)
+        attend(j->m, u / j->m->A, j->l, (uint32_t)(u % j->m->A), (uint32_t)(u % j->m->A) + 1, thread);
+}
+
 static void per_token(dsrn_model *m, uint32_t l, int phase, int last)
 {
     tok_job j = {m, l, phase, last};
-    lmz_pool_for_work(m->pool, m->nb, (double)m->nb * phase_work(m, phase), tok_rows, &j);
+    const double work = (double)m->nb * phase_work(m, phase);
+    if (phase == TOK_ATTEND && m->nb < HEADS_BELOW && lmz_pool_threads(m->pool) > 1)
+        lmz_pool_for_work(m->pool, m->nb * m->A, work, attend_heads, &j);
+    else lmz_pool_for_work(m->pool, m->nb, work, tok_rows, &j);
 }
 
 /* B tokens through the network: token b belongs to state m->rows[b] at
@@ -604,7 +622,7 @@ static void forward(dsrn_model *m, const int32_t *tokens, size_t B, float *logit
         lmz_pool_for_work(m->pool, HD, 8.0 * (double)HD * (double)B, scan_cols, &sj);
         matmul(m, K->wread, m->m, B, m->r);
         per_token(m, l, TOK_ATTN, 0);
-        per_token(m, l, TOK_MLP_IN, 0);
+        per_token(m, l, TOK_ATTEND, 0);
         matmul(m, K->wo, m->att, B, m->o);
         const lmz_gguf_tensor *ut[] = {K->gate, K->up};
         float *const uy[] = {m->gb, m->ub};

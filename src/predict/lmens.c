@@ -1146,14 +1146,20 @@ static void head_dots(const lmz_ens *e, ens_stream *const *xs, size_t k, const f
     }
 }
 
+/* rows of the head gathered for head_dots */
+typedef struct {
+    const float *w[HEAD_ROWS];
+    uint32_t at[HEAD_ROWS], n;
+} head_batch;
+
 /* the adaptive head's logits of streams xs[0..k) (head_input done) on the
  * vocabulary entries [v0, v1): logits + hw h for the rows of tokens that
- * have come, the logits alone for the others */
-static void head_fill(const lmz_ens *e, ens_stream *const *xs, size_t k, uint32_t v0, uint32_t v1)
+ * have come (gathered in hb, HEAD_ROWS at a time), the logits alone for the
+ * others */
+static void head_fill_range(const lmz_ens *e, ens_stream *const *xs, size_t k, uint32_t v0, uint32_t v1,
+                            head_batch *hb)
 {
     const uint8_t *r = e->hrow;
-    const float *w[HEAD_ROWS];
-    uint32_t at[HEAD_ROWS], n = 0;
     for (size_t t = 0; t < k; t++)
         if (xs[t]->hout != xs[t]->hlog)
             memcpy(xs[t]->hout + v0, xs[t]->hlog + v0, (size_t)(v1 - v0) * sizeof(float));
@@ -1167,14 +1173,21 @@ static void head_fill(const lmz_ens *e, ens_stream *const *xs, size_t k, uint32_
             }
         }
         if (!r[v]) continue;
-        w[n] = e->hw + (size_t)v * e->hd;
-        at[n++] = v;
-        if (n == HEAD_ROWS) {
-            head_dots(e, xs, k, w, at, n);
-            n = 0;
+        hb->w[hb->n] = e->hw + (size_t)v * e->hd;
+        hb->at[hb->n++] = v;
+        if (hb->n == HEAD_ROWS) {
+            head_dots(e, xs, k, hb->w, hb->at, hb->n);
+            hb->n = 0;
         }
     }
-    if (n) head_dots(e, xs, k, w, at, n);
+}
+
+static void head_fill(const lmz_ens *e, ens_stream *const *xs, size_t k, uint32_t v0, uint32_t v1)
+{
+    head_batch hb;
+    hb.n = 0;
+    head_fill_range(e, xs, k, v0, v1, &hb);
+    if (hb.n) head_dots(e, xs, k, hb.w, hb.at, hb.n);
 }
 
 /* the adaptive head's logits for stream x on its own */
@@ -1306,6 +1319,38 @@ void lmz_ens_head_rows(lmz_ens *e, const size_t *st, size_t k, uint32_t v0, uint
     for (size_t i = 0; i < k; i++)
         if (e->s[st[i]].hpend) xs[n++] = &e->s[st[i]];
     if (n && v0 < v1) head_fill(e, xs, n, v0, v1);
+}
+
+size_t lmz_ens_head_stride(size_t units)
+{
+    if (units < 2) return 1;
+    for (size_t s = (size_t)((double)units * 0.618) | 1;; s++) {
+        size_t a = units, b = s;
+        while (b) {
+            size_t t = a % b;
+            a = b;
+            b = t;
+        }
+        if (a == 1) return s;
+    }
+}
+
+void lmz_ens_head_spread(lmz_ens *e, const size_t *st, size_t k, size_t u0, size_t u1, size_t stride, uint32_t unit)
+{
+    ens_stream *xs[LMZ_ENS_STREAMS_MAX];
+    size_t n = 0;
+    const size_t units = (e->V + unit - 1) / unit;
+    for (size_t i = 0; i < k; i++)
+        if (e->s[st[i]].hpend) xs[n++] = &e->s[st[i]];
+    if (!n) return;
+    head_batch hb;
+    hb.n = 0;
+    for (size_t u = u0; u < u1 && u < units; u++) {
+        const size_t b = u * stride % units;
+        const uint32_t v0 = (uint32_t)(b * unit), v1 = e->V - v0 < unit ? e->V : v0 + unit;
+        head_fill_range(e, xs, n, v0, v1, &hb);
+    }
+    if (hb.n) head_dots(e, xs, n, hb.w, hb.at, hb.n);
 }
 
 const uint32_t *lmz_ens_predict(lmz_ens *e, size_t s, const float *logits)

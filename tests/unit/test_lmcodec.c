@@ -647,7 +647,8 @@ TEST(ens_update_by_rows_same_tables)
  * bit for bit, streams sharing the head; a model vector with an infinity
  * or all zeros teaches nothing and breaks nothing; the head's rows computed
  * for all streams at once by ranges (lmz_ens_head_begin, lmz_ens_head_rows)
- * give the same tables. */
+ * or by blocks spread over the vocabulary (lmz_ens_head_spread) give the
+ * same tables. */
 /* Four ensembles of K streams over V tokens with vectors of D values for
  * the head tests: a (each stream alone), b (all streams at once by ranges),
  * c (the passes one by one) with the default parts, d without part `off`;
@@ -719,6 +720,23 @@ static void four_report(const char *part, double with, double without, double to
     CHECK(with < most * without);
 }
 
+/* lmz_ens_head_spread's stride: coprime to the units (so every block comes
+ * once), 1 for one unit */
+TEST(ens_head_stride_coprime)
+{
+    CHECK(lmz_ens_head_stride(1) == 1);
+    for (size_t units = 2; units < 5000; units += units < 200 ? 1 : 97) {
+        size_t s = lmz_ens_head_stride(units), a = units, b = s;
+        while (b) {
+            size_t t = a % b;
+            a = b;
+            b = t;
+        }
+        CHECK(a == 1 && s >= 1);
+        if (a != 1) break;
+    }
+}
+
 TEST(ens_head_learns_same_tables)
 {
     enum { K = 3, N = 400, D = 24 };
@@ -743,11 +761,19 @@ TEST(ens_head_learns_same_tables)
             if (i % 50 == 9 && j == 2) memset(h[j], 0, sizeof h[j]);
         }
         /* b: the head's rows for all streams at once, by ranges (lmz_ens_head_rows),
+         * or on every other position by blocks spread over the vocabulary
+         * (lmz_ens_head_spread: blocks of 16 entries, the last one short),
          * over a copy of the logits (it rewrites them) */
         memcpy(lgb, lg, (size_t)K * nv * sizeof *lg);
         for (size_t j = 0; j < K; j++) lmz_ens_head_begin(b, j, lgb + j * nv, h[j]);
-        lmz_ens_head_rows(b, st, K, nv / 2 + 3, nv + 100);
-        lmz_ens_head_rows(b, st, K, 0, nv / 2 + 3);
+        if (i % 2) {
+            const size_t units = (nv + 15) / 16, stride = lmz_ens_head_stride(units);
+            lmz_ens_head_spread(b, st, K, units / 2 + 1, units + 5, stride, 16);
+            lmz_ens_head_spread(b, st, K, 0, units / 2 + 1, stride, 16);
+        } else {
+            lmz_ens_head_rows(b, st, K, nv / 2 + 3, nv + 100);
+            lmz_ens_head_rows(b, st, K, 0, nv / 2 + 3);
+        }
         size_t nb = lmz_ens_cache_blocks(b); /* the cache (in the default parts) the same way */
         lmz_ens_cache_rows(b, st, K, nb / 2, nb + 3);
         lmz_ens_cache_rows(b, st, K, 0, nb / 2);
