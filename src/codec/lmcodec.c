@@ -636,7 +636,6 @@ typedef struct {
     const size_t *run, *st;
     const int32_t *tok;
     size_t groups;
-    size_t stride; /* head_rows: the spread of the split (lmz_ens_head_spread) */
 } rows_job;
 
 #define ROWS_UNIT 64 /* vocabulary entries per unit of the split: whole cache lines */
@@ -663,7 +662,7 @@ static void update_rest(void *ctx, size_t b, size_t e, unsigned th)
 static void update_rest_all(lmz_lm *lm, lmz_ens *const *ens, const size_t *run, size_t groups, const size_t *st,
                             const int32_t *tok)
 {
-    rows_job j = {ens, run, st, tok, groups, 0};
+    rows_job j = {ens, run, st, tok, groups};
     /* a few tables' buckets a stream: worth the threads only for many groups' streams */
     lmz_pool_for_work(lm->pool, groups, 4096.0 * (double)run[groups], update_rest, &j);
 }
@@ -671,28 +670,63 @@ static void update_rest_all(lmz_lm *lm, lmz_ens *const *ens, const size_t *run, 
 static void update_ensembles(lmz_lm *lm, lmz_ens *const *ens, const size_t *run, size_t groups, const size_t *st,
                              const int32_t *tok)
 {
-    rows_job j = {ens, run, st, tok, groups, 0};
+    rows_job j = {ens, run, st, tok, groups};
     size_t k = run[groups];
     lmz_pool_for_work(lm->pool, (lm->V + ROWS_UNIT - 1) / ROWS_UNIT, 4.0 * (double)k * (double)lm->V, update_rows, &j);
     update_rest_all(lm, ens, run, groups, st, tok);
 }
 
-/* the adaptive head of every stream of each group on a range of units of
- * the vocabulary, spread over it (lmz_ens_head_spread), after each stream's
- * lmz_ens_head_begin */
+/* the adaptive head of every stream of each group on a range of the
+ * vocabulary (lmz_ens_head_rows), after each stream's lmz_ens_head_begin:
+ * unit u is blocks bound[u] .. bound[u + 1] - 1 of LMZ_ENS_HEAD_BLOCK
+ * entries, the units alike in work (run_head_rows) */
+#define HEAD_UNITS 64
+_Static_assert(ROWS_UNIT % LMZ_ENS_HEAD_BLOCK == 0, "update_rows' ranges keep each block's count on one thread");
+
+typedef struct {
+    rows_job r;
+    uint32_t V;
+    uint32_t bound[HEAD_UNITS + 1];
+} head_rows_job;
+
 static void head_rows(void *ctx, size_t b, size_t e, unsigned th)
 {
     (void)th;
-    const rows_job *j = ctx;
-    for (size_t g = 0; g < j->groups; g++)
-        lmz_ens_head_spread(j->ens[g], j->st + j->run[g], j->run[g + 1] - j->run[g], b, e, j->stride, ROWS_UNIT);
+    const head_rows_job *j = ctx;
+    const uint32_t v0 = j->bound[b] * LMZ_ENS_HEAD_BLOCK, v1 = j->bound[e] * LMZ_ENS_HEAD_BLOCK;
+    for (size_t g = 0; g < j->r.groups; g++)
+        lmz_ens_head_rows(j->r.ens[g], j->r.st + j->r.run[g], j->r.run[g + 1] - j->r.run[g], v0, v1 < j->V ? v1 : j->V);
 }
 
+/* a block's work: its rows that have come (a product with each stream's
+ * vector), and about one row's more for the whole block (copied, scanned) */
+static double block_work(lmz_ens *const *ens, const size_t *run, size_t groups, uint32_t b)
+{
+    double w = 0;
+    for (size_t g = 0; g < groups; g++) {
+        const uint32_t *come = lmz_ens_head_come(ens[g]);
+        w += (double)(run[g + 1] - run[g]) * ((come ? come[b] : 0) + 1.0);
+    }
+    return w;
+}
+
+/* The units' bounds, the units alike in work: the commonest tokens have the
+ * lowest numbers, and equal ranges of the vocabulary took 2 : 1 of the
+ * time on alice29.txt. Any split gives the same logits. */
 static void run_head_rows(lmz_lm *lm, lmz_ens *const *ens, const size_t *run, size_t groups, const size_t *st,
                           size_t dim)
 {
-    const size_t units = (lm->V + ROWS_UNIT - 1) / ROWS_UNIT;
-    rows_job j = {ens, run, st, NULL, groups, lmz_pool_threads(lm->pool) > 1 ? lmz_ens_head_stride(units) : 1};
+    const uint32_t nb = (lm->V + LMZ_ENS_HEAD_BLOCK - 1) / LMZ_ENS_HEAD_BLOCK;
+    const size_t units = nb < HEAD_UNITS ? nb : HEAD_UNITS;
+    head_rows_job j = {{ens, run, st, NULL, groups}, lm->V, {0}};
+    double total = 0, acc = 0;
+    for (uint32_t b = 0; b < nb; b++) total += block_work(ens, run, groups, b);
+    size_t u = 1;
+    for (uint32_t b = 0; b < nb && u < units; b++) {
+        acc += block_work(ens, run, groups, b);
+        while (u < units && acc >= total * (double)u / (double)units) j.bound[u++] = b + 1;
+    }
+    for (; u <= units; u++) j.bound[u] = nb;
     lmz_pool_for_work(lm->pool, units, (double)run[groups] * (double)lm->V * (double)dim, head_rows, &j);
 }
 
@@ -716,7 +750,7 @@ static void run_cache_rows(lmz_lm *lm, lmz_ens *const *ens, const size_t *run, s
         nb = b > nb ? b : nb;
     }
     if (!nb) return;
-    rows_job j = {ens, run, st, NULL, groups, 0};
+    rows_job j = {ens, run, st, NULL, groups};
     lmz_pool_for_work(lm->pool, (nb + CACHE_UNIT - 1) / CACHE_UNIT, (double)run[groups] * (double)nb * 16.0 * (double)dim,
                       cache_rows, &j);
 }
@@ -919,7 +953,7 @@ static int code_texts(lmz_lm *lm, cframe *c, size_t k)
             }
             lmz_pool_for_work(lm->pool, na, (double)na * V * 8.0, encode_tokens, &ej);
             if (tb) { /* the bit coder's walks beside the update's vocabulary part */
-                walks_job wj = {&ej, na, {&ens, run, sidx, toks, 1, 0}, 0, LMZ_OK};
+                walks_job wj = {&ej, na, {&ens, run, sidx, toks, 1}, 0, LMZ_OK};
                 atomic_init(&wj.next, 0);
                 lmz_pool_for(lm->pool, lmz_pool_threads(lm->pool), walks_and_rows, &wj);
                 err = wj.err;

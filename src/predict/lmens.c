@@ -131,6 +131,7 @@ struct lmz_ens {
     float *hw;          /* (V, hd) the adaptive head (part LMZ_ENS_HEAD), NULL without */
     uint8_t *hrow;      /* (V) token v has come (in any stream): its row of hw learns; the
                            other rows stay zeros and correct nothing */
+    uint32_t *hcome;    /* (V / LMZ_ENS_HEAD_BLOCK rounded up) the rows that have come in each block */
     uint32_t hd;        /* its width, the model's */
     float *cbias;       /* (cb, V) profile 2: the context bias, a row per previous token mod cb */
     uint32_t cb;        /* its rows (a power of two), 0 in profile 1 */
@@ -236,6 +237,7 @@ void lmz_ens_free(lmz_ens *e)
     free(e->bias);
     free(e->hw);
     free(e->hrow);
+    free(e->hcome);
     lmz_qmat_free(&e->ck);
     free(e->ctok);
     free(e->cq);
@@ -1062,7 +1064,8 @@ int lmz_ens_set_dim(lmz_ens *e, uint32_t dim)
     if (!(e->p.parts & LMZ_ENS_HEAD) || !(e->p.parts & LMZ_ENS_MODEL) || e->hw || dim == 0) return 0;
     e->hw = lmz_zalloc64((size_t)e->V * dim * sizeof *e->hw); /* rows on cache lines (common/align.h) */
     e->hrow = calloc(e->V, 1);
-    if (!e->hw || !e->hrow) return -1;
+    e->hcome = calloc(e->V / LMZ_ENS_HEAD_BLOCK + 1, sizeof *e->hcome);
+    if (!e->hw || !e->hrow || !e->hcome) return -1;
     e->hd = dim;
     for (size_t i = 0; i < e->ns; i++)
         if (!(e->s[i].hl = lmz_zalloc64((size_t)e->V * sizeof(float))) ||
@@ -1321,37 +1324,7 @@ void lmz_ens_head_rows(lmz_ens *e, const size_t *st, size_t k, uint32_t v0, uint
     if (n && v0 < v1) head_fill(e, xs, n, v0, v1);
 }
 
-size_t lmz_ens_head_stride(size_t units)
-{
-    if (units < 2) return 1;
-    for (size_t s = (size_t)((double)units * 0.618) | 1;; s++) {
-        size_t a = units, b = s;
-        while (b) {
-            size_t t = a % b;
-            a = b;
-            b = t;
-        }
-        if (a == 1) return s;
-    }
-}
-
-void lmz_ens_head_spread(lmz_ens *e, const size_t *st, size_t k, size_t u0, size_t u1, size_t stride, uint32_t unit)
-{
-    ens_stream *xs[LMZ_ENS_STREAMS_MAX];
-    size_t n = 0;
-    const size_t units = (e->V + unit - 1) / unit;
-    for (size_t i = 0; i < k; i++)
-        if (e->s[st[i]].hpend) xs[n++] = &e->s[st[i]];
-    if (!n) return;
-    head_batch hb;
-    hb.n = 0;
-    for (size_t u = u0; u < u1 && u < units; u++) {
-        const size_t b = u * stride % units;
-        const uint32_t v0 = (uint32_t)(b * unit), v1 = e->V - v0 < unit ? e->V : v0 + unit;
-        head_fill_range(e, xs, n, v0, v1, &hb);
-    }
-    if (hb.n) head_dots(e, xs, n, hb.w, hb.at, hb.n);
-}
+const uint32_t *lmz_ens_head_come(const lmz_ens *e) { return e->hcome; }
 
 const uint32_t *lmz_ens_predict(lmz_ens *e, size_t s, const float *logits)
 {
@@ -1537,6 +1510,7 @@ static void head_step(lmz_ens *e, const ens_stream *x, int32_t tok, uint32_t v0,
     if (!x->hon) return;
     uint32_t idx[HEAD_FIND];
     if ((uint32_t)tok >= v0 && (uint32_t)tok < v1) {
+        if (!e->hrow[tok]) e->hcome[tok / LMZ_ENS_HEAD_BLOCK]++;
         e->hrow[tok] = 1; /* the token's row joins the head */
         head_row(e, x, (uint32_t)tok, 1.0f);
     }

@@ -193,15 +193,13 @@ const uint32_t *lmz_ens_freq(const lmz_ens *e, size_t s);
  * these calls. Not at the same time as an update. */
 void lmz_ens_head_begin(lmz_ens *e, size_t s, float *logits, const float *hidden);
 void lmz_ens_head_rows(lmz_ens *e, const size_t *st, size_t k, uint32_t v0, uint32_t v1);
-/* The same on blocks of the vocabulary spread over it: the blocks of unit
- * entries (units = V / unit rounded up) u * stride mod units for u0 <= u <
- * u1, stride coprime to units (lmz_ens_head_stride(units), near 0.618
- * units, 1 for one unit). The head's work is in the rows of the tokens that
- * have come, and the commonest tokens have the lowest numbers: split in
- * ranges of u, threads take alike shares (contiguous halves of the
- * vocabulary took 2 : 1 of the time on alice29.txt). */
-size_t lmz_ens_head_stride(size_t units);
-void lmz_ens_head_spread(lmz_ens *e, const size_t *st, size_t k, size_t u0, size_t u1, size_t stride, uint32_t unit);
+/* The head's work is in the rows of the tokens that have come: their count
+ * in each block of LMZ_ENS_HEAD_BLOCK entries (the last block short), for
+ * splitting lmz_ens_head_rows' work evenly (the commonest tokens have the
+ * lowest numbers: contiguous halves of the vocabulary took 2 : 1 of the
+ * time on alice29.txt); NULL without the head. Changed only by updates. */
+#define LMZ_ENS_HEAD_BLOCK 64
+const uint32_t *lmz_ens_head_come(const lmz_ens *e);
 /* With the cache (part LMZ_ENS_CACHE), also lmz_ens_cache_rows for the
  * same streams on blocks [b0, b1) of the cache's rows (disjoint ranges at
  * the same time, together every block of lmz_ens_cache_blocks), after the

@@ -647,8 +647,8 @@ TEST(ens_update_by_rows_same_tables)
  * bit for bit, streams sharing the head; a model vector with an infinity
  * or all zeros teaches nothing and breaks nothing; the head's rows computed
  * for all streams at once by ranges (lmz_ens_head_begin, lmz_ens_head_rows)
- * or by blocks spread over the vocabulary (lmz_ens_head_spread) give the
- * same tables. */
+ * give the same tables, and the rows that have come are counted by blocks
+ * (lmz_ens_head_come). */
 /* Four ensembles of K streams over V tokens with vectors of D values for
  * the head tests: a (each stream alone), b (all streams at once by ranges),
  * c (the passes one by one) with the default parts, d without part `off`;
@@ -720,23 +720,6 @@ static void four_report(const char *part, double with, double without, double to
     CHECK(with < most * without);
 }
 
-/* lmz_ens_head_spread's stride: coprime to the units (so every block comes
- * once), 1 for one unit */
-TEST(ens_head_stride_coprime)
-{
-    CHECK(lmz_ens_head_stride(1) == 1);
-    for (size_t units = 2; units < 5000; units += units < 200 ? 1 : 97) {
-        size_t s = lmz_ens_head_stride(units), a = units, b = s;
-        while (b) {
-            size_t t = a % b;
-            a = b;
-            b = t;
-        }
-        CHECK(a == 1 && s >= 1);
-        if (a != 1) break;
-    }
-}
-
 TEST(ens_head_learns_same_tables)
 {
     enum { K = 3, N = 400, D = 24 };
@@ -761,19 +744,11 @@ TEST(ens_head_learns_same_tables)
             if (i % 50 == 9 && j == 2) memset(h[j], 0, sizeof h[j]);
         }
         /* b: the head's rows for all streams at once, by ranges (lmz_ens_head_rows),
-         * or on every other position by blocks spread over the vocabulary
-         * (lmz_ens_head_spread: blocks of 16 entries, the last one short),
          * over a copy of the logits (it rewrites them) */
         memcpy(lgb, lg, (size_t)K * nv * sizeof *lg);
         for (size_t j = 0; j < K; j++) lmz_ens_head_begin(b, j, lgb + j * nv, h[j]);
-        if (i % 2) {
-            const size_t units = (nv + 15) / 16, stride = lmz_ens_head_stride(units);
-            lmz_ens_head_spread(b, st, K, units / 2 + 1, units + 5, stride, 16);
-            lmz_ens_head_spread(b, st, K, 0, units / 2 + 1, stride, 16);
-        } else {
-            lmz_ens_head_rows(b, st, K, nv / 2 + 3, nv + 100);
-            lmz_ens_head_rows(b, st, K, 0, nv / 2 + 3);
-        }
+        lmz_ens_head_rows(b, st, K, nv / 2 + 3, nv + 100);
+        lmz_ens_head_rows(b, st, K, 0, nv / 2 + 3);
         size_t nb = lmz_ens_cache_blocks(b); /* the cache (in the default parts) the same way */
         lmz_ens_cache_rows(b, st, K, nb / 2, nb + 3);
         lmz_ens_cache_rows(b, st, K, 0, nb / 2);
@@ -787,6 +762,15 @@ TEST(ens_head_learns_same_tables)
         for (size_t j = 0; j < K; j++) CHECK(lmz_ens_update_rest(b, j, tok[j]) == 0);
     }
     CHECK(same);
+    /* the rows that have come, counted by blocks: the D tokens 40 + 7i */
+    const uint32_t *come = lmz_ens_head_come(b);
+    uint32_t want[V / LMZ_ENS_HEAD_BLOCK + 1] = {0}, total = 0;
+    for (int i = 0; i < D; i++) want[(40 + 7 * i) / LMZ_ENS_HEAD_BLOCK]++;
+    for (uint32_t k = 0; come && k <= V / LMZ_ENS_HEAD_BLOCK; k++) {
+        CHECK(come[k] == want[k] && come[k] == lmz_ens_head_come(a)[k]);
+        total += come[k];
+    }
+    CHECK(come && total == D);
     /* the second half: log2(24) = 4.6 bits a token to know the set alone */
     four_report("head", cost[0], cost[1], K * N / 2, 0.5);
     four_close(&f);
