@@ -685,7 +685,6 @@ _Static_assert(ROWS_UNIT % LMZ_ENS_HEAD_BLOCK == 0, "update_rows' ranges keep ea
 
 typedef struct {
     rows_job r;
-    uint32_t V;
     uint32_t bound[HEAD_UNITS + 1];
 } head_rows_job;
 
@@ -695,7 +694,7 @@ static void head_rows(void *ctx, size_t b, size_t e, unsigned th)
     const head_rows_job *j = ctx;
     const uint32_t v0 = j->bound[b] * LMZ_ENS_HEAD_BLOCK, v1 = j->bound[e] * LMZ_ENS_HEAD_BLOCK;
     for (size_t g = 0; g < j->r.groups; g++)
-        lmz_ens_head_rows(j->r.ens[g], j->r.st + j->r.run[g], j->r.run[g + 1] - j->r.run[g], v0, v1 < j->V ? v1 : j->V);
+        lmz_ens_head_rows(j->r.ens[g], j->r.st + j->r.run[g], j->r.run[g + 1] - j->r.run[g], v0, v1);
 }
 
 /* a block's work: its rows that have come (a product with each stream's
@@ -718,7 +717,7 @@ static void run_head_rows(lmz_lm *lm, lmz_ens *const *ens, const size_t *run, si
 {
     const uint32_t nb = (lm->V + LMZ_ENS_HEAD_BLOCK - 1) / LMZ_ENS_HEAD_BLOCK;
     const size_t units = nb < HEAD_UNITS ? nb : HEAD_UNITS;
-    head_rows_job j = {{ens, run, st, NULL, groups}, lm->V, {0}};
+    head_rows_job j = {{ens, run, st, NULL, groups}, {0}};
     double total = 0, acc = 0;
     for (uint32_t b = 0; b < nb; b++) total += block_work(ens, run, groups, b);
     size_t u = 1;

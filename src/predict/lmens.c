@@ -1149,20 +1149,14 @@ static void head_dots(const lmz_ens *e, ens_stream *const *xs, size_t k, const f
     }
 }
 
-/* rows of the head gathered for head_dots */
-typedef struct {
-    const float *w[HEAD_ROWS];
-    uint32_t at[HEAD_ROWS], n;
-} head_batch;
-
 /* the adaptive head's logits of streams xs[0..k) (head_input done) on the
  * vocabulary entries [v0, v1): logits + hw h for the rows of tokens that
- * have come (gathered in hb, HEAD_ROWS at a time), the logits alone for the
- * others */
-static void head_fill_range(const lmz_ens *e, ens_stream *const *xs, size_t k, uint32_t v0, uint32_t v1,
-                            head_batch *hb)
+ * have come, the logits alone for the others */
+static void head_fill(const lmz_ens *e, ens_stream *const *xs, size_t k, uint32_t v0, uint32_t v1)
 {
     const uint8_t *r = e->hrow;
+    const float *w[HEAD_ROWS];
+    uint32_t at[HEAD_ROWS], n = 0;
     for (size_t t = 0; t < k; t++)
         if (xs[t]->hout != xs[t]->hlog)
             memcpy(xs[t]->hout + v0, xs[t]->hlog + v0, (size_t)(v1 - v0) * sizeof(float));
@@ -1176,21 +1170,14 @@ static void head_fill_range(const lmz_ens *e, ens_stream *const *xs, size_t k, u
             }
         }
         if (!r[v]) continue;
-        hb->w[hb->n] = e->hw + (size_t)v * e->hd;
-        hb->at[hb->n++] = v;
-        if (hb->n == HEAD_ROWS) {
-            head_dots(e, xs, k, hb->w, hb->at, hb->n);
-            hb->n = 0;
+        w[n] = e->hw + (size_t)v * e->hd;
+        at[n++] = v;
+        if (n == HEAD_ROWS) {
+            head_dots(e, xs, k, w, at, n);
+            n = 0;
         }
     }
-}
-
-static void head_fill(const lmz_ens *e, ens_stream *const *xs, size_t k, uint32_t v0, uint32_t v1)
-{
-    head_batch hb;
-    hb.n = 0;
-    head_fill_range(e, xs, k, v0, v1, &hb);
-    if (hb.n) head_dots(e, xs, k, hb.w, hb.at, hb.n);
+    if (n) head_dots(e, xs, k, w, at, n);
 }
 
 /* the adaptive head's logits for stream x on its own */
