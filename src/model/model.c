@@ -117,13 +117,15 @@ static void mm_rows(void *ctx, size_t r0, size_t r1, unsigned thread)
         for (size_t r = r0; r < r1; r++) j->y[r] = lmz_dot(kp, w + r * rb, j->t->type, j->x, n);
         return;
     }
-    /* 4 rows as floats once (exact, so the same bits as the typed dot), then
-     * tiles of 4 rows x 4 tokens (groups of 8 rows sharing each tile's tokens
-     * measured no faster) */
+    /* a tile's rows (lmz_f32_tile_rows: 4, or 3 with AVX2) as floats once
+     * (exact, so the same bits as the typed dot), then tiles of those rows x
+     * 4 tokens (groups of 8 rows sharing each tile's tokens measured no
+     * faster) */
     int convert = j->t->type != LMZ_GGML_F32;
+    const size_t G = lmz_f32_tile_rows(kp);
     float *tmp = j->wrows + (size_t)thread * 4 * j->wmax;
-    for (size_t r = r0; r < r1; r += 4) {
-        size_t R = r1 - r < 4 ? r1 - r : 4;
+    for (size_t r = r0; r < r1; r += G) {
+        size_t R = r1 - r < G ? r1 - r : G;
         const float *wf[4];
         for (size_t i = 0; i < R; i++) {
             wf[i] = (const float *)(const void *)(w + (r + i) * rb);
@@ -139,20 +141,21 @@ static void mm_rows(void *ctx, size_t r0, size_t r1, unsigned thread)
             lmz_dot4_f32(kp, j->x, wf, n, j->y + r, plain);
             continue;
         }
-        /* the next group's weights come from memory while this group's tiles
-         * run: each tile asks for a slice of them */
-        size_t ahead = r + 4 < r1 ? (r1 - r - 4 < 4 ? r1 - r - 4 : 4) * rb : 0;
-        size_t slice = T >= 4 ? (ahead / (T / 4) + 63) / 64 * 64 : 0;
-        const uint8_t *next = w + (r + 4) * rb;
-        if (R == 4)
-            for (; t + 4 <= T; t += 4) {
+        if (R == G) {
+            /* the next group's weights come from memory while this group's
+             * tiles run: each tile asks for a slice of them */
+            size_t ahead = r + G < r1 ? (r1 - r - G < G ? r1 - r - G : G) * rb : 0;
+            size_t tiles = (T + 3) / 4, slice = (ahead / tiles + 63) / 64 * 64;
+            const uint8_t *next = w + (r + G) * rb;
+            for (; t < T; t += 4) {
                 for (size_t o = t / 4 * slice; o < (t / 4 + 1) * slice && o < ahead; o += 64) PREFETCH(next + o);
-                const float *xs[4] = {j->x + t * n, j->x + (t + 1) * n, j->x + (t + 2) * n, j->x + (t + 3) * n};
-                lmz_dot4x4_f32(kp, wf, xs, n, j->y + t * rows + r, rows, plain);
+                size_t nx = T - t < 4 ? T - t : 4;
+                const float *xs[4];
+                for (size_t i = 0; i < nx; i++) xs[i] = j->x + (t + i) * n;
+                lmz_dot_tile_f32(kp, wf, xs, nx, n, j->y + t * rows + r, rows, plain);
             }
-        if (R == 4) /* tokens the tiles left: four rows at a time */
-            for (; t < T; t++) lmz_dot4_f32(kp, j->x + t * n, wf, n, j->y + t * rows + r, plain);
-        for (size_t i = 0; i < R; i++) { /* fewer rows: row by row */
+        }
+        for (size_t i = 0; i < R && t < T; i++) { /* fewer rows: row by row */
             size_t u = t;
             for (; u + 4 <= T; u += 4) {
                 const float *xs[4] = {j->x + u * n, j->x + (u + 1) * n, j->x + (u + 2) * n, j->x + (u + 3) * n};

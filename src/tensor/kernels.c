@@ -426,19 +426,22 @@ void lmz_dot_many_f32(lmz_kpath p, const float *const *w, size_t rows, const flo
         for (; r0 < rows; r0++) y[r0] = lmz_dot(p, w[r0], LMZ_GGML_F32, x[0], n);
         return;
     }
-    /* 4 x 4 tiles; a partial tile repeats its last row or vector, and only
-     * the wanted sums are kept */
-    for (; r0 < rows; r0 += 4)
+    /* the path's tiles (lmz_dot_tile_f32): a partial tile repeats its last
+     * row, and on the paths of 4 x 4 tiles its last vector (AVX2's tiles take
+     * 1 to 4 vectors); only the wanted sums are kept */
+    const size_t R = lmz_f32_tile_rows(p);
+    for (; r0 < rows; r0 += R)
         for (size_t t0 = 0; t0 < nx; t0 += 4) {
             const float *wt[4], *xt[4];
             float o[16];
+            size_t nt = nx - t0 < 4 ? nx - t0 : 4;
             for (size_t i = 0; i < 4; i++) {
                 wt[i] = w[r0 + i < rows ? r0 + i : rows - 1];
-                xt[i] = x[t0 + i < nx ? t0 + i : nx - 1];
+                xt[i] = x[t0 + (i < nt ? i : nt - 1)];
             }
-            lmz_dot4x4_f32(p, wt, xt, n, o, 4, 0);
-            for (size_t t = t0; t < t0 + 4 && t < nx; t++)
-                for (size_t r = r0; r < r0 + 4 && r < rows; r++) y[t * ldy + r] = o[4 * (t - t0) + (r - r0)];
+            lmz_dot_tile_f32(p, wt, xt, R == 3 ? nt : 4, n, o, 4, 0);
+            for (size_t t = t0; t < t0 + nt; t++)
+                for (size_t r = r0; r < r0 + R && r < rows; r++) y[t * ldy + r] = o[4 * (t - t0) + (r - r0)];
         }
 }
 
@@ -642,6 +645,28 @@ void lmz_dot4x4_f32(lmz_kpath p, const float *const w[4], const float *const x[4
     for (int r = 0; r < 4; r++) {
         lmz_dot4_f32(p, w[r], x, n, o, plain);
         for (size_t t = 0; t < 4; t++) y[t * ldy + (size_t)r] = o[t];
+    }
+}
+
+size_t lmz_f32_tile_rows(lmz_kpath p) { return p == LMZ_KPATH_AVX2 ? 3 : 4; }
+
+void lmz_dot_tile_f32(lmz_kpath p, const float *const *w, const float *const *x, size_t nx, size_t n, float *y,
+                      size_t ldy, int plain)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (p == LMZ_KPATH_AVX2) {
+        lmz_dot3_avx2(w, x, nx, n, y, ldy);
+        return;
+    }
+#endif
+    if (nx == 4) {
+        lmz_dot4x4_f32(p, w, x, n, y, ldy, plain);
+        return;
+    }
+    for (size_t t = 0; t < nx; t++) {
+        float o[4];
+        lmz_dot4_f32(p, x[t], w, n, o, plain);
+        for (size_t r = 0; r < 4; r++) y[t * ldy + r] = o[r];
     }
 }
 

@@ -77,6 +77,19 @@ void lmz_dot_many_f32(lmz_kpath p, const float *const *w, size_t rows, const flo
 void lmz_dot4x4_f32(lmz_kpath p, const float *const w[4], const float *const x[4], size_t n, float *y,
                     size_t ldy, int plain);
 
+/* The rows one tile of lmz_dot_tile_f32 takes on path p: 3 with AVX2 (without
+ * AVX-512), 4 on the other paths. */
+size_t lmz_f32_tile_rows(lmz_kpath p);
+
+/* y[t * ldy + r] = lmz_dot(p, w[r], F32, x[t], n) for r < lmz_f32_tile_rows(p)
+ * and t < nx (1..4): the same bits as those dots. AVX2 has sixteen registers,
+ * and the reference's 16 lanes take two of them a pair in one pass: its tile
+ * is 3 rows x nx tokens in two passes of half the lanes (one register a pair);
+ * the others take lmz_dot4x4_f32's tile for four tokens and lmz_dot4_f32 (four
+ * rows against a token) for fewer. plain as for lmz_dot4x4_f32. */
+void lmz_dot_tile_f32(lmz_kpath p, const float *const *w, const float *const *x, size_t nx, size_t n, float *y,
+                      size_t ldy, int plain);
+
 /* Whether v[0..n) holds a nonzero value below 2^-66 in magnitude (where the
  * portable path's fast sums would need a test of their own). */
 int lmz_f32_has_tiny(const float *v, size_t n);
@@ -136,6 +149,8 @@ void lmz_dot4_avx2(const float *w, const float *const x[4], size_t n, float out[
 void lmz_dot4_avx512(const float *w, const float *const x[4], size_t n, float out[4]);
 void lmz_dot16_rows_avx512(const float *const w[16], const float *x, size_t n, float out[16]);
 void lmz_dot4x4_avx2(const float *const w[4], const float *const x[4], size_t n, float *y, size_t ldy);
+/* 3 rows x nx (1..4) tokens: lmz_dot_tile_f32's AVX2 tile */
+void lmz_dot3_avx2(const float *const w[3], const float *const *x, size_t nx, size_t n, float *y, size_t ldy);
 void lmz_dot4x4_avx512(const float *const w[4], const float *const x[4], size_t n, float *y, size_t ldy);
 void lmz_axpy_avx2(float a, const float *x, float *y, size_t n);
 void lmz_exp_array_avx512(const float *x, float *y, size_t n);

@@ -165,6 +165,65 @@ void T_AVX2 lmz_dot4x4_avx2(const float *const w[4], const float *const x[4], si
         for (int t = 0; t < 4; t += 2) tile_f32(w + i, x + t, n, 2, 2, y + (size_t)t * ldy + (size_t)i, ldy);
 }
 
+/* One pass of lmz_dot3_avx2's tile over half the lanes (k0 = 0: lanes 0-7 of
+ * the reference's 16, k0 = 8: lanes 8-15) of elements [0, k16), k16 a
+ * multiple of 16: out[3 t + i] for row i, token t < NT (a constant after
+ * inlining). */
+static inline T_AVX2 __attribute__((always_inline)) void pass3(const float *const *w, const float *const *x,
+                                                                size_t k0, size_t k16, const int NT, __m256 *out)
+{
+    __m256 acc[12];
+#pragma GCC unroll 12
+    for (int i = 0; i < 3 * NT; i++) acc[i] = _mm256_setzero_ps();
+    for (size_t k = k0; k < k16; k += 16) {
+        __m256 w0 = _mm256_loadu_ps(w[0] + k), w1 = _mm256_loadu_ps(w[1] + k), w2 = _mm256_loadu_ps(w[2] + k);
+#pragma GCC unroll 4
+        for (int t = 0; t < NT; t++) {
+            __m256 xv = _mm256_loadu_ps(x[t] + k);
+            acc[3 * t] = _mm256_fmadd_ps(w0, xv, acc[3 * t]);
+            acc[3 * t + 1] = _mm256_fmadd_ps(w1, xv, acc[3 * t + 1]);
+            acc[3 * t + 2] = _mm256_fmadd_ps(w2, xv, acc[3 * t + 2]);
+        }
+    }
+#pragma GCC unroll 12
+    for (int i = 0; i < 3 * NT; i++) out[i] = acc[i];
+}
+
+/* 3 rows x NT tokens, n a multiple of 16, in two passes over the rows:
+ * lanes 0-7 first, then lanes 8-15. Each lane still takes its elements in
+ * order and the reference tree adds the two halves, so the bits are
+ * tile_f32's. One register a pair and a pass: the 12 sums of 3 x 4 beside
+ * three weight registers and a token's, 7 loads for 12 multiply-adds, where
+ * a 2 x 2 tile, two registers a pair, has 8 loads for 8. */
+static inline T_AVX2 __attribute__((always_inline)) void tile3_half(const float *const *w, const float *const *x,
+                                                                     size_t n, const int NT, float *y, size_t ldy)
+{
+    __m256 lo[12], hi[12];
+    pass3(w, x, 0, n, NT, lo);
+    pass3(w, x, 8, n, NT, hi);
+    for (int t = 0; t < NT; t++)
+        for (int i = 0; i < 3; i++) y[(size_t)t * ldy + (size_t)i] = reduce(lo[3 * t + i], hi[3 * t + i]);
+}
+
+void T_AVX2 lmz_dot3_avx2(const float *const w[3], const float *const *x, size_t nx, size_t n, float *y, size_t ldy)
+{
+    if (n % 16) { /* a tail: the 2 x 2 tiles, the last row and token repeated */
+        const float *w4[4] = {w[0], w[1], w[2], w[2]}, *x4[4];
+        float o[16];
+        for (size_t t = 0; t < 4; t++) x4[t] = x[t < nx ? t : nx - 1];
+        lmz_dot4x4_avx2(w4, x4, n, o, 4);
+        for (size_t t = 0; t < nx; t++)
+            for (size_t i = 0; i < 3; i++) y[t * ldy + i] = o[4 * t + i];
+        return;
+    }
+    switch (nx) {
+    case 1: tile3_half(w, x, n, 1, y, ldy); break;
+    case 2: tile3_half(w, x, n, 2, y, ldy); break;
+    case 3: tile3_half(w, x, n, 3, y, ldy); break;
+    default: tile3_half(w, x, n, 4, y, ldy); break;
+    }
+}
+
 void T_AVX2 lmz_axpy_avx2(float a, const float *x, float *y, size_t n)
 {
     __m256 av = _mm256_set1_ps(a);

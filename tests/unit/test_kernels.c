@@ -169,6 +169,19 @@ TEST(kernels_dot4_same_bits_as_dot)
                     float ref = lmz_dot(LMZ_KPATH_SCALAR, ws[r], LMZ_GGML_F32, xs[i], n);
                     if (memcmp(&ref, &o16[4 * i + r], 4)) differ++;
                 }
+            /* the path's own tile (3 or 4 rows) against 1..4 tokens */
+            const float *wt[4] = {xs[2], w, xs[0], xs[3]};
+            size_t R = lmz_f32_tile_rows((lmz_kpath)p);
+            CHECK(R == 3 || R == 4);
+            for (size_t nx = 1; nx <= 4; nx++) {
+                float yt[16];
+                lmz_dot_tile_f32((lmz_kpath)p, wt, xs, nx, n, yt, 4, 0);
+                for (size_t r = 0; r < R; r++)
+                    for (size_t i = 0; i < nx; i++) {
+                        float ref = lmz_dot(LMZ_KPATH_SCALAR, wt[r], LMZ_GGML_F32, xs[i], n);
+                        if (memcmp(&ref, &yt[4 * i + r], 4)) differ++;
+                    }
+            }
         }
         free(w);
         free(x);
@@ -290,6 +303,13 @@ TEST(kernels_tails_keep_negative_zero)
             for (int i = 0; i < 4; i++) differ += memcmp(&o4[i], &ref, 4) != 0;
             lmz_dot4x4_f32((lmz_kpath)p, ws, xs, n, o16, 4, 0);
             for (int i = 0; i < 16; i++) differ += memcmp(&o16[i], &ref, 4) != 0;
+            for (size_t nx = 1; nx <= 4; nx++) {
+                float yt[16];
+                size_t R = lmz_f32_tile_rows((lmz_kpath)p);
+                lmz_dot_tile_f32((lmz_kpath)p, ws, xs, nx, n, yt, 4, 0);
+                for (size_t t = 0; t < nx; t++)
+                    for (size_t r = 0; r < R; r++) differ += memcmp(&yt[4 * t + r], &ref, 4) != 0;
+            }
         }
     }
     CHECK_EQ_U64(differ, 0);
@@ -503,6 +523,12 @@ TEST(kernels_portable_rounding_cases)
             CHECK(plain == !(rep & 1));
             lmz_dot4x4_f32((lmz_kpath)p, (const float *const *)w, (const float *const *)x, n, yp, 4, plain);
             bad += memcmp(y, yp, sizeof y) != 0;
+            for (size_t nx = 1; nx <= 4; nx++) { /* the path's own tile */
+                float yt[16];
+                lmz_dot_tile_f32((lmz_kpath)p, (const float *const *)w, (const float *const *)x, nx, n, yt, 4, plain);
+                for (size_t r = 0; r < lmz_f32_tile_rows((lmz_kpath)p); r++)
+                    for (size_t t = 0; t < nx; t++) bad += memcmp(&yt[4 * t + r], &want[r][t], 4) != 0;
+            }
             for (int r = 0; r < 4; r++) {
                 lmz_dot4_f32((lmz_kpath)p, w[r], (const float *const *)x, n, o, 0);
                 for (int t = 0; t < 4; t++) {
