@@ -60,9 +60,9 @@ void lmz_dot4_f32(lmz_kpath p, const float *w, const float *const x[4], size_t n
 
 /* y[t * ldy + r] = lmz_dot(p, w[r], F32, x[t], n) for r < rows, t < nx:
  * many weight rows against a few activation vectors (the ensemble's adaptive
- * head, one vector per stream), the same bits as those dots. Four rows and
- * four vectors go through lmz_dot4x4_f32 together (each row is read once for
- * four vectors); one vector goes row by row, or with AVX-512 (n a multiple
+ * head, one vector per stream), the same bits as those dots. Up to four
+ * vectors go through the path's tile together (lmz_dot_tile_f32: each row is
+ * read once for them); one vector goes row by row, or with AVX-512 (n a multiple
  * of 16) sixteen rows at a time, sharing each load of x and meeting in one
  * transposing reduction. */
 void lmz_dot_many_f32(lmz_kpath p, const float *const *w, size_t rows, const float *const *x, size_t nx, size_t n,

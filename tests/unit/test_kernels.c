@@ -194,7 +194,7 @@ TEST(kernels_dot_many_same_bits_as_dot)
     unsigned long long seed = 29;
     size_t sizes[] = {1, 15, 16, 17, 64, 100, 192, 576};
     size_t counts[] = {1, 3, 15, 16, 17, 40};
-    size_t vecs[] = {1, 2, 4, 5, 9};
+    size_t vecs[] = {1, 2, 4, 5, 7, 9};
     int differ = 0;
     for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
         for (size_t ci = 0; ci < sizeof counts / sizeof *counts; ci++)
