@@ -290,27 +290,55 @@ int T_AVX2 lmz_weighted_sum_avx2(const float *w, size_t ws, size_t nq, const flo
     return 1;
 }
 
-/* lane l of the reference for eight keys (one per lane of the register) */
-static inline T_AVX2 __m256 keys_lane8(const float *kt, const float *q, size_t n, size_t l)
+/* lane l of the reference for the block's 16 keys, keys 0-7 in *lo and 8-15
+ * in *hi (one key per lane of a register): each query element broadcast once
+ * for both */
+static inline T_AVX2 __attribute__((always_inline)) void keys_lane16(const float *kt, const float *q, size_t n,
+                                                                      size_t l, __m256 *lo, __m256 *hi)
 {
-    __m256 a = _mm256_setzero_ps();
-    for (size_t k = l; k < n; k += 16) a = _mm256_fmadd_ps(_mm256_loadu_ps(kt + 16 * k), _mm256_set1_ps(q[k]), a);
-    return a;
+    __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+    for (size_t k = l; k < n; k += 16) {
+        __m256 qk = _mm256_set1_ps(q[k]);
+        a = _mm256_fmadd_ps(_mm256_loadu_ps(kt + 16 * k), qk, a);
+        b = _mm256_fmadd_ps(_mm256_loadu_ps(kt + 16 * k + 8), qk, b);
+    }
+    *lo = a;
+    *hi = b;
 }
 
-/* as lmz_dot_keys16_avx512, keys 0-7 and 8-15 in two passes */
+/* the tree's first level for both halves: lanes j + j+8 */
+static inline T_AVX2 __attribute__((always_inline)) void keys_pair(const float *kt, const float *q, size_t n,
+                                                                    size_t j, __m256 *lo, __m256 *hi)
+{
+    __m256 a0, a1, b0, b1;
+    keys_lane16(kt, q, n, j, &a0, &a1);
+    keys_lane16(kt, q, n, j + 8, &b0, &b1);
+    *lo = _mm256_add_ps(a0, b0);
+    *hi = _mm256_add_ps(a1, b1);
+}
+
+/* as lmz_dot_keys16_avx512, keys 0-7 and 8-15 side by side; the tree's
+ * levels (j + j+8, then + j+4, + j+2, 0 + 1) taken in the order that keeps
+ * few partial sums alive */
 void T_AVX2 lmz_dot_keys16_avx2(const float *kt, const float *q, size_t qs, size_t nq, size_t n, float *out,
                                 size_t ldo)
 {
-    for (size_t h = 0; h < nq; h++)
-        for (size_t half = 0; half < 2; half++) {
-            const float *qh = q + h * qs, *kh = kt + 8 * half;
-            __m256 s[8];
-            for (size_t j = 0; j < 8; j++) s[j] = _mm256_add_ps(keys_lane8(kh, qh, n, j), keys_lane8(kh, qh, n, j + 8));
-            __m256 u0 = _mm256_add_ps(_mm256_add_ps(s[0], s[4]), _mm256_add_ps(s[2], s[6]));
-            __m256 u1 = _mm256_add_ps(_mm256_add_ps(s[1], s[5]), _mm256_add_ps(s[3], s[7]));
-            _mm256_storeu_ps(out + h * ldo + 8 * half, _mm256_add_ps(u0, u1));
-        }
+    for (size_t h = 0; h < nq; h++) {
+        const float *qh = q + h * qs;
+        __m256 s0[2], s4[2], s2[2], s6[2], u0[2], u1[2];
+        keys_pair(kt, qh, n, 0, &s0[0], &s0[1]);
+        keys_pair(kt, qh, n, 4, &s4[0], &s4[1]);
+        keys_pair(kt, qh, n, 2, &s2[0], &s2[1]);
+        keys_pair(kt, qh, n, 6, &s6[0], &s6[1]);
+        for (int i = 0; i < 2; i++) u0[i] = _mm256_add_ps(_mm256_add_ps(s0[i], s4[i]), _mm256_add_ps(s2[i], s6[i]));
+        keys_pair(kt, qh, n, 1, &s0[0], &s0[1]);
+        keys_pair(kt, qh, n, 5, &s4[0], &s4[1]);
+        keys_pair(kt, qh, n, 3, &s2[0], &s2[1]);
+        keys_pair(kt, qh, n, 7, &s6[0], &s6[1]);
+        for (int i = 0; i < 2; i++) u1[i] = _mm256_add_ps(_mm256_add_ps(s0[i], s4[i]), _mm256_add_ps(s2[i], s6[i]));
+        _mm256_storeu_ps(out + h * ldo, _mm256_add_ps(u0[0], u1[0]));
+        _mm256_storeu_ps(out + h * ldo + 8, _mm256_add_ps(u0[1], u1[1]));
+    }
 }
 
 size_t T_AVX2 lmz_find_ge_avx2(const float *x, size_t n, float t, uint32_t *idx)
