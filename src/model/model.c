@@ -145,7 +145,7 @@ static void mm_rows(void *ctx, size_t r0, size_t r1, unsigned thread)
             /* the next group's weights come from memory while this group's
              * tiles run: each tile asks for a slice of them */
             size_t ahead = r + G < r1 ? (r1 - r - G < G ? r1 - r - G : G) * rb : 0;
-            size_t tiles = (T + 3) / 4, slice = (ahead / tiles + 63) / 64 * 64;
+            size_t tiles = (T + 3) / 4, slice = tiles ? (ahead / tiles + 63) / 64 * 64 : 0;
             const uint8_t *next = w + (r + G) * rb;
             for (; t < T; t += 4) {
                 for (size_t o = t / 4 * slice; o < (t / 4 + 1) * slice && o < ahead; o += 64) PREFETCH(next + o);
